@@ -1,0 +1,1 @@
+//! compress (work in progress)

@@ -1,0 +1,1 @@
+//! decoder (work in progress)

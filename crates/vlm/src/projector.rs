@@ -1,0 +1,1 @@
+//! projector (work in progress)

@@ -1,0 +1,1 @@
+//! text (work in progress)

@@ -1,0 +1,1 @@
+//! vision (work in progress)
