@@ -1,1 +1,61 @@
-fn main() {}
+//! `vlmscale`: pick an LLM size and a visual-token budget for a VLM deployment (scaling laws, cost
+//! models, compute-optimal frontier), after *Inference Optimal VLMs Need Fewer Visual Tokens and More
+//! Parameters* (Li, Goyal, Semedo, Kolter; arXiv 2411.03312).
+//!
+//! A thin binary: every command parses its arguments and calls the library crates.
+mod commands;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// vlmscale — inference-optimal vision-language models.
+///
+/// Start with `vlmscale fit`: it re-derives the paper's scaling law from the paper's own published
+/// scores (embedded), with the compute-optimal configuration for a budget coming from `frontier`.
+#[derive(Parser)]
+#[command(name = "vlmscale", version, about, long_about = None, after_help = "\
+Examples:
+  vlmscale fit                                   # the paper's law from its published scores
+  vlmscale fit --task ocr                        # the OCR-like tasks
+  vlmscale fit --data my_scores.csv --task reasoning --json > fit.json
+  vlmscale frontier --text-tokens 50 --budget 1e12
+  vlmscale flops --llm-params 7e9 --visual-tokens 16 --text-tokens 50 --exact
+  vlmscale plot --out-dir plots
+  vlmscale bench fit")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Fit the scaling law Y = A·N^-α·T^-β + D to scores (default: the paper's published scores).
+    Fit(commands::fit::Args),
+    /// Compute-optimal (N, V) under an inference budget.
+    Frontier(commands::frontier::Args),
+    /// Inference FLOPs of one query: the paper's 2·N·(Q+V) or an exact per-term breakdown.
+    Flops(commands::flops::Args),
+    /// Draw the paper's Figure 1 (error vs inference FLOPs, per N, with the frontier) as PNG and SVG.
+    Plot(commands::plot::Args),
+    /// Benchmarks (speed, with the peer's figure from the same run).
+    #[command(subcommand)]
+    Bench(commands::bench::Bench),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Fit(a) => commands::fit::run(a),
+        Command::Frontier(a) => commands::frontier::run(a),
+        Command::Flops(a) => commands::flops::run(a),
+        Command::Plot(a) => commands::plot::run(a),
+        Command::Bench(b) => commands::bench::run(b),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(commands::exit_code(&e))
+        }
+    }
+}

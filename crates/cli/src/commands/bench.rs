@@ -1,0 +1,113 @@
+//! `vlmscale bench …`: speed, with the peer's figure measured in the same run.
+use anyhow::Result;
+use scaling::fit::cells::Cells;
+use scaling::fit::grid::{grid_search, GridSpec};
+use scaling::law::{LawForm, TokenAxis};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Bench {
+    /// The paper's full 5,000,000-point grid search on the 28 published cells, against the authors'
+    /// Python loop (benches/peers/grid_search_authors_loop.py, timed on a prefix of the grid).
+    Fit(FitArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct FitArgs {
+    /// Timed repetitions of the full grid (median reported).
+    #[arg(long, default_value_t = 7)]
+    pub repeats: usize,
+    /// Grid points the Python peer evaluates (its rate is extrapolated to the full grid).
+    #[arg(long, default_value_t = 20000)]
+    pub peer_points: usize,
+    /// Python interpreter for the peer.
+    #[arg(long, default_value = "python3")]
+    pub python: String,
+}
+
+pub fn run(b: Bench) -> Result<()> {
+    match b {
+        Bench::Fit(a) => fit(a),
+    }
+}
+
+/// Arithmetic the grid search actually performs: per (α, β, A) one pass over the cells (multiply,
+/// subtract, two accumulations, one square: 5 FLOPs a cell), then 4 FLOPs per D point.
+fn grid_flops(spec: &GridSpec, cells: usize) -> f64 {
+    let outer = (spec.alpha.len() * spec.beta.len() * spec.scale.len()) as f64;
+    outer * (5.0 * cells as f64 + 4.0 * spec.offset.len() as f64)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// A practical f64 arithmetic limit of this build on this machine: a multiply-add loop with independent
+/// accumulators over L1-resident data, on every core (rayon).
+fn measured_f64_limit() -> f64 {
+    use rayon::prelude::*;
+    let threads = rayon::current_num_threads();
+    let x: Vec<f64> = (0..2048).map(|i| 1.0 + i as f64 * 1e-6).collect();
+    let reps = 20_000;
+    let t0 = Instant::now();
+    let sink: f64 = (0..threads)
+        .into_par_iter()
+        .map(|t| {
+            let mut acc = [t as f64; 16];
+            for _ in 0..reps {
+                for ch in x.chunks_exact(16) {
+                    for k in 0..16 {
+                        acc[k] = acc[k] * 0.999_999 + ch[k];
+                    }
+                }
+            }
+            acc.iter().sum::<f64>()
+        })
+        .sum();
+    let dt = t0.elapsed().as_secs_f64();
+    std::hint::black_box(sink);
+    (threads * reps * x.len() * 2) as f64 / dt
+}
+
+fn fit(a: FitArgs) -> Result<()> {
+    let ds = scaling::paper::dataset()?.select(Some("reasoning"), None)?;
+    let cells = Cells::from_dataset(&ds, TokenAxis::Visual);
+    let spec = GridSpec::paper();
+    let points = spec.points(LawForm::Multiplicative) as f64;
+    let _ = grid_search(&cells, LawForm::Multiplicative, &spec); // warm-up
+    let mut times = Vec::new();
+    let mut best = None;
+    for _ in 0..a.repeats.max(1) {
+        let t0 = Instant::now();
+        best = grid_search(&cells, LawForm::Multiplicative, &spec);
+        times.push(t0.elapsed().as_secs_f64());
+    }
+    let t = median(times);
+    let best = best.expect("non-empty grid");
+    let ours = points / t;
+    let gflops = grid_flops(&spec, cells.len()) / t / 1e9;
+    let limit = measured_f64_limit() / 1e9;
+    println!("bench fit — the paper's grid: {points:.0} points × {} cells, {} threads", cells.len(), rayon::current_num_threads());
+    println!("  vlmscale: {t:.4} s per full grid (median of {}), {ours:.3e} points/s, {gflops:.2} GFLOP/s executed (measured f64 limit of this build: {limit:.2} GFLOP/s, {:.0} %)",
+        a.repeats.max(1), 100.0 * gflops / limit);
+    println!("            best: α = {:.4}, β = {:.4}, SSE = {:.4e}", best.law.alpha(), best.law.beta(), best.loss);
+
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../benches/peers/grid_search_authors_loop.py");
+    let csv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/paper/reasoning.csv");
+    let peer = Command::new(&a.python).arg(&script).arg(&csv).arg("--points").arg(a.peer_points.to_string()).output();
+    match peer {
+        Ok(out) if out.status.success() => {
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+            let rate = v["points_per_second"].as_f64().unwrap_or(f64::NAN);
+            println!("  authors' Python loop: {rate:.3e} points/s ({} points in {:.2} s) → {:.0} s for the full grid, {:.1} min for the 20 % the authors search",
+                v["points"], v["seconds"].as_f64().unwrap_or(f64::NAN), points / rate, 0.2 * points / rate / 60.0);
+            println!("  speed-up: {:.0}× the authors' loop (target ≥ 1000×; target time < 0.25 s: {})", ours / rate, if t < 0.25 { "met" } else { "NOT met" });
+        }
+        Ok(out) => println!("  authors' Python loop: failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim()),
+        Err(e) => println!("  authors' Python loop: could not run `{}` ({e}); install python3 with numpy", a.python),
+    }
+    Ok(())
+}

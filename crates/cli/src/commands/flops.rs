@@ -1,0 +1,125 @@
+//! `vlmscale flops`: inference FLOPs of one query.
+use anyhow::Result;
+use scaling::cost::arch::{CompressorKind, LlmArch, ProjectorKind, VisionArch};
+use scaling::cost::exact::{query_cost, QuerySpec};
+use scaling::cost::paper_flops;
+use std::path::PathBuf;
+
+/// FLOPs of one query. Default: the paper's 2·N·(Q+V). With --exact: a per-term breakdown (vision
+/// tower CLIP ViT-L/14-336, compressor, projector, LLM matmuls, attention over the context, LM head)
+/// for an LLM architecture from --config (a Hugging Face or LLaVA config.json), --preset, or the
+/// Qwen-1.5 preset nearest to --llm-params.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// N, LLM parameters (raw count, e.g. 7e9).
+    #[arg(long, value_name = "N")]
+    pub llm_params: Option<f64>,
+    /// V, visual tokens.
+    #[arg(long, value_name = "V")]
+    pub visual_tokens: f64,
+    /// Q, text tokens.
+    #[arg(long, value_name = "Q", default_value_t = 0.0)]
+    pub text_tokens: f64,
+    /// Per-term exact count instead of 2·N·(Q+V).
+    #[arg(long)]
+    pub exact: bool,
+    /// LLM config.json for --exact.
+    #[arg(long, value_name = "config.json", requires = "exact")]
+    pub config: Option<PathBuf>,
+    /// Built-in LLM shape for --exact: qwen1.5-0.5b, qwen1.5-1.8b, qwen1.5-4b, qwen1.5-7b, qwen1.5-14b, vicuna-7b.
+    #[arg(long, requires = "exact", conflicts_with = "config")]
+    pub preset: Option<String>,
+    /// Compressor (exact model).
+    #[arg(long, value_enum, default_value_t = Compressor::Quecc)]
+    pub compressor: Compressor,
+    /// Projector (exact model).
+    #[arg(long, value_enum, default_value_t = Projector::Mlp2xGelu)]
+    pub projector: Projector,
+    /// Tokens of the question alone, for QueCC's query-embedding pass (default: Q).
+    #[arg(long)]
+    pub question_tokens: Option<f64>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Compressor {
+    None,
+    Quecc,
+    Tokenpacker,
+    Avgpool,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Projector {
+    Linear,
+    #[value(name = "mlp2x_gelu")]
+    Mlp2xGelu,
+}
+
+fn check(flag: &str, x: f64, min: f64) -> Result<f64> {
+    if x.is_finite() && x >= min {
+        Ok(x)
+    } else {
+        Err(super::UsageError(format!("{flag} must be a number ≥ {min}, got {x}")).into())
+    }
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let v = check("--visual-tokens", a.visual_tokens, 0.0)?;
+    let q = check("--text-tokens", a.text_tokens, 0.0)?;
+    if !a.exact {
+        let n = a.llm_params.ok_or_else(|| super::UsageError("--llm-params is required (or use --exact with --config/--preset)".into()))?;
+        let n = check("--llm-params", n, 1.0)?;
+        let f = paper_flops(n, q, v);
+        if a.json {
+            println!("{}", serde_json::json!({"model": "paper", "formula": "2*N*(Q+V)", "llm_params": n, "text_tokens": q, "visual_tokens": v, "flops": f}));
+        } else {
+            println!("paper cost model: 2·N·(Q+V) = 2 × {n:.4e} × ({q} + {v}) = {f:.4e} FLOPs");
+        }
+        return Ok(());
+    }
+    let (name, llm) = match (&a.config, &a.preset, a.llm_params) {
+        (Some(p), _, _) => (p.display().to_string(), LlmArch::from_config_file(p)?),
+        (None, Some(name), _) => (
+            name.clone(),
+            LlmArch::preset(name).ok_or_else(|| super::UsageError(format!("--preset: unknown `{name}` (known: {})", LlmArch::PRESETS.join(", "))))?,
+        ),
+        (None, None, Some(n)) => {
+            let (p, arch) = LlmArch::nearest_qwen(check("--llm-params", n, 1.0)?);
+            (format!("{p} (nearest Qwen-1.5 preset to N = {n:.3e})"), arch)
+        }
+        (None, None, None) => return Err(super::UsageError("--exact needs --config, --preset or --llm-params".into()).into()),
+    };
+    let spec = QuerySpec {
+        text_tokens: q,
+        visual_tokens: v,
+        question_tokens: a.question_tokens.unwrap_or(q),
+        compressor: match a.compressor {
+            Compressor::None => CompressorKind::None,
+            Compressor::Quecc => CompressorKind::Quecc,
+            Compressor::Tokenpacker => CompressorKind::Tokenpacker,
+            Compressor::Avgpool => CompressorKind::Avgpool,
+        },
+        projector: match a.projector {
+            Projector::Linear => ProjectorKind::Linear,
+            Projector::Mlp2xGelu => ProjectorKind::Mlp2xGelu,
+        },
+    };
+    let c = query_cost(&llm, &VisionArch::clip_vit_l14_336(), &spec);
+    if a.json {
+        println!("{}", serde_json::json!({"model": "exact", "llm": name, "llm_params": llm.params(), "breakdown": c, "total": c.total()}));
+        return Ok(());
+    }
+    println!("exact cost of one query — LLM {name}: N = {:.4e} parameters, Q = {q}, V = {v}, {:?} + {:?}", llm.params(), spec.compressor, spec.projector);
+    println!("vision tower: CLIP ViT-L/14-336, 23 of 24 blocks (LLaVA select_layer −2)\n");
+    let total = c.total();
+    for t in &c.terms {
+        println!("{:<24} {:>12.4e} FLOPs {:>6.1} %   {}", t.name, t.flops, 100.0 * t.flops / total, t.formula);
+    }
+    println!("{:<24} {:>12.4e} FLOPs  (prefill, to the first token)", "total", total);
+    println!("{:<24} {:>12.4e} FLOPs  (each further token, context Q+V)", "decode per token", c.decode_per_token);
+    println!("{:<24} {:>12.4e} FLOPs  (2·N·(Q+V); exact/paper = {:.2})", "paper's model", c.paper, total / c.paper);
+    Ok(())
+}

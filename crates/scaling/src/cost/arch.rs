@@ -1,0 +1,158 @@
+//! Architecture descriptions the exact cost model needs: the LLM (read from a Hugging Face
+//! `config.json`, or a built-in Qwen-1.5 / Vicuna preset), the CLIP vision tower and the compressor.
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Decoder-only LLM shape (Qwen2 / Llama family), as in a Hugging Face `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlmArch {
+    /// Model width H.
+    pub hidden_size: usize,
+    /// Decoder blocks.
+    pub num_hidden_layers: usize,
+    /// Query heads.
+    pub num_attention_heads: usize,
+    /// Key/value heads (GQA); defaults to the query heads.
+    #[serde(default)]
+    pub num_key_value_heads: Option<usize>,
+    /// SwiGLU inner width.
+    pub intermediate_size: usize,
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Whether the LM head shares the embedding matrix.
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    /// Context window, tokens.
+    #[serde(default)]
+    pub max_position_embeddings: Option<usize>,
+}
+
+impl LlmArch {
+    /// K/V heads (query heads when not set).
+    pub fn kv_heads(&self) -> usize {
+        self.num_key_value_heads.unwrap_or(self.num_attention_heads)
+    }
+
+    /// Parameters in the matrices every token passes through per block: q, k, v, o projections and the
+    /// three SwiGLU matrices (biases and norms excluded: they cost O(H) per token).
+    pub fn block_matmul_params(&self) -> f64 {
+        let h = self.hidden_size as f64;
+        let kv = (self.kv_heads() * self.hidden_size / self.num_attention_heads) as f64;
+        2.0 * h * h + 2.0 * h * kv + 3.0 * h * self.intermediate_size as f64
+    }
+
+    /// Total parameter count N (embeddings, blocks with Qwen2's q/k/v biases counted as Llama's none —
+    /// biases are < 0.1 % —, norms, and an untied LM head), raw count.
+    pub fn params(&self) -> f64 {
+        let h = self.hidden_size as f64;
+        let emb = self.vocab_size as f64 * h;
+        let blocks = self.num_hidden_layers as f64 * (self.block_matmul_params() + 2.0 * h);
+        emb + blocks + h + if self.tie_word_embeddings { 0.0 } else { emb }
+    }
+
+    /// Reads an LLM config from a Hugging Face `config.json` (a LLaVA checkpoint's config works too:
+    /// the `mm_*` keys are ignored).
+    ///
+    /// Errors: [`Error::Io`] if unreadable, [`Error::Json`] naming the missing or malformed field.
+    pub fn from_config_file(path: &Path) -> Result<LlmArch> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        let arch: LlmArch = serde_json::from_str(&text).map_err(|e| Error::Json { path: path.to_path_buf(), msg: e.to_string() })?;
+        if arch.hidden_size == 0 || arch.num_attention_heads == 0 || arch.hidden_size % arch.num_attention_heads != 0 {
+            return Err(Error::Json {
+                path: path.to_path_buf(),
+                msg: format!("hidden_size {} is not a positive multiple of num_attention_heads {}", arch.hidden_size, arch.num_attention_heads),
+            });
+        }
+        Ok(arch)
+    }
+
+    /// Built-in shapes of the paper's LLMs (from their Hugging Face `config.json`s): `qwen1.5-0.5b`,
+    /// `qwen1.5-1.8b`, `qwen1.5-4b`, `qwen1.5-7b`, `qwen1.5-14b`, `vicuna-7b`.
+    pub fn preset(name: &str) -> Option<LlmArch> {
+        let q = |h, l, a, i, tie| LlmArch {
+            hidden_size: h,
+            num_hidden_layers: l,
+            num_attention_heads: a,
+            num_key_value_heads: None,
+            intermediate_size: i,
+            vocab_size: 151936,
+            tie_word_embeddings: tie,
+            max_position_embeddings: Some(32768),
+        };
+        Some(match name {
+            "qwen1.5-0.5b" => q(1024, 24, 16, 2816, true),
+            "qwen1.5-1.8b" => q(2048, 24, 16, 5504, false),
+            "qwen1.5-4b" => q(2560, 40, 20, 6912, false),
+            "qwen1.5-7b" => q(4096, 32, 32, 11008, false),
+            "qwen1.5-14b" => q(5120, 40, 40, 13696, false),
+            "vicuna-7b" => LlmArch { vocab_size: 32000, max_position_embeddings: Some(4096), ..q(4096, 32, 32, 11008, false) },
+            _ => return None,
+        })
+    }
+
+    /// Names accepted by [`LlmArch::preset`].
+    pub const PRESETS: [&'static str; 6] = ["qwen1.5-0.5b", "qwen1.5-1.8b", "qwen1.5-4b", "qwen1.5-7b", "qwen1.5-14b", "vicuna-7b"];
+
+    /// The Qwen-1.5 preset whose parameter count is nearest (in log scale) to `params` (raw count).
+    pub fn nearest_qwen(params: f64) -> (&'static str, LlmArch) {
+        LlmArch::PRESETS[..5]
+            .iter()
+            .map(|n| (*n, LlmArch::preset(n).expect("preset exists")))
+            .min_by(|a, b| (a.1.params() / params).ln().abs().total_cmp(&(b.1.params() / params).ln().abs()))
+            .expect("five presets")
+    }
+}
+
+/// CLIP ViT vision tower shape (HF `CLIPVisionConfig`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VisionArch {
+    /// Width d.
+    pub hidden_size: usize,
+    /// MLP inner width.
+    pub intermediate_size: usize,
+    /// Encoder blocks in the checkpoint.
+    pub num_hidden_layers: usize,
+    /// Input side, pixels.
+    pub image_size: usize,
+    /// Patch side, pixels.
+    pub patch_size: usize,
+    /// Blocks actually run (LLaVA's `select_layer = −2` stops after block L − 1).
+    pub layers_run: usize,
+}
+
+impl VisionArch {
+    /// CLIP ViT-L/14-336 as LLaVA-1.5 uses it: 24 blocks of width 1024, run to block 23.
+    pub fn clip_vit_l14_336() -> VisionArch {
+        VisionArch { hidden_size: 1024, intermediate_size: 4096, num_hidden_layers: 24, image_size: 336, patch_size: 14, layers_run: 23 }
+    }
+
+    /// Patch tokens per image (576 for ViT-L/14-336).
+    pub fn patches(&self) -> usize {
+        (self.image_size / self.patch_size).pow(2)
+    }
+}
+
+/// The visual-token compressor between the vision tower and the projector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CompressorKind {
+    /// All patch tokens go to the LLM.
+    None,
+    /// QueCC (paper §4): query injection, depth-wise strided conv, local cross-attention.
+    Quecc,
+    /// TokenPacker: bilinear-downsampled queries, local cross-attention.
+    Tokenpacker,
+    /// 2-D average pooling.
+    Avgpool,
+}
+
+/// The projector from vision width to LLM width.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProjectorKind {
+    /// One Linear(d → H).
+    Linear,
+    /// Linear(d → H) → GELU → Linear(H → H) (LLaVA-1.5).
+    Mlp2xGelu,
+}

@@ -1,0 +1,142 @@
+//! Exact per-term inference FLOPs of one VLM query (one image, Q text tokens, V visual tokens), in the
+//! accounting of Hoffmann et al. 2022 (Chinchilla), Appendix F: every matrix product counts 2 FLOPs per
+//! multiply-add; both attention products (QKᵀ and attention·V) are counted; element-wise work (norms,
+//! activations, softmax, residual adds, biases) is O(width) per token and left out.
+//!
+//! Attention note: Kaplan et al. 2020 (Table 1) write 2 · n_layers · ctx · d_model per token for
+//! attention, which counts one of the two products; here each costs 2 · ctx · d_model per token per
+//! layer, so 4 · n_layers · ctx · d_model in all.
+use super::arch::{CompressorKind, LlmArch, ProjectorKind, VisionArch};
+use serde::Serialize;
+
+/// One named term of a cost breakdown.
+#[derive(Debug, Clone, Serialize)]
+pub struct Term {
+    /// Short name, e.g. `llm.matmul`.
+    pub name: String,
+    /// FLOPs.
+    pub flops: f64,
+    /// How it was computed, in words and symbols.
+    pub formula: String,
+}
+
+/// The breakdown of one query: vision tower, compressor (with QueCC's extra LLM pass over the question),
+/// projector, LLM prefill of Q + V tokens, and one decode step at the end of that context.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueryCost {
+    /// Terms of the prefill path (everything up to the first output token).
+    pub terms: Vec<Term>,
+    /// FLOPs of one decode step right after the prefill (context Q + V).
+    pub decode_per_token: f64,
+    /// The paper's 2·N·(Q + V) for the same N, Q, V, for comparison.
+    pub paper: f64,
+}
+
+impl QueryCost {
+    /// Sum of the prefill terms (FLOPs to the first token).
+    pub fn total(&self) -> f64 {
+        self.terms.iter().map(|t| t.flops).sum()
+    }
+}
+
+/// FLOPs of running `arch` over `tokens` new tokens after `past` cached ones, without the LM head:
+/// (matmul FLOPs, attention FLOPs). Causal: new token i attends to past + i + 1 positions.
+pub fn llm_forward(arch: &LlmArch, tokens: f64, past: f64) -> (f64, f64) {
+    let l = arch.num_hidden_layers as f64;
+    let h = arch.hidden_size as f64;
+    let matmul = 2.0 * tokens * l * arch.block_matmul_params();
+    // Σ_{i=1..tokens} (past + i) context positions, two products of 2·ctx·H each per layer.
+    let ctx_sum = tokens * past + tokens * (tokens + 1.0) / 2.0;
+    let attention = 4.0 * l * h * ctx_sum;
+    (matmul, attention)
+}
+
+/// CLIP vision tower FLOPs for one image: patch embedding plus `layers_run` pre-LN blocks over
+/// patches + 1 (CLS) tokens.
+pub fn vision_tower(v: &VisionArch) -> f64 {
+    let p = v.patches() as f64;
+    let s = p + 1.0;
+    let d = v.hidden_size as f64;
+    let patch_embed = 2.0 * p * (3 * v.patch_size * v.patch_size) as f64 * d;
+    let block = 2.0 * s * (4.0 * d * d + 2.0 * d * v.intermediate_size as f64) + 4.0 * s * s * d;
+    patch_embed + v.layers_run as f64 * block
+}
+
+/// Compressor FLOPs for one image producing `visual_tokens` tokens from `patches` tokens of width d
+/// (multi-level features are 4·d wide), with the LLM width `h_llm` for QueCC's text projection.
+pub fn compressor(kind: CompressorKind, patches: f64, d: f64, visual_tokens: f64, h_llm: f64) -> f64 {
+    let kv_mlps = 2.0 * 2.0 * patches * (4.0 * d * d + d * d); // k_proj, v_proj: 4d→d→d
+    let mha = 2.0 * visual_tokens * d * d   // query in-projection
+        + 2.0 * 2.0 * patches * d * d        // key and value in-projections
+        + 4.0 * patches * d                  // each query attends to its own window: V · (P / V) keys
+        + 2.0 * visual_tokens * d * d;       // output projection
+    match kind {
+        CompressorKind::None => 0.0,
+        CompressorKind::Avgpool => patches * d,
+        CompressorKind::Quecc => {
+            2.0 * h_llm * d                          // text projection of the query embedding
+                + 2.0 * patches * 2.0 * d * d        // q_proj MLP d→d→d on every patch
+                + 2.0 * patches * d                  // depth-wise conv, kernel = stride: each input once
+                + kv_mlps
+                + mha
+        }
+        CompressorKind::Tokenpacker => {
+            4.0 * patches * d                        // bilinear down-sampling (≤ 4 taps per output, bounded by P)
+                + 2.0 * visual_tokens * d * d        // Linear (no bias) on the queries
+                + kv_mlps
+                + mha
+        }
+    }
+}
+
+/// Projector FLOPs for `visual_tokens` tokens from width d to LLM width H.
+pub fn projector(kind: ProjectorKind, visual_tokens: f64, d: f64, h: f64) -> f64 {
+    match kind {
+        ProjectorKind::Linear => 2.0 * visual_tokens * d * h,
+        ProjectorKind::Mlp2xGelu => 2.0 * visual_tokens * (d * h + h * h),
+    }
+}
+
+/// What the query is made of.
+#[derive(Debug, Clone)]
+pub struct QuerySpec {
+    /// Q, text tokens in the LLM input.
+    pub text_tokens: f64,
+    /// V, visual tokens in the LLM input.
+    pub visual_tokens: f64,
+    /// Tokens of the question alone (QueCC's query-embedding pass); defaults to Q in the CLI.
+    pub question_tokens: f64,
+    /// Compressor.
+    pub compressor: CompressorKind,
+    /// Projector.
+    pub projector: ProjectorKind,
+}
+
+/// The full breakdown of one query through vision tower, compressor, projector and LLM.
+pub fn query_cost(llm: &LlmArch, vision: &VisionArch, q: &QuerySpec) -> QueryCost {
+    let d = vision.hidden_size as f64;
+    let h = llm.hidden_size as f64;
+    let l = llm.num_hidden_layers as f64;
+    let p = vision.patches() as f64;
+    let ctx = q.text_tokens + q.visual_tokens;
+    let lm_head = 2.0 * h * llm.vocab_size as f64;
+    let (mm, att) = llm_forward(llm, ctx, 0.0);
+    let mut terms = vec![
+        Term { name: "vision_tower".into(), flops: vision_tower(vision),
+            formula: format!("patch embed 2·P·3p²·d + {} blocks × [2·(P+1)·(4d² + 2d·d_ff) + 4·(P+1)²·d], P = {}", vision.layers_run, vision.patches()) },
+    ];
+    if q.compressor == CompressorKind::Quecc {
+        let (qm, qa) = llm_forward(llm, q.question_tokens, 0.0);
+        terms.push(Term { name: "quecc.query_embedding".into(), flops: qm + qa,
+            formula: format!("LLM pass over the {} question tokens, no LM head", q.question_tokens) });
+    }
+    terms.push(Term { name: "compressor".into(), flops: compressor(q.compressor, p, d, q.visual_tokens, h),
+        formula: format!("{:?}: MLPs on P tokens, windowed attention of V queries", q.compressor) });
+    terms.push(Term { name: "projector".into(), flops: projector(q.projector, q.visual_tokens, d, h),
+        formula: format!("{:?}: 2·V·(d·H [+ H·H])", q.projector) });
+    terms.push(Term { name: "llm.matmul".into(), flops: mm, formula: "2·(Q+V)·n_layers·(2H² + 2H·H_kv + 3H·d_ff)".into() });
+    terms.push(Term { name: "llm.attention".into(), flops: att, formula: "4·n_layers·H·Σ_i ctx_i, ctx_i = i (causal prefill)".into() });
+    terms.push(Term { name: "llm.lm_head".into(), flops: lm_head, formula: "2·H·vocab, last position only".into() });
+    let decode_per_token = 2.0 * l * llm.block_matmul_params() + 4.0 * l * h * (ctx + 1.0) + lm_head;
+    QueryCost { terms, decode_per_token, paper: super::paper_flops(llm.params(), q.text_tokens, q.visual_tokens) }
+}
