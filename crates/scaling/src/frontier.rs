@@ -35,6 +35,15 @@ impl Domain {
     }
 }
 
+impl std::fmt::Display for Domain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Domain::Set(v) => write!(f, "{{{}}}", v.iter().map(|x| format!("{x}")).collect::<Vec<_>>().join(", ")),
+            Domain::Range { min, max } => write!(f, "continuous [{min}, {max}]"),
+        }
+    }
+}
+
 /// An inference cost of one query as a function of N (billions), Q and V; must increase with N and V.
 pub trait CostModel: Sync {
     /// Cost of one query (unit: [`CostModel::unit`]).

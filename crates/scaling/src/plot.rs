@@ -73,7 +73,7 @@ impl Figure1 {
             .iter()
             .map(|r| (r.llm_params, r.visual_tokens, cost.cost(r.llm_params, q, r.visual_tokens), r.error))
             .collect();
-        let ys = curves.iter().flat_map(|c| c.1.iter().map(|p| p.1)).chain(points.iter().map(|p| p.3));
+        let ys = curves.iter().flat_map(|c| c.1.iter().map(|p| p.1)).chain(points.iter().map(|p| p.3)).chain(frontier.iter().map(|p| p.1));
         let (ylo, yhi) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), y| (a.min(y), b.max(y)));
         let pad = (yhi - ylo).max(1e-3) * 0.08;
 

@@ -60,7 +60,7 @@ pub fn run(a: Args) -> Result<()> {
 
 fn row(name: &str, e: &FitEntry, note: &str) -> String {
     let p = e.law.params();
-    let cols: String = p.iter().map(|x| format!("{x:>9.4}")).collect();
+    let cols: String = p.iter().map(|x| format!(" {x:>9.4}")).collect();
     format!("{name:<10}{cols}  {:>10.3e} {:>7.4} {:>7.2}   {note}\n", e.loss, e.r2, e.alpha_over_beta)
 }
 
@@ -77,7 +77,7 @@ pub fn render(r: &FitReport) -> String {
     };
     s += &format!("vlmscale fit — task `{}`, {} cells from {}\n", r.task, r.cells, r.source);
     s += &format!("law: {formula}   (N in billions of parameters, {t}, Y = 1 − score)\n\n");
-    let head: String = names.iter().filter(|n| !n.is_empty()).map(|n| format!("{n:>9}")).collect();
+    let head: String = names.iter().filter(|n| !n.is_empty()).map(|n| format!(" {n:>9}")).collect();
     s += &format!("{:<10}{head}  {:>10} {:>7} {:>7}\n", "", "SSE", "R²", "α/β");
     s += &row("grid", &r.grid, &format!("full grid: {} points in {:.3} s", r.grid_points, r.grid_seconds));
     s += &row("refined", &r.refined, "L-BFGS, squared loss, bounded  ← used");

@@ -89,7 +89,7 @@ pub fn run(a: Args) -> Result<()> {
         return Ok(());
     }
     println!("vlmscale frontier — law from {} (α = {:.4}, β = {:.4}), Q = {} text tokens", r.origin, r.law.alpha(), r.law.beta(), a.text_tokens);
-    println!("cost model: the paper's 2·N·(Q+V) FLOPs per query; N over {:?}, V over {:?}\n", spec.sizes, spec.tokens);
+    println!("cost model: the paper's 2·N·(Q+V) FLOPs per query; N (billions) over {}, V over {}\n", spec.sizes, spec.tokens);
     println!("{:>12}  {:>12}  {:>10}  {:>10}  {:>12}", "budget", "N* (B)", "V*", "pred. error", "FLOPs used");
     for (b, o) in budgets.iter().zip(&optima) {
         match o {
