@@ -225,8 +225,9 @@ pub fn llava_record(sample: &ImageSample, k: usize, image: &str) -> LlavaRecord 
     }
 }
 
-/// Writes `bytes_writer`'s output to `path` atomically (temp file in the same directory + rename).
-fn write_atomic(path: &Path, write: impl FnOnce(&mut BufWriter<&std::fs::File>) -> std::io::Result<()>) -> Result<()> {
+/// Writes `write`'s output to `path` atomically: a temporary file in the same directory, flushed,
+/// synced, given mode 0644 (temporary files are created 0600), then renamed over `path`.
+pub(crate) fn write_atomic(path: &Path, write: impl FnOnce(&mut BufWriter<&std::fs::File>) -> std::io::Result<()>) -> Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
     {
@@ -234,6 +235,11 @@ fn write_atomic(path: &Path, write: impl FnOnce(&mut BufWriter<&std::fs::File>) 
         write(&mut w).and_then(|_| w.flush()).map_err(|e| Error::io(path, e))?;
     }
     tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(|e| Error::io(path, e))?;
+    }
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     Ok(())
 }

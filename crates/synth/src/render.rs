@@ -8,7 +8,7 @@ use crate::scene::{Object, Scene, Shape};
 pub const BACKGROUND: [u8; 3] = [255, 255, 255];
 
 /// Draws one filled object of half-size `half` (square `(2·half+1)²`, or disc of radius `half`:
-/// pixels with `dx² + dy² ≤ half²`) into `img`, clipped to the image. No anti-aliasing, so every
+/// pixels with `dx² + dy² < (half + ½)²`, i.e. `≤ half² + half`) into `img`, clipped to the image. No anti-aliasing, so every
 /// object pixel has exactly the object's colour.
 pub fn draw_object(img: &mut RgbImage, object: &Object, half: u32) {
     let (w, h) = img.dimensions();
@@ -16,7 +16,7 @@ pub fn draw_object(img: &mut RgbImage, object: &Object, half: u32) {
     let colour = Rgb(object.colour.rgb());
     for dy in -half..=half {
         for dx in -half..=half {
-            if object.shape == Shape::Circle && dx * dx + dy * dy > half * half {
+            if object.shape == Shape::Circle && dx * dx + dy * dy > half * half + half {
                 continue;
             }
             let (x, y) = (object.x as i64 + dx, object.y as i64 + dy);

@@ -62,9 +62,10 @@ impl Colour {
 pub enum Shape {
     /// Axis-aligned filled square of side `2·half_size + 1` px (11×11 for the canonical half-size 5).
     Square,
-    /// Filled disc of radius `half_size` px: the pixels whose centre lies within `half_size` of the
-    /// object's centre (81 px for radius 5; OpenCV's `cv2.circle` rasteriser differs from this by a
-    /// few boundary pixels).
+    /// Filled disc of radius `half_size` px: the pixels whose centre lies within `half_size + ½` of
+    /// the object's centre (97 px for radius 5, same 11×11 bounding box as the square; the `+ ½`
+    /// avoids one-pixel spikes at the four extreme points that a `≤ r` rule leaves; OpenCV's
+    /// `cv2.circle` rasteriser may differ by a few boundary pixels).
     Circle,
 }
 

@@ -40,8 +40,9 @@ pub const PRE_TOKENIZER_PATTERN: &str = r" ?[A-Za-z]+| ?[0-9]|\s|[^A-Za-z0-9\s]"
 pub const CHATML_SYSTEM_PROMPT: &str = "You are a helpful assistant.";
 
 /// Every text the vocabulary is built from: all questions (each family × colour), all answers
-/// (yes, no, rectangle, circle, 1–6 and every digit with and without a leading space), ChatML role
-/// names and system prompt, newline, and the ASCII punctuation characters.
+/// (yes, no, rectangle, circle, 1–6 and every digit, each with and without a leading space), ChatML role
+/// names and system prompt, the LLaVA-v1 roles `USER`/`ASSISTANT`, newline, space, and the ASCII
+/// punctuation characters.
 pub fn corpus() -> Vec<String> {
     let mut texts: Vec<String> = Vec::new();
     for family in Family::SORT_OF_CLEVR {
@@ -50,9 +51,12 @@ pub fn corpus() -> Vec<String> {
         }
     }
     texts.push(DIGITS_QUESTION.to_string());
-    texts.extend(SORT_OF_CLEVR_ANSWERS.iter().map(|s| s.to_string()));
+    // Answers with and without a leading space (ChatML puts them after "\n", other templates
+    // such as Vicuna's "ASSISTANT: yes" after a space).
+    texts.extend(SORT_OF_CLEVR_ANSWERS.iter().map(|s| format!("{s} {s}")));
     texts.extend((0..10).map(|d| format!("{d} {d}")));
-    for t in ["system", "user", "assistant", "\n", " ", CHATML_SYSTEM_PROMPT] {
+    // ChatML roles (Qwen2) and LLaVA-v1 (Vicuna) roles "USER: … ASSISTANT: …".
+    for t in ["system", "user", "assistant", "\n", " ", CHATML_SYSTEM_PROMPT, "USER ASSISTANT USER", "ASSISTANT"] {
         texts.push(t.to_string());
     }
     texts.push((b'!'..=b'~').filter(|c| c.is_ascii_punctuation()).map(char::from).collect());
@@ -124,11 +128,7 @@ pub fn save_tokenizer(tokenizer: &Tokenizer, path: &Path) -> Result<()> {
     let text = tokenizer
         .to_string(true)
         .map_err(|e| Error::Tokenizer { path: Some(path.to_path_buf()), message: e.to_string() })?;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
-    std::fs::write(tmp.path(), text).map_err(|e| Error::io(path, e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
+    crate::dataset::write_atomic(path, |w| std::io::Write::write_all(w, text.as_bytes()))
 }
 
 /// Loads a `tokenizer.json`. Errors: [`Error::Io`] if missing/unreadable, [`Error::Tokenizer`]

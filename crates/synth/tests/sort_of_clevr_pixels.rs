@@ -155,8 +155,8 @@ fn exact_pixel_counts_of_the_two_shapes() {
         let s = gen.sample(i).unwrap();
         for (_, rgb) in COLOURS {
             let n = s.image.pixels().filter(|p| p.0 == rgb).count();
-            // Square 11×11; disc of radius 5 = #{(dx,dy): dx²+dy² ≤ 25} = 81.
-            assert!(n == 121 || n == 81, "{n} pixels");
+            // Square 11×11; disc of radius 5 = #{(dx,dy): dx²+dy² < 5.5²} = 11 + 2·(11+11+9+7+5) = 97.
+            assert!(n == 121 || n == 97, "{n} pixels");
             seen.insert(n);
         }
     }
