@@ -92,9 +92,9 @@ fn glyphs_match_the_independent_templates_and_are_distinct() {
             }
         }
     }
-    for a in 0..10 {
-        for b in 0..a {
-            assert_ne!(GLYPHS[a], GLYPHS[b]);
+    for (a, ga) in GLYPHS.iter().enumerate() {
+        for gb in &GLYPHS[..a] {
+            assert_ne!(ga, gb);
         }
     }
 }
