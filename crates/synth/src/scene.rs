@@ -101,8 +101,9 @@ pub struct Object {
 /// One deliberate addition to the canonical rule, `allow_overlap = false` (default): the canonical
 /// 10-px distance lets two 11×11 squares overlap (e.g. centres 8 px apart horizontally and 6 px
 /// vertically), so a later object can hide part of an earlier one. By default we also re-draw a
-/// centre until its bounding box does not intersect any earlier box, so every object is fully
-/// visible and answers are recomputable from pixels. `SceneConfig::canonical()` restores the original.
+/// centre until its bounding box is separated from every earlier box by at least one background
+/// pixel, so every object is fully visible, two objects never merge into one blob, and answers are
+/// recomputable from pixels. `SceneConfig::canonical()` restores the original rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SceneConfig {
@@ -112,7 +113,8 @@ pub struct SceneConfig {
     pub half_size: u32,
     /// Minimum Euclidean distance between object centres, px (canonical: `2·half_size` = 10).
     pub min_center_distance: u32,
-    /// Allow bounding boxes to intersect (canonical behaviour) instead of re-drawing.
+    /// Allow bounding boxes to intersect (canonical behaviour) instead of re-drawing until they are
+    /// ≥ 1 px apart.
     pub allow_overlap: bool,
 }
 
@@ -155,7 +157,8 @@ impl SceneConfig {
             let dx = x as i64 - cx as i64;
             let dy = y as i64 - cy as i64;
             let far = dx * dx + dy * dy >= (self.min_center_distance as i64).pow(2);
-            let disjoint = self.allow_overlap || dx.abs() >= box_side || dy.abs() >= box_side;
+            // Boxes disjoint with at least one background pixel between them.
+            let disjoint = self.allow_overlap || dx.abs() > box_side || dy.abs() > box_side;
             far && disjoint
         })
     }

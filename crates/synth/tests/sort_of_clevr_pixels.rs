@@ -116,7 +116,18 @@ fn answers_match_pixels_over_hundreds_of_images() {
     for s in &samples {
         assert_eq!(s.image.dimensions(), (80, 80));
         let b = blobs(&s.image);
-        // Canonical spacing: every pair of centres ≥ 10 px apart.
+        // Canonical spacing: every pair of centres ≥ 10 px apart; and (our default) no two
+        // objects touch: a 1-px background ring around each bounding box.
+        for (k, (_, rgb)) in COLOURS.iter().enumerate() {
+            let (x0, y0) = (b[k].cx as i64 - 6, b[k].cy as i64 - 6);
+            for (x, y) in (x0..x0 + 13).flat_map(|x| (y0..y0 + 13).map(move |y| (x, y))) {
+                let ring = x == x0 || y == y0 || x == x0 + 12 || y == y0 + 12;
+                if ring && x >= 0 && y >= 0 && x < 80 && y < 80 {
+                    let p = s.image.get_pixel(x as u32, y as u32).0;
+                    assert!(p == [255, 255, 255], "{}: pixel ({x},{y}) next to {rgb:?} is {p:?}", s.id);
+                }
+            }
+        }
         for i in 0..6 {
             for j in 0..i {
                 let d = ((b[i].cx - b[j].cx).powi(2) + (b[i].cy - b[j].cy).powi(2)).sqrt();
