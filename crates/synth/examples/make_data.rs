@@ -38,7 +38,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("wrote {} in {:.2} s", jsonl.display(), t.elapsed().as_secs_f64());
         let tokenizer = synth::build_tokenizer(&[])?;
         synth::save_tokenizer(&tokenizer, &dir.join("tokenizer.json"))?;
-        println!("wrote {} ({} tokens)", dir.join("tokenizer.json").display(), tokenizer.get_vocab_size(true));
+        synth::tokenizer::save_tokenizer_config(&dir.join("tokenizer_config.json"))?;
+        println!("wrote {} ({} tokens) and tokenizer_config.json", dir.join("tokenizer.json").display(), tokenizer.get_vocab_size(true));
     }
     Ok(())
 }

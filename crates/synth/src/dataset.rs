@@ -226,15 +226,27 @@ pub fn llava_record(sample: &ImageSample, k: usize, image: &str) -> LlavaRecord 
 }
 
 /// Writes `write`'s output to `path` atomically: a temporary file in the same directory, flushed,
-/// synced, given mode 0644 (temporary files are created 0600), then renamed over `path`.
+/// synced to disk, given mode 0644 (temporary files are created 0600), then renamed over `path`.
 pub(crate) fn write_atomic(path: &Path, write: impl FnOnce(&mut BufWriter<&std::fs::File>) -> std::io::Result<()>) -> Result<()> {
+    write_atomic_with(path, true, write)
+}
+
+/// [`write_atomic`] with the `fsync` optional (PNGs skip it: the rename alone already guarantees
+/// that readers never see a partial file while the process runs; the JSONL, written last, is synced).
+fn write_atomic_with(
+    path: &Path,
+    sync: bool,
+    write: impl FnOnce(&mut BufWriter<&std::fs::File>) -> std::io::Result<()>,
+) -> Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
     {
         let mut w = BufWriter::new(tmp.as_file());
         write(&mut w).and_then(|_| w.flush()).map_err(|e| Error::io(path, e))?;
     }
-    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
+    if sync {
+        tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -244,12 +256,13 @@ pub(crate) fn write_atomic(path: &Path, write: impl FnOnce(&mut BufWriter<&std::
     Ok(())
 }
 
-/// Saves `img` as PNG at `path`, atomically. Errors: [`Error::Io`], [`Error::Image`].
+/// Saves `img` as PNG at `path`, atomically (temp file + rename, no fsync).
+/// Errors: [`Error::Io`], [`Error::Image`].
 pub fn save_png(img: &RgbImage, path: &Path) -> Result<()> {
     let mut encoded = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut encoded), image::ImageFormat::Png)
         .map_err(|e| Error::Image { path: path.to_path_buf(), source: e })?;
-    write_atomic(path, |w| w.write_all(&encoded))
+    write_atomic_with(path, false, |w| w.write_all(&encoded))
 }
 
 /// Writes `samples` under `dir` (created if needed): `dir/images/{id}.png` and `dir/{name}.jsonl`,

@@ -137,3 +137,47 @@ pub fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     Tokenizer::from_bytes(&bytes).map_err(|e| Error::Tokenizer { path: Some(path.to_path_buf()), message: e.to_string() })
 }
+
+/// A ChatML chat template (Jinja, the `chat_template` field HF `transformers` reads from
+/// `tokenizer_config.json`): `<|im_start|>{role}\n{content}<|im_end|>\n` per message, a
+/// [`CHATML_SYSTEM_PROMPT`] system turn when the conversation has none, and
+/// `<|im_start|>assistant\n` when `add_generation_prompt` is set — the format of Qwen2 chat models.
+pub const CHATML_TEMPLATE: &str = concat!(
+    "{% if messages[0]['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}",
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}",
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+);
+
+/// The text [`CHATML_TEMPLATE`] renders for one user `question` (after `<image>\n`) and, if given,
+/// the assistant's `answer` (without a generation prompt); with `answer = None` it ends with the
+/// generation prompt `<|im_start|>assistant\n`.
+pub fn chatml_prompt(question: &str, answer: Option<&str>) -> String {
+    let mut s = format!(
+        "{IM_START}system\n{CHATML_SYSTEM_PROMPT}{IM_END}\n{IM_START}user\n{}\n{question}{IM_END}\n",
+        crate::dataset::IMAGE_TOKEN
+    );
+    match answer {
+        Some(a) => s.push_str(&format!("{IM_START}assistant\n{a}{IM_END}\n")),
+        None => s.push_str(&format!("{IM_START}assistant\n")),
+    }
+    s
+}
+
+/// Writes a `tokenizer_config.json` next to `tokenizer.json` so HF `transformers`' `AutoTokenizer`
+/// loads the directory: `PreTrainedTokenizerFast`, eos `<|im_end|>`, pad `<pad>`, unk `<unk>`, no
+/// bos, [`CHATML_TEMPLATE`]. Atomic. Errors: [`Error::Io`].
+pub fn save_tokenizer_config(path: &Path) -> Result<()> {
+    let config = json!({
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": null,
+        "eos_token": IM_END,
+        "pad_token": PAD,
+        "unk_token": UNK,
+        "additional_special_tokens": [END_OF_TEXT, IM_START, IM_END, crate::dataset::IMAGE_TOKEN],
+        "model_max_length": 4096,
+        "clean_up_tokenization_spaces": false,
+        "chat_template": CHATML_TEMPLATE,
+    });
+    let text = serde_json::to_string_pretty(&config).expect("json values serialise");
+    crate::dataset::write_atomic(path, |w| std::io::Write::write_all(w, text.as_bytes()))
+}

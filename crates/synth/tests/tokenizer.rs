@@ -114,3 +114,27 @@ fn save_load_and_bad_files() {
         assert!(matches!(e, Error::Tokenizer { .. }) && e.to_string().contains("tokenizer.json"), "{e}");
     }
 }
+
+#[test]
+fn chatml_prompt_matches_transformers_apply_chat_template() {
+    let reference: serde_json::Value = serde_json::from_str(FIXTURE_PYTHON).unwrap();
+    let chat = &reference["chat"];
+    let (q, a) = (chat["question"].as_str().unwrap(), chat["answer"].as_str().unwrap());
+    assert_eq!(synth::tokenizer::chatml_prompt(q, None), chat["prompt"].as_str().unwrap());
+    assert_eq!(synth::tokenizer::chatml_prompt(q, Some(a)), chat["full"].as_str().unwrap());
+    let tok = build_tokenizer(&[]).unwrap();
+    assert_eq!(tok.token_to_id("<|im_end|>"), Some(chat["eos_token_id"].as_u64().unwrap() as u32));
+    assert_eq!(tok.token_to_id("<pad>"), Some(chat["pad_token_id"].as_u64().unwrap() as u32));
+    assert_eq!(tok.token_to_id("<unk>"), Some(chat["unk_token_id"].as_u64().unwrap() as u32));
+    assert_eq!(synth::tokenizer::chatml_prompt(q, Some(a)), chatml(q, a));
+}
+
+#[test]
+fn tokenizer_config_equals_the_committed_fixture() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokenizer_config.json");
+    synth::tokenizer::save_tokenizer_config(&path).unwrap();
+    let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let fixture: serde_json::Value = serde_json::from_str(include_str!("fixtures/tokenizer_config.json")).unwrap();
+    assert_eq!(written, fixture);
+}
