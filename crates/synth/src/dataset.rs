@@ -62,7 +62,9 @@ impl Task {
 /// Ground truth of a generated image (absent for images read back from disk).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Content {
+    /// A Sort-of-CLEVR scene.
     SortOfClevr(Scene),
+    /// A fine-detail scene.
     FineDetail(FineDetailScene),
 }
 
@@ -71,9 +73,11 @@ pub enum Content {
 pub struct ImageSample {
     /// Unique id, also the PNG file stem (`{task}_s{seed}_{index:07}` when generated).
     pub id: String,
+    /// Which benchmark the image belongs to.
     pub task: Task,
     /// `image_size × image_size` RGB image (see [`crate::render::to_chw_f32`] for a model buffer).
     pub image: RgbImage,
+    /// The questions about this image, with answers and family tags.
     pub qas: Vec<Qa>,
     /// The scene the image was drawn from; `None` when read from disk.
     pub content: Option<Content>,
@@ -84,6 +88,7 @@ pub struct ImageSample {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct DatasetConfig {
+    /// Which benchmark to generate.
     pub task: Task,
     /// Seed of the whole dataset; image `i` is drawn from its own ChaCha8 stream `i`, so any image
     /// can be generated alone, in any order, in parallel, with identical results. Use different
@@ -93,7 +98,9 @@ pub struct DatasetConfig {
     /// questions per image; the canonical generator asks 10 non-relational + 10 relational).
     /// Fine-detail images always get one question.
     pub questions_per_family: usize,
+    /// Sort-of-CLEVR layout (used when `task` is `SortOfClevr`).
     pub scene: SceneConfig,
+    /// Fine-detail layout (used when `task` is `FineDetail`).
     pub fine_detail: FineDetailConfig,
 }
 
@@ -133,6 +140,7 @@ impl Generator {
         Ok(Generator { config })
     }
 
+    /// The validated config.
     pub fn config(&self) -> &DatasetConfig {
         &self.config
     }
@@ -179,23 +187,31 @@ impl Generator {
 /// One conversation turn of a LLaVA record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Turn {
+    /// Speaker: `"human"` or `"gpt"`.
     pub from: String,
+    /// Text; the human turn starts with `<image>\n`.
     pub value: String,
 }
 
 /// A JSONL line as stored (LLaVA's conversation format plus `family` and `task`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LlavaRecord {
+    /// Unique record id (`{image id}_q{k}`).
     pub id: String,
+    /// Image path relative to the JSONL's directory.
     pub image: String,
+    /// Exactly two turns: human question, gpt answer.
     pub conversations: Vec<Turn>,
+    /// Question family name ([`Family::name`]).
     pub family: String,
+    /// Task name ([`Task::name`]).
     pub task: String,
 }
 
 /// A validated question record read from a JSONL file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
+    /// Unique record id.
     pub id: String,
     /// The `image` field as written (relative to the JSONL's directory unless absolute).
     pub image: String,
@@ -203,8 +219,11 @@ pub struct Record {
     pub image_path: PathBuf,
     /// The question without the `<image>\n` prefix.
     pub question: String,
+    /// The single-word (or digit-string) answer.
     pub answer: String,
+    /// The question family.
     pub family: Family,
+    /// The task.
     pub task: Task,
     /// 1-based line number in the JSONL file.
     pub line: usize,

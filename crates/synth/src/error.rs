@@ -5,6 +5,7 @@ use std::path::PathBuf;
 /// Errors returned by `synth`. Bad user input (configs, JSONL files, PNG files, tokenizer files)
 /// always becomes one of these, never a panic.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // variant fields are named by the variant's message
 pub enum Error {
     /// A configuration field has an unsupported value.
     #[error("invalid config field `{field}`: {message}")]

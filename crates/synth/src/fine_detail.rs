@@ -100,12 +100,15 @@ impl FineDetailConfig {
 /// A fine-detail image's content: the digits, the text's top-left corner and the distractors.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FineDetailScene {
+    /// The layout the scene was drawn with.
     pub config: FineDetailConfig,
     /// Digit values 0–9, most significant first; the first is non-zero when there are several.
     pub digits: Vec<u8>,
     /// Text top-left corner, px.
     pub x: u32,
+    /// Text top row, px.
     pub y: u32,
+    /// Distractor shapes (random colours, never touching the text).
     pub distractors: Vec<Object>,
 }
 

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! Generated benchmarks for training small VLMs on a laptop.
 //!
 //! * [`scene`], [`render`], [`questions`]: Sort-of-CLEVR (Santoro et al. 2017) relational reasoning.

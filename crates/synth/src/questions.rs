@@ -36,8 +36,11 @@ pub enum Family {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Group {
+    /// shape, left, top.
     NonRelational,
+    /// closest, furthest, count.
     Relational,
+    /// digits.
     FineDetail,
 }
 
@@ -109,8 +112,11 @@ pub const SORT_OF_CLEVR_ANSWERS: [&str; 10] =
 /// One question about an image with its single-word answer and family.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Qa {
+    /// Question text (without the `<image>\n` prefix).
     pub question: String,
+    /// Single-word answer (yes, no, rectangle, circle, 1–6, or a digit string).
     pub answer: String,
+    /// The family, for per-family accuracy.
     pub family: Family,
 }
 

@@ -16,11 +16,17 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Colour {
+    /// RGB (255, 0, 0).
     Red,
+    /// RGB (0, 255, 0).
     Green,
+    /// RGB (0, 0, 255).
     Blue,
+    /// RGB (255, 156, 0).
     Orange,
+    /// RGB (128, 128, 128).
     Grey,
+    /// RGB (255, 255, 0).
     Yellow,
 }
 
@@ -83,9 +89,13 @@ impl Shape {
 /// One drawn object: its colour, shape and centre in pixels (`x` = column, `y` = row, origin top-left).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Object {
+    /// Colour (unique within a Sort-of-CLEVR scene).
     pub colour: Colour,
+    /// Square or circle.
     pub shape: Shape,
+    /// Centre column, px.
     pub x: u32,
+    /// Centre row, px.
     pub y: u32,
 }
 
@@ -198,7 +208,9 @@ impl SceneConfig {
 /// A Sort-of-CLEVR scene: `objects[i]` has colour `Colour::ALL[i]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Scene {
+    /// The layout the scene was drawn with.
     pub config: SceneConfig,
+    /// `objects[i]` has colour `Colour::ALL[i]`.
     pub objects: [Object; 6],
 }
 
