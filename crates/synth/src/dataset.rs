@@ -68,6 +68,16 @@ pub enum Content {
     FineDetail(FineDetailScene),
 }
 
+impl Content {
+    /// The scene's caption on a `grid × grid` layout ([`Scene::caption`], [`FineDetailScene::caption`]).
+    pub fn caption(&self, grid: u32) -> String {
+        match self {
+            Content::SortOfClevr(s) => s.caption(grid),
+            Content::FineDetail(s) => s.caption(grid),
+        }
+    }
+}
+
 /// One image with its questions.
 #[derive(Debug, Clone)]
 pub struct ImageSample {

@@ -156,6 +156,27 @@ impl FineDetailScene {
         self.digits.iter().map(|d| char::from(b'0' + d)).collect()
     }
 
+    /// A caption in the style of [`crate::Scene::caption`]: `"the number 407 at row 2 column 5"`
+    /// (cell of the text's top-left corner on a `grid × grid` layout), then `", with "` and the
+    /// distractors, ending with `"."`. `grid` 0 is treated as 1.
+    pub fn caption(&self, grid: u32) -> String {
+        let grid = grid.max(1);
+        let s = self.config.image_size.max(1) as u64;
+        let cell = |v: u32| (v as u64 * grid as u64 / s).min(grid as u64 - 1);
+        let mut text = format!("the number {} at row {} column {}", self.answer(), cell(self.y), cell(self.x));
+        if !self.distractors.is_empty() {
+            let parts: Vec<String> = self
+                .distractors
+                .iter()
+                .map(|o| crate::scene::describe(o, grid, self.config.image_size))
+                .collect();
+            text.push_str(", with ");
+            text.push_str(&parts.join(", "));
+        }
+        text.push('.');
+        text
+    }
+
     /// Renders the scene: white background, distractors, then the black text.
     pub fn render(&self) -> image::RgbImage {
         let s = self.config.image_size;

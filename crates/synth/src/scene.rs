@@ -231,4 +231,24 @@ impl Scene {
     pub fn object(&self, colour: Colour) -> &Object {
         &self.objects[colour as usize]
     }
+
+    /// A caption listing every object in colour order with its cell on a `grid × grid` layout
+    /// (row, column from the top-left, `cell = coordinate · grid / image_size`), e.g.
+    /// `"red circle at row 0 column 3, green rectangle at row 5 column 6, …."` — text for an
+    /// image–caption (CLIP-style) or scene-description objective when pretraining a vision tower.
+    /// `grid` 0 is treated as 1.
+    pub fn caption(&self, grid: u32) -> String {
+        let parts: Vec<String> = self
+            .objects
+            .iter()
+            .map(|o| describe(o, grid.max(1), self.config.image_size))
+            .collect();
+        format!("{}.", parts.join(", "))
+    }
+}
+
+/// `"{colour} {shape} at row {r} column {c}"` on a `grid × grid` layout of an image of side `size`.
+pub(crate) fn describe(o: &Object, grid: u32, size: u32) -> String {
+    let cell = |v: u32| (v as u64 * grid as u64 / size.max(1) as u64).min(grid as u64 - 1);
+    format!("{} {} at row {} column {}", o.colour.name(), o.shape.answer(), cell(o.y), cell(o.x))
 }

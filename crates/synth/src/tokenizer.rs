@@ -41,8 +41,8 @@ pub const CHATML_SYSTEM_PROMPT: &str = "You are a helpful assistant.";
 
 /// Every text the vocabulary is built from: all questions (each family × colour), all answers
 /// (yes, no, rectangle, circle, 1–6 and every digit, each with and without a leading space), ChatML role
-/// names and system prompt, the LLaVA-v1 roles `USER`/`ASSISTANT`, newline, space, and the ASCII
-/// punctuation characters.
+/// names and system prompt, the LLaVA-v1 roles `USER`/`ASSISTANT`, the caption words, newline, space,
+/// and the ASCII punctuation characters.
 pub fn corpus() -> Vec<String> {
     let mut texts: Vec<String> = Vec::new();
     for family in Family::SORT_OF_CLEVR {
@@ -51,6 +51,11 @@ pub fn corpus() -> Vec<String> {
         }
     }
     texts.push(DIGITS_QUESTION.to_string());
+    // Captions (`Scene::caption`, `FineDetailScene::caption`).
+    texts.push("the number 1 at row 0 column 0, with red rectangle at row 2 column 3, green circle at row 1 column 1.".into());
+    for colour in Colour::ALL {
+        texts.push(format!("{} {}", colour.name(), colour.name()));
+    }
     // Answers with and without a leading space (ChatML puts them after "\n", other templates
     // such as Vicuna's "ASSISTANT: yes" after a space).
     texts.extend(SORT_OF_CLEVR_ANSWERS.iter().map(|s| format!("{s} {s}")));

@@ -135,6 +135,12 @@ fn answers_match_pixels_over_hundreds_of_images() {
             }
         }
         assert_eq!(s.qas.len(), 18);
+        // The caption names each object's colour, shape and 8×8-grid cell, as seen in the pixels.
+        let caption = s.content.as_ref().unwrap().caption(8);
+        let expected_caption: Vec<String> = (0..6)
+            .map(|k| format!("{} {} at row {} column {}", COLOURS[k].0, shape_word(b[k].shape), b[k].cy as u32 / 10, b[k].cx as u32 / 10))
+            .collect();
+        assert_eq!(caption, format!("{}.", expected_caption.join(", ")));
         for qa in &s.qas {
             let (family, k) = parse(&qa.question);
             assert_eq!(family, qa.family.name(), "family tag of {:?}", qa.question);

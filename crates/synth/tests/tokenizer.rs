@@ -64,6 +64,14 @@ fn all_generated_text_is_known_and_round_trips() {
                     assert_eq!(tok.decode(enc.get_ids(), false).unwrap(), text);
                     checked += 1;
                 }
+                if let Some(content) = &s.content {
+                    for grid in [1, 8, 16] {
+                        let caption = content.caption(grid);
+                        let enc = tok.encode(caption.as_str(), false).unwrap();
+                        assert!(!enc.get_ids().contains(&unk), "<unk> in {caption:?}: {:?}", enc.get_tokens());
+                        assert_eq!(tok.decode(enc.get_ids(), false).unwrap(), caption);
+                    }
+                }
                 // The answer alone (what the loss targets) round-trips too.
                 let ids = tok.encode(qa.answer.as_str(), false).unwrap().get_ids().to_vec();
                 assert_eq!(tok.decode(&ids, false).unwrap(), qa.answer);
