@@ -1,0 +1,197 @@
+//! Sort-of-CLEVR question families, their natural-language templates and answers.
+//!
+//! Source: Santoro et al. 2017, §4 (Sort-of-CLEVR): non-relational questions (shape of the ⟨colour⟩
+//! object; is it on the left; is it on the top) and relational ones (shape of the object closest to
+//! / furthest from it; how many objects have its shape). Answer rules follow the canonical generator
+//! (kimhc6028/relational-networks `sort_of_clevr_generator.py`): left ⇔ `x < image_size / 2`,
+//! top ⇔ `y < image_size / 2`, closest excludes the object itself, the count includes it.
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::scene::{Colour, Scene};
+
+/// A question family; every sample carries one so accuracy can be reported per family.
+/// Serialised in JSONL as the lowercase name (`"shape"`, …, `"digits"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    /// Non-relational: "What is the shape of the red object?" → rectangle | circle.
+    Shape,
+    /// Non-relational: "Is the red object on the left side of the image?" → yes | no.
+    Left,
+    /// Non-relational: "Is the red object on the top side of the image?" → yes | no.
+    Top,
+    /// Relational: "What is the shape of the object closest to the red object?" → rectangle | circle.
+    Closest,
+    /// Relational: "What is the shape of the object furthest from the red object?" → rectangle | circle.
+    Furthest,
+    /// Relational: "How many objects have the same shape as the red object?" → 1 … 6.
+    Count,
+    /// Fine detail: "What number is written in the image?" → the digits.
+    Digits,
+}
+
+/// The coarse group of a family, as reported in the Sort-of-CLEVR paper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Group {
+    /// shape, left, top.
+    NonRelational,
+    /// closest, furthest, count.
+    Relational,
+    /// digits.
+    FineDetail,
+}
+
+impl Family {
+    /// The Sort-of-CLEVR families, non-relational first.
+    pub const SORT_OF_CLEVR: [Family; 6] =
+        [Family::Shape, Family::Left, Family::Top, Family::Closest, Family::Furthest, Family::Count];
+    /// Every family.
+    pub const ALL: [Family; 7] = [
+        Family::Shape,
+        Family::Left,
+        Family::Top,
+        Family::Closest,
+        Family::Furthest,
+        Family::Count,
+        Family::Digits,
+    ];
+
+    /// The JSONL name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Shape => "shape",
+            Family::Left => "left",
+            Family::Top => "top",
+            Family::Closest => "closest",
+            Family::Furthest => "furthest",
+            Family::Count => "count",
+            Family::Digits => "digits",
+        }
+    }
+
+    /// Parses a JSONL name; `None` if unknown.
+    pub fn from_name(name: &str) -> Option<Family> {
+        Family::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// Non-relational, relational or fine-detail.
+    pub fn group(self) -> Group {
+        match self {
+            Family::Shape | Family::Left | Family::Top => Group::NonRelational,
+            Family::Closest | Family::Furthest | Family::Count => Group::Relational,
+            Family::Digits => Group::FineDetail,
+        }
+    }
+
+    /// The question text for a Sort-of-CLEVR family about the object of `colour`
+    /// (for [`Family::Digits`] the colour is ignored).
+    pub fn question(self, colour: Colour) -> String {
+        let c = colour.name();
+        match self {
+            Family::Shape => format!("What is the shape of the {c} object?"),
+            Family::Left => format!("Is the {c} object on the left side of the image?"),
+            Family::Top => format!("Is the {c} object on the top side of the image?"),
+            Family::Closest => format!("What is the shape of the object closest to the {c} object?"),
+            Family::Furthest => format!("What is the shape of the object furthest from the {c} object?"),
+            Family::Count => format!("How many objects have the same shape as the {c} object?"),
+            Family::Digits => DIGITS_QUESTION.to_string(),
+        }
+    }
+}
+
+/// The fine-detail task's question.
+pub const DIGITS_QUESTION: &str = "What number is written in the image?";
+
+/// Every answer word a Sort-of-CLEVR question can have.
+pub const SORT_OF_CLEVR_ANSWERS: [&str; 10] =
+    ["yes", "no", "rectangle", "circle", "1", "2", "3", "4", "5", "6"];
+
+/// One question about an image with its single-word answer and family.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Qa {
+    /// Question text (without the `<image>\n` prefix).
+    pub question: String,
+    /// Single-word answer (yes, no, rectangle, circle, 1–6, or a digit string).
+    pub answer: String,
+    /// The family, for per-family accuracy.
+    pub family: Family,
+}
+
+fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.to_string()
+}
+
+fn squared_distance(scene: &Scene, a: usize, b: usize) -> i64 {
+    let (p, q) = (&scene.objects[a], &scene.objects[b]);
+    let (dx, dy) = (p.x as i64 - q.x as i64, p.y as i64 - q.y as i64);
+    dx * dx + dy * dy
+}
+
+/// The index of the object closest to (`furthest = false`) or furthest from object `i`, excluding
+/// `i` itself, and whether the answer is ambiguous (another object at the same distance has a
+/// different shape). Ties are broken by colour order, as in the canonical generator.
+fn extreme(scene: &Scene, i: usize, furthest: bool) -> (usize, bool) {
+    let others = (0..6).filter(|&j| j != i);
+    let key = |j: usize| {
+        let d = squared_distance(scene, i, j);
+        if furthest { -d } else { d }
+    };
+    let best = others.clone().min_by_key(|&j| (key(j), j)).unwrap_or(i);
+    let ambiguous = others
+        .filter(|&j| key(j) == key(best))
+        .any(|j| scene.objects[j].shape != scene.objects[best].shape);
+    (best, ambiguous)
+}
+
+/// The answer to a Sort-of-CLEVR family about `colour`, and whether it is ambiguous (only
+/// closest/furthest can be, on exact distance ties between shapes). `None` for [`Family::Digits`].
+pub fn answer(scene: &Scene, family: Family, colour: Colour) -> Option<(String, bool)> {
+    let i = colour as usize;
+    let o = &scene.objects[i];
+    let size = scene.config.image_size;
+    Some(match family {
+        Family::Shape => (o.shape.answer().to_string(), false),
+        Family::Left => (yes_no(2 * o.x < size), false),
+        Family::Top => (yes_no(2 * o.y < size), false),
+        Family::Closest | Family::Furthest => {
+            let (j, ambiguous) = extreme(scene, i, family == Family::Furthest);
+            (scene.objects[j].shape.answer().to_string(), ambiguous)
+        }
+        Family::Count => {
+            let n = scene.objects.iter().filter(|p| p.shape == o.shape).count();
+            (n.to_string(), false)
+        }
+        Family::Digits => return None,
+    })
+}
+
+/// Asks `per_family` questions of each Sort-of-CLEVR family about `scene`, in family order, each
+/// about a uniformly drawn colour. A colour whose closest/furthest answer would be ambiguous (exact
+/// distance tie between a square and a circle) is re-drawn; if all six are ambiguous the canonical
+/// colour-order tie-break is kept.
+pub fn ask<R: Rng>(scene: &Scene, per_family: usize, rng: &mut R) -> Vec<Qa> {
+    let mut qas = Vec::with_capacity(6 * per_family);
+    for family in Family::SORT_OF_CLEVR {
+        for _ in 0..per_family {
+            let mut colour = Colour::ALL[rng.random_range(0..6)];
+            let mut result = answer(scene, family, colour);
+            if matches!(result, Some((_, true))) {
+                let clear: Vec<Colour> = Colour::ALL
+                    .into_iter()
+                    .filter(|&c| matches!(answer(scene, family, c), Some((_, false))))
+                    .collect();
+                if !clear.is_empty() {
+                    colour = clear[rng.random_range(0..clear.len())];
+                    result = answer(scene, family, colour);
+                }
+            }
+            if let Some((answer, _)) = result {
+                qas.push(Qa { question: family.question(colour), answer, family });
+            }
+        }
+    }
+    qas
+}
