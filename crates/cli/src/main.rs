@@ -37,6 +37,9 @@ enum Command {
     Flops(commands::flops::Args),
     /// Draw the paper's Figure 1 (error vs inference FLOPs, per N, with the frontier) as PNG and SVG.
     Plot(commands::plot::Args),
+    /// Generated benchmarks for training small VLMs (Sort-of-CLEVR, fine-detail digits).
+    #[command(subcommand)]
+    Data(commands::data::Data),
     /// Benchmarks (speed, with the peer's figure from the same run).
     #[command(subcommand)]
     Bench(commands::bench::Bench),
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
         Command::Frontier(a) => commands::frontier::run(a),
         Command::Flops(a) => commands::flops::run(a),
         Command::Plot(a) => commands::plot::run(a),
+        Command::Data(d) => commands::data::run(d),
         Command::Bench(b) => commands::bench::run(b),
     };
     match result {

@@ -1,5 +1,6 @@
 //! One file per command. Errors are turned into messages and exit codes here, at the edge.
 pub mod bench;
+pub mod data;
 pub mod flops;
 pub mod fit;
 pub mod frontier;
@@ -13,6 +14,7 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
         Some(S::Data { .. } | S::Dataset { .. } | S::Json { .. } | S::Invalid(_) | S::Io { .. }) => 2,
         Some(_) => 1,
         None if e.downcast_ref::<UsageError>().is_some() => 2,
+        None if matches!(e.downcast_ref::<synth::Error>(), Some(se) if !matches!(se, synth::Error::Io { .. })) => 2,
         None => 1,
     }
 }
