@@ -38,6 +38,18 @@ pub struct ClipVisionConfig {
     pub layer_norm_eps: f64,
 }
 
+const FIELDS: [(&str, &str); 9] = [
+    ("hidden_size", "a non-negative integer"),
+    ("intermediate_size", "a non-negative integer"),
+    ("num_hidden_layers", "a non-negative integer"),
+    ("num_attention_heads", "a non-negative integer"),
+    ("num_channels", "a non-negative integer"),
+    ("image_size", "a non-negative integer"),
+    ("patch_size", "a non-negative integer"),
+    ("hidden_act", "a string"),
+    ("layer_norm_eps", "a number"),
+];
+
 fn d_hidden() -> usize {
     768
 }
@@ -106,8 +118,19 @@ impl ClipVisionConfig {
             None if value.is_object() => value,
             None => return Err(cfg_err("config is not a JSON object".into())),
         };
-        let cfg: Self = serde_json::from_value(obj)
-            .map_err(|e| cfg_err(format!("vision config: {e}")))?;
+        let cfg: Self = serde_json::from_value(obj.clone()).map_err(|e| {
+            // serde's message does not name the field; find it.
+            let culprit = FIELDS.iter().find_map(|&(name, kind)| {
+                let v = obj.get(name)?;
+                let ok = match kind {
+                    "a non-negative integer" => v.is_u64(),
+                    "a string" => v.is_string(),
+                    _ => v.is_number(),
+                };
+                (!ok).then(|| format!("vision config field `{name}` must be {kind}, found {v}"))
+            });
+            cfg_err(culprit.unwrap_or_else(|| format!("vision config: {e}")))
+        })?;
         cfg.validate().map_err(cfg_err)?;
         Ok(cfg)
     }
