@@ -94,7 +94,7 @@ pub struct Quecc {
     q_proj: (FeatureMlp, LayerNorm),
     k_proj: (FeatureMlp, LayerNorm),
     v_proj: (FeatureMlp, LayerNorm),
-    conv_weight: Tensor, // (k·k, d): tap-major
+    conv_weight: Tensor, // (d, 1, k, k) as stored; kept as the Var itself so optimiser updates apply
     conv_bias: Tensor,   // (d)
     taps: Tensor,        // (h·h·k·k) u32 indices into the G² grid
     attn: WindowAttention,
@@ -121,7 +121,6 @@ impl Quecc {
         let init = Init::Uniform { lo: -bound, up: bound };
         let conv_w = weight(&vb.pp("q_downsample"), (d, 1, k, k), "weight", init)?;
         let conv_bias = weight(&vb.pp("q_downsample"), d, "bias", init)?;
-        let conv_weight = conv_w.reshape((d, k * k))?.t()?.contiguous()?;
         let taps = Self::tap_indices(cfg.grid, out_grid, k, cfg.stride, vb.device())?;
         Ok(Self {
             cfg: cfg.clone(),
@@ -130,7 +129,7 @@ impl Quecc {
             q_proj: mlp("q_proj", d)?,
             k_proj: mlp("k_proj", cfg.multi_dim)?,
             v_proj: mlp("v_proj", cfg.multi_dim)?,
-            conv_weight,
+            conv_weight: conv_w,
             conv_bias,
             taps,
             attn: WindowAttention::new(d, cfg.num_heads, mode, vb.pp("clip_attn"))?,
@@ -184,7 +183,8 @@ impl Compressor for Quecc {
         let q = self.q_proj.1.forward(&self.q_proj.0.forward(&x)?)?; // (B, G², d)
         let (h, k) = (self.out_grid, self.cfg.kernel);
         let taps = q.index_select(&self.taps, 1)?.reshape((b, h * h, k * k, d))?;
-        let q = taps.broadcast_mul(&self.conv_weight)?.sum(2)?.broadcast_add(&self.conv_bias)?; // (B, V, d)
+        let w = self.conv_weight.reshape((d, k * k))?.t()?; // (k·k, d)
+        let q = taps.broadcast_mul(&w)?.sum(2)?.broadcast_add(&self.conv_bias)?; // (B, V, d)
         let keys = self.k_proj.1.forward(&self.k_proj.0.forward(multi)?)?;
         let values = self.v_proj.1.forward(&self.v_proj.0.forward(multi)?)?;
         self.attn.forward(&q, &keys, &values, self.cfg.grid, h)

@@ -90,7 +90,7 @@ impl TokenPacker {
             ln_k_1: ln("ln_k_1")?,
             v_proj_1: FeatureMlp::new(cfg.multi_dim, d, vb.pp("v_proj_1"))?,
             ln_v_1: ln("ln_v_1")?,
-            interp: bilinear_matrix(cfg.grid, out_grid, vb.device())?,
+            interp: bilinear_matrix(cfg.grid, out_grid, vb.device())?.to_dtype(vb.dtype())?,
             attn: WindowAttention::new(d, cfg.num_heads, mode, vb.pp("clip_attn"))?,
         })
     }
