@@ -252,3 +252,31 @@ fn image_crate_catmull_rom_differs_from_pil() {
     }
     assert!(worst > 0, "the image crate now matches PIL; the hand-written resize could be dropped");
 }
+
+/// The spec/builder path (what the CLI and the assembled VLM use) loads each layout and reproduces the
+/// same references.
+#[test]
+fn compressor_spec_builds_each_layout() {
+    use vlm::compress::CompressorSpec;
+    let io = io();
+    let feats = features(&io);
+    let cases = [
+        ("quecc", 1, "llava_quecc_k8_s8.safetensors", "quecc_k8_s8"),
+        ("quecc", 16, "llava_quecc_k2_s2.safetensors", "quecc_k2_s2"),
+        ("tokenpacker", 4, "tokenpacker_v4.safetensors", "tokenpacker_v4"),
+        ("avgpool", 16, "projector_mlp2x_gelu.safetensors", "avgpool_v16"),
+        ("none", 64, "projector_mlp2x_gelu.safetensors", "single"),
+    ];
+    for (name, v, file, reference) in cases {
+        let spec = CompressorSpec::from_name(name, v, G, D, H_LLM).unwrap();
+        let c = spec.build(G, D, OpMode::Fused, vb(file).pp("model.mm_projector")).unwrap();
+        assert_eq!(c.visual_tokens(), v);
+        let layers = spec.feature_layers(-2, &[2, 3, 4, 5]);
+        assert_eq!(layers.multi.is_empty(), !c.needs_multi());
+        check(&format!("spec {name} V={v}"), &c.compress(&feats, Some(&io["query"])).unwrap(), &io[reference]);
+        let proj = Projector::new(ProjectorKind::MlpGelu { depth: 2 }, D, H_LLM, spec.projector_layout(), vb(file).pp("model.mm_projector"));
+        assert!(proj.is_ok(), "{name}: projector layout {:?}", spec.projector_layout());
+    }
+    assert!(CompressorSpec::from_name("none", 16, G, D, H_LLM).is_err());
+    assert!(CompressorSpec::from_name("pixelshuffle", 16, G, D, H_LLM).is_err());
+}

@@ -10,9 +10,12 @@
 //!
 //! With the 24×24 grid of ViT-L/14-336 the producible V are the squares of the divisors of 24:
 //! 1, 4, 9, 16, 36, 64, 144, 576 (the paper uses all but 9).
-use crate::vision::VisionFeatures;
+use crate::layers::OpMode;
+use crate::projector::ProjectorLayout;
+use crate::vision::{FeatureLayers, VisionFeatures};
 use crate::{Error, Result};
 use candle_core::Tensor;
+use candle_nn::VarBuilder;
 
 pub mod avgpool;
 pub mod none;
@@ -27,7 +30,7 @@ pub use tokenpacker::{TokenPacker, TokenPackerConfig};
 pub use window_attention::{FeatureMlp, WindowAttention};
 
 /// A visual-token compressor (paper §4).
-pub trait Compressor {
+pub trait Compressor: Send + Sync {
     /// features: single (B, G², d), multi (B, G², 4d); query: the LLM's embedding of the question
     /// (B, 1, H_llm), required iff [`Self::needs_query`]. Returns (B, V, d).
     /// Errors: [`Error::Invalid`] when a required input (query, multi-level features) is missing or has
@@ -86,4 +89,86 @@ pub(crate) fn check_multi(features: &VisionFeatures, b: usize, c: usize) -> Resu
         )));
     }
     Ok(m)
+}
+
+/// Which compressor to build, with its hyper-parameters; the one place that knows each compressor's
+/// weight layout inside the authors' `mm_projector`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CompressorSpec {
+    /// All G² tokens (LLaVA-1.5).
+    None,
+    /// 2-D average pooling to V tokens.
+    AvgPool {
+        /// V.
+        visual_tokens: usize,
+    },
+    /// QueCC.
+    Quecc(QueccConfig),
+    /// TokenPacker.
+    TokenPacker(TokenPackerConfig),
+}
+
+impl CompressorSpec {
+    /// Parses a compressor name (`none`, `avgpool`, `quecc`, `tokenpacker`) with V, for a tower of width
+    /// d and grid G and an LLM of width H_llm (QueCC's query width); QueCC/TokenPacker use their authors'
+    /// defaults otherwise (8 heads, multi-level width 4d, kernel = stride = G/√V).
+    /// Errors: unknown name or V not producible → [`Error::Invalid`].
+    pub fn from_name(name: &str, visual_tokens: usize, grid: usize, dim: usize, llm_hidden: usize) -> Result<Self> {
+        Ok(match name {
+            "none" => {
+                if visual_tokens != grid * grid {
+                    return Err(Error::Invalid(format!(
+                        "compressor `none` produces V = {} tokens, not {visual_tokens}",
+                        grid * grid
+                    )));
+                }
+                Self::None
+            }
+            "avgpool" => {
+                output_grid_for(visual_tokens, grid)?;
+                Self::AvgPool { visual_tokens }
+            }
+            "quecc" => Self::Quecc(QueccConfig::new(dim, grid, llm_hidden).with_visual_tokens(visual_tokens)?),
+            "tokenpacker" => {
+                output_grid_for(visual_tokens, grid)?;
+                Self::TokenPacker(TokenPackerConfig { visual_tokens, ..TokenPackerConfig::new(dim, grid) })
+            }
+            other => {
+                return Err(Error::Invalid(format!(
+                    "unknown compressor {other:?} (none, avgpool, quecc, tokenpacker)"
+                )))
+            }
+        })
+    }
+
+    /// Builds the compressor from `mm_projector` (the `VarBuilder` at `model.mm_projector`): QueCC at
+    /// `.0`, TokenPacker at the prefix itself; none/avgpool have no weights.
+    /// Errors: invalid hyper-parameters, missing tensor, wrong shape.
+    pub fn build(&self, grid: usize, dim: usize, mode: OpMode, mm_projector: VarBuilder) -> Result<Box<dyn Compressor>> {
+        Ok(match self {
+            Self::None => Box::new(NoCompression::new(grid, dim)),
+            Self::AvgPool { visual_tokens } => Box::new(AvgPool::new(*visual_tokens, grid, dim)?),
+            Self::Quecc(cfg) => Box::new(Quecc::new(cfg, mode, mm_projector.pp(0))?),
+            Self::TokenPacker(cfg) => Box::new(TokenPacker::new(cfg, mode, mm_projector)?),
+        })
+    }
+
+    /// Where the projector's Linear layers sit in `mm_projector` for this compressor.
+    pub fn projector_layout(&self) -> ProjectorLayout {
+        match self {
+            Self::None | Self::AvgPool { .. } => ProjectorLayout::Sequential,
+            Self::Quecc(_) => ProjectorLayout::SequentialAfterCompressor,
+            Self::TokenPacker(_) => ProjectorLayout::TokenPackerMlp,
+        }
+    }
+
+    /// The vision features this compressor needs: `select_layer` always, plus the multi-level layers
+    /// (`multi`, e.g. `[12, 16, 22, 23]`) for QueCC and TokenPacker only, so the tower runs no deeper
+    /// than needed.
+    pub fn feature_layers(&self, select_layer: i64, multi: &[i64]) -> FeatureLayers {
+        match self {
+            Self::Quecc(_) | Self::TokenPacker(_) => FeatureLayers { select_layer, multi: multi.to_vec() },
+            _ => FeatureLayers::single_only(select_layer),
+        }
+    }
 }
