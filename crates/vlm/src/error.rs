@@ -52,6 +52,14 @@ pub enum Error {
         /// Decoder message.
         msg: String,
     },
+    /// A weights file is not a valid safetensors file (corrupt or truncated header/data).
+    #[error("{}: not a valid safetensors file: {msg}", path.display())]
+    Checkpoint {
+        /// The weights file.
+        path: PathBuf,
+        /// What the safetensors parser reported.
+        msg: String,
+    },
     /// An argument is invalid (e.g. a visual-token count the compressor cannot produce).
     #[error("{0}")]
     Invalid(String),

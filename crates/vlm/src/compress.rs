@@ -1,1 +1,0 @@
-//! compress (work in progress)

@@ -1,0 +1,26 @@
+//! Vision side of the VLM: image preprocessing ([`preprocess`]), the CLIP vision tower ([`clip`]) with
+//! HF-indexed hidden states, and feature selection into [`VisionFeatures`] ([`features`]).
+//!
+//! Typical use (LLaVA-1.5 / QueCC, ViT-L/14-336):
+//! ```no_run
+//! # use vlm::vision::*; use vlm::layers::OpMode; use candle_core::Device;
+//! # fn main() -> vlm::Result<()> {
+//! let dev = Device::Cpu;
+//! let dir = std::path::Path::new("clip-vit-large-patch14-336");
+//! let tower = load_clip_tower(dir, 23, OpMode::Fused, &dev)?; // only 23 of 24 blocks are needed
+//! let proc = ImageProcessorConfig::clip_vit_large_patch14_336(true);
+//! let pixels = proc.preprocess_file("cat.png".as_ref(), &dev)?.unsqueeze(0)?; // (1, 3, 336, 336)
+//! let feats = extract_features(&tower, &pixels, &FeatureLayers::default())?; // single (1,576,1024), multi (1,576,4096)
+//! # Ok(()) }
+//! ```
+pub mod clip;
+pub mod config;
+pub mod features;
+pub mod load;
+pub mod preprocess;
+
+pub use clip::ClipVisionTower;
+pub use config::ClipVisionConfig;
+pub use features::{extract_features, FeatureLayers, VisionFeatures};
+pub use load::{load_clip_tower, safetensors_files, var_builder_from_files, LLAVA_VISION_PREFIX};
+pub use preprocess::{load_image, ImageProcessorConfig, CLIP_MEAN, CLIP_STD};
