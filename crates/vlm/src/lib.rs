@@ -6,6 +6,7 @@
 pub mod compress;
 pub mod decoder;
 pub mod error;
+pub mod generate;
 pub mod projector;
 pub mod text;
 pub mod vision;

@@ -184,11 +184,10 @@ impl Decoder {
             return Err(Error::Invalid("input embeddings are empty (B or L is 0)".into()));
         }
         if start + l > self.cfg.max_position_embeddings {
-            return Err(Error::Invalid(format!(
-                "sequence of {} positions exceeds the context window max_position_embeddings = {}",
-                start + l,
-                self.cfg.max_position_embeddings
-            )));
+            return Err(Error::ContextWindow {
+                len: start + l,
+                max: self.cfg.max_position_embeddings,
+            });
         }
         Ok((b, l))
     }
@@ -197,7 +196,8 @@ impl Decoder {
     /// extending the KV cache; returns the hidden states after the final norm, (B, L, H).
     ///
     /// Prefill: `start_pos = 0` on an empty cache; decode: `start_pos = kv_len()`.
-    /// Errors: [`Error::Invalid`] if `start_pos != kv_len()` or the context window would be exceeded;
+    /// Errors: [`Error::Invalid`] if `start_pos != kv_len()`; [`Error::ContextWindow`] if
+    /// `start_pos + L > max_position_embeddings`;
     /// [`Error::Shape`] if the last dimension is not H.
     pub fn forward_embeds(&mut self, embeds: &Tensor, start_pos: usize) -> Result<Tensor> {
         let (_b, l) = self.check_input(embeds, start_pos)?;
