@@ -58,6 +58,28 @@ pub struct DecoderConfig {
     pub eos_token_ids: Vec<u32>,
 }
 
+/// Deserialises a config struct whose fields are all optional; on failure the message names the
+/// offending field (each key is retried alone to find it).
+pub(crate) fn deserialize_naming_field<T: serde::de::DeserializeOwned>(
+    value: &serde_json::Value,
+) -> std::result::Result<T, String> {
+    match T::deserialize(value) {
+        Ok(t) => Ok(t),
+        Err(e) => {
+            if let Some(obj) = value.as_object() {
+                for (k, v) in obj {
+                    let mut one = serde_json::Map::new();
+                    one.insert(k.clone(), v.clone());
+                    if let Err(e) = T::deserialize(&serde_json::Value::Object(one)) {
+                        return Err(format!("field `{k}`: {e}"));
+                    }
+                }
+            }
+            Err(format!("invalid config: {e}"))
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 enum OneOrMany {
@@ -116,8 +138,9 @@ impl DecoderConfig {
             path: "config.json".into(),
             msg,
         };
-        let raw: RawConfig =
+        let value: serde_json::Value =
             serde_json::from_str(text).map_err(|e| err(format!("invalid JSON: {e}")))?;
+        let raw: RawConfig = deserialize_naming_field(&value).map_err(err)?;
         let model_type = raw
             .model_type
             .clone()

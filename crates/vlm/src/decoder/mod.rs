@@ -16,6 +16,7 @@ mod norm;
 mod rope;
 
 pub use attention::Attention;
+pub(crate) use config::deserialize_naming_field;
 pub use config::{Architecture, DecoderConfig};
 pub use kv_cache::KvCache;
 pub use layer::DecoderLayer;
