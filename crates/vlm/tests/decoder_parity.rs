@@ -214,3 +214,21 @@ fn qwen2_gradients_flow_in_differentiable_mode() {
 fn llama_gradients_flow_in_differentiable_mode() {
     gradients_flow("llama_tiny");
 }
+
+/// bf16 weights and activations run (softmax upcast to f32 as HF) and stay close to HF's f32 logits.
+#[test]
+fn bf16_inference_is_close_to_f32() {
+    for name in ["qwen2_tiny", "llama_tiny"] {
+        let dir = fixture(name);
+        let cfg = DecoderConfig::from_file(&dir.join("config.json")).unwrap();
+        let vb = unsafe {
+            VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], DType::BF16, &Device::Cpu).unwrap()
+        };
+        let mut dec = Decoder::new(&cfg, vb).unwrap();
+        let exp = candle_core::safetensors::load(dir.join("expected.safetensors"), &Device::Cpu).unwrap();
+        let logits = dec.forward_ids(&ids(&exp["prefill_ids"]), 0).unwrap().to_dtype(DType::F32).unwrap();
+        let e = rel_err(&logits, &exp["prefill_logits"]);
+        println!("{name} bf16 prefill logits: max relative error {e:.3e}");
+        assert!(e < 0.1, "{name}: bf16 error {e}");
+    }
+}

@@ -1,5 +1,5 @@
 //! Causal self-attention with RoPE and grouped-query attention (HF `Qwen2Attention` / `LlamaAttention`).
-use candle_core::{Module, Tensor, D};
+use candle_core::{DType, Module, Tensor, D};
 use candle_nn::{linear_b, Linear, VarBuilder};
 
 use super::{DecoderConfig, KvCache, Mode, RotaryEmbedding};
@@ -18,8 +18,15 @@ pub struct Attention {
     head_dim: usize,
 }
 
-/// Softmax over the last dimension; fused kernel for inference, plain ops when differentiable.
+/// Softmax over the last dimension, computed in f32 as HF does (`softmax(…, dtype=torch.float32)`)
+/// and cast back; fused kernel for inference, plain ops when differentiable.
 pub(crate) fn softmax_last_dim(xs: &Tensor, mode: Mode) -> Result<Tensor> {
+    let dtype = xs.dtype();
+    if dtype != DType::F32 {
+        return softmax_last_dim(&xs.to_dtype(DType::F32)?, mode)?
+            .to_dtype(dtype)
+            .map_err(Into::into);
+    }
     match mode {
         Mode::Inference => Ok(candle_nn::ops::softmax_last_dim(xs)?),
         Mode::Differentiable => {

@@ -176,7 +176,7 @@ impl DecoderConfig {
         if num_attention_heads == 0 || num_key_value_heads == 0 {
             return Err(err("`num_attention_heads` and `num_key_value_heads` must be > 0".into()));
         }
-        if num_attention_heads % num_key_value_heads != 0 {
+        if !num_attention_heads.is_multiple_of(num_key_value_heads) {
             return Err(err(format!(
                 "`num_attention_heads` ({num_attention_heads}) must be a multiple of `num_key_value_heads` ({num_key_value_heads})"
             )));
@@ -184,7 +184,7 @@ impl DecoderConfig {
         let head_dim = match raw.head_dim {
             Some(d) => d,
             None => {
-                if hidden_size % num_attention_heads != 0 {
+                if !hidden_size.is_multiple_of(num_attention_heads) {
                     return Err(err(format!(
                         "`hidden_size` ({hidden_size}) is not divisible by `num_attention_heads` ({num_attention_heads})"
                     )));
@@ -192,8 +192,8 @@ impl DecoderConfig {
                 hidden_size / num_attention_heads
             }
         };
-        if head_dim % 2 != 0 {
-            return Err(err(format!("`head_dim` ({head_dim}) must be even for RoPE")));
+        if head_dim == 0 || !head_dim.is_multiple_of(2) {
+            return Err(err(format!("`head_dim` ({head_dim}) must be even and > 0 for RoPE")));
         }
         let act = raw.hidden_act.as_deref().unwrap_or("silu");
         if act != "silu" {
