@@ -263,3 +263,24 @@ fn per_sequence_kv_caches_can_be_swapped() {
     assert!(dec.forward_ids(&other.narrow(1, 0, 1).unwrap(), 0).is_err());
     assert!(dec.forward_ids(&other.narrow(1, 0, 1).unwrap(), 4).is_ok());
 }
+
+// The general Llama case (`llama_bias_tiny`): attention_bias (q/k/v/o biases), mlp_bias, explicit
+// head_dim 16 ≠ hidden/heads, a single KV head, tied embeddings, RoPE θ = 5e5.
+
+#[test]
+fn llama_bias_mqa_prefill_and_decode_match_hf() {
+    prefill_and_decode("llama_bias_tiny", Mode::Inference);
+    prefill_and_decode("llama_bias_tiny", Mode::Differentiable);
+}
+
+#[test]
+fn llama_bias_mqa_embeds_query_and_greedy_match_hf() {
+    embeds_entry("llama_bias_tiny");
+    query_embedding("llama_bias_tiny");
+    greedy_ids("llama_bias_tiny");
+}
+
+#[test]
+fn llama_bias_mqa_gradients_flow_in_differentiable_mode() {
+    gradients_flow("llama_bias_tiny");
+}
