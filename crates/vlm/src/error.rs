@@ -52,12 +52,29 @@ pub enum Error {
         /// Decoder message.
         msg: String,
     },
-    /// A weights file is not a valid safetensors file (corrupt or truncated header/data).
-    #[error("{}: not a valid safetensors file: {msg}", path.display())]
-    Checkpoint {
-        /// The weights file.
+    /// A `tokenizer.json` is unreadable, or lacks a special token the conversation template needs.
+    #[error("tokenizer {}: {msg}", path.display())]
+    Tokenizer {
+        /// The tokenizer file.
         path: PathBuf,
-        /// What the safetensors parser reported.
+        /// What is wrong (naming the token).
+        msg: String,
+    },
+    /// The LLM input (Q text tokens + V visual tokens, plus anything already cached) does not fit
+    /// the context window `max_position_embeddings`.
+    #[error("prompt of {len} tokens exceeds the context window (max_position_embeddings = {max})")]
+    ContextWindow {
+        /// Positions the input would need.
+        len: usize,
+        /// `max_position_embeddings` of the LLM.
+        max: usize,
+    },
+    /// A checkpoint file is missing, truncated or corrupt.
+    #[error("checkpoint file {}: {msg}", path.display())]
+    Checkpoint {
+        /// The file at fault.
+        path: PathBuf,
+        /// What is wrong.
         msg: String,
     },
     /// An argument is invalid (e.g. a visual-token count the compressor cannot produce).

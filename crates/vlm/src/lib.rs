@@ -4,9 +4,11 @@
 //! states) → [`compress`] (none | QueCC | TokenPacker | average pooling) → [`projector`] → the
 //! [`decoder`] (Qwen2 / Llama) with the projected visual tokens spliced in at `<image>` ([`text`]).
 pub mod bench_vision;
+pub mod checkpoint;
 pub mod compress;
 pub mod decoder;
 pub mod error;
+pub mod generate;
 pub mod layers;
 pub mod projector;
 pub mod text;

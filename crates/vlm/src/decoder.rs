@@ -1,1 +1,0 @@
-//! decoder (work in progress)

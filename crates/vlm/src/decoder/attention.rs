@@ -1,0 +1,115 @@
+//! Causal self-attention with RoPE and grouped-query attention (HF `Qwen2Attention` / `LlamaAttention`).
+use candle_core::{DType, Module, Tensor, D};
+use candle_nn::{linear_b, Linear, VarBuilder};
+
+use super::{DecoderConfig, KvCache, Mode, RotaryEmbedding};
+use crate::Result;
+
+/// Multi-head attention of one decoder layer: q/k/v/o projections (`{vb}.q_proj` …), GQA with
+/// `num_attention_heads / num_key_value_heads` query heads per key/value head.
+#[derive(Debug, Clone)]
+pub struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    num_heads: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+}
+
+/// Softmax over the last dimension, computed in f32 as HF does (`softmax(…, dtype=torch.float32)`)
+/// and cast back; fused kernel for inference, plain ops when differentiable.
+pub(crate) fn softmax_last_dim(xs: &Tensor, mode: Mode) -> Result<Tensor> {
+    let dtype = xs.dtype();
+    if dtype != DType::F32 {
+        return softmax_last_dim(&xs.to_dtype(DType::F32)?, mode)?
+            .to_dtype(dtype)
+            .map_err(Into::into);
+    }
+    match mode {
+        Mode::Inference => Ok(candle_nn::ops::softmax_last_dim(xs)?),
+        Mode::Differentiable => {
+            let max = xs.max_keepdim(D::Minus1)?;
+            let e = xs.broadcast_sub(&max)?.exp()?;
+            let sum = e.sum_keepdim(D::Minus1)?;
+            Ok(e.broadcast_div(&sum)?)
+        }
+    }
+}
+
+impl Attention {
+    /// Loads the projections; q/k/v biases per `cfg.qkv_bias`, o_proj bias per `cfg.o_bias`.
+    pub fn new(cfg: &DecoderConfig, vb: VarBuilder) -> Result<Self> {
+        let h = cfg.hidden_size;
+        let q = cfg.num_attention_heads * cfg.head_dim;
+        let kv = cfg.num_key_value_heads * cfg.head_dim;
+        Ok(Self {
+            q_proj: linear_b(h, q, cfg.qkv_bias, vb.pp("q_proj"))?,
+            k_proj: linear_b(h, kv, cfg.qkv_bias, vb.pp("k_proj"))?,
+            v_proj: linear_b(h, kv, cfg.qkv_bias, vb.pp("v_proj"))?,
+            o_proj: linear_b(q, h, cfg.o_bias, vb.pp("o_proj"))?,
+            num_heads: cfg.num_attention_heads,
+            num_kv_heads: cfg.num_key_value_heads,
+            head_dim: cfg.head_dim,
+        })
+    }
+
+    /// `xs` (B, L, H) at positions `start..start + L` → (B, L, H).
+    ///
+    /// `mask`: additive causal mask (L, start + L) or `None` when L = 1. `cache`: the model's KV cache
+    /// and this layer's index; when given, keys/values are appended and attention covers the cached
+    /// positions too (the cache must hold exactly `start` positions).
+    pub fn forward(
+        &self,
+        xs: &Tensor,
+        rope: &RotaryEmbedding,
+        start: usize,
+        mask: Option<&Tensor>,
+        cache: Option<(&mut KvCache, usize)>,
+        mode: Mode,
+    ) -> Result<Tensor> {
+        let (b, l, _) = xs.dims3()?;
+        let (nh, nkv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let q = self
+            .q_proj
+            .forward(xs)?
+            .reshape((b, l, nh, d))?
+            .transpose(1, 2)?;
+        let k = self
+            .k_proj
+            .forward(xs)?
+            .reshape((b, l, nkv, d))?
+            .transpose(1, 2)?;
+        let v = self
+            .v_proj
+            .forward(xs)?
+            .reshape((b, l, nkv, d))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let q = rope.apply(&q, start, mode)?.contiguous()?;
+        let k = rope.apply(&k, start, mode)?.contiguous()?;
+        let (k, v) = match cache {
+            Some((cache, layer)) => cache.append(layer, &k, &v)?,
+            None => (k, v),
+        };
+        let lk = k.dim(2)?;
+        // GQA without copying K/V: the n_rep query heads sharing a K/V head are adjacent, so
+        // (B, nh, L, d) regroups to (B, nkv, n_rep·L, d).
+        let n_rep = nh / nkv;
+        let qg = q.reshape((b, nkv, n_rep * l, d))?;
+        let scale = 1.0 / (d as f64).sqrt();
+        let scores = (qg.matmul(&k.t()?)? * scale)?.reshape((b, nh, l, lk))?;
+        let scores = match mask {
+            Some(m) => scores.broadcast_add(m)?,
+            None => scores,
+        };
+        let probs = softmax_last_dim(&scores, mode)?.reshape((b, nkv, n_rep * l, lk))?;
+        let out = probs
+            .matmul(&v)?
+            .reshape((b, nh, l, d))?
+            .transpose(1, 2)?
+            .reshape((b, l, nh * d))?;
+        Ok(self.o_proj.forward(&out)?)
+    }
+}

@@ -1,0 +1,49 @@
+//! One pre-norm decoder layer (HF `Qwen2DecoderLayer` / `LlamaDecoderLayer`).
+use candle_core::Tensor;
+use candle_nn::VarBuilder;
+
+use super::{Attention, DecoderConfig, KvCache, Mlp, Mode, RmsNorm, RotaryEmbedding};
+use crate::Result;
+
+/// `x + attn(norm(x))`, then `x + mlp(norm(x))`; weights under `model.layers.{i}`.
+#[derive(Debug, Clone)]
+pub struct DecoderLayer {
+    input_layernorm: RmsNorm,
+    self_attn: Attention,
+    post_attention_layernorm: RmsNorm,
+    mlp: Mlp,
+}
+
+impl DecoderLayer {
+    /// Loads `{vb}.input_layernorm`, `{vb}.self_attn`, `{vb}.post_attention_layernorm`, `{vb}.mlp`.
+    pub fn new(cfg: &DecoderConfig, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            input_layernorm: RmsNorm::new(cfg.hidden_size, cfg.rms_norm_eps, vb.pp("input_layernorm"))?,
+            self_attn: Attention::new(cfg, vb.pp("self_attn"))?,
+            post_attention_layernorm: RmsNorm::new(
+                cfg.hidden_size,
+                cfg.rms_norm_eps,
+                vb.pp("post_attention_layernorm"),
+            )?,
+            mlp: Mlp::new(cfg, vb.pp("mlp"))?,
+        })
+    }
+
+    /// (B, L, H) → (B, L, H); see [`Attention::forward`] for `start`, `mask`, `cache`.
+    pub fn forward(
+        &self,
+        xs: &Tensor,
+        rope: &RotaryEmbedding,
+        start: usize,
+        mask: Option<&Tensor>,
+        cache: Option<(&mut KvCache, usize)>,
+        mode: Mode,
+    ) -> Result<Tensor> {
+        let h = self.input_layernorm.forward(xs, mode)?;
+        let h = self.self_attn.forward(&h, rope, start, mask, cache, mode)?;
+        let xs = (xs + h)?;
+        let h = self.post_attention_layernorm.forward(&xs, mode)?;
+        let h = self.mlp.forward(&h)?;
+        Ok((xs + h)?)
+    }
+}

@@ -1,0 +1,33 @@
+//! SwiGLU MLP (HF `Qwen2MLP` / `LlamaMLP`): `down(silu(gate(x)) · up(x))`.
+use candle_core::{Module, Tensor};
+use candle_nn::{linear_b, Linear, VarBuilder};
+
+use super::DecoderConfig;
+use crate::Result;
+
+/// The feed-forward block of one decoder layer.
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+impl Mlp {
+    /// Loads `{vb}.{gate,up,down}_proj.weight` (+ `.bias` when `mlp_bias`).
+    pub fn new(cfg: &DecoderConfig, vb: VarBuilder) -> Result<Self> {
+        let (h, i, b) = (cfg.hidden_size, cfg.intermediate_size, cfg.mlp_bias);
+        Ok(Self {
+            gate_proj: linear_b(h, i, b, vb.pp("gate_proj"))?,
+            up_proj: linear_b(h, i, b, vb.pp("up_proj"))?,
+            down_proj: linear_b(i, h, b, vb.pp("down_proj"))?,
+        })
+    }
+
+    /// (B, L, H) → (B, L, H). `silu` has a backward pass in candle, so one path serves both modes.
+    pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let gate = self.gate_proj.forward(xs)?.silu()?;
+        let up = self.up_proj.forward(xs)?;
+        Ok(self.down_proj.forward(&(gate * up)?)?)
+    }
+}

@@ -1,0 +1,41 @@
+//! RMSNorm (HF `Qwen2RMSNorm` / `LlamaRMSNorm`): `w · x / sqrt(mean(x²) + eps)`, statistics in f32.
+use candle_core::{DType, Tensor, D};
+use candle_nn::VarBuilder;
+
+use super::Mode;
+use crate::Result;
+
+/// Root-mean-square layer norm over the last dimension.
+#[derive(Debug, Clone)]
+pub struct RmsNorm {
+    weight: Tensor,
+    eps: f64,
+}
+
+impl RmsNorm {
+    /// Loads `{vb}.weight` of shape (size,). Errors: missing tensor or wrong shape (candle error naming it).
+    pub fn new(size: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get(size, "weight")?,
+            eps,
+        })
+    }
+
+    /// `xs`: (…, size) → (…, size), same dtype.
+    pub fn forward(&self, xs: &Tensor, mode: Mode) -> Result<Tensor> {
+        match mode {
+            Mode::Inference => Ok(candle_nn::ops::rms_norm(
+                &xs.contiguous()?,
+                &self.weight,
+                self.eps as f32,
+            )?),
+            Mode::Differentiable => {
+                let dtype = xs.dtype();
+                let x = xs.to_dtype(DType::F32)?;
+                let var = x.sqr()?.mean_keepdim(D::Minus1)?;
+                let x = x.broadcast_div(&(var + self.eps)?.sqrt()?)?;
+                Ok(x.to_dtype(dtype)?.broadcast_mul(&self.weight)?)
+            }
+        }
+    }
+}
