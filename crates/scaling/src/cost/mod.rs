@@ -6,6 +6,7 @@
 //!   projector), see [`exact::QueryCost`].
 pub mod arch;
 pub mod exact;
+pub mod latency;
 
 /// The paper's inference cost of one query: 2 · N · (Q + V) FLOPs, with N the LLM's parameter count
 /// (raw count, not billions), Q text tokens and V visual tokens.
