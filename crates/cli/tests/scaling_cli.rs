@@ -126,3 +126,25 @@ fn plot_writes_both_figures() {
         assert!(dir.path().join(f).metadata().unwrap().len() > 1000, "{f}");
     }
 }
+
+#[test]
+fn latency_frontier_flags_the_flops_models_blind_spot() {
+    let dir = tempfile::tempdir().unwrap();
+    // Vision dominates: 2.8 s per image. A 5 s budget leaves 2.2 s for the LLM.
+    let prof = write(dir.path(), "prof.json", r#"{"vision_ms": 2800, "compressor_ms": 0, "prefill_ms_per_token_per_billion": 10, "decode_ms_per_token_per_billion": 100}"#);
+    let v = json(&vlmscale(&["frontier", "--latency-profile", &prof, "--latency-budget", "5", "--text-tokens", "50", "--llm-params", "0.5,1.8,4,7,14", "--visual-tokens", "1,4,16,36,64,144,576", "--json"]));
+    let row = &v["rows"][0];
+    let o = &row["latency_optimum"];
+    let ttft = o["cost"].as_f64().unwrap();
+    assert!(ttft <= 5.0, "{row}");
+    // the FLOPs model spends all 5 s in the LLM and overshoots once the vision tower is counted
+    assert_eq!(row["flops_model_agrees"], false);
+    assert!(row["flops_model_ttft_s"].as_f64().unwrap() > 5.0);
+    // without a vision cost, the two models coincide
+    let prof0 = write(dir.path(), "prof0.json", r#"{"vision_ms": 0, "prefill_ms_per_token_per_billion": 10, "decode_ms_per_token_per_billion": 100}"#);
+    let v = json(&vlmscale(&["frontier", "--latency-profile", &prof0, "--latency-budget", "5", "--text-tokens", "50", "--llm-params", "0.5,1.8,4,7,14", "--visual-tokens", "1,4,16,36,64,144,576", "--json"]));
+    assert_eq!(v["rows"][0]["flops_model_agrees"], true);
+    // a bad profile is exit code 2
+    let bad = write(dir.path(), "bad.json", "{}");
+    assert_eq!(vlmscale(&["frontier", "--latency-profile", &bad, "--latency-budget", "5"]).status.code(), Some(2));
+}

@@ -2,6 +2,7 @@
 use super::law_source::LawArgs;
 use super::{parse_list, UsageError};
 use anyhow::Result;
+use scaling::cost::latency::LatencyProfile;
 use scaling::frontier::{closed_form_visual_tokens, logspace, Domain, FrontierSpec, Optimum, PaperCost};
 use scaling::law::{Law, TokenAxis};
 use serde::Serialize;
@@ -34,9 +35,95 @@ pub struct Args {
     /// Continuous V range: MIN,MAX.
     #[arg(long, value_name = "MIN,MAX", default_value = "1,576", conflicts_with = "visual_tokens")]
     pub visual_range: String,
+    /// Measured latency profile (`vlmscale bench infer --profile OUT.json`): optimise under time to
+    /// first token instead of FLOPs, vision tower included.
+    #[arg(long, value_name = "PROFILE.json", requires = "latency_budget")]
+    pub latency_profile: Option<std::path::PathBuf>,
+    /// Latency budget(s) in seconds of time to first token (with --latency-profile).
+    #[arg(long, value_name = "SECONDS", requires = "latency_profile")]
+    pub latency_budget: Vec<f64>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+fn spec_of(a: &Args, r: &super::law_source::Resolved) -> Result<FrontierSpec> {
+    let spec = FrontierSpec {
+        law: r.law,
+        axis: r.axis,
+        text_tokens: a.text_tokens,
+        sizes: domain("--llm-params", &a.llm_params, "--llm-range", &a.llm_range)?,
+        tokens: domain("--visual-tokens", &a.visual_tokens, "--visual-range", &a.visual_range)?,
+    };
+    spec.check()?;
+    Ok(spec)
+}
+
+#[derive(Serialize)]
+struct LatencyRow {
+    latency_budget_s: f64,
+    latency_optimum: Option<Optimum>,
+    /// What the paper's FLOPs model picks for the same budget (converted to FLOPs at the LLM's measured
+    /// rate, vision tower unseen), and that choice's measured TTFT.
+    flops_model_choice: Option<Optimum>,
+    flops_model_ttft_s: Option<f64>,
+    flops_model_agrees: Option<bool>,
+}
+
+/// Frontier under a measured latency profile, compared with the FLOPs model's choice.
+fn run_latency(a: Args) -> Result<()> {
+    let path = a.latency_profile.clone().expect("checked by caller");
+    let profile = LatencyProfile::from_file(&path)?;
+    let r = a.law.resolve()?;
+    let spec = spec_of(&a, &r)?;
+    let mut rows = Vec::new();
+    for &budget in &a.latency_budget {
+        let lat = spec.optimum(&profile, budget)?;
+        // The paper's model, given the same time budget, converts it to FLOPs at the LLM's measured rate
+        // (2·10⁹ FLOPs per token per billion parameters take `prefill_ms_per_token_per_billion` ms) and
+        // spends all of it in the LLM: it does not see the vision tower or QueCC's question pass.
+        let flops_budget = 2e9 * budget * 1e3 / profile.prefill_ms_per_token_per_billion;
+        let flops_choice = spec.optimum(&PaperCost, flops_budget)?;
+        let ttft = flops_choice.as_ref().map(|f| profile.ttft_seconds(f.llm_params, a.text_tokens, f.visual_tokens));
+        let agrees = match (&lat, &flops_choice) {
+            (Some(o), Some(f)) => Some((f.llm_params / o.llm_params - 1.0).abs() < 1e-3 && (f.visual_tokens / o.visual_tokens - 1.0).abs() < 1e-3),
+            (None, None) => None,
+            _ => Some(false),
+        };
+        rows.push(LatencyRow { latency_budget_s: budget, latency_optimum: lat, flops_model_choice: flops_choice, flops_model_ttft_s: ttft, flops_model_agrees: agrees });
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"law": r.law, "origin": r.origin, "profile": profile, "text_tokens": a.text_tokens, "rows": rows}))?);
+        return Ok(());
+    }
+    println!("vlmscale frontier — law from {} (α = {:.4}, β = {:.4}), Q = {}", r.origin, r.law.alpha(), r.law.beta(), a.text_tokens);
+    println!("cost model: measured time to first token from {} (vision {:.1} ms + compressor {:.1} ms + {:.3} ms per token per billion parameters{})",
+        path.display(), profile.vision_ms, profile.compressor_ms, profile.prefill_ms_per_token_per_billion,
+        if profile.quecc_query_pass { ", plus QueCC's pass over the question" } else { "" });
+    println!("N (billions) over {}, V over {}\n", spec.sizes, spec.tokens);
+    println!("{:>10}  {:>10}  {:>8}  {:>10}  {:>9}   the paper's FLOPs model, same budget", "TTFT ≤ s", "N* (B)", "V*", "pred. err", "TTFT s");
+    for row in &rows {
+        match &row.latency_optimum {
+            None => println!("{:>10.3}  {:>10}  {:>8}  {:>10}  {:>9}   {}", row.latency_budget_s, "-", "-", "(too small)", "-",
+                match (&row.flops_model_choice, row.flops_model_ttft_s) {
+                    (Some(f), Some(t)) => format!("DIFFERS: would pick N = {:.3} B, V = {:.1}, which takes {:.3} s", f.llm_params, f.visual_tokens, t),
+                    _ => "-".to_string(),
+                }),
+            Some(o) => {
+                let note = match (&row.flops_model_choice, row.flops_model_ttft_s, row.flops_model_agrees) {
+                    (Some(_), _, Some(true)) => "same choice".to_string(),
+                    (Some(f), Some(t), _) => format!("DIFFERS: N = {:.3} B, V = {:.1}, TTFT {:.3} s{}", f.llm_params, f.visual_tokens, t,
+                        if t > row.latency_budget_s { " (over the latency budget)" } else { "" }),
+                    _ => "-".to_string(),
+                };
+                println!("{:>10.3}  {:>10.4}  {:>8.2}  {:>10.4}  {:>9.3}   {note}", row.latency_budget_s, o.llm_params, o.visual_tokens, o.predicted_error, o.cost);
+            }
+        }
+    }
+    if rows.iter().any(|r| r.flops_model_agrees == Some(false)) {
+        println!("\nThe paper's FLOPs model ignores the vision tower (a fixed cost per image), so it spends the budget differently from measured latency where marked.");
+    }
+    Ok(())
 }
 
 fn domain(flag: &str, set: &Option<String>, range_flag: &str, range: &str) -> Result<Domain> {
@@ -61,15 +148,11 @@ struct Out<'a> {
 }
 
 pub fn run(a: Args) -> Result<()> {
+    if a.latency_profile.is_some() {
+        return run_latency(a);
+    }
     let r = a.law.resolve()?;
-    let spec = FrontierSpec {
-        law: r.law,
-        axis: r.axis,
-        text_tokens: a.text_tokens,
-        sizes: domain("--llm-params", &a.llm_params, "--llm-range", &a.llm_range)?,
-        tokens: domain("--visual-tokens", &a.visual_tokens, "--visual-range", &a.visual_range)?,
-    };
-    spec.check()?;
+    let spec = spec_of(&a, &r)?;
     let budgets = if a.budget.is_empty() {
         match parse_list("--budget-range", &a.budget_range)?.as_slice() {
             [lo, hi, k] if *lo > 0.0 && hi >= lo && *k >= 1.0 && k.fract() == 0.0 => logspace(*lo, *hi, *k as usize),
