@@ -12,6 +12,26 @@ pub enum Bench {
     /// The paper's full 5,000,000-point grid search on the 28 published cells, against the authors'
     /// Python loop (benches/peers/grid_search_authors_loop.py, timed on a prefix of the grid).
     Fit(FitArgs),
+    /// CLIP ViT-L/14-336 (random weights) through vlm's tower and each compressor, beside
+    /// candle-transformers' ClipVisionTransformer on the same weights and (if Python with torch and
+    /// transformers is installed) PyTorch's CLIPVisionModel.
+    Vision(VisionArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct VisionArgs {
+    /// V for the compressors.
+    #[arg(long, default_value_t = 36)]
+    pub visual_tokens: usize,
+    /// Timed repetitions (best and mean reported).
+    #[arg(long, default_value_t = 2)]
+    pub repeats: usize,
+    /// LLM width for QueCC's query (4096: Vicuna-7B).
+    #[arg(long, default_value_t = 4096)]
+    pub llm_hidden: usize,
+    /// Python interpreter for the PyTorch peer; `none` to skip it.
+    #[arg(long, default_value = "python3")]
+    pub python: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -30,6 +50,7 @@ pub struct FitArgs {
 pub fn run(b: Bench) -> Result<()> {
     match b {
         Bench::Fit(a) => fit(a),
+        Bench::Vision(a) => vision(a),
     }
 }
 
@@ -108,6 +129,52 @@ fn fit(a: FitArgs) -> Result<()> {
         }
         Ok(out) => println!("  authors' Python loop: failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim()),
         Err(e) => println!("  authors' Python loop: could not run `{}` ({e}); install python3 with numpy", a.python),
+    }
+    Ok(())
+}
+
+/// f32 matmul throughput of candle on this machine (2048² × 2048², best of 3), GFLOP/s.
+pub fn measured_matmul_gflops() -> Result<f64> {
+    use candle_core::{Device, Tensor};
+    let n = 2048;
+    let a = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu)?;
+    let b = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu)?;
+    a.matmul(&b)?; // warm-up
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        std::hint::black_box(a.matmul(&b)?);
+        best = best.min(t0.elapsed().as_secs_f64());
+    }
+    Ok(2.0 * (n as f64).powi(3) / best / 1e9)
+}
+
+fn vision(a: VisionArgs) -> Result<()> {
+    use candle_core::{Device, Module};
+    use candle_transformers::models::clip::vision_model::{ClipVisionConfig, ClipVisionTransformer};
+    use vlm::bench_vision::{time_it, tower_gflop, VisionBench};
+    let limit = measured_matmul_gflops()?;
+    println!("bench vision — CLIP ViT-L/14-336, random weights, one 336×336 image, f32, {} threads", rayon::current_num_threads());
+    println!("measured f32 matmul limit (candle, 2048³): {limit:.1} GFLOP/s\n");
+    let bench = VisionBench::new(a.llm_hidden, &Device::Cpu);
+    let mut rows = bench.run(a.visual_tokens, a.repeats)?;
+    // candle-transformers on the same weights (it reads the tower our modules created in the VarMap)
+    let ct = ClipVisionTransformer::new(bench.var_builder().pp("vision_model"), &ClipVisionConfig::clip_vit_large_patch14_336())?;
+    let pixels = bench.pixels()?;
+    let n = bench.config().num_hidden_layers;
+    rows.push(time_it(&format!("peer: candle-transformers ClipVisionTransformer, {n} blocks"), tower_gflop(bench.config(), n), a.repeats, || {
+        ct.forward(&pixels).map(|_| ()).map_err(vlm::Error::from)
+    })?);
+    for r in &rows {
+        println!("{r}   ({:.0} % of the matmul limit)", 100.0 * r.gflops_per_second() / limit);
+    }
+    if a.python != "none" {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../vlm/examples/bench_vision_torch.py");
+        match Command::new(&a.python).arg(&script).arg(a.repeats.to_string()).output() {
+            Ok(out) if out.status.success() => print!("peer: {}", String::from_utf8_lossy(&out.stdout)),
+            Ok(out) => println!("peer: PyTorch unavailable ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")),
+            Err(e) => println!("peer: could not run `{}` ({e})", a.python),
+        }
     }
     Ok(())
 }
