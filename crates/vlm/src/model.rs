@@ -35,10 +35,10 @@ use crate::generate::{generate, GenerateConfig, StopReason};
 use crate::layers::OpMode;
 use crate::projector::{Projector, ProjectorKind};
 use crate::text::{input_embeddings, PromptTokens, Template, TextTokenizer, TokenStream};
+use crate::vision::load::{safetensors_files, var_builder_from_files, CLIP_VISION_PREFIX};
 use crate::vision::{
     extract_features, ClipVisionConfig, ClipVisionTower, FeatureLayers, ImageProcessorConfig, LLAVA_VISION_PREFIX,
 };
-use crate::vision::load::{safetensors_files, var_builder_from_files, CLIP_VISION_PREFIX};
 use crate::{Error, Result};
 
 /// The authors' multi-level feature layers (HF `hidden_states` indices) for QueCC / TokenPacker.
@@ -59,7 +59,12 @@ pub struct AnswerOptions {
 
 impl Default for AnswerOptions {
     fn default() -> Self {
-        Self { max_new_tokens: 128, temperature: 0.0, top_p: 1.0, seed: 0 }
+        Self {
+            max_new_tokens: 128,
+            temperature: 0.0,
+            top_p: 1.0,
+            seed: 0,
+        }
     }
 }
 
@@ -177,13 +182,19 @@ impl std::fmt::Debug for Vlm {
 }
 
 fn config_err(path: &Path, msg: impl Into<String>) -> Error {
-    Error::Config { path: path.to_path_buf(), msg: msg.into() }
+    Error::Config {
+        path: path.to_path_buf(),
+        msg: msg.into(),
+    }
 }
 
 /// Re-attributes a missing-tensor error to `location`.
 fn locate(e: Error, location: &Path) -> Error {
     match e {
-        Error::MissingTensor { name, .. } => Error::MissingTensor { name, location: location.display().to_string() },
+        Error::MissingTensor { name, .. } => Error::MissingTensor {
+            name,
+            location: location.display().to_string(),
+        },
         e => e,
     }
 }
@@ -194,7 +205,10 @@ fn missing_tensor(e: Error, location: &Path) -> Error {
         let msg = c.to_string();
         if let Some(rest) = msg.split("cannot find tensor ").nth(1) {
             let name = rest.split_whitespace().next().unwrap_or(rest).to_string();
-            return Error::MissingTensor { name, location: location.display().to_string() };
+            return Error::MissingTensor {
+                name,
+                location: location.display().to_string(),
+            };
         }
     }
     locate(e, location)
@@ -207,97 +221,25 @@ impl Vlm {
     /// `--vision-tower`). `dtype`: the LLM's weights and activations (f32, bf16, f16); the vision tower,
     /// compressor and projector run in f32.
     ///
-    /// Errors: [`Error::Io`] / [`Error::Checkpoint`] for missing, truncated or corrupt files;
-    /// [`Error::Config`] naming the field for unsupported or inconsistent config values
-    /// (`mm_vision_token_compression_type`, `mm_hidden_size`, `mm_vision_output_text_embedding_size`,
-    /// `mm_vision_output_token_count`, `mm_vision_select_feature`, …); [`Error::MissingTensor`] /
-    /// [`Error::Shape`] naming the tensor; [`Error::Tokenizer`] if `tokenizer.json` lacks the template's
-    /// special tokens.
+    /// Errors: those of [`VlmSpec::resolve`]; [`Error::MissingTensor`] / [`Error::Shape`] naming the
+    /// tensor; [`Error::Tokenizer`] if `tokenizer.json` is unreadable or lacks the template's special
+    /// tokens; [`Error::Checkpoint`] if it is missing.
     pub fn load(dir: &Path, vision_tower_override: Option<&Path>, dtype: DType, device: &Device) -> Result<Self> {
-        let ckpt = Checkpoint::open(dir)?;
-        let config_path = dir.join("config.json");
-        let raw: serde_json::Value = {
-            let text = std::fs::read_to_string(&config_path)
-                .map_err(|source| Error::Io { path: config_path.clone(), source })?;
-            serde_json::from_str(&text).map_err(|e| config_err(&config_path, format!("invalid JSON: {e}")))?
-        };
+        let VlmSpec {
+            ckpt,
+            vision_cfg,
+            clip_dir,
+            image_processor,
+            layers,
+            spec,
+            projector_kind,
+            template,
+            ..
+        } = VlmSpec::resolve(dir, vision_tower_override)?;
         let mm = ckpt.multimodal_config().clone();
-        let llm: DecoderConfig = ckpt.llm_config().clone();
-
-        if mm.select_feature() != "patch" {
-            return Err(config_err(
-                &config_path,
-                format!("mm_vision_select_feature `{}` is not supported (only patch)", mm.select_feature()),
-            ));
-        }
-
-        // Vision tower: source, config, weights.
-        let source = ckpt.vision_tower_source(vision_tower_override)?;
-        let (vision_cfg, clip_dir) = match &source {
-            VisionTowerSource::Directory(d) => (ClipVisionConfig::from_file(&d.join("config.json"))?, Some(d.clone())),
-            VisionTowerSource::Embedded => (Self::embedded_vision_config(&raw, &mm, &config_path)?, None),
-        };
-        let grid = vision_cfg.grid();
-        let d = vision_cfg.hidden_size;
-        if let Some(h) = mm.mm_hidden_size {
-            if h != d {
-                return Err(config_err(
-                    &config_path,
-                    format!("mm_hidden_size {h} does not match the vision tower's hidden_size {d}"),
-                ));
-            }
-        }
-
-        // Compressor.
-        let select_layer = mm.mm_vision_select_layer.unwrap_or(-2);
-        let multi = match raw.get("mm_vision_multi_select_layers") {
-            None | Some(serde_json::Value::Null) => DEFAULT_MULTI_LAYERS.to_vec(),
-            Some(v) => v
-                .as_array()
-                .and_then(|a| a.iter().map(|x| x.as_i64()).collect::<Option<Vec<_>>>())
-                .filter(|a| !a.is_empty())
-                .ok_or_else(|| config_err(&config_path, format!("mm_vision_multi_select_layers must be a list of integers, found {v}")))?,
-        };
-        let spec = match mm.compression_type() {
-            None => CompressorSpec::None,
-            Some("quecc") => {
-                let n = mm.output_token_count();
-                if n != grid * grid {
-                    return Err(config_err(
-                        &config_path,
-                        format!("mm_vision_output_token_count {n} does not match the vision tower's {grid}×{grid} = {} patch tokens", grid * grid),
-                    ));
-                }
-                let text_dim = mm.text_embedding_size();
-                if text_dim != llm.hidden_size {
-                    return Err(config_err(
-                        &config_path,
-                        format!(
-                            "mm_vision_output_text_embedding_size {text_dim} does not match the LLM's hidden_size {}",
-                            llm.hidden_size
-                        ),
-                    ));
-                }
-                let cfg = QueccConfig {
-                    kernel: mm.compression_kernel_size(),
-                    stride: mm.compression_stride(),
-                    ..QueccConfig::new(d, grid, text_dim)
-                };
-                cfg.out_grid().map_err(|e| config_err(&config_path, format!("mm_vision_token_compression_kernel_size/_stride: {e}")))?;
-                CompressorSpec::Quecc(cfg)
-            }
-            Some(other) => {
-                return Err(config_err(
-                    &config_path,
-                    format!("mm_vision_token_compression_type `{other}` is not supported (none or quecc)"),
-                ))
-            }
-        };
-        let layers = spec.feature_layers(select_layer, &multi);
-        let depth = layers
-            .depth(vision_cfg.num_hidden_layers)
-            .map_err(|e| config_err(&config_path, format!("mm_vision_select_layer / multi-level layers: {e}")))?;
-
+        let llm = ckpt.llm_config().clone();
+        let (grid, d) = (vision_cfg.grid(), vision_cfg.hidden_size);
+        let depth = layers.depth(vision_cfg.num_hidden_layers)?;
         let mode = OpMode::Fused;
         let tower = match &clip_dir {
             Some(cd) => {
@@ -310,7 +252,8 @@ impl Vlm {
                 } else {
                     CLIP_VISION_PREFIX
                 };
-                ClipVisionTower::new_with_depth(&vision_cfg, depth, mode, vb.pp(prefix)).map_err(|e| missing_tensor(e, cd))?
+                ClipVisionTower::new_with_depth(&vision_cfg, depth, mode, vb.pp(prefix))
+                    .map_err(|e| missing_tensor(e, cd))?
             }
             None => {
                 let vb = ckpt.var_builder(DType::F32, device)?;
@@ -319,40 +262,17 @@ impl Vlm {
             }
         };
 
-        let image_processor = {
-            let pad = mm.image_aspect_ratio.as_deref() == Some("pad");
-            let pp = clip_dir.as_ref().map(|d| d.join("preprocessor_config.json"));
-            match pp {
-                Some(p) if p.is_file() => ImageProcessorConfig::from_file(&p, pad)?,
-                _ => ImageProcessorConfig {
-                    shortest_edge: vision_cfg.image_size,
-                    crop_size: (vision_cfg.image_size, vision_cfg.image_size),
-                    ..ImageProcessorConfig::clip_vit_large_patch14_336(pad)
-                },
-            }
-        };
-        if image_processor.crop_size != (vision_cfg.image_size, vision_cfg.image_size) {
-            return Err(config_err(
-                &config_path,
-                format!(
-                    "the image processor's crop size {:?} does not match the vision tower's image_size {}",
-                    image_processor.crop_size, vision_cfg.image_size
-                ),
-            ));
-        }
-
         // Compressor and projector weights (f32), LLM in `dtype`.
         let vb32 = ckpt.var_builder(DType::F32, device)?;
         let mm_vb = vb32.pp(PROJECTOR_PREFIX.trim_end_matches('.'));
-        let compressor = spec.build(grid, d, mode, mm_vb.clone()).map_err(|e| missing_tensor(e, dir))?;
-        let projector_kind = ProjectorKind::parse(mm.projector_type())
-            .map_err(|e| config_err(&config_path, format!("mm_projector_type: {e}")))?;
+        let compressor = spec
+            .build(grid, d, mode, mm_vb.clone())
+            .map_err(|e| missing_tensor(e, dir))?;
         let projector = Projector::new(projector_kind, d, llm.hidden_size, spec.projector_layout(), mm_vb)
             .map_err(|e| missing_tensor(e, dir))?;
         let decoder = ckpt.decoder(dtype, device).map_err(|e| missing_tensor(e, dir))?;
 
         let tokenizer = TextTokenizer::from_file(&ckpt.tokenizer_path()?)?;
-        let template = Template::for_architecture(llm.architecture);
         let stop_token_ids = tokenizer.stop_token_ids(template)?;
 
         Ok(Self {
@@ -374,17 +294,220 @@ impl Vlm {
         })
     }
 
-    /// The vision config of an embedded tower: `vision_config` in `config.json`, else the known
-    /// ViT-L/14-336 config when `mm_vision_tower` names it. Errors: [`Error::Config`].
-    fn embedded_vision_config(raw: &serde_json::Value, mm: &MultimodalConfig, config_path: &Path) -> Result<ClipVisionConfig> {
-        if let Some(v) = raw.get("vision_config").filter(|v| !v.is_null()) {
-            let text = serde_json::json!({ "vision_config": v }).to_string();
-            return ClipVisionConfig::from_json_str(&text).map_err(|e| match e {
-                Error::Config { msg, .. } => config_err(config_path, msg),
-                e => e,
-            });
+    /// The checkpoint directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// A checkpoint's resolved configuration — LLM, vision tower, compressor, projector, template — without
+/// loading any weights (for [`Vlm::load`] and reports such as `vlmscale inspect`).
+#[derive(Debug, Clone)]
+pub struct VlmSpec {
+    /// The opened checkpoint (configs and weight-file headers).
+    pub ckpt: Checkpoint,
+    /// Where the vision tower's weights come from.
+    pub vision_source: VisionTowerSource,
+    /// The vision tower's config.
+    pub vision_cfg: ClipVisionConfig,
+    /// The CLIP directory of the tower when not embedded.
+    pub clip_dir: Option<PathBuf>,
+    /// Image preprocessing.
+    pub image_processor: ImageProcessorConfig,
+    /// Feature layers the compressor reads (HF `hidden_states` indices).
+    pub layers: FeatureLayers,
+    /// The compressor.
+    pub spec: CompressorSpec,
+    /// The projector type.
+    pub projector_kind: ProjectorKind,
+    /// The conversation template (by LLM architecture).
+    pub template: Template,
+}
+
+impl VlmSpec {
+    /// Resolves `dir`'s configuration (see the module docs).
+    ///
+    /// Errors: [`Error::Io`] / [`Error::Checkpoint`] for missing, truncated or corrupt files;
+    /// [`Error::Config`] naming the field for unsupported or inconsistent values
+    /// (`mm_vision_token_compression_type`, `…_kernel_size`/`…_stride`, `mm_hidden_size`,
+    /// `mm_vision_output_text_embedding_size`, `mm_vision_output_token_count`,
+    /// `mm_vision_select_feature`, `mm_vision_select_layer`, `mm_vision_multi_select_layers`,
+    /// `mm_projector_type`, `mm_vision_tower`).
+    pub fn resolve(dir: &Path, vision_tower_override: Option<&Path>) -> Result<Self> {
+        let ckpt = Checkpoint::open(dir)?;
+        let config_path = dir.join("config.json");
+        let raw: serde_json::Value = {
+            let text = std::fs::read_to_string(&config_path).map_err(|source| Error::Io {
+                path: config_path.clone(),
+                source,
+            })?;
+            serde_json::from_str(&text).map_err(|e| config_err(&config_path, format!("invalid JSON: {e}")))?
+        };
+        let mm = ckpt.multimodal_config().clone();
+        let llm: DecoderConfig = ckpt.llm_config().clone();
+        if mm.select_feature() != "patch" {
+            return Err(config_err(
+                &config_path,
+                format!(
+                    "mm_vision_select_feature `{}` is not supported (only patch)",
+                    mm.select_feature()
+                ),
+            ));
         }
-        match mm.mm_vision_tower.as_deref() {
+        let vision_source = ckpt.vision_tower_source(vision_tower_override)?;
+        let (vision_cfg, clip_dir) = match &vision_source {
+            VisionTowerSource::Directory(d) => (ClipVisionConfig::from_file(&d.join("config.json"))?, Some(d.clone())),
+            VisionTowerSource::Embedded => (embedded_vision_config(&raw, &mm, &config_path)?, None),
+        };
+        let grid = vision_cfg.grid();
+        let d = vision_cfg.hidden_size;
+        if let Some(h) = mm.mm_hidden_size {
+            if h != d {
+                return Err(config_err(
+                    &config_path,
+                    format!("mm_hidden_size {h} does not match the vision tower's hidden_size {d}"),
+                ));
+            }
+        }
+        let select_layer = mm.mm_vision_select_layer.unwrap_or(-2);
+        let multi = match raw.get("mm_vision_multi_select_layers") {
+            None | Some(serde_json::Value::Null) => DEFAULT_MULTI_LAYERS.to_vec(),
+            Some(v) => v
+                .as_array()
+                .and_then(|a| a.iter().map(|x| x.as_i64()).collect::<Option<Vec<_>>>())
+                .filter(|a| !a.is_empty())
+                .ok_or_else(|| {
+                    config_err(
+                        &config_path,
+                        format!("mm_vision_multi_select_layers must be a list of integers, found {v}"),
+                    )
+                })?,
+        };
+        let spec = match mm.compression_type() {
+            None => CompressorSpec::None,
+            Some("quecc") => {
+                let n = mm.output_token_count();
+                if n != grid * grid {
+                    return Err(config_err(
+                        &config_path,
+                        format!(
+                            "mm_vision_output_token_count {n} does not match the vision tower's {grid}×{grid} = {} patch tokens",
+                            grid * grid
+                        ),
+                    ));
+                }
+                let text_dim = mm.text_embedding_size();
+                if text_dim != llm.hidden_size {
+                    return Err(config_err(
+                        &config_path,
+                        format!(
+                            "mm_vision_output_text_embedding_size {text_dim} does not match the LLM's hidden_size {}",
+                            llm.hidden_size
+                        ),
+                    ));
+                }
+                let cfg = QueccConfig {
+                    kernel: mm.compression_kernel_size(),
+                    stride: mm.compression_stride(),
+                    ..QueccConfig::new(d, grid, text_dim)
+                };
+                cfg.out_grid().map_err(|e| {
+                    config_err(
+                        &config_path,
+                        format!("mm_vision_token_compression_kernel_size/_stride: {e}"),
+                    )
+                })?;
+                CompressorSpec::Quecc(cfg)
+            }
+            Some(other) => {
+                return Err(config_err(
+                    &config_path,
+                    format!("mm_vision_token_compression_type `{other}` is not supported (none or quecc)"),
+                ))
+            }
+        };
+        let layers = spec.feature_layers(select_layer, &multi);
+        layers.depth(vision_cfg.num_hidden_layers).map_err(|e| {
+            config_err(
+                &config_path,
+                format!("mm_vision_select_layer / mm_vision_multi_select_layers (multi-level layers): {e}"),
+            )
+        })?;
+        let image_processor = {
+            let pad = mm.image_aspect_ratio.as_deref() == Some("pad");
+            match clip_dir.as_ref().map(|d| d.join("preprocessor_config.json")) {
+                Some(p) if p.is_file() => ImageProcessorConfig::from_file(&p, pad)?,
+                _ => ImageProcessorConfig {
+                    shortest_edge: vision_cfg.image_size,
+                    crop_size: (vision_cfg.image_size, vision_cfg.image_size),
+                    ..ImageProcessorConfig::clip_vit_large_patch14_336(pad)
+                },
+            }
+        };
+        if image_processor.crop_size != (vision_cfg.image_size, vision_cfg.image_size) {
+            return Err(config_err(
+                &config_path,
+                format!(
+                    "the image processor's crop size {:?} does not match the vision tower's image_size {}",
+                    image_processor.crop_size, vision_cfg.image_size
+                ),
+            ));
+        }
+        let projector_kind = ProjectorKind::parse(mm.projector_type())
+            .map_err(|e| config_err(&config_path, format!("mm_projector_type: {e}")))?;
+        let template = Template::for_architecture(llm.architecture);
+        Ok(Self {
+            ckpt,
+            vision_source,
+            vision_cfg,
+            clip_dir,
+            image_processor,
+            layers,
+            spec,
+            projector_kind,
+            template,
+        })
+    }
+
+    /// The LLM's configuration.
+    pub fn llm_config(&self) -> &DecoderConfig {
+        self.ckpt.llm_config()
+    }
+
+    /// V, visual tokens per image: G² without a compressor, h² for QueCC (h = (G − k)/s + 1).
+    pub fn visual_tokens(&self) -> usize {
+        let g = self.vision_cfg.grid();
+        match &self.spec {
+            CompressorSpec::Quecc(c) => c.out_grid().map(|h| h * h).unwrap_or(0),
+            CompressorSpec::None => g * g,
+            CompressorSpec::AvgPool { visual_tokens } => *visual_tokens,
+            CompressorSpec::TokenPacker(c) => c.visual_tokens,
+        }
+    }
+
+    /// Vision blocks that run (the deepest selected hidden state).
+    pub fn vision_layers_run(&self) -> usize {
+        self.layers
+            .depth(self.vision_cfg.num_hidden_layers)
+            .unwrap_or(self.vision_cfg.num_hidden_layers)
+    }
+}
+
+/// The vision config of an embedded tower: `vision_config` in `config.json`, else the known
+/// ViT-L/14-336 config when `mm_vision_tower` names it. Errors: [`Error::Config`].
+fn embedded_vision_config(
+    raw: &serde_json::Value,
+    mm: &MultimodalConfig,
+    config_path: &Path,
+) -> Result<ClipVisionConfig> {
+    if let Some(v) = raw.get("vision_config").filter(|v| !v.is_null()) {
+        let text = serde_json::json!({ "vision_config": v }).to_string();
+        return ClipVisionConfig::from_json_str(&text).map_err(|e| match e {
+            Error::Config { msg, .. } => config_err(config_path, msg),
+            e => e,
+        });
+    }
+    match mm.mm_vision_tower.as_deref() {
             Some(name) if name.trim_end_matches('/').ends_with("clip-vit-large-patch14-336") => {
                 Ok(ClipVisionConfig::clip_vit_large_patch14_336())
             }
@@ -395,13 +518,9 @@ impl Vlm {
                 ),
             )),
         }
-    }
+}
 
-    /// The checkpoint directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
+impl Vlm {
     /// The LLM.
     pub fn decoder(&self) -> &Decoder {
         &self.decoder
@@ -445,7 +564,10 @@ impl Vlm {
     /// The compressor, for reports.
     pub fn compressor_info(&self) -> CompressorInfo {
         match &self.spec {
-            CompressorSpec::Quecc(c) => CompressorInfo::Quecc { kernel: c.kernel, stride: c.stride },
+            CompressorSpec::Quecc(c) => CompressorInfo::Quecc {
+                kernel: c.kernel,
+                stride: c.stride,
+            },
             _ => CompressorInfo::None,
         }
     }
@@ -502,13 +624,18 @@ impl Vlm {
     /// Projected visual tokens for pixels (1, 3, S, S) and `question`: (1, V, H) f32. Runs the query
     /// embedding only when the compressor needs it.
     pub fn visual_embeddings(&self, pixels: &Tensor, question: &str) -> Result<Tensor> {
-        let query = if self.compressor.needs_query() { Some(self.query_embedding(question)?) } else { None };
+        let query = if self.compressor.needs_query() {
+            Some(self.query_embedding(question)?)
+        } else {
+            None
+        };
         self.project(&self.compress(pixels, query.as_ref())?)
     }
 
     /// The templated prompt for `question` with one `<image>`, tokenised LLaVA-style.
     pub fn prompt_tokens(&self, question: &str) -> Result<PromptTokens> {
-        self.tokenizer.tokenize_with_image(&self.template.prompt(question, true))
+        self.tokenizer
+            .tokenize_with_image(&self.template.prompt(question, true))
     }
 
     /// The whole LLM input (1, Q + V, H) with `visual` (1, V, H) spliced in at `<image>`.
@@ -571,9 +698,16 @@ impl Vlm {
         let v = self.visual_tokens();
         let max = self.decoder.config().max_position_embeddings;
         if prompt.input_len(v) > max {
-            return Err(Error::ContextWindow { len: prompt.input_len(v), max });
+            return Err(Error::ContextWindow {
+                len: prompt.input_len(v),
+                max,
+            });
         }
-        let mut t = VlmTimings { text_tokens: prompt.text_len(), visual_tokens: v, ..Default::default() };
+        let mut t = VlmTimings {
+            text_tokens: prompt.text_len(),
+            visual_tokens: v,
+            ..Default::default()
+        };
 
         let pixels = self.preprocess(image)?;
         t.preprocess_ms = ms(t0);
@@ -617,7 +751,12 @@ impl Vlm {
         if text.len() > streamed && text.is_char_boundary(streamed) {
             on_text(&text[streamed..])?;
         }
-        Ok(Answer { text, tokens: gen.tokens, stop: gen.stop, timings: t })
+        Ok(Answer {
+            text,
+            tokens: gen.tokens,
+            stop: gen.stop,
+            timings: t,
+        })
     }
 }
 
