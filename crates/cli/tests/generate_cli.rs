@@ -127,3 +127,10 @@ fn bad_input_is_a_clear_error_with_exit_code_2() {
     fails_with(&["inspect", "--model", &d], 2, "mm_vision_token_compression_type");
     fails_with(&["generate", "--model", &d, "--image", &img, "--prompt", "hi"], 2, "mm_vision_token_compression_type");
 }
+
+#[test]
+fn bench_infer_rejects_bad_arguments_before_building_anything() {
+    fails_with(&["bench", "infer", "--visual-tokens", "1,5", "--no-peer"], 2, "V = 5");
+    fails_with(&["bench", "infer", "--size", "7b", "--no-peer"], 2, "7b");
+    fails_with(&["bench", "infer", "--visual-tokens", "x"], 2, "--visual-tokens");
+}

@@ -3,6 +3,7 @@
 //! Data flow (see `docs/design.md`): image → [`vision`] preprocessing and CLIP tower (HF-indexed hidden
 //! states) → [`compress`] (none | QueCC | TokenPacker | average pooling) → [`projector`] → the
 //! [`decoder`] (Qwen2 / Llama) with the projected visual tokens spliced in at `<image>` ([`text`]).
+pub mod bench_infer;
 pub mod bench_vision;
 pub mod checkpoint;
 pub mod compress;
