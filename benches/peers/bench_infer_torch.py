@@ -50,7 +50,8 @@ def main():
     vision = CLIPVisionModel(CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
                                               num_attention_heads=16, image_size=336, patch_size=14,
                                               hidden_act="quick_gelu")).eval()
-    vision.vision_model.encoder.layers = vision.vision_model.encoder.layers[:23]  # LLaVA runs 23 blocks
+    tower = getattr(vision, "vision_model", vision)  # transformers 5 drops the `vision_model` level
+    tower.encoder.layers = tower.encoder.layers[:23]  # LLaVA runs 23 blocks
     pixels = torch.randn(1, 3, 336, 336)
     with torch.no_grad():
         vision(pixel_values=pixels, output_hidden_states=True)  # warm-up
