@@ -346,3 +346,22 @@ fn bad_inputs_are_typed_errors() {
     let b = vlm.answer(&image(), QUESTION, &s, |_| Ok(())).unwrap();
     assert_eq!(a.tokens, b.tokens);
 }
+
+#[test]
+fn bf16_llm_stays_close_to_the_f32_reference() {
+    // The LLM in bf16 (vision tower, compressor and projector stay f32): prefill logits within bf16
+    // rounding of the PyTorch f32 reference (8 mantissa bits over 2 layers → loose bound).
+    let vlm = Vlm::load(&fixture("quecc_qwen2"), None, DType::BF16, &Device::Cpu).unwrap();
+    assert_eq!(vlm.decoder().dtype(), DType::BF16);
+    let exp = expected("quecc_qwen2");
+    let q = vlm.query_embedding(QUESTION).unwrap();
+    assert_eq!(q.dtype(), DType::F32);
+    let visual = vlm.visual_embeddings(&exp["pixels"], QUESTION).unwrap();
+    let e = rel_err(&visual, &exp["visual"]);
+    assert!(e < 5e-2, "visual tokens with a bf16 query embedding: {e}");
+    let embeds = vlm.input_embeddings(QUESTION, &exp["visual"]).unwrap();
+    let logits = vlm.decoder().lm_head(&vlm.decoder().forward_hidden(&embeds).unwrap()).unwrap();
+    let e = rel_err(&logits.to_dtype(DType::F32).unwrap(), &exp["prefill_logits"]);
+    println!("bf16 prefill logits: max relative error {e:.3e}");
+    assert!(e < 5e-2, "bf16 prefill logits: {e}");
+}
