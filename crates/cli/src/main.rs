@@ -43,6 +43,10 @@ enum Command {
     /// Benchmarks (speed, with the peer's figure from the same run).
     #[command(subcommand)]
     Bench(commands::bench::Bench),
+    /// Answer a question about an image with a LLaVA-layout checkpoint (streams the answer, then timings).
+    Generate(commands::generate::Args),
+    /// Describe a LLaVA-layout checkpoint: architecture, N, V, compressor, projector, FLOPs of one query.
+    Inspect(commands::inspect::Args),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +58,8 @@ fn main() -> ExitCode {
         Command::Plot(a) => commands::plot::run(a),
         Command::Data(d) => commands::data::run(d),
         Command::Bench(b) => commands::bench::run(b),
+        Command::Generate(a) => commands::generate::run(a),
+        Command::Inspect(a) => commands::inspect::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,6 +3,10 @@
 //! Data flow (see `docs/design.md`): image → [`vision`] preprocessing and CLIP tower (HF-indexed hidden
 //! states) → [`compress`] (none | QueCC | TokenPacker | average pooling) → [`projector`] → the
 //! [`decoder`] (Qwen2 / Llama) with the projected visual tokens spliced in at `<image>` ([`text`]).
+//! [`model::Vlm`] assembles all of it from a LLaVA-layout checkpoint directory ([`checkpoint`]) and
+//! answers a question about an image with streaming and per-stage timings; [`bench_infer`] times one
+//! query at real sizes.
+pub mod bench_infer;
 pub mod bench_vision;
 pub mod checkpoint;
 pub mod compress;
@@ -10,6 +14,7 @@ pub mod decoder;
 pub mod error;
 pub mod generate;
 pub mod layers;
+pub mod model;
 pub mod projector;
 pub mod text;
 pub mod vision;

@@ -16,6 +16,11 @@ pub enum Bench {
     /// candle-transformers' ClipVisionTransformer on the same weights and (if Python with torch and
     /// transformers is installed) PyTorch's CLIPVisionModel.
     Vision(VisionArgs),
+    /// One VLM query at real sizes with in-memory weights (CLIP ViT-L/14-336 + QueCC + mlp2x_gelu +
+    /// a Qwen-1.5 shape) per V: vision, query embedding, compressor, projector, prefill, TTFT, decode
+    /// ms/token, GFLOP/s; and candle-transformers' own Qwen2 on the same LLM weights in the same run.
+    /// Timings on a shared machine are noisy.
+    Infer(InferArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -35,6 +40,31 @@ pub struct VisionArgs {
 }
 
 #[derive(clap::Args, Debug)]
+pub struct InferArgs {
+    /// LLM shape: 0.5b (Qwen1.5-0.5B) or 1.8b (Qwen1.5-1.8B).
+    #[arg(long, default_value = "0.5b")]
+    pub size: String,
+    /// Visual-token counts V (comma-separated).
+    #[arg(long, default_value = "1,4,16,36,64,144,576")]
+    pub visual_tokens: String,
+    /// Q, text tokens.
+    #[arg(long, default_value_t = 50)]
+    pub text_tokens: usize,
+    /// Decode steps timed after each prefill.
+    #[arg(long, default_value_t = 8)]
+    pub decode_steps: usize,
+    /// Timed repetitions (best reported).
+    #[arg(long, default_value_t = 1)]
+    pub repeats: usize,
+    /// Skip the candle-transformers peer.
+    #[arg(long)]
+    pub no_peer: bool,
+    /// Write the measured scaling::cost::latency::LatencyProfile here (for `frontier --latency-profile`).
+    #[arg(long, value_name = "OUT.json")]
+    pub profile: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
 pub struct FitArgs {
     /// Timed repetitions of the full grid (median reported).
     #[arg(long, default_value_t = 7)]
@@ -51,6 +81,7 @@ pub fn run(b: Bench) -> Result<()> {
     match b {
         Bench::Fit(a) => fit(a),
         Bench::Vision(a) => vision(a),
+        Bench::Infer(a) => infer(a),
     }
 }
 
@@ -175,6 +206,92 @@ fn vision(a: VisionArgs) -> Result<()> {
             Ok(out) => println!("peer: PyTorch unavailable ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")),
             Err(e) => println!("peer: could not run `{}` ({e})", a.python),
         }
+    }
+    Ok(())
+}
+
+fn infer(a: InferArgs) -> Result<()> {
+    use candle_core::{DType, Device, Tensor};
+    use vlm::bench_infer::{latency_profile, llm_gflop, qwen15_config, InferBench};
+    let vs: Vec<usize> = super::parse_list("--visual-tokens", &a.visual_tokens)?
+        .into_iter()
+        .map(|v| if v >= 1.0 && v.fract() == 0.0 { Ok(v as usize) } else { Err(super::UsageError(format!("--visual-tokens: {v} is not a positive integer"))) })
+        .collect::<Result<_, _>>()?;
+    if a.text_tokens == 0 {
+        return Err(super::UsageError("--text-tokens must be ≥ 1".into()).into());
+    }
+    let allowed = vlm::compress::allowed_visual_tokens(24);
+    if let Some(v) = vs.iter().find(|v| !allowed.contains(v)) {
+        return Err(super::UsageError(format!("--visual-tokens: V = {v} cannot be made from the 24×24 grid; allowed: {allowed:?}")).into());
+    }
+    let cfg = qwen15_config(&a.size)?;
+    let n = cfg.num_parameters();
+    let dev = Device::Cpu;
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    println!(
+        "bench infer: CLIP ViT-L/14-336 (23 blocks) + QueCC (none at V = 576) + mlp2x_gelu + Qwen1.5-{} shape (N = {:.3} B), f32, CPU, {threads} threads; Q = {}, best of {}; shared machine: timings are noisy",
+        a.size, n as f64 / 1e9, a.text_tokens, a.repeats
+    );
+    let bench = InferBench::new(cfg.clone(), &dev);
+    let rows = bench.run(&vs, a.text_tokens, a.decode_steps, a.repeats, |r| println!("vlm   {r}"))?;
+    if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
+        let llm_ttft = |r: &vlm::bench_infer::InferRow| r.query_embedding_ms + r.prefill_ms;
+        println!(
+            "LLM-part TTFT(V = {})/TTFT(V = {}) = {:.2}; FLOPs ratio {:.2}",
+            last.visual_tokens,
+            first.visual_tokens,
+            llm_ttft(last) / llm_ttft(first),
+            last.llm_gflop / first.llm_gflop
+        );
+    }
+    if !a.no_peer {
+        use candle_transformers::models::qwen2::{Config, ModelForCausalLM};
+        let pc = Config {
+            vocab_size: cfg.vocab_size,
+            hidden_size: cfg.hidden_size,
+            intermediate_size: cfg.intermediate_size,
+            num_hidden_layers: cfg.num_hidden_layers,
+            num_attention_heads: cfg.num_attention_heads,
+            num_key_value_heads: cfg.num_key_value_heads,
+            max_position_embeddings: cfg.max_position_embeddings,
+            sliding_window: cfg.max_position_embeddings,
+            max_window_layers: cfg.num_hidden_layers,
+            tie_word_embeddings: cfg.tie_word_embeddings,
+            rope_theta: cfg.rope_theta,
+            rms_norm_eps: cfg.rms_norm_eps,
+            use_sliding_window: false,
+            hidden_act: candle_nn::Activation::Silu,
+        };
+        // Same weights: our decoder created them in the shared VarMap.
+        let mut peer = ModelForCausalLM::new(&pc, bench.llm_var_builder())?;
+        for &v in &vs {
+            let len = a.text_tokens + v;
+            let ids = Tensor::zeros((1, len), DType::U32, &dev)?;
+            let mut best = f64::INFINITY;
+            for _ in 0..a.repeats.max(1) {
+                peer.clear_kv_cache();
+                let t = Instant::now();
+                peer.forward(&ids, 0)?;
+                best = best.min(t.elapsed().as_secs_f64() * 1e3);
+            }
+            let step = Tensor::zeros((1, 1), DType::U32, &dev)?;
+            let t = Instant::now();
+            for i in 0..a.decode_steps {
+                peer.forward(&step, len + i)?;
+            }
+            let decode = t.elapsed().as_secs_f64() * 1e3 / a.decode_steps.max(1) as f64;
+            peer.clear_kv_cache();
+            println!(
+                "candle-transformers qwen2  V {v:>4} Q+V {len:>4} | prefill {best:>8.1} ms | decode {decode:>6.1} ms/token | prefill {:>6.1} GFLOP/s",
+                llm_gflop(&cfg, len, 0) / (best / 1e3)
+            );
+        }
+    }
+    if let Some(p) = &a.profile {
+        let machine = format!("{threads} threads, f32, candle CPU; vlmscale bench infer --size {}", a.size);
+        let prof = latency_profile(&rows, n, &machine)?;
+        prof.write(p)?;
+        println!("latency profile written to {}: {}", p.display(), serde_json::to_string(&prof)?);
     }
     Ok(())
 }

@@ -4,6 +4,8 @@ pub mod data;
 pub mod flops;
 pub mod fit;
 pub mod frontier;
+pub mod generate;
+pub mod inspect;
 pub mod law_source;
 pub mod plot;
 
@@ -14,6 +16,7 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
         Some(S::Data { .. } | S::Dataset { .. } | S::Json { .. } | S::Invalid(_) | S::Io { .. }) => 2,
         Some(_) => 1,
         None if e.downcast_ref::<UsageError>().is_some() => 2,
+        None if matches!(e.downcast_ref::<vlm::Error>(), Some(ve) if !matches!(ve, vlm::Error::Candle(_))) => 2,
         None if matches!(e.downcast_ref::<synth::Error>(), Some(se) if !matches!(se, synth::Error::Io { .. })) => 2,
         None => 1,
     }

@@ -1,0 +1,69 @@
+//! `vlmscale generate`: answer one question about one image with a LLaVA-layout checkpoint
+//! (QueCC or plain LLaVA-1.5), streaming the answer to stdout, then one timing line.
+use anyhow::Result;
+use candle_core::{DType, Device};
+use std::io::Write;
+use std::path::PathBuf;
+use vlm::model::{AnswerOptions, Vlm};
+
+/// Answer a question about an image. Prints the answer as it is generated, then one line of timings:
+/// vision, compressor, query-embedding and prefill ms, time to first token, decode tokens/s and the LLM
+/// input length Q + V.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// LLaVA-layout checkpoint directory (config.json with mm_* keys, safetensors, tokenizer.json).
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+    /// Image file (PNG, JPEG, WebP, BMP, GIF).
+    #[arg(long, value_name = "PATH")]
+    pub image: PathBuf,
+    /// The question.
+    #[arg(long, value_name = "TEXT")]
+    pub prompt: String,
+    /// Local CLIP directory overriding the checkpoint's `mm_vision_tower`.
+    #[arg(long, value_name = "DIR")]
+    pub vision_tower: Option<PathBuf>,
+    /// Maximum new tokens.
+    #[arg(long, default_value_t = 128)]
+    pub max_new_tokens: usize,
+    /// Sampling temperature; 0 = greedy.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
+    /// Nucleus sampling threshold in (0, 1].
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f64,
+    /// Sampler seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// LLM dtype: f32, bf16 or f16 (vision tower, compressor and projector run in f32).
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+}
+
+/// Parses `--dtype`.
+pub fn parse_dtype(s: &str) -> Result<DType, super::UsageError> {
+    match s {
+        "f32" => Ok(DType::F32),
+        "bf16" => Ok(DType::BF16),
+        "f16" => Ok(DType::F16),
+        other => Err(super::UsageError(format!("--dtype: `{other}` is not one of f32, bf16, f16"))),
+    }
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let dtype = parse_dtype(&a.dtype)?;
+    let opts = AnswerOptions { max_new_tokens: a.max_new_tokens, temperature: a.temperature, top_p: a.top_p, seed: a.seed };
+    let mut vlm = Vlm::load(&a.model, a.vision_tower.as_deref(), dtype, &Device::Cpu)?;
+    let stdout = std::io::stdout();
+    let ans = vlm.answer(&a.image, &a.prompt, &opts, |piece| {
+        let mut out = stdout.lock();
+        // A closed stdout (e.g. `| head`) ends generation quietly rather than panicking.
+        out.write_all(piece.as_bytes())
+            .and_then(|_| out.flush())
+            .map_err(|e| vlm::Error::Io { path: PathBuf::from("<stdout>"), source: e })
+    })?;
+    let mut out = stdout.lock();
+    writeln!(out)?;
+    writeln!(out, "{}", ans.timings)?;
+    Ok(())
+}
