@@ -43,6 +43,8 @@ enum Command {
     /// Benchmarks (speed, with the peer's figure from the same run).
     #[command(subcommand)]
     Bench(commands::bench::Bench),
+    /// The paper's grid sweep (N × V × compressor × task): run, resume, emit for Slurm, aggregate, report.
+    Sweep(commands::sweep::Args),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
         Command::Plot(a) => commands::plot::run(a),
         Command::Data(d) => commands::data::run(d),
         Command::Bench(b) => commands::bench::run(b),
+        Command::Sweep(a) => commands::sweep::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
