@@ -9,7 +9,7 @@ use sweep::synthetic::SyntheticRunner;
 
 /// Run every cell of a sweep config (resumable: finished cells are skipped), or emit it for Slurm.
 #[derive(clap::Args, Debug)]
-#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
     #[command(subcommand)]
     pub sub: Option<Sub>,
@@ -27,9 +27,9 @@ pub struct Args {
 /// Options every sweep command shares.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Common {
-    /// The sweep config (TOML; see sweeps/default.toml for the schema).
+    /// The sweep config (TOML; see sweeps/default.toml for the schema). Required.
     #[arg(long, value_name = "FILE")]
-    pub config: PathBuf,
+    pub config: Option<PathBuf>,
     /// Override the config's results_dir.
     #[arg(long, value_name = "DIR")]
     pub results_dir: Option<PathBuf>,
@@ -90,7 +90,8 @@ const SYNTHETIC_NOTE: &str =
     "SYNTHETIC test/demo runner: scores come from a known scaling law plus seeded noise, NOT from training a VLM";
 
 fn load(c: &Common) -> Result<SweepConfig> {
-    let mut cfg = SweepConfig::from_path(&c.config).map_err(usage)?;
+    let path = c.config.as_ref().ok_or_else(|| UsageError("--config FILE is required".into()))?;
+    let mut cfg = SweepConfig::from_path(path).map_err(usage)?;
     if let Some(d) = &c.results_dir {
         cfg.results_dir = std::path::absolute(d)?;
     }
