@@ -47,6 +47,8 @@ enum Command {
     Generate(commands::generate::Args),
     /// Describe a LLaVA-layout checkpoint: architecture, N, V, compressor, projector, FLOPs of one query.
     Inspect(commands::inspect::Args),
+    /// The paper's grid sweep (N × V × compressor × task): run, resume, emit for Slurm, aggregate, report.
+    Sweep(commands::sweep::Args),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
         Command::Bench(b) => commands::bench::run(b),
         Command::Generate(a) => commands::generate::run(a),
         Command::Inspect(a) => commands::inspect::run(a),
+        Command::Sweep(a) => commands::sweep::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

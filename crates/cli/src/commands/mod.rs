@@ -8,6 +8,7 @@ pub mod generate;
 pub mod inspect;
 pub mod law_source;
 pub mod plot;
+pub mod sweep;
 
 /// Exit code for an error: 2 for bad input (data, config, arguments), 1 otherwise.
 pub fn exit_code(e: &anyhow::Error) -> u8 {

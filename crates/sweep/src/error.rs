@@ -1,0 +1,36 @@
+//! Errors of the sweep crate: each names the file, key or cell it concerns.
+use std::path::PathBuf;
+
+/// A sweep error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The sweep config is invalid: `file`, the offending `key` (TOML path) and what is wrong.
+    #[error("{file}: `{key}`: {msg}")]
+    Config { file: String, key: String, msg: String },
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    /// A cell result JSON is corrupt or does not match its cell.
+    #[error("{path}: {msg}")]
+    CellFile { path: PathBuf, msg: String },
+    /// A cell's runner failed (training or evaluation); `cell` is the cell id.
+    #[error("cell `{cell}`: {msg}")]
+    Runner { cell: String, msg: String },
+    /// `--index` is outside the grid.
+    #[error("cell index {index} is out of range: the grid of {file} has {cells} cells (0..{cells})")]
+    Index { file: String, index: usize, cells: usize },
+    /// Some cells of the sweep failed (the others finished); ids listed.
+    #[error("{} of {total} cells failed: {}", failed.len(), failed.join(", "))]
+    CellsFailed { failed: Vec<String>, total: usize },
+    /// An error of the scaling crate (CSV schema, fit, plots).
+    #[error(transparent)]
+    Scaling(#[from] scaling::Error),
+}
+
+/// Result alias of the sweep crate.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Wraps an I/O error with its path.
+pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io { path: path.to_path_buf(), source }
+}

@@ -1,0 +1,285 @@
+//! Sweep machinery with the synthetic (test/demo) runner: grid expansion, failures, resumability,
+//! order-independent aggregation, Slurm emission and the report's verdicts.
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use sweep::grid::{Cell, SweepConfig};
+use sweep::report::{analyse, ReportOptions, Verdict};
+use sweep::runner::{CellResult, CellRunner};
+use sweep::synthetic::SyntheticRunner;
+
+fn repo_file(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel)
+}
+
+/// The committed quick config, with results redirected into `dir`.
+fn quick(dir: &Path) -> SweepConfig {
+    let mut cfg = SweepConfig::from_path(&repo_file("sweeps/quick.toml")).unwrap();
+    cfg.results_dir = dir.to_path_buf();
+    cfg
+}
+
+fn config(text: &str, dir: &Path) -> SweepConfig {
+    let p = dir.join("sweep.toml");
+    std::fs::write(&p, text).unwrap();
+    SweepConfig::from_path(&p).unwrap()
+}
+
+const THREE_SIZES: &str = r#"
+name = "t"
+results_dir = "res"
+steps = 1
+visual_tokens = [1, 4, 16, 64]
+compressors = ["quecc", "quecc-noquery"]
+tasks = ["sort_of_clevr", "fine_detail"]
+[[llm]]
+name = "a"
+params = 0.002
+[[llm]]
+name = "b"
+params = 0.008
+[[llm]]
+name = "c"
+params = 0.03
+"#;
+
+fn coarse() -> scaling::fit::grid::GridSpec {
+    use scaling::fit::grid::linspace;
+    scaling::fit::grid::GridSpec {
+        scale: linspace(0.1, 0.7, 13),
+        alpha: linspace(0.0, 0.2, 21),
+        beta: linspace(0.0, 0.05, 11),
+        offset: linspace(0.0, 0.3, 7),
+    }
+}
+
+#[test]
+fn quick_grid_expands_in_documented_order() {
+    let cfg = SweepConfig::from_path(&repo_file("sweeps/quick.toml")).unwrap();
+    let cells = cfg.cells();
+    assert_eq!(cells.len(), 2 * 2 * 2 * 2);
+    let ids: Vec<&str> = cells.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids[0], "sort_of_clevr.qwen2-xs.v1.quecc");
+    assert_eq!(ids[1], "sort_of_clevr.qwen2-xs.v1.quecc-noquery");
+    assert_eq!(ids[2], "sort_of_clevr.qwen2-xs.v4.quecc");
+    assert_eq!(ids[4], "sort_of_clevr.qwen2-s.v1.quecc");
+    assert_eq!(ids[8], "fine_detail.qwen2-xs.v1.quecc");
+    assert_eq!(ids[15], "fine_detail.qwen2-s.v4.quecc-noquery");
+    assert!(cells.iter().enumerate().all(|(i, c)| c.index == i));
+    assert_eq!(cfg.cell(8).unwrap().llm_params, 0.002);
+    assert!(matches!(cfg.cell(16), Err(sweep::Error::Index { index: 16, cells: 16, .. })));
+    // results_dir is resolved against the config's folder.
+    assert!(cfg.results_dir.ends_with("sweeps/../results/quick"));
+    // The default config parses too.
+    assert_eq!(SweepConfig::from_path(&repo_file("sweeps/default.toml")).unwrap().cells().len(), 3 * 4 * 2 * 2);
+}
+
+#[test]
+fn invalid_configs_name_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bad.toml");
+    let err = |text: &str| {
+        std::fs::write(&p, text).unwrap();
+        SweepConfig::from_path(&p).unwrap_err().to_string()
+    };
+    let e = err(&THREE_SIZES.replace("[1, 4, 16, 64]", "[1, 4, 4]"));
+    assert!(e.contains("bad.toml") && e.contains("`visual_tokens`") && e.contains("twice"), "{e}");
+    let e = err(&THREE_SIZES.replace("params = 0.008", "params = -1"));
+    assert!(e.contains("`llm[1].params`"), "{e}");
+    let e = err(&THREE_SIZES.replace("params = 0.008", "params = 0.002"));
+    assert!(e.contains("`llm[1].params`") && e.contains("distinct"), "{e}");
+    let e = err(&THREE_SIZES.replace("steps = 1", ""));
+    assert!(e.contains("bad.toml") && e.contains("steps"), "{e}");
+    let e = err(&THREE_SIZES.replace("steps = 1", "steps = 1\nstepz = 2"));
+    assert!(e.contains("stepz"), "{e}");
+    let e = err(&THREE_SIZES.replace("\"quecc\",", "\"que cc\","));
+    assert!(e.contains("`compressors[0]`"), "{e}");
+}
+
+#[test]
+fn failed_cell_is_recorded_and_others_finish_then_rerun_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = quick(dir.path());
+    let bad = "sort_of_clevr.qwen2-s.v4.quecc".to_string();
+    let r = SyntheticRunner { fail: vec![bad.clone()], ..Default::default() };
+    let s = sweep::sweep::run_sweep(&cfg, &r, 2, false).unwrap();
+    assert_eq!((s.total, s.skipped, s.ran), (16, 0, 15));
+    assert_eq!(s.failed.len(), 1);
+    assert_eq!(s.failed[0].0, bad);
+    assert!(matches!(s.clone().into_result(), Err(sweep::Error::CellsFailed { .. })));
+    let failure = cfg.cells_dir().join(format!("{bad}.failed.json"));
+    assert!(failure.exists());
+    let agg = sweep::aggregate::write_aggregate(&cfg).unwrap();
+    assert_eq!((agg.rows, agg.missing.clone(), agg.failed.clone()), (15, vec![bad.clone()], vec![bad.clone()]));
+
+    // Rerun with a healthy runner: only the failed cell runs; the record is removed.
+    let s = sweep::sweep::run_sweep(&cfg, &SyntheticRunner::default(), 2, false).unwrap();
+    assert_eq!((s.skipped, s.ran, s.failed.len()), (15, 1, 0));
+    assert!(!failure.exists());
+    let (csv, missing, _, rows) = sweep::aggregate::aggregate_csv(&cfg).unwrap();
+    assert!(missing.is_empty() && rows == 16);
+
+    // Same bytes as an uninterrupted sweep elsewhere.
+    let dir2 = tempfile::tempdir().unwrap();
+    let cfg2 = quick(dir2.path());
+    sweep::sweep::run_sweep(&cfg2, &SyntheticRunner::default(), 1, false).unwrap().into_result().unwrap();
+    assert_eq!(csv, sweep::aggregate::aggregate_csv(&cfg2).unwrap().0);
+}
+
+/// Finishes cells in reverse index order (later cells sleep less).
+struct Reversed(SyntheticRunner);
+impl CellRunner for Reversed {
+    fn name(&self) -> &str {
+        "synthetic"
+    }
+    fn run(&self, cell: &Cell, out: &Path) -> sweep::Result<CellResult> {
+        std::thread::sleep(Duration::from_millis(5 * (16 - cell.index as u64)));
+        self.0.run(cell, out)
+    }
+}
+
+#[test]
+fn aggregate_is_in_index_order_whatever_the_finishing_order() {
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (c1, c2) = (quick(d1.path()), quick(d2.path()));
+    sweep::sweep::run_sweep(&c1, &Reversed(SyntheticRunner::default()), 4, false).unwrap();
+    sweep::sweep::run_sweep(&c2, &SyntheticRunner::default(), 1, false).unwrap();
+    let a1 = sweep::aggregate::write_aggregate(&c1).unwrap();
+    sweep::aggregate::write_aggregate(&c2).unwrap();
+    let b1 = std::fs::read(&a1.path).unwrap();
+    assert_eq!(b1, std::fs::read(c2.aggregate_path()).unwrap());
+    let text = String::from_utf8(b1).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "llm_params,visual_tokens,text_tokens,score,task,compressor");
+    assert_eq!(lines.len(), 17);
+    // Row 0 is cell 0: N = 0.002, V = 1, QueCC; its score is the synthetic law's within the ±0.002 noise:
+    // 1 − (0.25 · 0.002^−0.15 + 0.05).
+    let f: Vec<&str> = lines[1].split(',').collect();
+    assert_eq!((f[0], f[1], f[2], f[4], f[5]), ("0.002", "1", "12", "sort_of_clevr", "quecc"));
+    let expected = 1.0 - (0.25 * 0.002f64.powf(-0.15) + 0.05);
+    assert!((f[3].parse::<f64>().unwrap() - expected).abs() <= 0.002 + 1e-12, "{} vs {expected}", f[3]);
+    // The scaling crate reads it.
+    let ds = scaling::data::Dataset::from_path(&a1.path).unwrap();
+    assert_eq!(ds.rows.len(), 16);
+    // Cell JSON carries per-family accuracy and the runner's name.
+    let r = sweep::runner::read_result(&c1.cells_dir(), &c1.cell(0).unwrap()).unwrap().unwrap();
+    assert_eq!(r.runner, "synthetic");
+    assert_eq!(r.family_accuracy.len(), 2);
+}
+
+#[test]
+fn run_cell_skips_a_finished_cell() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = quick(dir.path());
+    let first = sweep::sweep::run_cell(&cfg, &SyntheticRunner::default(), 3).unwrap();
+    // A runner that would fail is not called again for a finished cell.
+    let failing = SyntheticRunner { fail: vec![first.cell_id.clone()], ..Default::default() };
+    let stored = sweep::runner::read_result(&cfg.cells_dir(), &cfg.cell(3).unwrap()).unwrap().unwrap();
+    assert_eq!(stored.cell_id, first.cell_id);
+    assert_eq!(sweep::sweep::run_cell(&cfg, &failing, 3).unwrap(), stored);
+    // A corrupt result names its file.
+    std::fs::write(cfg.cells_dir().join(format!("{}.json", first.cell_id)), "{").unwrap();
+    let e = sweep::sweep::run_cell(&cfg, &failing, 3).unwrap_err().to_string();
+    assert!(e.contains(&format!("{}.json", first.cell_id)), "{e}");
+}
+
+#[test]
+fn slurm_scripts_run_each_cell_and_wire_the_dependency() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = quick(dir.path());
+    let opts = sweep::slurm::SlurmOptions {
+        binary: "/opt/vlmscale".into(),
+        extra_args: vec!["--runner".into(), "synthetic".into()],
+        results_dir: dir.path().to_path_buf(),
+        max_parallel: Some(2),
+        cpus_per_task: 1,
+    };
+    let files = sweep::slurm::emit(&cfg, &opts, &dir.path().join("slurm")).unwrap();
+    let array = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(array.contains("#SBATCH --array=0-15%2\n"), "{array}");
+    let cfgq = sweep::slurm::shell_quote(&cfg.path.display().to_string());
+    assert!(
+        array.contains(&format!("exec '/opt/vlmscale' sweep run-cell --config {cfgq} '--runner' 'synthetic' --index \"$SLURM_ARRAY_TASK_ID\"")),
+        "{array}"
+    );
+    let agg = std::fs::read_to_string(&files[1]).unwrap();
+    assert!(agg.contains("sweep aggregate --config") && agg.contains("sweep report --config"), "{agg}");
+    let submit = std::fs::read_to_string(&files[2]).unwrap();
+    assert!(submit.contains("--dependency=afterok:\"$array\""), "{submit}");
+    assert_eq!(sweep::slurm::shell_quote("it's"), r"'it'\''s'");
+}
+
+fn verdicts(a: &sweep::report::Analysis) -> BTreeMap<String, Verdict> {
+    a.claims.iter().map(|c| (c.key.clone(), c.verdict)).collect()
+}
+
+#[test]
+fn report_reproduces_the_claims_built_into_the_synthetic_law() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(THREE_SIZES, dir.path());
+    sweep::sweep::run_sweep(&cfg, &SyntheticRunner::default(), 2, false).unwrap().into_result().unwrap();
+    let agg = sweep::aggregate::write_aggregate(&cfg).unwrap();
+    let opts = ReportOptions { bootstrap: 0, grid: Some(coarse()), plots: true, ..Default::default() };
+    let out = dir.path().join("report");
+    let (a, files) = sweep::report::write_report(&agg.path, &opts, &out).unwrap();
+    let v = verdicts(&a);
+    for k in ["alpha_gt_beta", "q0_fewest_tokens", "fine_detail_larger_beta", "quecc_beats_query_free", "leave_one_size_out_sort_of_clevr"] {
+        assert_eq!(v[k], Verdict::Reproduced, "{k}: {:?}", a.claims);
+    }
+    // The synthetic law's exponents are recovered (it is exact up to ±0.002 noise).
+    let law = a.fits["sort_of_clevr"].law();
+    assert!((law.alpha() - 0.15).abs() < 0.03 && (law.beta() - 0.02).abs() < 0.01, "{law:?}");
+    for f in ["report.md", "cells.md", "fits.json", "figure1_sort_of_clevr_q0.png", "figure1_fine_detail_q0.svg"] {
+        assert!(files.contains(&out.join(f)), "{f} missing: {files:?}");
+    }
+    let cells = std::fs::read_to_string(out.join("cells.md")).unwrap();
+    assert_eq!(cells.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| #")).count(), 48);
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("**reproduced**") && !md.contains("NOT reproduced"), "{md}");
+}
+
+/// Writes a CSV from a law per task: error = A·N^−α·V^−β + D (× (1 + k/V) for the query-free compressor).
+fn law_csv(path: &Path, laws: &[(&str, f64, f64, f64, f64)], query_free_penalty: f64) {
+    let mut s = String::from("llm_params,visual_tokens,text_tokens,score,task,compressor\n");
+    for &(task, a, al, be, d) in laws {
+        for n in [0.002, 0.008, 0.03] {
+            for v in [1.0f64, 4.0, 16.0, 64.0] {
+                let e = a * f64::powf(n, -al) * v.powf(-be) + d;
+                s += &format!("{n},{v},10,{},{task},quecc\n", 1.0 - e);
+                s += &format!("{n},{v},10,{},{task},quecc-noquery\n", 1.0 - e * (1.0 + query_free_penalty / v));
+            }
+        }
+    }
+    std::fs::write(path, s).unwrap();
+}
+
+#[test]
+fn report_says_not_reproduced_when_the_data_contradict_the_paper() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("scores.csv");
+    // Reasoning with α < β; fine-detail with a relatively smaller β; the query-free compressor better.
+    law_csv(&csv, &[("sort_of_clevr", 0.25, 0.02, 0.04, 0.05), ("fine_detail", 0.3, 0.15, 0.01, 0.1)], -0.2);
+    let opts = ReportOptions { bootstrap: 0, grid: Some(coarse()), plots: false, ..Default::default() };
+    let (a, _) = sweep::report::write_report(&csv, &opts, &dir.path().join("r")).unwrap();
+    let v = verdicts(&a);
+    for k in ["alpha_gt_beta", "q0_fewest_tokens", "fine_detail_larger_beta", "quecc_beats_query_free"] {
+        assert_eq!(v[k], Verdict::NotReproduced, "{k}: {:?}", a.claims);
+    }
+    // Exact law: the held-out size is predicted well.
+    assert_eq!(v["leave_one_size_out_sort_of_clevr"], Verdict::Reproduced, "{:?}", a.claims);
+    let md = std::fs::read_to_string(dir.path().join("r/report.md")).unwrap();
+    assert!(md.contains("NOT reproduced"));
+}
+
+#[test]
+fn report_marks_untestable_claims() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("scores.csv");
+    law_csv(&csv, &[("sort_of_clevr", 0.25, 0.15, 0.02, 0.05)], 0.3);
+    let ds = scaling::data::Dataset::from_path(&csv).unwrap();
+    let opts = ReportOptions { bootstrap: 0, grid: Some(coarse()), plots: false, ..Default::default() };
+    let v = verdicts(&analyse(&ds, &opts).unwrap());
+    assert_eq!(v["alpha_gt_beta"], Verdict::Reproduced);
+    assert_eq!(v["fine_detail_larger_beta"], Verdict::NotTested);
+    assert_eq!(v["leave_one_size_out_fine_detail"], Verdict::NotTested);
+}
