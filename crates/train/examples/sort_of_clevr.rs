@@ -4,6 +4,7 @@
 //! cargo run --release -p train --example sort_of_clevr -- pretrain TOWER_DIR [STEPS]
 //! cargo run --release -p train --example sort_of_clevr -- train TOWER_DIR OUT_DIR LLM COMPRESSOR V STEPS [IMAGES]
 //! cargo run --release -p train --example sort_of_clevr -- eval OUT_DIR REPORT.json [IMAGES]
+//! cargo run --release -p train --example sort_of_clevr -- bench COMPRESSOR V BATCH STEPS
 //! ```
 use std::path::Path;
 use std::time::Instant;
@@ -61,6 +62,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             })?;
             write_report(Path::new(&arg(2)?), &r)?;
             println!("{}", serde_json::to_string_pretty(&r)?);
+        }
+        "bench" => {
+            // bench COMPRESSOR V BATCH STEPS
+            let rows = train::bench::bench_train(&["xs", "s", "m", "l"], &arg(1)?, arg(2)?.parse()?, arg(3)?.parse()?, arg(4)?.parse()?, 64, 8)?;
+            println!("{}", serde_json::to_string_pretty(&rows)?);
         }
         other => return Err(format!("unknown stage {other}").into()),
     }

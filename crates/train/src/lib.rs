@@ -14,8 +14,10 @@
 //! | [`model`] | the trainable VLM: compressor + projector + decoder from one `VarMap` |
 //! | [`vlm_train`] | the training loop with checkpoint/resume |
 //! | [`checkpoint_io`] | atomic LLaVA-layout checkpoints and trainer state |
+//! | [`bench`] | training throughput per LLM size (samples/s, GFLOP/s) |
 //! | [`eval`] | exact-match accuracy per question family with greedy generation |
 pub mod batch;
+pub mod bench;
 pub mod checkpoint_io;
 pub mod error;
 pub mod eval;

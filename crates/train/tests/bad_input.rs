@@ -85,3 +85,12 @@ fn corrupt_feature_and_checkpoint_files() {
     let e = train::checkpoint_io::load_trainer_state(&ck).unwrap_err();
     assert!(e.to_string().contains("optimizer.safetensors"), "{e}");
 }
+
+#[test]
+fn bench_runs_and_rejects_bad_settings() {
+    let rows = train::bench::bench_train(&["xs"], "avgpool", 4, 2, 1, 16, 8).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].samples_per_s > 0.0 && rows[0].gflops > 0.0);
+    assert!(train::bench::bench_train(&["xs"], "avgpool", 4, 2, 0, 16, 8).is_err());
+    assert!(train::bench::bench_train(&["huge"], "avgpool", 4, 2, 1, 16, 8).is_err());
+}
