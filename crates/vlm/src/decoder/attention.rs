@@ -22,13 +22,15 @@ pub struct Attention {
 /// and cast back; fused kernel for inference, plain ops when differentiable.
 pub(crate) fn softmax_last_dim(xs: &Tensor, mode: Mode) -> Result<Tensor> {
     let dtype = xs.dtype();
-    if dtype != DType::F32 {
+    // Half precision is upcast to f32 (as HF's softmax(dtype=float32)); f64 stays f64 (gradient checks).
+    if dtype != DType::F32 && dtype != DType::F64 {
         return softmax_last_dim(&xs.to_dtype(DType::F32)?, mode)?
             .to_dtype(dtype)
             .map_err(Into::into);
     }
     match mode {
-        Mode::Inference => Ok(candle_nn::ops::softmax_last_dim(xs)?),
+        Mode::Inference if dtype == DType::F32 => Ok(candle_nn::ops::softmax_last_dim(xs)?),
+        Mode::Inference => Ok(candle_nn::ops::softmax(xs, D::Minus1)?),
         Mode::Differentiable => {
             let max = xs.max_keepdim(D::Minus1)?;
             let e = xs.broadcast_sub(&max)?.exp()?;

@@ -1,4 +1,4 @@
-//! RMSNorm (HF `Qwen2RMSNorm` / `LlamaRMSNorm`): `w · x / sqrt(mean(x²) + eps)`, statistics in f32.
+//! RMSNorm (HF `Qwen2RMSNorm` / `LlamaRMSNorm`): `w · x / sqrt(mean(x²) + eps)`, statistics in f32 (f64 kept for f64 inputs).
 use candle_core::{DType, Tensor, D};
 use candle_nn::VarBuilder;
 
@@ -14,9 +14,10 @@ pub struct RmsNorm {
 
 impl RmsNorm {
     /// Loads `{vb}.weight` of shape (size,). Errors: missing tensor or wrong shape (candle error naming it).
+    /// A `VarMap`-backed builder (training) initialises the weight to ones, as HF does.
     pub fn new(size: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
-            weight: vb.get(size, "weight")?,
+            weight: vb.get_with_hints(size, "weight", candle_nn::Init::Const(1.0))?,
             eps,
         })
     }
@@ -31,7 +32,9 @@ impl RmsNorm {
             )?),
             Mode::Differentiable => {
                 let dtype = xs.dtype();
-                let x = xs.to_dtype(DType::F32)?;
+                // HF upcasts to f32; f64 (gradient checks) stays f64 rather than losing precision.
+                let work = if dtype == DType::F64 { DType::F64 } else { DType::F32 };
+                let x = xs.to_dtype(work)?;
                 let var = x.sqr()?.mean_keepdim(D::Minus1)?;
                 let x = x.broadcast_div(&(var + self.eps)?.sqrt()?)?;
                 Ok(x.to_dtype(dtype)?.broadcast_mul(&self.weight)?)

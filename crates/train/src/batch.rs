@@ -1,0 +1,164 @@
+//! Tokenising LLaVA conversations for training: the ChatML (`qwen_1_5`) prompt split at `<image>`,
+//! the answer followed by `<|im_end|>` as the only loss targets (LLaVA-NeXT `preprocess_qwen` masks
+//! system and user turns with `IGNORE_INDEX`), and right-padded batches.
+//!
+//! Sequence layout of one example (length `P + V + S + A`):
+//! `prefix (P tokens: system + "user\n")`, `V visual embeddings`, `suffix (S: "\nQUESTION<|im_end|>\n<|im_start|>assistant\n")`,
+//! `answer (A: the answer tokens + <|im_end|>)`. The token at position t is predicted from position t−1.
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use synth::Family;
+use vlm::text::{Template, TextTokenizer};
+
+use crate::{Error, Result};
+
+/// One tokenised question about one image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Example {
+    /// Row of the image in the [`crate::features::FeatureSet`].
+    pub image: usize,
+    /// Tokens before `<image>`.
+    pub prefix: Vec<u32>,
+    /// Tokens after `<image>` up to and including the assistant header.
+    pub suffix: Vec<u32>,
+    /// Answer tokens followed by `<|im_end|>` (the loss targets).
+    pub answer: Vec<u32>,
+    /// The question alone, for QueCC's query embedding (authors' `clip_encoder.py`).
+    pub query: Vec<u32>,
+    /// Question family (for per-family accuracy).
+    pub family: Family,
+}
+
+/// Turns (question, answer) pairs into [`Example`]s with a checkpoint's tokenizer and the ChatML template.
+#[derive(Debug, Clone)]
+pub struct ConversationEncoder {
+    tokenizer: TextTokenizer,
+    template: Template,
+    im_end: u32,
+}
+
+impl ConversationEncoder {
+    /// Loads `tokenizer.json`. Errors: unreadable tokenizer, or one lacking `<|im_start|>` / `<|im_end|>`.
+    pub fn new(tokenizer_path: &Path) -> Result<Self> {
+        let tokenizer = TextTokenizer::from_file(tokenizer_path)?;
+        let template = Template::Qwen15;
+        tokenizer.stop_token_ids(template)?;
+        let im_end = tokenizer.token_id("<|im_end|>").ok_or_else(|| {
+            Error::Vlm(vlm::Error::Tokenizer { path: tokenizer_path.to_path_buf(), msg: "lacks `<|im_end|>`".into() })
+        })?;
+        Ok(Self { tokenizer, template, im_end })
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+
+    /// The conversation template (ChatML / `qwen_1_5`).
+    pub fn template(&self) -> Template {
+        self.template
+    }
+
+    /// Vocabulary size including added tokens.
+    pub fn vocab_size(&self) -> usize {
+        self.tokenizer.inner().get_vocab_size(true)
+    }
+
+    /// Id of `<|im_end|>` (the answer's end and the stop token).
+    pub fn im_end(&self) -> u32 {
+        self.im_end
+    }
+
+    /// (prefix, suffix) token ids of the generation prompt for `question` (split at `<image>`).
+    /// Errors: the tokenizer fails or the prompt does not hold exactly one `<image>`.
+    pub fn prompt(&self, question: &str) -> Result<(Vec<u32>, Vec<u32>)> {
+        let tokens = self.tokenizer.tokenize_with_image(&self.template.prompt(question, true))?;
+        let chunks = tokens.text_chunks();
+        if chunks.len() != 2 {
+            return Err(Error::config("question", format!("{question:?} must not contain `<image>` itself")));
+        }
+        Ok((chunks[0].clone(), chunks[1].clone()))
+    }
+
+    /// Tokenises one question/answer pair about feature row `image`. The question is the text after
+    /// LLaVA's `<image>\n` prefix (stripped if present). Errors: tokenizer failures; an empty answer.
+    pub fn example(&self, image: usize, question: &str, answer: &str, family: Family) -> Result<Example> {
+        let question = question.strip_prefix("<image>\n").unwrap_or(question);
+        let (prefix, suffix) = self.prompt(question)?;
+        let mut answer_ids = self.tokenizer.encode(answer, false)?;
+        if answer_ids.is_empty() {
+            return Err(Error::config("answer", format!("empty answer to {question:?}")));
+        }
+        answer_ids.push(self.im_end);
+        let query = self.tokenizer.tokenize_query(question)?;
+        Ok(Example { image, prefix, suffix, answer: answer_ids, query, family })
+    }
+}
+
+/// A right-padded training batch.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// Feature rows of the images, (B) u32.
+    pub image_index: Tensor,
+    /// Text tokens prefix ‖ suffix ‖ answer, right-padded with id 0, (B, Lt) u32.
+    pub text_ids: Tensor,
+    /// P of each row: where the V visual embeddings are spliced in.
+    pub prefix_lens: Vec<usize>,
+    /// Indices into the flattened (B·(Lt + V)) positions whose next token is a target, (n) u32.
+    pub loss_positions: Tensor,
+    /// The target token of each loss position, (n) u32.
+    pub targets: Tensor,
+    /// Question tokens for the query embedding, right-padded, (B, Lq) u32.
+    pub query_ids: Tensor,
+    /// Non-padding length of each query row.
+    pub query_lens: Vec<usize>,
+    /// V.
+    pub visual_tokens: usize,
+}
+
+impl Batch {
+    /// B.
+    pub fn len(&self) -> usize {
+        self.prefix_lens.len()
+    }
+    /// Whether the batch is empty (never for a collated batch).
+    pub fn is_empty(&self) -> bool {
+        self.prefix_lens.is_empty()
+    }
+}
+
+/// Collates examples for an LLM input with `visual_tokens` visual embeddings per image.
+/// Errors: [`Error::Config`] for an empty list.
+pub fn collate(examples: &[&Example], visual_tokens: usize, device: &Device) -> Result<Batch> {
+    if examples.is_empty() {
+        return Err(Error::config("batch_size", "a batch needs at least one example"));
+    }
+    let b = examples.len();
+    let lt = examples.iter().map(|e| e.prefix.len() + e.suffix.len() + e.answer.len()).max().unwrap_or(0);
+    let lq = examples.iter().map(|e| e.query.len()).max().unwrap_or(0);
+    let l = lt + visual_tokens;
+    let (mut ids, mut qids) = (vec![0u32; b * lt], vec![0u32; b * lq]);
+    let (mut positions, mut targets) = (vec![], vec![]);
+    for (i, e) in examples.iter().enumerate() {
+        let row: Vec<u32> = e.prefix.iter().chain(&e.suffix).chain(&e.answer).copied().collect();
+        ids[i * lt..i * lt + row.len()].copy_from_slice(&row);
+        qids[i * lq..i * lq + e.query.len()].copy_from_slice(&e.query);
+        let start = e.prefix.len() + visual_tokens + e.suffix.len();
+        for (j, &t) in e.answer.iter().enumerate() {
+            positions.push((i * l + start + j - 1) as u32);
+            targets.push(t);
+        }
+    }
+    let n = positions.len();
+    Ok(Batch {
+        image_index: Tensor::from_vec(examples.iter().map(|e| e.image as u32).collect::<Vec<_>>(), b, device)?,
+        text_ids: Tensor::from_vec(ids, (b, lt), device)?,
+        prefix_lens: examples.iter().map(|e| e.prefix.len()).collect(),
+        loss_positions: Tensor::from_vec(positions, n, device)?,
+        targets: Tensor::from_vec(targets, n, device)?,
+        query_ids: Tensor::from_vec(qids, (b, lq), device)?,
+        query_lens: examples.iter().map(|e| e.query.len()).collect(),
+        visual_tokens,
+    })
+}

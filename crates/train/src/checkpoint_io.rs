@@ -1,0 +1,206 @@
+//! Checkpoints in the LLaVA layout the engine loads (`vlm::checkpoint::Checkpoint`), written
+//! atomically, plus the trainer state needed to resume.
+//!
+//! Directory contents:
+//! - `config.json`: the Qwen2 HF config plus LLaVA's `mm_*` keys (`mm_projector_type` `mlp2x_gelu`,
+//!   `mm_hidden_size` d, `mm_vision_tower` = the tower directory, `mm_vision_select_layer` −1,
+//!   `mm_vision_token_compression_type` `quecc` | `token-packer` | `avgpool`, kernel = stride = G/√V,
+//!   `mm_vision_output_token_count` G², `mm_vision_output_text_embedding_size` H) and three
+//!   `vlmscale_*` keys the authors' code lacks: `vlmscale_compressor` (which also tells the QueCC
+//!   ablation apart), `vlmscale_visual_tokens` V, `vlmscale_vision_multi_layers`;
+//! - `model.safetensors`: LLM (`model.*`; `lm_head` tied) and `model.mm_projector.*`;
+//! - `tokenizer.json`;
+//! - while training: `trainer_state.json` (step, settings, losses) and `optimizer.safetensors`
+//!   (AdamW moments, torch's `exp_avg` / `exp_avg_sq` names).
+//!
+//! Atomicity: a checkpoint is written into a fresh sibling directory `DIR.tmp`, then swapped in by
+//! renames (`DIR` → `DIR.old`, `DIR.tmp` → `DIR`, delete `DIR.old`). A crash leaves either the old
+//! or the new checkpoint complete; [`recover`] finishes an interrupted swap.
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use vlm::decoder::DecoderConfig;
+
+use crate::model::{CompressorKind, VlmArch};
+use crate::optim::AdamW;
+use crate::{Error, Result};
+
+/// Trainer state file name.
+pub const TRAINER_STATE_FILE: &str = "trainer_state.json";
+/// Optimiser state file name.
+pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+
+fn sibling(dir: &Path, suffix: &str) -> PathBuf {
+    let mut s = dir.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Finishes an interrupted swap: if `DIR` is missing but `DIR.old` exists, restores it; removes a
+/// stale `DIR.tmp`. Errors: I/O.
+pub fn recover(dir: &Path) -> Result<()> {
+    let (old, tmp) = (sibling(dir, ".old"), sibling(dir, ".tmp"));
+    if !dir.exists() && old.is_dir() {
+        std::fs::rename(&old, dir).map_err(|e| Error::io(&old, e))?;
+    }
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    }
+    if old.exists() && dir.exists() {
+        std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+    }
+    Ok(())
+}
+
+/// Writes a directory atomically: `fill` populates a fresh `DIR.tmp`, which then replaces `DIR`.
+/// Errors: I/O, or whatever `fill` returns (the old `DIR` is then untouched).
+pub fn write_dir_atomic(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    recover(dir)?;
+    let (old, tmp) = (sibling(dir, ".old"), sibling(dir, ".tmp"));
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    if let Err(e) = fill(&tmp) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    if dir.exists() {
+        std::fs::rename(dir, &old).map_err(|e| Error::io(dir, e))?;
+    }
+    std::fs::rename(&tmp, dir).map_err(|e| Error::io(&tmp, e))?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+    }
+    Ok(())
+}
+
+/// Writes `value` as pretty JSON to `path` via a temporary file and a rename. Errors: I/O.
+pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::config("json", e.to_string()))?;
+    let tmp = sibling(path, ".tmp");
+    std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// Progress of a training run, saved next to the weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainerState {
+    /// Optimiser steps completed.
+    pub step: usize,
+    /// The run's settings (compared on resume).
+    pub settings: Value,
+    /// Loss of every completed step.
+    pub losses: Vec<f64>,
+    /// Wall time spent so far, s.
+    pub wall_s: f64,
+}
+
+/// The `config.json` of a trained VLM (see the module docs).
+pub fn config_json(arch: &VlmArch, llm_config: &Value, tower_dir: &Path, multi_layers: &[i64]) -> Result<Value> {
+    let mut cfg = llm_config.clone();
+    let obj = cfg.as_object_mut().ok_or_else(|| Error::config("llm config", "not a JSON object"))?;
+    let side = (arch.visual_tokens as f64).sqrt().round() as usize;
+    let kernel = arch.grid / side.max(1);
+    let mm_type = match arch.compressor {
+        CompressorKind::Quecc | CompressorKind::QueccNoQuery => "quecc",
+        CompressorKind::TokenPacker => "token-packer",
+        CompressorKind::AvgPool => "avgpool",
+    };
+    let tower = std::fs::canonicalize(tower_dir).map_err(|e| Error::io(tower_dir, e))?;
+    let extra = serde_json::json!({
+        "mm_vision_tower": tower.to_string_lossy(),
+        "mm_projector_type": "mlp2x_gelu",
+        "mm_hidden_size": arch.vision_dim,
+        "mm_vision_select_layer": -1,
+        "mm_vision_select_feature": "patch",
+        "mm_vision_token_compression_type": mm_type,
+        "mm_vision_token_compression_kernel_size": kernel,
+        "mm_vision_token_compression_stride": kernel,
+        "mm_vision_output_token_count": arch.grid * arch.grid,
+        "mm_vision_output_text_embedding_size": arch.llm.hidden_size,
+        "mm_patch_merge_type": "flat",
+        "mm_use_im_start_end": false,
+        "image_aspect_ratio": "square",
+        "tokenizer_model_max_length": arch.llm.max_position_embeddings,
+        "vlmscale_compressor": arch.compressor.name(),
+        "vlmscale_visual_tokens": arch.visual_tokens,
+        "vlmscale_vision_multi_layers": multi_layers,
+    });
+    for (k, v) in extra.as_object().into_iter().flatten() {
+        obj.insert(k.clone(), v.clone());
+    }
+    Ok(cfg)
+}
+
+/// What a checkpoint's `config.json` says about the VLM: the architecture and the tower directory.
+#[derive(Debug, Clone)]
+pub struct SavedVlm {
+    /// Shapes of the VLM.
+    pub arch: VlmArch,
+    /// The tower directory (`mm_vision_tower`).
+    pub tower_dir: PathBuf,
+}
+
+/// Reads the VLM description of checkpoint `dir`. Errors: unreadable/malformed `config.json`, or a
+/// missing/invalid `vlmscale_*` / `mm_*` key ([`Error::Checkpoint`] naming it).
+pub fn read_saved_vlm(dir: &Path) -> Result<SavedVlm> {
+    let path = dir.join("config.json");
+    let llm = DecoderConfig::from_file(&path)?;
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| Error::Checkpoint { path: path.clone(), msg: e.to_string() })?;
+    let bad = |k: &str| Error::Checkpoint { path: path.clone(), msg: format!("missing or invalid key `{k}`") };
+    let num = |k: &str| v.get(k).and_then(Value::as_u64).map(|x| x as usize).ok_or_else(|| bad(k));
+    let compressor = CompressorKind::from_name(v.get("vlmscale_compressor").and_then(Value::as_str).ok_or_else(|| bad("vlmscale_compressor"))?)?;
+    let visual_tokens = num("vlmscale_visual_tokens")?;
+    let vision_dim = num("mm_hidden_size")?;
+    let g2 = num("mm_vision_output_token_count")?;
+    let grid = (g2 as f64).sqrt().round() as usize;
+    let tower = v.get("mm_vision_tower").and_then(Value::as_str).ok_or_else(|| bad("mm_vision_tower"))?;
+    let tower_dir = if Path::new(tower).is_absolute() { PathBuf::from(tower) } else { dir.join(tower) };
+    Ok(SavedVlm { arch: VlmArch { llm, compressor, visual_tokens, vision_dim, grid }, tower_dir })
+}
+
+/// Saves a checkpoint atomically: `config.json`, `model.safetensors` (all of `varmap`),
+/// `tokenizer.json` (the bytes given), and, if `state` is given, the trainer and optimiser state.
+/// Errors: I/O, tensor serialisation.
+pub fn save_checkpoint(
+    dir: &Path,
+    config: &Value,
+    varmap: &VarMap,
+    tokenizer_json: &[u8],
+    state: Option<(&TrainerState, &AdamW)>,
+) -> Result<()> {
+    write_dir_atomic(dir, |tmp| {
+        let text = serde_json::to_string_pretty(config).map_err(|e| Error::config("config", e.to_string()))?;
+        std::fs::write(tmp.join("config.json"), text).map_err(|e| Error::io(tmp.join("config.json"), e))?;
+        varmap.save(tmp.join(vlm::checkpoint::WEIGHTS_FILE))?;
+        std::fs::write(tmp.join("tokenizer.json"), tokenizer_json).map_err(|e| Error::io(tmp.join("tokenizer.json"), e))?;
+        if let Some((st, opt)) = state {
+            candle_core::safetensors::save(&opt.state_tensors(), tmp.join(OPTIMIZER_FILE))?;
+            write_json_atomic(&tmp.join(TRAINER_STATE_FILE), st)?;
+        }
+        Ok(())
+    })
+}
+
+/// The trainer state and optimiser moments of checkpoint `dir`, or `None` if it has no trainer state.
+/// Errors: a corrupt state or optimiser file ([`Error::Checkpoint`] naming it).
+pub fn load_trainer_state(dir: &Path) -> Result<Option<(TrainerState, HashMap<String, Tensor>)>> {
+    recover(dir)?;
+    let sp = dir.join(TRAINER_STATE_FILE);
+    if !sp.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&sp).map_err(|e| Error::io(&sp, e))?;
+    let st: TrainerState = serde_json::from_str(&text).map_err(|e| Error::Checkpoint { path: sp.clone(), msg: e.to_string() })?;
+    let op = dir.join(OPTIMIZER_FILE);
+    let bytes = std::fs::read(&op).map_err(|e| Error::io(&op, e))?;
+    let moments = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+        .map_err(|e| Error::Checkpoint { path: op.clone(), msg: format!("not a valid safetensors file: {e}") })?;
+    Ok(Some((st, moments)))
+}

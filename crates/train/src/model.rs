@@ -1,0 +1,154 @@
+//! The trainable VLM: compressor → projector → Qwen2 decoder, all built from one `VarBuilder` with the
+//! LLaVA checkpoint names (`model.mm_projector.*`, `model.*`, see `vlm::checkpoint`), so a `VarMap`
+//! saved as safetensors is a checkpoint the engine loads. The vision tower is not part of it: its
+//! features are precomputed ([`crate::features`]).
+use candle_core::{Tensor, D};
+use candle_nn::VarBuilder;
+use vlm::compress::{Compressor, CompressorSpec};
+use vlm::decoder::{Decoder, DecoderConfig, Mode};
+use vlm::layers::OpMode;
+use vlm::projector::{Projector, ProjectorKind};
+use vlm::vision::VisionFeatures;
+
+use crate::batch::Batch;
+use crate::{Error, Result};
+
+/// The compressors the trainer supports (CLI names in brackets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompressorKind {
+    /// QueCC with query injection (`quecc`), paper §4.
+    Quecc,
+    /// QueCC without query injection (`quecc-noquery`), the ablation.
+    QueccNoQuery,
+    /// TokenPacker (`tokenpacker`), the paper's scaling-grid compressor.
+    TokenPacker,
+    /// 2-D average pooling (`avgpool`).
+    AvgPool,
+}
+
+impl CompressorKind {
+    /// Parses a CLI name. Errors: [`Error::UnknownCompressor`].
+    pub fn from_name(name: &str) -> Result<Self> {
+        match name {
+            "quecc" => Ok(Self::Quecc),
+            "quecc-noquery" => Ok(Self::QueccNoQuery),
+            "tokenpacker" => Ok(Self::TokenPacker),
+            "avgpool" => Ok(Self::AvgPool),
+            other => Err(Error::UnknownCompressor(other.to_string())),
+        }
+    }
+
+    /// The CLI name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Quecc => "quecc",
+            Self::QueccNoQuery => "quecc-noquery",
+            Self::TokenPacker => "tokenpacker",
+            Self::AvgPool => "avgpool",
+        }
+    }
+
+    /// The engine's spec for V tokens from a G×G grid of width d and an LLM of width H.
+    /// Errors: V not producible from the grid ([`vlm::Error::Invalid`] listing the allowed V).
+    pub fn spec(self, visual_tokens: usize, grid: usize, dim: usize, llm_hidden: usize) -> Result<CompressorSpec> {
+        let base = match self {
+            Self::Quecc | Self::QueccNoQuery => "quecc",
+            Self::TokenPacker => "tokenpacker",
+            Self::AvgPool => "avgpool",
+        };
+        let mut spec = CompressorSpec::from_name(base, visual_tokens, grid, dim, llm_hidden)?;
+        if let (Self::QueccNoQuery, CompressorSpec::Quecc(cfg)) = (self, &mut spec) {
+            cfg.use_query = false;
+        }
+        Ok(spec)
+    }
+}
+
+/// Everything that fixes the VLM's shapes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VlmArch {
+    /// The LLM.
+    pub llm: DecoderConfig,
+    /// The compressor.
+    pub compressor: CompressorKind,
+    /// V.
+    pub visual_tokens: usize,
+    /// Vision width d.
+    pub vision_dim: usize,
+    /// Patch grid side G.
+    pub grid: usize,
+}
+
+/// Compressor + `mlp2x_gelu` projector + decoder.
+pub struct TrainableVlm {
+    /// The architecture.
+    pub arch: VlmArch,
+    /// The LLM.
+    pub decoder: Decoder,
+    /// The compressor.
+    pub compressor: Box<dyn Compressor>,
+    /// The projector (d → H).
+    pub projector: Projector,
+}
+
+impl TrainableVlm {
+    /// Builds the modules from `vb` rooted at the checkpoint's top level (a `VarMap`-backed builder
+    /// creates and initialises the weights; a checkpoint's builder loads them). `differentiable`
+    /// selects [`OpMode::Differentiable`] / [`Mode::Differentiable`] kernels (training) or fused
+    /// ones (inference). Errors: V not producible, missing or mis-shaped weights.
+    pub fn new(arch: &VlmArch, differentiable: bool, vb: VarBuilder) -> Result<Self> {
+        let h = arch.llm.hidden_size;
+        let spec = arch.compressor.spec(arch.visual_tokens, arch.grid, arch.vision_dim, h)?;
+        let op = if differentiable { OpMode::Differentiable } else { OpMode::Fused };
+        let mm = vb.pp("model").pp("mm_projector");
+        let compressor = spec.build(arch.grid, arch.vision_dim, op, mm.clone())?;
+        let projector = Projector::new(ProjectorKind::MlpGelu { depth: 2 }, arch.vision_dim, h, spec.projector_layout(), mm)?;
+        let mut decoder = Decoder::new(&arch.llm, vb)?;
+        decoder.set_mode(if differentiable { Mode::Differentiable } else { Mode::Inference });
+        Ok(Self { arch: arch.clone(), decoder, compressor, projector })
+    }
+
+    /// QueCC's query embedding (B, 1, H) of right-padded question ids (B, Lq), detached: the authors
+    /// compute it under `torch.no_grad()`. `None` for compressors that take no query.
+    pub fn query_embedding(&self, ids: &Tensor, lens: &[usize]) -> Result<Option<Tensor>> {
+        if !self.compressor.needs_query() {
+            return Ok(None);
+        }
+        Ok(Some(self.decoder.query_embedding(ids, Some(lens))?.detach()))
+    }
+
+    /// Visual embeddings (B, V, H) of `features` (single (B, G², d), multi (B, G², 4d)).
+    pub fn visual_embeddings(&self, features: &VisionFeatures, query: Option<&Tensor>) -> Result<Tensor> {
+        Ok(self.projector.forward(&self.compressor.compress(features, query)?)?)
+    }
+
+    /// Mean cross-entropy (nats per answer token) of the answer tokens of `batch` given the images'
+    /// `features` (rows already gathered in batch order).
+    /// Errors: shape mismatches between the batch and the features.
+    pub fn loss(&self, batch: &Batch, features: &VisionFeatures) -> Result<Tensor> {
+        let (b, lt) = batch.text_ids.dims2()?;
+        let query = self.query_embedding(&batch.query_ids, &batch.query_lens)?;
+        let visual = self.visual_embeddings(features, query.as_ref())?;
+        let (vb, v, _) = visual.dims3()?;
+        if vb != b || v != batch.visual_tokens {
+            return Err(Error::config(
+                "visual_tokens",
+                format!("batch expects ({b}, {}) visual tokens, compressor produced ({vb}, {v})", batch.visual_tokens),
+            ));
+        }
+        let text = self.decoder.embed_tokens(&batch.text_ids)?;
+        let rows = (0..b)
+            .map(|i| {
+                let t = text.get(i)?;
+                let p = batch.prefix_lens[i];
+                Tensor::cat(&[t.narrow(0, 0, p)?, visual.get(i)?, t.narrow(0, p, lt - p)?], 0)
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let embeds = Tensor::stack(&rows, 0)?;
+        let hidden = self.decoder.forward_hidden(&embeds)?;
+        let h = hidden.dim(D::Minus1)?;
+        let picked = hidden.reshape((b * (lt + v), h))?.index_select(&batch.loss_positions, 0)?;
+        let logits = self.decoder.lm_head(&picked.unsqueeze(0)?)?.squeeze(0)?;
+        Ok(candle_nn::loss::cross_entropy(&logits, &batch.targets)?)
+    }
+}

@@ -1,0 +1,335 @@
+//! VLM training, top to bottom: data → frozen-tower features (once) → tokenised conversations →
+//! compressor + projector + Qwen2 LLM from scratch (candle autograd, differentiable kernels) → AdamW
+//! with warm-up + cosine schedule and gradient clipping → atomic LLaVA-layout checkpoints, resumable.
+//!
+//! As LLaVA's stage 2 (paper §3) everything but the vision tower trains, and only answer tokens are
+//! loss targets. Unlike the paper there is no stage 1 (the LLM starts from scratch, so there is no
+//! pretrained LLM to align the projector to).
+//!
+//! Determinism: initialisation ([`crate::init`]) and the batch order (a ChaCha8 permutation per epoch)
+//! come from `seed`, so a run interrupted after any saved step and resumed with the same settings
+//! replays exactly the same updates.
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Device};
+use candle_nn::{VarBuilder, VarMap};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use serde_json::json;
+use synth::{DatasetConfig, Generator, ImageSample};
+use vlm::vision::load_clip_tower;
+
+use crate::batch::{collate, ConversationEncoder, Example};
+use crate::checkpoint_io::{config_json, load_trainer_state, save_checkpoint, TrainerState};
+use crate::features::{feature_layers, FeatureSet};
+use crate::model::{CompressorKind, TrainableVlm, VlmArch};
+use crate::optim::{clip_grad_norm, AdamW, Schedule};
+use crate::sizes::LlmSize;
+use crate::{Error, Result};
+
+/// Where the training conversations come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrainData {
+    /// Generated in memory: images `0..images` of `config`.
+    Generated {
+        /// The dataset config (task, seed, questions per family, layout).
+        config: DatasetConfig,
+        /// Number of images.
+        images: usize,
+    },
+    /// A LLaVA JSONL file written by `vlmscale data make` (images relative to it).
+    Jsonl(PathBuf),
+}
+
+impl TrainData {
+    /// Loads the samples. Errors: bad config, malformed JSONL, missing/unreadable images.
+    pub fn load(&self) -> Result<Vec<ImageSample>> {
+        match self {
+            TrainData::Generated { config, images } => Ok(Generator::new(*config)?.generate(0..*images as u64)?),
+            TrainData::Jsonl(path) => Ok(synth::read_dataset(path)?),
+        }
+    }
+}
+
+/// Settings of one VLM training run (the CLI's `vlmscale train vlm` flags).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VlmTrainConfig {
+    /// LLM size preset ([`crate::sizes::SIZES`]).
+    pub llm: String,
+    /// `quecc`, `quecc-noquery`, `tokenpacker` or `avgpool`.
+    pub compressor: String,
+    /// V.
+    pub visual_tokens: usize,
+    /// Pretrained tower directory ([`crate::vision_pretrain::pretrain_vision`]).
+    pub tower_dir: PathBuf,
+    /// `tokenizer.json`; `None` builds the generated-text tokenizer (`synth::build_tokenizer`).
+    pub tokenizer: Option<PathBuf>,
+    /// Training data.
+    pub data: TrainData,
+    /// Seed of initialisation and batch order.
+    pub seed: u64,
+    /// Questions per step.
+    pub batch_size: usize,
+    /// Optimiser steps.
+    pub steps: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Warm-up fraction of `steps` (LLaVA: 0.03).
+    pub warmup_ratio: f64,
+    /// AdamW weight decay (LLaVA: 0).
+    pub weight_decay: f64,
+    /// Global gradient-norm clip (LLaVA/HF Trainer: 1.0).
+    pub max_grad_norm: f64,
+    /// Save a checkpoint every this many steps (and at the end).
+    pub save_every: usize,
+    /// Checkpoint directory.
+    pub out_dir: PathBuf,
+    /// Resume from `out_dir` if it holds a trainer state.
+    pub resume: bool,
+    /// Stop (after saving) once this many steps ran in this invocation — simulates an interrupt.
+    pub stop_after: Option<usize>,
+}
+
+impl VlmTrainConfig {
+    /// Defaults for `llm`, `compressor`, V, tower and output directory: generated Sort-of-CLEVR
+    /// (seed 0, 2000 images × 6 families × 2 questions), batch 32, 1500 steps, lr 2e-3, warm-up 3 %.
+    pub fn new(llm: &str, compressor: &str, visual_tokens: usize, tower_dir: &Path, out_dir: &Path) -> Self {
+        Self {
+            llm: llm.into(),
+            compressor: compressor.into(),
+            visual_tokens,
+            tower_dir: tower_dir.into(),
+            tokenizer: None,
+            data: TrainData::Generated { config: DatasetConfig { questions_per_family: 2, ..DatasetConfig::default() }, images: 2000 },
+            seed: 0,
+            batch_size: 32,
+            steps: 1500,
+            lr: 2e-3,
+            warmup_ratio: 0.03,
+            weight_decay: 0.0,
+            max_grad_norm: 1.0,
+            save_every: 250,
+            out_dir: out_dir.into(),
+            resume: true,
+            stop_after: None,
+        }
+    }
+
+    /// The settings that must match for a resume (everything that changes the updates).
+    fn fingerprint(&self) -> serde_json::Value {
+        json!({
+            "llm": self.llm, "compressor": self.compressor, "visual_tokens": self.visual_tokens,
+            "seed": self.seed, "batch_size": self.batch_size, "steps": self.steps, "lr": self.lr,
+            "warmup_ratio": self.warmup_ratio, "weight_decay": self.weight_decay,
+            "max_grad_norm": self.max_grad_norm, "data": format!("{:?}", self.data),
+        })
+    }
+}
+
+/// Reported after every step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepInfo {
+    /// Steps completed.
+    pub step: usize,
+    /// Total steps.
+    pub total: usize,
+    /// Loss of this step (nats per answer token).
+    pub loss: f64,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Training samples (questions) per second in this invocation.
+    pub samples_per_s: f64,
+}
+
+/// Summary of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainReport {
+    /// Steps completed (over all invocations).
+    pub steps: usize,
+    /// Whether all `steps` are done (false after `stop_after`).
+    pub finished: bool,
+    /// The step this invocation resumed from, if any.
+    pub resumed_from: Option<usize>,
+    /// Loss of the last step.
+    pub final_loss: f64,
+    /// Mean loss over the last ≤ 50 steps.
+    pub recent_loss: f64,
+    /// All step losses so far.
+    pub losses: Vec<f64>,
+    /// N: LLM parameters.
+    pub llm_parameters: usize,
+    /// All trainable parameters (LLM + compressor + projector).
+    pub trainable_parameters: usize,
+    /// Training examples (questions) and images.
+    pub examples: usize,
+    /// Images.
+    pub images: usize,
+    /// Seconds spent computing frozen-tower features.
+    pub feature_s: f64,
+    /// Seconds of training steps in this invocation.
+    pub train_s: f64,
+    /// Questions per second in this invocation.
+    pub samples_per_s: f64,
+}
+
+/// Trains (or resumes) a VLM as `cfg` says; see the module docs. `progress` is called after every step.
+///
+/// Errors: unknown LLM size or compressor, V not producible from the tower's grid, unreadable tower
+/// or tokenizer, bad data (missing images, corrupt JSONL), a resume whose settings differ from the
+/// checkpoint's, a non-finite loss, I/O.
+pub fn train_vlm(cfg: &VlmTrainConfig, progress: &mut dyn FnMut(&StepInfo)) -> Result<TrainReport> {
+    // 1. Settings.
+    let dev = Device::Cpu;
+    let size = LlmSize::from_name(&cfg.llm)?;
+    let kind = CompressorKind::from_name(&cfg.compressor)?;
+    if cfg.batch_size == 0 || cfg.steps == 0 || cfg.save_every == 0 {
+        return Err(Error::config("batch_size/steps/save_every", "must be > 0"));
+    }
+    let tower_cfg = vlm::vision::ClipVisionConfig::from_file(&cfg.tower_dir.join("config.json"))?;
+    kind.spec(cfg.visual_tokens, tower_cfg.grid(), tower_cfg.hidden_size, size.hidden_size)?;
+
+    // 2. Tokenizer and conversations.
+    let tokenizer_json = match &cfg.tokenizer {
+        Some(p) => std::fs::read(p).map_err(|e| Error::io(p, e))?,
+        None => synth::build_tokenizer(&[])?
+            .to_string(false)
+            .map_err(|e| Error::config("tokenizer", e.to_string()))?
+            .into_bytes(),
+    };
+    std::fs::create_dir_all(&cfg.out_dir).map_err(|e| Error::io(&cfg.out_dir, e))?;
+    let tok_path = cfg.out_dir.join("tokenizer.json");
+    if cfg.tokenizer.is_none() {
+        std::fs::write(&tok_path, &tokenizer_json).map_err(|e| Error::io(&tok_path, e))?;
+    }
+    let encoder = ConversationEncoder::new(cfg.tokenizer.as_deref().unwrap_or(&tok_path))?;
+    let samples = cfg.data.load()?;
+    let mut examples: Vec<Example> = vec![];
+    for (i, s) in samples.iter().enumerate() {
+        for qa in &s.qas {
+            examples.push(encoder.example(i, &qa.question, &qa.answer, qa.family)?);
+        }
+    }
+    if examples.is_empty() {
+        return Err(Error::config("data", "no training questions"));
+    }
+
+    // 3. Frozen-tower features, once.
+    let t_feat = Instant::now();
+    let tower = load_clip_tower(&cfg.tower_dir, tower_cfg.num_hidden_layers, vlm::layers::OpMode::Fused, &dev)?;
+    let features = FeatureSet::compute(&tower, &samples.iter().map(|s| &s.image).collect::<Vec<_>>(), 64)?;
+    drop(tower);
+    let feature_s = t_feat.elapsed().as_secs_f64();
+
+    // 4. Model, seeded initialisation, optimiser.
+    let llm = size.decoder_config(encoder.vocab_size(), encoder.im_end())?;
+    let arch = VlmArch { llm, compressor: kind, visual_tokens: cfg.visual_tokens, vision_dim: tower_cfg.hidden_size, grid: tower_cfg.grid() };
+    let varmap = VarMap::new();
+    let model = TrainableVlm::new(&arch, true, VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
+    crate::init::reinit(&varmap, cfg.seed)?;
+    let vars: Vec<(String, candle_core::Var)> =
+        varmap.data().lock().map_err(|_| Error::config("varmap", "poisoned lock"))?.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let trainable_parameters = vars.iter().map(|(_, v)| v.elem_count()).sum();
+    let mut opt = AdamW::new(vars, cfg.weight_decay)?;
+    let schedule = Schedule {
+        peak_lr: cfg.lr,
+        min_lr: 0.0,
+        warmup_steps: ((cfg.steps as f64 * cfg.warmup_ratio).ceil() as usize).max(1),
+        total_steps: cfg.steps,
+    };
+    let multi = feature_layers(tower_cfg.num_hidden_layers)?.multi;
+    let config = config_json(&arch, &size.hf_config(encoder.vocab_size(), encoder.im_end()), &cfg.tower_dir, &multi)?;
+
+    // 5. Resume.
+    let mut state = TrainerState { step: 0, settings: cfg.fingerprint(), losses: vec![], wall_s: 0.0 };
+    let mut resumed_from = None;
+    if cfg.resume {
+        if let Some((saved, moments)) = load_trainer_state(&cfg.out_dir)? {
+            if saved.settings != state.settings {
+                return Err(Error::Checkpoint {
+                    path: cfg.out_dir.clone(),
+                    msg: format!("cannot resume: saved settings {} differ from {}", saved.settings, state.settings),
+                });
+            }
+            let mut vm = varmap.clone();
+            vm.load(cfg.out_dir.join(vlm::checkpoint::WEIGHTS_FILE))?;
+            opt.load_state(&moments, saved.step)?;
+            resumed_from = Some(saved.step);
+            state = saved;
+        }
+    }
+
+    // 6. The loop.
+    let n = examples.len();
+    let mut perm_epoch = usize::MAX;
+    let mut perm: Vec<usize> = vec![];
+    let t0 = Instant::now();
+    let start = state.step;
+    let wall_before = state.wall_s;
+    let mut ran = 0;
+    while state.step < cfg.steps {
+        let step = state.step;
+        let mut batch_examples: Vec<&Example> = Vec::with_capacity(cfg.batch_size);
+        for j in 0..cfg.batch_size {
+            let p = step * cfg.batch_size + j;
+            if p / n != perm_epoch {
+                perm_epoch = p / n;
+                perm = (0..n).collect();
+                perm.shuffle(&mut ChaCha8Rng::seed_from_u64(cfg.seed ^ (perm_epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+            }
+            batch_examples.push(&examples[perm[p % n]]);
+        }
+        let batch = collate(&batch_examples, cfg.visual_tokens, &dev)?;
+        let feats = features.gather(&batch.image_index, DType::F32)?;
+        let loss = model.loss(&batch, &feats)?;
+        let loss_value = loss.to_scalar::<f32>()? as f64;
+        if !loss_value.is_finite() {
+            return Err(Error::NonFiniteLoss { step, loss: loss_value });
+        }
+        let mut grads = loss.backward()?;
+        let grad_norm = clip_grad_norm(&mut grads, opt.vars(), cfg.max_grad_norm)?;
+        let lr = schedule.lr(step);
+        opt.step(&grads, lr)?;
+        state.step += 1;
+        state.losses.push(loss_value);
+        ran += 1;
+        let elapsed = t0.elapsed().as_secs_f64();
+        progress(&StepInfo {
+            step: state.step,
+            total: cfg.steps,
+            loss: loss_value,
+            lr,
+            grad_norm,
+            samples_per_s: (ran * cfg.batch_size) as f64 / elapsed.max(1e-9),
+        });
+        let stop = cfg.stop_after.is_some_and(|k| ran >= k);
+        if state.step % cfg.save_every == 0 || state.step == cfg.steps || stop {
+            state.wall_s = wall_before + t0.elapsed().as_secs_f64();
+            save_checkpoint(&cfg.out_dir, &config, &varmap, &tokenizer_json, Some((&state, &opt)))?;
+        }
+        if stop {
+            break;
+        }
+    }
+    let train_s = t0.elapsed().as_secs_f64();
+    let recent = &state.losses[state.losses.len().saturating_sub(50)..];
+    Ok(TrainReport {
+        steps: state.step,
+        finished: state.step >= cfg.steps,
+        resumed_from,
+        final_loss: state.losses.last().copied().unwrap_or(f64::NAN),
+        recent_loss: recent.iter().sum::<f64>() / recent.len().max(1) as f64,
+        losses: state.losses.clone(),
+        llm_parameters: size.num_parameters(encoder.vocab_size()),
+        trainable_parameters,
+        examples: n,
+        images: samples.len(),
+        feature_s,
+        train_s,
+        samples_per_s: ((state.step - start) * cfg.batch_size) as f64 / train_s.max(1e-9),
+    })
+}
