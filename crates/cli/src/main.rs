@@ -40,6 +40,11 @@ enum Command {
     /// Generated benchmarks for training small VLMs (Sort-of-CLEVR, fine-detail digits).
     #[command(subcommand)]
     Data(commands::data::Data),
+    /// Train small VLMs on generated data on this machine (vision tower, then compressor + projector + LLM).
+    #[command(subcommand)]
+    Train(commands::train::Train),
+    /// Evaluate a trained checkpoint on a held-out split (exact match per question family).
+    Eval(commands::train::EvalArgs),
     /// Benchmarks (speed, with the peer's figure from the same run).
     #[command(subcommand)]
     Bench(commands::bench::Bench),
@@ -59,6 +64,8 @@ fn main() -> ExitCode {
         Command::Flops(a) => commands::flops::run(a),
         Command::Plot(a) => commands::plot::run(a),
         Command::Data(d) => commands::data::run(d),
+        Command::Train(t) => commands::train::run(t),
+        Command::Eval(a) => commands::train::eval(a),
         Command::Bench(b) => commands::bench::run(b),
         Command::Generate(a) => commands::generate::run(a),
         Command::Inspect(a) => commands::inspect::run(a),

@@ -8,6 +8,7 @@ pub mod generate;
 pub mod inspect;
 pub mod law_source;
 pub mod plot;
+pub mod train;
 pub mod sweep;
 
 /// Exit code for an error: 2 for bad input (data, config, arguments), 1 otherwise.
@@ -17,8 +18,9 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
         Some(S::Data { .. } | S::Dataset { .. } | S::Json { .. } | S::Invalid(_) | S::Io { .. }) => 2,
         Some(_) => 1,
         None if e.downcast_ref::<UsageError>().is_some() => 2,
+        None if matches!(e.downcast_ref::<::train::Error>(), Some(te) if !matches!(te, ::train::Error::Vlm(vlm::Error::Candle(_)))) => 2,
         None if matches!(e.downcast_ref::<vlm::Error>(), Some(ve) if !matches!(ve, vlm::Error::Candle(_))) => 2,
-        None if matches!(e.downcast_ref::<synth::Error>(), Some(se) if !matches!(se, synth::Error::Io { .. })) => 2,
+        None if e.downcast_ref::<synth::Error>().is_some() => 2,
         None => 1,
     }
 }

@@ -1,0 +1,152 @@
+//! `vlmscale train …` and `vlmscale eval`: small VLMs trained on generated data on this machine
+//! (train crate), with progress bars.
+use anyhow::Result;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Train {
+    /// Pretrain the small CLIP-architecture vision tower on generated Sort-of-CLEVR images (supervised
+    /// per-patch object identity and position), then save it as a CLIP directory; it stays frozen.
+    Vision(VisionArgs),
+    /// Train compressor + projector + a Qwen2-architecture LLM from scratch on generated questions,
+    /// answer tokens as the only targets; checkpoints in the LLaVA layout, resumable.
+    Vlm(VlmArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct VisionArgs {
+    /// Output CLIP directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Optimisation steps.
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct VlmArgs {
+    /// LLM size preset: xs, s, m, l.
+    #[arg(long, default_value = "s")]
+    pub llm: String,
+    /// V, visual tokens (1, 4, 16, 64 on the 8×8 grid).
+    #[arg(long, default_value_t = 16)]
+    pub visual_tokens: usize,
+    /// Compressor: quecc, quecc-noquery, tokenpacker, avgpool.
+    #[arg(long, default_value = "quecc")]
+    pub compressor: String,
+    /// The pretrained tower (from `vlmscale train vision`).
+    #[arg(long)]
+    pub tower: PathBuf,
+    /// Output checkpoint directory (resumed from if it holds a checkpoint of the same run).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Training data: a LLaVA JSONL from `vlmscale data make` (default: generated in memory).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Optimisation steps.
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Batch size (questions).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Peak learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+/// Evaluate a trained checkpoint: exact-match accuracy per question family (greedy decoding).
+#[derive(clap::Args, Debug)]
+pub struct EvalArgs {
+    /// Checkpoint directory.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Held-out LLaVA JSONL from `vlmscale data make`.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Evaluate at most this many questions.
+    #[arg(long)]
+    pub max_questions: Option<usize>,
+    /// Write the report JSON here (atomically); it is always printed.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+fn bar(total: u64, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(total);
+    pb.set_style(
+        ProgressStyle::with_template(&format!("{what} {{bar:30}} {{pos}}/{{len}} {{msg}} ETA {{eta}}"))
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    pb
+}
+
+pub fn run(t: Train) -> Result<()> {
+    match t {
+        Train::Vision(a) => {
+            let mut cfg = ::train::vision_pretrain::VisionPretrainConfig::default();
+            if let Some(s) = a.steps {
+                cfg.steps = s;
+            }
+            if let Some(s) = a.seed {
+                cfg.seed = s;
+            }
+            let pb = bar(cfg.steps as u64, "train vision");
+            let rep = ::train::vision_pretrain::pretrain_vision(&cfg, &a.out, &mut |step, _total, loss| {
+                pb.set_position(step as u64);
+                pb.set_message(format!("loss {loss:.4}"));
+            })?;
+            pb.finish_and_clear();
+            println!("{}", serde_json::to_string_pretty(&rep)?);
+            println!("wrote the tower to {}", a.out.display());
+        }
+        Train::Vlm(a) => {
+            let mut cfg = ::train::vlm_train::VlmTrainConfig::new(&a.llm, &a.compressor, a.visual_tokens, &a.tower, &a.out);
+            if let Some(d) = a.data {
+                cfg.data = ::train::vlm_train::TrainData::Jsonl(d);
+            }
+            if let Some(s) = a.steps {
+                cfg.steps = s;
+            }
+            if let Some(b) = a.batch_size {
+                cfg.batch_size = b;
+            }
+            if let Some(lr) = a.lr {
+                cfg.lr = lr;
+            }
+            if let Some(s) = a.seed {
+                cfg.seed = s;
+            }
+            let pb = bar(cfg.steps as u64, "train vlm");
+            let rep = ::train::vlm_train::train_vlm(&cfg, &mut |s| {
+                pb.set_position(s.step as u64);
+                pb.set_message(format!("loss {:.4} lr {:.2e} |g| {:.2} {:.1} samples/s", s.loss, s.lr, s.grad_norm, s.samples_per_s));
+            })?;
+            pb.finish_and_clear();
+            println!(
+                "steps {} (resumed from {:?}), final loss {:.4}, {} LLM parameters, {:.1} samples/s; checkpoint in {}",
+                rep.steps, rep.resumed_from, rep.final_loss, rep.llm_parameters, rep.samples_per_s, a.out.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+pub fn eval(a: EvalArgs) -> Result<()> {
+    let samples = synth::read_dataset(&a.data)?;
+    let total: usize = samples.iter().map(|s| s.qas.len()).sum::<usize>().min(a.max_questions.unwrap_or(usize::MAX));
+    let pb = bar(total as u64, "eval");
+    let rep = ::train::eval::evaluate(&a.model, &samples, a.max_questions, &mut |done, _| pb.set_position(done as u64))?;
+    pb.finish_and_clear();
+    if let Some(out) = &a.out {
+        ::train::eval::write_report(out, &rep)?;
+    }
+    println!("{}", serde_json::to_string_pretty(&rep)?);
+    Ok(())
+}
