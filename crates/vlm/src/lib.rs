@@ -10,6 +10,7 @@ pub mod decoder;
 pub mod error;
 pub mod generate;
 pub mod layers;
+pub mod matmul;
 pub mod projector;
 pub mod text;
 pub mod vision;
