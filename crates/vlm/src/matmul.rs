@@ -3,7 +3,8 @@
 //! candle's CPU matmul (the `gemm` crate) reaches about 110–125 GFLOP/s on this project's 2-core
 //! AVX-512 machine, against ≈ 167 GFLOP/s for MKL. With the cargo feature `openblas` (needs Debian's
 //! `libopenblas-dev`), [`MatmulBackend::OpenBlas`] sends f32 CPU products to OpenBLAS's `cblas_sgemm`
-//! through a candle custom op, and is the default. The op's backward pass is candle's matmul (dA = dC·Bᵀ,
+//! through a candle custom op, and is the default (environment variable `VLM_MATMUL=candle` or
+//! [`set_matmul_backend`] switch back, e.g. to compare). The op's backward pass is candle's matmul (dA = dC·Bᵀ,
 //! dB = Aᵀ·dC), so both the fused and the differentiable modes keep their semantics. Other dtypes,
 //! other devices and broadcast batch dimensions always go through candle.
 use crate::{Error, Result};
@@ -19,9 +20,10 @@ pub enum MatmulBackend {
     OpenBlas,
 }
 
-const CANDLE: u8 = 0;
-const OPENBLAS: u8 = 1;
-static BACKEND: AtomicU8 = AtomicU8::new(if cfg!(feature = "openblas") { OPENBLAS } else { CANDLE });
+const UNSET: u8 = 0;
+const CANDLE: u8 = 1;
+const OPENBLAS: u8 = 2;
+static BACKEND: AtomicU8 = AtomicU8::new(UNSET);
 
 /// Selects the backend for the whole process.
 ///
@@ -44,7 +46,13 @@ pub fn set_matmul_backend(backend: MatmulBackend) -> Result<()> {
 pub fn matmul_backend() -> MatmulBackend {
     match BACKEND.load(Ordering::Relaxed) {
         OPENBLAS => MatmulBackend::OpenBlas,
-        _ => MatmulBackend::Candle,
+        CANDLE => MatmulBackend::Candle,
+        _ => {
+            let candle = std::env::var("VLM_MATMUL").is_ok_and(|v| v.eq_ignore_ascii_case("candle"));
+            let v = if cfg!(feature = "openblas") && !candle { OPENBLAS } else { CANDLE };
+            BACKEND.store(v, Ordering::Relaxed);
+            matmul_backend()
+        }
     }
 }
 
@@ -124,7 +132,9 @@ mod blas {
         blas_view(d[r - 2], d[r - 1], s[r - 2], s[r - 1])
     }
 
-    /// Whether the BLAS path handles this product (f32, CPU, equal batch dims, sizes within `i32`).
+    /// Whether the BLAS path handles this product (f32, CPU, equal batch dims, sizes within `i32`, and
+    /// more than one row: for a mat-vec — decode, the LM head — candle's gemv measured 3–4× faster
+    /// than OpenBLAS's `sgemm` with m = 1).
     pub(super) fn applies(a: &Tensor, b: &Tensor) -> bool {
         let (da, db) = (a.dims(), b.dims());
         let r = da.len();
@@ -135,6 +145,7 @@ mod blas {
             && b.dtype() == DType::F32
             && da[..r - 2] == db[..r - 2]
             && da[r - 1] == db[r - 2]
+            && da[r - 2] > 1
             && da.iter().chain(db.iter()).all(|&x| x < i32::MAX as usize)
     }
 
