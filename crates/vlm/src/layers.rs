@@ -4,6 +4,7 @@
 //! Every block can run in two modes ([`OpMode`]): candle's fused CPU kernels (`layer_norm`,
 //! `softmax_last_dim`; fastest, but without a backward pass) or composed elementary ops that candle can
 //! differentiate (about 1.5–2× slower for the norm/softmax part; matmuls are the same).
+use crate::matmul::matmul;
 use crate::{Error, Result};
 use candle_core::{Shape, Tensor, D};
 use candle_nn::{Init, VarBuilder};
@@ -79,17 +80,9 @@ impl Linear {
         Self { weight, bias }
     }
 
-    /// (…, in) → (…, out).
+    /// (…, in) → (…, out), through the selected [`crate::matmul`] backend.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let w = self.weight.t()?;
-        let y = match x.dims() {
-            [b, t, _] => x.reshape((b * t, ()))?.matmul(&w)?.reshape((*b, *t, ()))?,
-            _ => x.broadcast_matmul(&w)?,
-        };
-        Ok(match &self.bias {
-            Some(b) => y.broadcast_add(b)?,
-            None => y,
-        })
+        crate::matmul::linear(x, &self.weight, self.bias.as_ref())
     }
 }
 
@@ -222,9 +215,9 @@ impl MultiheadAttention {
         let q = split((self.wq.forward(query)? * (1.0 / (hd as f64).sqrt()))?, l)?;
         let k = split(self.wk.forward(key)?, s)?;
         let v = split(self.wv.forward(value)?, s)?;
-        let scores = q.matmul(&k.t()?)?;
+        let scores = matmul(&q, &k.t()?)?;
         let probs = softmax_last(&scores, self.mode)?;
-        let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((n, l, h * hd))?;
+        let ctx = matmul(&probs, &v)?.transpose(1, 2)?.reshape((n, l, h * hd))?;
         self.out_proj.forward(&ctx)
     }
 }

@@ -14,6 +14,7 @@ pub mod decoder;
 pub mod error;
 pub mod generate;
 pub mod layers;
+pub mod matmul;
 pub mod model;
 pub mod projector;
 pub mod text;

@@ -1,8 +1,9 @@
 //! Causal self-attention with RoPE and grouped-query attention (HF `Qwen2Attention` / `LlamaAttention`).
-use candle_core::{DType, Module, Tensor, D};
+use candle_core::{DType, Tensor, D};
 use candle_nn::{linear_b, Linear, VarBuilder};
 
 use super::{DecoderConfig, KvCache, Mode, RotaryEmbedding};
+use crate::matmul::{matmul, nn_linear};
 use crate::Result;
 
 /// Multi-head attention of one decoder layer: q/k/v/o projections (`{vb}.q_proj` …), GQA with
@@ -73,19 +74,13 @@ impl Attention {
     ) -> Result<Tensor> {
         let (b, l, _) = xs.dims3()?;
         let (nh, nkv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let q = self
-            .q_proj
-            .forward(xs)?
+        let q = nn_linear(xs, &self.q_proj)?
             .reshape((b, l, nh, d))?
             .transpose(1, 2)?;
-        let k = self
-            .k_proj
-            .forward(xs)?
+        let k = nn_linear(xs, &self.k_proj)?
             .reshape((b, l, nkv, d))?
             .transpose(1, 2)?;
-        let v = self
-            .v_proj
-            .forward(xs)?
+        let v = nn_linear(xs, &self.v_proj)?
             .reshape((b, l, nkv, d))?
             .transpose(1, 2)?
             .contiguous()?;
@@ -101,17 +96,16 @@ impl Attention {
         let n_rep = nh / nkv;
         let qg = q.reshape((b, nkv, n_rep * l, d))?;
         let scale = 1.0 / (d as f64).sqrt();
-        let scores = (qg.matmul(&k.t()?)? * scale)?.reshape((b, nh, l, lk))?;
+        let scores = (matmul(&qg, &k.t()?)? * scale)?.reshape((b, nh, l, lk))?;
         let scores = match mask {
             Some(m) => scores.broadcast_add(m)?,
             None => scores,
         };
         let probs = softmax_last_dim(&scores, mode)?.reshape((b, nkv, n_rep * l, lk))?;
-        let out = probs
-            .matmul(&v)?
+        let out = matmul(&probs, &v)?
             .reshape((b, nh, l, d))?
             .transpose(1, 2)?
             .reshape((b, l, nh * d))?;
-        Ok(self.o_proj.forward(&out)?)
+        nn_linear(&out, &self.o_proj)
     }
 }

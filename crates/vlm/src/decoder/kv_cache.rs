@@ -1,5 +1,9 @@
 //! The per-sequence KV cache owned by the decoder.
-use candle_core::Tensor;
+//!
+//! Keys/values live in preallocated buffers (B, kv_heads, capacity, head_dim) that new positions are
+//! written into (`Tensor::slice_set`); the capacity doubles when full, so a decode step copies only its
+//! own key/value instead of the whole history (`Tensor::cat` did).
+use candle_core::{Tensor, D};
 
 use crate::Result;
 
@@ -8,8 +12,25 @@ use crate::Result;
 /// [`super::Decoder::take_kv_cache`] / [`super::Decoder::set_kv_cache`]) between sequences.
 #[derive(Debug, Clone, Default)]
 pub struct KvCache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
+    /// Per layer: key buffer, value buffer (B, kv_heads, capacity, head_dim) and the filled length.
+    layers: Vec<Option<(Tensor, Tensor, usize)>>,
     len: usize,
+}
+
+/// Smallest capacity the buffers start with (positions).
+const MIN_CAPACITY: usize = 256;
+
+/// A zeroed buffer like `x` (B, kv_heads, L, head_dim) with `capacity` positions, holding `old`'s first
+/// `filled` positions.
+fn grow(x: &Tensor, old: Option<&Tensor>, filled: usize, capacity: usize) -> Result<Tensor> {
+    let (b, h, _, d) = x.dims4()?;
+    let buf = Tensor::zeros((b, h, capacity, d), x.dtype(), x.device())?;
+    if let Some(old) = old {
+        if filled > 0 {
+            buf.slice_set(&old.narrow(D::Minus2, 0, filled)?.contiguous()?, D::Minus2, 0)?;
+        }
+    }
+    Ok(buf)
 }
 
 impl KvCache {
@@ -37,14 +58,25 @@ impl KvCache {
         self.len = 0;
     }
 
-    /// Appends `k`, `v` (B, kv_heads, L, head_dim) to layer `layer`; returns the full keys/values.
+    /// Appends `k`, `v` (B, kv_heads, L, head_dim) to layer `layer`; returns the full keys/values
+    /// (views into the buffers, (B, kv_heads, len, head_dim)).
     pub(crate) fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
-        let (k, v) = match &self.layers[layer] {
-            None => (k.clone(), v.clone()),
-            Some((pk, pv)) => (Tensor::cat(&[pk, k], 2)?, Tensor::cat(&[pv, v], 2)?),
+        let l = k.dim(D::Minus2)?;
+        let (kb, vb, filled) = match self.layers[layer].take() {
+            Some((kb, vb, filled)) if filled + l <= kb.dim(D::Minus2)? => (kb, vb, filled),
+            prev => {
+                let filled = prev.as_ref().map_or(0, |p| p.2);
+                let capacity = (2 * (filled + l)).max(MIN_CAPACITY);
+                let kb = grow(k, prev.as_ref().map(|p| &p.0), filled, capacity)?;
+                let vb = grow(v, prev.as_ref().map(|p| &p.1), filled, capacity)?;
+                (kb, vb, filled)
+            }
         };
-        self.layers[layer] = Some((k.clone(), v.clone()));
-        Ok((k, v))
+        kb.slice_set(&k.contiguous()?, D::Minus2, filled)?;
+        vb.slice_set(&v.contiguous()?, D::Minus2, filled)?;
+        let out = (kb.narrow(D::Minus2, 0, filled + l)?, vb.narrow(D::Minus2, 0, filled + l)?);
+        self.layers[layer] = Some((kb, vb, filled + l));
+        Ok(out)
     }
 
     pub(crate) fn advance(&mut self, n: usize) {

@@ -1,8 +1,9 @@
 //! SwiGLU MLP (HF `Qwen2MLP` / `LlamaMLP`): `down(silu(gate(x)) · up(x))`.
-use candle_core::{Module, Tensor};
+use candle_core::Tensor;
 use candle_nn::{linear_b, Linear, VarBuilder};
 
 use super::DecoderConfig;
+use crate::matmul::nn_linear;
 use crate::Result;
 
 /// The feed-forward block of one decoder layer.
@@ -26,8 +27,8 @@ impl Mlp {
 
     /// (B, L, H) → (B, L, H). `silu` has a backward pass in candle, so one path serves both modes.
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let gate = self.gate_proj.forward(xs)?.silu()?;
-        let up = self.up_proj.forward(xs)?;
-        Ok(self.down_proj.forward(&(gate * up)?)?)
+        let gate = nn_linear(xs, &self.gate_proj)?.silu()?;
+        let up = nn_linear(xs, &self.up_proj)?;
+        nn_linear(&(gate * up)?, &self.down_proj)
     }
 }

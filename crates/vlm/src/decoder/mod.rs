@@ -239,7 +239,7 @@ impl Decoder {
 
     /// LM head on any hidden states: (B, L, H) → logits (B, L, vocab_size).
     pub fn lm_head(&self, hidden: &Tensor) -> Result<Tensor> {
-        Ok(self.lm_head.forward(hidden)?)
+        crate::matmul::nn_linear(hidden, &self.lm_head)
     }
 
     /// Convenience: embed `ids` (B, L), run [`Decoder::forward_embeds`], return logits (B, L, vocab).

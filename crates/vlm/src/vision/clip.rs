@@ -11,6 +11,7 @@
 //! `encoder.layers.{i}.{self_attn.{q,k,v,out}_proj, layer_norm1, mlp.fc1, mlp.fc2, layer_norm2}.*`.
 use super::config::ClipVisionConfig;
 use crate::layers::{softmax_last, weight, Activation, LayerNorm, Linear, OpMode};
+use crate::matmul::{matmul, matmul_backend, MatmulBackend};
 use crate::{Error, Result};
 use candle_core::{Tensor, D};
 use candle_nn::{Init, VarBuilder};
@@ -97,12 +98,18 @@ impl ClipAttention {
         let (b, t, d) = x.dims3()?;
         let h = self.num_heads;
         let hd = d / h;
-        let split = |y: Tensor| -> Result<Tensor> { Ok(y.reshape((b, t, h, hd))?.transpose(1, 2)?.contiguous()?) };
+        // (B, T, d) → (B, h, T, hd). The OpenBLAS product reads the strided view in place; candle's
+        // needs a contiguous copy.
+        let blas = matmul_backend() == MatmulBackend::OpenBlas;
+        let split = |y: Tensor| -> Result<Tensor> {
+            let y = y.reshape((b, t, h, hd))?.transpose(1, 2)?;
+            Ok(if blas { y } else { y.contiguous()? })
+        };
         let q = split((self.q_proj.forward(x)? * (1.0 / (hd as f64).sqrt()))?)?;
         let k = split(self.k_proj.forward(x)?)?;
         let v = split(self.v_proj.forward(x)?)?;
-        let probs = softmax_last(&q.matmul(&k.t()?)?, self.mode)?;
-        let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
+        let probs = softmax_last(&matmul(&q, &k.t()?)?, self.mode)?;
+        let ctx = matmul(&probs, &v)?.transpose(1, 2)?.reshape((b, t, d))?;
         self.out_proj.forward(&ctx)
     }
 }

@@ -1,0 +1,53 @@
+//! Times the decoder at the Qwen-1.5-0.5B shape (random weights in memory): prefill of `L` tokens and
+//! decode steps after it, through each available [`vlm::matmul`] backend back to back:
+//! `cargo run --release -p vlm --features openblas --example bench_decoder [L] [decode_steps]`.
+//! A benchmark, not a test.
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use std::time::Instant;
+use vlm::decoder::{Decoder, DecoderConfig};
+use vlm::matmul::{set_matmul_backend, MatmulBackend};
+
+const QWEN15_05B: &str = r#"{"architectures":["Qwen2ForCausalLM"],"model_type":"qwen2","vocab_size":151936,
+"hidden_size":1024,"intermediate_size":2816,"num_hidden_layers":24,"num_attention_heads":16,
+"num_key_value_heads":16,"max_position_embeddings":32768,"rms_norm_eps":1e-6,"rope_theta":1000000.0,
+"tie_word_embeddings":true}"#;
+
+fn main() -> vlm::Result<()> {
+    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let (l, steps) = (args.first().copied().unwrap_or(626), args.get(1).copied().unwrap_or(8));
+    let cfg = DecoderConfig::from_json_str(QWEN15_05B)?;
+    let dev = Device::Cpu;
+    let varmap = VarMap::new();
+    let mut dec = Decoder::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
+    let embeds = Tensor::randn(0f32, 1.0, (1, l, cfg.hidden_size), &dev)?;
+    let mut backends = vec![MatmulBackend::Candle];
+    if set_matmul_backend(MatmulBackend::OpenBlas).is_ok() {
+        backends.push(MatmulBackend::OpenBlas);
+    }
+    for backend in backends {
+        set_matmul_backend(backend)?;
+        for _ in 0..2 {
+            dec.clear_kv_cache();
+            let t = Instant::now();
+            let h = dec.forward_embeds(&embeds, 0)?;
+            dec.lm_head(&h.narrow(1, l - 1, 1)?)?;
+            let prefill = t.elapsed().as_secs_f64();
+            let step = Tensor::randn(0f32, 1.0, (1, 1, cfg.hidden_size), &dev)?;
+            let t = Instant::now();
+            for i in 0..steps {
+                let h = dec.forward_embeds(&step, l + i)?;
+                dec.lm_head(&h)?;
+            }
+            let decode = t.elapsed().as_secs_f64() / steps as f64;
+            // Layer weights (embedding table excluded: a lookup in prefill), 2 FLOP per weight per token.
+            let gflop = 2.0 * (cfg.num_parameters() - cfg.vocab_size * cfg.hidden_size) as f64 * l as f64 / 1e9;
+            println!(
+                "{backend:?}\tprefill {l} tokens {prefill:>7.3} s ({:>5.1} GFLOP/s, layer matmuls)\tdecode {:>6.1} ms/token",
+                gflop / prefill,
+                decode * 1e3
+            );
+        }
+    }
+    Ok(())
+}
