@@ -35,7 +35,7 @@ use crate::generate::{generate, GenerateConfig, StopReason};
 use crate::layers::OpMode;
 use crate::projector::{Projector, ProjectorKind};
 use crate::text::{input_embeddings, PromptTokens, Template, TextTokenizer, TokenStream};
-use crate::vision::load::{safetensors_files, var_builder_from_files, CLIP_VISION_PREFIX};
+use crate::vision::load::load_clip_tower_with_config;
 use crate::vision::{
     extract_features, ClipVisionConfig, ClipVisionTower, FeatureLayers, ImageProcessorConfig, LLAVA_VISION_PREFIX,
 };
@@ -242,19 +242,7 @@ impl Vlm {
         let depth = layers.depth(vision_cfg.num_hidden_layers)?;
         let mode = OpMode::Fused;
         let tower = match &clip_dir {
-            Some(cd) => {
-                let files = safetensors_files(cd)?;
-                let vb = var_builder_from_files(&files, DType::F32, device)?;
-                let prefix = if vb.contains_tensor(&format!("{CLIP_VISION_PREFIX}.pre_layrnorm.weight")) {
-                    CLIP_VISION_PREFIX
-                } else if vb.contains_tensor(&format!("{LLAVA_VISION_PREFIX}.pre_layrnorm.weight")) {
-                    LLAVA_VISION_PREFIX
-                } else {
-                    CLIP_VISION_PREFIX
-                };
-                ClipVisionTower::new_with_depth(&vision_cfg, depth, mode, vb.pp(prefix))
-                    .map_err(|e| missing_tensor(e, cd))?
-            }
+            Some(cd) => load_clip_tower_with_config(cd, &vision_cfg, depth, mode, device).map_err(|e| missing_tensor(e, cd))?,
             None => {
                 let vb = ckpt.var_builder(DType::F32, device)?;
                 ClipVisionTower::new_with_depth(&vision_cfg, depth, mode, vb.pp(LLAVA_VISION_PREFIX))

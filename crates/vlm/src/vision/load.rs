@@ -49,6 +49,12 @@ pub fn var_builder_from_files(files: &[PathBuf], dtype: DType, device: &Device) 
 /// Errors: unreadable/corrupt files, bad config, missing tensor (naming `dir`), wrong shape.
 pub fn load_clip_tower(dir: &Path, depth: usize, mode: OpMode, device: &Device) -> Result<ClipVisionTower> {
     let cfg = ClipVisionConfig::from_file(&dir.join("config.json"))?;
+    load_clip_tower_with_config(dir, &cfg, depth, mode, device)
+}
+
+/// As [`load_clip_tower`], with the tower configuration given instead of read from `dir/config.json`
+/// (a LLaVA checkpoint's `vision_config`). Same errors, minus the config file's.
+pub fn load_clip_tower_with_config(dir: &Path, cfg: &ClipVisionConfig, depth: usize, mode: OpMode, device: &Device) -> Result<ClipVisionTower> {
     let files = safetensors_files(dir)?;
     let vb = var_builder_from_files(&files, DType::F32, device)?;
     let prefix = if vb.contains_tensor(&format!("{CLIP_VISION_PREFIX}.pre_layrnorm.weight")) {
@@ -58,7 +64,7 @@ pub fn load_clip_tower(dir: &Path, depth: usize, mode: OpMode, device: &Device) 
     } else {
         CLIP_VISION_PREFIX
     };
-    ClipVisionTower::new_with_depth(&cfg, depth, mode, vb.pp(prefix)).map_err(|e| match e {
+    ClipVisionTower::new_with_depth(cfg, depth, mode, vb.pp(prefix)).map_err(|e| match e {
         Error::MissingTensor { name, .. } => Error::MissingTensor { name, location: dir.display().to_string() },
         e => e,
     })

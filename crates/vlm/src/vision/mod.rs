@@ -22,5 +22,5 @@ pub mod preprocess;
 pub use clip::ClipVisionTower;
 pub use config::ClipVisionConfig;
 pub use features::{extract_features, FeatureLayers, VisionFeatures};
-pub use load::{load_clip_tower, safetensors_files, var_builder_from_files, LLAVA_VISION_PREFIX};
+pub use load::{load_clip_tower, load_clip_tower_with_config, safetensors_files, var_builder_from_files, LLAVA_VISION_PREFIX};
 pub use preprocess::{load_image, ImageProcessorConfig, CLIP_MEAN, CLIP_STD};
