@@ -98,7 +98,7 @@ pub struct FitReport {
     pub cells: usize,
     /// Best grid point (`loss` = SSE).
     pub grid: FitEntry,
-    /// Grid points evaluated, and wall time in seconds.
+    /// Grid points evaluated.
     pub grid_points: u64,
     /// Grid wall time, seconds.
     pub grid_seconds: f64,
