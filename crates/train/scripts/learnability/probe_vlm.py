@@ -10,6 +10,7 @@ with a choice of visual features, to tell a bug in our candle pipeline from a le
   --feat K        hidden state K of a pretrained tower (TOWER_DIR, HF CLIP layout)
   INJECT=1        QueCC-like query injection: the mean question embedding added before the projector GELU
   NOSYS=1         drop the ChatML system prompt
+  TEXTSCENE=1     also write the scene's caption as text in the prompt (a purely symbolic task)
   --captions R    add R caption examples per image ("What is in the image?" -> "red circle at row ...")
 
 Data: `vlmscale data make --images 4000 --out $TRAIN_DIR` and
@@ -81,6 +82,14 @@ def caption(px):
         parts.append(f"{name} {shape} at row {int(ys.mean())*8//80} column {int(xs.mean())*8//80}")
     return ', '.join(parts) + '.'
 ex_tr = [(tri[r['image']],) + example(r) + (r['family'],) for r in tr]
+if os.environ.get('TEXTSCENE'):
+    def withcap(exs, PX):
+        out = []
+        for (i, pre, suf, an, fam) in exs:
+            out.append((i, pre + enc(caption(PX[i])), suf, an, fam))
+        return out
+    ex_tr = withcap(ex_tr, trpx)
+    print(tok.decode(ex_tr[0][1]), flush=True)
 if a.captions:
     caps = []
     for i in range(len(trpx)):
@@ -89,6 +98,7 @@ if a.captions:
     print(tok.decode(caps[0][3]), flush=True)
     ex_tr = ex_tr + caps * a.captions
 ex_te = [(tei[r['image']],) + example(r) + (r['family'],) for r in te]
+if os.environ.get('TEXTSCENE'): ex_te = withcap(ex_te, tepx)
 print('vocab', tok.get_vocab_size(), 'ex', len(ex_tr), 'feat', tuple(F_tr.shape), flush=True)
 cfg = Qwen2Config(vocab_size=tok.get_vocab_size(), hidden_size=a.H, intermediate_size=2*a.H, num_hidden_layers=a.L,
                   num_attention_heads=a.H//16, num_key_value_heads=max(1, a.H//32), max_position_embeddings=256, tie_word_embeddings=True)
