@@ -226,7 +226,8 @@ fn interval(rep: &FitReport, key: &str) -> String {
 /// Fits the law per task and judges the claims.
 ///
 /// Errors: `scaling::Error::Dataset` when the CSV has no rows. A task whose fit fails (e.g. a single
-/// LLM size) is recorded in [`Analysis::fit_errors`] and its claims are `NotTested`.
+/// LLM size) or whose cells all have the same score (nothing to fit: every exponent explains it) is
+/// recorded in [`Analysis::fit_errors`] and its claims are `NotTested`.
 pub fn analyse(ds: &Dataset, opts: &ReportOptions) -> Result<Analysis> {
     let names = &opts.names;
     let fopts = FitOptions {
@@ -250,6 +251,14 @@ pub fn analyse(ds: &Dataset, opts: &ReportOptions) -> Result<Analysis> {
         let q = rows.rows.iter().map(|r| r.text_tokens).sum::<f64>() / rows.rows.len() as f64;
         a.text_tokens.insert(task.clone(), q);
         a.fit_compressor.insert(task.clone(), comp);
+        let (lo, hi) = rows.rows.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), r| (a.min(r.error), b.max(r.error)));
+        if hi - lo < 1e-12 {
+            a.fit_errors.insert(
+                task.clone(),
+                format!("all {} cells have the same score ({:.4}): the law's exponents are not identifiable", rows.rows.len(), 1.0 - lo),
+            );
+            continue;
+        }
         match fit(&rows, &task, &fopts) {
             Ok(rep) => {
                 let tables = [0.0, q].iter().map(|&qv| frontier_table(rep.law(), &rows, qv, opts.frontier_budgets)).collect::<Result<Vec<_>>>()?;

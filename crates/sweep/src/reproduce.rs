@@ -54,12 +54,25 @@ pub struct Reproduction {
 /// Runs the sweep, aggregates, fits and reports. Cell failures do not stop it: the report covers the
 /// finished cells and [`Reproduction::summary`] lists the failed ones.
 ///
-/// Errors: those of [`run_sweep`] (corrupt cell results, unwritable results folder), of
-/// [`write_aggregate`] and of [`write_report`] (invalid CSV, plots, unwritable report folder).
+/// Errors: [`crate::Error::Stale`] when finished cells were produced with other settings than the
+/// config's (or by another runner) — then nothing is aggregated or reported, so an earlier report is
+/// not overwritten with results that do not match the config; those of [`run_sweep`] (corrupt cell
+/// results, unwritable results folder), of [`write_aggregate`] and of [`write_report`] (invalid CSV,
+/// plots, unwritable report folder).
 pub fn reproduce(cfg: &SweepConfig, runner: &dyn CellRunner, opts: &ReproduceOptions) -> Result<Reproduction> {
     let t0 = Instant::now();
     let summary = run_sweep(cfg, runner, opts.jobs, opts.progress)?;
     let sweep_seconds = t0.elapsed().as_secs_f64();
+    if let Some((_, first)) = summary.stale.first() {
+        return Err(crate::Error::Stale {
+            path: cfg.cells_dir(),
+            msg: format!(
+                "{} finished cells were produced with other settings than {} asks for (first: {first}); nothing was aggregated or reported",
+                summary.stale.len(),
+                cfg.path.display()
+            ),
+        });
+    }
     let t1 = Instant::now();
     let aggregate = write_aggregate(cfg)?;
     let (analysis, mut files) = if aggregate.rows > 0 {

@@ -19,8 +19,12 @@ pub struct SweepSummary {
     pub skipped: usize,
     /// Cells run to completion now.
     pub ran: usize,
-    /// Ids of the cells that failed now, with their error messages, in index order.
+    /// Ids of the cells that failed now, with their error messages, in index order (stale cells
+    /// included).
     pub failed: Vec<(String, String)>,
+    /// Ids of the finished cells whose results could not be reused ([`check_reusable`]: another
+    /// runner, changed settings), with the reason; they were not rerun.
+    pub stale: Vec<(String, String)>,
     /// Best score over all finished cells and its cell id.
     pub best: Option<(f64, String)>,
 }
@@ -137,6 +141,7 @@ pub fn run_sweep(cfg: &SweepConfig, runner: &dyn CellRunner, jobs: usize, progre
     if runner.name() == "synthetic" {
         pb.set_prefix("SYNTHETIC test runner (no training) ");
     }
+    summary.stale = stale.iter().map(|(_, id, e)| (id.clone(), e.clone())).collect();
     pb.set_position((summary.skipped + stale.len()) as u64);
     for (i, id, e) in &stale {
         pb.println(format!("cell {i} `{id}` NOT REUSED: {e}"));

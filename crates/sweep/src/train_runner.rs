@@ -283,6 +283,19 @@ fn lock_is_stale(lock: &Path) -> bool {
     }
 }
 
+/// CPU time (user + system) of the calling thread so far, seconds, from Linux's
+/// `/proc/thread-self/stat` (fields 14 and 15, in clock ticks of 1/100 s, the kernel's `USER_HZ` on
+/// every mainstream Linux); `None` elsewhere. With one compute thread per cell (the sweep's default
+/// with `--jobs` equal to the cores) this is the cell's CPU cost, independent of other load.
+pub fn thread_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state), so fields 14 and 15 are at 11 and 12.
+    let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
 /// The generated split of `task` with `seed`: images `0..images`.
 fn split(task: Task, seed: u64, questions_per_family: usize, images: usize) -> std::result::Result<Vec<ImageSample>, String> {
     let config = DatasetConfig { task, seed, questions_per_family, ..DatasetConfig::default() };
@@ -317,6 +330,7 @@ impl CellRunner for TrainRunner {
     }
 
     fn run(&self, cell: &Cell, out_dir: &Path) -> Result<CellResult> {
+        let cpu0 = thread_cpu_seconds();
         let fail = runner_err(cell);
         let tower = self.prepare_tower(&mut |_, _, _| {})?;
         let s = self.cell_settings(cell);
@@ -383,6 +397,7 @@ impl CellRunner for TrainRunner {
             "eval_seconds": er.wall_s,
             "text_tokens_mean": q_mean,
             "blind_prior_accuracy": prior,
+            "cpu_seconds": thread_cpu_seconds().zip(cpu0).map(|(b, a)| b - a),
         });
         Ok(CellResult {
             cell_id: cell.id.clone(),
