@@ -128,6 +128,7 @@ fn check_report(results: &Path, cells: usize, trained: bool) -> usize {
             .output()
             .unwrap());
         let by_hand: Value = serde_json::from_str(&by_hand).unwrap();
+        let by_hand_law = by_hand["refined"].clone();
         assert_eq!(fit_numbers(by_hand), fit_numbers(saved), "task {task}: the report's fit differs from `vlmscale fit`");
         // The commands report.md lists are the ones checked here.
         assert!(md.contains(&format!("--task {task} --compressor {comp} --bootstrap 200 --seed 0 --json")), "{md}");
@@ -139,9 +140,13 @@ fn check_report(results: &Path, cells: usize, trained: bool) -> usize {
         for t in tables.as_array().unwrap() {
             let range = |d: &Value| format!("{},{}", d["range"]["min"].as_f64().unwrap(), d["range"]["max"].as_f64().unwrap());
             let b = t["budgets"].as_array().unwrap();
+            // The law as `vlmscale fit` reported it, given explicitly (the fit JSON stores α/β = ∞
+            // of a β = 0 fit as null, which `frontier --fit` cannot read).
+            let law = &by_hand_law;
+            let p = |k: &str| law[k].as_f64().unwrap().to_string();
             let out = ok(&bin()
-                .args(["frontier", "--fit"])
-                .arg(&file)
+                .arg("frontier")
+                .args(["--A", &p("A"), "--alpha", &p("alpha"), "--beta", &p("beta"), "--D", &p("D")])
                 .args(["--text-tokens", &t["text_tokens"].as_f64().unwrap().to_string()])
                 .args(["--llm-range", &range(&t["sizes"]), "--visual-range", &range(&t["tokens"])])
                 .args(["--budget-range", &format!("{},{},{}", b[0].as_f64().unwrap(), b[b.len() - 1].as_f64().unwrap(), b.len())])
@@ -151,6 +156,7 @@ fn check_report(results: &Path, cells: usize, trained: bool) -> usize {
             let by_hand: Value = serde_json::from_str(&out).unwrap();
             assert_eq!(by_hand["optima"], t["optima"], "task {task} Q = {}", t["text_tokens"]);
             assert_eq!(by_hand["closed_form_visual_tokens"], t["closed_form_visual_tokens"]);
+            assert!(md.contains(&format!("--alpha {} --beta {}", p("alpha"), p("beta"))), "{md}");
             let q = t["text_tokens"].as_f64().unwrap();
             for stem in [format!("figure1_{task}_q{}", q.round())] {
                 assert!(report.join(format!("{stem}.png")).is_file() && report.join(format!("{stem}.svg")).is_file(), "{stem}");
@@ -226,8 +232,13 @@ fn reproduce_quick_trains_resumes_and_reports_consistent_numbers() {
     //    nothing is retrained, reused or overwritten (cells, CSV, report).
     let (cells_now, report_now) = (cell_jsons(&out), std::fs::read(out.join("report/report.md")).unwrap());
     let cfg = dir.path().join("changed.toml");
-    let text = std::fs::read_to_string(repo().join("sweeps/quick.toml")).unwrap().replace("\nlr = ", "\nlr = 2.5e-3\n# was: lr = ");
-    assert!(text.contains("lr = 2.5e-3"));
+    // The quick config's [train] table sets lr: give it another value (the tower's [vision] stays).
+    let text = std::fs::read_to_string(repo().join("sweeps/quick.toml")).unwrap();
+    let start = text.find("\n[train]\n").expect("quick.toml has a [train] table");
+    let end = start + 1 + text[start + 1..].find("\n[").unwrap_or(text.len() - start - 1);
+    let train = text[start..end].replace("\nlr = ", "\nlr = 2.5e-3\n# was: lr = ");
+    assert!(train.contains("# was: lr = "), "quick.toml's [train] sets no lr: {train}");
+    let text = format!("{}{train}{}", &text[..start], &text[end..]);
     std::fs::write(&cfg, text).unwrap();
     let o = bin().args(["reproduce", "--config"]).arg(&cfg).arg("--out").arg(&out).output().unwrap();
     assert_eq!(o.status.code(), Some(1));

@@ -110,6 +110,8 @@ pub struct Claim {
 /// the same law, Q, domains and budgets).
 #[derive(Debug, Clone, Serialize)]
 pub struct FrontierTable {
+    /// The law (the task's refined fit).
+    pub law: Law,
     /// Q, text tokens per query.
     pub text_tokens: f64,
     /// N domain (billions): the grid's range of N.
@@ -126,15 +128,22 @@ pub struct FrontierTable {
 }
 
 impl FrontierTable {
-    /// The `vlmscale frontier` arguments that print the same table from `fit_<task>.json`.
-    pub fn cli_args(&self, fit_json: &str) -> String {
+    /// The `vlmscale frontier` command that prints the same table, with the law's parameters given
+    /// explicitly (Rust's shortest round-trip form, so they parse back to the same numbers). Not
+    /// `--fit fit_<task>.json`: a fit with β = 0 has α/β = ∞, which the fit JSON stores as `null` and
+    /// the scaling crate cannot read back.
+    pub fn cli_args(&self) -> String {
+        let law = match self.law {
+            Law::Multiplicative { a, alpha, beta, d } => format!("--A {a} --alpha {alpha} --beta {beta} --D {d}"),
+            Law::Additive { .. } => "--fit FIT.json".into(),
+        };
         let range = |d: &Domain| match d {
             Domain::Range { min, max } => format!("{min},{max}"),
             Domain::Set(v) => v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(","),
         };
         let (lo, hi) = (self.budgets.first().copied().unwrap_or(0.0), self.budgets.last().copied().unwrap_or(0.0));
         format!(
-            "vlmscale frontier --fit {fit_json} --text-tokens {} --llm-range {} --visual-range {} --budget-range {lo},{hi},{} --json",
+            "vlmscale frontier {law} --text-tokens {} --llm-range {} --visual-range {} --budget-range {lo},{hi},{} --json",
             self.text_tokens,
             range(&self.sizes),
             range(&self.tokens),
@@ -162,6 +171,7 @@ pub fn frontier_table(law: Law, rows: &Dataset, q: f64, k: usize) -> Result<Fron
     let budgets = logspace(cost(nmin, vmin), cost(nmax, vmax), k.max(1));
     let optima = budgets.iter().map(|&b| spec.optimum(&PaperCost, b)).collect::<scaling::Result<Vec<_>>>()?;
     Ok(FrontierTable {
+        law,
         text_tokens: q,
         sizes: spec.sizes,
         tokens: spec.tokens,
@@ -641,7 +651,7 @@ pub fn markdown(a: &Analysis, source: &str, opts: &ReportOptions, plots: &[PathB
         for (task, tables) in &a.frontiers {
             s += &format!("{}\n", a.fit_cli_args(task, source, opts));
             for t in tables {
-                s += &format!("{}\n", t.cli_args(&format!("fit_{task}.json")));
+                s += &format!("{}\n", t.cli_args());
             }
         }
         s += "```\n";
