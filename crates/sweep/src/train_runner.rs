@@ -330,9 +330,9 @@ impl CellRunner for TrainRunner {
     }
 
     fn run(&self, cell: &Cell, out_dir: &Path) -> Result<CellResult> {
-        let cpu0 = thread_cpu_seconds();
         let fail = runner_err(cell);
         let tower = self.prepare_tower(&mut |_, _, _| {})?;
+        let cpu0 = thread_cpu_seconds();
         let s = self.cell_settings(cell);
         let task = Task::from_name(&cell.task).ok_or_else(|| fail(format!("unknown task `{}`", cell.task)))?;
         let model_dir = out_dir.join("model");
