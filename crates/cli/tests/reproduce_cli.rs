@@ -111,7 +111,8 @@ fn check_report(results: &Path, cells: usize, trained: bool) -> usize {
             "NotReproduced" => "**NOT reproduced**",
             _ => "**not tested**",
         };
-        assert!(md.contains(&format!("| {} | {word} |", c["claim"].as_str().unwrap())), "{verdict}: {md}");
+        let claim = c["claim"].as_str().unwrap().replace('|', "\\|");
+        assert!(md.contains(&format!("| {claim} | {word} |")), "{verdict}: {md}");
     }
     let tasks: Vec<String> = fits["fits"].as_object().unwrap().keys().cloned().collect();
     for task in &tasks {

@@ -591,7 +591,7 @@ pub fn markdown(a: &Analysis, source: &str, opts: &ReportOptions, plots: &[PathB
     s += &format!("Scores: `{source}`. Law: Y = A·N^−α·V^−β + D (N in billions, Y = 1 − score), fitted per task.\n\n");
     s += "## Claims of the paper\n\n| claim | verdict | evidence |\n|---|---|---|\n";
     for c in &a.claims {
-        s += &format!("| {} | **{}** | {} |\n", c.claim, c.verdict, c.evidence);
+        s += &format!("| {} | **{}** | {} |\n", cell_text(&c.claim), c.verdict, cell_text(&c.evidence));
     }
     if let Some(rows) = cells {
         let q = training_quality(rows);
@@ -603,7 +603,7 @@ pub fn markdown(a: &Analysis, source: &str, opts: &ReportOptions, plots: &[PathB
             for (t, (k, sc, p, above)) in &q {
                 if *above * 2 < *k || sc - p < 0.02 {
                     s += &format!(
-                        "\n**Caveat (`{t}`):** most cells score at or near the blind-prior baseline (mean {sc:.3} vs {p:.3}): these VLMs have not learned to use the visual tokens, so the fitted exponents describe noise around the prior, not a scaling law of visual understanding. Verdicts above for `{t}` are not evidence for or against the paper.\n"
+                        "\n**Caveat (`{t}`):** most cells do not beat the blind-prior baseline (mean score {sc:.3}, blind prior {p:.3}): these VLMs have not learned to use the visual tokens, so the fitted exponents describe noise around (or below) the prior, not a scaling law of visual understanding. Verdicts above for `{t}` are not evidence for or against the paper.\n"
                     );
                 }
             }
@@ -647,7 +647,7 @@ pub fn markdown(a: &Analysis, source: &str, opts: &ReportOptions, plots: &[PathB
         }
     }
     if !a.fits.is_empty() {
-        s += "\n## Check by hand\n\nThe same code path as `vlmscale fit` / `vlmscale frontier`; these commands print the numbers above (from the report folder):\n\n```\n";
+        s += "\n## Check by hand\n\nThe same code path as `vlmscale fit` / `vlmscale frontier`; these commands print the numbers above:\n\n```\n";
         for (task, tables) in &a.frontiers {
             s += &format!("{}\n", a.fit_cli_args(task, source, opts));
             for t in tables {
@@ -738,6 +738,11 @@ pub fn write_report(csv: &Path, opts: &ReportOptions, out: &Path) -> Result<(Ana
     write("report.md", markdown(&a, &csv.display().to_string(), opts, &plots, cells.as_deref()), &mut files)?;
     files.extend(plots);
     Ok((a, files))
+}
+
+/// `text` for a Markdown table cell (`|` escaped).
+fn cell_text(text: &str) -> String {
+    text.replace('|', "\\|")
 }
 
 /// Pretty JSON of a report value (these types always serialise: plain numbers, strings and maps).
