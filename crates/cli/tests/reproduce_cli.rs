@@ -266,6 +266,22 @@ name = "m"
 "#;
 
 #[test]
+fn reproduce_bad_input_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = bin().args(["reproduce", "--config"]).arg(dir.path().join("missing.toml")).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("missing.toml"));
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, THREE_SIZES.replace("\"quecc\",", "\"quec\",")).unwrap();
+    let o = bin().args(["reproduce", "--config"]).arg(&bad).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("bad.toml") && e.contains("compressors[0]") && e.contains("quec"), "{e}");
+    let o = bin().args(["reproduce", "--quick", "--jobs", "0"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
 fn reproduce_report_agrees_with_fit_and_frontier_by_hand() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("s3.toml");

@@ -100,7 +100,11 @@ pub const SYNTHETIC_NOTE: &str =
 /// Loads `--config` with `--results-dir` applied.
 pub fn load(c: &Common) -> Result<SweepConfig> {
     let path = c.config.as_ref().ok_or_else(|| UsageError("--config FILE is required".into()))?;
-    let mut cfg = SweepConfig::from_path(path).map_err(usage)?;
+    // An unreadable config is bad input too (exit 2), named once.
+    let mut cfg = SweepConfig::from_path(path).map_err(|e| match e {
+        sweep::Error::Io { .. } => UsageError(e.to_string()).into(),
+        e => usage(e),
+    })?;
     if let Some(d) = &c.results_dir {
         cfg.results_dir = std::path::absolute(d)?;
     }
