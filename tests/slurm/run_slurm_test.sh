@@ -1,9 +1,11 @@
 #!/bin/bash
 # Real Slurm test of `vlmscale sweep --emit-slurm`: installs Debian's slurm-wlm + munge (as root),
 # starts a one-node cluster (slurmctld + slurmd on this host, CPUs=2), submits the emitted job array
-# for sweeps/quick.toml (synthetic test/demo runner: no training) plus the dependent aggregate+report
-# job, waits (timeout), and checks that the aggregate CSV is byte-identical to a local
-# `vlmscale sweep` run's. Stops every daemon it started on exit.
+# for the quick grid (sweeps/quick.toml, 16 cells, with its training steps cut to 2 so the test takes
+# seconds: real VLM training and evaluation, the vision tower pretrained once by whichever array task
+# gets its lock first) plus the dependent aggregate+report job, waits (timeout), and checks that the
+# aggregate CSV is byte-identical to a local `vlmscale sweep` run's (training is deterministic with
+# one thread per cell). Stops every daemon it started on exit.
 #
 # Usage (from the repository root, as root):
 #   bash tests/slurm/run_slurm_test.sh [PATH/TO/vlmscale]
@@ -120,12 +122,13 @@ for _ in $(seq 100); do
 done
 sinfo
 
-# The quick config with results under $tmp (a copy so results_dir resolves there).
-cp "$repo/sweeps/quick.toml" "$tmp/quick.toml"
-echo "== local reference run"
-"$bin" sweep --config "$tmp/quick.toml" --runner synthetic --jobs 2 --results-dir "$tmp/local" >/dev/null
+# The quick grid with 2 training steps per cell and per tower, 8 held-out images (a copy under $tmp).
+sed -E 's/^steps = [0-9]+$/steps = 2/; s/^eval_images = [0-9]+$/eval_images = 8/' "$repo/sweeps/quick.toml" > "$tmp/quick.toml"
+grep -q '^steps = 2$' "$tmp/quick.toml" || { echo "run_slurm_test: could not shorten sweeps/quick.toml" >&2; exit 1; }
+echo "== local reference run (2 cells at a time, one thread each)"
+"$bin" sweep --config "$tmp/quick.toml" --jobs 2 --results-dir "$tmp/local" >/dev/null
 echo "== emitting and submitting the Slurm job array"
-"$bin" sweep --config "$tmp/quick.toml" --runner synthetic --results-dir "$tmp/cluster" --emit-slurm "$tmp/slurm"
+"$bin" sweep --config "$tmp/quick.toml" --results-dir "$tmp/cluster" --emit-slurm "$tmp/slurm"
 read -r array agg < <(bash "$tmp/slurm/submit.sh")
 echo "array job $array, aggregate job $agg"
 deadline=$(( $(date +%s) + timeout_s ))
@@ -144,6 +147,8 @@ echo "aggregate job: ${state:-gone from the controller}"
 cmp "$tmp/local/aggregate.csv" "$tmp/cluster/aggregate.csv"
 [ "$(wc -l < "$tmp/cluster/aggregate.csv")" = 17 ] || { echo "expected 16 rows" >&2; exit 1; }
 [ -s "$tmp/cluster/report/report.md" ] || { echo "the aggregate job wrote no report" >&2; exit 1; }
+grep -q '"runner": "train"' "$tmp/cluster/cells/sort_of_clevr.xs.v1.quecc.json" || { echo "cells were not trained" >&2; exit 1; }
+[ -s "$tmp/cluster/tower/sweep_tower.json" ] && [ ! -e "$tmp/cluster/tower.lock" ] || { echo "tower missing or lock left behind" >&2; exit 1; }
 n_logs=$(ls "$tmp/slurm/logs" | grep -c '^cell-' || true)
 [ "$n_logs" = 16 ] || { echo "expected 16 array-task logs, found $n_logs" >&2; exit 1; }
-echo "== PASS: Slurm aggregate CSV identical to the local run's (16 cells), report written; $(( $(date +%s) - t_start )) s"
+echo "== PASS: Slurm aggregate CSV identical to the local run's (16 trained cells), report written; $(( $(date +%s) - t_start )) s"

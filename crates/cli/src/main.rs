@@ -21,6 +21,7 @@ Examples:
   vlmscale frontier --text-tokens 50 --budget 1e12
   vlmscale flops --llm-params 7e9 --visual-tokens 16 --text-tokens 50 --exact
   vlmscale plot --out-dir plots
+  vlmscale reproduce --quick                     # the paper's experiment, small, ~1 minute
   vlmscale bench fit")]
 struct Cli {
     #[command(subcommand)]
@@ -54,6 +55,9 @@ enum Command {
     Inspect(commands::inspect::Args),
     /// The paper's grid sweep (N × V × compressor × task): run, resume, emit for Slurm, aggregate, report.
     Sweep(commands::sweep::Args),
+    /// The paper's experiment end to end: train the default (or --quick) grid, fit the law per task,
+    /// frontier, and a report of which claims reproduced (resumable).
+    Reproduce(commands::reproduce::Args),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +74,7 @@ fn main() -> ExitCode {
         Command::Generate(a) => commands::generate::run(a),
         Command::Inspect(a) => commands::inspect::run(a),
         Command::Sweep(a) => commands::sweep::run(a),
+        Command::Reproduce(a) => commands::reproduce::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

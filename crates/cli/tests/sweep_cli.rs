@@ -68,7 +68,7 @@ fn killed_sweep_resumes_without_rerunning_finished_cells_and_gives_the_same_csv(
 #[test]
 fn failed_cell_is_reported_and_the_others_finish() {
     let dir = tempfile::tempdir().unwrap();
-    let bad = "fine_detail.qwen2-xs.v4.quecc";
+    let bad = "fine_detail.xs.v4.quecc";
     let out = sweep(dir.path(), &["--jobs", "2", "--synthetic-fail", bad]);
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);

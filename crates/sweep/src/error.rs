@@ -16,6 +16,16 @@ pub enum Error {
     /// A cell's runner failed (training or evaluation); `cell` is the cell id.
     #[error("cell `{cell}`: {msg}")]
     Runner { cell: String, msg: String },
+    /// An LLM size name that is not a train-crate preset (and has no explicit `params`).
+    #[error("LLM size `{name}`: {msg}")]
+    Preset { name: String, msg: String },
+    /// The frozen vision tower of the sweep could not be pretrained or loaded (`dir` is its folder).
+    #[error("vision tower {dir}: {msg}")]
+    Tower { dir: PathBuf, msg: String },
+    /// A finished cell's result was produced by another runner or with other training settings than
+    /// the config now asks for: it is neither reused silently nor overwritten.
+    #[error("{path}: {msg}")]
+    Stale { path: PathBuf, msg: String },
     /// `--index` is outside the grid.
     #[error("cell index {index} is out of range: the grid of {file} has {cells} cells (0..{cells})")]
     Index { file: String, index: usize, cells: usize },

@@ -5,14 +5,21 @@
 //! ```toml
 //! name = "default"            # sweep name (job names, report title)
 //! results_dir = "../results/default"   # relative to this file's folder (or absolute)
-//! steps = 300                 # training steps per cell
-//! seed = 0                    # training / evaluation seed
+//! seed = 0                    # training / evaluation seed (optional, default 0)
 //! visual_tokens = [1, 4, 16, 64]        # V, ascending order is kept as written
 //! compressors = ["quecc", "quecc-noquery"]
 //! tasks = ["sort_of_clevr", "fine_detail"]
+//! [compressor_visual_tokens]  # optional: run a compressor only at these V (a subset of visual_tokens)
+//! quecc-noquery = [1, 4]
 //! [[llm]]                     # one table per LLM size, in the order given
-//! name = "qwen2-tiny"         # a train-crate preset name
-//! params = 0.0012             # N in billions (what the law is fitted on)
+//! name = "xs"                 # a train-crate size preset (xs, s, m, l)
+//! # params = 0.0000226        # optional N in billions; default: derived from the preset
+//! [train]                     # optional per-cell training settings (missing keys: the train crate's
+//! steps = 300                 #   `VlmTrainConfig::new` defaults); see [`TrainSettings`]
+//! [train.task.fine_detail]    # optional per-task overrides of [train]
+//! images = 4000
+//! [vision]                    # optional tower pretraining settings (once per sweep); see [`VisionSettings`]
+//! steps = 150
 //! [report]                    # optional: which names the report's claims refer to
 //! reasoning_task = "sort_of_clevr"
 //! fine_detail_task = "fine_detail"
@@ -20,21 +27,147 @@
 //! query_free = "quecc-noquery"
 //! ```
 //!
-//! Cells are expanded task-major, then LLM (as listed), then V, then compressor; a cell's index is its
-//! position in that order and its id is `<task>.<llm>.v<V>.<compressor>`, so `--index K` denotes the
-//! same cell on every machine that reads the same config.
+//! Cells are expanded task-major, then LLM (as listed), then V, then compressor (skipping a V a
+//! compressor is restricted away from); a cell's index is its position in that order and its id is
+//! `<task>.<llm>.v<V>.<compressor>`, so `--index K` denotes the same cell on every machine that reads
+//! the same config.
 use crate::error::{io, Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// One LLM size of the grid.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct LlmSize {
-    /// Train-crate preset name (e.g. `qwen2-tiny`).
+    /// Train-crate size preset name (`xs`, `s`, `m`, `l`; [`train::sizes::SIZES`]).
     pub name: String,
-    /// N, parameters in billions.
+    /// N, parameters in billions: as written in the TOML, else derived from the preset
+    /// ([`crate::llm_preset::preset_params_billions`]).
     pub params: f64,
+}
+
+/// `[[llm]]` as written: `params` is optional.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLlm {
+    name: String,
+    params: Option<f64>,
+}
+
+/// Per-cell training settings of `[train]` (and of a `[train.task.<task>]` override). Every key is
+/// optional; a missing one takes the train crate's default (`train::vlm_train::VlmTrainConfig::new`,
+/// and for the evaluation split the defaults of [`crate::train_runner`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSettings {
+    /// Optimiser steps per cell.
+    pub steps: Option<usize>,
+    /// Questions per step.
+    pub batch_size: Option<usize>,
+    /// Peak learning rate (cosine schedule).
+    pub lr: Option<f64>,
+    /// Warm-up fraction of the steps, in [0, 1).
+    pub warmup_ratio: Option<f64>,
+    /// Generated training images.
+    pub images: Option<usize>,
+    /// Sort-of-CLEVR questions per family per training image (fine-detail images always have one).
+    pub questions_per_family: Option<usize>,
+    /// Generated held-out images the score is measured on.
+    pub eval_images: Option<usize>,
+    /// Sort-of-CLEVR questions per family per held-out image.
+    pub eval_questions_per_family: Option<usize>,
+    /// Per-task overrides (`[train.task.<task>]`), only allowed at the top level.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub task: std::collections::BTreeMap<String, TrainSettings>,
+}
+
+impl TrainSettings {
+    /// These settings with every key `over` sets replaced by its value (`task` is not merged).
+    pub fn overridden_by(&self, over: &TrainSettings) -> TrainSettings {
+        TrainSettings {
+            steps: over.steps.or(self.steps),
+            batch_size: over.batch_size.or(self.batch_size),
+            lr: over.lr.or(self.lr),
+            warmup_ratio: over.warmup_ratio.or(self.warmup_ratio),
+            images: over.images.or(self.images),
+            questions_per_family: over.questions_per_family.or(self.questions_per_family),
+            eval_images: over.eval_images.or(self.eval_images),
+            eval_questions_per_family: over.eval_questions_per_family.or(self.eval_questions_per_family),
+            task: Default::default(),
+        }
+    }
+
+    /// The settings of `task`: `[train]` overridden by `[train.task.<task>]`.
+    pub fn for_task(&self, task: &str) -> TrainSettings {
+        match self.task.get(task) {
+            Some(o) => self.overridden_by(o),
+            None => self.overridden_by(&TrainSettings::default()),
+        }
+    }
+
+    fn check(&self, file: &str, key: &str) -> Result<()> {
+        let cfg = |k: &str, msg: String| Err(Error::Config { file: file.into(), key: format!("{key}.{k}"), msg });
+        for (k, v) in [
+            ("steps", self.steps),
+            ("batch_size", self.batch_size),
+            ("images", self.images),
+            ("questions_per_family", self.questions_per_family),
+            ("eval_images", self.eval_images),
+            ("eval_questions_per_family", self.eval_questions_per_family),
+        ] {
+            if v == Some(0) {
+                return cfg(k, "must be at least 1".into());
+            }
+        }
+        for (k, v) in [("images", self.images), ("eval_images", self.eval_images)] {
+            if v.is_some_and(|n| n > crate::train_runner::MAX_IMAGES) {
+                return cfg(k, format!("{} images: at most {} per split", v.unwrap_or(0), crate::train_runner::MAX_IMAGES));
+            }
+        }
+        if let Some(lr) = self.lr {
+            if !(lr.is_finite() && lr > 0.0) {
+                return cfg("lr", format!("{lr}: must be a positive number"));
+            }
+        }
+        if let Some(w) = self.warmup_ratio {
+            if !(0.0..1.0).contains(&w) {
+                return cfg("warmup_ratio", format!("{w}: must be in [0, 1)"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Vision-tower pretraining settings of `[vision]` (run once per sweep). Every key is optional; a
+/// missing one takes `train::vision_pretrain::VisionPretrainConfig::default()`'s value. The seed is
+/// the sweep's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VisionSettings {
+    /// Optimiser steps.
+    pub steps: Option<usize>,
+    /// Generated Sort-of-CLEVR training images.
+    pub images: Option<usize>,
+    /// Images per step.
+    pub batch_size: Option<usize>,
+    /// Peak learning rate.
+    pub lr: Option<f64>,
+}
+
+impl VisionSettings {
+    fn check(&self, file: &str) -> Result<()> {
+        let cfg = |k: &str, msg: String| Err(Error::Config { file: file.into(), key: format!("vision.{k}"), msg });
+        for (k, v) in [("steps", self.steps), ("images", self.images), ("batch_size", self.batch_size)] {
+            if v == Some(0) {
+                return cfg(k, "must be at least 1".into());
+            }
+        }
+        if let Some(lr) = self.lr {
+            if !(lr.is_finite() && lr > 0.0) {
+                return cfg("lr", format!("{lr}: must be a positive number"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Names the report's claims refer to (paper §4: reasoning vs fine-detail tasks, QueCC vs query-free).
@@ -68,13 +201,18 @@ impl Default for ReportNames {
 struct RawConfig {
     name: String,
     results_dir: PathBuf,
-    steps: u64,
     #[serde(default)]
     seed: u64,
     visual_tokens: Vec<u64>,
     compressors: Vec<String>,
     tasks: Vec<String>,
-    llm: Vec<LlmSize>,
+    #[serde(default)]
+    compressor_visual_tokens: std::collections::BTreeMap<String, Vec<u64>>,
+    llm: Vec<RawLlm>,
+    #[serde(default)]
+    train: TrainSettings,
+    #[serde(default)]
+    vision: VisionSettings,
     #[serde(default)]
     report: ReportNames,
 }
@@ -88,18 +226,22 @@ pub struct SweepConfig {
     pub name: String,
     /// Results folder (resolved against the config's folder).
     pub results_dir: PathBuf,
-    /// Training steps per cell.
-    pub steps: u64,
-    /// Seed of every cell.
+    /// Seed of every cell (training, evaluation split) and of the vision tower.
     pub seed: u64,
     /// V values.
     pub visual_tokens: Vec<u64>,
     /// Compressor names.
     pub compressors: Vec<String>,
+    /// Compressors run only at some of the V values (`[compressor_visual_tokens]`).
+    pub compressor_visual_tokens: std::collections::BTreeMap<String, Vec<u64>>,
     /// Task names.
     pub tasks: Vec<String>,
     /// LLM sizes.
     pub llms: Vec<LlmSize>,
+    /// Per-cell training settings (`[train]`).
+    pub train: TrainSettings,
+    /// Vision-tower pretraining settings (`[vision]`).
+    pub vision: VisionSettings,
     /// Names used by the report.
     pub report: ReportNames,
 }
@@ -121,8 +263,6 @@ pub struct Cell {
     pub visual_tokens: u64,
     /// Compressor name.
     pub compressor: String,
-    /// Training steps.
-    pub steps: u64,
     /// Seed.
     pub seed: u64,
 }
@@ -158,7 +298,9 @@ impl SweepConfig {
     ///
     /// Errors: [`Error::Io`] if unreadable; [`Error::Config`] naming the file and key for a TOML syntax
     /// error, a missing or unknown key, an empty or duplicated list, a name unusable in file names, a
-    /// non-positive N or V, or zero steps.
+    /// non-positive N or V, an `[[llm]]` without `params` whose name is not a train-crate preset, a
+    /// `[compressor_visual_tokens]` entry for an unlisted compressor or V, a `[train.task.*]` table
+    /// for an unlisted task, or a zero/negative training setting.
     pub fn from_path(path: &Path) -> Result<SweepConfig> {
         let text = std::fs::read_to_string(path).map_err(io(path))?;
         let abs = std::path::absolute(path).map_err(io(path))?;
@@ -176,9 +318,6 @@ impl SweepConfig {
         })?;
         let cfg = |key: &str, msg: String| Error::Config { file: file.clone(), key: key.into(), msg };
         check_name(&file, "name", &raw.name)?;
-        if raw.steps == 0 {
-            return Err(cfg("steps", "must be at least 1".into()));
-        }
         check_unique(&file, "visual_tokens", &raw.visual_tokens)?;
         if let Some(v) = raw.visual_tokens.iter().find(|&&v| v == 0) {
             return Err(cfg("visual_tokens", format!("V = {v}: must be at least 1")));
@@ -191,32 +330,69 @@ impl SweepConfig {
         for (i, t) in raw.tasks.iter().enumerate() {
             check_name(&file, &format!("tasks[{i}]"), t)?;
         }
-        check_unique(&file, "llm", &raw.llm.iter().map(|l| &l.name).collect::<Vec<_>>())?;
-        for (i, l) in raw.llm.iter().enumerate() {
-            check_name(&file, &format!("llm[{i}].name"), &l.name)?;
-            if !(l.params.is_finite() && l.params > 0.0) {
-                return Err(cfg(&format!("llm[{i}].params"), format!("N = {} billion: must be a positive number", l.params)));
+        for (c, vs) in &raw.compressor_visual_tokens {
+            let key = format!("compressor_visual_tokens.{c}");
+            if !raw.compressors.contains(c) {
+                return Err(cfg(&key, format!("`{c}` is not in `compressors` ({})", raw.compressors.join(", "))));
             }
-            if let Some(j) = raw.llm[..i].iter().position(|o| o.params == l.params) {
-                return Err(cfg(
-                    &format!("llm[{i}].params"),
-                    format!("N = {} billion is also llm[{j}]'s: the law needs distinct N per size", l.params),
-                ));
+            check_unique(&file, &key, vs)?;
+            if let Some(v) = vs.iter().find(|v| !raw.visual_tokens.contains(v)) {
+                return Err(cfg(&key, format!("V = {v} is not in `visual_tokens`")));
             }
         }
+        check_unique(&file, "llm", &raw.llm.iter().map(|l| &l.name).collect::<Vec<_>>())?;
+        let mut llms: Vec<LlmSize> = Vec::with_capacity(raw.llm.len());
+        for (i, l) in raw.llm.iter().enumerate() {
+            check_name(&file, &format!("llm[{i}].name"), &l.name)?;
+            let params = match l.params {
+                Some(p) => p,
+                None => crate::llm_preset::preset_params_billions(&l.name).map_err(|e| {
+                    cfg(&format!("llm[{i}].params"), format!("not given, and cannot be derived from the name: {e}"))
+                })?,
+            };
+            if !(params.is_finite() && params > 0.0) {
+                return Err(cfg(&format!("llm[{i}].params"), format!("N = {params} billion: must be a positive number")));
+            }
+            if let Some(j) = llms.iter().position(|o| o.params == params) {
+                return Err(cfg(
+                    &format!("llm[{i}].params"),
+                    format!("N = {params} billion is also llm[{j}]'s: the law needs distinct N per size"),
+                ));
+            }
+            llms.push(LlmSize { name: l.name.clone(), params });
+        }
+        raw.train.check(&file, "train")?;
+        for (t, o) in &raw.train.task {
+            let key = format!("train.task.{t}");
+            if !raw.tasks.contains(t) {
+                return Err(cfg(&key, format!("`{t}` is not in `tasks` ({})", raw.tasks.join(", "))));
+            }
+            if !o.task.is_empty() {
+                return Err(cfg(&format!("{key}.task"), "per-task overrides cannot nest".into()));
+            }
+            o.check(&file, &key)?;
+        }
+        raw.vision.check(&file)?;
         let base = path.parent().unwrap_or(Path::new("."));
         Ok(SweepConfig {
             path: path.to_path_buf(),
             name: raw.name,
             results_dir: base.join(&raw.results_dir),
-            steps: raw.steps,
             seed: raw.seed,
             visual_tokens: raw.visual_tokens,
             compressors: raw.compressors,
+            compressor_visual_tokens: raw.compressor_visual_tokens,
             tasks: raw.tasks,
-            llms: raw.llm,
+            llms,
+            train: raw.train,
+            vision: raw.vision,
             report: raw.report,
         })
+    }
+
+    /// Whether `compressor` runs at V = `v` (`[compressor_visual_tokens]`).
+    pub fn runs_at(&self, compressor: &str, v: u64) -> bool {
+        self.compressor_visual_tokens.get(compressor).is_none_or(|vs| vs.contains(&v))
     }
 
     /// The grid's cells in index order (task, then LLM, then V, then compressor).
@@ -225,7 +401,7 @@ impl SweepConfig {
         for task in &self.tasks {
             for llm in &self.llms {
                 for &v in &self.visual_tokens {
-                    for comp in &self.compressors {
+                    for comp in self.compressors.iter().filter(|c| self.runs_at(c, v)) {
                         out.push(Cell {
                             index: out.len(),
                             id: format!("{task}.{}.v{v}.{comp}", llm.name),
@@ -234,7 +410,6 @@ impl SweepConfig {
                             llm_params: llm.params,
                             visual_tokens: v,
                             compressor: comp.clone(),
-                            steps: self.steps,
                             seed: self.seed,
                         });
                     }

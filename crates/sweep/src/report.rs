@@ -10,12 +10,21 @@
 //! 4. QueCC beats the query-free compressor at V = 1 and V = 4 (every matched pair of cells);
 //! 5. leave-one-size-out: the law fitted without the largest LLM predicts its error within
 //!    `holdout_tolerance` (the paper: "less than 2 %").
+//!
+//! The fit is `scaling::fit::fit` with the same options as `vlmscale fit` (multiplicative law, T = V,
+//! the paper's grid, bootstrap 200 resamples at 95 % with seed 0, leave-one-N-out), on the rows
+//! `vlmscale fit --data CSV --task T --compressor C` selects, so the two agree exactly; each task's fit
+//! report is also written as `fit_<task>.json` (what `vlmscale fit --out` writes) and the frontier for
+//! Q = 0 and Q = the task's mean question length as `frontier_<task>.json` (what `vlmscale frontier
+//! --fit fit_<task>.json … --json` prints); `report.md` lists those commands.
 use crate::error::{io, Result};
-use crate::grid::ReportNames;
+use crate::grid::{ReportNames, SweepConfig};
+use crate::runner::{failure_path, read_result, CellResult};
 use scaling::data::{Dataset, Observation};
 use scaling::fit::grid::GridSpec;
 use scaling::fit::{fit, FitOptions, FitReport};
-use scaling::law::TokenAxis;
+use scaling::frontier::{closed_form_visual_tokens, logspace, Domain, FrontierSpec, Optimum, PaperCost};
+use scaling::law::{Law, TokenAxis};
 use scaling::plot::Figure1;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -26,9 +35,9 @@ use std::path::{Path, PathBuf};
 pub struct ReportOptions {
     /// Names of the task families and compressors the claims refer to.
     pub names: ReportNames,
-    /// Bootstrap resamples for the confidence intervals (0: none).
+    /// Bootstrap resamples for the confidence intervals (0: none; `vlmscale fit`'s default is 200).
     pub bootstrap: usize,
-    /// Bootstrap seed.
+    /// Bootstrap seed (`vlmscale fit`'s default is 0).
     pub seed: u64,
     /// Fitting grid (`None`: the paper's).
     pub grid: Option<GridSpec>,
@@ -38,18 +47,26 @@ pub struct ReportOptions {
     pub plots: bool,
     /// A line printed at the top of the report (e.g. that the scores come from the synthetic runner).
     pub note: Option<String>,
+    /// Budgets per frontier table (log-spaced over the grid's cost range).
+    pub frontier_budgets: usize,
+    /// The sweep the CSV came from: when given, the cell table lists every grid cell (finished,
+    /// failed or missing) with the details of its result JSON, and the report compares the scores with
+    /// the blind-prior baseline the train runner records.
+    pub sweep: Option<SweepConfig>,
 }
 
 impl Default for ReportOptions {
     fn default() -> Self {
         ReportOptions {
             names: ReportNames::default(),
-            bootstrap: 100,
+            bootstrap: 200,
             seed: 0,
             grid: None,
             holdout_tolerance: 0.02,
             plots: true,
             note: None,
+            frontier_budgets: 7,
+            sweep: None,
         }
     }
 }
@@ -89,6 +106,81 @@ pub struct Claim {
     pub evidence: String,
 }
 
+/// The compute-optimal frontier of one task's law at one Q (what `vlmscale frontier --json` prints for
+/// the same law, Q, domains and budgets).
+#[derive(Debug, Clone, Serialize)]
+pub struct FrontierTable {
+    /// The law (the task's refined fit).
+    pub law: Law,
+    /// Q, text tokens per query.
+    pub text_tokens: f64,
+    /// N domain (billions): the grid's range of N.
+    pub sizes: Domain,
+    /// V domain: the grid's range of V.
+    pub tokens: Domain,
+    /// The continuous optimum V* = β·Q/(α − β) (`None` when α ≤ β).
+    pub closed_form_visual_tokens: Option<f64>,
+    /// The budgets (FLOPs per query, 2·N·(Q + V)): log-spaced from the grid's cheapest to its most
+    /// expensive cell.
+    pub budgets: Vec<f64>,
+    /// The optimum per budget.
+    pub optima: Vec<Option<Optimum>>,
+}
+
+impl FrontierTable {
+    /// The `vlmscale frontier` command that prints the same table, with the law's parameters given
+    /// explicitly (Rust's shortest round-trip form, so they parse back to the same numbers). Not
+    /// `--fit fit_<task>.json`: a fit with β = 0 has α/β = ∞, which the fit JSON stores as `null` and
+    /// the scaling crate cannot read back.
+    pub fn cli_args(&self) -> String {
+        let law = match self.law {
+            Law::Multiplicative { a, alpha, beta, d } => format!("--A {a} --alpha {alpha} --beta {beta} --D {d}"),
+            Law::Additive { .. } => "--fit FIT.json".into(),
+        };
+        let range = |d: &Domain| match d {
+            Domain::Range { min, max } => format!("{min},{max}"),
+            Domain::Set(v) => v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(","),
+        };
+        let (lo, hi) = (self.budgets.first().copied().unwrap_or(0.0), self.budgets.last().copied().unwrap_or(0.0));
+        format!(
+            "vlmscale frontier {law} --text-tokens {} --llm-range {} --visual-range {} --budget-range {lo},{hi},{} --json",
+            self.text_tokens,
+            range(&self.sizes),
+            range(&self.tokens),
+            self.budgets.len()
+        )
+    }
+}
+
+/// The frontier of `law` over the N and V range of `rows` at Q = `q`, `k` log-spaced budgets.
+///
+/// Errors: `scaling::Error::Invalid` for an empty selection.
+pub fn frontier_table(law: Law, rows: &Dataset, q: f64, k: usize) -> Result<FrontierTable> {
+    let sizes = rows.llm_sizes();
+    let vs: Vec<f64> = rows.rows.iter().map(|r| r.visual_tokens).collect();
+    let (vmin, vmax) = (vs.iter().cloned().fold(f64::INFINITY, f64::min), vs.iter().cloned().fold(0.0, f64::max));
+    let (nmin, nmax) = (sizes[0], sizes[sizes.len() - 1]);
+    let spec = FrontierSpec {
+        law,
+        axis: TokenAxis::Visual,
+        text_tokens: q,
+        sizes: Domain::Range { min: nmin, max: nmax },
+        tokens: Domain::Range { min: vmin, max: vmax },
+    };
+    let cost = |n: f64, v: f64| scaling::cost::paper_flops(n * 1e9, q, v);
+    let budgets = logspace(cost(nmin, vmin), cost(nmax, vmax), k.max(1));
+    let optima = budgets.iter().map(|&b| spec.optimum(&PaperCost, b)).collect::<scaling::Result<Vec<_>>>()?;
+    Ok(FrontierTable {
+        law,
+        text_tokens: q,
+        sizes: spec.sizes,
+        tokens: spec.tokens,
+        closed_form_visual_tokens: closed_form_visual_tokens(law.alpha(), law.beta(), q),
+        budgets,
+        optima,
+    })
+}
+
 /// The analysis of one aggregate CSV.
 #[derive(Debug, Clone, Serialize)]
 pub struct Analysis {
@@ -101,8 +193,18 @@ pub struct Analysis {
     pub fit_errors: BTreeMap<String, String>,
     /// Mean Q per task (text tokens).
     pub text_tokens: BTreeMap<String, f64>,
+    /// Frontier per fitted task: for Q = 0 and Q = the task's mean question length.
+    pub frontiers: BTreeMap<String, Vec<FrontierTable>>,
     /// The verdicts.
     pub claims: Vec<Claim>,
+}
+
+impl Analysis {
+    /// The `vlmscale fit` arguments that reproduce `task`'s fit from `csv` (same rows, same options).
+    pub fn fit_cli_args(&self, task: &str, csv: &str, opts: &ReportOptions) -> String {
+        let comp = self.fit_compressor.get(task).cloned().flatten().map(|c| format!(" --compressor {c}")).unwrap_or_default();
+        format!("vlmscale fit --data {csv} --task {task}{comp} --bootstrap {} --seed {} --json", opts.bootstrap, opts.seed)
+    }
 }
 
 fn compressors(ds: &Dataset) -> Vec<String> {
@@ -134,7 +236,8 @@ fn interval(rep: &FitReport, key: &str) -> String {
 /// Fits the law per task and judges the claims.
 ///
 /// Errors: `scaling::Error::Dataset` when the CSV has no rows. A task whose fit fails (e.g. a single
-/// LLM size) is recorded in [`Analysis::fit_errors`] and its claims are `NotTested`.
+/// LLM size) or whose cells all have the same score (nothing to fit: every exponent explains it) is
+/// recorded in [`Analysis::fit_errors`] and its claims are `NotTested`.
 pub fn analyse(ds: &Dataset, opts: &ReportOptions) -> Result<Analysis> {
     let names = &opts.names;
     let fopts = FitOptions {
@@ -150,6 +253,7 @@ pub fn analyse(ds: &Dataset, opts: &ReportOptions) -> Result<Analysis> {
         fit_compressor: BTreeMap::new(),
         fit_errors: BTreeMap::new(),
         text_tokens: BTreeMap::new(),
+        frontiers: BTreeMap::new(),
         claims: Vec::new(),
     };
     for task in ds.tasks() {
@@ -157,8 +261,18 @@ pub fn analyse(ds: &Dataset, opts: &ReportOptions) -> Result<Analysis> {
         let q = rows.rows.iter().map(|r| r.text_tokens).sum::<f64>() / rows.rows.len() as f64;
         a.text_tokens.insert(task.clone(), q);
         a.fit_compressor.insert(task.clone(), comp);
+        let (lo, hi) = rows.rows.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), r| (a.min(r.error), b.max(r.error)));
+        if hi - lo < 1e-12 {
+            a.fit_errors.insert(
+                task.clone(),
+                format!("all {} cells have the same score ({:.4}): the law's exponents are not identifiable", rows.rows.len(), 1.0 - lo),
+            );
+            continue;
+        }
         match fit(&rows, &task, &fopts) {
             Ok(rep) => {
+                let tables = [0.0, q].iter().map(|&qv| frontier_table(rep.law(), &rows, qv, opts.frontier_budgets)).collect::<Result<Vec<_>>>()?;
+                a.frontiers.insert(task.clone(), tables);
                 a.fits.insert(task, rep);
             }
             Err(e) => {
@@ -307,8 +421,169 @@ pub fn cells_table(ds: &Dataset) -> String {
     s
 }
 
-/// The Markdown report.
-pub fn markdown(a: &Analysis, source: &str, opts: &ReportOptions, plots: &[PathBuf]) -> String {
+/// One grid cell in the report's cell table: its identity, status and (when finished) its result.
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepCellRow {
+    /// Cell index.
+    pub index: usize,
+    /// Cell id.
+    pub cell_id: String,
+    /// Task.
+    pub task: String,
+    /// LLM preset name.
+    pub llm: String,
+    /// N, billions.
+    pub llm_params: f64,
+    /// V.
+    pub visual_tokens: u64,
+    /// Compressor.
+    pub compressor: String,
+    /// `done`, `failed` (a failure record exists) or `missing` (not run yet).
+    pub status: String,
+    /// The result, when done.
+    pub result: Option<CellResult>,
+}
+
+impl SweepCellRow {
+    fn detail(&self, key: &str) -> Option<f64> {
+        self.result.as_ref().and_then(|r| r.details.as_ref()).and_then(|d| d.get(key)).and_then(|v| v.as_f64())
+    }
+}
+
+/// Every cell of `cfg`'s grid with its status and result.
+///
+/// Errors: those of [`read_result`] (a corrupt or mismatched cell JSON names its file).
+pub fn sweep_cells(cfg: &SweepConfig) -> Result<Vec<SweepCellRow>> {
+    let dir = cfg.cells_dir();
+    cfg.cells()
+        .into_iter()
+        .map(|c| {
+            let result = read_result(&dir, &c)?;
+            let status = if result.is_some() {
+                "done"
+            } else if failure_path(&dir, &c).exists() {
+                "failed"
+            } else {
+                "missing"
+            };
+            Ok(SweepCellRow {
+                index: c.index,
+                cell_id: c.id,
+                task: c.task,
+                llm: c.llm,
+                llm_params: c.llm_params,
+                visual_tokens: c.visual_tokens,
+                compressor: c.compressor,
+                status: status.into(),
+                result,
+            })
+        })
+        .collect()
+}
+
+/// Header of [`sweep_cells_csv`].
+pub const CELLS_CSV_HEADER: &str = "index,cell_id,task,llm,llm_params,visual_tokens,compressor,status,text_tokens,score,error,blind_prior_accuracy,final_loss,train_seconds,eval_seconds,wall_seconds,runner";
+
+/// The cell table as CSV ([`CELLS_CSV_HEADER`]; N in billions; empty fields for cells without a result
+/// or a detail their runner does not record). Numbers in Rust's shortest round-trip form, so `score`
+/// is byte-identical to the aggregate CSV's.
+pub fn sweep_cells_csv(rows: &[SweepCellRow]) -> String {
+    let opt = |x: Option<f64>| x.map(|v| v.to_string()).unwrap_or_default();
+    let mut s = format!("{CELLS_CSV_HEADER}\n");
+    for c in rows {
+        let r = c.result.as_ref();
+        s += &format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            c.index,
+            c.cell_id,
+            c.task,
+            c.llm,
+            c.llm_params,
+            c.visual_tokens,
+            c.compressor,
+            c.status,
+            opt(r.map(|r| r.text_tokens)),
+            opt(r.map(|r| r.score)),
+            opt(r.map(|r| 1.0 - r.score)),
+            opt(c.detail("blind_prior_accuracy")),
+            opt(c.detail("final_loss")),
+            opt(c.detail("train_seconds")),
+            opt(c.detail("eval_seconds")),
+            opt(r.map(|r| r.wall_seconds)),
+            r.map(|r| r.runner.clone()).unwrap_or_default()
+        );
+    }
+    s
+}
+
+/// The cell table as Markdown (same content as [`sweep_cells_csv`], rounded for reading).
+pub fn sweep_cells_md(rows: &[SweepCellRow]) -> String {
+    let f = |x: Option<f64>, d: usize| x.map(|v| format!("{v:.d$}")).unwrap_or_else(|| "–".into());
+    let mut s = String::from(
+        "| # | cell | N (B) | V | compressor | status | Q | score | blind prior | final loss | train s | eval s | wall s |\n|---:|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for c in rows {
+        let r = c.result.as_ref();
+        s += &format!(
+            "| {} | {} | {:.3e} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            c.index,
+            c.cell_id,
+            c.llm_params,
+            c.visual_tokens,
+            c.compressor,
+            c.status,
+            f(r.map(|r| r.text_tokens), 0),
+            f(r.map(|r| r.score), 4),
+            f(c.detail("blind_prior_accuracy"), 4),
+            f(c.detail("final_loss"), 4),
+            f(c.detail("train_seconds"), 1),
+            f(c.detail("eval_seconds"), 1),
+            f(r.map(|r| r.wall_seconds), 1)
+        );
+    }
+    s
+}
+
+/// Mean, min and max of the finished cells' wall time per LLM size, in grid order: (llm, N, cells,
+/// mean s, min s, max s).
+pub fn wall_time_per_size(rows: &[SweepCellRow]) -> Vec<(String, f64, usize, f64, f64, f64)> {
+    let mut out: Vec<(String, f64, Vec<f64>)> = Vec::new();
+    for c in rows {
+        let Some(r) = &c.result else { continue };
+        match out.iter_mut().find(|o| o.0 == c.llm) {
+            Some(o) => o.2.push(r.wall_seconds),
+            None => out.push((c.llm.clone(), c.llm_params, vec![r.wall_seconds])),
+        }
+    }
+    out.into_iter()
+        .map(|(l, n, w)| {
+            let k = w.len();
+            (l, n, k, w.iter().sum::<f64>() / k as f64, w.iter().cloned().fold(f64::INFINITY, f64::min), w.iter().cloned().fold(0.0, f64::max))
+        })
+        .collect()
+}
+
+/// Per task: (cells with a blind-prior baseline, mean score, mean blind-prior accuracy, cells whose
+/// score beats their baseline by more than 0.02).
+pub fn training_quality(rows: &[SweepCellRow]) -> BTreeMap<String, (usize, f64, f64, usize)> {
+    let mut m: BTreeMap<String, (usize, f64, f64, usize)> = BTreeMap::new();
+    for c in rows {
+        let (Some(r), Some(p)) = (&c.result, c.detail("blind_prior_accuracy")) else { continue };
+        let e = m.entry(c.task.clone()).or_default();
+        e.0 += 1;
+        e.1 += r.score;
+        e.2 += p;
+        e.3 += (r.score > p + 0.02) as usize;
+    }
+    for e in m.values_mut() {
+        e.1 /= e.0 as f64;
+        e.2 /= e.0 as f64;
+    }
+    m
+}
+
+/// The Markdown report. `cells`: the sweep's cell table when known ([`ReportOptions::sweep`]).
+pub fn markdown(a: &Analysis, source: &str, opts: &ReportOptions, plots: &[PathBuf], cells: Option<&[SweepCellRow]>) -> String {
     let mut s = String::from("# vlmscale sweep report\n\n");
     if let Some(n) = &opts.note {
         s += &format!("**{n}**\n\n");
@@ -316,7 +591,23 @@ pub fn markdown(a: &Analysis, source: &str, opts: &ReportOptions, plots: &[PathB
     s += &format!("Scores: `{source}`. Law: Y = A·N^−α·V^−β + D (N in billions, Y = 1 − score), fitted per task.\n\n");
     s += "## Claims of the paper\n\n| claim | verdict | evidence |\n|---|---|---|\n";
     for c in &a.claims {
-        s += &format!("| {} | **{}** | {} |\n", c.claim, c.verdict, c.evidence);
+        s += &format!("| {} | **{}** | {} |\n", cell_text(&c.claim), c.verdict, cell_text(&c.evidence));
+    }
+    if let Some(rows) = cells {
+        let q = training_quality(rows);
+        if !q.is_empty() {
+            s += "\n## Do the trained VLMs read the image?\n\nBlind prior = always answering the most frequent training answer of the question's family (a model that ignores the image).\n\n| task | cells | mean score | mean blind prior | cells > prior + 0.02 |\n|---|---:|---:|---:|---:|\n";
+            for (t, (k, sc, p, above)) in &q {
+                s += &format!("| {t} | {k} | {sc:.4} | {p:.4} | {above} |\n");
+            }
+            for (t, (k, sc, p, above)) in &q {
+                if *above * 2 < *k || sc - p < 0.02 {
+                    s += &format!(
+                        "\n**Caveat (`{t}`):** most cells do not beat the blind-prior baseline (mean score {sc:.3}, blind prior {p:.3}): these VLMs have not learned to use the visual tokens, so the fitted exponents describe noise around (or below) the prior, not a scaling law of visual understanding. Verdicts above for `{t}` are not evidence for or against the paper.\n"
+                    );
+                }
+            }
+        }
     }
     s += "\n## Fitted laws\n\n| task | fitted on | cells | A | α | β | D | R² | α/β |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n";
     for (task, rep) in &a.fits {
@@ -339,6 +630,41 @@ pub fn markdown(a: &Analysis, source: &str, opts: &ReportOptions, plots: &[PathB
     for (task, e) in &a.fit_errors {
         s += &format!("\nTask `{task}`: not fitted ({e}).\n");
     }
+    for (task, tables) in &a.frontiers {
+        s += &format!("\n## Compute-optimal frontier: `{task}`\n\nCost 2·N·(Q + V) FLOPs per query; N and V continuous over the grid's range.\n");
+        for t in tables {
+            let cf = match t.closed_form_visual_tokens {
+                Some(v) => format!("closed form V* = β·Q/(α − β) = {v:.2}"),
+                None => "α ≤ β: no interior optimum, more visual tokens always pay".into(),
+            };
+            s += &format!("\n**Q = {}** ({cf})\n\n| budget (FLOPs) | N* (B) | V* | predicted error |\n|---:|---:|---:|---:|\n", t.text_tokens);
+            for (b, o) in t.budgets.iter().zip(&t.optima) {
+                match o {
+                    Some(o) => s += &format!("| {b:.3e} | {:.3e} | {:.2} | {:.4} |\n", o.llm_params, o.visual_tokens, o.predicted_error),
+                    None => s += &format!("| {b:.3e} | – | – | (too small) |\n"),
+                }
+            }
+        }
+    }
+    if !a.fits.is_empty() {
+        s += "\n## Check by hand\n\nThe same code path as `vlmscale fit` / `vlmscale frontier`; these commands print the numbers above:\n\n```\n";
+        for (task, tables) in &a.frontiers {
+            s += &format!("{}\n", a.fit_cli_args(task, source, opts));
+            for t in tables {
+                s += &format!("{}\n", t.cli_args());
+            }
+        }
+        s += "```\n";
+    }
+    if let Some(rows) = cells {
+        let w = wall_time_per_size(rows);
+        if !w.is_empty() {
+            s += "\n## Measured wall time per cell (training + evaluation)\n\n| LLM | N (B) | cells | mean s | min s | max s |\n|---|---:|---:|---:|---:|---:|\n";
+            for (l, n, k, mean, lo, hi) in &w {
+                s += &format!("| {l} | {n:.3e} | {k} | {mean:.1} | {lo:.1} | {hi:.1} |\n");
+            }
+        }
+    }
     if !plots.is_empty() {
         s += "\n## Figure 1 (error vs inference FLOPs)\n\n";
         for p in plots.iter().filter(|p| p.extension().is_some_and(|e| e == "png")) {
@@ -346,17 +672,23 @@ pub fn markdown(a: &Analysis, source: &str, opts: &ReportOptions, plots: &[PathB
             s += &format!("![{name}]({name})\n\n");
         }
     }
-    s += "\nEvery cell: [cells.md](cells.md). Fitted parameters: [fits.json](fits.json).\n";
+    s += "\nEvery cell: [cells.md](cells.md)";
+    if cells.is_some() {
+        s += " ([cells.csv](cells.csv))";
+    }
+    s += ". Fitted parameters: [fits.json](fits.json) (all tasks, with the verdicts), `fit_<task>.json` (per task, as `vlmscale fit --out` writes), `frontier_<task>.json`.\n";
     s
 }
 
-/// Reads the aggregate CSV, analyses it and writes into `out`: `report.md`, `cells.md`, `fits.json`
-/// (the [`Analysis`]: fit reports per task and the verdicts) and, with `opts.plots`,
-/// `figure1_<task>_q0.{png,svg}` and `figure1_<task>_q<Q>.{png,svg}` (Q = the task's mean question
-/// length). Returns the analysis and the files written.
+/// Reads the aggregate CSV, analyses it and writes into `out`: `report.md`, `cells.md` (with
+/// [`ReportOptions::sweep`]: every grid cell, also as `cells.csv`), `fits.json` (the [`Analysis`]:
+/// fit reports per task, frontiers and the verdicts), `fit_<task>.json` and `frontier_<task>.json`
+/// per fitted task and, with `opts.plots`, `figure1_<task>_q0.{png,svg}` and
+/// `figure1_<task>_q<Q>.{png,svg}` (Q = the task's mean question length). Returns the analysis and
+/// the files written.
 ///
 /// Errors: `scaling::Error::{Io, Data, Dataset}` for an unreadable or invalid CSV; `scaling::Error::Plot`;
-/// [`crate::Error::Io`] if `out` cannot be created.
+/// [`crate::Error::Io`] if `out` cannot be created; those of [`sweep_cells`].
 pub fn write_report(csv: &Path, opts: &ReportOptions, out: &Path) -> Result<(Analysis, Vec<PathBuf>)> {
     let ds = Dataset::from_path(csv)?;
     let a = analyse(&ds, opts)?;
@@ -385,9 +717,35 @@ pub fn write_report(csv: &Path, opts: &ReportOptions, out: &Path) -> Result<(Ana
         files.push(p);
         Ok(())
     };
-    write("fits.json", serde_json::to_string_pretty(&a).expect("Analysis serialises"), &mut files)?;
-    write("cells.md", format!("# Every cell of `{}`\n\n{}", csv.display(), cells_table(&ds)), &mut files)?;
-    write("report.md", markdown(&a, &csv.display().to_string(), opts, &plots), &mut files)?;
+    write("fits.json", pretty(&a), &mut files)?;
+    for (task, rep) in &a.fits {
+        write(&format!("fit_{task}.json"), pretty(rep), &mut files)?;
+    }
+    for (task, t) in &a.frontiers {
+        write(&format!("frontier_{task}.json"), pretty(t), &mut files)?;
+    }
+    let cells = match &opts.sweep {
+        Some(cfg) => Some(sweep_cells(cfg)?),
+        None => None,
+    };
+    match &cells {
+        Some(rows) => {
+            write("cells.csv", sweep_cells_csv(rows), &mut files)?;
+            write("cells.md", format!("# Every cell of sweep `{}`\n\n{}", opts.sweep.as_ref().map(|c| c.name.as_str()).unwrap_or(""), sweep_cells_md(rows)), &mut files)?;
+        }
+        None => write("cells.md", format!("# Every cell of `{}`\n\n{}", csv.display(), cells_table(&ds)), &mut files)?,
+    }
+    write("report.md", markdown(&a, &csv.display().to_string(), opts, &plots, cells.as_deref()), &mut files)?;
     files.extend(plots);
     Ok((a, files))
+}
+
+/// `text` for a Markdown table cell (`|` escaped).
+fn cell_text(text: &str) -> String {
+    text.replace('|', "\\|")
+}
+
+/// Pretty JSON of a report value (these types always serialise: plain numbers, strings and maps).
+fn pretty<T: Serialize>(v: &T) -> String {
+    serde_json::to_string_pretty(v).expect("report values serialise")
 }

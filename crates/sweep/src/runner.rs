@@ -31,6 +31,13 @@ pub struct CellResult {
     pub wall_seconds: f64,
     /// Which runner produced it (`synthetic` results are a test/demo law, not training).
     pub runner: String,
+    /// The runner's settings for this cell ([`CellRunner::settings`]: training hyper-parameters, data
+    /// sizes, tower settings); a rerun reuses the result only if they are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<serde_json::Value>,
+    /// Runner-specific details not used by the law (training loss, timings, the blind-prior baseline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
 }
 
 /// Trains and evaluates one cell. Implementations must be usable from several threads at once (the
@@ -44,6 +51,30 @@ pub trait CellRunner: Send + Sync {
     ///
     /// Errors: anything that stops the cell, as [`Error::Runner`] naming the cell id.
     fn run(&self, cell: &Cell, out_dir: &Path) -> Result<CellResult>;
+    /// The settings a finished result of `cell` must carry in [`CellResult::settings`] to be reused
+    /// on rerun (`None`: any result of this runner is reused).
+    fn settings(&self, _cell: &Cell) -> Option<serde_json::Value> {
+        None
+    }
+}
+
+/// Checks that a finished result can be reused by `runner`: produced by a runner of the same name
+/// and, when the runner states settings for the cell, with exactly those settings.
+///
+/// Errors: [`Error::Stale`] naming the result file, what differs, and how to proceed.
+pub fn check_reusable(cells_dir: &Path, cell: &Cell, r: &CellResult, runner: &dyn CellRunner) -> Result<()> {
+    let path = result_path(cells_dir, cell);
+    let fix = format!("delete it (and the folder {}) to rerun the cell, or use another results folder", cells_dir.join(&cell.id).display());
+    if r.runner != runner.name() {
+        return Err(Error::Stale { path, msg: format!("was produced by the `{}` runner, not `{}`: {fix}", r.runner, runner.name()) });
+    }
+    if let Some(want) = runner.settings(cell) {
+        if r.settings.as_ref() != Some(&want) {
+            let had = r.settings.as_ref().map_or("none".to_string(), |v| v.to_string());
+            return Err(Error::Stale { path, msg: format!("was trained with settings {had}, the config now gives {want}: {fix}") });
+        }
+    }
+    Ok(())
 }
 
 /// Path of a cell's result JSON.

@@ -53,6 +53,8 @@ pub fn emit(cfg: &SweepConfig, opts: &SlurmOptions, dir: &Path) -> Result<Vec<Pa
          #SBATCH --cpus-per-task={cpus}\n\
          #SBATCH --output={logs}/cell-%A_%a.out\n\
          set -euo pipefail\n\
+         # One cell per task, with as many compute threads as CPUs it was given.\n\
+         export RAYON_NUM_THREADS=\"${{SLURM_CPUS_PER_TASK:-{cpus}}}\"\n\
          exec {bin} {cmd} --index \"$SLURM_ARRAY_TASK_ID\"\n",
         name = cfg.name,
         last = n.saturating_sub(1),

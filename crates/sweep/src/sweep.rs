@@ -3,7 +3,7 @@
 //! progress bar (cells done, ETA, best score so far).
 use crate::error::{io, Error, Result};
 use crate::grid::{Cell, SweepConfig};
-use crate::runner::{check_result, failure_path, read_result, result_path, CellResult, CellRunner};
+use crate::runner::{check_result, check_reusable, failure_path, read_result, result_path, CellResult, CellRunner};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,8 +19,12 @@ pub struct SweepSummary {
     pub skipped: usize,
     /// Cells run to completion now.
     pub ran: usize,
-    /// Ids of the cells that failed now, with their error messages, in index order.
+    /// Ids of the cells that failed now, with their error messages, in index order (stale cells
+    /// included).
     pub failed: Vec<(String, String)>,
+    /// Ids of the finished cells whose results could not be reused ([`check_reusable`]: another
+    /// runner, changed settings), with the reason; they were not rerun.
+    pub stale: Vec<(String, String)>,
     /// Best score over all finished cells and its cell id.
     pub best: Option<(f64, String)>,
 }
@@ -47,6 +51,9 @@ pub fn run_one(cfg: &SweepConfig, runner: &dyn CellRunner, cell: &Cell) -> Resul
     let t0 = Instant::now();
     let res = runner.run(cell, &out_dir).and_then(|mut r| {
         r.wall_seconds = t0.elapsed().as_secs_f64();
+        if r.settings.is_none() {
+            r.settings = runner.settings(cell);
+        }
         check_result(cell, &r)?;
         Ok(r)
     });
@@ -79,18 +86,23 @@ pub fn run_one(cfg: &SweepConfig, runner: &dyn CellRunner, cell: &Cell) -> Resul
 
 /// Runs cell `index` unless it has already finished (the Slurm array task). Returns the result.
 ///
-/// Errors: [`Error::Index`] for an index outside the grid; those of [`run_one`] and [`read_result`].
+/// Errors: [`Error::Index`] for an index outside the grid; [`Error::Stale`] when the finished result
+/// was produced by another runner or other settings ([`check_reusable`]); those of [`run_one`] and
+/// [`read_result`].
 pub fn run_cell(cfg: &SweepConfig, runner: &dyn CellRunner, index: usize) -> Result<CellResult> {
     let cell = cfg.cell(index)?;
     if let Some(r) = read_result(&cfg.cells_dir(), &cell)? {
+        check_reusable(&cfg.cells_dir(), &cell, &r, runner)?;
         return Ok(r);
     }
     run_one(cfg, runner, &cell)
 }
 
 /// Runs every unfinished cell of the grid with up to `jobs` at once (cells are started in index order).
-/// A failed cell is recorded and reported in the summary; the others go on. `progress` shows the
-/// progress bar on stderr (hidden when stderr is not a terminal).
+/// A failed cell is recorded and reported in the summary; the others go on. A finished cell whose
+/// result cannot be reused ([`check_reusable`]: another runner, changed settings) is not rerun but
+/// reported as failed with the reason. `progress` shows the progress bar on stderr (hidden when
+/// stderr is not a terminal).
 ///
 /// Errors: [`Error::CellFile`] when an existing result is corrupt or belongs to another cell (fix or
 /// delete it); [`Error::Io`] when the results folder cannot be created. Cell failures are **not**
@@ -102,9 +114,14 @@ pub fn run_sweep(cfg: &SweepConfig, runner: &dyn CellRunner, jobs: usize, progre
     let mut summary = SweepSummary { total: cells.len(), ..Default::default() };
     let mut todo = Vec::new();
     let mut best: Option<(f64, String)> = None;
+    let mut stale = Vec::new();
     for c in &cells {
         match read_result(&cells_dir, c)? {
             Some(r) => {
+                if let Err(e) = check_reusable(&cells_dir, c, &r, runner) {
+                    stale.push((c.index, c.id.clone(), e.to_string()));
+                    continue;
+                }
                 summary.skipped += 1;
                 if best.as_ref().is_none_or(|b| r.score > b.0) {
                     best = Some((r.score, r.cell_id));
@@ -124,7 +141,11 @@ pub fn run_sweep(cfg: &SweepConfig, runner: &dyn CellRunner, jobs: usize, progre
     if runner.name() == "synthetic" {
         pb.set_prefix("SYNTHETIC test runner (no training) ");
     }
-    pb.set_position(summary.skipped as u64);
+    summary.stale = stale.iter().map(|(_, id, e)| (id.clone(), e.clone())).collect();
+    pb.set_position((summary.skipped + stale.len()) as u64);
+    for (i, id, e) in &stale {
+        pb.println(format!("cell {i} `{id}` NOT REUSED: {e}"));
+    }
     pb.reset_eta();
     let best = Mutex::new(best);
     let show_best = |pb: &ProgressBar, b: &Option<(f64, String)>| {
@@ -134,7 +155,7 @@ pub fn run_sweep(cfg: &SweepConfig, runner: &dyn CellRunner, jobs: usize, progre
     };
     show_best(&pb, &best.lock().unwrap());
     let next = AtomicUsize::new(0);
-    let failed = Mutex::new(Vec::new());
+    let failed = Mutex::new(stale);
     let ran = AtomicUsize::new(0);
     let workers = jobs.max(1).min(todo.len().max(1));
     std::thread::scope(|s| {

@@ -8,6 +8,7 @@ pub mod generate;
 pub mod inspect;
 pub mod law_source;
 pub mod plot;
+pub mod reproduce;
 pub mod train;
 pub mod sweep;
 

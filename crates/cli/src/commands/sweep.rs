@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use sweep::grid::SweepConfig;
 use sweep::runner::CellRunner;
 use sweep::synthetic::SyntheticRunner;
+use sweep::train_runner::TrainRunner;
 
 /// Run every cell of a sweep config (resumable: finished cells are skipped), or emit it for Slurm.
 #[derive(clap::Args, Debug)]
@@ -18,6 +19,10 @@ pub struct Args {
     /// Cells run at once.
     #[arg(long, default_value_t = 1)]
     pub jobs: usize,
+    /// Compute threads per cell (default: the machine's cores divided by --jobs, at least 1; an
+    /// explicit RAYON_NUM_THREADS in the environment wins over the default).
+    #[arg(long)]
+    pub threads: Option<usize>,
     /// Do not run: write an sbatch job array (one task per cell), a dependent aggregate+report job and
     /// submit.sh into DIR.
     #[arg(long, value_name = "DIR")]
@@ -62,6 +67,9 @@ pub enum Sub {
         /// The cell's index (`vlmscale sweep list` shows them).
         #[arg(long)]
         index: usize,
+        /// Compute threads (default: all cores, or RAYON_NUM_THREADS).
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// Write <results_dir>/aggregate.csv (scaling schema) from the finished cells, in cell-index order.
     Aggregate {
@@ -75,8 +83,8 @@ pub enum Sub {
         /// Report folder.
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
-        /// Bootstrap resamples for the confidence intervals.
-        #[arg(long, default_value_t = 100)]
+        /// Bootstrap resamples for the confidence intervals (as `vlmscale fit`).
+        #[arg(long, default_value_t = 200)]
         bootstrap: usize,
     },
     /// List the grid's cells: index, id, and whether each has finished.
@@ -86,26 +94,34 @@ pub enum Sub {
     },
 }
 
-const SYNTHETIC_NOTE: &str =
+pub const SYNTHETIC_NOTE: &str =
     "SYNTHETIC test/demo runner: scores come from a known scaling law plus seeded noise, NOT from training a VLM";
 
-fn load(c: &Common) -> Result<SweepConfig> {
+/// Loads `--config` with `--results-dir` applied.
+pub fn load(c: &Common) -> Result<SweepConfig> {
     let path = c.config.as_ref().ok_or_else(|| UsageError("--config FILE is required".into()))?;
-    let mut cfg = SweepConfig::from_path(path).map_err(usage)?;
+    // An unreadable config is bad input too (exit 2), named once.
+    let mut cfg = SweepConfig::from_path(path).map_err(|e| match e {
+        sweep::Error::Io { .. } => UsageError(e.to_string()).into(),
+        e => usage(e),
+    })?;
     if let Some(d) = &c.results_dir {
         cfg.results_dir = std::path::absolute(d)?;
     }
     Ok(cfg)
 }
 
-fn usage(e: sweep::Error) -> anyhow::Error {
+/// Config and index errors are usage errors (exit 2).
+pub fn usage(e: sweep::Error) -> anyhow::Error {
     match e {
         sweep::Error::Config { .. } | sweep::Error::Index { .. } => UsageError(e.to_string()).into(),
         e => e.into(),
     }
 }
 
-fn runner(c: &Common) -> Result<Box<dyn CellRunner>> {
+/// The runner `c` asks for. The train runner checks the config's tasks, compressors, presets and V
+/// up front (a usage error, exit 2).
+pub fn runner(c: &Common, cfg: &SweepConfig) -> Result<Box<dyn CellRunner>> {
     match c.runner {
         RunnerKind::Synthetic => {
             eprintln!("NOTE: {SYNTHETIC_NOTE}");
@@ -114,18 +130,57 @@ fn runner(c: &Common) -> Result<Box<dyn CellRunner>> {
                 delay: std::time::Duration::from_millis(c.synthetic_delay_ms),
             }))
         }
-        RunnerKind::Train => Err(UsageError(
-            "the `train` runner is not wired into this build yet (crates/train); use `--runner synthetic` to test the sweep machinery".into(),
-        )
-        .into()),
+        RunnerKind::Train => Ok(Box::new(TrainRunner::new(cfg).map_err(usage)?)),
     }
+}
+
+/// Pretrains the sweep's vision tower now (with a progress bar) if the train runner is used, so the
+/// first cells do not wait silently. Errors: those of `TrainRunner::prepare_tower`.
+pub fn prepare(c: &Common, cfg: &SweepConfig) -> Result<()> {
+    if c.runner != RunnerKind::Train {
+        return Ok(());
+    }
+    let r = TrainRunner::new(cfg).map_err(usage)?;
+    let pb = indicatif::ProgressBar::new(r.tower_settings().steps as u64);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("vision tower {bar:30} {pos}/{len} steps {msg} ETA {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let dir = r.prepare_tower(&mut |step, _, loss| {
+        pb.set_position(step as u64);
+        pb.set_message(format!("loss {loss:.4}"));
+    })?;
+    pb.finish_and_clear();
+    eprintln!("vision tower: {}", dir.display());
+    Ok(())
+}
+
+/// Sets the compute threads of this process (candle's matmuls and rayon read RAYON_NUM_THREADS): an
+/// explicit `threads`, else — unless the environment already sets it — the cores divided by `jobs`.
+/// Must run before any computation starts (the rayon pool reads it once).
+pub fn set_threads(threads: Option<usize>, jobs: usize) -> Result<()> {
+    let n = match threads {
+        Some(0) => return Err(UsageError("--threads must be at least 1".into()).into()),
+        Some(n) => n,
+        None if std::env::var_os("RAYON_NUM_THREADS").is_some() => return Ok(()),
+        None => {
+            let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            (cores / jobs.max(1)).max(1)
+        }
+    };
+    // Safe here: called at the start of a command, before any other thread exists.
+    std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    Ok(())
 }
 
 pub fn run(a: Args) -> Result<()> {
     match a.sub {
-        Some(Sub::RunCell { common, index }) => {
+        Some(Sub::RunCell { common, index, threads }) => {
+            if threads.is_some() {
+                set_threads(threads, 1)?;
+            }
             let cfg = load(&common)?;
-            let r = runner(&common)?;
+            let r = runner(&common, &cfg)?;
             let res = sweep::sweep::run_cell(&cfg, r.as_ref(), index).map_err(usage)?;
             println!("{}", serde_json::to_string(&res)?);
             Ok(())
@@ -148,8 +203,8 @@ pub fn run(a: Args) -> Result<()> {
             let opts = sweep::report::ReportOptions {
                 names: cfg.report.clone(),
                 bootstrap,
-                seed: cfg.seed,
                 note: synthetic.then(|| SYNTHETIC_NOTE.to_string()),
+                sweep: Some(cfg.clone()),
                 ..Default::default()
             };
             let (an, files) = sweep::report::write_report(&csv, &opts, &out)?;
@@ -194,7 +249,9 @@ pub fn run(a: Args) -> Result<()> {
             if a.jobs == 0 {
                 return Err(UsageError("--jobs must be at least 1".into()).into());
             }
-            let r = runner(&a.common)?;
+            set_threads(a.threads, a.jobs)?;
+            let r = runner(&a.common, &cfg)?;
+            prepare(&a.common, &cfg)?;
             let s = sweep::sweep::run_sweep(&cfg, r.as_ref(), a.jobs, true)?;
             println!(
                 "sweep `{}`: {} cells — {} already finished (skipped), {} ran now, {} failed",
