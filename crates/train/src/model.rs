@@ -137,16 +137,11 @@ impl TrainableVlm {
             ));
         }
         let text = self.decoder.embed_tokens(&batch.text_ids)?;
-        let rows = (0..b)
-            .map(|i| {
-                let t = text.get(i)?;
-                let p = batch.prefix_lens[i];
-                Tensor::cat(&[t.narrow(0, 0, p)?, visual.get(i)?, t.narrow(0, p, lt - p)?], 0)
-            })
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        let embeds = Tensor::stack(&rows, 0)?;
+        let h = text.dim(D::Minus1)?;
+        // The LLaVA splice as one gather over [text rows ; visual rows] (see `Batch::splice_index`).
+        let rows = Tensor::cat(&[text.reshape((b * lt, h))?, visual.reshape((b * v, h))?], 0)?;
+        let embeds = rows.index_select(&batch.splice_index, 0)?.reshape((b, lt + v, h))?;
         let hidden = self.decoder.forward_hidden(&embeds)?;
-        let h = hidden.dim(D::Minus1)?;
         let picked = hidden.reshape((b * (lt + v), h))?.index_select(&batch.loss_positions, 0)?;
         let logits = self.decoder.lm_head(&picked.unsqueeze(0)?)?.squeeze(0)?;
         Ok(candle_nn::loss::cross_entropy(&logits, &batch.targets)?)
