@@ -22,10 +22,11 @@ the answer tokens. Step: forward, backward, `clip_grad_norm_(1.0)`, `torch.optim
 
 Modes:
   time  DIR... [--steps K] [--threads 2] [--lr 1e-4]   one JSON line per DIR with s/step (after 1 warm-up)
-  check DIR [--steps K] [--lr 1e-3]                    writes DIR/expected.json: step-0 loss and gradient
-                                                       norm and the losses of K AdamW steps, in f64 and f32
-                                                       (the reference values of the Rust test
-                                                       `tests/torch_peer.py`-free `torch_peer` test)
+  check DIR [--steps K] [--lr 1e-3]                    writes DIR/expected.json: the loss and gradient norm
+                                                       before each of K + 1 AdamW steps, in f64 and f32 (the
+                                                       reference values of crates/train/tests/torch_peer.rs;
+                                                       in f64, RMSNorm statistics stay f64 — HF would cast
+                                                       them down to f32 — see rms_norm_at_least_f32)
 """
 import argparse
 import json
@@ -121,6 +122,7 @@ class Vlm(nn.Module):
     def __init__(self, cfg):
         super().__init__()
         llm_cfg = Qwen2Config(**{k: v for k, v in cfg.items() if not k.startswith(("mm_", "vlmscale_"))})
+        llm_cfg._attn_implementation = "sdpa"  # F.scaled_dot_product_attention, HF's CPU default
         self.llm = Qwen2ForCausalLM(llm_cfg)
         self.kind = cfg["vlmscale_compressor"]
         d, h = cfg["mm_hidden_size"], cfg["hidden_size"]
@@ -222,7 +224,21 @@ def time_case(directory, steps, lr):
     }
 
 
+def rms_norm_at_least_f32(self, hidden_states):
+    """Qwen2RMSNorm.forward with the statistics in max(f32, input dtype): HF casts to float32, which in an
+    f64 run would be a down-cast; our decoder keeps f64 there (f32 runs are unaffected)."""
+    input_dtype = hidden_states.dtype
+    work = torch.promote_types(input_dtype, torch.float32)
+    hidden_states = hidden_states.to(work)
+    variance = hidden_states.pow(2).mean(-1, keepdim=True)
+    hidden_states = hidden_states * torch.rsqrt(variance + self.variance_epsilon)
+    return self.weight * hidden_states.to(input_dtype)
+
+
 def check_case(directory, steps, lr):
+    from transformers.models.qwen2 import modeling_qwen2
+
+    modeling_qwen2.Qwen2RMSNorm.forward = rms_norm_at_least_f32
     out = {"torch": torch.__version__, "lr": lr, "steps": steps, "max_grad_norm": 1.0}
     for name, dtype in (("f64", torch.float64), ("f32", torch.float32)):
         _, model, batch = load_case(directory, dtype)

@@ -310,6 +310,92 @@ impl BenchCase {
     }
 }
 
+/// Loads a case written by [`BenchCase::export`] (its weights, not re-seeded) in `dtype` (f64 for
+/// parity checks against the PyTorch peer's `check` mode), with its batch and features.
+/// Errors: missing/corrupt files ([`Error::Checkpoint`] naming the file or tensor), an LLM that is
+/// not one of the presets, shapes that do not fit the architecture.
+pub fn load_exported(dir: &Path, dtype: DType) -> Result<(BenchCase, BenchInput)> {
+    let dev = Device::Cpu;
+    let saved = crate::checkpoint_io::read_saved_vlm(dir)?;
+    let arch = saved.arch;
+    let l = &arch.llm;
+    let size = crate::sizes::SIZES
+        .iter()
+        .copied()
+        .find(|s| {
+            (s.hidden_size, s.intermediate_size, s.num_hidden_layers, s.num_attention_heads, s.num_key_value_heads)
+                == (l.hidden_size, l.intermediate_size, l.num_hidden_layers, l.num_attention_heads, l.num_key_value_heads)
+        })
+        .ok_or_else(|| Error::Checkpoint { path: dir.join("config.json"), msg: "the LLM is not one of the size presets".into() })?;
+    let im_end = *l.eos_token_ids.first().ok_or_else(|| Error::Checkpoint { path: dir.join("config.json"), msg: "no eos_token_id".into() })?;
+    let load = |name: &str| -> Result<std::collections::HashMap<String, Tensor>> {
+        let path = dir.join(name);
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        candle_core::safetensors::load_buffer(&bytes, &dev)
+            .map_err(|e| Error::Checkpoint { path: path.clone(), msg: format!("not a valid safetensors file: {e}") })
+    };
+    let weights = load(vlm::checkpoint::WEIGHTS_FILE)?;
+    let varmap = VarMap::new();
+    let model = TrainableVlm::new(&arch, true, VarBuilder::from_varmap(&varmap, dtype, &dev))?;
+    let vars: Vec<(String, candle_core::Var)> =
+        varmap.data().lock().map_err(|_| Error::config("varmap", "poisoned lock"))?.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let wpath = dir.join(vlm::checkpoint::WEIGHTS_FILE);
+    for (name, var) in &vars {
+        let t = weights.get(name).ok_or_else(|| Error::Checkpoint { path: wpath.clone(), msg: format!("missing tensor `{name}`") })?;
+        if t.dims() != var.dims() {
+            return Err(Error::Checkpoint { path: wpath.clone(), msg: format!("`{name}` has shape {:?}, the model {:?}", t.dims(), var.dims()) });
+        }
+        var.set(&t.to_dtype(dtype)?)?;
+    }
+    if weights.len() != vars.len() {
+        return Err(Error::Checkpoint { path: wpath, msg: format!("{} tensors for {} model weights", weights.len(), vars.len()) });
+    }
+    let optimizer = AdamW::new(vars, 0.0)?;
+
+    let bpath = dir.join(BATCH_FILE);
+    let t = load(BATCH_FILE)?;
+    let get = |k: &str| t.get(k).cloned().ok_or_else(|| Error::Checkpoint { path: bpath.clone(), msg: format!("missing tensor `{k}`") });
+    let (text_ids, splice_index, query_last) = (get("text_ids")?, get("splice_index")?, get("query_last")?);
+    let (b, lt) = text_ids.dims2()?;
+    let v = arch.visual_tokens;
+    let splice: Vec<u32> = splice_index.to_vec1()?;
+    if splice.len() != b * (lt + v) {
+        return Err(Error::Checkpoint { path: bpath, msg: format!("splice_index has {} entries for ({b}, {lt} + {v})", splice.len()) });
+    }
+    let prefix_lens = splice.chunks(lt + v).map(|row| row.iter().take_while(|&&i| (i as usize) < b * lt).count()).collect();
+    let query_lens = query_last.to_vec1::<u32>()?.into_iter().map(|i| i as usize + 1).collect();
+    let batch = Batch {
+        image_index: Tensor::arange(0u32, b as u32, &dev)?,
+        text_ids,
+        prefix_lens,
+        splice_index,
+        loss_positions: get("loss_positions")?,
+        targets: get("targets")?,
+        query_ids: get("query_ids")?,
+        query_lens,
+        visual_tokens: v,
+    };
+    let features = VisionFeatures { single: get("single")?.to_dtype(dtype)?, multi: Some(get("multi")?.to_dtype(dtype)?), grid: arch.grid };
+    let tpath = dir.join("tokenizer.json");
+    let input = BenchInput {
+        config: BenchConfig {
+            compressor: arch.compressor.name().to_string(),
+            visual_tokens: v,
+            batch_size: b,
+            vision_dim: arch.vision_dim,
+            grid: arch.grid,
+            seed: 0,
+        },
+        kind: arch.compressor,
+        batch,
+        features,
+        tokenizer_json: std::fs::read(&tpath).map_err(|e| Error::io(&tpath, e))?,
+        vocab_size: l.vocab_size,
+        im_end,
+    };
+    Ok((BenchCase { size, arch, varmap, model, optimizer }, input))
+}
+
 /// One row of the benchmark.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchRow {
