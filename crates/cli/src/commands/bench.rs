@@ -47,15 +47,20 @@ pub struct TrainArgs {
     /// Timed steps per size (after one warm-up step); the mean is reported.
     #[arg(long, default_value_t = 5)]
     pub steps: usize,
+    /// Threads for our matrix products (RAYON_NUM_THREADS). Element-wise work runs on one thread
+    /// (CANDLE_NUM_THREADS=1 unless set): candle's element-wise pool spin-waits and collapses when the
+    /// machine is oversubscribed. Default: RAYON_NUM_THREADS if set, else 1.
+    #[arg(long)]
+    pub threads: Option<usize>,
     /// Also time the PyTorch peer on the identical model, weights and batch.
     #[arg(long)]
     pub torch: bool,
     /// Python interpreter for the PyTorch peer.
     #[arg(long, default_value = "python3")]
     pub python: String,
-    /// torch.set_num_threads for the peer.
-    #[arg(long, default_value_t = 2)]
-    pub torch_threads: usize,
+    /// torch.set_num_threads for the peer (default: the same as --threads).
+    #[arg(long)]
+    pub torch_threads: Option<usize>,
     /// Also write the rows (ours and the peer's) as JSON here.
     #[arg(long, value_name = "OUT.json")]
     pub json: Option<PathBuf>,
@@ -362,13 +367,24 @@ fn train(a: TrainArgs) -> Result<()> {
     if a.steps == 0 || a.batch == 0 {
         return Err(super::UsageError("--steps and --batch must be ≥ 1".into()).into());
     }
+    let threads = match a.threads {
+        Some(0) => return Err(super::UsageError("--threads must be ≥ 1".into()).into()),
+        Some(n) => n,
+        None => std::env::var("RAYON_NUM_THREADS").ok().and_then(|s| s.parse().ok()).filter(|&n| n > 0).unwrap_or(1),
+    };
+    // Before any tensor op: candle reads these when its thread pools start.
+    std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    if std::env::var("CANDLE_NUM_THREADS").is_err() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
+    let torch_threads = a.torch_threads.unwrap_or(threads);
     let cfg = BenchConfig { compressor: a.compressor.clone(), visual_tokens: a.visual_tokens, batch_size: a.batch, ..BenchConfig::default() };
     ::train::bench::BenchInput::new(&cfg)?; // bad compressor / V: error before the slow part
-    let threads = candle_core::utils::get_num_threads();
     let load = load_average().unwrap_or_else(|| "unknown".into());
     println!(
-        "bench train — {} + mlp2x_gelu + Qwen2 LLM, V = {}, batch {}, d = {}, {}×{} grid, f32, CPU, {threads} threads (RAYON_NUM_THREADS); load average {load}; shared machine: timings are noisy",
-        a.compressor, a.visual_tokens, a.batch, cfg.vision_dim, cfg.grid, cfg.grid
+        "bench train — {} + mlp2x_gelu + Qwen2 LLM, V = {}, batch {}, d = {}, {}×{} grid, f32, CPU; {threads} matmul threads, element-wise on {} (CANDLE_NUM_THREADS); load average {load}; shared machine: timings are noisy",
+        a.compressor, a.visual_tokens, a.batch, cfg.vision_dim, cfg.grid, cfg.grid,
+        std::env::var("CANDLE_NUM_THREADS").unwrap_or_default()
     );
     let limit = measured_matmul_gflops()?;
     println!("measured f32 matmul limit (candle, 2048³, {threads} threads): {limit:.1} GFLOP/s");
@@ -388,13 +404,13 @@ fn train(a: TrainArgs) -> Result<()> {
     if let Some(dir) = &export {
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../train/scripts/torch_train_peer.py");
         let spin = ProgressBar::new_spinner();
-        spin.set_message(format!("PyTorch peer ({} threads) on the same weights and batch…", a.torch_threads));
+        spin.set_message(format!("PyTorch peer ({torch_threads} threads) on the same weights and batch…"));
         spin.enable_steady_tick(std::time::Duration::from_millis(200));
         let out = Command::new(&a.python)
             .arg(&script)
             .arg("time")
             .args(sizes.iter().map(|s| dir.join(s)))
-            .args(["--steps", &a.steps.to_string(), "--threads", &a.torch_threads.to_string()])
+            .args(["--steps", &a.steps.to_string(), "--threads", &torch_threads.to_string()])
             .output();
         spin.finish_and_clear();
         match out {
@@ -450,7 +466,7 @@ fn train(a: TrainArgs) -> Result<()> {
             "matmul_limit_gflops": limit,
             "rows": rows,
             "torch": peer,
-            "torch_threads": a.torch_threads,
+            "torch_threads": torch_threads,
         });
         std::fs::write(path, serde_json::to_string_pretty(&v)?)?;
     }
