@@ -4,7 +4,7 @@
 //! cargo run --release -p train --example sort_of_clevr -- pretrain TOWER_DIR [STEPS]
 //! cargo run --release -p train --example sort_of_clevr -- train TOWER_DIR OUT_DIR LLM COMPRESSOR V STEPS [IMAGES]
 //! cargo run --release -p train --example sort_of_clevr -- eval OUT_DIR REPORT.json [IMAGES]
-//! cargo run --release -p train --example sort_of_clevr -- bench COMPRESSOR V BATCH STEPS
+//! cargo run --release -p train --example sort_of_clevr -- bench COMPRESSOR V BATCH STEPS [EXPORT_DIR]
 //! ```
 use std::path::Path;
 use std::time::Instant;
@@ -65,7 +65,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         "bench" => {
             // bench COMPRESSOR V BATCH STEPS
-            let rows = train::bench::bench_train(&["xs", "s", "m", "l"], &arg(1)?, arg(2)?.parse()?, arg(3)?.parse()?, arg(4)?.parse()?, 64, 8)?;
+            let cfg = train::bench::BenchConfig {
+                compressor: arg(1)?,
+                visual_tokens: arg(2)?.parse()?,
+                batch_size: arg(3)?.parse()?,
+                ..Default::default()
+            };
+            let dir = args.get(5).map(Path::new);
+            let rows = train::bench::bench_train(&cfg, &["xs", "s", "m", "l"], arg(4)?.parse()?, dir, &mut |_, _, _| {})?;
             println!("{}", serde_json::to_string_pretty(&rows)?);
         }
         other => return Err(format!("unknown stage {other}").into()),

@@ -105,6 +105,10 @@ pub struct Batch {
     pub text_ids: Tensor,
     /// P of each row: where the V visual embeddings are spliced in.
     pub prefix_lens: Vec<usize>,
+    /// The LLM input as rows of [text embeddings (B·Lt, H) ; visual embeddings (B·V, H)], (B·(Lt + V)) u32:
+    /// position t of row i takes text row i·Lt + t for t < P, visual row B·Lt + i·V + (t − P) for
+    /// P ≤ t < P + V, and text row i·Lt + t − V after (the LLaVA splice at `<image>`, as one gather).
+    pub splice_index: Tensor,
     /// Indices into the flattened (B·(Lt + V)) positions whose next token is a target, (n) u32.
     pub loss_positions: Tensor,
     /// The target token of each loss position, (n) u32.
@@ -140,7 +144,12 @@ pub fn collate(examples: &[&Example], visual_tokens: usize, device: &Device) -> 
     let l = lt + visual_tokens;
     let (mut ids, mut qids) = (vec![0u32; b * lt], vec![0u32; b * lq]);
     let (mut positions, mut targets) = (vec![], vec![]);
+    let mut splice = Vec::with_capacity(b * l);
     for (i, e) in examples.iter().enumerate() {
+        let p = e.prefix.len();
+        splice.extend((0..p).map(|t| (i * lt + t) as u32));
+        splice.extend((0..visual_tokens).map(|j| (b * lt + i * visual_tokens + j) as u32));
+        splice.extend((p..lt).map(|t| (i * lt + t) as u32));
         let row: Vec<u32> = e.prefix.iter().chain(&e.suffix).chain(&e.answer).copied().collect();
         ids[i * lt..i * lt + row.len()].copy_from_slice(&row);
         qids[i * lq..i * lq + e.query.len()].copy_from_slice(&e.query);
@@ -155,6 +164,7 @@ pub fn collate(examples: &[&Example], visual_tokens: usize, device: &Device) -> 
         image_index: Tensor::from_vec(examples.iter().map(|e| e.image as u32).collect::<Vec<_>>(), b, device)?,
         text_ids: Tensor::from_vec(ids, (b, lt), device)?,
         prefix_lens: examples.iter().map(|e| e.prefix.len()).collect(),
+        splice_index: Tensor::from_vec(splice, b * l, device)?,
         loss_positions: Tensor::from_vec(positions, n, device)?,
         targets: Tensor::from_vec(targets, n, device)?,
         query_ids: Tensor::from_vec(qids, (b, lq), device)?,

@@ -181,7 +181,7 @@ pub fn save_checkpoint(
         varmap.save(tmp.join(vlm::checkpoint::WEIGHTS_FILE))?;
         std::fs::write(tmp.join("tokenizer.json"), tokenizer_json).map_err(|e| Error::io(tmp.join("tokenizer.json"), e))?;
         if let Some((st, opt)) = state {
-            candle_core::safetensors::save(&opt.state_tensors(), tmp.join(OPTIMIZER_FILE))?;
+            candle_core::safetensors::save(&opt.state_tensors()?, tmp.join(OPTIMIZER_FILE))?;
             write_json_atomic(&tmp.join(TRAINER_STATE_FILE), st)?;
         }
         Ok(())

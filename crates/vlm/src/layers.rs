@@ -80,8 +80,14 @@ impl Linear {
         Self { weight, bias }
     }
 
-    /// (…, in) → (…, out), through the selected [`crate::matmul`] backend.
+    /// (…, in) → (…, out), through the selected [`crate::matmul`] backend; when autograd tracks the
+    /// input or the weights (training), through the fused differentiable op
+    /// ([`crate::autograd::linear`]: no input gradient for frozen inputs).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let tracked = x.track_op() || self.weight.track_op() || self.bias.as_ref().is_some_and(|b| b.track_op());
+        if tracked && crate::autograd::supports(x) && x.dtype() == self.weight.dtype() {
+            return crate::autograd::linear(x, &self.weight, self.bias.as_ref());
+        }
         crate::matmul::linear(x, &self.weight, self.bias.as_ref())
     }
 }
@@ -109,6 +115,9 @@ impl LayerNorm {
             OpMode::Fused => {
                 let x = x.contiguous()?;
                 Ok(candle_nn::ops::layer_norm(&x, &self.weight, &self.bias, self.eps as f32)?)
+            }
+            OpMode::Differentiable if crate::autograd::supports(x) && x.dtype() == self.weight.dtype() => {
+                crate::autograd::layer_norm(x, &self.weight, &self.bias, self.eps)
             }
             OpMode::Differentiable => {
                 let mean = x.mean_keepdim(D::Minus1)?;
@@ -155,6 +164,7 @@ impl Activation {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(match self {
             Self::QuickGelu => (x * candle_nn::ops::sigmoid(&(x * 1.702)?)?)?,
+            Self::Gelu if x.track_op() && crate::autograd::supports(x) => crate::autograd::gelu_erf(x)?,
             Self::Gelu => x.gelu_erf()?,
             Self::GeluTanh => x.gelu()?,
         })
@@ -209,6 +219,21 @@ impl MultiheadAttention {
         let (n, l, _) = query.dims3()?;
         let (_, s, _) = key.dims3()?;
         let (h, hd) = (self.num_heads, self.head_dim);
+        if self.mode == OpMode::Differentiable && crate::autograd::supports(query) {
+            let spec = crate::autograd::AttentionSpec {
+                batch: n,
+                q_len: l,
+                kv_len: s,
+                num_heads: h,
+                num_kv_heads: h,
+                head_dim: hd,
+                causal: false,
+                scale: 1.0 / (hd as f64).sqrt(),
+            };
+            let (q, k, v) = (self.wq.forward(query)?, self.wk.forward(key)?, self.wv.forward(value)?);
+            let ctx = crate::autograd::attention(&q, &k, &v, None, spec)?;
+            return self.out_proj.forward(&ctx);
+        }
         let split = |x: Tensor, len: usize| -> Result<Tensor> {
             Ok(x.reshape((n, len, h, hd))?.transpose(1, 2)?.contiguous()?)
         };

@@ -6,6 +6,7 @@
 //! [`model::Vlm`] assembles all of it from a LLaVA-layout checkpoint directory ([`checkpoint`]) and
 //! answers a question about an image with streaming and per-stage timings; [`bench_infer`] times one
 //! query at real sizes.
+pub mod autograd;
 pub mod bench_infer;
 pub mod bench_vision;
 pub mod checkpoint;

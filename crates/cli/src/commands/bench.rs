@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
+use indicatif::{ProgressBar, ProgressStyle};
+
 #[derive(clap::Subcommand, Debug)]
 pub enum Bench {
     /// The paper's full 5,000,000-point grid search on the 28 published cells, against the authors'
@@ -21,6 +23,47 @@ pub enum Bench {
     /// ms/token, GFLOP/s; and candle-transformers' own Qwen2 on the same LLM weights in the same run.
     /// Timings on a shared machine are noisy.
     Infer(InferArgs),
+    /// Training throughput: full optimiser steps (forward, backward, clip, AdamW) of the VLM the
+    /// `train` crate trains, per LLM size, on one fixed synthetic batch: s/step, samples/s, GFLOP/s
+    /// against the measured f32 matmul limit; with --torch, the same model, weights and batch in
+    /// PyTorch (crates/train/scripts/torch_train_peer.py) in the same run.
+    Train(TrainArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    /// LLM size presets (comma-separated): xs, s, m, l.
+    #[arg(long, default_value = "xs,s,m,l")]
+    pub llm: String,
+    /// Compressor: quecc, quecc-noquery, tokenpacker, avgpool.
+    #[arg(long, default_value = "quecc")]
+    pub compressor: String,
+    /// V, visual tokens per image (1, 4, 16, 64 on the 8×8 grid).
+    #[arg(long, default_value_t = 16)]
+    pub visual_tokens: usize,
+    /// Batch size (questions per step).
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Timed steps per size (after one warm-up step); the mean is reported.
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+    /// Threads for our matrix products (RAYON_NUM_THREADS). Element-wise work runs on one thread
+    /// (CANDLE_NUM_THREADS=1 unless set): candle's element-wise pool spin-waits and collapses when the
+    /// machine is oversubscribed. Default: RAYON_NUM_THREADS if set, else 1.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Also time the PyTorch peer on the identical model, weights and batch.
+    #[arg(long)]
+    pub torch: bool,
+    /// Python interpreter for the PyTorch peer.
+    #[arg(long, default_value = "python3")]
+    pub python: String,
+    /// torch.set_num_threads for the peer (default: the same as --threads).
+    #[arg(long)]
+    pub torch_threads: Option<usize>,
+    /// Also write the rows (ours and the peer's) as JSON here.
+    #[arg(long, value_name = "OUT.json")]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -82,6 +125,7 @@ pub fn run(b: Bench) -> Result<()> {
         Bench::Fit(a) => fit(a),
         Bench::Vision(a) => vision(a),
         Bench::Infer(a) => infer(a),
+        Bench::Train(a) => train(a),
     }
 }
 
@@ -294,4 +338,147 @@ fn infer(a: InferArgs) -> Result<()> {
         println!("latency profile written to {}: {}", p.display(), serde_json::to_string(&prof)?);
     }
     Ok(())
+}
+
+/// The 1-, 5- and 15-minute load averages (`/proc/loadavg`), if readable.
+fn load_average() -> Option<String> {
+    let s = std::fs::read_to_string("/proc/loadavg").ok()?;
+    Some(s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+}
+
+/// The PyTorch peer's timing of one exported case (one JSON line of `torch_train_peer.py time`).
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+struct PeerRow {
+    step0_loss: f64,
+    step_s: f64,
+    threads: usize,
+    torch: String,
+}
+
+fn train(a: TrainArgs) -> Result<()> {
+    use ::train::bench::{bench_train, BenchConfig};
+    let sizes: Vec<&str> = a.llm.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    if sizes.is_empty() {
+        return Err(super::UsageError("--llm: give at least one size (xs, s, m, l)".into()).into());
+    }
+    for s in &sizes {
+        ::train::sizes::LlmSize::from_name(s)?;
+    }
+    if a.steps == 0 || a.batch == 0 {
+        return Err(super::UsageError("--steps and --batch must be ≥ 1".into()).into());
+    }
+    let threads = match a.threads {
+        Some(0) => return Err(super::UsageError("--threads must be ≥ 1".into()).into()),
+        Some(n) => n,
+        None => std::env::var("RAYON_NUM_THREADS").ok().and_then(|s| s.parse().ok()).filter(|&n| n > 0).unwrap_or(1),
+    };
+    // Before any tensor op: candle reads these when its thread pools start.
+    std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    if std::env::var("CANDLE_NUM_THREADS").is_err() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
+    let torch_threads = a.torch_threads.unwrap_or(threads);
+    let cfg = BenchConfig { compressor: a.compressor.clone(), visual_tokens: a.visual_tokens, batch_size: a.batch, ..BenchConfig::default() };
+    ::train::bench::BenchInput::new(&cfg)?; // bad compressor / V: error before the slow part
+    let load = load_average().unwrap_or_else(|| "unknown".into());
+    println!(
+        "bench train — {} + mlp2x_gelu + Qwen2 LLM, V = {}, batch {}, d = {}, {}×{} grid, f32, CPU; {threads} matmul threads, element-wise on {} (CANDLE_NUM_THREADS); load average {load}; shared machine: timings are noisy",
+        a.compressor, a.visual_tokens, a.batch, cfg.vision_dim, cfg.grid, cfg.grid,
+        std::env::var("CANDLE_NUM_THREADS").unwrap_or_default()
+    );
+    let limit = measured_matmul_gflops()?;
+    println!("measured f32 matmul limit (candle, 2048³, {threads} threads): {limit:.1} GFLOP/s");
+    println!("FLOPs: exact forward matrix-product count × 3 (forward + backward) + the query embedding's forward; element-wise work not counted\n");
+
+    let export = if a.torch { Some(tempfile_dir()?) } else { None };
+    let pb = ProgressBar::new(((a.steps + 1) * sizes.len()) as u64);
+    pb.set_style(ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} steps, ETA {eta}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    let rows = bench_train(&cfg, &sizes, a.steps, export.as_deref(), &mut |size, _, _| {
+        pb.set_message(format!("vlmscale {size}"));
+        pb.inc(1);
+    })?;
+    pb.finish_and_clear();
+
+    let mut peer: Vec<Option<PeerRow>> = vec![None; rows.len()];
+    let mut peer_note = String::new();
+    if let Some(dir) = &export {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../train/scripts/torch_train_peer.py");
+        let spin = ProgressBar::new_spinner();
+        spin.set_message(format!("PyTorch peer ({torch_threads} threads) on the same weights and batch…"));
+        spin.enable_steady_tick(std::time::Duration::from_millis(200));
+        let out = Command::new(&a.python)
+            .arg(&script)
+            .arg("time")
+            .args(sizes.iter().map(|s| dir.join(s)))
+            .args(["--steps", &a.steps.to_string(), "--threads", &torch_threads.to_string()])
+            .output();
+        spin.finish_and_clear();
+        match out {
+            Ok(o) if o.status.success() => {
+                for (slot, line) in peer.iter_mut().zip(String::from_utf8_lossy(&o.stdout).lines()) {
+                    *slot = serde_json::from_str(line).ok();
+                }
+            }
+            Ok(o) => {
+                let err = String::from_utf8_lossy(&o.stderr);
+                let last = err.lines().last().unwrap_or("").to_string();
+                peer_note = if err.contains("No module named") {
+                    format!("PyTorch peer NOT run: torch/transformers/safetensors missing for `{}` ({last})", a.python)
+                } else {
+                    format!("PyTorch peer failed ({}): {last}", o.status)
+                };
+            }
+            Err(e) => peer_note = format!("PyTorch peer NOT run: could not start `{}` ({e})", a.python),
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    println!("{:<4} {:>9} {:>9} | {:>8} {:>9} {:>8} {:>6} | {:>8} {:>9} {:>8} | {:>7} | {}",
+        "LLM", "N", "trainable", "s/step", "samples/s", "GFLOP/s", "limit", "torch s", "samples/s", "GFLOP/s", "speed-up", "step-0 loss ours / torch");
+    for (r, p) in rows.iter().zip(&peer) {
+        let ours = format!("{:<4} {:>9} {:>9} | {:>8.4} {:>9.1} {:>8.2} {:>5.1}%", r.llm, r.llm_parameters, r.trainable_parameters, r.step_s, r.samples_per_s, r.gflops, 100.0 * r.gflops / limit);
+        match p {
+            Some(p) => println!(
+                "{ours} | {:>8.4} {:>9.1} {:>8.2} | {:>6.2}× | {:.6} / {:.6}",
+                p.step_s,
+                r.batch_size as f64 / p.step_s,
+                r.flops_per_step / p.step_s / 1e9,
+                p.step_s / r.step_s,
+                r.step0_loss,
+                p.step0_loss
+            ),
+            None => println!("{ours} | {:>8} {:>9} {:>8} | {:>7} | {:.6}", "—", "—", "—", "—", r.step0_loss),
+        }
+    }
+    if let Some(p) = peer.iter().flatten().next() {
+        println!("\nPyTorch {} with {} threads (torch.set_num_threads), eager mode, torch.optim.AdamW defaults; speed-up = torch s/step ÷ ours", p.torch, p.threads);
+    }
+    if !peer_note.is_empty() {
+        println!("\n{peer_note}");
+    } else if !a.torch {
+        println!("\n(PyTorch peer not run: pass --torch)");
+    }
+    println!("load average after the run: {}", load_average().unwrap_or_else(|| "unknown".into()));
+    if let Some(path) = &a.json {
+        let v = serde_json::json!({
+            "threads": threads,
+            "load_average_before": load,
+            "matmul_limit_gflops": limit,
+            "rows": rows,
+            "torch": peer,
+            "torch_threads": torch_threads,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&v)?)?;
+    }
+    Ok(())
+}
+
+/// A fresh directory for the exported cases.
+fn tempfile_dir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("vlmscale-bench-train-{}", std::process::id()));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
 }

@@ -58,6 +58,33 @@ impl Attention {
         })
     }
 
+    /// Training path ([`Mode::Differentiable`] without a KV cache): `residual + o_proj(attn(xs))` with
+    /// the causal attention core, RoPE and GQA as one fused op ([`crate::autograd::attention`]).
+    /// `xs` (B, L, H) at positions `start..start + L`, `residual` (B, L, H) → (B, L, H).
+    /// Errors: dtypes other than f32/f64 ([`crate::Error::Invalid`]), shape mismatches.
+    pub fn forward_fused(&self, xs: &Tensor, rope: &RotaryEmbedding, start: usize, residual: &Tensor) -> Result<Tensor> {
+        use crate::autograd::{attention, linear, linear_residual, AttentionSpec};
+        let (b, l, _) = xs.dims3()?;
+        let q = linear(xs, self.q_proj.weight(), self.q_proj.bias())?;
+        let k = linear(xs, self.k_proj.weight(), self.k_proj.bias())?;
+        let v = linear(xs, self.v_proj.weight(), self.v_proj.bias())?;
+        let spec = AttentionSpec {
+            batch: b,
+            q_len: l,
+            kv_len: l,
+            num_heads: self.num_heads,
+            num_kv_heads: self.num_kv_heads,
+            head_dim: self.head_dim,
+            causal: true,
+            scale: 1.0 / (self.head_dim as f64).sqrt(),
+        };
+        let out = attention(&q, &k, &v, Some(&rope.tables(start, l)?), spec)?;
+        match self.o_proj.bias() {
+            None => linear_residual(&out, self.o_proj.weight(), residual),
+            Some(bias) => Ok((linear(&out, self.o_proj.weight(), Some(bias))? + residual)?),
+        }
+    }
+
     /// `xs` (B, L, H) at positions `start..start + L` → (B, L, H).
     ///
     /// `mask`: additive causal mask (L, start + L) or `None` when L = 1. `cache`: the model's KV cache

@@ -39,6 +39,13 @@ impl DecoderLayer {
         cache: Option<(&mut KvCache, usize)>,
         mode: Mode,
     ) -> Result<Tensor> {
+        // Training without a KV cache: fused differentiable ops (the mask is the causal one).
+        if mode == Mode::Differentiable && cache.is_none() && crate::autograd::supports(xs) {
+            let h = self.input_layernorm.forward(xs, mode)?;
+            let xs = self.self_attn.forward_fused(&h, rope, start, xs)?;
+            let h = self.post_attention_layernorm.forward(&xs, mode)?;
+            return self.mlp.forward_fused(&h, &xs);
+        }
         let h = self.input_layernorm.forward(xs, mode)?;
         let h = self.self_attn.forward(&h, rope, start, mask, cache, mode)?;
         let xs = (xs + h)?;

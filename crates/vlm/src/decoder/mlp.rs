@@ -25,6 +25,20 @@ impl Mlp {
         })
     }
 
+    /// Training path: `residual + down(silu(gate(x)) · up(x))` with fused differentiable ops
+    /// ([`crate::autograd`]). `xs`, `residual` (B, L, H) → (B, L, H).
+    /// Errors: dtypes other than f32/f64 ([`crate::Error::Invalid`]), shape mismatches.
+    pub fn forward_fused(&self, xs: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        use crate::autograd::{linear, linear_residual, silu_mul};
+        let gate = linear(xs, self.gate_proj.weight(), self.gate_proj.bias())?;
+        let up = linear(xs, self.up_proj.weight(), self.up_proj.bias())?;
+        let act = silu_mul(&gate, &up)?;
+        match self.down_proj.bias() {
+            None => linear_residual(&act, self.down_proj.weight(), residual),
+            Some(bias) => Ok((linear(&act, self.down_proj.weight(), Some(bias))? + residual)?),
+        }
+    }
+
     /// (B, L, H) → (B, L, H). `silu` has a backward pass in candle, so one path serves both modes.
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let gate = nn_linear(xs, &self.gate_proj)?.silu()?;

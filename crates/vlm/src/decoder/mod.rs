@@ -239,6 +239,9 @@ impl Decoder {
 
     /// LM head on any hidden states: (B, L, H) → logits (B, L, vocab_size).
     pub fn lm_head(&self, hidden: &Tensor) -> Result<Tensor> {
+        if self.mode == Mode::Differentiable && crate::autograd::supports(hidden) {
+            return crate::autograd::linear(hidden, self.lm_head.weight(), self.lm_head.bias());
+        }
         crate::matmul::nn_linear(hidden, &self.lm_head)
     }
 

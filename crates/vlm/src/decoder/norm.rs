@@ -30,6 +30,9 @@ impl RmsNorm {
                 &self.weight,
                 self.eps as f32,
             )?),
+            Mode::Differentiable if crate::autograd::supports(xs) && xs.dtype() == self.weight.dtype() => {
+                crate::autograd::rms_norm(xs, &self.weight, self.eps)
+            }
             Mode::Differentiable => {
                 let dtype = xs.dtype();
                 // HF upcasts to f32; f64 (gradient checks) stays f64 rather than losing precision.

@@ -39,6 +39,12 @@ impl RotaryEmbedding {
         Ok(Self { cos, sin })
     }
 
+    /// The cos and sin tables (len, head_dim / 2) of positions `start..start + len`, for the fused
+    /// training attention ([`crate::autograd::attention`]). Errors: positions beyond the table.
+    pub fn tables(&self, start: usize, len: usize) -> Result<crate::autograd::Rope> {
+        Ok(crate::autograd::Rope { cos: self.cos.narrow(0, start, len)?, sin: self.sin.narrow(0, start, len)? })
+    }
+
     /// Rotates `xs` (B, heads, L, head_dim) holding positions `start..start + L`.
     pub fn apply(&self, xs: &Tensor, start: usize, mode: Mode) -> Result<Tensor> {
         let (_b, _h, l, d) = xs.dims4()?;

@@ -1,0 +1,185 @@
+//! Shared plumbing of the fused ops: the f32/f64 element trait, contiguous slice access to candle
+//! storages and tensors, and a bounds-checked strided matrix product on slices (the `gemm` crate,
+//! which is candle's own CPU matmul).
+use candle_core::{CpuStorage, DType, Layout, Shape, Storage, Tensor};
+
+/// The float types the kernels are written for (f32 for training, f64 for gradient checks).
+pub(crate) trait Real:
+    Copy
+    + Send
+    + Sync
+    + PartialOrd
+    + 'static
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + std::ops::Div<Output = Self>
+    + std::ops::Neg<Output = Self>
+    + std::ops::AddAssign
+    + std::ops::SubAssign
+    + std::ops::MulAssign
+{
+    const DTYPE: DType;
+    const ZERO: Self;
+    const ONE: Self;
+    fn from_f64(v: f64) -> Self;
+    fn exp(self) -> Self;
+    fn sqrt(self) -> Self;
+    fn neg_infinity() -> Self;
+    /// candle's `erf` for this type (so GELU matches `Tensor::gelu_erf` bit for bit).
+    fn erf(self) -> Self;
+    fn slice(s: &CpuStorage) -> Option<&[Self]>;
+    fn storage(v: Vec<Self>) -> CpuStorage;
+}
+
+macro_rules! real {
+    ($t:ty, $dt:expr, $variant:ident, $erf:path) => {
+        impl Real for $t {
+            const DTYPE: DType = $dt;
+            const ZERO: Self = 0.0;
+            const ONE: Self = 1.0;
+            fn from_f64(v: f64) -> Self {
+                v as $t
+            }
+            fn exp(self) -> Self {
+                <$t>::exp(self)
+            }
+            fn sqrt(self) -> Self {
+                <$t>::sqrt(self)
+            }
+            fn neg_infinity() -> Self {
+                <$t>::NEG_INFINITY
+            }
+            fn erf(self) -> Self {
+                $erf(self)
+            }
+            fn slice(s: &CpuStorage) -> Option<&[Self]> {
+                match s {
+                    CpuStorage::$variant(v) => Some(v),
+                    _ => None,
+                }
+            }
+            fn storage(v: Vec<Self>) -> CpuStorage {
+                CpuStorage::$variant(v)
+            }
+        }
+    };
+}
+real!(f32, DType::F32, F32, candle_core::cpu::erf::erf_f32);
+real!(f64, DType::F64, F64, candle_core::cpu::erf::erf_f64);
+
+/// The contiguous elements of a custom op's operand. Errors: wrong dtype, non-contiguous layout.
+pub(crate) fn operand<'a, T: Real>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<&'a [T]> {
+    let all = T::slice(s).ok_or_else(|| candle_core::Error::Msg(format!("{op}: operands must all be {:?}", T::DTYPE)))?;
+    let (a, b) = l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg(format!("{op}: operand is not contiguous")))?;
+    Ok(&all[a..b])
+}
+
+/// Runs `f` on the contiguous elements of `t` (made contiguous first if needed).
+pub(crate) fn with_slice<T: Real, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> candle_core::Result<R> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        Storage::Cpu(s) => Ok(f(operand::<T>(s, layout, "fused op")?)),
+        _ => candle_core::bail!("fused ops run on the CPU only"),
+    }
+}
+
+/// A CPU tensor of `shape` holding `v`.
+pub(crate) fn tensor<T: Real>(v: Vec<T>, shape: impl Into<Shape>) -> candle_core::Result<Tensor> {
+    let shape = shape.into();
+    if v.len() != shape.elem_count() {
+        candle_core::bail!("fused op: {} values for shape {shape:?}", v.len());
+    }
+    Ok(Tensor::from_storage(Storage::Cpu(T::storage(v)), shape, candle_core::op::BackpropOp::none(), false))
+}
+
+/// Whether autograd will ask for the gradient of `t` (a variable, or computed from one).
+pub(crate) fn needs_grad(t: &Tensor) -> bool {
+    t.track_op()
+}
+
+/// A strided matrix view: element (i, j) at `offset + i·rs + j·cs` of its slice.
+#[derive(Clone, Copy)]
+pub(crate) struct View {
+    pub offset: usize,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl View {
+    pub fn rows(offset: usize, rs: usize) -> Self {
+        Self { offset, rs, cs: 1 }
+    }
+    /// The transpose of a row-major view.
+    pub fn t(self) -> Self {
+        Self { offset: self.offset, rs: self.cs, cs: self.rs }
+    }
+    fn check(&self, rows: usize, cols: usize, len: usize, what: &str) {
+        if rows > 0 && cols > 0 {
+            let last = self.offset + (rows - 1) * self.rs + (cols - 1) * self.cs;
+            assert!(last < len, "fused op: {what} view out of bounds ({last} ≥ {len})");
+        }
+    }
+}
+
+/// `dst (m×n) = [dst +] scale · lhs (m×k) · rhs (k×n)` on strided slices (`accumulate` adds to dst).
+/// Panics if a view leaves its slice (a bug in the caller, never user input).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul<T: Real>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [T],
+    d: View,
+    lhs: &[T],
+    a: View,
+    rhs: &[T],
+    b: View,
+    scale: T,
+    accumulate: bool,
+) {
+    d.check(m, n, dst.len(), "dst");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            for i in 0..m {
+                for j in 0..n {
+                    dst[d.offset + i * d.rs + j * d.cs] = T::ZERO;
+                }
+            }
+        }
+        return;
+    }
+    a.check(m, k, lhs.len(), "lhs");
+    b.check(k, n, rhs.len(), "rhs");
+    let threads = candle_core::utils::get_num_threads();
+    let par = if threads > 1 && m * n * k >= 1 << 18 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    // SAFETY: the three views were checked to lie inside their slices; dst is exclusively borrowed
+    // and cannot alias lhs/rhs (shared borrows).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr().add(d.offset),
+            d.cs as isize,
+            d.rs as isize,
+            accumulate,
+            lhs.as_ptr().add(a.offset),
+            a.cs as isize,
+            a.rs as isize,
+            rhs.as_ptr().add(b.offset),
+            b.cs as isize,
+            b.rs as isize,
+            T::ONE,
+            scale,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
