@@ -131,6 +131,42 @@ fn best_ms(repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     Ok(best)
 }
 
+/// One [`InferBench::run`]: the rows and the memory they ran in.
+#[derive(Debug, Clone)]
+pub struct InferRun {
+    /// One row per V.
+    pub rows: Vec<InferRow>,
+    /// dtype of the LLM's matrix weights in this run (f32, or bf16 via [`Decoder::convert_weights`]).
+    pub llm_weight_dtype: DType,
+    /// Bytes of all weights held in memory during the run: vision tower, compressors, projector (f32)
+    /// and the LLM (at `llm_weight_dtype`).
+    pub weight_bytes: u64,
+    /// Peak resident set size of the process during the run (Linux `VmHWM`, reset at the start of the
+    /// run through `/proc/self/clear_refs`), bytes; `None` where unavailable.
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// Resident-set high-water mark of this process (`VmHWM` in `/proc/self/status`), bytes; `None` off
+/// Linux.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Resets the high-water mark to the current resident set (`echo 5 > /proc/self/clear_refs`); returns
+/// false where that is not possible (then [`peak_rss_bytes`] covers the process's whole life).
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// Bytes of the tensors in `vars`.
+fn varmap_bytes(vars: &VarMap) -> u64 {
+    let data = vars.data().lock().map(|d| d.values().map(|v| (v.elem_count() * v.dtype().size_in_bytes()) as u64).sum());
+    data.unwrap_or(0)
+}
+
 /// The real-size VLM with in-memory weights.
 pub struct InferBench {
     llm_cfg: DecoderConfig,
@@ -163,16 +199,20 @@ impl InferBench {
 
     /// Times one query per V in `visual_tokens` with Q = `text_tokens` (the question alone is also Q
     /// tokens long for the query embedding), `decode_steps` decode steps after each prefill, best of
-    /// `repeats`. `on_row` gets each row as soon as it is measured.
-    /// Errors: V not producible from the 24×24 grid, Q + V + decode steps over the context window.
+    /// `repeats`, with the LLM's matrix weights in `llm_weights` (f32, or bf16: then the f32 LLM
+    /// weights are dropped from this bench, so [`Self::llm_var_builder`] is empty afterwards — time
+    /// peers on them first). `on_row` gets each row as soon as it is measured.
+    /// Errors: V not producible from the 24×24 grid, Q + V + decode steps over the context window,
+    /// an unsupported weight dtype.
     pub fn run(
         &self,
         visual_tokens: &[usize],
         text_tokens: usize,
         decode_steps: usize,
         repeats: usize,
+        llm_weights: DType,
         mut on_row: impl FnMut(&InferRow),
-    ) -> Result<Vec<InferRow>> {
+    ) -> Result<InferRun> {
         let vcfg = self.vision.config().clone();
         let (g, d, h) = (vcfg.grid(), vcfg.hidden_size, self.llm_cfg.hidden_size);
         let vb = self.vision.var_builder();
@@ -181,6 +221,13 @@ impl InferBench {
         let tower = ClipVisionTower::new_with_depth(&vcfg, depth, OpMode::Fused, vb.pp("vision_model"))?;
         let pixels = self.vision.pixels()?;
         let mut decoder = self.decoder()?;
+        if llm_weights != DType::F32 {
+            decoder.convert_weights(llm_weights)?;
+            // The decoder now holds the only copy it uses; drop the f32 originals.
+            if let Ok(mut d) = self.llm_vars.data().lock() {
+                d.clear();
+            }
+        }
         let projector = Projector::new(
             ProjectorKind::MlpGelu { depth: 2 },
             d,
@@ -189,6 +236,7 @@ impl InferBench {
             vb.pp("mm_projector_mlp2x_gelu"),
         )?;
         let q = text_tokens.max(1);
+        let rss_reset = reset_peak_rss();
         let question = Tensor::zeros((1, q), DType::U32, &self.device)?;
         // Warm-up (allocations, thread pool): one small prefill and one vision pass.
         decoder.query_embedding(&question, None)?;
@@ -262,7 +310,15 @@ impl InferBench {
             on_row(&row);
             rows.push(row);
         }
-        Ok(rows)
+        let weight_bytes = varmap_bytes(&self.llm_vars)
+            + self.vision.weight_bytes()
+            + if llm_weights != DType::F32 { decoder.weight_bytes() as u64 } else { 0 };
+        Ok(InferRun {
+            rows,
+            llm_weight_dtype: llm_weights,
+            weight_bytes,
+            peak_rss_bytes: if rss_reset { peak_rss_bytes() } else { None },
+        })
     }
 }
 

@@ -119,6 +119,15 @@ impl VisionBench {
         VarBuilder::from_varmap(&self.varmap, DType::F32, &self.device)
     }
 
+    /// Bytes of the weights created so far (tower, compressors, projectors).
+    pub fn weight_bytes(&self) -> u64 {
+        self.varmap
+            .data()
+            .lock()
+            .map(|d| d.values().map(|v| (v.elem_count() * v.dtype().size_in_bytes()) as u64).sum())
+            .unwrap_or(0)
+    }
+
     /// The tower configuration.
     pub fn config(&self) -> &ClipVisionConfig {
         &self.cfg
@@ -130,7 +139,8 @@ impl VisionBench {
         Ok(Tensor::randn(0f32, 1.0, (1, 3, s, s), &self.device)?)
     }
 
-    /// Times our tower (all 24 blocks, and the 23 LLaVA needs with feature selection) and each compressor
+    /// Times our tower (all 24 blocks with f32 and with bf16 weights, and the 23 LLaVA needs with
+    /// feature selection) and each compressor
     /// with V = `visual_tokens` (QueCC, TokenPacker, avgpool; plus none) on its features.
     /// Errors: V not producible, candle errors.
     pub fn run(&self, visual_tokens: usize, repeats: usize) -> Result<Vec<BenchRow>> {
@@ -144,6 +154,15 @@ impl VisionBench {
             repeats,
             || tower.hidden_states(&pixels, n_layers).map(|_| ()),
         )?];
+        let mut tower_bf16 = tower.clone();
+        tower_bf16.convert_weights(DType::BF16)?;
+        rows.push(time_it(
+            &format!("vlm CLIP tower, {n_layers} blocks, bf16 weights"),
+            tower_gflop(&self.cfg, n_layers),
+            repeats,
+            || tower_bf16.hidden_states(&pixels, n_layers).map(|_| ()),
+        )?);
+        drop(tower_bf16);
         let layers = FeatureLayers::default();
         let depth = layers.depth(n_layers)?;
         rows.push(time_it(

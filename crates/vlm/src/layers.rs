@@ -80,6 +80,13 @@ impl Linear {
         Self { weight, bias }
     }
 
+    /// Stores the weight in `dtype` for inference (bias unchanged). bf16 with f32 inputs runs through
+    /// [`crate::matmul_bf16`]; such a layer has no backward pass. Errors: candle conversion errors.
+    pub fn convert_weights(&mut self, dtype: candle_core::DType) -> Result<()> {
+        self.weight = self.weight.to_dtype(dtype)?;
+        Ok(())
+    }
+
     /// (…, in) → (…, out), through the selected [`crate::matmul`] backend.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         crate::matmul::linear(x, &self.weight, self.bias.as_ref())

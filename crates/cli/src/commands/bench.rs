@@ -56,9 +56,16 @@ pub struct InferArgs {
     /// Timed repetitions (best reported).
     #[arg(long, default_value_t = 1)]
     pub repeats: usize,
-    /// Skip the candle-transformers peer.
+    /// LLM weight dtypes to run, in order (comma-separated): f32 (the parity path) and/or bf16
+    /// (matrix weights in bf16, activations f32; the f32 weights are dropped before it runs).
+    #[arg(long, default_value = "f32,bf16")]
+    pub llm_weights: String,
+    /// Skip the peers (candle-transformers in-process, PyTorch via benches/peers/bench_infer_torch.py).
     #[arg(long)]
     pub no_peer: bool,
+    /// Python interpreter for the PyTorch peer; `none` to skip it.
+    #[arg(long, default_value = "python3")]
+    pub python: String,
     /// Write the measured scaling::cost::latency::LatencyProfile here (for `frontier --latency-profile`).
     #[arg(long, value_name = "OUT.json")]
     pub profile: Option<PathBuf>,
@@ -164,17 +171,18 @@ fn fit(a: FitArgs) -> Result<()> {
     Ok(())
 }
 
-/// f32 matmul throughput of candle on this machine (2048² × 2048², best of 3), GFLOP/s.
+/// f32 matmul throughput on this machine through vlm's matmul backend (2048² × 2048², best of 3),
+/// GFLOP/s: the practical f32 limit the benchmarks compare against.
 pub fn measured_matmul_gflops() -> Result<f64> {
     use candle_core::{Device, Tensor};
     let n = 2048;
     let a = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu)?;
     let b = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu)?;
-    a.matmul(&b)?; // warm-up
+    vlm::matmul::matmul(&a, &b)?; // warm-up
     let mut best = f64::INFINITY;
     for _ in 0..3 {
         let t0 = Instant::now();
-        std::hint::black_box(a.matmul(&b)?);
+        std::hint::black_box(vlm::matmul::matmul(&a, &b)?);
         best = best.min(t0.elapsed().as_secs_f64());
     }
     Ok(2.0 * (n as f64).powi(3) / best / 1e9)
@@ -186,7 +194,7 @@ fn vision(a: VisionArgs) -> Result<()> {
     use vlm::bench_vision::{time_it, tower_gflop, VisionBench};
     let limit = measured_matmul_gflops()?;
     println!("bench vision — CLIP ViT-L/14-336, random weights, one 336×336 image, f32, {} threads", rayon::current_num_threads());
-    println!("measured f32 matmul limit (candle, 2048³): {limit:.1} GFLOP/s\n");
+    println!("measured f32 matmul limit ({:?} backend, 2048³): {limit:.1} GFLOP/s\n", vlm::matmul::matmul_backend());
     let bench = VisionBench::new(a.llm_hidden, &Device::Cpu);
     let mut rows = bench.run(a.visual_tokens, a.repeats)?;
     // candle-transformers on the same weights (it reads the tower our modules created in the VarMap)
@@ -211,8 +219,8 @@ fn vision(a: VisionArgs) -> Result<()> {
 }
 
 fn infer(a: InferArgs) -> Result<()> {
-    use candle_core::{DType, Device, Tensor};
-    use vlm::bench_infer::{latency_profile, llm_gflop, qwen15_config, InferBench};
+    use candle_core::{DType, Device};
+    use vlm::bench_infer::{latency_profile, qwen15_config, InferBench, InferRow};
     let vs: Vec<usize> = super::parse_list("--visual-tokens", &a.visual_tokens)?
         .into_iter()
         .map(|v| if v >= 1.0 && v.fract() == 0.0 { Ok(v as usize) } else { Err(super::UsageError(format!("--visual-tokens: {v} is not a positive integer"))) })
@@ -224,74 +232,164 @@ fn infer(a: InferArgs) -> Result<()> {
     if let Some(v) = vs.iter().find(|v| !allowed.contains(v)) {
         return Err(super::UsageError(format!("--visual-tokens: V = {v} cannot be made from the 24×24 grid; allowed: {allowed:?}")).into());
     }
+    let dtypes: Vec<DType> = a
+        .llm_weights
+        .split(',')
+        .map(|w| match w.trim() {
+            "f32" => Ok(DType::F32),
+            "bf16" => Ok(DType::BF16),
+            other => Err(super::UsageError(format!("--llm-weights: `{other}` is not f32 or bf16"))),
+        })
+        .collect::<Result<_, _>>()?;
+    if dtypes.iter().skip_while(|d| **d == DType::F32).any(|d| *d == DType::F32) {
+        return Err(super::UsageError("--llm-weights: f32 must come before bf16 (the bf16 run drops the f32 weights)".into()).into());
+    }
     let cfg = qwen15_config(&a.size)?;
     let n = cfg.num_parameters();
     let dev = Device::Cpu;
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let limit = measured_matmul_gflops()?;
     println!(
-        "bench infer: CLIP ViT-L/14-336 (23 blocks) + QueCC (none at V = 576) + mlp2x_gelu + Qwen1.5-{} shape (N = {:.3} B), f32, CPU, {threads} threads; Q = {}, best of {}; shared machine: timings are noisy",
-        a.size, n as f64 / 1e9, a.text_tokens, a.repeats
+        "bench infer: CLIP ViT-L/14-336 (23 blocks) + QueCC (none at V = 576) + mlp2x_gelu + Qwen1.5-{} shape (N = {:.3} B), CPU, {threads} threads; Q = {}, best of {}; {}; shared machine: timings are noisy",
+        a.size, n as f64 / 1e9, a.text_tokens, a.repeats, load_average()
+    );
+    println!(
+        "measured f32 matmul limit ({:?} backend, 2048³): {limit:.1} GFLOP/s; bf16 kernels: {:?}",
+        vlm::matmul::matmul_backend(),
+        vlm::matmul_bf16::bf16_kernels()
     );
     let bench = InferBench::new(cfg.clone(), &dev);
-    let rows = bench.run(&vs, a.text_tokens, a.decode_steps, a.repeats, |r| println!("vlm   {r}"))?;
-    if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
-        let llm_ttft = |r: &vlm::bench_infer::InferRow| r.query_embedding_ms + r.prefill_ms;
-        println!(
-            "LLM-part TTFT(V = {})/TTFT(V = {}) = {:.2}; FLOPs ratio {:.2}",
-            last.visual_tokens,
-            first.visual_tokens,
-            llm_ttft(last) / llm_ttft(first),
-            last.llm_gflop / first.llm_gflop
-        );
-    }
-    if !a.no_peer {
-        use candle_transformers::models::qwen2::{Config, ModelForCausalLM};
-        let pc = Config {
-            vocab_size: cfg.vocab_size,
-            hidden_size: cfg.hidden_size,
-            intermediate_size: cfg.intermediate_size,
-            num_hidden_layers: cfg.num_hidden_layers,
-            num_attention_heads: cfg.num_attention_heads,
-            num_key_value_heads: cfg.num_key_value_heads,
-            max_position_embeddings: cfg.max_position_embeddings,
-            sliding_window: cfg.max_position_embeddings,
-            max_window_layers: cfg.num_hidden_layers,
-            tie_word_embeddings: cfg.tie_word_embeddings,
-            rope_theta: cfg.rope_theta,
-            rms_norm_eps: cfg.rms_norm_eps,
-            use_sliding_window: false,
-            hidden_act: candle_nn::Activation::Silu,
-        };
-        // Same weights: our decoder created them in the shared VarMap.
-        let mut peer = ModelForCausalLM::new(&pc, bench.llm_var_builder())?;
-        for &v in &vs {
-            let len = a.text_tokens + v;
-            let ids = Tensor::zeros((1, len), DType::U32, &dev)?;
-            let mut best = f64::INFINITY;
-            for _ in 0..a.repeats.max(1) {
-                peer.clear_kv_cache();
-                let t = Instant::now();
-                peer.forward(&ids, 0)?;
-                best = best.min(t.elapsed().as_secs_f64() * 1e3);
-            }
-            let step = Tensor::zeros((1, 1), DType::U32, &dev)?;
-            let t = Instant::now();
-            for i in 0..a.decode_steps {
-                peer.forward(&step, len + i)?;
-            }
-            let decode = t.elapsed().as_secs_f64() * 1e3 / a.decode_steps.max(1) as f64;
-            peer.clear_kv_cache();
+    let mut last_rows: Vec<InferRow> = vec![];
+    let mut peer_done = a.no_peer;
+    for dt in dtypes {
+        let tag = if dt == DType::BF16 { "bf16" } else { "f32 " };
+        if dt == DType::BF16 && !peer_done {
+            candle_transformers_peer(&a, &bench, &vs)?;
+            peer_done = true;
+        }
+        let run = bench.run(&vs, a.text_tokens, a.decode_steps, a.repeats, dt, |r| {
+            println!("vlm {tag} {r} ({:.0} % of the f32 limit)", 100.0 * r.prefill_gflops_per_s / limit)
+        })?;
+        let rows = run.rows;
+        if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
+            let llm_ttft = |r: &InferRow| r.query_embedding_ms + r.prefill_ms;
+            let (t, f) = (llm_ttft(last) / llm_ttft(first), last.llm_gflop / first.llm_gflop);
             println!(
-                "candle-transformers qwen2  V {v:>4} Q+V {len:>4} | prefill {best:>8.1} ms | decode {decode:>6.1} ms/token | prefill {:>6.1} GFLOP/s",
-                llm_gflop(&cfg, len, 0) / (best / 1e3)
+                "vlm {tag} LLM-part TTFT(V = {})/TTFT(V = {}) = {t:.2}; FLOPs ratio {f:.2} ({:+.0} %)",
+                last.visual_tokens, first.visual_tokens, 100.0 * (t / f - 1.0)
             );
         }
+        let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+        match run.peak_rss_bytes {
+            Some(p) => println!(
+                "vlm {tag} memory: peak resident {:.2} GiB during the run, weights {:.2} GiB (LLM matrices in {:?}) → {:.2}× the weights",
+                gib(p), gib(run.weight_bytes), run.llm_weight_dtype, p as f64 / run.weight_bytes as f64
+            ),
+            None => println!("vlm {tag} memory: weights {:.2} GiB; peak resident set not available here", gib(run.weight_bytes)),
+        }
+        last_rows = rows;
+    }
+    if !peer_done {
+        candle_transformers_peer(&a, &bench, &vs)?;
+    }
+    if !a.no_peer && a.python != "none" {
+        pytorch_infer_peer(&a, &vs);
     }
     if let Some(p) = &a.profile {
-        let machine = format!("{threads} threads, f32, candle CPU; vlmscale bench infer --size {}", a.size);
-        let prof = latency_profile(&rows, n, &machine)?;
+        let machine = format!("{threads} threads, candle CPU; vlmscale bench infer --size {}", a.size);
+        let prof = latency_profile(&last_rows, n, &machine)?;
         prof.write(p)?;
         println!("latency profile written to {}: {}", p.display(), serde_json::to_string(&prof)?);
     }
     Ok(())
+}
+
+/// `uptime`'s load averages (1, 5, 15 min) from /proc/loadavg.
+fn load_average() -> String {
+    match std::fs::read_to_string("/proc/loadavg") {
+        Ok(s) => format!("load average {}", s.split_whitespace().take(3).collect::<Vec<_>>().join(", ")),
+        Err(_) => "load average unknown".into(),
+    }
+}
+
+/// candle-transformers' own Qwen2 on the bench's f32 LLM weights: prefill and decode per V.
+fn candle_transformers_peer(a: &InferArgs, bench: &vlm::bench_infer::InferBench, vs: &[usize]) -> Result<()> {
+    use candle_core::{DType, Device, Tensor};
+    use candle_transformers::models::qwen2::{Config, ModelForCausalLM};
+    use vlm::bench_infer::llm_gflop;
+    let cfg = bench.llm_config();
+    let dev = Device::Cpu;
+    let pc = Config {
+        vocab_size: cfg.vocab_size,
+        hidden_size: cfg.hidden_size,
+        intermediate_size: cfg.intermediate_size,
+        num_hidden_layers: cfg.num_hidden_layers,
+        num_attention_heads: cfg.num_attention_heads,
+        num_key_value_heads: cfg.num_key_value_heads,
+        max_position_embeddings: cfg.max_position_embeddings,
+        sliding_window: cfg.max_position_embeddings,
+        max_window_layers: cfg.num_hidden_layers,
+        tie_word_embeddings: cfg.tie_word_embeddings,
+        rope_theta: cfg.rope_theta,
+        rms_norm_eps: cfg.rms_norm_eps,
+        use_sliding_window: false,
+        hidden_act: candle_nn::Activation::Silu,
+    };
+    // Same weights: our decoder created them in the shared VarMap (or they are created here).
+    let mut peer = ModelForCausalLM::new(&pc, bench.llm_var_builder())?;
+    for &v in vs {
+        let len = a.text_tokens + v;
+        let ids = Tensor::zeros((1, len), DType::U32, &dev)?;
+        let mut best = f64::INFINITY;
+        for _ in 0..a.repeats.max(1) {
+            peer.clear_kv_cache();
+            let t = Instant::now();
+            peer.forward(&ids, 0)?;
+            best = best.min(t.elapsed().as_secs_f64() * 1e3);
+        }
+        let step = Tensor::zeros((1, 1), DType::U32, &dev)?;
+        let t = Instant::now();
+        for i in 0..a.decode_steps {
+            peer.forward(&step, len + i)?;
+        }
+        let decode = t.elapsed().as_secs_f64() * 1e3 / a.decode_steps.max(1) as f64;
+        peer.clear_kv_cache();
+        println!(
+            "peer candle-transformers qwen2 f32 V {v:>4} Q+V {len:>4} | prefill {best:>8.1} ms | decode {decode:>6.1} ms/token | prefill {:>6.1} GFLOP/s",
+            llm_gflop(cfg, len, 0) / (best / 1e3)
+        );
+    }
+    Ok(())
+}
+
+/// PyTorch (transformers' CLIPVisionModel + Qwen2ForCausalLM, f32, 2 threads) on the same shapes, run
+/// after ours so that the two never share the cores.
+fn pytorch_infer_peer(a: &InferArgs, vs: &[usize]) {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../benches/peers/bench_infer_torch.py");
+    let list = vs.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",");
+    let out = Command::new(&a.python)
+        .arg(&script)
+        .args(["--size", &a.size, "--visual-tokens", &list])
+        .args(["--text-tokens", &a.text_tokens.to_string(), "--decode-steps", &a.decode_steps.to_string()])
+        .args(["--repeats", &a.repeats.to_string()])
+        .output();
+    match out {
+        Ok(out) if out.status.success() => {
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+                let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+                match v["what"].as_str() {
+                    Some("vision_tower_23_blocks") => println!("peer PyTorch f32 vision tower (23 blocks) {:.1} ms", f("ms")),
+                    Some("query_embedding") => println!("peer PyTorch f32 query embedding (Q = {}) {:.1} ms", v["q"], f("ms")),
+                    Some("llm") => println!(
+                        "peer PyTorch f32 qwen2 V {:>4} Q+V {:>4} | prefill {:>8.1} ms | decode {:>6.1} ms/token",
+                        v["v"], v["q_plus_v"], f("prefill_ms"), f("decode_ms_per_token")
+                    ),
+                    _ => println!("peer PyTorch: {line}"),
+                }
+            }
+        }
+        Ok(out) => println!("peer PyTorch unavailable ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")),
+        Err(e) => println!("peer PyTorch: could not run `{}` ({e})", a.python),
+    }
 }

@@ -41,6 +41,11 @@ pub(crate) fn softmax_last_dim(xs: &Tensor, mode: Mode) -> Result<Tensor> {
     }
 }
 
+/// `layer` with its weight converted to `dtype` (bias unchanged).
+pub(crate) fn convert_linear(layer: &Linear, dtype: DType) -> Result<Linear> {
+    Ok(Linear::new(layer.weight().to_dtype(dtype)?, layer.bias().cloned()))
+}
+
 impl Attention {
     /// Loads the projections; q/k/v biases per `cfg.qkv_bias`, o_proj bias per `cfg.o_bias`.
     pub fn new(cfg: &DecoderConfig, vb: VarBuilder) -> Result<Self> {
@@ -56,6 +61,15 @@ impl Attention {
             num_kv_heads: cfg.num_key_value_heads,
             head_dim: cfg.head_dim,
         })
+    }
+
+    /// Converts the projection weights to `dtype` (biases stay as they are); see
+    /// [`super::Decoder::convert_weights`].
+    pub(crate) fn convert_weights(&mut self, dtype: DType) -> Result<()> {
+        for l in [&mut self.q_proj, &mut self.k_proj, &mut self.v_proj, &mut self.o_proj] {
+            *l = convert_linear(l, dtype)?;
+        }
+        Ok(())
     }
 
     /// `xs` (B, L, H) at positions `start..start + L` → (B, L, H).
