@@ -99,6 +99,17 @@ pub fn compressor_gflop(spec: &CompressorSpec, n: usize, d: usize, llm_hidden: u
     }) / 1e9
 }
 
+/// A builder over detached copies (shared storage) of the tensors in `vars`; see
+/// [`VisionBench::frozen_var_builder`].
+pub fn frozen(vars: &VarMap, device: &Device) -> VarBuilder<'static> {
+    let map = vars
+        .data()
+        .lock()
+        .map(|d| d.iter().map(|(k, v)| (k.clone(), v.as_tensor().detach())).collect())
+        .unwrap_or_default();
+    VarBuilder::from_tensors(map, DType::F32, device)
+}
+
 /// CLIP ViT-L/14-336 with random weights, plus every compressor, in one [`VarMap`].
 pub struct VisionBench {
     varmap: VarMap,
@@ -117,6 +128,23 @@ impl VisionBench {
     /// The shared weights (f32); `pp("vision_model")` for a CLIP tower.
     pub fn var_builder(&self) -> VarBuilder<'static> {
         VarBuilder::from_varmap(&self.varmap, DType::F32, &self.device)
+    }
+
+    /// The weights created so far as plain tensors (detached from the `VarMap`'s variables, same
+    /// storage). Modules built on these do not record candle's autograd graph: built on the variables
+    /// themselves, every activation would keep its inputs alive until the output is dropped (a whole
+    /// forward pass resident at once). Build once on [`Self::var_builder`] to create the weights, then
+    /// again on this for timing.
+    pub fn frozen_var_builder(&self) -> VarBuilder<'static> {
+        frozen(&self.varmap, &self.device)
+    }
+
+    /// Removes the weights whose names start with `prefix` from the store (e.g. `vision_model.` once a
+    /// converted copy of the tower is in use); they are created afresh if asked for again.
+    pub fn drop_weights(&self, prefix: &str) {
+        if let Ok(mut d) = self.varmap.data().lock() {
+            d.retain(|name, _| !name.starts_with(prefix));
+        }
     }
 
     /// Bytes of the weights created so far (tower, compressors, projectors).
@@ -144,8 +172,8 @@ impl VisionBench {
     /// with V = `visual_tokens` (QueCC, TokenPacker, avgpool; plus none) on its features.
     /// Errors: V not producible, candle errors.
     pub fn run(&self, visual_tokens: usize, repeats: usize) -> Result<Vec<BenchRow>> {
-        let vb = self.var_builder();
-        let tower = ClipVisionTower::new(&self.cfg, OpMode::Fused, vb.pp("vision_model"))?;
+        ClipVisionTower::new(&self.cfg, OpMode::Fused, self.var_builder().pp("vision_model"))?; // creates the weights
+        let tower = ClipVisionTower::new(&self.cfg, OpMode::Fused, self.frozen_var_builder().pp("vision_model"))?;
         let pixels = self.pixels()?;
         let n_layers = self.cfg.num_hidden_layers;
         let mut rows = vec![time_it(
@@ -177,7 +205,9 @@ impl VisionBench {
         for name in ["none", "avgpool", "quecc", "tokenpacker"] {
             let v = if name == "none" { g * g } else { visual_tokens };
             let spec = CompressorSpec::from_name(name, v, g, d, self.llm_hidden)?;
-            let c: Box<dyn Compressor> = spec.build(g, d, OpMode::Fused, vb.pp(format!("mm_projector_{name}")))?;
+            let prefix = format!("mm_projector_{name}");
+            spec.build(g, d, OpMode::Fused, self.var_builder().pp(&prefix))?; // creates the weights
+            let c: Box<dyn Compressor> = spec.build(g, d, OpMode::Fused, self.frozen_var_builder().pp(&prefix))?;
             let gflop = compressor_gflop(&spec, g * g, d, self.llm_hidden);
             rows.push(time_it(&format!("compressor {name}, V = {v}"), gflop, repeats, || {
                 c.compress(&features, Some(&query)).map(|_| ())

@@ -83,7 +83,8 @@ impl Linear {
     /// Stores the weight in `dtype` for inference (bias unchanged). bf16 with f32 inputs runs through
     /// [`crate::matmul_bf16`]; such a layer has no backward pass. Errors: candle conversion errors.
     pub fn convert_weights(&mut self, dtype: candle_core::DType) -> Result<()> {
-        self.weight = self.weight.to_dtype(dtype)?;
+        // Detached: the converted weight must not keep the original alive through candle's graph.
+        self.weight = self.weight.to_dtype(dtype)?.detach();
         Ok(())
     }
 

@@ -16,6 +16,7 @@ pub mod generate;
 pub mod layers;
 pub mod matmul;
 pub mod matmul_bf16;
+pub mod memory;
 pub mod model;
 pub mod projector;
 pub mod safetensors_reader;

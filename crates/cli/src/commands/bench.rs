@@ -56,10 +56,11 @@ pub struct InferArgs {
     /// Timed repetitions (best reported).
     #[arg(long, default_value_t = 1)]
     pub repeats: usize,
-    /// LLM weight dtypes to run, in order (comma-separated): f32 (the parity path) and/or bf16
-    /// (matrix weights in bf16, activations f32; the f32 weights are dropped before it runs).
+    /// Weight dtypes to run, in order (comma-separated): f32 (the parity path) and/or bf16 (matrix
+    /// weights of the vision tower and the LLM in bf16, activations f32; the f32 weights are dropped
+    /// before it runs).
     #[arg(long, default_value = "f32,bf16")]
-    pub llm_weights: String,
+    pub weights: String,
     /// Skip the peers (candle-transformers in-process, PyTorch via benches/peers/bench_infer_torch.py).
     #[arg(long)]
     pub no_peer: bool,
@@ -198,7 +199,9 @@ fn vision(a: VisionArgs) -> Result<()> {
     let bench = VisionBench::new(a.llm_hidden, &Device::Cpu);
     let mut rows = bench.run(a.visual_tokens, a.repeats)?;
     // candle-transformers on the same weights (it reads the tower our modules created in the VarMap)
-    let ct = ClipVisionTransformer::new(bench.var_builder().pp("vision_model"), &ClipVisionConfig::clip_vit_large_patch14_336())?;
+    // Created on the VarMap (adds post_layernorm), timed on detached weights as ours.
+    ClipVisionTransformer::new(bench.var_builder().pp("vision_model"), &ClipVisionConfig::clip_vit_large_patch14_336())?;
+    let ct = ClipVisionTransformer::new(bench.frozen_var_builder().pp("vision_model"), &ClipVisionConfig::clip_vit_large_patch14_336())?;
     let pixels = bench.pixels()?;
     let n = bench.config().num_hidden_layers;
     rows.push(time_it(&format!("peer: candle-transformers ClipVisionTransformer, {n} blocks"), tower_gflop(bench.config(), n), a.repeats, || {
@@ -209,10 +212,13 @@ fn vision(a: VisionArgs) -> Result<()> {
     }
     if a.python != "none" {
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../vlm/examples/bench_vision_torch.py");
-        match Command::new(&a.python).arg(&script).arg(a.repeats.to_string()).output() {
-            Ok(out) if out.status.success() => print!("peer: {}", String::from_utf8_lossy(&out.stdout)),
-            Ok(out) => println!("peer: PyTorch unavailable ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")),
-            Err(e) => println!("peer: could not run `{}` ({e})", a.python),
+        // f32 (the reference) and bf16 (beside our bf16-weight row), one after the other.
+        for dtype in ["float32", "bfloat16"] {
+            match Command::new(&a.python).arg(&script).arg(a.repeats.to_string()).arg(dtype).output() {
+                Ok(out) if out.status.success() => print!("peer: {}", String::from_utf8_lossy(&out.stdout)),
+                Ok(out) => println!("peer: PyTorch unavailable ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")),
+                Err(e) => println!("peer: could not run `{}` ({e})", a.python),
+            }
         }
     }
     Ok(())
@@ -233,16 +239,16 @@ fn infer(a: InferArgs) -> Result<()> {
         return Err(super::UsageError(format!("--visual-tokens: V = {v} cannot be made from the 24×24 grid; allowed: {allowed:?}")).into());
     }
     let dtypes: Vec<DType> = a
-        .llm_weights
+        .weights
         .split(',')
         .map(|w| match w.trim() {
             "f32" => Ok(DType::F32),
             "bf16" => Ok(DType::BF16),
-            other => Err(super::UsageError(format!("--llm-weights: `{other}` is not f32 or bf16"))),
+            other => Err(super::UsageError(format!("--weights: `{other}` is not f32 or bf16"))),
         })
         .collect::<Result<_, _>>()?;
     if dtypes.iter().skip_while(|d| **d == DType::F32).any(|d| *d == DType::F32) {
-        return Err(super::UsageError("--llm-weights: f32 must come before bf16 (the bf16 run drops the f32 weights)".into()).into());
+        return Err(super::UsageError("--weights: f32 must come before bf16 (the bf16 run drops the f32 weights)".into()).into());
     }
     let cfg = qwen15_config(&a.size)?;
     let n = cfg.num_parameters();
@@ -261,7 +267,7 @@ fn infer(a: InferArgs) -> Result<()> {
     let bench = InferBench::new(cfg.clone(), &dev);
     let mut last_rows: Vec<InferRow> = vec![];
     let mut peer_done = a.no_peer;
-    for dt in dtypes {
+    for &dt in &dtypes {
         let tag = if dt == DType::BF16 { "bf16" } else { "f32 " };
         if dt == DType::BF16 && !peer_done {
             candle_transformers_peer(&a, &bench, &vs)?;
@@ -282,8 +288,8 @@ fn infer(a: InferArgs) -> Result<()> {
         let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
         match run.peak_rss_bytes {
             Some(p) => println!(
-                "vlm {tag} memory: peak resident {:.2} GiB during the run, weights {:.2} GiB (LLM matrices in {:?}) → {:.2}× the weights",
-                gib(p), gib(run.weight_bytes), run.llm_weight_dtype, p as f64 / run.weight_bytes as f64
+                "vlm {tag} memory: peak resident {:.2} GiB during the run, weights {:.2} GiB (LLM and tower matrices in {:?}) → {:.2}× the weights",
+                gib(p), gib(run.weight_bytes), run.weight_dtype, p as f64 / run.weight_bytes as f64
             ),
             None => println!("vlm {tag} memory: weights {:.2} GiB; peak resident set not available here", gib(run.weight_bytes)),
         }
@@ -293,7 +299,9 @@ fn infer(a: InferArgs) -> Result<()> {
         candle_transformers_peer(&a, &bench, &vs)?;
     }
     if !a.no_peer && a.python != "none" {
-        pytorch_infer_peer(&a, &vs);
+        for dt in &dtypes {
+            pytorch_infer_peer(&a, &vs, if *dt == DType::BF16 { "bfloat16" } else { "float32" });
+        }
     }
     if let Some(p) = &a.profile {
         let machine = format!("{threads} threads, candle CPU; vlmscale bench infer --size {}", a.size);
@@ -335,8 +343,10 @@ fn candle_transformers_peer(a: &InferArgs, bench: &vlm::bench_infer::InferBench,
         use_sliding_window: false,
         hidden_act: candle_nn::Activation::Silu,
     };
-    // Same weights: our decoder created them in the shared VarMap (or they are created here).
-    let mut peer = ModelForCausalLM::new(&pc, bench.llm_var_builder())?;
+    // Same weights: our decoder created them in the shared VarMap (or they are created here); timed
+    // on detached tensors, as ours.
+    ModelForCausalLM::new(&pc, bench.llm_var_builder())?;
+    let mut peer = ModelForCausalLM::new(&pc, bench.llm_frozen_var_builder())?;
     for &v in vs {
         let len = a.text_tokens + v;
         let ids = Tensor::zeros((1, len), DType::U32, &dev)?;
@@ -362,27 +372,28 @@ fn candle_transformers_peer(a: &InferArgs, bench: &vlm::bench_infer::InferBench,
     Ok(())
 }
 
-/// PyTorch (transformers' CLIPVisionModel + Qwen2ForCausalLM, f32, 2 threads) on the same shapes, run
-/// after ours so that the two never share the cores.
-fn pytorch_infer_peer(a: &InferArgs, vs: &[usize]) {
+/// PyTorch (transformers' CLIPVisionModel + Qwen2ForCausalLM, `dtype` float32 or bfloat16, 2 threads)
+/// on the same shapes, run after ours so that the two never share the cores.
+fn pytorch_infer_peer(a: &InferArgs, vs: &[usize], dtype: &str) {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../benches/peers/bench_infer_torch.py");
     let list = vs.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",");
     let out = Command::new(&a.python)
         .arg(&script)
         .args(["--size", &a.size, "--visual-tokens", &list])
         .args(["--text-tokens", &a.text_tokens.to_string(), "--decode-steps", &a.decode_steps.to_string()])
-        .args(["--repeats", &a.repeats.to_string()])
+        .args(["--repeats", &a.repeats.to_string(), "--dtype", dtype])
         .output();
+    let tag = if dtype == "bfloat16" { "bf16" } else { "f32" };
     match out {
         Ok(out) if out.status.success() => {
             for line in String::from_utf8_lossy(&out.stdout).lines() {
                 let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
                 let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
                 match v["what"].as_str() {
-                    Some("vision_tower_23_blocks") => println!("peer PyTorch f32 vision tower (23 blocks) {:.1} ms", f("ms")),
-                    Some("query_embedding") => println!("peer PyTorch f32 query embedding (Q = {}) {:.1} ms", v["q"], f("ms")),
+                    Some("vision_tower_23_blocks") => println!("peer PyTorch {tag} vision tower (23 blocks) {:.1} ms", f("ms")),
+                    Some("query_embedding") => println!("peer PyTorch {tag} query embedding (Q = {}) {:.1} ms", v["q"], f("ms")),
                     Some("llm") => println!(
-                        "peer PyTorch f32 qwen2 V {:>4} Q+V {:>4} | prefill {:>8.1} ms | decode {:>6.1} ms/token",
+                        "peer PyTorch {tag} qwen2 V {:>4} Q+V {:>4} | prefill {:>8.1} ms | decode {:>6.1} ms/token",
                         v["v"], v["q_plus_v"], f("prefill_ms"), f("decode_ms_per_token")
                     ),
                     _ => println!("peer PyTorch: {line}"),

@@ -43,7 +43,8 @@ pub(crate) fn softmax_last_dim(xs: &Tensor, mode: Mode) -> Result<Tensor> {
 
 /// `layer` with its weight converted to `dtype` (bias unchanged).
 pub(crate) fn convert_linear(layer: &Linear, dtype: DType) -> Result<Linear> {
-    Ok(Linear::new(layer.weight().to_dtype(dtype)?, layer.bias().cloned()))
+    // Detached: the converted weight must not keep the original alive through candle's graph.
+    Ok(Linear::new(layer.weight().to_dtype(dtype)?.detach(), layer.bias().cloned()))
 }
 
 impl Attention {

@@ -139,7 +139,7 @@ impl Decoder {
                 self.dtype
             )));
         }
-        let table = self.embed_tokens.embeddings().to_dtype(dtype)?;
+        let table = self.embed_tokens.embeddings().to_dtype(dtype)?.detach();
         self.embed_tokens = Embedding::new(table.clone(), self.cfg.hidden_size);
         self.lm_head = if self.cfg.tie_word_embeddings {
             Linear::new(table, None)
