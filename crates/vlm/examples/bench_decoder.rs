@@ -19,7 +19,9 @@ fn main() -> vlm::Result<()> {
     let cfg = DecoderConfig::from_json_str(QWEN15_05B)?;
     let dev = Device::Cpu;
     let varmap = VarMap::new();
-    let mut dec = Decoder::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
+    Decoder::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, &dev))?; // creates the weights
+    // Timed on detached weights: modules on the VarMap's variables would record the autograd graph.
+    let mut dec = Decoder::new(&cfg, vlm::bench_vision::frozen(&varmap, &dev))?;
     let embeds = Tensor::randn(0f32, 1.0, (1, l, cfg.hidden_size), &dev)?;
     let mut backends = vec![MatmulBackend::Candle];
     if set_matmul_backend(MatmulBackend::OpenBlas).is_ok() {

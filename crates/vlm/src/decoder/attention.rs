@@ -113,7 +113,11 @@ impl Attention {
         let scale = 1.0 / (d as f64).sqrt();
         let scores = (matmul(&qg, &k.t()?)? * scale)?.reshape((b, nh, l, lk))?;
         let scores = match mask {
-            Some(m) => scores.broadcast_add(m)?,
+            Some(m) => {
+                let masked = scores.broadcast_add(m)?;
+                drop(scores); // (B, nh, L, L'): freed before the softmax allocates its output
+                masked
+            }
             None => scores,
         };
         let probs = softmax_last_dim(&scores, mode)?.reshape((b, nkv, n_rep * l, lk))?;
