@@ -35,18 +35,26 @@ pub struct SafetensorsReader {
     tensors: HashMap<String, Entry>,
 }
 
-fn st_dtype(d: safetensors::Dtype) -> Option<DType> {
-    use safetensors::Dtype as S;
+/// The candle dtype of a safetensors dtype name.
+fn st_dtype(d: &str) -> Option<DType> {
     Some(match d {
-        S::U8 => DType::U8,
-        S::U32 => DType::U32,
-        S::I64 => DType::I64,
-        S::BF16 => DType::BF16,
-        S::F16 => DType::F16,
-        S::F32 => DType::F32,
-        S::F64 => DType::F64,
+        "U8" => DType::U8,
+        "U32" => DType::U32,
+        "I64" => DType::I64,
+        "BF16" => DType::BF16,
+        "F16" => DType::F16,
+        "F32" => DType::F32,
+        "F64" => DType::F64,
         _ => return None,
     })
+}
+
+/// One header entry (`__metadata__` excluded).
+#[derive(serde::Deserialize)]
+struct HeaderEntry {
+    dtype: String,
+    shape: Vec<usize>,
+    data_offsets: (usize, usize),
 }
 
 impl SafetensorsReader {
@@ -71,18 +79,24 @@ impl SafetensorsReader {
             }
             let mut header = vec![0u8; 8 + n as usize];
             f.read_exact_at(&mut header, 0).map_err(|e| err(format!("cannot read the safetensors header: {e}")))?;
-            // The header alone (plus the 8 length bytes) is what `read_metadata` parses.
-            let (_, meta) = safetensors::SafeTensors::read_metadata(&header)
-                .map_err(|e| err(format!("not a valid safetensors file: {e}")))?;
-            for (name, info) in meta.tensors() {
-                let dtype = st_dtype(info.dtype)
-                    .ok_or_else(|| err(format!("tensor `{name}` has dtype {:?}, which is not supported", info.dtype)))?;
+            let mut json: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&header[8..])
+                .map_err(|e| err(format!("not a valid safetensors file (header is not a JSON object): {e}")))?;
+            json.remove("__metadata__");
+            let data_len = size - 8 - n;
+            for (name, v) in json {
+                let info: HeaderEntry = serde_json::from_value(v)
+                    .map_err(|e| err(format!("not a valid safetensors file (entry `{name}`): {e}")))?;
+                let dtype = st_dtype(&info.dtype)
+                    .ok_or_else(|| err(format!("tensor `{name}` has dtype {}, which is not supported", info.dtype)))?;
                 let (a, b) = info.data_offsets;
-                let start = 8 + n + a as u64;
-                if start + (b - a) as u64 > size {
+                let elems: usize = info.shape.iter().product();
+                if b < a || (b - a) != elems * dtype.size_in_bytes() {
+                    return Err(err(format!("tensor `{name}`: data offsets {a}..{b} do not fit shape {:?}", info.shape)));
+                }
+                if b as u64 > data_len {
                     return Err(err(format!("tensor `{name}` lies past the end of the file: truncated")));
                 }
-                tensors.insert(name, Entry { file: i, dtype, shape: info.shape.clone(), start, len: b - a });
+                tensors.insert(name, Entry { file: i, dtype, shape: info.shape, start: 8 + n + a as u64, len: b - a });
             }
             files.push((p.clone(), f));
         }

@@ -189,6 +189,32 @@ pub fn measured_matmul_gflops() -> Result<f64> {
     Ok(2.0 * (n as f64).powi(3) / best / 1e9)
 }
 
+/// Memory read bandwidth of this machine as the decode sees it: all threads summing a 512 MiB buffer
+/// (best of 3 passes), GB/s. Decode is bound by this: every weight is read once per token.
+pub fn measured_read_bandwidth() -> f64 {
+    use rayon::prelude::*;
+    let buf = vec![1u32; 128 << 20];
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        let s: u32 = buf
+            .par_chunks(1 << 16)
+            .map(|c| {
+                let lanes = c.chunks_exact(16).fold([0u32; 16], |mut acc, x| {
+                    for (a, b) in acc.iter_mut().zip(x) {
+                        *a = a.wrapping_add(*b);
+                    }
+                    acc
+                });
+                lanes.iter().fold(0u32, |a, b| a.wrapping_add(*b))
+            })
+            .reduce(|| 0, |a, b| a.wrapping_add(b));
+        std::hint::black_box(s);
+        best = best.min(t0.elapsed().as_secs_f64());
+    }
+    (buf.len() * 4) as f64 / best / 1e9
+}
+
 fn vision(a: VisionArgs) -> Result<()> {
     use candle_core::{Device, Module};
     use candle_transformers::models::clip::vision_model::{ClipVisionConfig, ClipVisionTransformer};
@@ -255,12 +281,13 @@ fn infer(a: InferArgs) -> Result<()> {
     let dev = Device::Cpu;
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let limit = measured_matmul_gflops()?;
+    let bandwidth = measured_read_bandwidth();
     println!(
         "bench infer: CLIP ViT-L/14-336 (23 blocks) + QueCC (none at V = 576) + mlp2x_gelu + Qwen1.5-{} shape (N = {:.3} B), CPU, {threads} threads; Q = {}, best of {}; {}; shared machine: timings are noisy",
         a.size, n as f64 / 1e9, a.text_tokens, a.repeats, load_average()
     );
     println!(
-        "measured f32 matmul limit ({:?} backend, 2048³): {limit:.1} GFLOP/s; bf16 kernels: {:?}",
+        "measured f32 matmul limit ({:?} backend, 2048³): {limit:.1} GFLOP/s; measured read bandwidth {bandwidth:.1} GB/s; bf16 kernels: {:?}",
         vlm::matmul::matmul_backend(),
         vlm::matmul_bf16::bf16_kernels()
     );
@@ -273,8 +300,15 @@ fn infer(a: InferArgs) -> Result<()> {
             candle_transformers_peer(&a, &bench, &vs)?;
             peer_done = true;
         }
+        // A decode step reads every LLM weight once (a tied head once): N · bytes per weight.
+        let gb_per_token = n as f64 * dt.size_in_bytes() as f64 / 1e9;
         let run = bench.run(&vs, a.text_tokens, a.decode_steps, a.repeats, dt, |r| {
-            println!("vlm {tag} {r} ({:.0} % of the f32 limit)", 100.0 * r.prefill_gflops_per_s / limit)
+            println!(
+                "vlm {tag} {r} ({:.0} % of the f32 limit); decode {:.1} GB/s ({:.0} % of the read bandwidth)",
+                100.0 * r.prefill_gflops_per_s / limit,
+                gb_per_token / (r.decode_ms_per_token / 1e3),
+                100.0 * gb_per_token / (r.decode_ms_per_token / 1e3) / bandwidth
+            )
         })?;
         let rows = run.rows;
         if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
