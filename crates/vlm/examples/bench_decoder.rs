@@ -19,14 +19,23 @@ fn main() -> vlm::Result<()> {
     let cfg = DecoderConfig::from_json_str(QWEN15_05B)?;
     let dev = Device::Cpu;
     let varmap = VarMap::new();
-    let mut dec = Decoder::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
+    Decoder::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, &dev))?; // creates the weights
+    // Timed on detached weights: modules on the VarMap's variables would record the autograd graph.
+    let mut dec = Decoder::new(&cfg, vlm::bench_vision::frozen(&varmap, &dev))?;
     let embeds = Tensor::randn(0f32, 1.0, (1, l, cfg.hidden_size), &dev)?;
     let mut backends = vec![MatmulBackend::Candle];
     if set_matmul_backend(MatmulBackend::OpenBlas).is_ok() {
         backends.push(MatmulBackend::OpenBlas);
     }
-    for backend in backends {
+    let only_bf16 = std::env::var("BF16_ONLY").is_ok();
+    let mut runs: Vec<(MatmulBackend, bool)> = if only_bf16 { vec![] } else { backends.iter().map(|b| (*b, false)).collect() };
+    runs.push((*backends.last().unwrap(), true));
+    for (backend, bf16) in runs {
         set_matmul_backend(backend)?;
+        if bf16 {
+            dec.convert_weights(DType::BF16)?;
+            varmap.data().lock().unwrap().clear();
+        }
         for _ in 0..2 {
             dec.clear_kv_cache();
             let t = Instant::now();
@@ -43,7 +52,8 @@ fn main() -> vlm::Result<()> {
             // Layer weights (embedding table excluded: a lookup in prefill), 2 FLOP per weight per token.
             let gflop = 2.0 * (cfg.num_parameters() - cfg.vocab_size * cfg.hidden_size) as f64 * l as f64 / 1e9;
             println!(
-                "{backend:?}\tprefill {l} tokens {prefill:>7.3} s ({:>5.1} GFLOP/s, layer matmuls)\tdecode {:>6.1} ms/token",
+                "{backend:?}{}\tprefill {l} tokens {prefill:>7.3} s ({:>5.1} GFLOP/s, layer matmuls)\tdecode {:>6.1} ms/token",
+                if bf16 { " bf16 weights" } else { "" },
                 gflop / prefill,
                 decode * 1e3
             );

@@ -1,13 +1,13 @@
 //! Times single f32 matmuls (`y = x Wᵀ`, W stored (n, k) as torch's `nn.Linear`) at the shapes that dominate
 //! the CLIP tower and the decoder, through each available [`vlm::matmul`] backend back to back:
 //! `cargo run --release -p vlm --features openblas --example bench_matmul`. A benchmark, not a test.
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use std::time::Instant;
 use vlm::matmul::{linear, set_matmul_backend, MatmulBackend};
 
 fn main() -> vlm::Result<()> {
     let dev = Device::Cpu;
-    let shapes = [(577, 1024, 4096), (577, 4096, 1024), (577, 1024, 1024), (2048, 2048, 2048), (626, 1024, 2816), (1, 1024, 151936)];
+    let shapes = [(577, 1024, 4096), (577, 4096, 1024), (577, 1024, 1024), (2048, 2048, 2048), (626, 1024, 2816), (1, 1024, 151936), (1, 1024, 2816), (1, 2816, 1024)];
     let mut backends = vec![MatmulBackend::Candle];
     if set_matmul_backend(MatmulBackend::OpenBlas).is_ok() {
         backends.push(MatmulBackend::OpenBlas);
@@ -26,8 +26,19 @@ fn main() -> vlm::Result<()> {
                 best = best.min(t.elapsed().as_secs_f64());
             }
             let gflop = 2.0 * (m * k * n) as f64 / 1e9;
-            println!("{backend:?}\t{m:>5}x{k:>5}x{n:>6}\t{:>8.2} ms\t{:>6.1} GFLOP/s", best * 1e3, gflop / best);
+            println!("{backend:?}\t{m:>5}x{k:>5}x{n:>6}\t{:>8.2} ms\t{:>6.1} GFLOP/s\t{:>5.1} GB/s of f32 weights", best * 1e3, gflop / best, (n * k * 4) as f64 / best / 1e9);
         }
+        // bf16 weights (vlm::matmul_bf16): AMX for m ≥ 16, AVX-512 mat-vec below.
+        let wb = w.to_dtype(DType::BF16)?;
+        linear(&x, &wb, None)?;
+        let mut best = f64::INFINITY;
+        for _ in 0..reps {
+            let t = Instant::now();
+            drop(linear(&x, &wb, None)?);
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        let gflop = 2.0 * (m * k * n) as f64 / 1e9;
+        println!("bf16 weights\t{m:>5}x{k:>5}x{n:>6}\t{:>8.2} ms\t{:>6.1} GFLOP/s\t{:>5.1} GB/s of bf16 weights", best * 1e3, gflop / best, (n * k * 2) as f64 / best / 1e9);
     }
     Ok(())
 }

@@ -131,6 +131,41 @@ fn best_ms(repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     Ok(best)
 }
 
+/// One [`InferBench::run`]: the rows and the memory they ran in.
+#[derive(Debug, Clone)]
+pub struct InferRun {
+    /// One row per V.
+    pub rows: Vec<InferRow>,
+    /// dtype of the matrix weights of the LLM and the vision tower in this run (f32, or bf16 via
+    /// [`Decoder::convert_weights`] / [`ClipVisionTower::convert_weights`]).
+    pub weight_dtype: DType,
+    /// Bytes of all weights held in memory during the run: vision tower and LLM (matrices at
+    /// `weight_dtype`), compressors and projector (f32).
+    pub weight_bytes: u64,
+    /// Peak resident set size of the process during the run (Linux `VmHWM`, reset at the start of the
+    /// run through `/proc/self/clear_refs` after freed memory went back to the system,
+    /// [`crate::memory`]), bytes; `None` where unavailable.
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// Bytes of a CLIP tower's weights with `depth` blocks whose matrices are in `dtype` (patch embedding,
+/// position embeddings, norms and biases f32), as [`ClipVisionTower::convert_weights`] leaves them.
+pub fn tower_weight_bytes(cfg: &crate::vision::ClipVisionConfig, depth: usize, dtype: DType) -> u64 {
+    let (d, i) = (cfg.hidden_size, cfg.intermediate_size);
+    let matrices = depth * (4 * d * d + 2 * d * i);
+    let other = cfg.num_channels * cfg.patch_size * cfg.patch_size * d // patch embedding
+        + (cfg.num_patches() + 2) * d // position embeddings + CLS
+        + 2 * d // pre-layernorm
+        + depth * (4 * d + i + d + 4 * d); // biases, two layernorms per block
+    (matrices * dtype.size_in_bytes() + other * 4) as u64
+}
+
+/// Bytes of the tensors in `vars`.
+fn varmap_bytes(vars: &VarMap) -> u64 {
+    let data = vars.data().lock().map(|d| d.values().map(|v| (v.elem_count() * v.dtype().size_in_bytes()) as u64).sum());
+    data.unwrap_or(0)
+}
+
 /// The real-size VLM with in-memory weights.
 pub struct InferBench {
     llm_cfg: DecoderConfig,
@@ -156,6 +191,13 @@ impl InferBench {
         VarBuilder::from_varmap(&self.llm_vars, DType::F32, &self.device)
     }
 
+    /// The LLM weights created so far as plain tensors (see
+    /// [`crate::bench_vision::VisionBench::frozen_var_builder`]): build a module once on
+    /// [`Self::llm_var_builder`] to create them, then on this for timing.
+    pub fn llm_frozen_var_builder(&self) -> VarBuilder<'static> {
+        crate::bench_vision::frozen(&self.llm_vars, &self.device)
+    }
+
     /// Our decoder on [`Self::llm_var_builder`] (weights created on first call).
     pub fn decoder(&self) -> Result<Decoder> {
         Decoder::new(&self.llm_cfg, self.llm_var_builder())
@@ -163,32 +205,69 @@ impl InferBench {
 
     /// Times one query per V in `visual_tokens` with Q = `text_tokens` (the question alone is also Q
     /// tokens long for the query embedding), `decode_steps` decode steps after each prefill, best of
-    /// `repeats`. `on_row` gets each row as soon as it is measured.
-    /// Errors: V not producible from the 24×24 grid, Q + V + decode steps over the context window.
+    /// `repeats`, with the matrix weights of the LLM and the vision tower in `weights` (f32, or
+    /// bf16: then their f32 originals are dropped from this bench, so [`Self::llm_var_builder`] is
+    /// empty afterwards — time peers on them first). `on_row` gets each row as soon as it is measured.
+    /// Errors: V not producible from the 24×24 grid, Q + V + decode steps over the context window,
+    /// an unsupported weight dtype.
     pub fn run(
         &self,
         visual_tokens: &[usize],
         text_tokens: usize,
         decode_steps: usize,
         repeats: usize,
+        weights: DType,
         mut on_row: impl FnMut(&InferRow),
-    ) -> Result<Vec<InferRow>> {
+    ) -> Result<InferRun> {
         let vcfg = self.vision.config().clone();
         let (g, d, h) = (vcfg.grid(), vcfg.hidden_size, self.llm_cfg.hidden_size);
-        let vb = self.vision.var_builder();
         let layers = FeatureLayers::default();
         let depth = layers.depth(vcfg.num_hidden_layers)?;
-        let tower = ClipVisionTower::new_with_depth(&vcfg, depth, OpMode::Fused, vb.pp("vision_model"))?;
+        let projector_of = |vb: VarBuilder| {
+            Projector::new(ProjectorKind::MlpGelu { depth: 2 }, d, h, ProjectorLayout::Sequential, vb.pp("mm_projector_mlp2x_gelu"))
+        };
+        let comps_of = |vb: &VarBuilder| {
+            visual_tokens
+                .iter()
+                .map(|&v| {
+                    let name = if v == g * g { "none" } else { "quecc" };
+                    let spec = CompressorSpec::from_name(name, v, g, d, h)?;
+                    let comp: Box<dyn Compressor> = spec.build(g, d, OpMode::Fused, vb.pp(format!("mm_projector_quecc_v{v}")))?;
+                    Ok((v, name, comp))
+                })
+                .collect::<Result<Vec<_>>>()
+        };
+        // Every weight is created first (in the VarMaps), then the modules are built on detached
+        // tensors (see `VisionBench::frozen_var_builder`), before the memory measurement starts.
+        let vb = self.vision.var_builder();
+        ClipVisionTower::new_with_depth(&vcfg, depth, OpMode::Fused, vb.pp("vision_model"))?;
+        projector_of(vb.clone())?;
+        comps_of(&vb)?;
+        self.decoder()?;
+        let (mut tower, projector, comps, mut decoder) = {
+            let fvb = self.vision.frozen_var_builder();
+            let tower = ClipVisionTower::new_with_depth(&vcfg, depth, OpMode::Fused, fvb.pp("vision_model"))?;
+            let decoder = Decoder::new(&self.llm_cfg, crate::bench_vision::frozen(&self.llm_vars, &self.device))?;
+            (tower, projector_of(fvb.clone())?, comps_of(&fvb)?, decoder)
+        };
+        let mut tower_bytes = 0;
+        if weights != DType::F32 {
+            // The tower's and the LLM's matrices in `weights`; their f32 originals leave the bench's
+            // stores (and memory).
+            tower.convert_weights(weights)?;
+            self.vision.drop_weights("vision_model.");
+            tower_bytes = tower_weight_bytes(&vcfg, depth, weights);
+            decoder.convert_weights(weights)?;
+            if let Ok(mut d) = self.llm_vars.data().lock() {
+                d.clear();
+            }
+        }
         let pixels = self.vision.pixels()?;
-        let mut decoder = self.decoder()?;
-        let projector = Projector::new(
-            ProjectorKind::MlpGelu { depth: 2 },
-            d,
-            h,
-            ProjectorLayout::Sequential,
-            vb.pp("mm_projector_mlp2x_gelu"),
-        )?;
         let q = text_tokens.max(1);
+        // Freed temporaries of the random initialisation and of a conversion go back to the system
+        // first: the peak then covers what serving needs (weights, activations, KV cache).
+        crate::memory::release_free_memory();
+        let rss_reset = crate::memory::reset_peak_rss();
         let question = Tensor::zeros((1, q), DType::U32, &self.device)?;
         // Warm-up (allocations, thread pool): one small prefill and one vision pass.
         decoder.query_embedding(&question, None)?;
@@ -196,10 +275,7 @@ impl InferBench {
         let vision_ms = best_ms(repeats, || extract_features(&tower, &pixels, &layers).map(|_| ()))?;
         let feats = extract_features(&tower, &pixels, &layers)?;
         let mut rows = vec![];
-        for &v in visual_tokens {
-            let name = if v == g * g { "none" } else { "quecc" };
-            let spec = CompressorSpec::from_name(name, v, g, d, h)?;
-            let comp: Box<dyn Compressor> = spec.build(g, d, OpMode::Fused, vb.pp(format!("mm_projector_quecc_v{v}")))?;
+        for (v, name, comp) in comps {
             let mut query = None;
             let query_embedding_ms = if comp.needs_query() {
                 best_ms(repeats, || {
@@ -262,7 +338,16 @@ impl InferBench {
             on_row(&row);
             rows.push(row);
         }
-        Ok(rows)
+        let weight_bytes = varmap_bytes(&self.llm_vars)
+            + self.vision.weight_bytes()
+            + tower_bytes
+            + if weights != DType::F32 { decoder.weight_bytes() as u64 } else { 0 };
+        Ok(InferRun {
+            rows,
+            weight_dtype: weights,
+            weight_bytes,
+            peak_rss_bytes: if rss_reset { crate::memory::peak_rss_bytes() } else { None },
+        })
     }
 }
 

@@ -99,6 +99,17 @@ pub fn compressor_gflop(spec: &CompressorSpec, n: usize, d: usize, llm_hidden: u
     }) / 1e9
 }
 
+/// A builder over detached copies (shared storage) of the tensors in `vars`; see
+/// [`VisionBench::frozen_var_builder`].
+pub fn frozen(vars: &VarMap, device: &Device) -> VarBuilder<'static> {
+    let map = vars
+        .data()
+        .lock()
+        .map(|d| d.iter().map(|(k, v)| (k.clone(), v.as_tensor().detach())).collect())
+        .unwrap_or_default();
+    VarBuilder::from_tensors(map, DType::F32, device)
+}
+
 /// CLIP ViT-L/14-336 with random weights, plus every compressor, in one [`VarMap`].
 pub struct VisionBench {
     varmap: VarMap,
@@ -119,6 +130,32 @@ impl VisionBench {
         VarBuilder::from_varmap(&self.varmap, DType::F32, &self.device)
     }
 
+    /// The weights created so far as plain tensors (detached from the `VarMap`'s variables, same
+    /// storage). Modules built on these do not record candle's autograd graph: built on the variables
+    /// themselves, every activation would keep its inputs alive until the output is dropped (a whole
+    /// forward pass resident at once). Build once on [`Self::var_builder`] to create the weights, then
+    /// again on this for timing.
+    pub fn frozen_var_builder(&self) -> VarBuilder<'static> {
+        frozen(&self.varmap, &self.device)
+    }
+
+    /// Removes the weights whose names start with `prefix` from the store (e.g. `vision_model.` once a
+    /// converted copy of the tower is in use); they are created afresh if asked for again.
+    pub fn drop_weights(&self, prefix: &str) {
+        if let Ok(mut d) = self.varmap.data().lock() {
+            d.retain(|name, _| !name.starts_with(prefix));
+        }
+    }
+
+    /// Bytes of the weights created so far (tower, compressors, projectors).
+    pub fn weight_bytes(&self) -> u64 {
+        self.varmap
+            .data()
+            .lock()
+            .map(|d| d.values().map(|v| (v.elem_count() * v.dtype().size_in_bytes()) as u64).sum())
+            .unwrap_or(0)
+    }
+
     /// The tower configuration.
     pub fn config(&self) -> &ClipVisionConfig {
         &self.cfg
@@ -130,12 +167,13 @@ impl VisionBench {
         Ok(Tensor::randn(0f32, 1.0, (1, 3, s, s), &self.device)?)
     }
 
-    /// Times our tower (all 24 blocks, and the 23 LLaVA needs with feature selection) and each compressor
+    /// Times our tower (all 24 blocks with f32 and with bf16 weights, and the 23 LLaVA needs with
+    /// feature selection) and each compressor
     /// with V = `visual_tokens` (QueCC, TokenPacker, avgpool; plus none) on its features.
     /// Errors: V not producible, candle errors.
     pub fn run(&self, visual_tokens: usize, repeats: usize) -> Result<Vec<BenchRow>> {
-        let vb = self.var_builder();
-        let tower = ClipVisionTower::new(&self.cfg, OpMode::Fused, vb.pp("vision_model"))?;
+        ClipVisionTower::new(&self.cfg, OpMode::Fused, self.var_builder().pp("vision_model"))?; // creates the weights
+        let tower = ClipVisionTower::new(&self.cfg, OpMode::Fused, self.frozen_var_builder().pp("vision_model"))?;
         let pixels = self.pixels()?;
         let n_layers = self.cfg.num_hidden_layers;
         let mut rows = vec![time_it(
@@ -144,6 +182,15 @@ impl VisionBench {
             repeats,
             || tower.hidden_states(&pixels, n_layers).map(|_| ()),
         )?];
+        let mut tower_bf16 = tower.clone();
+        tower_bf16.convert_weights(DType::BF16)?;
+        rows.push(time_it(
+            &format!("vlm CLIP tower, {n_layers} blocks, bf16 weights"),
+            tower_gflop(&self.cfg, n_layers),
+            repeats,
+            || tower_bf16.hidden_states(&pixels, n_layers).map(|_| ()),
+        )?);
+        drop(tower_bf16);
         let layers = FeatureLayers::default();
         let depth = layers.depth(n_layers)?;
         rows.push(time_it(
@@ -158,7 +205,9 @@ impl VisionBench {
         for name in ["none", "avgpool", "quecc", "tokenpacker"] {
             let v = if name == "none" { g * g } else { visual_tokens };
             let spec = CompressorSpec::from_name(name, v, g, d, self.llm_hidden)?;
-            let c: Box<dyn Compressor> = spec.build(g, d, OpMode::Fused, vb.pp(format!("mm_projector_{name}")))?;
+            let prefix = format!("mm_projector_{name}");
+            spec.build(g, d, OpMode::Fused, self.var_builder().pp(&prefix))?; // creates the weights
+            let c: Box<dyn Compressor> = spec.build(g, d, OpMode::Fused, self.frozen_var_builder().pp(&prefix))?;
             let gflop = compressor_gflop(&spec, g * g, d, self.llm_hidden);
             rows.push(time_it(&format!("compressor {name}, V = {v}"), gflop, repeats, || {
                 c.compress(&features, Some(&query)).map(|_| ())

@@ -332,12 +332,11 @@ impl Checkpoint {
         }
     }
 
-    /// A VarBuilder over all weight files, memory-mapped, converting to `dtype` on load.
+    /// A VarBuilder over all weight files, converting to `dtype` on load. Tensors are read one by one
+    /// into their own buffers ([`crate::safetensors_reader`]), so the weights are resident once.
+    /// Errors: [`Error::Io`] / [`Error::Checkpoint`] for unreadable or corrupt files.
     pub fn var_builder(&self, dtype: DType, device: &Device) -> Result<VarBuilder<'static>> {
-        // SAFETY: read-only maps of files validated in `open`; they must not change while in use.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&self.weight_files, dtype, device) }
-            .map_err(|e| checkpoint_err(&self.dir, format!("cannot map weights: {e}")))?;
-        Ok(vb)
+        Ok(crate::safetensors_reader::SafetensorsReader::open(&self.weight_files)?.into_var_builder(dtype, device))
     }
 
     /// The LLM of the checkpoint. Errors: missing or mis-shaped LLM weights (naming the tensor).

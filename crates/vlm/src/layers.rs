@@ -80,6 +80,14 @@ impl Linear {
         Self { weight, bias }
     }
 
+    /// Stores the weight in `dtype` for inference (bias unchanged). bf16 with f32 inputs runs through
+    /// [`crate::matmul_bf16`]; such a layer has no backward pass. Errors: candle conversion errors.
+    pub fn convert_weights(&mut self, dtype: candle_core::DType) -> Result<()> {
+        // Detached: the converted weight must not keep the original alive through candle's graph.
+        self.weight = self.weight.to_dtype(dtype)?.detach();
+        Ok(())
+    }
+
     /// (…, in) → (…, out), through the selected [`crate::matmul`] backend; when autograd tracks the
     /// input or the weights (training), through the fused differentiable op
     /// ([`crate::autograd::linear`]: no input gradient for frozen inputs).

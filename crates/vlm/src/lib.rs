@@ -16,8 +16,11 @@ pub mod error;
 pub mod generate;
 pub mod layers;
 pub mod matmul;
+pub mod matmul_bf16;
+pub mod memory;
 pub mod model;
 pub mod projector;
+pub mod safetensors_reader;
 pub mod text;
 pub mod vision;
 

@@ -8,7 +8,7 @@
 //! dB = Aᵀ·dC), so both the fused and the differentiable modes keep their semantics. Other dtypes,
 //! other devices and broadcast batch dimensions always go through candle.
 use crate::{Error, Result};
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 use std::sync::atomic::{AtomicU8, Ordering};
 
 /// Which library computes f32 CPU matrix products.
@@ -68,7 +68,17 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 
 /// `y = x Wᵀ + b` (torch `nn.Linear`): `x` (…, in), `weight` (out, in), `bias` (out) → (…, out).
 /// Leading dimensions of `x` are folded into the rows of one product. Errors: shape mismatch.
+///
+/// A bf16 `weight` with an f32 `x` (weights converted for inference, see
+/// [`crate::decoder::Decoder::convert_weights`]) goes through [`crate::matmul_bf16`]: f32 in, f32 out.
 pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    if weight.dtype() == DType::BF16 && x.dtype() == DType::F32 && x.device().is_cpu() {
+        let y = crate::matmul_bf16::linear_bf16(x, weight)?;
+        return Ok(match bias {
+            Some(b) => y.broadcast_add(&b.to_dtype(DType::F32)?)?,
+            None => y,
+        });
+    }
     let dims = x.dims();
     let w = weight.t()?;
     let y = if dims.len() >= 2 {

@@ -282,6 +282,19 @@ impl Vlm {
         })
     }
 
+    /// Stores the matrix weights of the vision tower and the LLM in `dtype` for inference — bf16
+    /// with the default f32 activations: products through [`crate::matmul_bf16`], half the weight
+    /// memory (see [`Decoder::convert_weights`], [`ClipVisionTower::convert_weights`]). Compressor and
+    /// projector stay f32. Errors: those of [`Decoder::convert_weights`].
+    pub fn convert_weights(&mut self, dtype: DType) -> Result<()> {
+        self.decoder.convert_weights(dtype)?;
+        if self.decoder.dtype() == DType::F32 {
+            self.tower.convert_weights(dtype)?;
+        }
+        crate::memory::release_free_memory();
+        Ok(())
+    }
+
     /// The checkpoint directory.
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -99,9 +99,17 @@ pub struct InferArgs {
     /// Timed repetitions (best reported).
     #[arg(long, default_value_t = 1)]
     pub repeats: usize,
-    /// Skip the candle-transformers peer.
+    /// Weight dtypes to run, in order (comma-separated): f32 (the parity path) and/or bf16 (matrix
+    /// weights of the vision tower and the LLM in bf16, activations f32; the f32 weights are dropped
+    /// before it runs).
+    #[arg(long, default_value = "f32,bf16")]
+    pub weights: String,
+    /// Skip the peers (candle-transformers in-process, PyTorch via benches/peers/bench_infer_torch.py).
     #[arg(long)]
     pub no_peer: bool,
+    /// Python interpreter for the PyTorch peer; `none` to skip it.
+    #[arg(long, default_value = "python3")]
+    pub python: String,
     /// Write the measured scaling::cost::latency::LatencyProfile here (for `frontier --latency-profile`).
     #[arg(long, value_name = "OUT.json")]
     pub profile: Option<PathBuf>,
@@ -208,20 +216,47 @@ fn fit(a: FitArgs) -> Result<()> {
     Ok(())
 }
 
-/// f32 matmul throughput of candle on this machine (2048² × 2048², best of 3), GFLOP/s.
+/// f32 matmul throughput on this machine through vlm's matmul backend (2048² × 2048², best of 3),
+/// GFLOP/s: the practical f32 limit the benchmarks compare against.
 pub fn measured_matmul_gflops() -> Result<f64> {
     use candle_core::{Device, Tensor};
     let n = 2048;
     let a = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu)?;
     let b = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu)?;
-    a.matmul(&b)?; // warm-up
+    vlm::matmul::matmul(&a, &b)?; // warm-up
     let mut best = f64::INFINITY;
     for _ in 0..3 {
         let t0 = Instant::now();
-        std::hint::black_box(a.matmul(&b)?);
+        std::hint::black_box(vlm::matmul::matmul(&a, &b)?);
         best = best.min(t0.elapsed().as_secs_f64());
     }
     Ok(2.0 * (n as f64).powi(3) / best / 1e9)
+}
+
+/// Memory read bandwidth of this machine as the decode sees it: all threads summing a 512 MiB buffer
+/// (best of 3 passes), GB/s. Decode is bound by this: every weight is read once per token.
+pub fn measured_read_bandwidth() -> f64 {
+    use rayon::prelude::*;
+    let buf = vec![1u32; 128 << 20];
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        let s: u32 = buf
+            .par_chunks(1 << 16)
+            .map(|c| {
+                let lanes = c.chunks_exact(16).fold([0u32; 16], |mut acc, x| {
+                    for (a, b) in acc.iter_mut().zip(x) {
+                        *a = a.wrapping_add(*b);
+                    }
+                    acc
+                });
+                lanes.iter().fold(0u32, |a, b| a.wrapping_add(*b))
+            })
+            .reduce(|| 0, |a, b| a.wrapping_add(b));
+        std::hint::black_box(s);
+        best = best.min(t0.elapsed().as_secs_f64());
+    }
+    (buf.len() * 4) as f64 / best / 1e9
 }
 
 fn vision(a: VisionArgs) -> Result<()> {
@@ -230,11 +265,13 @@ fn vision(a: VisionArgs) -> Result<()> {
     use vlm::bench_vision::{time_it, tower_gflop, VisionBench};
     let limit = measured_matmul_gflops()?;
     println!("bench vision — CLIP ViT-L/14-336, random weights, one 336×336 image, f32, {} threads", rayon::current_num_threads());
-    println!("measured f32 matmul limit (candle, 2048³): {limit:.1} GFLOP/s\n");
+    println!("measured f32 matmul limit ({:?} backend, 2048³): {limit:.1} GFLOP/s\n", vlm::matmul::matmul_backend());
     let bench = VisionBench::new(a.llm_hidden, &Device::Cpu);
     let mut rows = bench.run(a.visual_tokens, a.repeats)?;
     // candle-transformers on the same weights (it reads the tower our modules created in the VarMap)
-    let ct = ClipVisionTransformer::new(bench.var_builder().pp("vision_model"), &ClipVisionConfig::clip_vit_large_patch14_336())?;
+    // Created on the VarMap (adds post_layernorm), timed on detached weights as ours.
+    ClipVisionTransformer::new(bench.var_builder().pp("vision_model"), &ClipVisionConfig::clip_vit_large_patch14_336())?;
+    let ct = ClipVisionTransformer::new(bench.frozen_var_builder().pp("vision_model"), &ClipVisionConfig::clip_vit_large_patch14_336())?;
     let pixels = bench.pixels()?;
     let n = bench.config().num_hidden_layers;
     rows.push(time_it(&format!("peer: candle-transformers ClipVisionTransformer, {n} blocks"), tower_gflop(bench.config(), n), a.repeats, || {
@@ -245,18 +282,21 @@ fn vision(a: VisionArgs) -> Result<()> {
     }
     if a.python != "none" {
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../vlm/examples/bench_vision_torch.py");
-        match Command::new(&a.python).arg(&script).arg(a.repeats.to_string()).output() {
-            Ok(out) if out.status.success() => print!("peer: {}", String::from_utf8_lossy(&out.stdout)),
-            Ok(out) => println!("peer: PyTorch unavailable ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")),
-            Err(e) => println!("peer: could not run `{}` ({e})", a.python),
+        // f32 (the reference) and bf16 (beside our bf16-weight row), one after the other.
+        for dtype in ["float32", "bfloat16"] {
+            match Command::new(&a.python).arg(&script).arg(a.repeats.to_string()).arg(dtype).output() {
+                Ok(out) if out.status.success() => print!("peer: {}", String::from_utf8_lossy(&out.stdout)),
+                Ok(out) => println!("peer: PyTorch unavailable ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")),
+                Err(e) => println!("peer: could not run `{}` ({e})", a.python),
+            }
         }
     }
     Ok(())
 }
 
 fn infer(a: InferArgs) -> Result<()> {
-    use candle_core::{DType, Device, Tensor};
-    use vlm::bench_infer::{latency_profile, llm_gflop, qwen15_config, InferBench};
+    use candle_core::{DType, Device};
+    use vlm::bench_infer::{latency_profile, qwen15_config, InferBench, InferRow};
     let vs: Vec<usize> = super::parse_list("--visual-tokens", &a.visual_tokens)?
         .into_iter()
         .map(|v| if v >= 1.0 && v.fract() == 0.0 { Ok(v as usize) } else { Err(super::UsageError(format!("--visual-tokens: {v} is not a positive integer"))) })
@@ -268,82 +308,86 @@ fn infer(a: InferArgs) -> Result<()> {
     if let Some(v) = vs.iter().find(|v| !allowed.contains(v)) {
         return Err(super::UsageError(format!("--visual-tokens: V = {v} cannot be made from the 24×24 grid; allowed: {allowed:?}")).into());
     }
+    let dtypes: Vec<DType> = a
+        .weights
+        .split(',')
+        .map(|w| match w.trim() {
+            "f32" => Ok(DType::F32),
+            "bf16" => Ok(DType::BF16),
+            other => Err(super::UsageError(format!("--weights: `{other}` is not f32 or bf16"))),
+        })
+        .collect::<Result<_, _>>()?;
+    if dtypes.iter().skip_while(|d| **d == DType::F32).any(|d| *d == DType::F32) {
+        return Err(super::UsageError("--weights: f32 must come before bf16 (the bf16 run drops the f32 weights)".into()).into());
+    }
     let cfg = qwen15_config(&a.size)?;
     let n = cfg.num_parameters();
     let dev = Device::Cpu;
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let limit = measured_matmul_gflops()?;
+    let bandwidth = measured_read_bandwidth();
     println!(
-        "bench infer: CLIP ViT-L/14-336 (23 blocks) + QueCC (none at V = 576) + mlp2x_gelu + Qwen1.5-{} shape (N = {:.3} B), f32, CPU, {threads} threads; Q = {}, best of {}; shared machine: timings are noisy",
-        a.size, n as f64 / 1e9, a.text_tokens, a.repeats
+        "bench infer: CLIP ViT-L/14-336 (23 blocks) + QueCC (none at V = 576) + mlp2x_gelu + Qwen1.5-{} shape (N = {:.3} B), CPU, {threads} threads; Q = {}, best of {}; {}; shared machine: timings are noisy",
+        a.size, n as f64 / 1e9, a.text_tokens, a.repeats, load_average()
+    );
+    println!(
+        "measured f32 matmul limit ({:?} backend, 2048³): {limit:.1} GFLOP/s; measured read bandwidth {bandwidth:.1} GB/s; bf16 kernels: {:?}",
+        vlm::matmul::matmul_backend(),
+        vlm::matmul_bf16::bf16_kernels()
     );
     let bench = InferBench::new(cfg.clone(), &dev);
-    let rows = bench.run(&vs, a.text_tokens, a.decode_steps, a.repeats, |r| println!("vlm   {r}"))?;
-    if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
-        let llm_ttft = |r: &vlm::bench_infer::InferRow| r.query_embedding_ms + r.prefill_ms;
-        println!(
-            "LLM-part TTFT(V = {})/TTFT(V = {}) = {:.2}; FLOPs ratio {:.2}",
-            last.visual_tokens,
-            first.visual_tokens,
-            llm_ttft(last) / llm_ttft(first),
-            last.llm_gflop / first.llm_gflop
-        );
-    }
-    if !a.no_peer {
-        use candle_transformers::models::qwen2::{Config, ModelForCausalLM};
-        let pc = Config {
-            vocab_size: cfg.vocab_size,
-            hidden_size: cfg.hidden_size,
-            intermediate_size: cfg.intermediate_size,
-            num_hidden_layers: cfg.num_hidden_layers,
-            num_attention_heads: cfg.num_attention_heads,
-            num_key_value_heads: cfg.num_key_value_heads,
-            max_position_embeddings: cfg.max_position_embeddings,
-            sliding_window: cfg.max_position_embeddings,
-            max_window_layers: cfg.num_hidden_layers,
-            tie_word_embeddings: cfg.tie_word_embeddings,
-            rope_theta: cfg.rope_theta,
-            rms_norm_eps: cfg.rms_norm_eps,
-            use_sliding_window: false,
-            hidden_act: candle_nn::Activation::Silu,
-        };
-        // Same weights: our decoder created them in the shared VarMap.
-        let mut peer = ModelForCausalLM::new(&pc, bench.llm_var_builder())?;
-        for &v in &vs {
-            let len = a.text_tokens + v;
-            let ids = Tensor::zeros((1, len), DType::U32, &dev)?;
-            let mut best = f64::INFINITY;
-            for _ in 0..a.repeats.max(1) {
-                peer.clear_kv_cache();
-                let t = Instant::now();
-                peer.forward(&ids, 0)?;
-                best = best.min(t.elapsed().as_secs_f64() * 1e3);
-            }
-            let step = Tensor::zeros((1, 1), DType::U32, &dev)?;
-            let t = Instant::now();
-            for i in 0..a.decode_steps {
-                peer.forward(&step, len + i)?;
-            }
-            let decode = t.elapsed().as_secs_f64() * 1e3 / a.decode_steps.max(1) as f64;
-            peer.clear_kv_cache();
+    let mut last_rows: Vec<InferRow> = vec![];
+    let mut peer_done = a.no_peer;
+    for &dt in &dtypes {
+        let tag = if dt == DType::BF16 { "bf16" } else { "f32 " };
+        if dt == DType::BF16 && !peer_done {
+            candle_transformers_peer(&a, &bench, &vs)?;
+            peer_done = true;
+        }
+        // A decode step reads every LLM weight once (a tied head once): N · bytes per weight.
+        let gb_per_token = n as f64 * dt.size_in_bytes() as f64 / 1e9;
+        let run = bench.run(&vs, a.text_tokens, a.decode_steps, a.repeats, dt, |r| {
             println!(
-                "candle-transformers qwen2  V {v:>4} Q+V {len:>4} | prefill {best:>8.1} ms | decode {decode:>6.1} ms/token | prefill {:>6.1} GFLOP/s",
-                llm_gflop(&cfg, len, 0) / (best / 1e3)
+                "vlm {tag} {r} ({:.0} % of the f32 limit); decode {:.1} GB/s ({:.0} % of the read bandwidth)",
+                100.0 * r.prefill_gflops_per_s / limit,
+                gb_per_token / (r.decode_ms_per_token / 1e3),
+                100.0 * gb_per_token / (r.decode_ms_per_token / 1e3) / bandwidth
+            )
+        })?;
+        let rows = run.rows;
+        if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
+            let llm_ttft = |r: &InferRow| r.query_embedding_ms + r.prefill_ms;
+            let (t, f) = (llm_ttft(last) / llm_ttft(first), last.llm_gflop / first.llm_gflop);
+            println!(
+                "vlm {tag} LLM-part TTFT(V = {})/TTFT(V = {}) = {t:.2}; FLOPs ratio {f:.2} ({:+.0} %)",
+                last.visual_tokens, first.visual_tokens, 100.0 * (t / f - 1.0)
             );
+        }
+        let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+        match run.peak_rss_bytes {
+            Some(p) => println!(
+                "vlm {tag} memory: peak resident {:.2} GiB during the run, weights {:.2} GiB (LLM and tower matrices in {:?}) → {:.2}× the weights",
+                gib(p), gib(run.weight_bytes), run.weight_dtype, p as f64 / run.weight_bytes as f64
+            ),
+            None => println!("vlm {tag} memory: weights {:.2} GiB; peak resident set not available here", gib(run.weight_bytes)),
+        }
+        last_rows = rows;
+    }
+    if !peer_done {
+        candle_transformers_peer(&a, &bench, &vs)?;
+    }
+    if !a.no_peer && a.python != "none" {
+        for dt in &dtypes {
+            pytorch_infer_peer(&a, &vs, if *dt == DType::BF16 { "bfloat16" } else { "float32" });
         }
     }
     if let Some(p) = &a.profile {
-        let machine = format!("{threads} threads, f32, candle CPU; vlmscale bench infer --size {}", a.size);
-        let prof = latency_profile(&rows, n, &machine)?;
+        let machine = format!("{threads} threads, candle CPU; vlmscale bench infer --size {}", a.size);
+        let prof = latency_profile(&last_rows, n, &machine)?;
         prof.write(p)?;
         println!("latency profile written to {}: {}", p.display(), serde_json::to_string(&prof)?);
     }
     Ok(())
-}
-
-/// The 1-, 5- and 15-minute load averages (`/proc/loadavg`), if readable.
-fn load_average() -> Option<String> {
-    let s = std::fs::read_to_string("/proc/loadavg").ok()?;
-    Some(s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
 }
 
 /// The PyTorch peer's timing of one exported case (one JSON line of `torch_train_peer.py time`).
@@ -380,9 +424,9 @@ fn train(a: TrainArgs) -> Result<()> {
     let torch_threads = a.torch_threads.unwrap_or(threads);
     let cfg = BenchConfig { compressor: a.compressor.clone(), visual_tokens: a.visual_tokens, batch_size: a.batch, ..BenchConfig::default() };
     ::train::bench::BenchInput::new(&cfg)?; // bad compressor / V: error before the slow part
-    let load = load_average().unwrap_or_else(|| "unknown".into());
+    let load = load_average();
     println!(
-        "bench train — {} + mlp2x_gelu + Qwen2 LLM, V = {}, batch {}, d = {}, {}×{} grid, f32, CPU; {threads} matmul threads, element-wise on {} (CANDLE_NUM_THREADS); load average {load}; shared machine: timings are noisy",
+        "bench train — {} + mlp2x_gelu + Qwen2 LLM, V = {}, batch {}, d = {}, {}×{} grid, f32, CPU; {threads} matmul threads, element-wise on {} (CANDLE_NUM_THREADS); {load}; shared machine: timings are noisy",
         a.compressor, a.visual_tokens, a.batch, cfg.vision_dim, cfg.grid, cfg.grid,
         std::env::var("CANDLE_NUM_THREADS").unwrap_or_default()
     );
@@ -458,7 +502,7 @@ fn train(a: TrainArgs) -> Result<()> {
     } else if !a.torch {
         println!("\n(PyTorch peer not run: pass --torch)");
     }
-    println!("load average after the run: {}", load_average().unwrap_or_else(|| "unknown".into()));
+    println!("after the run: {}", load_average());
     if let Some(path) = &a.json {
         let v = serde_json::json!({
             "threads": threads,
@@ -473,6 +517,66 @@ fn train(a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
+/// `uptime`'s load averages (1, 5, 15 min) from /proc/loadavg.
+fn load_average() -> String {
+    match std::fs::read_to_string("/proc/loadavg") {
+        Ok(s) => format!("load average {}", s.split_whitespace().take(3).collect::<Vec<_>>().join(", ")),
+        Err(_) => "load average unknown".into(),
+    }
+}
+
+/// candle-transformers' own Qwen2 on the bench's f32 LLM weights: prefill and decode per V.
+fn candle_transformers_peer(a: &InferArgs, bench: &vlm::bench_infer::InferBench, vs: &[usize]) -> Result<()> {
+    use candle_core::{DType, Device, Tensor};
+    use candle_transformers::models::qwen2::{Config, ModelForCausalLM};
+    use vlm::bench_infer::llm_gflop;
+    let cfg = bench.llm_config();
+    let dev = Device::Cpu;
+    let pc = Config {
+        vocab_size: cfg.vocab_size,
+        hidden_size: cfg.hidden_size,
+        intermediate_size: cfg.intermediate_size,
+        num_hidden_layers: cfg.num_hidden_layers,
+        num_attention_heads: cfg.num_attention_heads,
+        num_key_value_heads: cfg.num_key_value_heads,
+        max_position_embeddings: cfg.max_position_embeddings,
+        sliding_window: cfg.max_position_embeddings,
+        max_window_layers: cfg.num_hidden_layers,
+        tie_word_embeddings: cfg.tie_word_embeddings,
+        rope_theta: cfg.rope_theta,
+        rms_norm_eps: cfg.rms_norm_eps,
+        use_sliding_window: false,
+        hidden_act: candle_nn::Activation::Silu,
+    };
+    // Same weights: our decoder created them in the shared VarMap (or they are created here); timed
+    // on detached tensors, as ours.
+    ModelForCausalLM::new(&pc, bench.llm_var_builder())?;
+    let mut peer = ModelForCausalLM::new(&pc, bench.llm_frozen_var_builder())?;
+    for &v in vs {
+        let len = a.text_tokens + v;
+        let ids = Tensor::zeros((1, len), DType::U32, &dev)?;
+        let mut best = f64::INFINITY;
+        for _ in 0..a.repeats.max(1) {
+            peer.clear_kv_cache();
+            let t = Instant::now();
+            peer.forward(&ids, 0)?;
+            best = best.min(t.elapsed().as_secs_f64() * 1e3);
+        }
+        let step = Tensor::zeros((1, 1), DType::U32, &dev)?;
+        let t = Instant::now();
+        for i in 0..a.decode_steps {
+            peer.forward(&step, len + i)?;
+        }
+        let decode = t.elapsed().as_secs_f64() * 1e3 / a.decode_steps.max(1) as f64;
+        peer.clear_kv_cache();
+        println!(
+            "peer candle-transformers qwen2 f32 V {v:>4} Q+V {len:>4} | prefill {best:>8.1} ms | decode {decode:>6.1} ms/token | prefill {:>6.1} GFLOP/s",
+            llm_gflop(cfg, len, 0) / (best / 1e3)
+        );
+    }
+    Ok(())
+}
+
 /// A fresh directory for the exported cases.
 fn tempfile_dir() -> Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("vlmscale-bench-train-{}", std::process::id()));
@@ -481,4 +585,37 @@ fn tempfile_dir() -> Result<PathBuf> {
     }
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
+}
+
+/// PyTorch (transformers' CLIPVisionModel + Qwen2ForCausalLM, `dtype` float32 or bfloat16, 2 threads)
+/// on the same shapes, run after ours so that the two never share the cores.
+fn pytorch_infer_peer(a: &InferArgs, vs: &[usize], dtype: &str) {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../benches/peers/bench_infer_torch.py");
+    let list = vs.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",");
+    let out = Command::new(&a.python)
+        .arg(&script)
+        .args(["--size", &a.size, "--visual-tokens", &list])
+        .args(["--text-tokens", &a.text_tokens.to_string(), "--decode-steps", &a.decode_steps.to_string()])
+        .args(["--repeats", &a.repeats.to_string(), "--dtype", dtype])
+        .output();
+    let tag = if dtype == "bfloat16" { "bf16" } else { "f32" };
+    match out {
+        Ok(out) if out.status.success() => {
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+                let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+                match v["what"].as_str() {
+                    Some("vision_tower_23_blocks") => println!("peer PyTorch {tag} vision tower (23 blocks) {:.1} ms", f("ms")),
+                    Some("query_embedding") => println!("peer PyTorch {tag} query embedding (Q = {}) {:.1} ms", v["q"], f("ms")),
+                    Some("llm") => println!(
+                        "peer PyTorch {tag} qwen2 V {:>4} Q+V {:>4} | prefill {:>8.1} ms | decode {:>6.1} ms/token",
+                        v["v"], v["q_plus_v"], f("prefill_ms"), f("decode_ms_per_token")
+                    ),
+                    _ => println!("peer PyTorch: {line}"),
+                }
+            }
+        }
+        Ok(out) => println!("peer PyTorch unavailable ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")),
+        Err(e) => println!("peer PyTorch: could not run `{}` ({e})", a.python),
+    }
 }

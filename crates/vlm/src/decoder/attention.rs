@@ -41,6 +41,12 @@ pub(crate) fn softmax_last_dim(xs: &Tensor, mode: Mode) -> Result<Tensor> {
     }
 }
 
+/// `layer` with its weight converted to `dtype` (bias unchanged).
+pub(crate) fn convert_linear(layer: &Linear, dtype: DType) -> Result<Linear> {
+    // Detached: the converted weight must not keep the original alive through candle's graph.
+    Ok(Linear::new(layer.weight().to_dtype(dtype)?.detach(), layer.bias().cloned()))
+}
+
 impl Attention {
     /// Loads the projections; q/k/v biases per `cfg.qkv_bias`, o_proj bias per `cfg.o_bias`.
     pub fn new(cfg: &DecoderConfig, vb: VarBuilder) -> Result<Self> {
@@ -85,6 +91,15 @@ impl Attention {
         }
     }
 
+    /// Converts the projection weights to `dtype` (biases stay as they are); see
+    /// [`super::Decoder::convert_weights`].
+    pub(crate) fn convert_weights(&mut self, dtype: DType) -> Result<()> {
+        for l in [&mut self.q_proj, &mut self.k_proj, &mut self.v_proj, &mut self.o_proj] {
+            *l = convert_linear(l, dtype)?;
+        }
+        Ok(())
+    }
+
     /// `xs` (B, L, H) at positions `start..start + L` → (B, L, H).
     ///
     /// `mask`: additive causal mask (L, start + L) or `None` when L = 1. `cache`: the model's KV cache
@@ -125,7 +140,11 @@ impl Attention {
         let scale = 1.0 / (d as f64).sqrt();
         let scores = (matmul(&qg, &k.t()?)? * scale)?.reshape((b, nh, l, lk))?;
         let scores = match mask {
-            Some(m) => scores.broadcast_add(m)?,
+            Some(m) => {
+                let masked = scores.broadcast_add(m)?;
+                drop(scores); // (B, nh, L, L'): freed before the softmax allocates its output
+                masked
+            }
             None => scores,
         };
         let probs = softmax_last_dim(&scores, mode)?.reshape((b, nkv, n_rep * l, lk))?;

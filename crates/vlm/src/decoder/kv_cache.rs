@@ -1,8 +1,9 @@
 //! The per-sequence KV cache owned by the decoder.
 //!
 //! Keys/values live in preallocated buffers (B, kv_heads, capacity, head_dim) that new positions are
-//! written into (`Tensor::slice_set`); the capacity doubles when full, so a decode step copies only its
-//! own key/value instead of the whole history (`Tensor::cat` did).
+//! written into (`Tensor::slice_set`); when full, the capacity grows by 1/8 (at least [`MIN_GROWTH`]
+//! positions), so a decode step copies only its own key/value instead of the whole history
+//! (`Tensor::cat` did) and a prefill does not keep twice its length resident.
 use candle_core::{Tensor, D};
 
 use crate::Result;
@@ -17,8 +18,8 @@ pub struct KvCache {
     len: usize,
 }
 
-/// Smallest capacity the buffers start with (positions).
-const MIN_CAPACITY: usize = 256;
+/// Smallest growth of the buffers (positions).
+const MIN_GROWTH: usize = 64;
 
 /// A zeroed buffer like `x` (B, kv_heads, L, head_dim) with `capacity` positions, holding `old`'s first
 /// `filled` positions.
@@ -66,7 +67,11 @@ impl KvCache {
             Some((kb, vb, filled)) if filled + l <= kb.dim(D::Minus2)? => (kb, vb, filled),
             prev => {
                 let filled = prev.as_ref().map_or(0, |p| p.2);
-                let capacity = (2 * (filled + l)).max(MIN_CAPACITY);
+                // 1/8 headroom (at least MIN_GROWTH), rounded up to 64 positions: a prefill of n
+                // tokens keeps ≈ 1.125·n positions resident rather than 2·n, and a growth during
+                // decode copies the cache once per ≈ n/8 steps.
+                let need = filled + l;
+                let capacity = (need + (need / 8).max(MIN_GROWTH)).div_ceil(64) * 64;
                 let kb = grow(k, prev.as_ref().map(|p| &p.0), filled, capacity)?;
                 let vb = grow(v, prev.as_ref().map(|p| &p.1), filled, capacity)?;
                 (kb, vb, filled)

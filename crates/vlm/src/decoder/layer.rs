@@ -29,6 +29,12 @@ impl DecoderLayer {
         })
     }
 
+    /// Converts the attention and MLP weights to `dtype` (norms and biases unchanged).
+    pub(crate) fn convert_weights(&mut self, dtype: candle_core::DType) -> Result<()> {
+        self.self_attn.convert_weights(dtype)?;
+        self.mlp.convert_weights(dtype)
+    }
+
     /// (B, L, H) → (B, L, H); see [`Attention::forward`] for `start`, `mask`, `cache`.
     pub fn forward(
         &self,

@@ -1,5 +1,5 @@
 //! SwiGLU MLP (HF `Qwen2MLP` / `LlamaMLP`): `down(silu(gate(x)) · up(x))`.
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 use candle_nn::{linear_b, Linear, VarBuilder};
 
 use super::DecoderConfig;
@@ -37,6 +37,14 @@ impl Mlp {
             None => linear_residual(&act, self.down_proj.weight(), residual),
             Some(bias) => Ok((linear(&act, self.down_proj.weight(), Some(bias))? + residual)?),
         }
+    }
+
+    /// Converts the projection weights to `dtype` (biases unchanged).
+    pub(crate) fn convert_weights(&mut self, dtype: DType) -> Result<()> {
+        for l in [&mut self.gate_proj, &mut self.up_proj, &mut self.down_proj] {
+            *l = super::attention::convert_linear(l, dtype)?;
+        }
+        Ok(())
     }
 
     /// (B, L, H) → (B, L, H). `silu` has a backward pass in candle, so one path serves both modes.

@@ -42,6 +42,7 @@ pub struct Decoder {
     cache: KvCache,
     mode: Mode,
     dtype: DType,
+    weight_dtype: DType,
     device: Device,
 }
 
@@ -79,6 +80,7 @@ impl Decoder {
             cache: KvCache::new(cfg.num_hidden_layers),
             mode: Mode::Inference,
             dtype: vb.dtype(),
+            weight_dtype: vb.dtype(),
             device: vb.device().clone(),
         })
     }
@@ -103,6 +105,54 @@ impl Decoder {
         self.dtype
     }
 
+    /// dtype of the matrix weights (embeddings, projections, LM head): [`Decoder::dtype`] unless
+    /// converted with [`Decoder::convert_weights`].
+    pub fn weight_dtype(&self) -> DType {
+        self.weight_dtype
+    }
+
+    /// Bytes held by the weights: matrices at [`Decoder::weight_dtype`], norms and biases at
+    /// [`Decoder::dtype`] (a tied LM head counted once).
+    pub fn weight_bytes(&self) -> usize {
+        let c = &self.cfg;
+        let (h, q, kv) = (c.hidden_size, c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim);
+        let per_layer = h * q + 2 * h * kv + q * h + 3 * h * c.intermediate_size;
+        let emb = c.vocab_size * h * if c.tie_word_embeddings { 1 } else { 2 };
+        let matrices = emb + c.num_hidden_layers * per_layer;
+        matrices * self.weight_dtype.size_in_bytes()
+            + (c.num_parameters() - matrices) * self.dtype.size_in_bytes()
+    }
+
+    /// Stores the matrix weights (token embeddings, attention and MLP projections, LM head; a tied
+    /// head keeps sharing the embedding table) in `dtype` for inference; activations, norms and biases
+    /// stay in [`Decoder::dtype`]. With bf16 weights and f32 activations the products run through
+    /// [`crate::matmul_bf16`] (half the memory and memory traffic of f32; decode is bound by the
+    /// latter). The original tensors are released (their memory is freed unless something else, e.g.
+    /// a `VarMap`, still holds them).
+    ///
+    /// Errors: [`Error::Invalid`] for a dtype other than bf16 or the activation dtype, or bf16 weights
+    /// with activations other than f32 on the CPU.
+    pub fn convert_weights(&mut self, dtype: DType) -> Result<()> {
+        if dtype != self.dtype && !(dtype == DType::BF16 && self.dtype == DType::F32 && self.device.is_cpu()) {
+            return Err(Error::Invalid(format!(
+                "weights in {dtype:?} are supported only as bf16 with f32 activations on the CPU (activations: {:?})",
+                self.dtype
+            )));
+        }
+        let table = self.embed_tokens.embeddings().to_dtype(dtype)?.detach();
+        self.embed_tokens = Embedding::new(table.clone(), self.cfg.hidden_size);
+        self.lm_head = if self.cfg.tie_word_embeddings {
+            Linear::new(table, None)
+        } else {
+            attention::convert_linear(&self.lm_head, dtype)?
+        };
+        for layer in &mut self.layers {
+            layer.convert_weights(dtype)?;
+        }
+        self.weight_dtype = dtype;
+        Ok(())
+    }
+
     /// Device of weights and activations.
     pub fn device(&self) -> &Device {
         &self.device
@@ -122,7 +172,7 @@ impl Decoder {
                 )));
             }
         }
-        Ok(self.embed_tokens.forward(&ids)?)
+        Ok(self.embed_tokens.forward(&ids)?.to_dtype(self.dtype)?)
     }
 
     /// Number of positions in the KV cache (the position of the next token).
@@ -172,6 +222,12 @@ impl Decoder {
     }
 
     fn check_input(&self, embeds: &Tensor, start: usize) -> Result<(usize, usize)> {
+        if self.mode == Mode::Differentiable && self.weight_dtype != self.dtype {
+            return Err(Error::Invalid(format!(
+                "the differentiable mode needs {:?} weights; these were converted to {:?} for inference",
+                self.dtype, self.weight_dtype
+            )));
+        }
         let dims = embeds.dims();
         if dims.len() != 3 || dims[2] != self.cfg.hidden_size {
             return Err(Error::Shape {

@@ -93,6 +93,14 @@ impl ClipAttention {
         })
     }
 
+    /// Converts the four projection weights to `dtype` (see [`Linear::convert_weights`]).
+    pub fn convert_weights(&mut self, dtype: candle_core::DType) -> Result<()> {
+        for l in [&mut self.q_proj, &mut self.k_proj, &mut self.v_proj, &mut self.out_proj] {
+            l.convert_weights(dtype)?;
+        }
+        Ok(())
+    }
+
     /// (B, T, d) → (B, T, d), full (unmasked) attention.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, t, d) = x.dims3()?;
@@ -143,6 +151,13 @@ impl ClipEncoderLayer {
         })
     }
 
+    /// Converts the attention and MLP weights to `dtype` (norms and biases unchanged).
+    pub fn convert_weights(&mut self, dtype: candle_core::DType) -> Result<()> {
+        self.self_attn.convert_weights(dtype)?;
+        self.fc1.convert_weights(dtype)?;
+        self.fc2.convert_weights(dtype)
+    }
+
     /// (B, T, d) → (B, T, d).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x = (x + self.self_attn.forward(&self.layer_norm1.forward(x)?)?)?;
@@ -189,6 +204,13 @@ impl ClipVisionTower {
             pre_layrnorm: LayerNorm::new(cfg.hidden_size, cfg.layer_norm_eps, mode, vb.pp("pre_layrnorm"))?,
             layers,
         })
+    }
+
+    /// Stores every block's projection weights in `dtype` for inference (bf16: products through
+    /// [`crate::matmul_bf16`] with f32 activations; patch embedding, norms and biases stay f32). The
+    /// f32 path is the parity path; bf16 is for speed and memory. Errors: candle conversion errors.
+    pub fn convert_weights(&mut self, dtype: candle_core::DType) -> Result<()> {
+        self.layers.iter_mut().try_for_each(|l| l.convert_weights(dtype))
     }
 
     /// The configuration.

@@ -33,15 +33,9 @@ pub fn safetensors_files(path: &Path) -> Result<Vec<PathBuf>> {
 
 /// A `VarBuilder` over safetensors files, each checked first (header and data bounds) so that a corrupt
 /// or truncated file is an [`Error::Checkpoint`] naming it. Tensors are converted to `dtype`.
+/// Tensors are read one by one into their own buffers ([`crate::safetensors_reader`]): resident once.
 pub fn var_builder_from_files(files: &[PathBuf], dtype: DType, device: &Device) -> Result<VarBuilder<'static>> {
-    for f in files {
-        let bytes = std::fs::read(f).map_err(|source| Error::Io { path: f.clone(), source })?;
-        safetensors::SafeTensors::deserialize(&bytes)
-            .map_err(|e| Error::Checkpoint { path: f.clone(), msg: e.to_string() })?;
-    }
-    // SAFETY: the files were validated above; like every mmap, they must not be truncated while in use.
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(files, dtype, device) }?;
-    Ok(vb)
+    Ok(crate::safetensors_reader::SafetensorsReader::open(files)?.into_var_builder(dtype, device))
 }
 
 /// Loads the first `depth` blocks of a CLIP vision tower from `dir` (its `config.json` and

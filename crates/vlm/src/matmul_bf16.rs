@@ -1,0 +1,470 @@
+//! `y = x·Wᵀ` with bf16 weights and f32 activations: the product behind [`crate::matmul::linear`] when a
+//! layer's weight is a bf16 tensor (see [`crate::decoder::Decoder::convert_weights`]).
+//!
+//! Shapes: `x` (M, K) f32, `W` (N, K) bf16 in torch `nn.Linear` layout (row-major, as stored in a
+//! checkpoint), `y` (M, N) f32. Three CPU kernels, chosen per call:
+//! - **AMX** (Intel AMX-BF16, e.g. Sapphire Rapids) for M ≥ [`AMX_MIN_ROWS`] and K a multiple of 32: `x`
+//!   is rounded to bf16 (round-to-nearest-even, AVX512-BF16) into AMX's pair-interleaved ("VNNI") tile
+//!   layout, `W` is read in place as the tiles' left operand, products accumulate in f32 tiles
+//!   (`tdpbf16ps`). Error: the rounding of `x` to bf16 (relative 2⁻⁹ per element) on top of the weights'.
+//! - **AVX-512** dot products (mat-vec: decode, the LM head, short inputs): weights widened to f32 in
+//!   registers, `x` stays f32, f32 accumulation — memory-bound, reading each weight once (2 bytes instead
+//!   of 4 for f32 weights).
+//! - a portable scalar loop (other CPUs).
+//!
+//! Threads: the N output columns are split over candle's thread count (rayon). Inference only: the op
+//! has no backward pass (training keeps f32 weights).
+//!
+//! Sources: Intel® 64 and IA-32 Architectures Optimization Reference Manual, chapter "Intel® Advanced
+//! Matrix Extensions" (tile configuration, `tdpbf16ps` semantics, the pair-interleaved B layout), and
+//! the Linux kernel's `Documentation/arch/x86/xstate.rst` (`ARCH_REQ_XCOMP_PERM` for tile data).
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
+use half::bf16;
+use rayon::prelude::*;
+use std::sync::OnceLock;
+
+use crate::{Error, Result};
+
+/// Smallest M (rows of `x`) sent to the AMX kernel; shorter inputs take the mat-vec kernel, which
+/// reads the weights once per row of `x` anyway and keeps `x` in f32.
+pub const AMX_MIN_ROWS: usize = 16;
+
+/// Which bf16 kernels this CPU runs (detected once per process).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bf16Kernels {
+    /// AVX-512F mat-vec kernel.
+    pub avx512: bool,
+    /// AMX-BF16 tiles (with AVX512-BF16 for the conversion of `x`) usable by this process.
+    pub amx: bool,
+}
+
+/// The kernels available on this CPU. AMX also needs the kernel's permission for tile data
+/// (`arch_prctl(ARCH_REQ_XCOMP_PERM)`), requested here once.
+pub fn bf16_kernels() -> Bf16Kernels {
+    static K: OnceLock<Bf16Kernels> = OnceLock::new();
+    *K.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let avx512 = std::arch::is_x86_feature_detected!("avx512f");
+            let amx = avx512
+                && std::arch::is_x86_feature_detected!("avx512bf16")
+                && std::env::var("VLM_NO_AMX").is_err()
+                && x86::amx_available();
+            Bf16Kernels { avx512, amx }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        Bf16Kernels { avx512: false, amx: false }
+    })
+}
+
+/// `x` (…, K) f32 · `w`ᵀ with `w` (N, K) bf16 → (…, N) f32. Leading dimensions of `x` are folded into
+/// M rows. Errors: [`Error::Shape`] when the widths differ, [`Error::Invalid`] for other dtypes or a
+/// non-CPU device.
+pub fn linear_bf16(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let (n, k) = w.dims2()?;
+    let dims = x.dims().to_vec();
+    if dims.is_empty() || dims[dims.len() - 1] != k {
+        return Err(Error::Shape { name: "bf16 linear input".into(), expected: vec![0, k], found: dims });
+    }
+    if x.dtype() != DType::F32 || w.dtype() != DType::BF16 || !x.device().is_cpu() || !w.device().is_cpu() {
+        return Err(Error::Invalid(format!(
+            "bf16 linear needs f32 input and bf16 weight on the CPU, got {:?} and {:?}",
+            x.dtype(),
+            w.dtype()
+        )));
+    }
+    let m: usize = dims[..dims.len() - 1].iter().product();
+    let x2 = x.reshape((m, k))?.contiguous()?;
+    let w = w.contiguous()?;
+    let y = x2.apply_op2_no_bwd(&w, &Bf16Linear)?;
+    let mut out = dims[..dims.len() - 1].to_vec();
+    out.push(n);
+    Ok(y.reshape(out)?)
+}
+
+struct Bf16Linear;
+
+impl CustomOp2 for Bf16Linear {
+    fn name(&self) -> &'static str {
+        "bf16-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (x, w) = match (s1, s2) {
+            (CpuStorage::F32(x), CpuStorage::BF16(w)) => (x, w),
+            _ => candle_core::bail!("bf16-linear: f32 input and bf16 weight only"),
+        };
+        let (Some((xa, xb)), Some((wa, wb))) = (l1.contiguous_offsets(), l2.contiguous_offsets()) else {
+            candle_core::bail!("bf16-linear: contiguous operands only")
+        };
+        let (m, k) = l1.shape().dims2()?;
+        let (n, _) = l2.shape().dims2()?;
+        let mut y = vec![0f32; m * n];
+        gemm_bf16(&x[xa..xb], &w[wa..wb], &mut y, m, n, k);
+        Ok((CpuStorage::F32(y), Shape::from((m, n))))
+    }
+}
+
+/// Raw output pointer shared by the threads; each writes a disjoint set of columns.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: every thread writes only the output columns of its own column range.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+/// `y` (m, n) = `x` (m, k) · `w` (n, k)ᵀ, all row-major and contiguous.
+pub(crate) fn gemm_bf16(x: &[f32], w: &[bf16], y: &mut [f32], m: usize, n: usize, k: usize) {
+    assert!(x.len() >= m * k && w.len() >= n * k && y.len() >= m * n, "gemm_bf16: buffer sizes");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        y[..m * n].iter_mut().for_each(|v| *v = 0.0);
+        return;
+    }
+    let kernels = bf16_kernels();
+    let threads = candle_core::utils::get_num_threads().max(1);
+    let out = OutPtr(y.as_mut_ptr());
+    #[cfg(target_arch = "x86_64")]
+    if kernels.amx && m >= AMX_MIN_ROWS && k % 32 == 0 && n % 16 == 0 {
+        let xp = x86::pack_x(x, m, k);
+        // Column ranges in multiples of 32 (one pair of 16-row weight tiles).
+        let ranges = split(n, 32, threads);
+        ranges.into_par_iter().for_each(|(n0, n1)| {
+            // SAFETY: AMX was detected and permitted; ranges are disjoint; buffers sized above.
+            unsafe { x86::amx_gemm(&xp, w, out, m, n, k, n0, n1) }
+        });
+        return;
+    }
+    let ranges = split(n, 16, threads);
+    #[cfg(target_arch = "x86_64")]
+    if kernels.avx512 {
+        let xs = x86::split_even_odd(x, m, k);
+        ranges.into_par_iter().for_each(|(n0, n1)| {
+            // SAFETY: AVX-512F detected; ranges are disjoint; buffers sized above.
+            unsafe { x86::dot_rows(&xs, x, w, out, m, n, k, n0, n1) }
+        });
+        return;
+    }
+    ranges.into_par_iter().for_each(|(n0, n1)| dot_rows_scalar(x, w, out, m, n, k, n0, n1));
+}
+
+/// Splits `0..n` into at most `parts` ranges whose starts are multiples of `align`.
+fn split(n: usize, align: usize, parts: usize) -> Vec<(usize, usize)> {
+    let blocks = n.div_ceil(align);
+    let parts = parts.clamp(1, blocks.max(1));
+    (0..parts)
+        .map(|p| ((blocks * p / parts * align).min(n), (blocks * (p + 1) / parts * align).min(n)))
+        .filter(|(a, b)| a < b)
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn dot_rows_scalar(x: &[f32], w: &[bf16], y: OutPtr, m: usize, n: usize, k: usize, n0: usize, n1: usize) {
+    for i in 0..m {
+        let xr = &x[i * k..(i + 1) * k];
+        for j in n0..n1 {
+            let wr = &w[j * k..(j + 1) * k];
+            let s: f32 = xr.iter().zip(wr).map(|(a, b)| a * b.to_f32()).sum();
+            // SAFETY: j < n, i < m: inside y; columns n0..n1 belong to this thread.
+            unsafe { *y.0.add(i * n + j) = s };
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::OutPtr;
+    use half::bf16;
+    use std::arch::asm;
+    use std::arch::x86_64::*;
+
+    /// Asks Linux for permission to use AMX tile data (`arch_prctl(ARCH_REQ_XCOMP_PERM,
+    /// XFEATURE_XTILEDATA)`), after checking CPUID for AMX-TILE and AMX-BF16.
+    pub(super) fn amx_available() -> bool {
+        // CPUID.(EAX=7, ECX=0):EDX bit 22 = AMX-BF16, bit 24 = AMX-TILE.
+        // SAFETY: CPUID leaf 7 exists on every x86-64 CPU with AVX-512 (checked by the caller).
+        let edx = __cpuid_count(7, 0).edx;
+        if edx & (1 << 22) == 0 || edx & (1 << 24) == 0 {
+            return false;
+        }
+        if !cfg!(target_os = "linux") {
+            return false;
+        }
+        const SYS_ARCH_PRCTL: usize = 158;
+        const ARCH_REQ_XCOMP_PERM: usize = 0x1023;
+        const XFEATURE_XTILEDATA: usize = 18;
+        let ret: isize;
+        // SAFETY: a plain Linux x86-64 system call; it only changes this process's permitted xstate.
+        unsafe {
+            asm!("syscall",
+                inlateout("rax") SYS_ARCH_PRCTL as isize => ret,
+                in("rdi") ARCH_REQ_XCOMP_PERM, in("rsi") XFEATURE_XTILEDATA,
+                lateout("rcx") _, lateout("r11") _, options(nostack));
+        }
+        ret == 0
+    }
+
+    /// `x` (m, k) f32 with each 32-column block split into its even and odd columns:
+    /// out[(i·k/32 + b)·32 + c] = x[i][32b + 2c] for c < 16, x[i][32b + 2(c−16) + 1] for c ≥ 16.
+    /// The last k % 32 columns are not included (the kernels handle them separately).
+    pub(super) fn split_even_odd(x: &[f32], m: usize, k: usize) -> Vec<f32> {
+        let kb = k / 32;
+        let mut out = vec![0f32; m * kb * 32];
+        for i in 0..m {
+            for b in 0..kb {
+                let src = &x[i * k + 32 * b..i * k + 32 * b + 32];
+                let dst = &mut out[(i * kb + b) * 32..(i * kb + b) * 32 + 32];
+                for c in 0..16 {
+                    dst[c] = src[2 * c];
+                    dst[16 + c] = src[2 * c + 1];
+                }
+            }
+        }
+        out
+    }
+
+    /// Mat-vec kernel: y[i][j] = Σ_k x[i][k]·w[j][k] for all i < m, j in n0..n1, four weight rows at a
+    /// time (bf16 widened to f32 in registers: the low half of each 32-bit lane shifted up is the even
+    /// element, the high half masked is the odd one).
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn dot_rows(
+        xs: &[f32], x: &[f32], w: &[bf16], y: OutPtr, m: usize, n: usize, k: usize, n0: usize, n1: usize,
+    ) {
+        let kb = k / 32;
+        let wp = w.as_ptr() as *const u16;
+        let hi_mask = _mm512_set1_epi32(0xFFFF_0000u32 as i32);
+        let tail = |i: usize, j: usize| -> f32 {
+            (32 * kb..k).map(|c| x[i * k + c] * w[j * k + c].to_f32()).sum()
+        };
+        let mut j = n0;
+        while j + 4 <= n1 {
+            for i in 0..m {
+                let xr = xs.as_ptr().add(i * kb * 32);
+                let mut acc = [_mm512_setzero_ps(); 8];
+                for b in 0..kb {
+                    let xe = _mm512_loadu_ps(xr.add(32 * b));
+                    let xo = _mm512_loadu_ps(xr.add(32 * b + 16));
+                    for r in 0..4 {
+                        let v = _mm512_loadu_si512(wp.add((j + r) * k + 32 * b) as *const _);
+                        let even = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(v));
+                        let odd = _mm512_castsi512_ps(_mm512_and_si512(v, hi_mask));
+                        acc[2 * r] = _mm512_fmadd_ps(even, xe, acc[2 * r]);
+                        acc[2 * r + 1] = _mm512_fmadd_ps(odd, xo, acc[2 * r + 1]);
+                    }
+                }
+                for r in 0..4 {
+                    let s = _mm512_reduce_add_ps(_mm512_add_ps(acc[2 * r], acc[2 * r + 1]));
+                    *y.0.add(i * n + j + r) = s + tail(i, j + r);
+                }
+            }
+            j += 4;
+        }
+        while j < n1 {
+            for i in 0..m {
+                let xr = xs.as_ptr().add(i * kb * 32);
+                let (mut a0, mut a1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+                for b in 0..kb {
+                    let v = _mm512_loadu_si512(wp.add(j * k + 32 * b) as *const _);
+                    let even = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(v));
+                    let odd = _mm512_castsi512_ps(_mm512_and_si512(v, hi_mask));
+                    a0 = _mm512_fmadd_ps(even, _mm512_loadu_ps(xr.add(32 * b)), a0);
+                    a1 = _mm512_fmadd_ps(odd, _mm512_loadu_ps(xr.add(32 * b + 16)), a1);
+                }
+                *y.0.add(i * n + j) = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)) + tail(i, j);
+            }
+            j += 1;
+        }
+    }
+
+    /// `x` (m, k) f32 → bf16 tiles for AMX's right operand: for row block mb (16 rows of x, zero-padded)
+    /// and column block kb (32 columns), a 16×16 array of 32-bit pairs at
+    /// `((mb·k/32 + kb)·16 + c)·16 + r` holding (x[16mb + r][32kb + 2c], x[16mb + r][32kb + 2c + 1]).
+    pub(super) fn pack_x(x: &[f32], m: usize, k: usize) -> Vec<u32> {
+        let (kb, mb) = (k / 32, m.div_ceil(16));
+        let mut out = vec![0u32; mb * kb * 256];
+        // SAFETY: only called when AVX512-BF16 was detected (the AMX path).
+        unsafe { pack_x_avx512bf16(x, m, k, &mut out) };
+        out
+    }
+
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    unsafe fn pack_x_avx512bf16(x: &[f32], m: usize, k: usize, out: &mut [u32]) {
+        let kb = k / 32;
+        let idx = _mm512_setr_epi32(0, 16, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224, 240);
+        for i in 0..m {
+            let (mb, r) = (i / 16, i % 16);
+            for b in 0..kb {
+                let src = x.as_ptr().add(i * k + 32 * b);
+                let lo = _mm512_loadu_ps(src);
+                let hi = _mm512_loadu_ps(src.add(16));
+                // Round-to-nearest-even to bf16; lane c holds elements 2c (low half) and 2c + 1.
+                let pairs: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
+                let dst = out.as_mut_ptr().add((mb * kb + b) * 256 + r);
+                _mm512_i32scatter_epi32::<4>(dst as *mut _, idx, pairs);
+            }
+        }
+    }
+
+    /// Tile configuration (palette 1): all eight tiles 16 rows × 64 bytes.
+    #[repr(C, align(64))]
+    struct TileConfig([u8; 64]);
+
+    impl TileConfig {
+        fn all_16x64() -> Self {
+            let mut c = [0u8; 64];
+            c[0] = 1; // palette
+            for t in 0..8 {
+                c[16 + 2 * t] = 64; // colsb (u16, little-endian)
+                c[48 + t] = 16; // rows
+            }
+            Self(c)
+        }
+    }
+
+    /// One 16×16 f32 result tile holds yᵀ for 16 output columns (tile rows) × 16 input rows (tile
+    /// columns); writes its valid part into `y`.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn store_transposed(c: &[f32; 256], y: OutPtr, n: usize, m: usize, i0: usize, j0: usize) {
+        let idx = _mm512_setr_epi32(0, 16, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224, 240);
+        for r in 0..16.min(m - i0) {
+            let col = _mm512_i32gather_ps::<4>(idx, c.as_ptr().add(r));
+            _mm512_storeu_ps(y.0.add((i0 + r) * n + j0), col);
+        }
+    }
+
+    /// AMX kernel for output columns n0..n1 (multiples of 16): the weight rows are the tiles' left
+    /// operand (loaded in place, stride k), packed `x` ([`pack_x`]) the right one; C tile = yᵀ block.
+    /// Up to 2×2 result tiles per pass over k. Rows of `x` are processed in chunks whose packed
+    /// tiles stay in the L2 cache while the weight columns stream past.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn amx_gemm(
+        xp: &[u32], w: &[bf16], y: OutPtr, m: usize, n: usize, k: usize, n0: usize, n1: usize,
+    ) {
+        let cfg = TileConfig::all_16x64();
+        asm!("ldtilecfg [{}]", in(reg) cfg.0.as_ptr(), options(nostack));
+        let kb = k / 32;
+        let mblocks = m.div_ceil(16);
+        // Row chunk: about 1 MiB of packed x, at least two row blocks.
+        let chunk = ((1 << 20) / (k * 2) / 32 * 2).max(2);
+        let wstride = k * 2;
+        let xstride = 64usize;
+        let mut c = [[0f32; 256]; 4];
+        let wbase = w.as_ptr() as *const u8;
+        let xbase = xp.as_ptr() as *const u8;
+        let mut mc = 0;
+        while mc < mblocks {
+            let mend = (mc + chunk).min(mblocks);
+            let mut j = n0;
+            while j < n1 {
+                let two_n = j + 32 <= n1;
+                let mut mb = mc;
+                while mb < mend {
+                    let two_m = mb + 2 <= mend;
+                    asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack));
+                    for b in 0..kb {
+                        let w0 = wbase.add((j * k + 32 * b) * 2);
+                        let x0 = xbase.add((mb * kb + b) * 1024);
+                        asm!("tileloadd tmm4, [{p} + {s}*1]", p = in(reg) w0, s = in(reg) wstride, options(nostack, readonly));
+                        asm!("tileloadd tmm6, [{p} + {s}*1]", p = in(reg) x0, s = in(reg) xstride, options(nostack, readonly));
+                        asm!("tdpbf16ps tmm0, tmm4, tmm6", options(nostack, nomem));
+                        if two_m {
+                            let x1 = xbase.add(((mb + 1) * kb + b) * 1024);
+                            asm!("tileloadd tmm7, [{p} + {s}*1]", p = in(reg) x1, s = in(reg) xstride, options(nostack, readonly));
+                            asm!("tdpbf16ps tmm1, tmm4, tmm7", options(nostack, nomem));
+                        }
+                        if two_n {
+                            let w1 = wbase.add(((j + 16) * k + 32 * b) * 2);
+                            asm!("tileloadd tmm5, [{p} + {s}*1]", p = in(reg) w1, s = in(reg) wstride, options(nostack, readonly));
+                            asm!("tdpbf16ps tmm2, tmm5, tmm6", options(nostack, nomem));
+                            if two_m {
+                                asm!("tdpbf16ps tmm3, tmm5, tmm7", options(nostack, nomem));
+                            }
+                        }
+                    }
+                    let s = 64usize;
+                    asm!("tilestored [{p} + {s}*1], tmm0", p = in(reg) c[0].as_mut_ptr(), s = in(reg) s, options(nostack));
+                    store_transposed(&c[0], y, n, m, mb * 16, j);
+                    if two_m {
+                        asm!("tilestored [{p} + {s}*1], tmm1", p = in(reg) c[1].as_mut_ptr(), s = in(reg) s, options(nostack));
+                        store_transposed(&c[1], y, n, m, (mb + 1) * 16, j);
+                    }
+                    if two_n {
+                        asm!("tilestored [{p} + {s}*1], tmm2", p = in(reg) c[2].as_mut_ptr(), s = in(reg) s, options(nostack));
+                        store_transposed(&c[2], y, n, m, mb * 16, j + 16);
+                        if two_m {
+                            asm!("tilestored [{p} + {s}*1], tmm3", p = in(reg) c[3].as_mut_ptr(), s = in(reg) s, options(nostack));
+                            store_transposed(&c[3], y, n, m, (mb + 1) * 16, j + 16);
+                        }
+                    }
+                    mb += if two_m { 2 } else { 1 };
+                }
+                j += if two_n { 32 } else { 16 };
+            }
+            mc = mend;
+        }
+        asm!("tilerelease", options(nostack, nomem));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reference in f64 on the bf16-rounded operands: the products of bf16 values are exact in f64.
+    fn reference(x: &[f32], w: &[bf16], m: usize, n: usize, k: usize, round_x: bool) -> Vec<f64> {
+        let mut y = vec![0f64; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                y[i * n + j] = (0..k)
+                    .map(|c| {
+                        let a = if round_x { bf16::from_f32(x[i * k + c]).to_f64() } else { x[i * k + c] as f64 };
+                        a * w[j * k + c].to_f64()
+                    })
+                    .sum();
+            }
+        }
+        y
+    }
+
+    fn check(m: usize, n: usize, k: usize) {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64((m * 1000 + n * 10 + k) as u64);
+        let x: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let w: Vec<bf16> = (0..n * k).map(|_| bf16::from_f32(rng.random_range(-1.0..1.0))).collect();
+        let mut y = vec![f32::NAN; m * n];
+        gemm_bf16(&x, &w, &mut y, m, n, k);
+        let amx = bf16_kernels().amx && m >= AMX_MIN_ROWS && k % 32 == 0 && n % 16 == 0;
+        let want = reference(&x, &w, m, n, k, amx);
+        // Scale: Σ|x·w| bounds the rounding error of an f32 sum of k terms by k·2⁻²⁴·Σ|x·w|.
+        for i in 0..m {
+            for j in 0..n {
+                let scale: f64 = (0..k).map(|c| (x[i * k + c] as f64 * w[j * k + c].to_f64()).abs()).sum();
+                let err = (y[i * n + j] as f64 - want[i * n + j]).abs();
+                assert!(err <= 1e-6 * scale.max(1e-30) * (k as f64).sqrt(), "m {m} n {n} k {k} at ({i}, {j}): {} vs {}", y[i * n + j], want[i * n + j]);
+            }
+        }
+    }
+
+    #[test]
+    fn matches_f64_reference_on_every_path() {
+        for &(m, n, k) in &[(1, 1, 1), (1, 7, 40), (3, 33, 64), (1, 64, 96), (16, 32, 64), (17, 48, 96), (40, 80, 128), (33, 16, 32)] {
+            check(m, n, k);
+        }
+    }
+
+    #[test]
+    fn split_covers_range() {
+        assert_eq!(split(100, 32, 2), vec![(0, 64), (64, 100)]);
+        assert_eq!(split(16, 32, 4), vec![(0, 16)]);
+        assert_eq!(split(96, 32, 2), vec![(0, 32), (32, 96)]);
+    }
+}

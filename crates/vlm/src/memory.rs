@@ -1,0 +1,41 @@
+//! Resident memory of this process: the high-water mark the benchmarks report, and handing freed heap
+//! memory back to the operating system.
+//!
+//! Linux only (`/proc/self/status`, `/proc/self/clear_refs`, glibc's `malloc_trim`); elsewhere the
+//! functions report nothing and do nothing.
+
+/// Resident-set high-water mark of this process (`VmHWM` in `/proc/self/status`), bytes; `None` where
+/// unavailable.
+pub fn peak_rss_bytes() -> Option<u64> {
+    status_kb("VmHWM:").map(|kb| kb * 1024)
+}
+
+/// Current resident set (`VmRSS`), bytes; `None` where unavailable.
+pub fn rss_bytes() -> Option<u64> {
+    status_kb("VmRSS:").map(|kb| kb * 1024)
+}
+
+fn status_kb(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Resets the high-water mark to the current resident set (`echo 5 > /proc/self/clear_refs`); false
+/// where that is not possible (then [`peak_rss_bytes`] covers the process's whole life).
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// Returns free heap memory to the operating system (glibc `malloc_trim(0)`).
+///
+/// glibc keeps freed blocks below its (adaptive, up to 32 MiB) mmap threshold in its arenas, so after
+/// weights are converted (f32 → bf16) or temporaries of their initialisation are dropped, the freed
+/// bytes still count as resident until trimmed. Call after such a step; it does not touch live data.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free pages of the allocator's own arenas.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

@@ -1,0 +1,187 @@
+//! Weights read from safetensors files tensor by tensor with positioned reads, as a candle
+//! [`VarBuilder`] backend.
+//!
+//! candle's memory-mapped builder copies each tensor out of the map; the mapped pages it touched stay
+//! in the process's resident set for as long as the map lives, so a loaded model briefly counts twice
+//! (the copy plus the mapped file). Here each tensor is read (`pread`) straight into the buffer that
+//! becomes its storage: the resident set holds the weights once (plus, while a tensor is converted to
+//! another dtype, that one tensor's source). The file format: the safetensors specification (an 8-byte
+//! little-endian header length, a JSON header of dtype/shape/data offsets, then the data).
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Shape, Tensor};
+use candle_nn::var_builder::SimpleBackend;
+use candle_nn::VarBuilder;
+use half::{bf16, f16};
+
+use crate::{Error, Result};
+
+/// Where one tensor lives.
+struct Entry {
+    file: usize,
+    dtype: DType,
+    shape: Vec<usize>,
+    /// Absolute byte offset of the data in the file.
+    start: u64,
+    len: usize,
+}
+
+/// All tensors of a set of safetensors files (a single file or the shards of an index).
+pub struct SafetensorsReader {
+    files: Vec<(PathBuf, File)>,
+    tensors: HashMap<String, Entry>,
+}
+
+/// The candle dtype of a safetensors dtype name.
+fn st_dtype(d: &str) -> Option<DType> {
+    Some(match d {
+        "U8" => DType::U8,
+        "U32" => DType::U32,
+        "I64" => DType::I64,
+        "BF16" => DType::BF16,
+        "F16" => DType::F16,
+        "F32" => DType::F32,
+        "F64" => DType::F64,
+        _ => return None,
+    })
+}
+
+/// One header entry (`__metadata__` excluded).
+#[derive(serde::Deserialize)]
+struct HeaderEntry {
+    dtype: String,
+    shape: Vec<usize>,
+    data_offsets: (usize, usize),
+}
+
+impl SafetensorsReader {
+    /// Opens `paths` and parses their headers (no tensor data is read).
+    ///
+    /// Errors: [`Error::Io`] for an unreadable file; [`Error::Checkpoint`] naming the file for a
+    /// header that is not valid safetensors, data past the end of the file (truncated), or a tensor
+    /// dtype candle cannot hold.
+    pub fn open(paths: &[PathBuf]) -> Result<Self> {
+        let mut files = Vec::new();
+        let mut tensors = HashMap::new();
+        for (i, p) in paths.iter().enumerate() {
+            let err = |msg: String| Error::Checkpoint { path: p.clone(), msg };
+            let io = |source| Error::Io { path: p.clone(), source };
+            let f = File::open(p).map_err(io)?;
+            let size = f.metadata().map_err(io)?.len();
+            let mut n = [0u8; 8];
+            f.read_exact_at(&mut n, 0).map_err(|e| err(format!("cannot read the safetensors header: {e}")))?;
+            let n = u64::from_le_bytes(n);
+            if n > 100 << 20 || 8 + n > size {
+                return Err(err(format!("header length {n} does not fit the file ({size} bytes); truncated or corrupt")));
+            }
+            let mut header = vec![0u8; 8 + n as usize];
+            f.read_exact_at(&mut header, 0).map_err(|e| err(format!("cannot read the safetensors header: {e}")))?;
+            let mut json: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&header[8..])
+                .map_err(|e| err(format!("not a valid safetensors file (header is not a JSON object): {e}")))?;
+            json.remove("__metadata__");
+            let data_len = size - 8 - n;
+            for (name, v) in json {
+                let info: HeaderEntry = serde_json::from_value(v)
+                    .map_err(|e| err(format!("not a valid safetensors file (entry `{name}`): {e}")))?;
+                let dtype = st_dtype(&info.dtype)
+                    .ok_or_else(|| err(format!("tensor `{name}` has dtype {}, which is not supported", info.dtype)))?;
+                let (a, b) = info.data_offsets;
+                let elems: usize = info.shape.iter().product();
+                if b < a || (b - a) != elems * dtype.size_in_bytes() {
+                    return Err(err(format!("tensor `{name}`: data offsets {a}..{b} do not fit shape {:?}", info.shape)));
+                }
+                if b as u64 > data_len {
+                    return Err(err(format!("tensor `{name}` lies past the end of the file: truncated")));
+                }
+                tensors.insert(name, Entry { file: i, dtype, shape: info.shape, start: 8 + n + a as u64, len: b - a });
+            }
+            files.push((p.clone(), f));
+        }
+        Ok(Self { files, tensors })
+    }
+
+    /// A [`VarBuilder`] over these files that converts every tensor to `dtype` on load.
+    pub fn into_var_builder(self, dtype: DType, device: &Device) -> VarBuilder<'static> {
+        VarBuilder::from_backend(Box::new(self), dtype, device.clone())
+    }
+
+    /// Reads tensor `name` in its stored dtype. Errors: unknown name, I/O errors.
+    pub fn load(&self, name: &str, device: &Device) -> candle_core::Result<Tensor> {
+        let e = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| candle_core::Error::CannotFindTensor { path: name.to_string() }.bt())?;
+        let (path, file) = &self.files[e.file];
+        let n: usize = e.shape.iter().product();
+        if n * e.dtype.size_in_bytes() != e.len {
+            candle_core::bail!("{}: tensor `{name}` has {} bytes for shape {:?}", path.display(), e.len, e.shape);
+        }
+        let read = |buf: &mut [u8]| {
+            file.read_exact_at(buf, e.start)
+                .map_err(|err| candle_core::Error::Msg(format!("{}: reading tensor `{name}`: {err}", path.display())))
+        };
+        let shape = Shape::from(e.shape.clone());
+        /// Reads into a typed buffer and hands it to candle without another copy.
+        fn typed<T: candle_core::WithDType + Default + Copy>(
+            n: usize,
+            shape: Shape,
+            device: &Device,
+            read: impl Fn(&mut [u8]) -> candle_core::Result<()>,
+        ) -> candle_core::Result<Tensor> {
+            let mut v = vec![T::default(); n];
+            // SAFETY: the plain-old-data values of `v` are overwritten byte for byte (safetensors stores
+            // little-endian data, this target is little-endian); the byte view covers exactly `v`.
+            let bytes = unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, std::mem::size_of_val(v.as_slice())) };
+            read(bytes)?;
+            Tensor::from_vec(v, shape, device)
+        }
+        match e.dtype {
+            DType::F32 => typed::<f32>(n, shape, device, read),
+            DType::BF16 => typed::<bf16>(n, shape, device, read),
+            DType::F16 => typed::<f16>(n, shape, device, read),
+            DType::F64 => typed::<f64>(n, shape, device, read),
+            DType::U32 => typed::<u32>(n, shape, device, read),
+            DType::I64 => typed::<i64>(n, shape, device, read),
+            DType::U8 => typed::<u8>(n, shape, device, read),
+            d => candle_core::bail!("{}: tensor `{name}` has unsupported dtype {d:?}", path.display()),
+        }
+    }
+
+    /// Names of all tensors.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tensors.keys().map(|s| s.as_str())
+    }
+
+    /// The file holding `name`, if any.
+    pub fn file_of(&self, name: &str) -> Option<&Path> {
+        self.tensors.get(name).map(|e| self.files[e.file].0.as_path())
+    }
+}
+
+impl SimpleBackend for SafetensorsReader {
+    fn get(&self, s: Shape, name: &str, _: candle_nn::Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        // Shape first, so that a wrong tensor is reported without reading it.
+        if let Some(e) = self.tensors.get(name) {
+            if e.shape.as_slice() != s.dims() {
+                return Err(candle_core::Error::UnexpectedShape {
+                    msg: format!("shape mismatch for {name}"),
+                    expected: s,
+                    got: Shape::from(e.shape.clone()),
+                }
+                .bt());
+            }
+        }
+        self.get_unchecked(name, dtype, dev)
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        self.load(name, dev)?.to_dtype(dtype)
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+}
