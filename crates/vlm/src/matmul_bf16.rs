@@ -132,7 +132,7 @@ pub(crate) fn gemm_bf16(x: &[f32], w: &[bf16], y: &mut [f32], m: usize, n: usize
     let threads = candle_core::utils::get_num_threads().max(1);
     let out = OutPtr(y.as_mut_ptr());
     #[cfg(target_arch = "x86_64")]
-    if kernels.amx && m >= AMX_MIN_ROWS && k % 32 == 0 && n % 16 == 0 {
+    if kernels.amx && m >= AMX_MIN_ROWS && k.is_multiple_of(32) && n.is_multiple_of(16) {
         let xp = x86::pack_x(x, m, k);
         // Column ranges in multiples of 32 (one pair of 16-row weight tiles).
         let ranges = split(n, 32, threads);
@@ -442,7 +442,7 @@ mod tests {
         let w: Vec<bf16> = (0..n * k).map(|_| bf16::from_f32(rng.random_range(-1.0..1.0))).collect();
         let mut y = vec![f32::NAN; m * n];
         gemm_bf16(&x, &w, &mut y, m, n, k);
-        let amx = bf16_kernels().amx && m >= AMX_MIN_ROWS && k % 32 == 0 && n % 16 == 0;
+        let amx = bf16_kernels().amx && m >= AMX_MIN_ROWS && k.is_multiple_of(32) && n.is_multiple_of(16);
         let want = reference(&x, &w, m, n, k, amx);
         // Scale: Σ|x·w| bounds the rounding error of an f32 sum of k terms by k·2⁻²⁴·Σ|x·w|.
         for i in 0..m {

@@ -136,9 +136,11 @@ impl Attention {
         // GQA without copying K/V: the n_rep query heads sharing a K/V head are adjacent, so
         // (B, nh, L, d) regroups to (B, nkv, n_rep·L, d).
         let n_rep = nh / nkv;
-        let qg = q.reshape((b, nkv, n_rep * l, d))?;
+        // The 1/√d scale goes on q (L·d values) rather than on the scores (L·L'): same product up to
+        // rounding, one pass over the largest attention tensor fewer.
         let scale = 1.0 / (d as f64).sqrt();
-        let scores = (matmul(&qg, &k.t()?)? * scale)?.reshape((b, nh, l, lk))?;
+        let qg = (q * scale)?.reshape((b, nkv, n_rep * l, d))?;
+        let scores = matmul(&qg, &k.t()?)?.reshape((b, nh, l, lk))?;
         let scores = match mask {
             Some(m) => {
                 let masked = scores.broadcast_add(m)?;
