@@ -14,7 +14,11 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const ROUND: f32 = 12_582_912.0; // 1.5 · 2²³: adding and subtracting it rounds to an integer
     let x = x.clamp(-87.336_54, 88.722_83);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let t = x * LOG2E + ROUND;
+    let n = t - ROUND;
+    // n is an integer in [−126, 128]: it sits in the low mantissa bits of t (bit arithmetic, unlike a
+    // saturating float → int cast, vectorises).
+    let n_bits = t.to_bits().wrapping_sub(ROUND.to_bits());
     let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
     let mut p = 1.987_569_1e-4_f32;
     p = p * r + 1.398_199_9e-3;
@@ -23,7 +27,7 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 5.000_000_1e-1;
     let e = p * (r * r) + r + 1.0;
-    f32::from_bits(((n as i32 + 127) << 23) as u32) * e
+    f32::from_bits(n_bits.wrapping_add(127) << 23) * e
 }
 
 /// erf(x) for f32 without branches: an odd degree-13 over even degree-8 rational function on
