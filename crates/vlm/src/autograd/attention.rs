@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 
 use super::kernels::{matmul, needs_grad, operand, tensor, with_slice, Real, View};
+use super::vmath::{dot, simd_fn, sum};
 use crate::{Error, Result};
 
 /// Shapes and options of [`attention`].
@@ -54,25 +55,67 @@ struct AttentionOp {
     saved: Mutex<Option<Saved>>,
 }
 
-/// Rotates (`inverse` = false) or un-rotates each head of the rows of `x` (rows of `width`; row r is
-/// position `first + r % len`).
-#[allow(clippy::too_many_arguments)]
-fn rotate<T: Real>(x: &mut [T], width: usize, hd: usize, len: usize, first: usize, cos: &[T], sin: &[T], inverse: bool) {
-    let half = hd / 2;
-    for (r, row) in x.chunks_exact_mut(width).enumerate() {
-        let pos = first + r % len;
-        let (c, s) = (&cos[pos * half..(pos + 1) * half], &sin[pos * half..(pos + 1) * half]);
-        for head in row.chunks_exact_mut(hd) {
-            let (x1, x2) = head.split_at_mut(half);
-            for j in 0..half {
-                let (a, b) = (x1[j], x2[j]);
+simd_fn! {
+    /// Rotates (`inverse` = false) or un-rotates each head of the rows of `x` (rows of `width`; row r
+    /// is position `first + r % len`).
+    #[allow(clippy::too_many_arguments)]
+    fn rotate<T: Real>(x: &mut [T], width: usize, hd: usize, len: usize, first: usize, cos: &[T], sin: &[T], inverse: bool) {
+        let half = hd / 2;
+        for (r, row) in x.chunks_exact_mut(width).enumerate() {
+            let pos = first + r % len;
+            let (c, s) = (&cos[pos * half..(pos + 1) * half], &sin[pos * half..(pos + 1) * half]);
+            for head in row.chunks_exact_mut(hd) {
+                let (x1, x2) = head.split_at_mut(half);
                 if inverse {
-                    x1[j] = a * c[j] + b * s[j];
-                    x2[j] = b * c[j] - a * s[j];
+                    for (((a, b), &cj), &sj) in x1.iter_mut().zip(x2.iter_mut()).zip(c).zip(s) {
+                        let (u, v) = (*a, *b);
+                        *a = u * cj + v * sj;
+                        *b = v * cj - u * sj;
+                    }
                 } else {
-                    x1[j] = a * c[j] - b * s[j];
-                    x2[j] = b * c[j] + a * s[j];
+                    for (((a, b), &cj), &sj) in x1.iter_mut().zip(x2.iter_mut()).zip(c).zip(s) {
+                        let (u, v) = (*a, *b);
+                        *a = u * cj - v * sj;
+                        *b = v * cj + u * sj;
+                    }
                 }
+            }
+        }
+    }
+}
+
+simd_fn! {
+    /// Row-wise softmax of the (rows × lk) scores in place; row i keeps its first `lim(i)` entries
+    /// (`causal`: i + 1 + offset) and zeroes the rest.
+    fn softmax_rows<T: Real>(p: &mut [T], lk: usize, causal: bool, offset: usize) {
+        for (i, row) in p.chunks_exact_mut(lk).enumerate() {
+            let lim = if causal { (i + 1 + offset).min(lk) } else { lk };
+            let (live, dead) = row.split_at_mut(lim);
+            let mut max = T::neg_infinity();
+            for &x in live.iter() {
+                max = if x > max { x } else { max };
+            }
+            for x in live.iter_mut() {
+                *x = (*x - max).fast_exp();
+            }
+            let inv = T::ONE / sum(live);
+            for x in live.iter_mut() {
+                *x *= inv;
+            }
+            for x in dead.iter_mut() {
+                *x = T::ZERO;
+            }
+        }
+    }
+}
+
+simd_fn! {
+    /// dS = P ∘ (dP − Σ_t dP·P), row-wise, in place in `ds` (rows × lk).
+    fn softmax_grad_rows<T: Real>(ds: &mut [T], p: &[T], lk: usize) {
+        for (drow, prow) in ds.chunks_exact_mut(lk).zip(p.chunks_exact(lk)) {
+            let d = dot(drow, prow);
+            for (a, &b) in drow.iter_mut().zip(prow) {
+                *a = b * (*a - d);
             }
         }
     }
@@ -119,27 +162,7 @@ impl AttentionOp {
                 let g = h / n_rep;
                 let pb = &mut p[(n * nh + h) * lq * lk..(n * nh + h + 1) * lq * lk];
                 matmul(lq, lk, hd, pb, View::rows(0, lk), &qr, self.q_view(n, h), &kr, self.kv_view(n, g).t(), scale, false);
-                for (i, row) in pb.chunks_exact_mut(lk).enumerate() {
-                    let lim = if s.causal { i + 1 + lk - lq } else { lk };
-                    let mut max = T::neg_infinity();
-                    for &x in &row[..lim] {
-                        if x > max {
-                            max = x;
-                        }
-                    }
-                    let mut sum = T::ZERO;
-                    for x in &mut row[..lim] {
-                        *x = (*x - max).exp();
-                        sum += *x;
-                    }
-                    let inv = T::ONE / sum;
-                    for x in &mut row[..lim] {
-                        *x *= inv;
-                    }
-                    for x in &mut row[lim..] {
-                        *x = T::ZERO;
-                    }
-                }
+                softmax_rows(pb, lk, s.causal, lk - lq);
                 matmul(lq, hd, lk, &mut out, self.q_view(n, h), pb, View::rows(0, lk), v, self.kv_view(n, g), T::ONE, false);
             }
         }
@@ -169,16 +192,7 @@ impl AttentionOp {
                 // dV += Pᵀ · dO
                 matmul(lk, hd, lq, &mut dv, self.kv_view(n, g), p, pv.t(), go, self.q_view(n, h), T::ONE, true);
                 // dS = P ∘ (dP − Σ_t dP·P)
-                let prow = &p[pv.offset..pv.offset + lq * lk];
-                for (drow, pr) in ds.chunks_exact_mut(lk).zip(prow.chunks_exact(lk)) {
-                    let mut dot = T::ZERO;
-                    for (&a, &b) in drow.iter().zip(pr) {
-                        dot += a * b;
-                    }
-                    for (a, &b) in drow.iter_mut().zip(pr) {
-                        *a = b * (*a - dot);
-                    }
-                }
+                softmax_grad_rows(&mut ds, &p[pv.offset..pv.offset + lq * lk], lk);
                 // dQ = scale · dS · K, dK += scale · dSᵀ · Q
                 matmul(lq, hd, lk, &mut dq, self.q_view(n, h), &ds, View::rows(0, lk), kr, self.kv_view(n, g), scale, false);
                 matmul(lk, hd, lq, &mut dk, self.kv_view(n, g), &ds, View::rows(0, lk).t(), qr, self.q_view(n, h), scale, true);
@@ -266,6 +280,11 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, rope: Option<&Rope>, spec: 
     if !super::supports(q) || q.dtype() != k.dtype() || q.dtype() != v.dtype() {
         return Err(Error::Invalid(format!("fused attention needs f32/f64 CPU tensors of one dtype, got {:?}", q.dtype())));
     }
+    let op = attention_op(q, rope, spec)?;
+    Ok(q.contiguous()?.apply_op3(&k.contiguous()?, &v.contiguous()?, op)?)
+}
+
+fn attention_op(q: &Tensor, rope: Option<&Rope>, spec: AttentionSpec) -> Result<AttentionOp> {
     let s = &spec;
     if s.num_kv_heads == 0 || s.num_heads % s.num_kv_heads != 0 || s.head_dim == 0 || (s.causal && s.kv_len < s.q_len) {
         return Err(Error::Invalid(format!("fused attention: unsupported shape {spec:?}")));
@@ -285,6 +304,5 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, rope: Option<&Rope>, spec: 
         }
         None => None,
     };
-    let op = AttentionOp { spec, rope, saved: Mutex::new(None) };
-    Ok(q.contiguous()?.apply_op3(&k.contiguous()?, &v.contiguous()?, op)?)
+    Ok(AttentionOp { spec, rope, saved: Mutex::new(None) })
 }

@@ -23,34 +23,40 @@ pub(crate) trait Real:
     const ZERO: Self;
     const ONE: Self;
     fn from_f64(v: f64) -> Self;
-    fn exp(self) -> Self;
     fn sqrt(self) -> Self;
     fn neg_infinity() -> Self;
-    /// candle's `erf` for this type (so GELU matches `Tensor::gelu_erf` bit for bit).
-    fn erf(self) -> Self;
+    /// `exp` for the kernels' loops: branch-free and vectorisable for f32 ([`super::vmath::exp_f32`]),
+    /// exact for f64.
+    fn fast_exp(self) -> Self;
+    /// `erf` for the kernels' loops: [`super::vmath::erf_f32`] for f32, candle's exact `erf` for f64.
+    fn fast_erf(self) -> Self;
     fn slice(s: &CpuStorage) -> Option<&[Self]>;
     fn storage(v: Vec<Self>) -> CpuStorage;
 }
 
 macro_rules! real {
-    ($t:ty, $dt:expr, $variant:ident, $erf:path) => {
+    ($t:ty, $dt:expr, $variant:ident, $exp:expr, $erf:expr) => {
         impl Real for $t {
             const DTYPE: DType = $dt;
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
+            #[inline(always)]
             fn from_f64(v: f64) -> Self {
                 v as $t
             }
-            fn exp(self) -> Self {
-                <$t>::exp(self)
-            }
+            #[inline(always)]
             fn sqrt(self) -> Self {
                 <$t>::sqrt(self)
             }
             fn neg_infinity() -> Self {
                 <$t>::NEG_INFINITY
             }
-            fn erf(self) -> Self {
+            #[inline(always)]
+            fn fast_exp(self) -> Self {
+                $exp(self)
+            }
+            #[inline(always)]
+            fn fast_erf(self) -> Self {
                 $erf(self)
             }
             fn slice(s: &CpuStorage) -> Option<&[Self]> {
@@ -65,8 +71,8 @@ macro_rules! real {
         }
     };
 }
-real!(f32, DType::F32, F32, candle_core::cpu::erf::erf_f32);
-real!(f64, DType::F64, F64, candle_core::cpu::erf::erf_f64);
+real!(f32, DType::F32, F32, super::vmath::exp_f32, super::vmath::erf_f32);
+real!(f64, DType::F64, F64, f64::exp, candle_core::cpu::erf::erf_f64);
 
 /// The contiguous elements of a custom op's operand. Errors: wrong dtype, non-contiguous layout.
 pub(crate) fn operand<'a, T: Real>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<&'a [T]> {
@@ -97,6 +103,46 @@ pub(crate) fn tensor<T: Real>(v: Vec<T>, shape: impl Into<Shape>) -> candle_core
 /// Whether autograd will ask for the gradient of `t` (a variable, or computed from one).
 pub(crate) fn needs_grad(t: &Tensor) -> bool {
     t.track_op()
+}
+
+/// Products up to this many multiply-adds use [`small_matmul`].
+const SMALL: usize = 1 << 12;
+
+super::vmath::simd_fn! {
+    /// [`matmul`] as plain loops, for a row-major destination and either a row-major `rhs` (rows of
+    /// dst are combinations of rows of rhs) or a `lhs` row and `rhs` column both contiguous along k
+    /// (dot products).
+    #[allow(clippy::too_many_arguments)]
+    fn small_matmul<T: Real>(m: usize, n: usize, k: usize, dst: &mut [T], d: View, lhs: &[T], a: View, rhs: &[T], b: View, scale: T, accumulate: bool) {
+        for i in 0..m {
+            let out = &mut dst[d.offset + i * d.rs..d.offset + i * d.rs + n];
+            if b.cs == 1 && n > 1 {
+                if !accumulate {
+                    out.iter_mut().for_each(|x| *x = T::ZERO);
+                }
+                for p in 0..k {
+                    let s = scale * lhs[a.offset + i * a.rs + p * a.cs];
+                    let row = &rhs[b.offset + p * b.rs..b.offset + p * b.rs + n];
+                    for (o, &r) in out.iter_mut().zip(row) {
+                        *o += s * r;
+                    }
+                }
+            } else {
+                let arow = &lhs[a.offset + i * a.rs..a.offset + i * a.rs + k];
+                for (j, o) in out.iter_mut().enumerate() {
+                    let col = &rhs[b.offset + j * b.cs..b.offset + j * b.cs + k];
+                    let v = scale * super::vmath::dot(arow, col);
+                    *o = if accumulate { *o + v } else { v };
+                }
+            }
+        }
+    }
+}
+
+/// candle's thread count (RAYON_NUM_THREADS), read once.
+fn threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(candle_core::utils::get_num_threads)
 }
 
 /// A strided matrix view: element (i, j) at `offset + i·rs + j·cs` of its slice.
@@ -155,8 +201,12 @@ pub(crate) fn matmul<T: Real>(
     }
     a.check(m, k, lhs.len(), "lhs");
     b.check(k, n, rhs.len(), "rhs");
-    let threads = candle_core::utils::get_num_threads();
-    let par = if threads > 1 && m * n * k >= 1 << 18 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    // Small products (attention heads, windows): plain loops beat gemm's packing and dispatch.
+    if m * n * k <= SMALL && d.cs == 1 && ((b.cs == 1 && n > 1) || (a.cs == 1 && b.rs == 1)) {
+        small_matmul(m, n, k, dst, d, lhs, a, rhs, b, scale, accumulate);
+        return;
+    }
+    let par = if m * n * k >= 1 << 18 && threads() > 1 { gemm::Parallelism::Rayon(threads()) } else { gemm::Parallelism::None };
     // SAFETY: the three views were checked to lie inside their slices; dst is exclusively borrowed
     // and cannot alias lhs/rhs (shared borrows).
     unsafe {

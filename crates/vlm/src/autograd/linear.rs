@@ -3,6 +3,7 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 
 use super::kernels::{matmul, needs_grad, operand, tensor, with_slice, Real, View};
+use super::vmath::simd_fn;
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +45,11 @@ fn forward<T: Real>(
             if b.len() != n {
                 candle_core::bail!("fused linear: bias of {} for {n} outputs", b.len());
             }
-            b.iter().copied().cycle().take(rows * n).collect::<Vec<T>>()
+            let mut y = Vec::with_capacity(rows * n);
+            for _ in 0..rows {
+                y.extend_from_slice(b);
+            }
+            y
         }
         (Extra::Residual, Some((s, l))) => {
             let r = operand::<T>(s, l, "linear residual")?;
@@ -70,6 +75,17 @@ fn dispatch(
         CpuStorage::F32(_) => forward::<f32>(op, x, w, third),
         CpuStorage::F64(_) => forward::<f64>(op, x, w, third),
         _ => candle_core::bail!("fused linear: f32/f64 only"),
+    }
+}
+
+simd_fn! {
+    /// `out[j] += Σ_rows g[row, j]` for g (rows × out.len()).
+    fn column_sums<T: Real>(g: &[T], out: &mut [T]) {
+        for row in g.chunks_exact(out.len()) {
+            for (d, &v) in out.iter_mut().zip(row) {
+                *d += v;
+            }
+        }
     }
 }
 
@@ -105,11 +121,7 @@ fn backward<T: Real>(
         let d3 = match (op.extra, third) {
             (Extra::Bias, Some(b)) if needs_grad(b) => {
                 let mut db = vec![T::ZERO; n];
-                for row in gs.chunks_exact(n) {
-                    for (d, &v) in db.iter_mut().zip(row) {
-                        *d += v;
-                    }
-                }
+                column_sums(gs, &mut db);
                 Some(tensor(db, n)?)
             }
             (Extra::Residual, Some(r)) if needs_grad(r) => Some(g.clone()),

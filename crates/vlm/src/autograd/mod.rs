@@ -20,14 +20,19 @@
 //! | [`norm`] | RMSNorm (HF `Qwen2RMSNorm`), LayerNorm (`torch.nn.LayerNorm`) |
 //! | [`activation`] | `silu(gate) · up` (SwiGLU), exact GELU |
 //! | [`attention`] | multi-head attention core: RoPE, scaled scores, optional causal mask, softmax, GQA |
+//! | [`conv`] | QueCC's depth-wise convolution over token rows; one row added to every token of a sequence |
+mod vmath;
+
 mod activation;
 mod attention;
+mod conv;
 mod kernels;
 mod linear;
 mod norm;
 
 pub use activation::{gelu_erf, silu_mul};
 pub use attention::{attention, AttentionSpec, Rope};
+pub use conv::{add_row, depthwise_conv, ConvTaps};
 pub use linear::{linear, linear_residual};
 pub use norm::{layer_norm, rms_norm};
 

@@ -4,6 +4,7 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 
 use super::kernels::{needs_grad, operand, tensor, with_slice, Real};
+use super::vmath::{dot, simd_fn, sum};
 use crate::{Error, Result};
 
 struct RmsNormOp {
@@ -15,22 +16,16 @@ struct LayerNormOp {
 }
 
 /// 1 / sqrt(mean(x²) + eps).
+#[inline(always)]
 fn inv_rms<T: Real>(row: &[T], eps: T) -> T {
-    let mut s = T::ZERO;
-    for &v in row {
-        s += v * v;
-    }
-    T::ONE / (s / T::from_f64(row.len() as f64) + eps).sqrt()
+    T::ONE / (dot(row, row) / T::from_f64(row.len() as f64) + eps).sqrt()
 }
 
 /// (μ, 1 / sqrt(var + eps)) with the biased variance.
+#[inline(always)]
 fn moments<T: Real>(row: &[T], eps: T) -> (T, T) {
     let n = T::from_f64(row.len() as f64);
-    let mut s = T::ZERO;
-    for &v in row {
-        s += v;
-    }
-    let mu = s / n;
+    let mu = sum(row) / n;
     let mut q = T::ZERO;
     for &v in row {
         let c = v - mu;
@@ -46,44 +41,60 @@ fn last_dim(l: &Layout, w: usize, op: &str) -> candle_core::Result<usize> {
     }
 }
 
+simd_fn! {
+    fn rms_kernel<T: Real>(x: &[T], w: &[T], eps: T, y: &mut [T]) {
+        let h = w.len();
+        for (row, out) in x.chunks_exact(h).zip(y.chunks_exact_mut(h)) {
+            let r = inv_rms(row, eps);
+            for ((o, &v), &wv) in out.iter_mut().zip(row).zip(w) {
+                *o = wv * (v * r);
+            }
+        }
+    }
+}
+
+simd_fn! {
+    /// dx (if `dx` is non-empty) and dw (accumulated) of RMSNorm.
+    fn rms_grad<T: Real>(x: &[T], w: &[T], g: &[T], eps: T, dx: &mut [T], dw: &mut [T]) {
+        let h = w.len();
+        let inv_h = T::ONE / T::from_f64(h as f64);
+        let want_x = !dx.is_empty();
+        let mut gw = vec![T::ZERO; h];
+        for (i, (row, grow)) in x.chunks_exact(h).zip(g.chunks_exact(h)).enumerate() {
+            let r = inv_rms(row, eps);
+            for ((d, &v), &gv) in dw.iter_mut().zip(row).zip(grow) {
+                *d += gv * v * r;
+            }
+            if want_x {
+                for ((o, &gv), &wv) in gw.iter_mut().zip(grow).zip(w) {
+                    *o = gv * wv;
+                }
+                let c = r * r * r * dot(&gw, row) * inv_h;
+                for ((o, &v), &gwv) in dx[i * h..(i + 1) * h].iter_mut().zip(row).zip(&gw) {
+                    *o = r * gwv - c * v;
+                }
+            }
+        }
+    }
+}
+
 fn rms_fwd<T: Real>(eps: f64, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
     let (x, w) = (operand::<T>(s1, l1, "rms_norm")?, operand::<T>(s2, l2, "rms_norm")?);
-    let h = last_dim(l1, w.len(), "rms_norm")?;
-    let eps = T::from_f64(eps);
-    let mut y = Vec::with_capacity(x.len());
-    for row in x.chunks_exact(h) {
-        let r = inv_rms(row, eps);
-        y.extend(row.iter().zip(w).map(|(&v, &wv)| wv * (v * r)));
-    }
+    last_dim(l1, w.len(), "rms_norm")?;
+    let mut y = vec![T::ZERO; x.len()];
+    rms_kernel(x, w, T::from_f64(eps), &mut y);
     Ok((T::storage(y), l1.shape().clone()))
 }
 
 fn rms_bwd<T: Real>(eps: f64, x: &Tensor, w: &Tensor, g: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
     let h = w.elem_count();
-    let eps = T::from_f64(eps);
     let (want_x, want_w) = (needs_grad(x), needs_grad(w));
     let (dx, dw) = with_slice::<T, _>(x, |xs| {
         with_slice::<T, _>(w, |ws| {
             with_slice::<T, _>(g, |gs| {
-                let mut dx = if want_x { Vec::with_capacity(xs.len()) } else { vec![] };
+                let mut dx = vec![T::ZERO; if want_x { xs.len() } else { 0 }];
                 let mut dw = vec![T::ZERO; h];
-                let inv_h = T::ONE / T::from_f64(h as f64);
-                for (row, grow) in xs.chunks_exact(h).zip(gs.chunks_exact(h)) {
-                    let r = inv_rms(row, eps);
-                    if want_w {
-                        for ((d, &v), &gv) in dw.iter_mut().zip(row).zip(grow) {
-                            *d += gv * v * r;
-                        }
-                    }
-                    if want_x {
-                        let mut dot = T::ZERO;
-                        for ((&v, &gv), &wv) in row.iter().zip(grow).zip(ws) {
-                            dot += gv * wv * v;
-                        }
-                        let c = r * r * r * dot * inv_h;
-                        dx.extend(row.iter().zip(grow).zip(ws).map(|((&v, &gv), &wv)| r * gv * wv - c * v));
-                    }
-                }
+                rms_grad(xs, ws, gs, T::from_f64(eps), &mut dx, &mut dw);
                 (dx, dw)
             })
         })
@@ -112,6 +123,48 @@ impl CustomOp2 for RmsNormOp {
     }
 }
 
+simd_fn! {
+    fn ln_kernel<T: Real>(x: &[T], w: &[T], b: &[T], eps: T, y: &mut [T]) {
+        let h = w.len();
+        for (row, out) in x.chunks_exact(h).zip(y.chunks_exact_mut(h)) {
+            let (mu, r) = moments(row, eps);
+            for (((o, &v), &wv), &bv) in out.iter_mut().zip(row).zip(w).zip(b) {
+                *o = (v - mu) * r * wv + bv;
+            }
+        }
+    }
+}
+
+simd_fn! {
+    /// dx (if `dx` is non-empty), dw and db (accumulated) of LayerNorm.
+    #[allow(clippy::too_many_arguments)]
+    fn ln_grad<T: Real>(x: &[T], w: &[T], g: &[T], eps: T, dx: &mut [T], dw: &mut [T], db: &mut [T]) {
+        let h = w.len();
+        let inv_h = T::ONE / T::from_f64(h as f64);
+        let want_x = !dx.is_empty();
+        let (mut xh, mut gw) = (vec![T::ZERO; h], vec![T::ZERO; h]);
+        for (i, (row, grow)) in x.chunks_exact(h).zip(g.chunks_exact(h)).enumerate() {
+            let (mu, r) = moments(row, eps);
+            for (o, &v) in xh.iter_mut().zip(row) {
+                *o = (v - mu) * r;
+            }
+            for (((d, e), &gv), &xv) in dw.iter_mut().zip(db.iter_mut()).zip(grow).zip(&xh) {
+                *d += gv * xv;
+                *e += gv;
+            }
+            if want_x {
+                for ((o, &gv), &wv) in gw.iter_mut().zip(grow).zip(w) {
+                    *o = gv * wv;
+                }
+                let (m1, m2) = (sum(&gw) * inv_h, dot(&gw, &xh) * inv_h);
+                for ((o, &gwv), &xv) in dx[i * h..(i + 1) * h].iter_mut().zip(&gw).zip(&xh) {
+                    *o = r * (gwv - m1 - xv * m2);
+                }
+            }
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn ln_fwd<T: Real>(
     eps: f64,
@@ -127,12 +180,8 @@ fn ln_fwd<T: Real>(
     if b.len() != h {
         candle_core::bail!("layer_norm: bias of {} for width {h}", b.len());
     }
-    let eps = T::from_f64(eps);
-    let mut y = Vec::with_capacity(x.len());
-    for row in x.chunks_exact(h) {
-        let (mu, r) = moments(row, eps);
-        y.extend(row.iter().zip(w).zip(b).map(|((&v, &wv), &bv)| (v - mu) * r * wv + bv));
-    }
+    let mut y = vec![T::ZERO; x.len()];
+    ln_kernel(x, w, b, T::from_f64(eps), &mut y);
     Ok((T::storage(y), l1.shape().clone()))
 }
 
@@ -140,30 +189,13 @@ type Grads3 = (Option<Tensor>, Option<Tensor>, Option<Tensor>);
 
 fn ln_bwd<T: Real>(eps: f64, x: &Tensor, w: &Tensor, b: &Tensor, g: &Tensor) -> candle_core::Result<Grads3> {
     let h = w.elem_count();
-    let eps = T::from_f64(eps);
     let (want_x, want_w, want_b) = (needs_grad(x), needs_grad(w), needs_grad(b));
     let (dx, dw, db) = with_slice::<T, _>(x, |xs| {
         with_slice::<T, _>(w, |ws| {
             with_slice::<T, _>(g, |gs| {
-                let mut dx = if want_x { Vec::with_capacity(xs.len()) } else { vec![] };
+                let mut dx = vec![T::ZERO; if want_x { xs.len() } else { 0 }];
                 let (mut dw, mut db) = (vec![T::ZERO; h], vec![T::ZERO; h]);
-                let inv_h = T::ONE / T::from_f64(h as f64);
-                for (row, grow) in xs.chunks_exact(h).zip(gs.chunks_exact(h)) {
-                    let (mu, r) = moments(row, eps);
-                    let (mut sum_gh, mut sum_ghx) = (T::ZERO, T::ZERO);
-                    for (j, (&v, &gv)) in row.iter().zip(grow).enumerate() {
-                        let xh = (v - mu) * r;
-                        dw[j] += gv * xh;
-                        db[j] += gv;
-                        let gh = gv * ws[j];
-                        sum_gh += gh;
-                        sum_ghx += gh * xh;
-                    }
-                    if want_x {
-                        let (m1, m2) = (sum_gh * inv_h, sum_ghx * inv_h);
-                        dx.extend(row.iter().zip(grow).zip(ws).map(|((&v, &gv), &wv)| r * (gv * wv - m1 - (v - mu) * r * m2)));
-                    }
-                }
+                ln_grad(xs, ws, gs, T::from_f64(eps), &mut dx, &mut dw, &mut db);
                 (dx, dw, db)
             })
         })

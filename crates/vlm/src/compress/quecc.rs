@@ -97,6 +97,8 @@ pub struct Quecc {
     conv_weight: Tensor, // (d, 1, k, k) as stored; kept as the Var itself so optimiser updates apply
     conv_bias: Tensor,   // (d)
     taps: Tensor,        // (h·h·k·k) u32 indices into the G² grid
+    conv_taps: crate::autograd::ConvTaps, // the same taps for the fused training op
+    mode: OpMode,
     attn: WindowAttention,
 }
 
@@ -132,6 +134,8 @@ impl Quecc {
             conv_weight: conv_w,
             conv_bias,
             taps,
+            conv_taps: crate::autograd::ConvTaps::new(cfg.grid, k, cfg.stride)?,
+            mode,
             attn: WindowAttention::new(d, cfg.num_heads, mode, vb.pp("clip_attn"))?,
         })
     }
@@ -154,6 +158,11 @@ impl Quecc {
     /// The configuration.
     pub fn config(&self) -> &QueccConfig {
         &self.cfg
+    }
+
+    /// Whether the fused differentiable kernels ([`crate::autograd`]) apply to `t`.
+    fn fused(&self, t: &Tensor) -> bool {
+        self.mode == OpMode::Differentiable && crate::autograd::supports(t)
     }
 }
 
@@ -178,9 +187,19 @@ impl Compressor for Quecc {
                     q.dims()
                 )));
             }
-            x = x.broadcast_add(&ln.forward(&lin.forward(q)?)?)?;
+            let t = ln.forward(&lin.forward(q)?)?;
+            x = if self.fused(&x) { crate::autograd::add_row(&x, &t)? } else { x.broadcast_add(&t)? };
         }
         let q = self.q_proj.1.forward(&self.q_proj.0.forward(&x)?)?; // (B, G², d)
+        if self.fused(&q) {
+            // Training: one op for the conv, and the frozen features put in window order before the
+            // (row-wise) k/v projections instead of the projected keys after them.
+            let q = crate::autograd::depthwise_conv(&q, &self.conv_weight, &self.conv_bias, &self.conv_taps)?;
+            let multi = super::window_attention::windows(multi, self.cfg.grid, self.out_grid)?;
+            let keys = self.k_proj.1.forward(&self.k_proj.0.forward(&multi)?)?;
+            let values = self.v_proj.1.forward(&self.v_proj.0.forward(&multi)?)?;
+            return self.attn.forward_windowed(&q, &keys, &values);
+        }
         let (h, k) = (self.out_grid, self.cfg.kernel);
         let taps = q.index_select(&self.taps, 1)?.reshape((b, h * h, k * k, d))?;
         let w = self.conv_weight.reshape((d, k * k))?.t()?; // (k·k, d)

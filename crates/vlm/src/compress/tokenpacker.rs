@@ -56,6 +56,7 @@ pub struct TokenPacker {
     v_proj_1: FeatureMlp,
     ln_v_1: LayerNorm,
     interp: Tensor, // (g, G) bilinear weights
+    mode: OpMode,
     attn: WindowAttention,
 }
 
@@ -91,6 +92,7 @@ impl TokenPacker {
             v_proj_1: FeatureMlp::new(cfg.multi_dim, d, vb.pp("v_proj_1"))?,
             ln_v_1: ln("ln_v_1")?,
             interp: bilinear_matrix(cfg.grid, out_grid, vb.device())?.to_dtype(vb.dtype())?,
+            mode,
             attn: WindowAttention::new(d, cfg.num_heads, mode, vb.pp("clip_attn"))?,
         })
     }
@@ -116,6 +118,16 @@ impl Compressor for TokenPacker {
         }
         let b = check_single(features, self.cfg.embed_dim)?;
         let multi = check_multi(features, b, self.cfg.multi_dim)?;
+        if self.mode == OpMode::Differentiable {
+            // Training: the frozen features in window order before the row-wise k/v projections
+            // (instead of reordering the projected keys and values).
+            let multi = super::window_attention::windows(multi, self.cfg.grid, self.out_grid)?;
+            let keys = self.ln_k_1.forward(&self.k_proj_1.forward(&multi)?)?;
+            let values = self.ln_v_1.forward(&self.v_proj_1.forward(&multi)?)?;
+            let q = self.downsample(&features.single, b)?;
+            let q = self.ln_q_1.forward(&self.q_proj_1.forward(&q)?)?;
+            return self.attn.forward_windowed(&q, &keys, &values);
+        }
         let keys = self.ln_k_1.forward(&self.k_proj_1.forward(multi)?)?;
         let values = self.ln_v_1.forward(&self.v_proj_1.forward(multi)?)?;
         let q = self.downsample(&features.single, b)?;

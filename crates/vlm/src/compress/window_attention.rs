@@ -42,15 +42,28 @@ impl WindowAttention {
     /// queries (B, g², d) in row-major grid order; keys, values (B, G², d) → (B, g², d).
     /// Requires g | G (checked by the compressors' constructors).
     pub fn forward(&self, queries: &Tensor, keys: &Tensor, values: &Tensor, grid: usize, out_grid: usize) -> Result<Tensor> {
-        let (b, _, d) = queries.dims3()?;
-        let (g, w) = (out_grid, grid / out_grid);
-        let windows = |x: &Tensor| -> Result<Tensor> {
-            Ok(x.reshape((b, g, w, g, w, x.dim(2)?))?
-                .permute((0, 1, 3, 2, 4, 5))?
-                .reshape((b * g * g, w * w, ()))?)
-        };
-        let q = queries.reshape((b * g * g, 1, d))?;
-        let out = self.attn.forward(&q, &windows(keys)?, &windows(values)?)?;
-        Ok(out.reshape((b, g * g, d))?)
+        self.forward_windowed(queries, &windows(keys, grid, out_grid)?, &windows(values, grid, out_grid)?)
     }
+
+    /// As [`Self::forward`] with keys and values already in window order ([`windows`]), (B·g², (G/g)², d).
+    /// Training reorders the frozen multi-level features once instead of the projected keys (the
+    /// projections act row by row, so the result is the same).
+    pub fn forward_windowed(&self, queries: &Tensor, keys: &Tensor, values: &Tensor) -> Result<Tensor> {
+        let (b, n, d) = queries.dims3()?;
+        let q = queries.reshape((b * n, 1, d))?;
+        let out = self.attn.forward(&q, keys, values)?;
+        Ok(out.reshape((b, n, d))?)
+    }
+}
+
+/// The tokens of each g×g window of a G×G grid: (B, G², c) → (B·g², (G/g)², c), windows and the
+/// tokens inside a window in row-major order (authors' einops `b (i k j l) c -> (b i j) (k l) c`).
+/// Errors: shapes that do not fit (g must divide G).
+pub fn windows(x: &Tensor, grid: usize, out_grid: usize) -> Result<Tensor> {
+    let (b, _, c) = x.dims3()?;
+    let (g, w) = (out_grid, grid / out_grid);
+    Ok(x.reshape((b, g, w, g, w, c))?.permute((0, 1, 3, 2, 4, 5))?.reshape((b * g * g, w * w, c))?)
+}
+
+impl WindowAttention {
 }
