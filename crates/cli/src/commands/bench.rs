@@ -382,12 +382,12 @@ fn train(a: TrainArgs) -> Result<()> {
     ::train::bench::BenchInput::new(&cfg)?; // bad compressor / V: error before the slow part
     let load = load_average().unwrap_or_else(|| "unknown".into());
     println!(
-        "bench train — {} + mlp2x_gelu + Qwen2 LLM, V = {}, batch {}, d = {}, {}×{} grid, f32, CPU; {threads} matmul threads, element-wise on {} (CANDLE_NUM_THREADS); load average {load}; shared machine: timings are noisy",
+        "bench train — {} + mlp2x_gelu + Qwen2 LLM, V = {}, batch {}, d = {}, {}×{} grid, f32, CPU; matmul threads {threads} (RAYON_NUM_THREADS), element-wise threads {} (CANDLE_NUM_THREADS); load average {load}; shared machine: timings are noisy",
         a.compressor, a.visual_tokens, a.batch, cfg.vision_dim, cfg.grid, cfg.grid,
         std::env::var("CANDLE_NUM_THREADS").unwrap_or_default()
     );
     let limit = measured_matmul_gflops()?;
-    println!("measured f32 matmul limit (candle, 2048³, {threads} threads): {limit:.1} GFLOP/s");
+    println!("measured f32 matmul limit (candle, 2048³, {threads} thread{}): {limit:.1} GFLOP/s", if threads == 1 { "" } else { "s" });
     println!("FLOPs: exact forward matrix-product count × 3 (forward + backward) + the query embedding's forward; element-wise work not counted\n");
 
     let export = if a.torch { Some(tempfile_dir()?) } else { None };
@@ -451,7 +451,12 @@ fn train(a: TrainArgs) -> Result<()> {
         }
     }
     if let Some(p) = peer.iter().flatten().next() {
-        println!("\nPyTorch {} with {} threads (torch.set_num_threads), eager mode, torch.optim.AdamW defaults; speed-up = torch s/step ÷ ours", p.torch, p.threads);
+        println!(
+            "\nPyTorch {} with torch.set_num_threads({}), eager mode, torch.optim.AdamW defaults, OMP_WAIT_POLICY {}; speed-up = torch s/step ÷ ours",
+            p.torch,
+            p.threads,
+            std::env::var("OMP_WAIT_POLICY").unwrap_or_else(|_| "unset (spin-waits)".into())
+        );
     }
     if !peer_note.is_empty() {
         println!("\n{peer_note}");
