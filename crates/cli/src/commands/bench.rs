@@ -433,8 +433,8 @@ fn train(a: TrainArgs) -> Result<()> {
         let _ = std::fs::remove_dir_all(dir);
     }
 
-    println!("{:<4} {:>9} {:>9} | {:>8} {:>9} {:>8} {:>6} | {:>8} {:>9} {:>8} | {:>7} | {}",
-        "LLM", "N", "trainable", "s/step", "samples/s", "GFLOP/s", "limit", "torch s", "samples/s", "GFLOP/s", "speed-up", "step-0 loss ours / torch");
+    println!("{:<4} {:>9} {:>9} | {:>8} {:>9} {:>8} {:>6} | {:>8} {:>9} {:>8} | {:>7} | step-0 loss ours / torch",
+        "LLM", "N", "trainable", "s/step", "samples/s", "GFLOP/s", "limit", "torch s", "samples/s", "GFLOP/s", "speed-up");
     for (r, p) in rows.iter().zip(&peer) {
         let ours = format!("{:<4} {:>9} {:>9} | {:>8.4} {:>9.1} {:>8.2} {:>5.1}%", r.llm, r.llm_parameters, r.trainable_parameters, r.step_s, r.samples_per_s, r.gflops, 100.0 * r.gflops / limit);
         match p {
