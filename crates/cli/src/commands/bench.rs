@@ -426,12 +426,12 @@ fn train(a: TrainArgs) -> Result<()> {
     ::train::bench::BenchInput::new(&cfg)?; // bad compressor / V: error before the slow part
     let load = load_average();
     println!(
-        "bench train — {} + mlp2x_gelu + Qwen2 LLM, V = {}, batch {}, d = {}, {}×{} grid, f32, CPU; {threads} matmul threads, element-wise on {} (CANDLE_NUM_THREADS); {load}; shared machine: timings are noisy",
+        "bench train — {} + mlp2x_gelu + Qwen2 LLM, V = {}, batch {}, d = {}, {}×{} grid, f32, CPU; matmul threads {threads} (RAYON_NUM_THREADS), element-wise threads {} (CANDLE_NUM_THREADS); {load}; shared machine: timings are noisy",
         a.compressor, a.visual_tokens, a.batch, cfg.vision_dim, cfg.grid, cfg.grid,
         std::env::var("CANDLE_NUM_THREADS").unwrap_or_default()
     );
     let limit = measured_matmul_gflops()?;
-    println!("measured f32 matmul limit (candle, 2048³, {threads} threads): {limit:.1} GFLOP/s");
+    println!("measured f32 matmul limit (candle, 2048³, {threads} thread{}): {limit:.1} GFLOP/s", if threads == 1 { "" } else { "s" });
     println!("FLOPs: exact forward matrix-product count × 3 (forward + backward) + the query embedding's forward; element-wise work not counted\n");
 
     let export = if a.torch { Some(tempfile_dir()?) } else { None };
@@ -477,8 +477,8 @@ fn train(a: TrainArgs) -> Result<()> {
         let _ = std::fs::remove_dir_all(dir);
     }
 
-    println!("{:<4} {:>9} {:>9} | {:>8} {:>9} {:>8} {:>6} | {:>8} {:>9} {:>8} | {:>7} | {}",
-        "LLM", "N", "trainable", "s/step", "samples/s", "GFLOP/s", "limit", "torch s", "samples/s", "GFLOP/s", "speed-up", "step-0 loss ours / torch");
+    println!("{:<4} {:>9} {:>9} | {:>8} {:>9} {:>8} {:>6} | {:>8} {:>9} {:>8} | {:>7} | step-0 loss ours / torch",
+        "LLM", "N", "trainable", "s/step", "samples/s", "GFLOP/s", "limit", "torch s", "samples/s", "GFLOP/s", "speed-up");
     for (r, p) in rows.iter().zip(&peer) {
         let ours = format!("{:<4} {:>9} {:>9} | {:>8.4} {:>9.1} {:>8.2} {:>5.1}%", r.llm, r.llm_parameters, r.trainable_parameters, r.step_s, r.samples_per_s, r.gflops, 100.0 * r.gflops / limit);
         match p {
@@ -495,7 +495,12 @@ fn train(a: TrainArgs) -> Result<()> {
         }
     }
     if let Some(p) = peer.iter().flatten().next() {
-        println!("\nPyTorch {} with {} threads (torch.set_num_threads), eager mode, torch.optim.AdamW defaults; speed-up = torch s/step ÷ ours", p.torch, p.threads);
+        println!(
+            "\nPyTorch {} with torch.set_num_threads({}), eager mode, torch.optim.AdamW defaults, OMP_WAIT_POLICY {}; speed-up = torch s/step ÷ ours",
+            p.torch,
+            p.threads,
+            std::env::var("OMP_WAIT_POLICY").unwrap_or_else(|_| "unset (spin-waits)".into())
+        );
     }
     if !peer_note.is_empty() {
         println!("\n{peer_note}");

@@ -286,13 +286,13 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, rope: Option<&Rope>, spec: 
 
 fn attention_op(q: &Tensor, rope: Option<&Rope>, spec: AttentionSpec) -> Result<AttentionOp> {
     let s = &spec;
-    if s.num_kv_heads == 0 || s.num_heads % s.num_kv_heads != 0 || s.head_dim == 0 || (s.causal && s.kv_len < s.q_len) {
+    if s.num_kv_heads == 0 || !s.num_heads.is_multiple_of(s.num_kv_heads) || s.head_dim == 0 || (s.causal && s.kv_len < s.q_len) {
         return Err(Error::Invalid(format!("fused attention: unsupported shape {spec:?}")));
     }
     let rope = match rope {
         Some(r) => {
             let half = s.head_dim / 2;
-            if s.head_dim % 2 != 0 || r.cos.dims() != [s.kv_len, half] || r.sin.dims() != [s.kv_len, half] {
+            if !s.head_dim.is_multiple_of(2) || r.cos.dims() != [s.kv_len, half] || r.sin.dims() != [s.kv_len, half] {
                 return Err(Error::Invalid(format!(
                     "fused attention: RoPE tables {:?}/{:?} do not match {} positions × {half}",
                     r.cos.dims(),

@@ -25,7 +25,7 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5; // Cephes: 5.0000001201e-1, which rounds to 0.5 in f32
     let e = p * (r * r) + r + 1.0;
     f32::from_bits(n_bits.wrapping_add(127) << 23) * e
 }
@@ -36,12 +36,12 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
 pub(crate) fn erf_f32(x: f32) -> f32 {
     let x = x.clamp(-4.0, 4.0);
     let x2 = x * x;
-    let mut p = -2.726_142_2e-10_f32;
+    let mut p = -2.726_142_3e-10_f32;
     p = p * x2 + 2.770_681_4e-8;
     p = p * x2 + -2.101_024e-6;
     p = p * x2 + -5.692_506_4e-5;
     p = p * x2 + -7.349_906_3e-4;
-    p = p * x2 + -2.954_599_8e-3;
+    p = p * x2 + -2.954_6e-3;
     p = p * x2 + -1.609_603_3e-2;
     let mut q = -1.456_607_2e-5_f32;
     q = q * x2 + -2.133_740_6e-4;
