@@ -51,7 +51,7 @@ pub struct TrainArgs {
     /// each, kernels single-threaded inside; `train::model::TrainableVlm::loss_and_grads`); also
     /// RAYON_NUM_THREADS. candle's element-wise pool stays single-threaded (CANDLE_NUM_THREADS=1
     /// unless set): it spin-waits and collapses on an oversubscribed machine. Default:
-    /// RAYON_NUM_THREADS if set, else 1.
+    /// RAYON_NUM_THREADS if set, else the machine's cores.
     #[arg(long)]
     pub threads: Option<usize>,
     /// Also time the PyTorch peer on the identical model, weights and batch.
@@ -372,7 +372,11 @@ fn train(a: TrainArgs) -> Result<()> {
     let threads = match a.threads {
         Some(0) => return Err(super::UsageError("--threads must be ≥ 1".into()).into()),
         Some(n) => n,
-        None => std::env::var("RAYON_NUM_THREADS").ok().and_then(|s| s.parse().ok()).filter(|&n| n > 0).unwrap_or(1),
+        None => std::env::var("RAYON_NUM_THREADS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
     };
     // Before any tensor op: candle reads these when its thread pools start.
     std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
