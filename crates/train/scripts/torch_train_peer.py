@@ -20,8 +20,9 @@ and 2-D average pooling; projector `mlp2x_gelu`. The query embedding is the LLM'
 the answer tokens. Step: forward, backward, `clip_grad_norm_(1.0)`, `torch.optim.AdamW` (β = (0.9,
 0.999), ε = 1e-8, weight decay 0).
 
-Modes:
-  time  DIR... [--steps K] [--threads 2] [--lr 1e-4]   one JSON line per DIR with s/step (after 1 warm-up)
+Modes (DIRs as `vlmscale bench train --torch` writes them, or `train::bench::BenchCase::export`):
+  time  DIR... [--steps K] [--threads 2] [--lr 1e-4]   one JSON line per DIR with s/step (mean of K steps
+                                                       after 1 warm-up step) and the step-0 loss
   check DIR [--steps K] [--lr 1e-3]                    writes DIR/expected.json: the loss and gradient norm
                                                        before each of K + 1 AdamW steps, in f64 and f32 (the
                                                        reference values of crates/train/tests/torch_peer.rs;
@@ -143,13 +144,12 @@ class Vlm(nn.Module):
         state = load_file(path)
         mm = {k[len("model.mm_projector."):]: v for k, v in state.items() if k.startswith("model.mm_projector.")}
         llm = {k: v for k, v in state.items() if not k.startswith("model.mm_projector.")}
-        missing, unexpected = self.mm_projector.load_state_dict(mm, strict=True), None
+        self.mm_projector.load_state_dict(mm, strict=True)
         res = self.llm.load_state_dict(llm, strict=False)
         # lm_head.weight is tied to model.embed_tokens.weight (absent from the file, as in HF checkpoints).
         if [k for k in res.missing_keys if k != "lm_head.weight"] or res.unexpected_keys:
             raise ValueError(f"LLM weights do not match: missing {res.missing_keys}, unexpected {res.unexpected_keys}")
         self.llm.tie_weights()
-        del missing, unexpected
 
     def visual(self, single, multi, query_ids, query_last):
         if self.kind == "quecc":

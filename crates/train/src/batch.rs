@@ -132,6 +132,54 @@ impl Batch {
     }
 }
 
+/// [`Batch::splice_index`] for rows with the given prefix lengths, text length Lt and V.
+fn splice_index(prefix_lens: &[usize], lt: usize, visual_tokens: usize) -> Vec<u32> {
+    let b = prefix_lens.len();
+    let mut splice = Vec::with_capacity(b * (lt + visual_tokens));
+    for (i, &p) in prefix_lens.iter().enumerate() {
+        splice.extend((0..p).map(|t| (i * lt + t) as u32));
+        splice.extend((0..visual_tokens).map(|j| (b * lt + i * visual_tokens + j) as u32));
+        splice.extend((p..lt).map(|t| (i * lt + t) as u32));
+    }
+    splice
+}
+
+impl Batch {
+    /// Rows `start..start + len` as a batch of their own (same Lt and Lq, padding kept), for
+    /// data-parallel steps. Errors: [`Error::Config`] for an empty or out-of-range row range.
+    pub fn rows(&self, start: usize, len: usize) -> Result<Batch> {
+        let b = self.len();
+        if len == 0 || start + len > b {
+            return Err(Error::config("rows", format!("rows {start}..{} of a batch of {b}", start + len)));
+        }
+        let dev = self.text_ids.device();
+        let lt = self.text_ids.dim(1)?;
+        let l = lt + self.visual_tokens;
+        let prefix_lens = self.prefix_lens[start..start + len].to_vec();
+        let splice = splice_index(&prefix_lens, lt, self.visual_tokens);
+        let (lo, hi) = ((start * l) as u32, ((start + len) * l) as u32);
+        let (mut positions, mut targets) = (vec![], vec![]);
+        for (p, t) in self.loss_positions.to_vec1::<u32>()?.into_iter().zip(self.targets.to_vec1::<u32>()?) {
+            if (lo..hi).contains(&p) {
+                positions.push(p - lo);
+                targets.push(t);
+            }
+        }
+        let n = positions.len();
+        Ok(Batch {
+            image_index: self.image_index.narrow(0, start, len)?,
+            text_ids: self.text_ids.narrow(0, start, len)?,
+            prefix_lens,
+            splice_index: Tensor::from_vec(splice, len * l, dev)?,
+            loss_positions: Tensor::from_vec(positions, n, dev)?,
+            targets: Tensor::from_vec(targets, n, dev)?,
+            query_ids: self.query_ids.narrow(0, start, len)?,
+            query_lens: self.query_lens[start..start + len].to_vec(),
+            visual_tokens: self.visual_tokens,
+        })
+    }
+}
+
 /// Collates examples for an LLM input with `visual_tokens` visual embeddings per image.
 /// Errors: [`Error::Config`] for an empty list.
 pub fn collate(examples: &[&Example], visual_tokens: usize, device: &Device) -> Result<Batch> {
@@ -144,12 +192,9 @@ pub fn collate(examples: &[&Example], visual_tokens: usize, device: &Device) -> 
     let l = lt + visual_tokens;
     let (mut ids, mut qids) = (vec![0u32; b * lt], vec![0u32; b * lq]);
     let (mut positions, mut targets) = (vec![], vec![]);
-    let mut splice = Vec::with_capacity(b * l);
+    let prefix_lens: Vec<usize> = examples.iter().map(|e| e.prefix.len()).collect();
+    let splice = splice_index(&prefix_lens, lt, visual_tokens);
     for (i, e) in examples.iter().enumerate() {
-        let p = e.prefix.len();
-        splice.extend((0..p).map(|t| (i * lt + t) as u32));
-        splice.extend((0..visual_tokens).map(|j| (b * lt + i * visual_tokens + j) as u32));
-        splice.extend((p..lt).map(|t| (i * lt + t) as u32));
         let row: Vec<u32> = e.prefix.iter().chain(&e.suffix).chain(&e.answer).copied().collect();
         ids[i * lt..i * lt + row.len()].copy_from_slice(&row);
         qids[i * lq..i * lq + e.query.len()].copy_from_slice(&e.query);
@@ -163,7 +208,7 @@ pub fn collate(examples: &[&Example], visual_tokens: usize, device: &Device) -> 
     Ok(Batch {
         image_index: Tensor::from_vec(examples.iter().map(|e| e.image as u32).collect::<Vec<_>>(), b, device)?,
         text_ids: Tensor::from_vec(ids, (b, lt), device)?,
-        prefix_lens: examples.iter().map(|e| e.prefix.len()).collect(),
+        prefix_lens,
         splice_index: Tensor::from_vec(splice, b * l, device)?,
         loss_positions: Tensor::from_vec(positions, n, device)?,
         targets: Tensor::from_vec(targets, n, device)?,

@@ -53,12 +53,14 @@ pub struct BenchConfig {
     pub grid: usize,
     /// Seed of the features and of the weight initialisation.
     pub seed: u64,
+    /// Data-parallel worker threads per step ([`TrainableVlm::loss_and_grads`]).
+    pub threads: usize,
 }
 
 impl Default for BenchConfig {
-    /// QueCC, V = 16, B = 32, the pretrained tower's d = 64 and 8×8 grid, seed 0.
+    /// QueCC, V = 16, B = 32, the pretrained tower's d = 64 and 8×8 grid, seed 0, one thread.
     fn default() -> Self {
-        Self { compressor: "quecc".into(), visual_tokens: 16, batch_size: 32, vision_dim: 64, grid: 8, seed: 0 }
+        Self { compressor: "quecc".into(), visual_tokens: 16, batch_size: 32, vision_dim: 64, grid: 8, seed: 0, threads: 1 }
     }
 }
 
@@ -250,12 +252,12 @@ impl BenchCase {
         self.optimizer.vars().iter().map(|(_, v)| v.elem_count()).sum()
     }
 
-    /// One optimiser step on `input` (forward, backward, clip at 1.0, AdamW at `lr`); returns the
-    /// loss before the step and the gradient norm before clipping. Errors: tensor ops.
+    /// One optimiser step on `input` (forward, backward — data-parallel on `input.config.threads`
+    /// threads —, clip at 1.0, AdamW at `lr`); returns the loss before the step and the gradient norm
+    /// before clipping. Errors: tensor ops.
     pub fn step(&mut self, input: &BenchInput, lr: f64) -> Result<(f64, f64)> {
-        let loss = self.model.loss(&input.batch, &input.features)?;
-        let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-        let mut grads = loss.backward()?;
+        let (value, mut grads) =
+            self.model.loss_and_grads(&input.batch, &input.features, self.optimizer.vars(), input.config.threads)?;
         let norm = clip_grad_norm(&mut grads, self.optimizer.vars(), BENCH_MAX_GRAD_NORM)?;
         self.optimizer.step(&grads, lr)?;
         Ok((value, norm))
@@ -385,6 +387,7 @@ pub fn load_exported(dir: &Path, dtype: DType) -> Result<(BenchCase, BenchInput)
             vision_dim: arch.vision_dim,
             grid: arch.grid,
             seed: 0,
+            threads: 1,
         },
         kind: arch.compressor,
         batch,

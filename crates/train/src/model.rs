@@ -2,7 +2,8 @@
 //! LLaVA checkpoint names (`model.mm_projector.*`, `model.*`, see `vlm::checkpoint`), so a `VarMap`
 //! saved as safetensors is a checkpoint the engine loads. The vision tower is not part of it: its
 //! features are precomputed ([`crate::features`]).
-use candle_core::{Tensor, D};
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Tensor, Var, D};
 use candle_nn::VarBuilder;
 use vlm::compress::{Compressor, CompressorSpec};
 use vlm::decoder::{Decoder, DecoderConfig, Mode};
@@ -148,6 +149,80 @@ impl TrainableVlm {
         let picked = hidden.reshape((b * (lt + v), h))?.index_select(&batch.loss_positions, 0)?;
         let logits = self.decoder.lm_head(&picked.unsqueeze(0)?)?.squeeze(0)?;
         Ok(candle_nn::loss::cross_entropy(&logits, &batch.targets)?)
+    }
+}
+
+impl TrainableVlm {
+    /// The loss of `batch` (as [`Self::loss`]) and its gradients for `vars`, computed data-parallel
+    /// on `threads` worker threads: the batch is split into `threads` row ranges, each worker runs
+    /// forward and backward on its part (fused kernels single-threaded, [`vlm::autograd::serial`])
+    /// with its mean loss weighted by its share of the answer tokens, and the parts' gradients are
+    /// summed — the same loss and gradients as one pass over the whole batch, up to summation order.
+    /// `threads ≤ 1` (or a one-row batch) is the plain single pass. Returns (loss, gradients).
+    /// Errors: as [`Self::loss`]; a worker that panicked ([`Error::Config`]).
+    pub fn loss_and_grads(&self, batch: &Batch, features: &VisionFeatures, vars: &[(String, Var)], threads: usize) -> Result<(f64, GradStore)> {
+        let b = batch.len();
+        let parts = threads.clamp(1, b.max(1));
+        if parts == 1 {
+            let loss = self.loss(batch, features)?;
+            let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            return Ok((value, loss.backward()?));
+        }
+        let total = batch.targets.dim(0)?.max(1) as f64;
+        let mut jobs = vec![];
+        let mut start = 0;
+        for k in 0..parts {
+            let len = (b - start) / (parts - k);
+            let part = batch.rows(start, len)?;
+            let feats = VisionFeatures {
+                single: features.single.narrow(0, start, len)?,
+                multi: features.multi.as_ref().map(|m| m.narrow(0, start, len)).transpose()?,
+                grid: features.grid,
+            };
+            let weight = part.targets.dim(0)? as f64 / total;
+            jobs.push((part, feats, weight));
+            start += len;
+        }
+        let results: Vec<Result<(f64, GradStore)>> = std::thread::scope(|s| {
+            let handles: Vec<_> = jobs
+                .iter()
+                .map(|(part, feats, weight)| {
+                    s.spawn(move || {
+                        vlm::autograd::serial(|| -> Result<(f64, GradStore)> {
+                            if part.targets.dim(0)? == 0 {
+                                return Ok((0.0, GradStore::default()));
+                            }
+                            let loss = (self.loss(part, feats)? * *weight)?;
+                            let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+                            Ok((value, loss.backward()?))
+                        })
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(Error::config("threads", "a data-parallel worker panicked")))).collect()
+        });
+        let mut loss = 0.0;
+        let mut grads: Option<GradStore> = None;
+        for r in results {
+            let (value, part) = r?;
+            loss += value;
+            grads = Some(match grads {
+                None => part,
+                Some(mut acc) => {
+                    for (_, var) in vars {
+                        if let Some(g) = part.get(var.as_tensor()) {
+                            let sum = match acc.remove(var.as_tensor()) {
+                                Some(a) => (a + g)?,
+                                None => g.clone(),
+                            };
+                            acc.insert(var.as_tensor(), sum);
+                        }
+                    }
+                    acc
+                }
+            });
+        }
+        Ok((loss, grads.unwrap_or_default()))
     }
 }
 

@@ -197,7 +197,7 @@ impl MultiheadAttention {
     /// Loads `{prefix}.in_proj_weight`, `{prefix}.in_proj_bias`, `{prefix}.out_proj.{weight,bias}`.
     /// Errors: `embed_dim % num_heads != 0` → [`Error::Invalid`]; missing tensor / wrong shape.
     pub fn new(embed_dim: usize, num_heads: usize, mode: OpMode, vb: VarBuilder) -> Result<Self> {
-        if num_heads == 0 || embed_dim % num_heads != 0 {
+        if num_heads == 0 || !embed_dim.is_multiple_of(num_heads) {
             return Err(Error::Invalid(format!(
                 "attention width {embed_dim} is not divisible by num_heads {num_heads}"
             )));

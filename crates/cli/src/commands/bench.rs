@@ -47,9 +47,11 @@ pub struct TrainArgs {
     /// Timed steps per size (after one warm-up step); the mean is reported.
     #[arg(long, default_value_t = 5)]
     pub steps: usize,
-    /// Threads for our matrix products (RAYON_NUM_THREADS). Element-wise work runs on one thread
-    /// (CANDLE_NUM_THREADS=1 unless set): candle's element-wise pool spin-waits and collapses when the
-    /// machine is oversubscribed. Default: RAYON_NUM_THREADS if set, else 1.
+    /// Threads: the batch is split into this many parts trained data-parallel (one worker thread
+    /// each, kernels single-threaded inside; `train::model::TrainableVlm::loss_and_grads`); also
+    /// RAYON_NUM_THREADS. candle's element-wise pool stays single-threaded (CANDLE_NUM_THREADS=1
+    /// unless set): it spin-waits and collapses on an oversubscribed machine. Default:
+    /// RAYON_NUM_THREADS if set, else the machine's cores.
     #[arg(long)]
     pub threads: Option<usize>,
     /// Also time the PyTorch peer on the identical model, weights and batch.
@@ -414,7 +416,11 @@ fn train(a: TrainArgs) -> Result<()> {
     let threads = match a.threads {
         Some(0) => return Err(super::UsageError("--threads must be ≥ 1".into()).into()),
         Some(n) => n,
-        None => std::env::var("RAYON_NUM_THREADS").ok().and_then(|s| s.parse().ok()).filter(|&n| n > 0).unwrap_or(1),
+        None => std::env::var("RAYON_NUM_THREADS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
     };
     // Before any tensor op: candle reads these when its thread pools start.
     std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
@@ -422,12 +428,13 @@ fn train(a: TrainArgs) -> Result<()> {
         std::env::set_var("CANDLE_NUM_THREADS", "1");
     }
     let torch_threads = a.torch_threads.unwrap_or(threads);
-    let cfg = BenchConfig { compressor: a.compressor.clone(), visual_tokens: a.visual_tokens, batch_size: a.batch, ..BenchConfig::default() };
+    let cfg = BenchConfig { compressor: a.compressor.clone(), visual_tokens: a.visual_tokens, batch_size: a.batch, threads, ..BenchConfig::default() };
     ::train::bench::BenchInput::new(&cfg)?; // bad compressor / V: error before the slow part
     let load = load_average();
     println!(
-        "bench train — {} + mlp2x_gelu + Qwen2 LLM, V = {}, batch {}, d = {}, {}×{} grid, f32, CPU; matmul threads {threads} (RAYON_NUM_THREADS), element-wise threads {} (CANDLE_NUM_THREADS); {load}; shared machine: timings are noisy",
+        "bench train — {} + mlp2x_gelu + Qwen2 LLM, V = {}, batch {}, d = {}, {}×{} grid, f32, CPU; {threads} data-parallel thread{} (RAYON_NUM_THREADS), candle element-wise threads {} (CANDLE_NUM_THREADS); {load}; shared machine: timings are noisy",
         a.compressor, a.visual_tokens, a.batch, cfg.vision_dim, cfg.grid, cfg.grid,
+        if threads == 1 { "" } else { "s" },
         std::env::var("CANDLE_NUM_THREADS").unwrap_or_default()
     );
     let limit = measured_matmul_gflops()?;

@@ -139,9 +139,29 @@ super::vmath::simd_fn! {
     }
 }
 
-/// candle's thread count (RAYON_NUM_THREADS), read once.
+thread_local! {
+    static SERIAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with the fused kernels single-threaded on this thread (for callers that already run one
+/// worker per core, e.g. data-parallel training over parts of a batch).
+pub fn serial<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            SERIAL.with(|s| s.set(self.0));
+        }
+    }
+    let _reset = Reset(SERIAL.with(|s| s.replace(true)));
+    f()
+}
+
+/// Threads for one product: candle's thread count (RAYON_NUM_THREADS, read once), or 1 inside [`serial`].
 fn threads() -> usize {
     static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    if SERIAL.with(|s| s.get()) {
+        return 1;
+    }
     *THREADS.get_or_init(candle_core::utils::get_num_threads)
 }
 

@@ -33,6 +33,7 @@ mod norm;
 pub use activation::{gelu_erf, silu_mul};
 pub use attention::{attention, AttentionSpec, Rope};
 pub use conv::{add_row, depthwise_conv, ConvTaps};
+pub use kernels::serial;
 pub use linear::{linear, linear_residual};
 pub use norm::{layer_norm, rms_norm};
 
