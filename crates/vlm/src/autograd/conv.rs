@@ -41,6 +41,11 @@ impl ConvTaps {
     fn outputs(&self) -> usize {
         self.taps.len() / self.kernel_area
     }
+
+    /// The flat tap indices, (h·h·k²) ordered (i, j, a, b) as documented on [`ConvTaps::new`].
+    pub fn indices(&self) -> &[u32] {
+        &self.taps
+    }
 }
 
 struct DepthwiseOp {

@@ -23,7 +23,7 @@ use super::{allowed_visual_tokens, check_multi, check_single, Compressor};
 use crate::layers::{weight, LayerNorm, Linear, OpMode};
 use crate::vision::VisionFeatures;
 use crate::{Error, Result};
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use candle_nn::{Init, VarBuilder};
 
 /// QueCC hyper-parameters (the authors' `training_config` fields in brackets).
@@ -96,7 +96,7 @@ pub struct Quecc {
     v_proj: (FeatureMlp, LayerNorm),
     conv_weight: Tensor, // (d, 1, k, k) as stored; kept as the Var itself so optimiser updates apply
     conv_bias: Tensor,   // (d)
-    taps: Tensor,        // (h·h·k·k) u32 indices into the G² grid
+    taps: Tensor,        // (h·h·k·k) u32 indices into the G² grid: `conv_taps` as a tensor
     conv_taps: crate::autograd::ConvTaps, // the same taps for the fused training op
     mode: OpMode,
     attn: WindowAttention,
@@ -123,7 +123,8 @@ impl Quecc {
         let init = Init::Uniform { lo: -bound, up: bound };
         let conv_w = weight(&vb.pp("q_downsample"), (d, 1, k, k), "weight", init)?;
         let conv_bias = weight(&vb.pp("q_downsample"), d, "bias", init)?;
-        let taps = Self::tap_indices(cfg.grid, out_grid, k, cfg.stride, vb.device())?;
+        let conv_taps = crate::autograd::ConvTaps::new(cfg.grid, k, cfg.stride)?;
+        let taps = Tensor::from_slice(conv_taps.indices(), conv_taps.indices().len(), vb.device())?;
         Ok(Self {
             cfg: cfg.clone(),
             out_grid,
@@ -134,25 +135,10 @@ impl Quecc {
             conv_weight: conv_w,
             conv_bias,
             taps,
-            conv_taps: crate::autograd::ConvTaps::new(cfg.grid, k, cfg.stride)?,
+            conv_taps,
             mode,
             attn: WindowAttention::new(d, cfg.num_heads, mode, vb.pp("clip_attn"))?,
         })
-    }
-
-    /// Flat grid index of tap (a, b) of output cell (i, j): (i·s + a)·G + j·s + b, ordered (i, j, a, b).
-    fn tap_indices(grid: usize, h: usize, k: usize, s: usize, dev: &Device) -> Result<Tensor> {
-        let mut idx = Vec::with_capacity(h * h * k * k);
-        for i in 0..h {
-            for j in 0..h {
-                for a in 0..k {
-                    for b in 0..k {
-                        idx.push(((i * s + a) * grid + j * s + b) as u32);
-                    }
-                }
-            }
-        }
-        Ok(Tensor::from_vec(idx, h * h * k * k, dev)?)
     }
 
     /// The configuration.
