@@ -64,6 +64,3 @@ pub fn windows(x: &Tensor, grid: usize, out_grid: usize) -> Result<Tensor> {
     let (g, w) = (out_grid, grid / out_grid);
     Ok(x.reshape((b, g, w, g, w, c))?.permute((0, 1, 3, 2, 4, 5))?.reshape((b * g * g, w * w, c))?)
 }
-
-impl WindowAttention {
-}
