@@ -160,12 +160,6 @@ pub fn tower_weight_bytes(cfg: &crate::vision::ClipVisionConfig, depth: usize, d
     (matrices * dtype.size_in_bytes() + other * 4) as u64
 }
 
-/// Bytes of the tensors in `vars`.
-fn varmap_bytes(vars: &VarMap) -> u64 {
-    let data = vars.data().lock().map(|d| d.values().map(|v| (v.elem_count() * v.dtype().size_in_bytes()) as u64).sum());
-    data.unwrap_or(0)
-}
-
 /// The real-size VLM with in-memory weights.
 pub struct InferBench {
     llm_cfg: DecoderConfig,
@@ -338,7 +332,7 @@ impl InferBench {
             on_row(&row);
             rows.push(row);
         }
-        let weight_bytes = varmap_bytes(&self.llm_vars)
+        let weight_bytes = crate::bench_vision::varmap_bytes(&self.llm_vars)
             + self.vision.weight_bytes()
             + tower_bytes
             + if weights != DType::F32 { decoder.weight_bytes() as u64 } else { 0 };

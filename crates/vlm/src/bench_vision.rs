@@ -110,6 +110,14 @@ pub fn frozen(vars: &VarMap, device: &Device) -> VarBuilder<'static> {
     VarBuilder::from_tensors(map, DType::F32, device)
 }
 
+/// Bytes of the tensors in `vars`.
+pub(crate) fn varmap_bytes(vars: &VarMap) -> u64 {
+    vars.data()
+        .lock()
+        .map(|d| d.values().map(|v| (v.elem_count() * v.dtype().size_in_bytes()) as u64).sum())
+        .unwrap_or(0)
+}
+
 /// CLIP ViT-L/14-336 with random weights, plus every compressor, in one [`VarMap`].
 pub struct VisionBench {
     varmap: VarMap,
@@ -149,11 +157,7 @@ impl VisionBench {
 
     /// Bytes of the weights created so far (tower, compressors, projectors).
     pub fn weight_bytes(&self) -> u64 {
-        self.varmap
-            .data()
-            .lock()
-            .map(|d| d.values().map(|v| (v.elem_count() * v.dtype().size_in_bytes()) as u64).sum())
-            .unwrap_or(0)
+        varmap_bytes(&self.varmap)
     }
 
     /// The tower configuration.
