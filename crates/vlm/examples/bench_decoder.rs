@@ -5,18 +5,13 @@
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use std::time::Instant;
-use vlm::decoder::{Decoder, DecoderConfig};
+use vlm::decoder::Decoder;
 use vlm::matmul::{set_matmul_backend, MatmulBackend};
-
-const QWEN15_05B: &str = r#"{"architectures":["Qwen2ForCausalLM"],"model_type":"qwen2","vocab_size":151936,
-"hidden_size":1024,"intermediate_size":2816,"num_hidden_layers":24,"num_attention_heads":16,
-"num_key_value_heads":16,"max_position_embeddings":32768,"rms_norm_eps":1e-6,"rope_theta":1000000.0,
-"tie_word_embeddings":true}"#;
 
 fn main() -> vlm::Result<()> {
     let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let (l, steps) = (args.first().copied().unwrap_or(626), args.get(1).copied().unwrap_or(8));
-    let cfg = DecoderConfig::from_json_str(QWEN15_05B)?;
+    let cfg = vlm::bench_infer::qwen15_config("0.5b")?;
     let dev = Device::Cpu;
     let varmap = VarMap::new();
     Decoder::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, &dev))?; // creates the weights
