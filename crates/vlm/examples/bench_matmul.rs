@@ -5,6 +5,18 @@ use candle_core::{DType, Device, Tensor};
 use std::time::Instant;
 use vlm::matmul::{linear, set_matmul_backend, MatmulBackend};
 
+/// One warm-up call of `f`, then the best wall time of `reps` calls, seconds.
+fn best_secs(reps: usize, f: impl Fn() -> vlm::Result<Tensor>) -> vlm::Result<f64> {
+    f()?;
+    let mut best = f64::INFINITY;
+    for _ in 0..reps {
+        let t = Instant::now();
+        drop(f()?);
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    Ok(best)
+}
+
 fn main() -> vlm::Result<()> {
     let dev = Device::Cpu;
     let shapes = [(577, 1024, 4096), (577, 4096, 1024), (577, 1024, 1024), (2048, 2048, 2048), (626, 1024, 2816), (1, 1024, 151936), (1, 1024, 2816), (1, 2816, 1024)];
@@ -18,25 +30,13 @@ fn main() -> vlm::Result<()> {
         let reps = if m * n * k > 1 << 31 { 3 } else { 10 };
         for &backend in &backends {
             set_matmul_backend(backend)?;
-            linear(&x, &w, None)?;
-            let mut best = f64::INFINITY;
-            for _ in 0..reps {
-                let t = Instant::now();
-                drop(linear(&x, &w, None)?);
-                best = best.min(t.elapsed().as_secs_f64());
-            }
+            let best = best_secs(reps, || linear(&x, &w, None))?;
             let gflop = 2.0 * (m * k * n) as f64 / 1e9;
             println!("{backend:?}\t{m:>5}x{k:>5}x{n:>6}\t{:>8.2} ms\t{:>6.1} GFLOP/s\t{:>5.1} GB/s of f32 weights", best * 1e3, gflop / best, (n * k * 4) as f64 / best / 1e9);
         }
         // bf16 weights (vlm::matmul_bf16): AMX for m ≥ 16, AVX-512 mat-vec below.
         let wb = w.to_dtype(DType::BF16)?;
-        linear(&x, &wb, None)?;
-        let mut best = f64::INFINITY;
-        for _ in 0..reps {
-            let t = Instant::now();
-            drop(linear(&x, &wb, None)?);
-            best = best.min(t.elapsed().as_secs_f64());
-        }
+        let best = best_secs(reps, || linear(&x, &wb, None))?;
         let gflop = 2.0 * (m * k * n) as f64 / 1e9;
         println!("bf16 weights\t{m:>5}x{k:>5}x{n:>6}\t{:>8.2} ms\t{:>6.1} GFLOP/s\t{:>5.1} GB/s of bf16 weights", best * 1e3, gflop / best, (n * k * 2) as f64 / best / 1e9);
     }
