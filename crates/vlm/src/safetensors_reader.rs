@@ -88,8 +88,8 @@ impl SafetensorsReader {
                 let dtype = st_dtype(&info.dtype)
                     .ok_or_else(|| err(format!("tensor `{name}` has dtype {}, which is not supported", info.dtype)))?;
                 let (a, b) = info.data_offsets;
-                let elems: usize = info.shape.iter().product();
-                if b < a || (b - a) != elems * dtype.size_in_bytes() {
+                let bytes = info.shape.iter().try_fold(dtype.size_in_bytes(), |acc, &d| acc.checked_mul(d));
+                if b < a || Some(b - a) != bytes {
                     return Err(err(format!("tensor `{name}`: data offsets {a}..{b} do not fit shape {:?}", info.shape)));
                 }
                 if b as u64 > data_len {

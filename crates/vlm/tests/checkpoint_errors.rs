@@ -150,6 +150,14 @@ fn index_listing_a_tensor_missing_from_its_shard_is_an_error() {
     }
 }
 
+/// A well-formed safetensors header whose tensor shape (2^40 × 2^40 × 16 f32) overflows usize bytes.
+fn huge_shape_header() -> Vec<u8> {
+    let header = br#"{"w":{"dtype":"F32","shape":[1099511627776,1099511627776,16],"data_offsets":[0,0]}}"#;
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(header);
+    out
+}
+
 #[test]
 fn truncated_or_corrupt_safetensors_is_an_error_naming_the_file() {
     let bytes = std::fs::read(fixture("llama_tiny").join("model.safetensors")).unwrap();
@@ -158,6 +166,7 @@ fn truncated_or_corrupt_safetensors_is_an_error_naming_the_file() {
         ("header only", bytes[..100].to_vec()),
         ("garbage", b"this is not a safetensors file at all".to_vec()),
         ("empty", vec![]),
+        ("shape whose byte size overflows", huge_shape_header()),
     ] {
         let dir = tempfile::tempdir().unwrap();
         write_config(dir.path(), llava_keys());
@@ -169,6 +178,24 @@ fn truncated_or_corrupt_safetensors_is_an_error_naming_the_file() {
             }
             other => panic!("{what}: expected a checkpoint error, got {other:?}"),
         }
+    }
+}
+
+#[test]
+fn reader_rejects_a_shape_whose_byte_size_overflows() {
+    // Checkpoint::open is guarded by the safetensors crate's own check; the reader that CLIP
+    // directories and shards go through must not let a wrapped-around size (here 2^84 bytes ≡ 0)
+    // pass as a valid empty tensor.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    std::fs::write(&path, huge_shape_header()).unwrap();
+    match vlm::safetensors_reader::SafetensorsReader::open(std::slice::from_ref(&path)) {
+        Err(Error::Checkpoint { path: p, msg }) => {
+            assert!(p.ends_with("model.safetensors"));
+            assert!(msg.contains("`w`"), "{msg}");
+        }
+        Err(other) => panic!("expected a checkpoint error naming the tensor, got {other:?}"),
+        Ok(_) => panic!("a shape of 2^84 bytes was accepted"),
     }
 }
 
