@@ -201,6 +201,9 @@ pub fn train_vlm(cfg: &VlmTrainConfig, progress: &mut dyn FnMut(&StepInfo)) -> R
             .map_err(|e| Error::config("tokenizer", e.to_string()))?
             .into_bytes(),
     };
+    // Finish an interrupted checkpoint swap first: creating `out_dir` while only `out_dir.old` holds
+    // the last checkpoint would make `recover` discard it.
+    crate::checkpoint_io::recover(&cfg.out_dir)?;
     std::fs::create_dir_all(&cfg.out_dir).map_err(|e| Error::io(&cfg.out_dir, e))?;
     let tok_path = cfg.out_dir.join("tokenizer.json");
     if cfg.tokenizer.is_none() {
