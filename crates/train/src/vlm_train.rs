@@ -91,11 +91,15 @@ pub struct VlmTrainConfig {
     pub resume: bool,
     /// Stop (after saving) once this many steps ran in this invocation — simulates an interrupt.
     pub stop_after: Option<usize>,
+    /// Data-parallel worker threads per step ([`TrainableVlm::loss_and_grads`]; 1 = one pass over
+    /// the batch). Not part of the resume check: it changes only the gradients' summation order.
+    pub threads: usize,
 }
 
 impl VlmTrainConfig {
     /// Defaults for `llm`, `compressor`, V, tower and output directory: generated Sort-of-CLEVR
-    /// (seed 0, 2000 images × 6 families × 2 questions), batch 32, 1500 steps, lr 2e-3, warm-up 3 %.
+    /// (seed 0, 2000 images × 6 families × 2 questions), batch 32, 1500 steps, lr 2e-3, warm-up 3 %,
+    /// one thread.
     pub fn new(llm: &str, compressor: &str, visual_tokens: usize, tower_dir: &Path, out_dir: &Path) -> Self {
         Self {
             llm: llm.into(),
@@ -115,6 +119,7 @@ impl VlmTrainConfig {
             out_dir: out_dir.into(),
             resume: true,
             stop_after: None,
+            threads: 1,
         }
     }
 
@@ -187,8 +192,8 @@ pub fn train_vlm(cfg: &VlmTrainConfig, progress: &mut dyn FnMut(&StepInfo)) -> R
     let dev = Device::Cpu;
     let size = LlmSize::from_name(&cfg.llm)?;
     let kind = CompressorKind::from_name(&cfg.compressor)?;
-    if cfg.batch_size == 0 || cfg.steps == 0 || cfg.save_every == 0 {
-        return Err(Error::config("batch_size/steps/save_every", "must be > 0"));
+    if cfg.batch_size == 0 || cfg.steps == 0 || cfg.save_every == 0 || cfg.threads == 0 {
+        return Err(Error::config("batch_size/steps/save_every/threads", "must be > 0"));
     }
     let tower_cfg = vlm::vision::ClipVisionConfig::from_file(&cfg.tower_dir.join("config.json"))?;
     kind.spec(cfg.visual_tokens, tower_cfg.grid(), tower_cfg.hidden_size, size.hidden_size)?;
@@ -201,6 +206,9 @@ pub fn train_vlm(cfg: &VlmTrainConfig, progress: &mut dyn FnMut(&StepInfo)) -> R
             .map_err(|e| Error::config("tokenizer", e.to_string()))?
             .into_bytes(),
     };
+    // Finish an interrupted checkpoint swap first: creating `out_dir` while only `out_dir.old` holds
+    // the last checkpoint would make `recover` discard it.
+    crate::checkpoint_io::recover(&cfg.out_dir)?;
     std::fs::create_dir_all(&cfg.out_dir).map_err(|e| Error::io(&cfg.out_dir, e))?;
     let tok_path = cfg.out_dir.join("tokenizer.json");
     if cfg.tokenizer.is_none() {
@@ -285,12 +293,10 @@ pub fn train_vlm(cfg: &VlmTrainConfig, progress: &mut dyn FnMut(&StepInfo)) -> R
         }
         let batch = collate(&batch_examples, cfg.visual_tokens, &dev)?;
         let feats = features.gather(&batch.image_index, DType::F32)?;
-        let loss = model.loss(&batch, &feats)?;
-        let loss_value = loss.to_scalar::<f32>()? as f64;
+        let (loss_value, mut grads) = model.loss_and_grads(&batch, &feats, opt.vars(), cfg.threads)?;
         if !loss_value.is_finite() {
             return Err(Error::NonFiniteLoss { step, loss: loss_value });
         }
-        let mut grads = loss.backward()?;
         let grad_norm = clip_grad_norm(&mut grads, opt.vars(), cfg.max_grad_norm)?;
         let lr = schedule.lr(step);
         opt.step(&grads, lr)?;

@@ -86,3 +86,22 @@ fn every_compressor_trains_a_step_and_reloads() {
         assert_eq!(loaded.model.compressor.needs_query(), false, "{c}");
     }
 }
+
+#[test]
+fn resume_after_a_crash_in_the_middle_of_a_checkpoint_swap() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tower = tmp.path().join("tower");
+    tiny_tower(&tower);
+    let out = tmp.path().join("run");
+    let mut cfg = tiny_run(&tower, &out, "avgpool");
+    cfg.steps = 2;
+    cfg.stop_after = Some(1);
+    assert_eq!(train_vlm(&cfg, &mut |_| {}).unwrap().steps, 1);
+    // A crash between the swap's two renames (`DIR` → `DIR.old`, `DIR.tmp` → `DIR`) leaves the last
+    // complete checkpoint only in `DIR.old`.
+    std::fs::rename(&out, tmp.path().join("run.old")).unwrap();
+    cfg.stop_after = None;
+    let r = train_vlm(&cfg, &mut |_| {}).unwrap();
+    assert_eq!(r.resumed_from, Some(1));
+    assert!(r.finished && !tmp.path().join("run.old").exists());
+}
