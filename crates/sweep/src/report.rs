@@ -220,7 +220,9 @@ fn fit_rows(ds: &Dataset, task: &str, names: &ReportNames) -> Result<(Dataset, O
     }
 }
 
-fn interval(rep: &FitReport, key: &str) -> String {
+/// ` [95% CI lo, hi]`: the bootstrap interval of parameter `key` (`alpha`, `beta`, …) of `rep`, or
+/// `""` when the fit has no bootstrap or no such parameter.
+pub fn interval(rep: &FitReport, key: &str) -> String {
     rep.bootstrap
         .as_ref()
         .and_then(|b| b.intervals.get(key).map(|[lo, hi]| format!(" [{:.0}% CI {lo:.4}, {hi:.4}]", b.level * 100.0)))
