@@ -129,7 +129,6 @@ fn check_report(results: &Path, cells: usize, trained: bool) -> usize {
             .output()
             .unwrap());
         let by_hand: Value = serde_json::from_str(&by_hand).unwrap();
-        let by_hand_law = by_hand["refined"].clone();
         assert_eq!(fit_numbers(by_hand), fit_numbers(saved), "task {task}: the report's fit differs from `vlmscale fit`");
         // The commands report.md lists are the ones checked here.
         assert!(md.contains(&format!("--task {task} --compressor {comp} --bootstrap 200 --seed 0 --json")), "{md}");
@@ -141,13 +140,10 @@ fn check_report(results: &Path, cells: usize, trained: bool) -> usize {
         for t in tables.as_array().unwrap() {
             let range = |d: &Value| format!("{},{}", d["range"]["min"].as_f64().unwrap(), d["range"]["max"].as_f64().unwrap());
             let b = t["budgets"].as_array().unwrap();
-            // The law as `vlmscale fit` reported it, given explicitly (the fit JSON stores α/β = ∞
-            // of a β = 0 fit as null, which `frontier --fit` cannot read).
-            let law = &by_hand_law;
-            let p = |k: &str| law[k].as_f64().unwrap().to_string();
+            // The law as the saved fit report holds it (equal to `vlmscale fit`'s, checked above).
             let out = ok(&bin()
-                .arg("frontier")
-                .args(["--A", &p("A"), "--alpha", &p("alpha"), "--beta", &p("beta"), "--D", &p("D")])
+                .args(["frontier", "--fit"])
+                .arg(&file)
                 .args(["--text-tokens", &t["text_tokens"].as_f64().unwrap().to_string()])
                 .args(["--llm-range", &range(&t["sizes"]), "--visual-range", &range(&t["tokens"])])
                 .args(["--budget-range", &format!("{},{},{}", b[0].as_f64().unwrap(), b[b.len() - 1].as_f64().unwrap(), b.len())])
@@ -157,7 +153,7 @@ fn check_report(results: &Path, cells: usize, trained: bool) -> usize {
             let by_hand: Value = serde_json::from_str(&out).unwrap();
             assert_eq!(by_hand["optima"], t["optima"], "task {task} Q = {}", t["text_tokens"]);
             assert_eq!(by_hand["closed_form_visual_tokens"], t["closed_form_visual_tokens"]);
-            assert!(md.contains(&format!("--alpha {} --beta {}", p("alpha"), p("beta"))), "{md}");
+            assert!(md.contains(&format!("vlmscale frontier --fit fit_{task}.json --text-tokens {} ", t["text_tokens"].as_f64().unwrap())), "{md}");
             let q = t["text_tokens"].as_f64().unwrap();
             let stem = format!("figure1_{task}_q{}", q.round());
             assert!(report.join(format!("{stem}.png")).is_file() && report.join(format!("{stem}.svg")).is_file(), "{stem}");

@@ -128,22 +128,16 @@ pub struct FrontierTable {
 }
 
 impl FrontierTable {
-    /// The `vlmscale frontier` command that prints the same table, with the law's parameters given
-    /// explicitly (Rust's shortest round-trip form, so they parse back to the same numbers). Not
-    /// `--fit fit_<task>.json`: a fit with β = 0 has α/β = ∞, which the fit JSON stores as `null` and
-    /// the scaling crate cannot read back.
-    pub fn cli_args(&self) -> String {
-        let law = match self.law {
-            Law::Multiplicative { a, alpha, beta, d } => format!("--A {a} --alpha {alpha} --beta {beta} --D {d}"),
-            Law::Additive { .. } => "--fit FIT.json".into(),
-        };
+    /// The `vlmscale frontier` command that prints the same table from the task's saved fit report
+    /// `fit_file` (`fit_<task>.json`).
+    pub fn cli_args(&self, fit_file: &str) -> String {
         let range = |d: &Domain| match d {
             Domain::Range { min, max } => format!("{min},{max}"),
             Domain::Set(v) => v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(","),
         };
         let (lo, hi) = (self.budgets.first().copied().unwrap_or(0.0), self.budgets.last().copied().unwrap_or(0.0));
         format!(
-            "vlmscale frontier {law} --text-tokens {} --llm-range {} --visual-range {} --budget-range {lo},{hi},{} --json",
+            "vlmscale frontier --fit {fit_file} --text-tokens {} --llm-range {} --visual-range {} --budget-range {lo},{hi},{} --json",
             self.text_tokens,
             range(&self.sizes),
             range(&self.tokens),
@@ -226,7 +220,9 @@ fn fit_rows(ds: &Dataset, task: &str, names: &ReportNames) -> Result<(Dataset, O
     }
 }
 
-fn interval(rep: &FitReport, key: &str) -> String {
+/// ` [95% CI lo, hi]`: the bootstrap interval of parameter `key` (`alpha`, `beta`, …) of `rep`, or
+/// `""` when the fit has no bootstrap or no such parameter.
+pub fn interval(rep: &FitReport, key: &str) -> String {
     rep.bootstrap
         .as_ref()
         .and_then(|b| b.intervals.get(key).map(|[lo, hi]| format!(" [{:.0}% CI {lo:.4}, {hi:.4}]", b.level * 100.0)))
@@ -647,11 +643,11 @@ pub fn markdown(a: &Analysis, source: &str, opts: &ReportOptions, plots: &[PathB
         }
     }
     if !a.fits.is_empty() {
-        s += "\n## Check by hand\n\nThe same code path as `vlmscale fit` / `vlmscale frontier`; these commands print the numbers above:\n\n```\n";
+        s += "\n## Check by hand\n\nThe same code path as `vlmscale fit` / `vlmscale frontier`; these commands print the numbers above (`fit_<task>.json`: the fit report next to this file):\n\n```\n";
         for (task, tables) in &a.frontiers {
             s += &format!("{}\n", a.fit_cli_args(task, source, opts));
             for t in tables {
-                s += &format!("{}\n", t.cli_args());
+                s += &format!("{}\n", t.cli_args(&format!("fit_{task}.json")));
             }
         }
         s += "```\n";

@@ -152,11 +152,16 @@ fn invalid_configs_name_file_and_key() {
     assert!(e.contains("`compressor_visual_tokens.quecc-noquery`") && e.contains("V = 2"), "{e}");
     let e = err(&THREE_SIZES.replace("\"quecc\",", "\"que cc\","));
     assert!(e.contains("`compressors[0]`"), "{e}");
-    // The train runner rejects what it cannot train before any cell runs.
+    // The train runner rejects what it cannot train before any cell runs: an unknown LLM preset, an
+    // unknown compressor.
     std::fs::write(&p, THREE_SIZES.replace("\"quecc\",", "\"quec\",")).unwrap();
     let cfg = SweepConfig::from_path(&p).unwrap();
     let e = sweep::train_runner::TrainRunner::new(&cfg).err().unwrap().to_string();
-    assert!(e.contains("`compressors[0]`") || e.contains("llm[0]"), "{e}");
+    assert!(e.contains("`llm[0].name`") && e.contains("\"a\""), "{e}");
+    std::fs::write(&p, THREE_SIZES.replace("\"quecc\",", "\"quec\",").replace("name = \"a\"", "name = \"xs\"").replace("name = \"b\"", "name = \"s\"").replace("name = \"c\"", "name = \"m\"")).unwrap();
+    let cfg = SweepConfig::from_path(&p).unwrap();
+    let e = sweep::train_runner::TrainRunner::new(&cfg).err().unwrap().to_string();
+    assert!(e.contains("`compressors[0]`") && e.contains("\"quec\""), "{e}");
 }
 
 #[test]

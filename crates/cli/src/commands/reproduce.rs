@@ -138,12 +138,7 @@ fn render(rep: &sweep::reproduce::Reproduction) -> String {
         return s;
     };
     for (task, fit) in &a.fits {
-        let ci = |k: &str| {
-            fit.bootstrap
-                .as_ref()
-                .and_then(|b| b.intervals.get(k).map(|[lo, hi]| format!(" [{:.0}% CI {lo:.4}, {hi:.4}]", b.level * 100.0)))
-                .unwrap_or_default()
-        };
+        let ci = |k: &str| sweep::report::interval(fit, k);
         let l = fit.law();
         s += &format!(
             "\n{task} (fitted on {}, {} cells): α = {:.4}{}, β = {:.4}{}, α/β = {:.2}, R² = {:.3}\n",

@@ -18,9 +18,16 @@ pub struct Bootstrap {
     pub level: f64,
     /// Seed of the resampling (ChaCha8).
     pub seed: u64,
-    /// `[low, high]` per parameter name (`A`, `alpha`, `beta`, `D`, …, and `alpha_over_beta`).
-    #[serde(flatten)]
+    /// `[low, high]` per parameter name (`A`, `alpha`, `beta`, `D`, …, and `alpha_over_beta`); NaN
+    /// (JSON `null`) when no resample gave a finite value (e.g. α/β when every refit has β = 0).
+    #[serde(flatten, deserialize_with = "null_as_nan")]
     pub intervals: BTreeMap<String, [f64; 2]>,
+}
+
+/// Reads the intervals, `null` bounds (how serde_json writes NaN) as NaN.
+fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, [f64; 2]>, D::Error> {
+    let m = BTreeMap::<String, [Option<f64>; 2]>::deserialize(d)?;
+    Ok(m.into_iter().map(|(k, [lo, hi])| (k, [lo.unwrap_or(f64::NAN), hi.unwrap_or(f64::NAN)])).collect())
 }
 
 /// `q`-quantile of sorted data, linear interpolation (numpy's default).

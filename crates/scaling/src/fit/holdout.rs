@@ -28,6 +28,8 @@ pub struct Holdout {
     pub mean_abs_error: f64,
     /// Max |predicted − observed|.
     pub max_abs_error: f64,
-    /// Mean |predicted − observed| / observed, as a fraction.
+    /// Mean |predicted − observed| / observed, as a fraction (+∞ when an observed error is 0; JSON
+    /// `null`).
+    #[serde(deserialize_with = "super::null_as_infinity")]
     pub mean_rel_error: f64,
 }

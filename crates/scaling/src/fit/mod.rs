@@ -63,12 +63,21 @@ pub struct FitEntry {
     pub loss: f64,
     /// R² on Y.
     pub r2: f64,
-    /// α / β (how much faster error moves with N than with T).
+    /// α / β (how much faster error moves with N than with T); +∞ when β = 0, which JSON stores as
+    /// `null` and reads back as +∞.
+    #[serde(deserialize_with = "null_as_infinity")]
     pub alpha_over_beta: f64,
     /// The objective this entry minimised (`grid`, `squared`, `huber_log`).
     pub objective: String,
     /// Value of that objective.
     pub objective_value: f64,
+}
+
+/// Reads a JSON number, or `null` as +∞: serde_json writes non-finite floats as `null`, and the
+/// ratios stored in a fit report are +∞ when their denominator is 0 (α/β of a β = 0 fit, a relative
+/// gap on an observed error of 0).
+pub(crate) fn null_as_infinity<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::INFINITY))
 }
 
 impl FitEntry {
