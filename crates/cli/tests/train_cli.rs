@@ -12,8 +12,11 @@ fn tiny_train_then_eval() {
     let p = |s: &str| dir.path().join(s).display().to_string();
     let out = vlmscale(&["train", "vision", "--out", &p("tower"), "--steps", "2"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = vlmscale(&["train", "vlm", "--tower", &p("tower"), "--out", &p("vlm"), "--steps", "2", "--llm", "xs", "--visual-tokens", "4", "--compressor", "avgpool"]);
+    let out = vlmscale(&["train", "vlm", "--tower", &p("tower"), "--out", &p("vlm"), "--steps", "2", "--llm", "xs", "--visual-tokens", "4", "--compressor", "avgpool", "--images", "7", "--threads", "2"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // --images reaches the generated data set (recorded in the resume fingerprint)
+    let state = std::fs::read_to_string(dir.path().join("vlm").join("trainer_state.json")).unwrap();
+    assert!(state.contains("images: 7"), "{state}");
     // the checkpoint is in the LLaVA layout the engine loads
     for f in ["config.json", "model.safetensors", "tokenizer.json"] {
         assert!(dir.path().join("vlm").join(f).exists(), "{f}");
@@ -35,5 +38,8 @@ fn bad_training_input_exits_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
     let out = vlmscale(&["eval", "--model", &p("missing"), "--data", &p("missing.jsonl")]);
+    assert_eq!(out.status.code(), Some(2));
+    // --images only applies to generated data
+    let out = vlmscale(&["train", "vlm", "--tower", &p("t"), "--out", &p("vlm"), "--compressor", "avgpool", "--data", &p("d.jsonl"), "--images", "5"]);
     assert_eq!(out.status.code(), Some(2));
 }

@@ -59,6 +59,13 @@ pub struct VlmArgs {
     /// Seed.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Generated training images when `--data` is not given (each with 6 families × 2 questions).
+    #[arg(long, conflicts_with = "data")]
+    pub images: Option<usize>,
+    /// Worker threads of the data-parallel step (`TrainableVlm::loss_and_grads`); 1 is bit-exact
+    /// with earlier runs, more threads change only the order gradients are summed in.
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 /// Evaluate a trained checkpoint: exact-match accuracy per question family (greedy decoding).
@@ -122,6 +129,12 @@ pub fn run(t: Train) -> Result<()> {
             }
             if let Some(s) = a.seed {
                 cfg.seed = s;
+            }
+            if let (Some(n), ::train::vlm_train::TrainData::Generated { images, .. }) = (a.images, &mut cfg.data) {
+                *images = n;
+            }
+            if let Some(t) = a.threads {
+                cfg.threads = t;
             }
             let pb = bar(cfg.steps as u64, "train vlm");
             let rep = ::train::vlm_train::train_vlm(&cfg, &mut |s| {
