@@ -438,7 +438,7 @@ fn train(a: TrainArgs) -> Result<()> {
         std::env::var("CANDLE_NUM_THREADS").unwrap_or_default()
     );
     let limit = measured_matmul_gflops()?;
-    println!("measured f32 matmul limit (candle, 2048³, {threads} thread{}): {limit:.1} GFLOP/s", if threads == 1 { "" } else { "s" });
+    println!("measured f32 matmul limit ({:?} backend, 2048³, {threads} thread{}): {limit:.1} GFLOP/s", vlm::matmul::matmul_backend(), if threads == 1 { "" } else { "s" });
     println!("FLOPs: exact forward matrix-product count × 3 (forward + backward) + the query embedding's forward; element-wise work not counted\n");
 
     let export = if a.torch { Some(tempfile_dir()?) } else { None };
