@@ -67,6 +67,8 @@ pub struct TrainSettings {
     pub lr: Option<f64>,
     /// Warm-up fraction of the steps, in [0, 1).
     pub warmup_ratio: Option<f64>,
+    /// Standard deviation of the weight matrices' normal initialisation (> 0).
+    pub init_std: Option<f64>,
     /// Generated training images.
     pub images: Option<usize>,
     /// Sort-of-CLEVR questions per family per training image (fine-detail images always have one).
@@ -88,6 +90,7 @@ impl TrainSettings {
             batch_size: over.batch_size.or(self.batch_size),
             lr: over.lr.or(self.lr),
             warmup_ratio: over.warmup_ratio.or(self.warmup_ratio),
+            init_std: over.init_std.or(self.init_std),
             images: over.images.or(self.images),
             questions_per_family: over.questions_per_family.or(self.questions_per_family),
             eval_images: over.eval_images.or(self.eval_images),
@@ -126,6 +129,11 @@ impl TrainSettings {
         if let Some(lr) = self.lr {
             if !(lr.is_finite() && lr > 0.0) {
                 return cfg("lr", format!("{lr}: must be a positive number"));
+            }
+        }
+        if let Some(sd) = self.init_std {
+            if !(sd.is_finite() && sd > 0.0) {
+                return cfg("init_std", format!("{sd}: must be a positive number"));
             }
         }
         if let Some(w) = self.warmup_ratio {

@@ -71,6 +71,8 @@ pub struct CellSettings {
     pub weight_decay: f64,
     /// Gradient-norm clip (the train crate's default).
     pub max_grad_norm: f64,
+    /// Standard deviation of the weight matrices' normal initialisation.
+    pub init_std: f64,
     /// Training images.
     pub images: usize,
     /// Sort-of-CLEVR questions per family per training image.
@@ -178,6 +180,7 @@ impl TrainRunner {
             warmup_ratio: s.warmup_ratio.unwrap_or(d.warmup_ratio),
             weight_decay: d.weight_decay,
             max_grad_norm: d.max_grad_norm,
+            init_std: s.init_std.unwrap_or(d.init_std),
             images: s.images.unwrap_or(d_images),
             questions_per_family: s.questions_per_family.unwrap_or(d_qpf),
             eval_images: s.eval_images.unwrap_or(DEFAULT_EVAL_IMAGES),
@@ -348,6 +351,7 @@ impl CellRunner for TrainRunner {
         tc.batch_size = s.batch_size;
         tc.lr = s.lr;
         tc.warmup_ratio = s.warmup_ratio;
+        tc.init_std = s.init_std;
         let rep = train_vlm(&tc, &mut |_| {}).map_err(|e| fail(format!("training: {e}")))?;
         if !rep.finished {
             return Err(fail(format!("training stopped after {} of {} steps", rep.steps, s.steps)));

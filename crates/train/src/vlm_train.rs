@@ -83,6 +83,9 @@ pub struct VlmTrainConfig {
     pub weight_decay: f64,
     /// Global gradient-norm clip (LLaVA/HF Trainer: 1.0).
     pub max_grad_norm: f64,
+    /// Standard deviation of the normal initialisation of every weight matrix (HF
+    /// `initializer_range`; [`crate::init::reinit_with_std`]).
+    pub init_std: f64,
     /// Save a checkpoint every this many steps (and at the end).
     pub save_every: usize,
     /// Checkpoint directory.
@@ -115,6 +118,7 @@ impl VlmTrainConfig {
             warmup_ratio: 0.03,
             weight_decay: 0.0,
             max_grad_norm: 1.0,
+            init_std: crate::init::INITIALIZER_RANGE,
             save_every: 250,
             out_dir: out_dir.into(),
             resume: true,
@@ -130,6 +134,7 @@ impl VlmTrainConfig {
             "seed": self.seed, "batch_size": self.batch_size, "steps": self.steps, "lr": self.lr,
             "warmup_ratio": self.warmup_ratio, "weight_decay": self.weight_decay,
             "max_grad_norm": self.max_grad_norm, "data": format!("{:?}", self.data),
+            "init_std": self.init_std,
         })
     }
 }
@@ -238,7 +243,7 @@ pub fn train_vlm(cfg: &VlmTrainConfig, progress: &mut dyn FnMut(&StepInfo)) -> R
     let arch = VlmArch { llm, compressor: kind, visual_tokens: cfg.visual_tokens, vision_dim: tower_cfg.hidden_size, grid: tower_cfg.grid() };
     let varmap = VarMap::new();
     let model = TrainableVlm::new(&arch, true, VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
-    crate::init::reinit(&varmap, cfg.seed)?;
+    crate::init::reinit_with_std(&varmap, cfg.seed, cfg.init_std)?;
     let vars: Vec<(String, candle_core::Var)> =
         varmap.data().lock().map_err(|_| Error::config("varmap", "poisoned lock"))?.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let trainable_parameters = vars.iter().map(|(_, v)| v.elem_count()).sum();

@@ -62,6 +62,10 @@ pub struct VlmArgs {
     /// Generated training images when `--data` is not given (each with 6 families × 2 questions).
     #[arg(long, conflicts_with = "data")]
     pub images: Option<usize>,
+    /// Standard deviation of the normal initialisation of the weight matrices (HF
+    /// `initializer_range`, default 0.02).
+    #[arg(long)]
+    pub init_std: Option<f64>,
     /// Worker threads of the data-parallel step (`TrainableVlm::loss_and_grads`); 1 is bit-exact
     /// with earlier runs, more threads change only the order gradients are summed in.
     #[arg(long)]
@@ -132,6 +136,9 @@ pub fn run(t: Train) -> Result<()> {
             }
             if let (Some(n), ::train::vlm_train::TrainData::Generated { images, .. }) = (a.images, &mut cfg.data) {
                 *images = n;
+            }
+            if let Some(s) = a.init_std {
+                cfg.init_std = s;
             }
             if let Some(t) = a.threads {
                 cfg.threads = t;
