@@ -107,7 +107,7 @@ fn llm_params_are_derived_from_the_train_presets() {
 #[test]
 fn train_settings_resolve_over_the_train_crate_defaults() {
     let dir = tempfile::tempdir().unwrap();
-    let text = format!("{THREE_SIZES}\n[train]\nsteps = 7\nlr = 0.01\n[train.task.fine_detail]\nsteps = 9\nimages = 33\n[vision]\nsteps = 2\n")
+    let text = format!("{THREE_SIZES}\n[train]\nsteps = 7\nlr = 0.01\n[train.task.fine_detail]\nsteps = 9\nimages = 33\ninit_std = 0.5\n[vision]\nsteps = 2\n")
         .replace("name = \"a\"\nparams = 0.002", "name = \"xs\"")
         .replace("name = \"b\"\nparams = 0.008", "name = \"s\"")
         .replace("name = \"c\"\nparams = 0.03", "name = \"m\"");
@@ -117,8 +117,9 @@ fn train_settings_resolve_over_the_train_crate_defaults() {
     let cells = cfg.cells();
     let soc = r.cell_settings(&cells[0]);
     assert_eq!((soc.steps, soc.lr, soc.batch_size, soc.warmup_ratio), (7, 0.01, d.batch_size, d.warmup_ratio));
+    assert_eq!(soc.init_std, d.init_std);
     let fd = r.cell_settings(cells.iter().find(|c| c.task == "fine_detail").unwrap());
-    assert_eq!((fd.steps, fd.images, fd.lr), (9, 33, 0.01));
+    assert_eq!((fd.steps, fd.images, fd.lr, fd.init_std), (9, 33, 0.01, 0.5));
     assert_eq!(fd.eval_seed, soc.seed + 1);
     assert_eq!(r.tower_settings().steps, 2);
     assert_eq!(r.tower_settings().images, train::vision_pretrain::VisionPretrainConfig::default().images);
@@ -146,6 +147,8 @@ fn invalid_configs_name_file_and_key() {
     assert!(e.contains("bad.toml") && e.contains("`train.steps`"), "{e}");
     let e = err(&format!("{THREE_SIZES}\n[train.task.ocr]\nsteps = 3\n"));
     assert!(e.contains("`train.task.ocr`"), "{e}");
+    let e = err(&format!("{THREE_SIZES}\n[train]\ninit_std = 0.0\n"));
+    assert!(e.contains("`train.init_std`"), "{e}");
     let e = err(&format!("{THREE_SIZES}\n[vision]\nlr = -1.0\n"));
     assert!(e.contains("`vision.lr`"), "{e}");
     let e = err(&format!("{THREE_SIZES}\n[compressor_visual_tokens]\nquecc-noquery = [1, 2]\n"));
