@@ -12,6 +12,10 @@ with a choice of visual features, to tell a bug in our candle pipeline from a le
   NOSYS=1         drop the ChatML system prompt
   TEXTSCENE=1     also write the scene's caption as text in the prompt (a purely symbolic task)
   --captions R    add R caption examples per image ("What is in the image?" -> "red circle at row ...")
+  INIT=S          std of the LLM's normal weight init (HF initializer_range; default 0.02)
+  CURR=1          (oracle only) each non-relational training question sees 1-6 objects: the queried one
+                  plus random others (CURRN=n fixes the count)
+  SHORTQ=1        no template: the prompt is the visual tokens then "<family word> <colour>"
 
 Data: `vlmscale data make --images 4000 --out $TRAIN_DIR` and
 `vlmscale data make --images 300 --start 1000000 --out $HELDOUT_DIR`.
@@ -68,9 +72,13 @@ d = F_tr.shape[-1]
 def enc(t): return tok.encode(t, add_special_tokens=False).ids
 import os
 SYS = "<|im_start|>user\n" if os.environ.get("NOSYS") else "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+COL = {'red':(255,0,0),'green':(0,255,0),'blue':(0,0,255),'orange':(255,156,0),'grey':(128,128,128),'yellow':(255,255,0)}
 def example(r):
     q = r['conversations'][0]['value'].replace('<image>\n', ''); ans = r['conversations'][1]['value']
     pre = enc(SYS); suf = enc("\n" + q + "<|im_end|>\n<|im_start|>assistant\n"); an = enc(ans) + enc("<|im_end|>")
+    if os.environ.get('SHORTQ'):
+        c = [k for k in COL if k in q][0]
+        pre = []; suf = enc(" " + {'count':'many'}.get(r['family'], r['family']) + " " + c)
     return pre, suf, an
 COL = {'red':(255,0,0),'green':(0,255,0),'blue':(0,0,255),'orange':(255,156,0),'grey':(128,128,128),'yellow':(255,255,0)}
 def caption(px):
@@ -101,7 +109,7 @@ ex_te = [(tei[r['image']],) + example(r) + (r['family'],) for r in te]
 if os.environ.get('TEXTSCENE'): ex_te = withcap(ex_te, tepx)
 print('vocab', tok.get_vocab_size(), 'ex', len(ex_tr), 'feat', tuple(F_tr.shape), flush=True)
 cfg = Qwen2Config(vocab_size=tok.get_vocab_size(), hidden_size=a.H, intermediate_size=2*a.H, num_hidden_layers=a.L,
-                  num_attention_heads=a.H//16, num_key_value_heads=max(1, a.H//32), max_position_embeddings=256, tie_word_embeddings=True)
+                  num_attention_heads=a.H//16, num_key_value_heads=max(1, a.H//32), max_position_embeddings=256, tie_word_embeddings=True, initializer_range=float(os.environ.get('INIT','0.02')))
 llm = Qwen2ForCausalLM(cfg)
 g = int(math.isqrt(a.V))
 proj = torch.nn.Sequential(torch.nn.Linear(d, a.H), torch.nn.GELU(), torch.nn.Linear(a.H, a.H))
@@ -118,7 +126,16 @@ opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.0)
 def batch(exs, F):
     E = llm.get_input_embeddings()
     qe = torch.stack([E(torch.tensor(e[2])).mean(0) for e in exs])
-    vis = visual(F[[e[0] for e in exs]], qe)
+    Fb = F[[e[0] for e in exs]].clone()
+    if os.environ.get('CURR') and F is F_tr:
+        for i, e in enumerate(exs):
+            if e[4] not in ('shape', 'left', 'top'): continue
+            q = tok.decode(e[2]); qc = [k for k, c in enumerate(COL) if c in q][0]
+            n = int(os.environ.get("CURRN", 0)) or int(rng.integers(1, 7)); others = [k for k in range(6) if k != qc]; rng.shuffle(others)
+            for k in others[:6 - n]:
+                m = (Fb[i, :, 1 + 2*k] + Fb[i, :, 2 + 2*k]) > 0
+                Fb[i, m, 1 + 2*k] = 0; Fb[i, m, 2 + 2*k] = 0; Fb[i, m, 0] = 1
+    vis = visual(Fb, qe)
     L = max(len(e[1]) + a.V + len(e[2]) + len(e[3]) for e in exs)
     emb = torch.zeros(len(exs), L, a.H); labels = torch.full((len(exs), L), -100)
     E = llm.get_input_embeddings()
