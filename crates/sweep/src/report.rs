@@ -319,18 +319,24 @@ pub fn analyse(ds: &Dataset, opts: &ReportOptions) -> Result<Analysis> {
         (Some(f), Some(r)) => {
             let (lf, lr) = (f.law(), r.law());
             let (rf, rr) = (lf.beta() / lf.alpha(), lr.beta() / lr.alpha());
+            // β/α is unbounded when a fit puts α at 0 (no measurable N effect): then the ratios are
+            // not comparable and the claim is not tested.
+            let ratio = |al: f64, x: f64| if al < ALPHA_ZERO { "unbounded (α ≈ 0)".to_string() } else { format!("{x:.3}") };
+            let comparable = lf.alpha() >= ALPHA_ZERO && lr.alpha() >= ALPHA_ZERO;
             a.claims.push(Claim {
                 key: "fine_detail_larger_beta".into(),
                 claim: c3.into(),
-                verdict: judge(rf > rr),
+                verdict: if comparable { judge(rf > rr) } else { Verdict::NotTested },
                 evidence: format!(
-                    "`{}`: α = {:.4}, β = {:.4}, β/α = {rf:.3}; `{}`: α = {:.4}, β = {:.4}, β/α = {rr:.3}",
+                    "`{}`: α = {:.4}, β = {:.4}, β/α = {}; `{}`: α = {:.4}, β = {:.4}, β/α = {}",
                     names.fine_detail_task,
                     lf.alpha(),
                     lf.beta(),
+                    ratio(lf.alpha(), rf),
                     names.reasoning_task,
                     lr.alpha(),
-                    lr.beta()
+                    lr.beta(),
+                    ratio(lr.alpha(), rr)
                 ),
             });
         }
@@ -476,6 +482,10 @@ pub fn sweep_cells(cfg: &SweepConfig) -> Result<Vec<SweepCellRow>> {
         })
         .collect()
 }
+
+/// Below this, a fitted α counts as 0 (no measurable effect of N) and β/α as unbounded, so the
+/// fine-detail claim (β/α larger than reasoning's) is reported as not tested.
+pub const ALPHA_ZERO: f64 = 1e-6;
 
 /// Header of [`sweep_cells_csv`].
 pub const CELLS_CSV_HEADER: &str = "index,cell_id,task,llm,llm_params,visual_tokens,compressor,status,text_tokens,score,error,blind_prior_accuracy,final_loss,train_seconds,eval_seconds,wall_seconds,runner";

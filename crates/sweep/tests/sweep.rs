@@ -366,3 +366,19 @@ fn report_marks_untestable_claims() {
     assert_eq!(v["fine_detail_larger_beta"], Verdict::NotTested);
     assert_eq!(v["leave_one_size_out_fine_detail"], Verdict::NotTested);
 }
+
+#[test]
+fn fine_detail_ratio_is_not_tested_when_a_fit_has_no_n_effect() {
+    // Fine-detail scores that do not depend on N at all: the fitted α is 0, β/α is unbounded and the
+    // comparison of ratios says nothing, so the claim is not tested (and the evidence says why).
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("scores.csv");
+    law_csv(&csv, &[("sort_of_clevr", 0.25, 0.15, 0.02, 0.05), ("fine_detail", 0.25, 0.0, 0.05, 0.05)], 0.3);
+    let ds = scaling::data::Dataset::from_path(&csv).unwrap();
+    let opts = ReportOptions { bootstrap: 0, grid: Some(coarse()), plots: false, ..Default::default() };
+    let a = analyse(&ds, &opts).unwrap();
+    assert!(a.fits["fine_detail"].law().alpha() < sweep::report::ALPHA_ZERO, "{}", a.fits["fine_detail"].law().alpha());
+    let c = a.claims.iter().find(|c| c.key == "fine_detail_larger_beta").unwrap();
+    assert_eq!(c.verdict, Verdict::NotTested);
+    assert!(c.evidence.contains("unbounded (α ≈ 0)"), "{}", c.evidence);
+}
