@@ -200,6 +200,10 @@ pub fn train_vlm(cfg: &VlmTrainConfig, progress: &mut dyn FnMut(&StepInfo)) -> R
     if cfg.batch_size == 0 || cfg.steps == 0 || cfg.save_every == 0 || cfg.threads == 0 {
         return Err(Error::config("batch_size/steps/save_every/threads", "must be > 0"));
     }
+    // Checked here, before data and tower features are built, not only when the weights are drawn.
+    if !(cfg.init_std.is_finite() && cfg.init_std > 0.0) {
+        return Err(Error::config("init_std", format!("must be finite and > 0, got {}", cfg.init_std)));
+    }
     let tower_cfg = vlm::vision::ClipVisionConfig::from_file(&cfg.tower_dir.join("config.json"))?;
     kind.spec(cfg.visual_tokens, tower_cfg.grid(), tower_cfg.hidden_size, size.hidden_size)?;
 

@@ -100,3 +100,18 @@ fn bench_runs_and_rejects_bad_settings() {
     let bad_c = BenchConfig { compressor: "nope".into(), ..cfg };
     assert!(bench_train(&bad_c, &["xs"], 1, None, &mut |_, _, _| {}).is_err());
 }
+
+#[test]
+fn bad_init_std_is_named_before_any_work() {
+    // The fake tower has no weights: a check made only when weights are drawn would fail on the
+    // tower instead, and the output folder would already exist.
+    let tmp = tempfile::tempdir().unwrap();
+    fake_tower(&tmp.path().join("t"));
+    for bad in [0.0, -0.02, f64::NAN, f64::INFINITY] {
+        let mut cfg = VlmTrainConfig::new("xs", "quecc", 4, &tmp.path().join("t"), &tmp.path().join("o"));
+        cfg.init_std = bad;
+        let e = train_vlm(&cfg, &mut |_| {}).unwrap_err().to_string();
+        assert!(e.contains("init_std"), "{bad}: {e}");
+        assert!(!tmp.path().join("o").exists(), "{bad}: output folder created");
+    }
+}

@@ -80,7 +80,6 @@ def example(r):
         c = [k for k in COL if k in q][0]
         pre = []; suf = enc(" " + {'count':'many'}.get(r['family'], r['family']) + " " + c)
     return pre, suf, an
-COL = {'red':(255,0,0),'green':(0,255,0),'blue':(0,0,255),'orange':(255,156,0),'grey':(128,128,128),'yellow':(255,255,0)}
 def caption(px):
     im = (px*255).round().astype(int); parts = []
     for name, c in COL.items():
