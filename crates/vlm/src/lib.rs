@@ -22,6 +22,7 @@ pub mod model;
 pub mod projector;
 pub mod safetensors_reader;
 pub mod text;
+pub mod threads;
 pub mod vision;
 
 pub use error::{Error, Result};

@@ -129,7 +129,7 @@ pub(crate) fn gemm_bf16(x: &[f32], w: &[bf16], y: &mut [f32], m: usize, n: usize
         return;
     }
     let kernels = bf16_kernels();
-    let threads = candle_core::utils::get_num_threads().max(1);
+    let threads = crate::threads::num_threads();
     let out = OutPtr(y.as_mut_ptr());
     #[cfg(target_arch = "x86_64")]
     if kernels.amx && m >= AMX_MIN_ROWS && k.is_multiple_of(32) && n.is_multiple_of(16) {

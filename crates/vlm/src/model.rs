@@ -613,8 +613,10 @@ impl Vlm {
     /// Vision tower + compressor: pixels (1, 3, S, S) and the query embedding (1, 1, H) (required iff
     /// the compressor needs it) → compressed tokens (1, V, d).
     pub fn compress(&self, pixels: &Tensor, query: Option<&Tensor>) -> Result<Tensor> {
-        let feats = extract_features(&self.tower, pixels, &self.layers)?;
-        self.compressor.compress(&feats, query)
+        crate::threads::in_pool(|| {
+            let feats = extract_features(&self.tower, pixels, &self.layers)?;
+            self.compressor.compress(&feats, query)
+        })
     }
 
     /// The projector: (1, V, d) → (1, V, H).

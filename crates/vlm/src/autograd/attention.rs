@@ -87,7 +87,7 @@ simd_fn! {
 simd_fn! {
     /// Row-wise softmax of the (rows × lk) scores in place; row i keeps its first `lim(i)` entries
     /// (`causal`: i + 1 + offset) and zeroes the rest.
-    fn softmax_rows<T: Real>(p: &mut [T], lk: usize, causal: bool, offset: usize) {
+    pub(crate) fn softmax_rows<T: Real>(p: &mut [T], lk: usize, causal: bool, offset: usize) {
         for (i, row) in p.chunks_exact_mut(lk).enumerate() {
             let lim = if causal { (i + 1 + offset).min(lk) } else { lk };
             let (live, dead) = row.split_at_mut(lim);

@@ -158,11 +158,10 @@ pub fn serial<R>(f: impl FnOnce() -> R) -> R {
 
 /// Threads for one product: candle's thread count (RAYON_NUM_THREADS, read once), or 1 inside [`serial`].
 fn threads() -> usize {
-    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     if SERIAL.with(|s| s.get()) {
         return 1;
     }
-    *THREADS.get_or_init(candle_core::utils::get_num_threads)
+    crate::threads::num_threads()
 }
 
 /// A strided matrix view: element (i, j) at `offset + i·rs + j·cs` of its slice.

@@ -21,17 +21,18 @@
 //! | [`activation`] | `silu(gate) · up` (SwiGLU), exact GELU |
 //! | [`attention`] | multi-head attention core: RoPE, scaled scores, optional causal mask, softmax, GQA |
 //! | [`conv`] | QueCC's depth-wise convolution over token rows; one row added to every token of a sequence |
-mod vmath;
+pub(crate) mod vmath;
 
 mod activation;
 mod attention;
 mod conv;
-mod kernels;
+pub(crate) mod kernels;
 mod linear;
 mod norm;
 
 pub use activation::{gelu_erf, silu_mul};
 pub use attention::{attention, AttentionSpec, Rope};
+pub(crate) use attention::softmax_rows;
 pub use conv::{add_row, depthwise_conv, ConvTaps};
 pub use kernels::serial;
 pub use linear::{linear, linear_residual};

@@ -14,6 +14,10 @@ pub struct Attention {
     k_proj: Linear,
     v_proj: Linear,
     o_proj: Linear,
+    /// q|k|v weights (and biases) stacked into one (q + 2·kv, H) matrix by [`Attention::convert_weights`]
+    /// for inference: one product (one pass over the input, one thread dispatch) instead of three.
+    /// `q_proj`/`k_proj`/`v_proj` then hold row views of it (no second copy).
+    qkv: Option<Linear>,
     num_heads: usize,
     num_kv_heads: usize,
     head_dim: usize,
@@ -41,6 +45,21 @@ pub(crate) fn softmax_last_dim(xs: &Tensor, mode: Mode) -> Result<Tensor> {
     }
 }
 
+/// One linear layer computing `layers` side by side: weights stacked on the output dimension and
+/// converted to `dtype`, biases (all or none) concatenated. Errors: some layers with a bias and some
+/// without, or differing input widths.
+pub(crate) fn stack_linears(layers: &[&Linear], dtype: DType) -> Result<Linear> {
+    let weights = layers.iter().map(|l| l.weight().to_dtype(dtype)).collect::<candle_core::Result<Vec<_>>>()?;
+    let weight = Tensor::cat(&weights, 0)?.detach();
+    let biases: Vec<&Tensor> = layers.iter().filter_map(|l| l.bias()).collect();
+    let bias = match biases.len() {
+        0 => None,
+        n if n == layers.len() => Some(Tensor::cat(&biases, 0)?.detach()),
+        _ => return Err(crate::Error::Invalid("stacked projections: some have a bias and some do not".into())),
+    };
+    Ok(Linear::new(weight, bias))
+}
+
 /// `layer` with its weight converted to `dtype` (bias unchanged).
 pub(crate) fn convert_linear(layer: &Linear, dtype: DType) -> Result<Linear> {
     // Detached: the converted weight must not keep the original alive through candle's graph.
@@ -58,6 +77,7 @@ impl Attention {
             k_proj: linear_b(h, kv, cfg.qkv_bias, vb.pp("k_proj"))?,
             v_proj: linear_b(h, kv, cfg.qkv_bias, vb.pp("v_proj"))?,
             o_proj: linear_b(q, h, cfg.o_bias, vb.pp("o_proj"))?,
+            qkv: None,
             num_heads: cfg.num_attention_heads,
             num_kv_heads: cfg.num_key_value_heads,
             head_dim: cfg.head_dim,
@@ -91,13 +111,33 @@ impl Attention {
         }
     }
 
-    /// Converts the projection weights to `dtype` (biases stay as they are); see
-    /// [`super::Decoder::convert_weights`].
+    /// Converts the projection weights to `dtype` (biases stay as they are) and stacks q/k/v into one
+    /// matrix; see [`super::Decoder::convert_weights`].
     pub(crate) fn convert_weights(&mut self, dtype: DType) -> Result<()> {
-        for l in [&mut self.q_proj, &mut self.k_proj, &mut self.v_proj, &mut self.o_proj] {
-            *l = convert_linear(l, dtype)?;
-        }
+        self.o_proj = convert_linear(&self.o_proj, dtype)?;
+        let fused = stack_linears(&[&self.q_proj, &self.k_proj, &self.v_proj], dtype)?;
+        let (q, kv) = (self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim);
+        let part = |start: usize, len: usize| -> Result<Linear> {
+            let bias = fused.bias().map(|b| b.narrow(0, start, len)).transpose()?;
+            Ok(Linear::new(fused.weight().narrow(0, start, len)?, bias))
+        };
+        self.q_proj = part(0, q)?;
+        self.k_proj = part(q, kv)?;
+        self.v_proj = part(q + kv, kv)?;
+        self.qkv = Some(fused);
         Ok(())
+    }
+
+    /// q, k, v projections of `xs` (B, L, H), each (B, L, width): one stacked product when converted.
+    fn project_qkv(&self, xs: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        match &self.qkv {
+            Some(fused) => {
+                let (q, kv) = (self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim);
+                let y = nn_linear(xs, fused)?;
+                Ok((y.narrow(D::Minus1, 0, q)?, y.narrow(D::Minus1, q, kv)?, y.narrow(D::Minus1, q + kv, kv)?))
+            }
+            None => Ok((nn_linear(xs, &self.q_proj)?, nn_linear(xs, &self.k_proj)?, nn_linear(xs, &self.v_proj)?)),
+        }
     }
 
     /// `xs` (B, L, H) at positions `start..start + L` → (B, L, H).
@@ -116,29 +156,28 @@ impl Attention {
     ) -> Result<Tensor> {
         let (b, l, _) = xs.dims3()?;
         let (nh, nkv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let q = nn_linear(xs, &self.q_proj)?
-            .reshape((b, l, nh, d))?
-            .transpose(1, 2)?;
-        let k = nn_linear(xs, &self.k_proj)?
-            .reshape((b, l, nkv, d))?
-            .transpose(1, 2)?;
-        let v = nn_linear(xs, &self.v_proj)?
-            .reshape((b, l, nkv, d))?
-            .transpose(1, 2)?
-            .contiguous()?;
+        let (q, k, v) = self.project_qkv(xs)?;
+        let q = q.reshape((b, l, nh, d))?.transpose(1, 2)?;
+        let k = k.reshape((b, l, nkv, d))?.transpose(1, 2)?;
+        let v = v.reshape((b, l, nkv, d))?.transpose(1, 2)?.contiguous()?;
         let q = rope.apply(&q, start, mode)?.contiguous()?;
         let k = rope.apply(&k, start, mode)?.contiguous()?;
         let (k, v) = match cache {
             Some((cache, layer)) => cache.append(layer, &k, &v)?,
             None => (k, v),
         };
+        let scale = 1.0 / (d as f64).sqrt();
+        if mode == Mode::Inference && q.dtype() == DType::F32 && q.device().is_cpu() {
+            // One op: causal, GQA, over the cache's views (no score/mask tensors, no K/V copies).
+            let out = super::cached_attention::cached_attention(&q, &k, &v, scale)?;
+            return nn_linear(&out, &self.o_proj);
+        }
         let lk = k.dim(2)?;
         // GQA without copying K/V: the n_rep query heads sharing a K/V head are adjacent, so
         // (B, nh, L, d) regroups to (B, nkv, n_rep·L, d).
         let n_rep = nh / nkv;
         // The 1/√d scale goes on q (L·d values) rather than on the scores (L·L'): same product up to
         // rounding, one pass over the largest attention tensor fewer.
-        let scale = 1.0 / (d as f64).sqrt();
         let qg = (q * scale)?.reshape((b, nkv, n_rep * l, d))?;
         let scores = matmul(&qg, &k.t()?)?.reshape((b, nh, l, lk))?;
         let scores = match mask {

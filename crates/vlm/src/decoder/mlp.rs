@@ -12,6 +12,9 @@ pub struct Mlp {
     gate_proj: Linear,
     up_proj: Linear,
     down_proj: Linear,
+    /// gate|up stacked into one (2·I, H) matrix by [`Mlp::convert_weights`] for inference (one product
+    /// instead of two); `gate_proj`/`up_proj` then hold row views of it.
+    gate_up: Option<Linear>,
 }
 
 impl Mlp {
@@ -22,6 +25,7 @@ impl Mlp {
             gate_proj: linear_b(h, i, b, vb.pp("gate_proj"))?,
             up_proj: linear_b(h, i, b, vb.pp("up_proj"))?,
             down_proj: linear_b(i, h, b, vb.pp("down_proj"))?,
+            gate_up: None,
         })
     }
 
@@ -41,16 +45,29 @@ impl Mlp {
 
     /// Converts the projection weights to `dtype` (biases unchanged).
     pub(crate) fn convert_weights(&mut self, dtype: DType) -> Result<()> {
-        for l in [&mut self.gate_proj, &mut self.up_proj, &mut self.down_proj] {
-            *l = super::attention::convert_linear(l, dtype)?;
-        }
+        self.down_proj = super::attention::convert_linear(&self.down_proj, dtype)?;
+        let fused = super::attention::stack_linears(&[&self.gate_proj, &self.up_proj], dtype)?;
+        let i = self.gate_proj.weight().dim(0)?;
+        let part = |start: usize| -> Result<Linear> {
+            let bias = fused.bias().map(|b| b.narrow(0, start, i)).transpose()?;
+            Ok(Linear::new(fused.weight().narrow(0, start, i)?, bias))
+        };
+        self.gate_proj = part(0)?;
+        self.up_proj = part(i)?;
+        self.gate_up = Some(fused);
         Ok(())
     }
 
     /// (B, L, H) → (B, L, H). `silu` has a backward pass in candle, so one path serves both modes.
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let gate = nn_linear(xs, &self.gate_proj)?.silu()?;
-        let up = nn_linear(xs, &self.up_proj)?;
-        nn_linear(&(gate * up)?, &self.down_proj)
+        let (gate, up) = match &self.gate_up {
+            Some(fused) => {
+                let y = nn_linear(xs, fused)?;
+                let i = y.dim(candle_core::D::Minus1)? / 2;
+                (y.narrow(candle_core::D::Minus1, 0, i)?, y.narrow(candle_core::D::Minus1, i, i)?)
+            }
+            None => (nn_linear(xs, &self.gate_proj)?, nn_linear(xs, &self.up_proj)?),
+        };
+        nn_linear(&(gate.silu()? * up)?, &self.down_proj)
     }
 }

@@ -7,6 +7,7 @@
 //! Weight names are HF's: `model.embed_tokens.weight`, `model.layers.{i}.self_attn.q_proj.weight`, …,
 //! `model.norm.weight`, `lm_head.weight` (absent when `tie_word_embeddings`).
 mod attention;
+mod cached_attention;
 mod config;
 mod kv_cache;
 mod layer;
@@ -16,6 +17,7 @@ mod norm;
 mod rope;
 
 pub use attention::Attention;
+pub use cached_attention::cached_attention;
 pub(crate) use config::deserialize_naming_field;
 pub use config::{Architecture, DecoderConfig};
 pub use kv_cache::KvCache;
@@ -207,7 +209,8 @@ impl Decoder {
 
     /// Additive causal mask (L, start + L): 0 where key j ≤ start + i, −∞ after.
     fn causal_mask(&self, l: usize, start: usize) -> Result<Option<Tensor>> {
-        if l == 1 {
+        // Not needed for L = 1, nor by the inference attention op (causal by construction).
+        if l == 1 || (self.mode == Mode::Inference && self.dtype == DType::F32 && self.device.is_cpu()) {
             return Ok(None);
         }
         let total = start + l;
@@ -257,6 +260,14 @@ impl Decoder {
     /// `start_pos + L > max_position_embeddings`;
     /// [`Error::Shape`] if the last dimension is not H.
     pub fn forward_embeds(&mut self, embeds: &Tensor, start_pos: usize) -> Result<Tensor> {
+        if self.mode == Mode::Inference {
+            return crate::threads::in_pool(|| self.forward_embeds_here(embeds, start_pos));
+        }
+        self.forward_embeds_here(embeds, start_pos)
+    }
+
+    /// [`Decoder::forward_embeds`] on the calling thread.
+    fn forward_embeds_here(&mut self, embeds: &Tensor, start_pos: usize) -> Result<Tensor> {
         let (_b, l) = self.check_input(embeds, start_pos)?;
         if start_pos != self.cache.len() {
             return Err(Error::Invalid(format!(
@@ -284,6 +295,14 @@ impl Decoder {
     /// query embedding). Returns final-norm hidden states (B, L, H). Sequences shorter than L must be
     /// right-padded: with causal attention the padding cannot affect the valid positions.
     pub fn forward_hidden(&self, embeds: &Tensor) -> Result<Tensor> {
+        if self.mode == Mode::Inference {
+            return crate::threads::in_pool(|| self.forward_hidden_here(embeds));
+        }
+        self.forward_hidden_here(embeds)
+    }
+
+    /// [`Decoder::forward_hidden`] on the calling thread.
+    fn forward_hidden_here(&self, embeds: &Tensor) -> Result<Tensor> {
         let (_b, l) = self.check_input(embeds, 0)?;
         let mask = self.causal_mask(l, 0)?;
         let mut xs = embeds.to_dtype(self.dtype)?;

@@ -227,6 +227,11 @@ impl ClipVisionTower {
     /// (B, grid²+1, d) with CLS at position 0: entry 0 = `pre_layrnorm(embeddings(pixels))`, entry k =
     /// output of block k. Errors: `depth` beyond the loaded blocks, bad pixel shape ([`Error::Invalid`]).
     pub fn hidden_states(&self, pixels: &Tensor, depth: usize) -> Result<Vec<Tensor>> {
+        // On a pool worker: one thread hand-off for the tower, not one per op (crate::threads::in_pool).
+        crate::threads::in_pool(|| self.hidden_states_here(pixels, depth))
+    }
+
+    fn hidden_states_here(&self, pixels: &Tensor, depth: usize) -> Result<Vec<Tensor>> {
         if depth > self.layers.len() {
             return Err(Error::Invalid(format!(
                 "hidden state {depth} requested but only {} vision blocks are loaded",
