@@ -84,7 +84,7 @@ impl Linear {
     /// [`crate::matmul_bf16`]; such a layer has no backward pass. Errors: candle conversion errors.
     pub fn convert_weights(&mut self, dtype: candle_core::DType) -> Result<()> {
         // Detached: the converted weight must not keep the original alive through candle's graph.
-        self.weight = self.weight.to_dtype(dtype)?.detach();
+        self.weight = crate::memory::to_dtype_huge_pages(&self.weight, dtype)?.detach();
         Ok(())
     }
 
@@ -171,6 +171,7 @@ impl Activation {
     /// Elementwise application.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(match self {
+            Self::QuickGelu if crate::autograd::supports(x) => crate::autograd::quick_gelu(x)?,
             Self::QuickGelu => (x * candle_nn::ops::sigmoid(&(x * 1.702)?)?)?,
             Self::Gelu if x.track_op() && crate::autograd::supports(x) => crate::autograd::gelu_erf(x)?,
             Self::Gelu => x.gelu_erf()?,

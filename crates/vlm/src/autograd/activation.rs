@@ -1,5 +1,6 @@
-//! Element-wise activations with their backward pass: SwiGLU's `silu(gate) · up` (HF `Qwen2MLP`) and
-//! the exact GELU `x · ½(1 + erf(x/√2))` (`torch.nn.GELU()`, candle's `gelu_erf`).
+//! Element-wise activations with their backward pass: SwiGLU's `silu(gate) · up` (HF `Qwen2MLP`), the
+//! exact GELU `x · ½(1 + erf(x/√2))` (`torch.nn.GELU()`, candle's `gelu_erf`) and OpenAI CLIP's
+//! `quick_gelu` `x · σ(1.702 x)` (HF `QuickGELUActivation`).
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 
 use super::kernels::{needs_grad, operand, tensor, with_slice, Real};
@@ -8,6 +9,13 @@ use crate::{Error, Result};
 
 struct SiluMulOp;
 struct GeluErfOp;
+struct QuickGeluOp;
+
+/// The slope inside quick_gelu's sigmoid (HF `QuickGELUActivation`).
+const QUICK_GELU_SLOPE: f64 = 1.702;
+
+/// Elements per parallel chunk of the element-wise forward kernels.
+const CHUNK: usize = 1 << 14;
 
 #[inline(always)]
 fn sigmoid<T: Real>(x: T) -> T {
@@ -134,6 +142,79 @@ impl CustomOp1 for GeluErfOp {
             _ => gelu_bwd::<f64>(x, g),
         }
     }
+}
+
+simd_fn! {
+    fn quick_gelu_kernel<T: Real>(x: &[T], y: &mut [T]) {
+        let a = T::from_f64(QUICK_GELU_SLOPE);
+        for (y, &v) in y.iter_mut().zip(x) {
+            *y = v * sigmoid(a * v);
+        }
+    }
+}
+
+simd_fn! {
+    /// d/dx x·σ(ax) = σ(ax)·(1 + a·x·(1 − σ(ax))).
+    fn quick_gelu_grad<T: Real>(x: &[T], d: &[T], dx: &mut [T]) {
+        let a = T::from_f64(QUICK_GELU_SLOPE);
+        for ((dx, &v), &dy) in dx.iter_mut().zip(x).zip(d) {
+            let s = sigmoid(a * v);
+            *dx = dy * s * (T::ONE + a * v * (T::ONE - s));
+        }
+    }
+}
+
+fn quick_gelu_fwd<T: Real>(s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    use rayon::prelude::*;
+    let x = operand::<T>(s, l, "quick_gelu")?;
+    let mut y = vec![T::ZERO; x.len()];
+    // Parallel over chunks (a CLIP-L MLP activation is 577 × 4096 values); one chunk runs inline.
+    if super::kernels::threads() > 1 && x.len() > CHUNK {
+        y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(y, x)| quick_gelu_kernel(x, y));
+    } else {
+        quick_gelu_kernel(x, &mut y);
+    }
+    Ok((T::storage(y), l.shape().clone()))
+}
+
+fn quick_gelu_bwd<T: Real>(x: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    let dx = with_slice::<T, _>(x, |xs| {
+        with_slice::<T, _>(grad, |ds| {
+            let mut dx = vec![T::ZERO; xs.len()];
+            quick_gelu_grad(xs, ds, &mut dx);
+            dx
+        })
+    })??;
+    Ok(Some(tensor(dx, x.shape())?))
+}
+
+impl CustomOp1 for QuickGeluOp {
+    fn name(&self) -> &'static str {
+        "fused-quick-gelu"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        match s {
+            CpuStorage::F32(_) => quick_gelu_fwd::<f32>(s, l),
+            CpuStorage::F64(_) => quick_gelu_fwd::<f64>(s, l),
+            _ => candle_core::bail!("fused quick_gelu: f32/f64 only"),
+        }
+    }
+    fn bwd(&self, x: &Tensor, _res: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        match x.dtype() {
+            candle_core::DType::F32 => quick_gelu_bwd::<f32>(x, g),
+            _ => quick_gelu_bwd::<f64>(x, g),
+        }
+    }
+}
+
+/// OpenAI CLIP's `quick_gelu` `x · σ(1.702 x)` (HF `QuickGELUActivation`) in one pass, with its backward
+/// pass; f32 uses the vectorised `exp` of [`super::vmath::exp_f32`] (relative error < f32 ε), parallel
+/// over chunks. Errors: [`Error::Invalid`] for other dtypes/devices.
+pub fn quick_gelu(x: &Tensor) -> Result<Tensor> {
+    if !super::supports(x) {
+        return Err(Error::Invalid(format!("fused quick_gelu needs an f32/f64 CPU tensor, got {:?}", x.dtype())));
+    }
+    Ok(x.contiguous()?.apply_op1(QuickGeluOp)?)
 }
 
 /// `silu(gate) · up` for `gate`, `up` of one shape, differentiable in both (HF `Qwen2MLP`'s

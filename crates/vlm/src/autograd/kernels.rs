@@ -157,7 +157,7 @@ pub fn serial<R>(f: impl FnOnce() -> R) -> R {
 }
 
 /// Threads for one product: candle's thread count (RAYON_NUM_THREADS, read once), or 1 inside [`serial`].
-fn threads() -> usize {
+pub(crate) fn threads() -> usize {
     if SERIAL.with(|s| s.get()) {
         return 1;
     }

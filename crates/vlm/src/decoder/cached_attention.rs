@@ -26,18 +26,18 @@ const FEW_ROWS: usize = 4;
 
 simd_fn! {
     /// Attention of `rows` query rows (view `qv`) over `keys` key/value rows (views `kv`, `vv`), one key
-    /// at a time: dot products, softmax (row r sees `first + r + 1` keys), then Σ_j p_j·v_j into `o`
+    /// at a time: dot products, softmax (row r sees `first + r + 1` keys when `causal`), then Σ_j p_j·v_j into `o`
     /// (rows × d, zeroed by the caller). For decode, where packing operands for a product kernel costs
     /// more than the products.
     #[allow(clippy::too_many_arguments)]
-    fn by_rows<T: Real>(rows: usize, keys: usize, d: usize, q: &[T], qv: View, k: &[T], kv: View, v: &[T], vv: View, scale: T, first: usize, p: &mut [T], o: &mut [T]) {
+    fn by_rows<T: Real>(rows: usize, keys: usize, d: usize, q: &[T], qv: View, k: &[T], kv: View, v: &[T], vv: View, scale: T, causal: bool, first: usize, p: &mut [T], o: &mut [T]) {
         for r in 0..rows {
             let qr = &q[qv.offset + r * qv.rs..][..d];
             for (j, pj) in p[r * keys..(r + 1) * keys].iter_mut().enumerate() {
                 *pj = scale * dot(qr, &k[kv.offset + j * kv.rs..][..d]);
             }
         }
-        softmax_rows(p, keys, true, first);
+        softmax_rows(p, keys, causal, first);
         for (pr, or) in p.chunks_exact(keys).zip(o.chunks_exact_mut(d)) {
             for (j, &pj) in pr.iter().enumerate() {
                 if pj != T::ZERO {
@@ -102,6 +102,7 @@ mod avx512 {
 
 struct CachedAttention {
     scale: f32,
+    causal: bool,
 }
 
 /// Geometry of one operand: (B, heads, len, head_dim) with arbitrary strides on the first three
@@ -152,11 +153,12 @@ impl CustomOp3 for CachedAttention {
         let (k, kd) = Operand::new(sk, lk, "k")?;
         let (v, vd) = Operand::new(sv, lv, "v")?;
         let (nkv, len) = (kd[1], kd[2]);
-        if kd != vd || kd[0] != nb || kd[3] != d || nkv == 0 || nh % nkv != 0 || len < l {
+        if kd != vd || kd[0] != nb || kd[3] != d || nkv == 0 || nh % nkv != 0 || (self.causal && len < l) {
             candle_core::bail!("cached attention: q {:?}, k {:?}, v {:?} do not fit together", lq.dims(), kd, vd);
         }
         let n_rep = nh / nkv;
-        let past = len - l; // query row i sits at position past + i and sees keys 0..=past + i
+        // Causal: query row i sits at position past + i and sees keys 0..=past + i.
+        let (causal, past) = (self.causal, len.saturating_sub(l));
         let tasks: Vec<(usize, usize, usize, usize)> = (0..nb)
             .flat_map(|b| (0..nh).flat_map(move |h| (0..l).step_by(ROW_BLOCK).map(move |i0| (b, h, i0, (i0 + ROW_BLOCK).min(l)))))
             .collect();
@@ -164,13 +166,14 @@ impl CustomOp3 for CachedAttention {
             .par_iter()
             .map(|&(b, h, i0, i1)| {
                 let (rows, g) = (i1 - i0, h / n_rep);
-                let keys = (past + i1).min(len); // the last row's horizon; earlier rows are masked in softmax
+                // Causal: the block's last row's horizon (earlier rows are masked in the softmax).
+                let keys = if causal { (past + i1).min(len) } else { len };
                 let mut p = vec![0f32; rows * keys];
                 let mut o = vec![0f32; rows * d];
                 let qv = q.view(b, h);
                 let qv = View::rows(qv.offset + i0 * qv.rs, qv.rs);
                 #[cfg(target_arch = "x86_64")]
-                if rows == 1 && (d == 64 || d == 128) && std::arch::is_x86_feature_detected!("avx512f") {
+                if rows == 1 && (!causal || keys == past + i0 + 1) && (d == 64 || d == 128) && std::arch::is_x86_feature_detected!("avx512f") {
                     let (kv, vv) = (k.view(b, g), v.view(b, g));
                     let (ks, vs) = (&k.data[kv.offset..], &v.data[vv.offset..]);
                     let q_row = &q.data[qv.offset..qv.offset + d];
@@ -185,11 +188,11 @@ impl CustomOp3 for CachedAttention {
                     return o;
                 }
                 if rows <= FEW_ROWS {
-                    by_rows(rows, keys, d, q.data, qv, k.data, k.view(b, g), v.data, v.view(b, g), self.scale, past + i0, &mut p, &mut o);
+                    by_rows(rows, keys, d, q.data, qv, k.data, k.view(b, g), v.data, v.view(b, g), self.scale, causal, past + i0, &mut p, &mut o);
                 } else {
                     serial(|| {
                         matmul(rows, keys, d, &mut p, View::rows(0, keys), q.data, qv, k.data, k.view(b, g).t(), self.scale, false);
-                        softmax_rows(&mut p, keys, true, past + i0);
+                        softmax_rows(&mut p, keys, causal, past + i0);
                         matmul(rows, d, keys, &mut o, View::rows(0, d), &p, View::rows(0, keys), v.data, v.view(b, g), 1.0, false);
                     });
                 }
@@ -219,10 +222,21 @@ impl CustomOp3 for CachedAttention {
 ///
 /// Errors: [`Error::Invalid`] for non-f32 or non-CPU tensors; candle errors for inconsistent shapes.
 pub fn cached_attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tensor> {
+    attention_op(q, k, v, scale, true)
+}
+
+/// Unmasked multi-head attention (a ViT's self-attention, HF `CLIPAttention`): every query row sees
+/// every key. `q` (B, num_heads, L, head_dim), `k`, `v` (B, num_kv_heads, L', head_dim), f32, rows
+/// contiguous → (B, L, num_heads · head_dim). Errors as [`cached_attention`].
+pub fn full_attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tensor> {
+    attention_op(q, k, v, scale, false)
+}
+
+fn attention_op(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, causal: bool) -> Result<Tensor> {
     for t in [q, k, v] {
         if t.dtype() != candle_core::DType::F32 || !t.device().is_cpu() {
-            return Err(Error::Invalid(format!("cached attention needs f32 CPU tensors, got {:?}", t.dtype())));
+            return Err(Error::Invalid(format!("attention op needs f32 CPU tensors, got {:?}", t.dtype())));
         }
     }
-    Ok(q.apply_op3_no_bwd(k, v, &CachedAttention { scale: scale as f32 })?)
+    Ok(q.apply_op3_no_bwd(k, v, &CachedAttention { scale: scale as f32, causal })?)
 }

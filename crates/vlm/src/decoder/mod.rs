@@ -17,7 +17,7 @@ mod norm;
 mod rope;
 
 pub use attention::Attention;
-pub use cached_attention::cached_attention;
+pub use cached_attention::{cached_attention, full_attention};
 pub(crate) use config::deserialize_naming_field;
 pub use config::{Architecture, DecoderConfig};
 pub use kv_cache::KvCache;
@@ -141,7 +141,7 @@ impl Decoder {
                 self.dtype
             )));
         }
-        let table = self.embed_tokens.embeddings().to_dtype(dtype)?.detach();
+        let table = crate::memory::to_dtype_huge_pages(self.embed_tokens.embeddings(), dtype)?.detach();
         self.embed_tokens = Embedding::new(table.clone(), self.cfg.hidden_size);
         self.lm_head = if self.cfg.tie_word_embeddings {
             Linear::new(table, None)

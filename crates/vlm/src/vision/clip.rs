@@ -108,12 +108,20 @@ impl ClipAttention {
         let hd = d / h;
         // (B, T, d) → (B, h, T, hd). The OpenBLAS product reads the strided view in place; candle's
         // needs a contiguous copy.
+        let scale = 1.0 / (hd as f64).sqrt();
+        if self.mode == OpMode::Fused && x.dtype() == candle_core::DType::F32 && x.device().is_cpu() {
+            // One op: scores, softmax and ·V per (head, row block) in parallel, no (B, h, T, T) tensors.
+            let heads = |y: Tensor| -> Result<Tensor> { Ok(y.reshape((b, t, h, hd))?.transpose(1, 2)?) };
+            let q = heads(self.q_proj.forward(x)?)?.contiguous()?;
+            let (k, v) = (heads(self.k_proj.forward(x)?)?, heads(self.v_proj.forward(x)?)?);
+            return self.out_proj.forward(&crate::decoder::full_attention(&q, &k, &v, scale)?);
+        }
         let blas = matmul_backend() == MatmulBackend::OpenBlas;
         let split = |y: Tensor| -> Result<Tensor> {
             let y = y.reshape((b, t, h, hd))?.transpose(1, 2)?;
             Ok(if blas { y } else { y.contiguous()? })
         };
-        let q = split((self.q_proj.forward(x)? * (1.0 / (hd as f64).sqrt()))?)?;
+        let q = split((self.q_proj.forward(x)? * scale)?)?;
         let k = split(self.k_proj.forward(x)?)?;
         let v = split(self.v_proj.forward(x)?)?;
         let probs = softmax_last(&matmul(&q, &k.t()?)?, self.mode)?;
