@@ -84,7 +84,7 @@ impl Linear {
     /// [`crate::matmul_bf16`]; such a layer has no backward pass. Errors: candle conversion errors.
     pub fn convert_weights(&mut self, dtype: candle_core::DType) -> Result<()> {
         // Detached: the converted weight must not keep the original alive through candle's graph.
-        self.weight = crate::memory::to_dtype_huge_pages(&self.weight, dtype)?.detach();
+        self.weight = self.weight.to_dtype(dtype)?.detach();
         Ok(())
     }
 

@@ -1,9 +1,8 @@
 //! Resident memory of this process: the high-water mark the benchmarks report, and handing freed heap
 //! memory back to the operating system.
 //!
-//! Linux only (`/proc/self/status`, `/proc/self/clear_refs`, glibc's `malloc_trim`, `madvise`); elsewhere
-//! the functions report nothing and do nothing.
-use candle_core::{DType, Tensor};
+//! Linux only (`/proc/self/status`, `/proc/self/clear_refs`, glibc's `malloc_trim`); elsewhere the
+//! functions report nothing and do nothing.
 
 /// Resident-set high-water mark of this process (`VmHWM` in `/proc/self/status`), bytes; `None` where
 /// unavailable.
@@ -39,52 +38,4 @@ pub fn release_free_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
-}
-
-/// `t` converted to `dtype`, contiguous, in a freshly allocated buffer advised for transparent huge
-/// pages (`madvise(MADV_HUGEPAGE)`: 2 MiB pages where the kernel's THP mode is `madvise` or `always`).
-///
-/// For weight matrices that are streamed from memory on every decoded token: with 4 KiB pages each
-/// 4 KiB of a stream costs a TLB miss (on a virtual machine, a two-dimensional page walk). Measured on
-/// this machine for the bf16 mat-vec over 400 MB, 2 threads: 18–23 GB/s → 23–28 GB/s. The advice is
-/// best effort: where it is unavailable (non-Linux, THP `never`, non-CPU tensors, other dtypes) this is
-/// `t.to_dtype(dtype)` made contiguous. Memory: the source stays alive until the caller drops it.
-/// Errors: candle's conversion errors.
-pub fn to_dtype_huge_pages(t: &Tensor, dtype: DType) -> crate::Result<Tensor> {
-    if !t.device().is_cpu() {
-        return Ok(t.to_dtype(dtype)?.contiguous()?);
-    }
-    match dtype {
-        DType::BF16 => huge::<half::bf16>(t, dtype),
-        DType::F16 => huge::<half::f16>(t, dtype),
-        DType::F32 => huge::<f32>(t, dtype),
-        _ => Ok(t.to_dtype(dtype)?.contiguous()?),
-    }
-}
-
-fn huge<T: candle_core::WithDType>(t: &Tensor, dtype: DType) -> crate::Result<Tensor> {
-    let src: Vec<T> = t.to_dtype(dtype)?.flatten_all()?.to_vec1()?;
-    let mut buf: Vec<T> = Vec::with_capacity(src.len());
-    advise_huge_pages(buf.as_mut_ptr() as usize, src.len() * std::mem::size_of::<T>());
-    buf.extend_from_slice(&src);
-    drop(src);
-    Ok(Tensor::from_vec(buf, t.shape(), t.device())?)
-}
-
-/// `madvise(MADV_HUGEPAGE)` on the whole pages inside `[addr, addr + len)`; ignored where unsupported.
-fn advise_huge_pages(addr: usize, len: usize) {
-    #[cfg(target_os = "linux")]
-    {
-        const PAGE: usize = 4096;
-        let start = addr.div_ceil(PAGE) * PAGE;
-        let end = (addr + len) / PAGE * PAGE;
-        if end > start {
-            // SAFETY: advice only, on pages of an allocation this process owns; a failure changes nothing.
-            unsafe {
-                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
-            }
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (addr, len);
 }

@@ -50,7 +50,7 @@ pub(crate) fn softmax_last_dim(xs: &Tensor, mode: Mode) -> Result<Tensor> {
 /// without, or differing input widths.
 pub(crate) fn stack_linears(layers: &[&Linear], dtype: DType) -> Result<Linear> {
     let weights = layers.iter().map(|l| l.weight().to_dtype(dtype)).collect::<candle_core::Result<Vec<_>>>()?;
-    let weight = crate::memory::to_dtype_huge_pages(&Tensor::cat(&weights, 0)?, dtype)?.detach();
+    let weight = Tensor::cat(&weights, 0)?.detach();
     let biases: Vec<&Tensor> = layers.iter().filter_map(|l| l.bias()).collect();
     let bias = match biases.len() {
         0 => None,
@@ -63,7 +63,7 @@ pub(crate) fn stack_linears(layers: &[&Linear], dtype: DType) -> Result<Linear> 
 /// `layer` with its weight converted to `dtype` (bias unchanged).
 pub(crate) fn convert_linear(layer: &Linear, dtype: DType) -> Result<Linear> {
     // Detached: the converted weight must not keep the original alive through candle's graph.
-    Ok(Linear::new(crate::memory::to_dtype_huge_pages(layer.weight(), dtype)?.detach(), layer.bias().cloned()))
+    Ok(Linear::new(layer.weight().to_dtype(dtype)?.detach(), layer.bias().cloned()))
 }
 
 impl Attention {

@@ -141,7 +141,7 @@ impl Decoder {
                 self.dtype
             )));
         }
-        let table = crate::memory::to_dtype_huge_pages(self.embed_tokens.embeddings(), dtype)?.detach();
+        let table = self.embed_tokens.embeddings().to_dtype(dtype)?.detach();
         self.embed_tokens = Embedding::new(table.clone(), self.cfg.hidden_size);
         self.lm_head = if self.cfg.tie_word_embeddings {
             Linear::new(table, None)
