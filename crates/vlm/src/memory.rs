@@ -39,3 +39,20 @@ pub fn release_free_memory() {
         libc::malloc_trim(0);
     }
 }
+
+/// Lets glibc keep freed activation buffers for reuse instead of returning them to the kernel after
+/// every op: `mallopt(M_MMAP_THRESHOLD, 64 MiB)` (allocations below come from the heap, not a fresh
+/// `mmap`) and `mallopt(M_TRIM_THRESHOLD, 256 MiB)` (free memory at the top of the heap is kept up to
+/// that much). With the defaults each large temporary (a CLIP-L MLP activation is 9.5 MB) is a new
+/// mapping whose pages the kernel faults in and zeroes again: 14 % of the bf16 tower's time in a
+/// profile. Measured (bench infer, bf16 weights): vision tower 1.49 → 1.34 s, peak resident memory
+/// 1.26× → 1.18× the weights. Call once at the start of an inference command, before loading weights;
+/// [`release_free_memory`] still returns what is free after a weight conversion. No-op off glibc.
+pub fn keep_freed_buffers() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator thresholds; it is safe to call at any time.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+    }
+}
