@@ -17,6 +17,7 @@ pub mod generate;
 pub mod layers;
 pub mod matmul;
 pub mod matmul_bf16;
+pub mod matmul_rows;
 pub mod memory;
 pub mod model;
 pub mod projector;

@@ -71,11 +71,21 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 ///
 /// A bf16 `weight` with an f32 `x` (weights converted for inference, see
 /// [`crate::decoder::Decoder::convert_weights`]) goes through [`crate::matmul_bf16`]: f32 in, f32 out.
+/// With candle's backend, f32 inputs of at most [`crate::matmul_rows::MAX_ROWS`] rows outside autograd
+/// go through [`crate::matmul_rows`].
 pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     if weight.dtype() == DType::BF16 && x.dtype() == DType::F32 && x.device().is_cpu() {
         let y = crate::matmul_bf16::linear_bf16(x, weight)?;
         return Ok(match bias {
             Some(b) => y.broadcast_add(&b.to_dtype(DType::F32)?)?,
+            None => y,
+        });
+    }
+    if matmul_backend() == MatmulBackend::Candle && crate::matmul_rows::applies(x, weight) {
+        // Few rows, no autograd: stream the weight once instead of packing it (see matmul_rows).
+        let y = crate::matmul_rows::linear_rows(x, weight)?;
+        return Ok(match bias {
+            Some(b) => y.broadcast_add(b)?,
             None => y,
         });
     }
