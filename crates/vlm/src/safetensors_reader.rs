@@ -5,8 +5,9 @@
 //! in the process's resident set for as long as the map lives, so a loaded model briefly counts twice
 //! (the copy plus the mapped file). Here each tensor is read (`pread`) straight into the buffer that
 //! becomes its storage: the resident set holds the weights once (plus, while a tensor is converted to
-//! another dtype, that one tensor's source). The file format: the safetensors specification (an 8-byte
-//! little-endian header length, a JSON header of dtype/shape/data offsets, then the data).
+//! another dtype, that one tensor's source). The header (an 8-byte little-endian length, a JSON table of
+//! dtype/shape/data offsets) is parsed and validated by the `safetensors` crate
+//! (`SafeTensors::read_metadata` over a memory map of the file, which touches only the header's pages).
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -34,26 +35,19 @@ pub struct SafetensorsReader {
     tensors: HashMap<String, Entry>,
 }
 
-/// The candle dtype of a safetensors dtype name.
-fn st_dtype(d: &str) -> Option<DType> {
+/// The candle dtype of a safetensors dtype.
+fn st_dtype(d: safetensors::Dtype) -> Option<DType> {
+    use safetensors::Dtype as S;
     Some(match d {
-        "U8" => DType::U8,
-        "U32" => DType::U32,
-        "I64" => DType::I64,
-        "BF16" => DType::BF16,
-        "F16" => DType::F16,
-        "F32" => DType::F32,
-        "F64" => DType::F64,
+        S::U8 => DType::U8,
+        S::U32 => DType::U32,
+        S::I64 => DType::I64,
+        S::BF16 => DType::BF16,
+        S::F16 => DType::F16,
+        S::F32 => DType::F32,
+        S::F64 => DType::F64,
         _ => return None,
     })
-}
-
-/// One header entry (`__metadata__` excluded).
-#[derive(serde::Deserialize)]
-struct HeaderEntry {
-    dtype: String,
-    shape: Vec<usize>,
-    data_offsets: (usize, usize),
 }
 
 impl SafetensorsReader {
@@ -70,32 +64,25 @@ impl SafetensorsReader {
             let io = |source| Error::Io { path: p.clone(), source };
             let f = File::open(p).map_err(io)?;
             let size = f.metadata().map_err(io)?.len();
-            let mut n = [0u8; 8];
-            f.read_exact_at(&mut n, 0).map_err(|e| err(format!("cannot read the safetensors header: {e}")))?;
-            let n = u64::from_le_bytes(n);
-            if n > 100 << 20 || 8 + n > size {
-                return Err(err(format!("header length {n} does not fit the file ({size} bytes); truncated or corrupt")));
+            if size < 8 {
+                return Err(err(format!("{size} bytes: too short for a safetensors file (truncated or empty)")));
             }
-            let mut header = vec![0u8; 8 + n as usize];
-            f.read_exact_at(&mut header, 0).map_err(|e| err(format!("cannot read the safetensors header: {e}")))?;
-            let mut json: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&header[8..])
-                .map_err(|e| err(format!("not a valid safetensors file (header is not a JSON object): {e}")))?;
-            json.remove("__metadata__");
-            let data_len = size - 8 - n;
-            for (name, v) in json {
-                let info: HeaderEntry = serde_json::from_value(v)
-                    .map_err(|e| err(format!("not a valid safetensors file (entry `{name}`): {e}")))?;
-                let dtype = st_dtype(&info.dtype)
-                    .ok_or_else(|| err(format!("tensor `{name}` has dtype {}, which is not supported", info.dtype)))?;
-                let (a, b) = info.data_offsets;
-                let bytes = info.shape.iter().try_fold(dtype.size_in_bytes(), |acc, &d| acc.checked_mul(d));
-                if b < a || Some(b - a) != bytes {
-                    return Err(err(format!("tensor `{name}`: data offsets {a}..{b} do not fit shape {:?}", info.shape)));
-                }
-                if b as u64 > data_len {
-                    return Err(err(format!("tensor `{name}` lies past the end of the file: truncated")));
-                }
-                tensors.insert(name, Entry { file: i, dtype, shape: info.shape, start: 8 + n + a as u64 });
+            // SAFETY: the map is read-only and dropped before this function returns; only the header
+            // bytes are read through it (the crate checks the data offsets against the file's length).
+            let map = unsafe { memmap2::Mmap::map(&f) }.map_err(io)?;
+            let (n, meta) = safetensors::SafeTensors::read_metadata(&map).map_err(|e| {
+                err(match e {
+                    safetensors::SafeTensorError::MetadataIncompleteBuffer => {
+                        format!("the tensors' data does not match the file's length ({} bytes): truncated or corrupt", map.len())
+                    }
+                    e => format!("not a valid safetensors file: {e}"),
+                })
+            })?;
+            drop(map);
+            for (name, info) in meta.tensors() {
+                let dtype = st_dtype(info.dtype)
+                    .ok_or_else(|| err(format!("tensor `{name}` has dtype {:?}, which is not supported", info.dtype)))?;
+                tensors.insert(name, Entry { file: i, dtype, shape: info.shape.clone(), start: (8 + n + info.data_offsets.0) as u64 });
             }
             files.push((p.clone(), f));
         }
