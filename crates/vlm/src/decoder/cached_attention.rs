@@ -159,8 +159,11 @@ impl CustomOp3 for CachedAttention {
         let n_rep = nh / nkv;
         // Causal: query row i sits at position past + i and sees keys 0..=past + i.
         let (causal, past) = (self.causal, len.saturating_sub(l));
+        // Causal: blocks of ROW_BLOCK rows (each sees only its horizon). Unmasked: whole heads when there
+        // are enough of them to keep every thread busy (the keys are then packed once per head).
+        let block = if !causal && nb * nh >= 2 * crate::threads::num_threads() { l.max(1) } else { ROW_BLOCK };
         let tasks: Vec<(usize, usize, usize, usize)> = (0..nb)
-            .flat_map(|b| (0..nh).flat_map(move |h| (0..l).step_by(ROW_BLOCK).map(move |i0| (b, h, i0, (i0 + ROW_BLOCK).min(l)))))
+            .flat_map(|b| (0..nh).flat_map(move |h| (0..l).step_by(block).map(move |i0| (b, h, i0, (i0 + block).min(l)))))
             .collect();
         let blocks: Vec<Vec<f32>> = tasks
             .par_iter()
