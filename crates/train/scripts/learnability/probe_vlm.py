@@ -16,6 +16,7 @@ with a choice of visual features, to tell a bug in our candle pipeline from a le
   CURR=1          (oracle only) each non-relational training question sees 1-6 objects: the queried one
                   plus random others (CURRN=n fixes the count)
   SHORTQ=1        no template: the prompt is the visual tokens then "<family word> <colour>"
+  QFIRST=1        the question before the visual tokens (LLaVA also puts <image> after the question)
 
 Data: `vlmscale data make --images 4000 --out $TRAIN_DIR` and
 `vlmscale data make --images 300 --start 1000000 --out $HELDOUT_DIR`.
@@ -76,6 +77,8 @@ COL = {'red':(255,0,0),'green':(0,255,0),'blue':(0,0,255),'orange':(255,156,0),'
 def example(r):
     q = r['conversations'][0]['value'].replace('<image>\n', ''); ans = r['conversations'][1]['value']
     pre = enc(SYS); suf = enc("\n" + q + "<|im_end|>\n<|im_start|>assistant\n"); an = enc(ans) + enc("<|im_end|>")
+    if os.environ.get('QFIRST'):
+        pre = enc(SYS + q + "\n"); suf = enc("<|im_end|>\n<|im_start|>assistant\n")
     if os.environ.get('SHORTQ'):
         c = [k for k in COL if k in q][0]
         pre = []; suf = enc(" " + {'count':'many'}.get(r['family'], r['family']) + " " + c)

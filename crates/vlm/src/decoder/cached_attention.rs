@@ -1,7 +1,8 @@
 //! The inference attention core over the KV cache, as one op: for every (sequence, query head, block
-//! of query rows) in parallel, scores = scale · q Kᵀ over the keys that block can see (causal), softmax
-//! (f32, as HF's `softmax(…, dtype=torch.float32)`), times V, written straight into the (B, L, heads ·
-//! head_dim) layout `o_proj` reads.
+//! of query rows) in parallel, scores = scale · q Kᵀ over the keys that block can see (causal for the
+//! decoder, [`cached_attention`]; all keys for a ViT, [`full_attention`]), softmax (f32, as HF's
+//! `softmax(…, dtype=torch.float32)`), times V, written straight into the (B, L, heads · head_dim)
+//! layout `o_proj` reads.
 //!
 //! Same mathematics as HF `Qwen2Attention` / `LlamaAttention` (eager: `repeat_kv`, `q·kᵀ/√d + causal
 //! mask`, softmax, `·v`), but no (B, heads, L, L') score or mask tensor is materialised, no key/value
