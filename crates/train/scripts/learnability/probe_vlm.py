@@ -17,6 +17,7 @@ with a choice of visual features, to tell a bug in our candle pipeline from a le
                   plus random others (CURRN=n fixes the count)
   SHORTQ=1        no template: the prompt is the visual tokens then "<family word> <colour>"
   QFIRST=1        the question before the visual tokens (LLaVA also puts <image> after the question)
+  PLAINQ=1        no template: the visual tokens then the natural question
 
 Data: `vlmscale data make --images 4000 --out $TRAIN_DIR` and
 `vlmscale data make --images 300 --start 1000000 --out $HELDOUT_DIR`.
@@ -79,6 +80,8 @@ def example(r):
     pre = enc(SYS); suf = enc("\n" + q + "<|im_end|>\n<|im_start|>assistant\n"); an = enc(ans) + enc("<|im_end|>")
     if os.environ.get('QFIRST'):
         pre = enc(SYS + q + "\n"); suf = enc("<|im_end|>\n<|im_start|>assistant\n")
+    if os.environ.get('PLAINQ'):
+        pre = []; suf = enc(" " + q.replace("\n", " "))
     if os.environ.get('SHORTQ'):
         c = [k for k in COL if k in q][0]
         pre = []; suf = enc(" " + {'count':'many'}.get(r['family'], r['family']) + " " + c)
