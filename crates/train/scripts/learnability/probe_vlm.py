@@ -18,6 +18,7 @@ with a choice of visual features, to tell a bug in our candle pipeline from a le
   SHORTQ=1        no template: the prompt is the visual tokens then "<family word> <colour>"
   QFIRST=1        the question before the visual tokens (LLaVA also puts <image> after the question)
   PLAINQ=1        no template: the visual tokens then the natural question
+  MIXQ=1          every training question twice: as asked and in the SHORTQ form (held-out: as asked)
 
 Data: `vlmscale data make --images 4000 --out $TRAIN_DIR` and
 `vlmscale data make --images 300 --start 1000000 --out $HELDOUT_DIR`.
@@ -75,14 +76,14 @@ def enc(t): return tok.encode(t, add_special_tokens=False).ids
 import os
 SYS = "<|im_start|>user\n" if os.environ.get("NOSYS") else "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
 COL = {'red':(255,0,0),'green':(0,255,0),'blue':(0,0,255),'orange':(255,156,0),'grey':(128,128,128),'yellow':(255,255,0)}
-def example(r):
+def example(r, short=False):
     q = r['conversations'][0]['value'].replace('<image>\n', ''); ans = r['conversations'][1]['value']
     pre = enc(SYS); suf = enc("\n" + q + "<|im_end|>\n<|im_start|>assistant\n"); an = enc(ans) + enc("<|im_end|>")
     if os.environ.get('QFIRST'):
         pre = enc(SYS + q + "\n"); suf = enc("<|im_end|>\n<|im_start|>assistant\n")
     if os.environ.get('PLAINQ'):
         pre = []; suf = enc(" " + q.replace("\n", " "))
-    if os.environ.get('SHORTQ'):
+    if os.environ.get('SHORTQ') or short:
         c = [k for k in COL if k in q][0]
         pre = []; suf = enc(" " + {'count':'many'}.get(r['family'], r['family']) + " " + c)
     return pre, suf, an
@@ -95,6 +96,9 @@ def caption(px):
         parts.append(f"{name} {shape} at row {int(ys.mean())*8//80} column {int(xs.mean())*8//80}")
     return ', '.join(parts) + '.'
 ex_tr = [(tri[r['image']],) + example(r) + (r['family'],) for r in tr]
+if os.environ.get('MIXQ'):
+    ex_tr = ex_tr + [(tri[r['image']],) + example(r, True) + (r['family'],) for r in tr]
+    print('MIXQ: natural + short questions, held-out on natural', flush=True)
 if os.environ.get('TEXTSCENE'):
     def withcap(exs, PX):
         out = []
