@@ -19,6 +19,7 @@ with a choice of visual features, to tell a bug in our candle pipeline from a le
   QFIRST=1        the question before the visual tokens (LLaVA also puts <image> after the question)
   PLAINQ=1        no template: the visual tokens then the natural question
   MIXQ=1          every training question twice: as asked and in the SHORTQ form (held-out: as asked)
+  STAGEQ=n        curriculum: the first n steps train on the SHORTQ form only, then on questions as asked
 
 Data: `vlmscale data make --images 4000 --out $TRAIN_DIR` and
 `vlmscale data make --images 300 --start 1000000 --out $HELDOUT_DIR`.
@@ -96,6 +97,8 @@ def caption(px):
         parts.append(f"{name} {shape} at row {int(ys.mean())*8//80} column {int(xs.mean())*8//80}")
     return ', '.join(parts) + '.'
 ex_tr = [(tri[r['image']],) + example(r) + (r['family'],) for r in tr]
+ex_short = [(tri[r['image']],) + example(r, True) + (r['family'],) for r in tr]
+STAGE = int(os.environ.get('STAGEQ', 0))
 if os.environ.get('MIXQ'):
     ex_tr = ex_tr + [(tri[r['image']],) + example(r, True) + (r['family'],) for r in tr]
     print('MIXQ: natural + short questions, held-out on natural', flush=True)
@@ -158,8 +161,9 @@ t0 = time.time()
 for step in range(a.steps):
     lr = a.lr * min(1, (step+1)/ (0.03*a.steps)) * 0.5 * (1 + math.cos(math.pi * step / a.steps))
     for gp in opt.param_groups: gp['lr'] = lr
-    idx = rng.integers(0, len(ex_tr), a.bs)
-    emb, labels = batch([ex_tr[i] for i in idx], F_tr)
+    pool = ex_short if step < STAGE else ex_tr
+    idx = rng.integers(0, len(pool), a.bs)
+    emb, labels = batch([pool[i] for i in idx], F_tr)
     out = llm(inputs_embeds=emb, labels=labels)
     opt.zero_grad(); out.loss.backward(); torch.nn.utils.clip_grad_norm_(params, 1.0); opt.step()
     if step % 100 == 0 or step == a.steps - 1:
