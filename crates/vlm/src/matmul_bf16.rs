@@ -156,7 +156,7 @@ pub(crate) fn gemm_bf16(x: &[f32], w: &[bf16], y: &mut [f32], m: usize, n: usize
 }
 
 /// Splits `0..n` into at most `parts` ranges whose starts are multiples of `align`.
-fn split(n: usize, align: usize, parts: usize) -> Vec<(usize, usize)> {
+pub(crate) fn split(n: usize, align: usize, parts: usize) -> Vec<(usize, usize)> {
     let blocks = n.div_ceil(align);
     let parts = parts.clamp(1, blocks.max(1));
     (0..parts)

@@ -71,18 +71,13 @@ impl CustomOp2 for RowsLinear {
         let (m, k) = l1.shape().dims2()?;
         let (n, _) = l2.shape().dims2()?;
         let (x, w) = (&x[xa..xb], &w[wa..wb]);
-        let mut y = vec![0f32; m * n];
         if !avx512() {
             candle_core::bail!("f32-rows-linear: needs AVX-512F");
         }
+        let mut y = vec![0f32; m * n];
         // Column ranges of whole 4-row groups, one per thread; each range's output columns are
         // computed into its own buffer, then scattered (M ≤ MAX_ROWS: a small copy).
-        let threads = crate::threads::num_threads();
-        let groups = n.div_ceil(4);
-        let parts: Vec<(usize, usize)> = (0..threads.min(groups).max(1))
-            .map(|p| ((groups * p / threads.min(groups).max(1) * 4).min(n), (groups * (p + 1) / threads.min(groups).max(1) * 4).min(n)))
-            .filter(|(a, b)| a < b)
-            .collect();
+        let parts = crate::matmul_bf16::split(n, 4, crate::threads::num_threads());
         let blocks: Vec<Vec<f32>> = parts
             .par_iter()
             .map(|&(n0, n1)| {

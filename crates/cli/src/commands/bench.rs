@@ -262,8 +262,7 @@ pub fn measured_read_bandwidth() -> f64 {
 }
 
 fn vision(a: VisionArgs) -> Result<()> {
-    vlm::threads::pin_rayon_threads(); // before any tensor op: candle's per-matmul thread lookup
-    vlm::memory::keep_freed_buffers();
+    super::prepare_inference();
     use candle_core::{Device, Module};
     use candle_transformers::models::clip::vision_model::{ClipVisionConfig, ClipVisionTransformer};
     use vlm::bench_vision::{time_it, tower_gflop, VisionBench};
@@ -299,8 +298,7 @@ fn vision(a: VisionArgs) -> Result<()> {
 }
 
 fn infer(a: InferArgs) -> Result<()> {
-    vlm::threads::pin_rayon_threads(); // before any tensor op: candle's per-matmul thread lookup
-    vlm::memory::keep_freed_buffers();
+    super::prepare_inference();
     use candle_core::{DType, Device};
     use vlm::bench_infer::{latency_profile, qwen15_config, InferBench, InferRow};
     let vs: Vec<usize> = super::parse_list("--visual-tokens", &a.visual_tokens)?

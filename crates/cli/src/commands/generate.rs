@@ -55,8 +55,7 @@ pub fn parse_dtype(s: &str) -> Result<DType, super::UsageError> {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    vlm::threads::pin_rayon_threads(); // before any tensor op: candle's per-matmul thread lookup
-    vlm::memory::keep_freed_buffers();
+    super::prepare_inference();
     let dtype = parse_dtype(&a.dtype)?;
     let opts = AnswerOptions { max_new_tokens: a.max_new_tokens, temperature: a.temperature, top_p: a.top_p, seed: a.seed };
     let weights = match a.weights.as_str() {

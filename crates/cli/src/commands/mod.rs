@@ -37,3 +37,11 @@ pub fn parse_list(flag: &str, s: &str) -> Result<Vec<f64>, UsageError> {
         .map(|x| x.trim().parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(|| UsageError(format!("{flag}: `{x}` is not a number"))))
         .collect()
 }
+
+/// Process set-up for the inference commands (generate, eval, bench vision/infer), before any tensor
+/// op: export candle's thread count once (`vlm::threads::pin_rayon_threads`) and keep freed activation
+/// buffers in the allocator (`vlm::memory::keep_freed_buffers`).
+pub fn prepare_inference() {
+    vlm::threads::pin_rayon_threads();
+    vlm::memory::keep_freed_buffers();
+}

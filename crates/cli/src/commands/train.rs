@@ -159,8 +159,7 @@ pub fn run(t: Train) -> Result<()> {
 }
 
 pub fn eval(a: EvalArgs) -> Result<()> {
-    vlm::threads::pin_rayon_threads(); // before any tensor op: candle's per-matmul thread lookup
-    vlm::memory::keep_freed_buffers();
+    super::prepare_inference();
     let samples = synth::read_dataset(&a.data)?;
     let total: usize = samples.iter().map(|s| s.qas.len()).sum::<usize>().min(a.max_questions.unwrap_or(usize::MAX));
     let pb = bar(total as u64, "eval");

@@ -46,9 +46,10 @@ pub(crate) fn softmax_last_dim(xs: &Tensor, mode: Mode) -> Result<Tensor> {
 }
 
 /// One linear layer computing `layers` side by side: weights stacked on the output dimension and
-/// converted to `dtype`, biases (all or none) concatenated. Errors: some layers with a bias and some
-/// without, or differing input widths.
-pub(crate) fn stack_linears(layers: &[&Linear], dtype: DType) -> Result<Linear> {
+/// converted to `dtype`, biases (all or none) concatenated; plus, for each input layer, a layer whose
+/// weight and bias are row views of the stacked ones (no second copy). Errors: some layers with a bias
+/// and some without, or differing input widths.
+pub(crate) fn stack_linears(layers: &[&Linear], dtype: DType) -> Result<(Linear, Vec<Linear>)> {
     let weights = layers.iter().map(|l| l.weight().to_dtype(dtype)).collect::<candle_core::Result<Vec<_>>>()?;
     let weight = Tensor::cat(&weights, 0)?.detach();
     let biases: Vec<&Tensor> = layers.iter().filter_map(|l| l.bias()).collect();
@@ -57,7 +58,15 @@ pub(crate) fn stack_linears(layers: &[&Linear], dtype: DType) -> Result<Linear> 
         n if n == layers.len() => Some(Tensor::cat(&biases, 0)?.detach()),
         _ => return Err(crate::Error::Invalid("stacked projections: some have a bias and some do not".into())),
     };
-    Ok(Linear::new(weight, bias))
+    let mut views = Vec::with_capacity(layers.len());
+    let mut start = 0;
+    for w in &weights {
+        let rows = w.dim(0)?;
+        let b = bias.as_ref().map(|b| b.narrow(0, start, rows)).transpose()?;
+        views.push(Linear::new(weight.narrow(0, start, rows)?, b));
+        start += rows;
+    }
+    Ok((Linear::new(weight, bias), views))
 }
 
 /// `layer` with its weight converted to `dtype` (bias unchanged).
@@ -115,15 +124,8 @@ impl Attention {
     /// matrix; see [`super::Decoder::convert_weights`].
     pub(crate) fn convert_weights(&mut self, dtype: DType) -> Result<()> {
         self.o_proj = convert_linear(&self.o_proj, dtype)?;
-        let fused = stack_linears(&[&self.q_proj, &self.k_proj, &self.v_proj], dtype)?;
-        let (q, kv) = (self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim);
-        let part = |start: usize, len: usize| -> Result<Linear> {
-            let bias = fused.bias().map(|b| b.narrow(0, start, len)).transpose()?;
-            Ok(Linear::new(fused.weight().narrow(0, start, len)?, bias))
-        };
-        self.q_proj = part(0, q)?;
-        self.k_proj = part(q, kv)?;
-        self.v_proj = part(q + kv, kv)?;
+        let (fused, views) = stack_linears(&[&self.q_proj, &self.k_proj, &self.v_proj], dtype)?;
+        [self.q_proj, self.k_proj, self.v_proj] = <[Linear; 3]>::try_from(views).map_err(|_| crate::Error::Invalid("q/k/v stacking".into()))?;
         self.qkv = Some(fused);
         Ok(())
     }

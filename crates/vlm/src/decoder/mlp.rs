@@ -46,14 +46,8 @@ impl Mlp {
     /// Converts the projection weights to `dtype` (biases unchanged).
     pub(crate) fn convert_weights(&mut self, dtype: DType) -> Result<()> {
         self.down_proj = super::attention::convert_linear(&self.down_proj, dtype)?;
-        let fused = super::attention::stack_linears(&[&self.gate_proj, &self.up_proj], dtype)?;
-        let i = self.gate_proj.weight().dim(0)?;
-        let part = |start: usize| -> Result<Linear> {
-            let bias = fused.bias().map(|b| b.narrow(0, start, i)).transpose()?;
-            Ok(Linear::new(fused.weight().narrow(0, start, i)?, bias))
-        };
-        self.gate_proj = part(0)?;
-        self.up_proj = part(i)?;
+        let (fused, views) = super::attention::stack_linears(&[&self.gate_proj, &self.up_proj], dtype)?;
+        [self.gate_proj, self.up_proj] = <[Linear; 2]>::try_from(views).map_err(|_| crate::Error::Invalid("gate/up stacking".into()))?;
         self.gate_up = Some(fused);
         Ok(())
     }
