@@ -69,6 +69,9 @@ pub struct TrainSettings {
     pub warmup_ratio: Option<f64>,
     /// Standard deviation of the weight matrices' normal initialisation (> 0).
     pub init_std: Option<f64>,
+    /// Staged curriculum: steps trained on the short question form before the natural questions
+    /// (`train::vlm_train::VlmTrainConfig::short_question_steps`; 0 = off), at most `steps`.
+    pub short_question_steps: Option<usize>,
     /// Generated training images.
     pub images: Option<usize>,
     /// Sort-of-CLEVR questions per family per training image (fine-detail images always have one).
@@ -91,6 +94,7 @@ impl TrainSettings {
             lr: over.lr.or(self.lr),
             warmup_ratio: over.warmup_ratio.or(self.warmup_ratio),
             init_std: over.init_std.or(self.init_std),
+            short_question_steps: over.short_question_steps.or(self.short_question_steps),
             images: over.images.or(self.images),
             questions_per_family: over.questions_per_family.or(self.questions_per_family),
             eval_images: over.eval_images.or(self.eval_images),
@@ -139,6 +143,11 @@ impl TrainSettings {
         if let Some(w) = self.warmup_ratio {
             if !(0.0..1.0).contains(&w) {
                 return cfg("warmup_ratio", format!("{w}: must be in [0, 1)"));
+            }
+        }
+        if let (Some(k), Some(steps)) = (self.short_question_steps, self.steps) {
+            if k > steps {
+                return cfg("short_question_steps", format!("{k}: more than the {steps} steps"));
             }
         }
         Ok(())

@@ -73,6 +73,8 @@ pub struct CellSettings {
     pub max_grad_norm: f64,
     /// Standard deviation of the weight matrices' normal initialisation.
     pub init_std: f64,
+    /// Steps trained on the short question form first (0 = natural questions only).
+    pub short_question_steps: usize,
     /// Training images.
     pub images: usize,
     /// Sort-of-CLEVR questions per family per training image.
@@ -181,6 +183,7 @@ impl TrainRunner {
             weight_decay: d.weight_decay,
             max_grad_norm: d.max_grad_norm,
             init_std: s.init_std.unwrap_or(d.init_std),
+            short_question_steps: s.short_question_steps.unwrap_or(d.short_question_steps),
             images: s.images.unwrap_or(d_images),
             questions_per_family: s.questions_per_family.unwrap_or(d_qpf),
             eval_images: s.eval_images.unwrap_or(DEFAULT_EVAL_IMAGES),
@@ -352,6 +355,7 @@ impl CellRunner for TrainRunner {
         tc.lr = s.lr;
         tc.warmup_ratio = s.warmup_ratio;
         tc.init_std = s.init_std;
+        tc.short_question_steps = s.short_question_steps;
         let rep = train_vlm(&tc, &mut |_| {}).map_err(|e| fail(format!("training: {e}")))?;
         if !rep.finished {
             return Err(fail(format!("training stopped after {} of {} steps", rep.steps, s.steps)));

@@ -107,7 +107,7 @@ fn llm_params_are_derived_from_the_train_presets() {
 #[test]
 fn train_settings_resolve_over_the_train_crate_defaults() {
     let dir = tempfile::tempdir().unwrap();
-    let text = format!("{THREE_SIZES}\n[train]\nsteps = 7\nlr = 0.01\n[train.task.fine_detail]\nsteps = 9\nimages = 33\ninit_std = 0.5\n[vision]\nsteps = 2\n")
+    let text = format!("{THREE_SIZES}\n[train]\nsteps = 7\nlr = 0.01\nshort_question_steps = 3\n[train.task.fine_detail]\nsteps = 9\nimages = 33\ninit_std = 0.5\nshort_question_steps = 0\n[vision]\nsteps = 2\n")
         .replace("name = \"a\"\nparams = 0.002", "name = \"xs\"")
         .replace("name = \"b\"\nparams = 0.008", "name = \"s\"")
         .replace("name = \"c\"\nparams = 0.03", "name = \"m\"");
@@ -118,8 +118,9 @@ fn train_settings_resolve_over_the_train_crate_defaults() {
     let soc = r.cell_settings(&cells[0]);
     assert_eq!((soc.steps, soc.lr, soc.batch_size, soc.warmup_ratio), (7, 0.01, d.batch_size, d.warmup_ratio));
     assert_eq!(soc.init_std, d.init_std);
+    assert_eq!((soc.short_question_steps, d.short_question_steps), (3, 0));
     let fd = r.cell_settings(cells.iter().find(|c| c.task == "fine_detail").unwrap());
-    assert_eq!((fd.steps, fd.images, fd.lr, fd.init_std), (9, 33, 0.01, 0.5));
+    assert_eq!((fd.steps, fd.images, fd.lr, fd.init_std, fd.short_question_steps), (9, 33, 0.01, 0.5, 0));
     assert_eq!(fd.eval_seed, soc.seed + 1);
     assert_eq!(r.tower_settings().steps, 2);
     assert_eq!(r.tower_settings().images, train::vision_pretrain::VisionPretrainConfig::default().images);
@@ -149,6 +150,8 @@ fn invalid_configs_name_file_and_key() {
     assert!(e.contains("`train.task.ocr`"), "{e}");
     let e = err(&format!("{THREE_SIZES}\n[train]\ninit_std = 0.0\n"));
     assert!(e.contains("`train.init_std`"), "{e}");
+    let e = err(&format!("{THREE_SIZES}\n[train]\nsteps = 5\nshort_question_steps = 6\n"));
+    assert!(e.contains("`train.short_question_steps`") && e.contains("more than the 5 steps"), "{e}");
     let e = err(&format!("{THREE_SIZES}\n[vision]\nlr = -1.0\n"));
     assert!(e.contains("`vision.lr`"), "{e}");
     let e = err(&format!("{THREE_SIZES}\n[compressor_visual_tokens]\nquecc-noquery = [1, 2]\n"));

@@ -22,7 +22,7 @@ pub use dataset::{
 };
 pub use error::{Error, Result};
 pub use fine_detail::{FineDetailConfig, FineDetailScene};
-pub use questions::{Family, Group, Qa};
+pub use questions::{short_question, Family, Group, Qa};
 pub use render::{batch_chw_f32, render_scene, to_chw_f32};
 pub use scene::{Colour, Object, Scene, SceneConfig, Shape};
 pub use tokenizer::{build_tokenizer, load_tokenizer, save_tokenizer};

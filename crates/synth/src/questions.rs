@@ -10,6 +10,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::scene::{Colour, Scene};
+use crate::{Error, Result};
 
 /// A question family; every sample carries one so accuracy can be reported per family.
 /// Serialised in JSONL as the lowercase name (`"shape"`, …, `"digits"`).
@@ -99,6 +100,49 @@ impl Family {
             Family::Count => format!("How many objects have the same shape as the {c} object?"),
             Family::Digits => DIGITS_QUESTION.to_string(),
         }
+    }
+}
+
+impl Family {
+    /// The keyword of the family's short question form ([`short_question`]): the family's name, but
+    /// "many" for [`Family::Count`] and "number" for [`Family::Digits`] — words of the natural
+    /// questions, so the generated tokenizer covers them.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Family::Count => "many",
+            Family::Digits => "number",
+            f => f.name(),
+        }
+    }
+}
+
+/// The short form of a question, for the staged training curriculum (`train` crate,
+/// `VlmTrainConfig::short_question_steps`): "⟨keyword⟩ ⟨colour⟩", e.g. "shape red" for "What is the
+/// shape of the red object?", "many red" for a count question; "number" for [`Family::Digits`]
+/// (which names no colour). The form ends on the colour word, so the answer is predicted right
+/// after it — a one-hop lookup from the colour to the visual token of that colour, which a small
+/// LLM trained from scratch learns quickly, where the natural question (the answer several tokens
+/// after the colour word) stays at the answer prior for thousands of steps (crates/train/README.md,
+/// "Session 4"). The colour is the one colour name that occurs as a word in `question`, so the form
+/// also works for questions read from JSONL. The generated tokenizer's words carry their leading
+/// space, so the trainer tokenizes `" " + form` (two tokens). Errors: [`Error::Config`] (`question`) if a
+/// Sort-of-CLEVR question names no colour or more than one.
+pub fn short_question(question: &str, family: Family) -> Result<String> {
+    if family == Family::Digits {
+        return Ok(family.keyword().to_string());
+    }
+    let words: Vec<String> = question
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    let named: Vec<Colour> = Colour::ALL.into_iter().filter(|c| words.iter().any(|w| w == c.name())).collect();
+    match named.as_slice() {
+        [c] => Ok(format!("{} {}", family.keyword(), c.name())),
+        _ => Err(Error::config(
+            "question",
+            format!("{question:?} ({} question) must name exactly one colour for its short form, names {}", family.name(), named.len()),
+        )),
     }
 }
 

@@ -96,6 +96,27 @@ impl ConversationEncoder {
     }
 }
 
+impl ConversationEncoder {
+    /// Tokenises one question in its short form ([`synth::short_question`], e.g. "shape red") for the
+    /// first stage of the staged curriculum (`VlmTrainConfig::short_question_steps`): no chat
+    /// template — the V visual tokens, then `" " + short` (prefix empty, suffix = the two short-form
+    /// tokens), then the answer + `<|im_end|>` as targets, as the PyTorch probe
+    /// `scripts/learnability/probe_vlm.py` (`SHORTQ`) does. The query for QueCC's query embedding is
+    /// the short form's tokens. Errors: a question without exactly one colour word; tokenizer
+    /// failures; a short form or answer that tokenizes to nothing.
+    pub fn short_example(&self, image: usize, question: &str, answer: &str, family: Family) -> Result<Example> {
+        let question = question.strip_prefix("<image>\n").unwrap_or(question);
+        let short = synth::short_question(question, family).map_err(|e| Error::config("question", e.to_string()))?;
+        let suffix = self.tokenizer.encode(&format!(" {short}"), false)?;
+        let mut answer_ids = self.tokenizer.encode(answer, false)?;
+        if suffix.is_empty() || answer_ids.is_empty() {
+            return Err(Error::config("answer", format!("empty short form or answer for {question:?}")));
+        }
+        answer_ids.push(self.im_end);
+        Ok(Example { image, prefix: vec![], query: suffix.clone(), suffix, answer: answer_ids, family })
+    }
+}
+
 /// A right-padded training batch.
 #[derive(Debug, Clone)]
 pub struct Batch {

@@ -94,6 +94,13 @@ pub struct VlmTrainConfig {
     pub resume: bool,
     /// Stop (after saving) once this many steps ran in this invocation — simulates an interrupt.
     pub stop_after: Option<usize>,
+    /// Staged curriculum: the first this many steps train on the short question form
+    /// ([`ConversationEncoder::short_example`]: the visual tokens, then "⟨keyword⟩ ⟨colour⟩", the
+    /// answer next), the remaining steps on the natural ChatML questions (which evaluation asks).
+    /// 0 (default) = natural questions only. The short form makes the answer a one-hop lookup from
+    /// the colour word; learnt there, it transfers to the natural question, which from scratch stays
+    /// at the answer prior (crates/train/README.md, "Session 4"). Same batch order in both stages.
+    pub short_question_steps: usize,
     /// Data-parallel worker threads per step ([`TrainableVlm::loss_and_grads`]; 1 = one pass over
     /// the batch). Not part of the resume check: it changes only the gradients' summation order.
     pub threads: usize,
@@ -123,6 +130,7 @@ impl VlmTrainConfig {
             out_dir: out_dir.into(),
             resume: true,
             stop_after: None,
+            short_question_steps: 0,
             threads: 1,
         }
     }
@@ -134,7 +142,7 @@ impl VlmTrainConfig {
             "seed": self.seed, "batch_size": self.batch_size, "steps": self.steps, "lr": self.lr,
             "warmup_ratio": self.warmup_ratio, "weight_decay": self.weight_decay,
             "max_grad_norm": self.max_grad_norm, "data": format!("{:?}", self.data),
-            "init_std": self.init_std,
+            "init_std": self.init_std, "short_question_steps": self.short_question_steps,
         })
     }
 }
@@ -200,6 +208,12 @@ pub fn train_vlm(cfg: &VlmTrainConfig, progress: &mut dyn FnMut(&StepInfo)) -> R
     if cfg.batch_size == 0 || cfg.steps == 0 || cfg.save_every == 0 || cfg.threads == 0 {
         return Err(Error::config("batch_size/steps/save_every/threads", "must be > 0"));
     }
+    if cfg.short_question_steps > cfg.steps {
+        return Err(Error::config(
+            "short_question_steps",
+            format!("{} is more than the {} training steps", cfg.short_question_steps, cfg.steps),
+        ));
+    }
     // Checked here, before data and tower features are built, not only when the weights are drawn.
     if !(cfg.init_std.is_finite() && cfg.init_std > 0.0) {
         return Err(Error::config("init_std", format!("must be finite and > 0, got {}", cfg.init_std)));
@@ -226,9 +240,14 @@ pub fn train_vlm(cfg: &VlmTrainConfig, progress: &mut dyn FnMut(&StepInfo)) -> R
     let encoder = ConversationEncoder::new(cfg.tokenizer.as_deref().unwrap_or(&tok_path))?;
     let samples = cfg.data.load()?;
     let mut examples: Vec<Example> = vec![];
+    // The short forms, one per natural question in the same order (stage 1 of the curriculum).
+    let mut short_examples: Vec<Example> = vec![];
     for (i, s) in samples.iter().enumerate() {
         for qa in &s.qas {
             examples.push(encoder.example(i, &qa.question, &qa.answer, qa.family)?);
+            if cfg.short_question_steps > 0 {
+                short_examples.push(encoder.short_example(i, &qa.question, &qa.answer, qa.family)?);
+            }
         }
     }
     if examples.is_empty() {
@@ -290,6 +309,7 @@ pub fn train_vlm(cfg: &VlmTrainConfig, progress: &mut dyn FnMut(&StepInfo)) -> R
     let mut ran = 0;
     while state.step < cfg.steps {
         let step = state.step;
+        let pool = if step < cfg.short_question_steps { &short_examples } else { &examples };
         let mut batch_examples: Vec<&Example> = Vec::with_capacity(cfg.batch_size);
         for j in 0..cfg.batch_size {
             let p = step * cfg.batch_size + j;
@@ -298,7 +318,7 @@ pub fn train_vlm(cfg: &VlmTrainConfig, progress: &mut dyn FnMut(&StepInfo)) -> R
                 perm = (0..n).collect();
                 perm.shuffle(&mut ChaCha8Rng::seed_from_u64(cfg.seed ^ (perm_epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
             }
-            batch_examples.push(&examples[perm[p % n]]);
+            batch_examples.push(&pool[perm[p % n]]);
         }
         let batch = collate(&batch_examples, cfg.visual_tokens, &dev)?;
         let feats = features.gather(&batch.image_index, DType::F32)?;

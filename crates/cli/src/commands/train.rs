@@ -66,6 +66,18 @@ pub struct VlmArgs {
     /// `initializer_range`, default 0.02).
     #[arg(long)]
     pub init_std: Option<f64>,
+    /// Staged curriculum: train the first N steps on the short question form ("shape red": the
+    /// visual tokens, then the family keyword and the colour, the answer next), then on the natural
+    /// ChatML questions that `vlmscale eval` asks. 0 (default) = natural questions only. From
+    /// scratch, a small LLM learns the colour → object lookup in the short form within ~2000 steps
+    /// and carries it over to natural questions; trained on natural questions alone it stays at the
+    /// answer prior (crates/train/README.md).
+    #[arg(long)]
+    pub short_question_steps: Option<usize>,
+    /// Stop after this many steps of this invocation (a checkpoint is saved); run the same command
+    /// again to resume. The learning-rate schedule still spans `--steps`.
+    #[arg(long)]
+    pub stop_after: Option<usize>,
     /// Worker threads of the data-parallel step (`TrainableVlm::loss_and_grads`); 1 is bit-exact
     /// with earlier runs, more threads change only the order gradients are summed in.
     #[arg(long)]
@@ -142,6 +154,15 @@ pub fn run(t: Train) -> Result<()> {
             }
             if let Some(t) = a.threads {
                 cfg.threads = t;
+            }
+            if let Some(n) = a.short_question_steps {
+                cfg.short_question_steps = n;
+            }
+            if let Some(n) = a.stop_after {
+                if n == 0 {
+                    anyhow::bail!("--stop-after must be > 0");
+                }
+                cfg.stop_after = Some(n);
             }
             let pb = bar(cfg.steps as u64, "train vlm");
             let rep = ::train::vlm_train::train_vlm(&cfg, &mut |s| {
