@@ -102,6 +102,10 @@ pub struct TowerSettings {
     pub lr: f64,
     /// Seed.
     pub seed: u64,
+    /// The pretraining objective's version ([`train::vision_pretrain::OBJECTIVE`]); a tower
+    /// recorded without one predates the absolute-centre target and is stale.
+    #[serde(default)]
+    pub objective: String,
 }
 
 /// The train-crate runner (see the module docs). Construct with [`TrainRunner::new`].
@@ -158,7 +162,14 @@ impl TrainRunner {
     /// The tower's pretraining settings.
     pub fn tower_settings(&self) -> TowerSettings {
         let t = &self.tower;
-        TowerSettings { steps: t.steps, images: t.images, batch_size: t.batch_size, lr: t.lr, seed: t.seed }
+        TowerSettings {
+            steps: t.steps,
+            images: t.images,
+            batch_size: t.batch_size,
+            lr: t.lr,
+            seed: t.seed,
+            objective: train::vision_pretrain::OBJECTIVE.to_string(),
+        }
     }
 
     /// The resolved settings of `cell`: VlmTrainConfig::new's defaults, overridden by `[train]`, then

@@ -36,6 +36,11 @@ use crate::features::pixels;
 use crate::optim::{clip_grad_norm, AdamW, Schedule};
 use crate::{Error, Result};
 
+/// Version of the pretraining objective, recorded with sweep towers so that a tower pretrained with
+/// an earlier objective is not reused: v2 regresses the object's absolute centre (v1: the offset
+/// inside its patch).
+pub const OBJECTIVE: &str = "patch-class+absolute-centre/v2";
+
 /// Patch classes: 0 = no object centre; 1 + 2·colour + shape otherwise.
 pub const PATCH_CLASSES: usize = 13;
 
