@@ -34,11 +34,13 @@ fn main() -> vlm::Result<()> {
             let gflop = 2.0 * (m * k * n) as f64 / 1e9;
             println!("{backend:?}\t{m:>5}x{k:>5}x{n:>6}\t{:>8.2} ms\t{:>6.1} GFLOP/s\t{:>5.1} GB/s of f32 weights", best * 1e3, gflop / best, (n * k * 4) as f64 / best / 1e9);
         }
-        // bf16 weights (vlm::matmul_bf16): AMX for m ≥ 16, AVX-512 mat-vec below.
+        // bf16 weights (vlm::matmul_bf16): AMX or AVX512-BF16 for m ≥ 16, AVX-512 mat-vec below
+        // (`VLM_NO_AMX=1` / `VLM_NO_DPBF16=1` switch a kernel off, to compare).
         let wb = w.to_dtype(DType::BF16)?;
         let best = best_secs(reps, || linear(&x, &wb, None))?;
         let gflop = 2.0 * (m * k * n) as f64 / 1e9;
-        println!("bf16 weights\t{m:>5}x{k:>5}x{n:>6}\t{:>8.2} ms\t{:>6.1} GFLOP/s\t{:>5.1} GB/s of bf16 weights", best * 1e3, gflop / best, (n * k * 2) as f64 / best / 1e9);
+        let path = vlm::matmul_bf16::Bf16Path::choose(vlm::matmul_bf16::bf16_kernels(), m, n, k);
+        println!("bf16 {path:?}\t{m:>5}x{k:>5}x{n:>6}\t{:>8.2} ms\t{:>6.1} GFLOP/s\t{:>5.1} GB/s of bf16 weights", best * 1e3, gflop / best, (n * k * 2) as f64 / best / 1e9);
     }
     Ok(())
 }

@@ -7,6 +7,12 @@
 //!   is rounded to bf16 (round-to-nearest-even, AVX512-BF16) into AMX's pair-interleaved ("VNNI") tile
 //!   layout, `W` is read in place as the tiles' left operand, products accumulate in f32 tiles
 //!   (`tdpbf16ps`). Error: the rounding of `x` to bf16 (relative 2⁻⁹ per element) on top of the weights'.
+//! - **AVX512-BF16** (`vdpbf16ps`, e.g. AMD Zen 4, Intel Cooper Lake) on CPUs without AMX, for the same
+//!   M and K even, N a multiple of 16: `x` rounded to bf16 once (same error as the AMX path), weight
+//!   columns packed per thread into 16-column panels of bf16 pairs, an 8-row × 48-column register tile
+//!   of f32 accumulators (each `vdpbf16ps` is 32 multiply-adds). Source: Intel® Architecture Instruction
+//!   Set Extensions Programming Reference, `VDPBF16PS`; the register-tile scheme of Goto & van de Geijn,
+//!   "Anatomy of High-Performance Matrix Multiplication" (ACM TOMS 34(3), 2008).
 //! - **AVX-512** dot products (mat-vec: decode, the LM head, short inputs): weights widened to f32 in
 //!   registers, `x` stays f32, f32 accumulation — memory-bound, reading each weight once (2 bytes instead
 //!   of 4 for f32 weights).
@@ -36,6 +42,43 @@ pub struct Bf16Kernels {
     pub avx512: bool,
     /// AMX-BF16 tiles (with AVX512-BF16 for the conversion of `x`) usable by this process.
     pub amx: bool,
+    /// AVX512-BF16 dot products (`vdpbf16ps`): the M ≥ 16 kernel when AMX is not usable. Off with the
+    /// environment variable `VLM_NO_DPBF16` (benchmark comparisons).
+    pub dpbf16: bool,
+}
+
+/// The kernel [`gemm_bf16`] runs for an (m, k) · (n, k)ᵀ product on this CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bf16Path {
+    /// AMX tiles; `x` rounded to bf16.
+    Amx,
+    /// AVX512-BF16 register tiles; `x` rounded to bf16.
+    DpBf16,
+    /// AVX-512 mat-vec; `x` stays f32.
+    MatVec,
+    /// Portable scalar loop; `x` stays f32.
+    Scalar,
+}
+
+impl Bf16Path {
+    /// The path for these dimensions: AMX or AVX512-BF16 from [`AMX_MIN_ROWS`] rows when the shapes
+    /// fit their tiles (AMX: K % 32 = 0, N % 16 = 0; AVX512-BF16: K even, N % 16 = 0), else mat-vec.
+    pub fn choose(kernels: Bf16Kernels, m: usize, n: usize, k: usize) -> Self {
+        if kernels.amx && m >= AMX_MIN_ROWS && k.is_multiple_of(32) && n.is_multiple_of(16) {
+            Bf16Path::Amx
+        } else if kernels.dpbf16 && m >= AMX_MIN_ROWS && k.is_multiple_of(2) && n.is_multiple_of(16) {
+            Bf16Path::DpBf16
+        } else if kernels.avx512 {
+            Bf16Path::MatVec
+        } else {
+            Bf16Path::Scalar
+        }
+    }
+
+    /// Whether this path rounds `x` to bf16 (relative error 2⁻⁹ per element) before multiplying.
+    pub fn rounds_x(self) -> bool {
+        matches!(self, Bf16Path::Amx | Bf16Path::DpBf16)
+    }
 }
 
 /// The kernels available on this CPU. AMX also needs the kernel's permission for tile data
@@ -46,14 +89,13 @@ pub fn bf16_kernels() -> Bf16Kernels {
         #[cfg(target_arch = "x86_64")]
         {
             let avx512 = std::arch::is_x86_feature_detected!("avx512f");
-            let amx = avx512
-                && std::arch::is_x86_feature_detected!("avx512bf16")
-                && std::env::var("VLM_NO_AMX").is_err()
-                && x86::amx_available();
-            Bf16Kernels { avx512, amx }
+            let bf16 = avx512 && std::arch::is_x86_feature_detected!("avx512bf16");
+            let amx = bf16 && std::env::var("VLM_NO_AMX").is_err() && x86::amx_available();
+            let dpbf16 = bf16 && std::env::var("VLM_NO_DPBF16").is_err();
+            Bf16Kernels { avx512, amx, dpbf16 }
         }
         #[cfg(not(target_arch = "x86_64"))]
-        Bf16Kernels { avx512: false, amx: false }
+        Bf16Kernels { avx512: false, amx: false, dpbf16: false }
     })
 }
 
@@ -128,31 +170,42 @@ pub(crate) fn gemm_bf16(x: &[f32], w: &[bf16], y: &mut [f32], m: usize, n: usize
         y[..m * n].iter_mut().for_each(|v| *v = 0.0);
         return;
     }
-    let kernels = bf16_kernels();
+    let path = Bf16Path::choose(bf16_kernels(), m, n, k);
     let threads = crate::threads::num_threads();
     let out = OutPtr(y.as_mut_ptr());
     #[cfg(target_arch = "x86_64")]
-    if kernels.amx && m >= AMX_MIN_ROWS && k.is_multiple_of(32) && n.is_multiple_of(16) {
-        let xp = x86::pack_x(x, m, k);
-        // Column ranges in multiples of 32 (one pair of 16-row weight tiles).
-        let ranges = split(n, 32, threads);
-        ranges.into_par_iter().for_each(|(n0, n1)| {
-            // SAFETY: AMX was detected and permitted; ranges are disjoint; buffers sized above.
-            unsafe { x86::amx_gemm(&xp, w, out, m, n, k, n0, n1) }
-        });
-        return;
+    match path {
+        Bf16Path::Amx => {
+            let xp = x86::pack_x(x, m, k);
+            // Column ranges in multiples of 32 (one pair of 16-row weight tiles).
+            let ranges = split(n, 32, threads);
+            ranges.into_par_iter().for_each(|(n0, n1)| {
+                // SAFETY: AMX was detected and permitted; ranges are disjoint; buffers sized above.
+                unsafe { x86::amx_gemm(&xp, w, out, m, n, k, n0, n1) }
+            });
+            return;
+        }
+        Bf16Path::DpBf16 => {
+            let xp = x86::pack_x_pairs(x, m, k);
+            let ranges = split(n, 16 * x86::DP_PANELS, threads);
+            ranges.into_par_iter().for_each(|(n0, n1)| {
+                // SAFETY: AVX512-BF16 detected; ranges are disjoint multiples of 16; buffers sized above.
+                unsafe { x86::dp_gemm(&xp, w, out, m, n, k, n0, n1) }
+            });
+            return;
+        }
+        Bf16Path::MatVec => {
+            let xs = x86::split_even_odd(x, m, k);
+            split(n, 16, threads).into_par_iter().for_each(|(n0, n1)| {
+                // SAFETY: AVX-512F detected; ranges are disjoint; buffers sized above.
+                unsafe { x86::dot_rows(&xs, x, w, out, m, n, k, n0, n1) }
+            });
+            return;
+        }
+        Bf16Path::Scalar => {}
     }
-    let ranges = split(n, 16, threads);
-    #[cfg(target_arch = "x86_64")]
-    if kernels.avx512 {
-        let xs = x86::split_even_odd(x, m, k);
-        ranges.into_par_iter().for_each(|(n0, n1)| {
-            // SAFETY: AVX-512F detected; ranges are disjoint; buffers sized above.
-            unsafe { x86::dot_rows(&xs, x, w, out, m, n, k, n0, n1) }
-        });
-        return;
-    }
-    ranges.into_par_iter().for_each(|(n0, n1)| dot_rows_scalar(x, w, out, m, n, k, n0, n1));
+    let _ = path;
+    split(n, 16, threads).into_par_iter().for_each(|(n0, n1)| dot_rows_scalar(x, w, out, m, n, k, n0, n1));
 }
 
 /// Splits `0..n` into at most `parts` ranges whose starts are multiples of `align`.
@@ -348,6 +401,124 @@ mod x86 {
         }
     }
 
+    /// Weight panels per register tile of the AVX512-BF16 kernel (16 output columns each).
+    pub(super) const DP_PANELS: usize = 3;
+    /// Rows of `x` per register tile of the AVX512-BF16 kernel.
+    const DP_ROWS: usize = 8;
+
+    /// `x` (m, k) f32, k even → bf16 pairs, row-major: out[i·k/2 + p] holds x[i][2p] in its low and
+    /// x[i][2p + 1] in its high 16 bits, rounded to nearest even.
+    pub(super) fn pack_x_pairs(x: &[f32], m: usize, k: usize) -> Vec<u32> {
+        let mut out = vec![0u32; m * k / 2];
+        // SAFETY: only called on the AVX512-BF16 path (feature detected).
+        unsafe { pack_x_pairs_avx512bf16(x, m, k, &mut out) };
+        out
+    }
+
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    unsafe fn pack_x_pairs_avx512bf16(x: &[f32], m: usize, k: usize, out: &mut [u32]) {
+        let k2 = k / 2;
+        for i in 0..m {
+            let src = &x[i * k..(i + 1) * k];
+            let dst = &mut out[i * k2..(i + 1) * k2];
+            let mut c = 0;
+            while c + 32 <= k {
+                let lo = _mm512_loadu_ps(src.as_ptr().add(c));
+                let hi = _mm512_loadu_ps(src.as_ptr().add(c + 16));
+                // Lanes 0–15 of the result are `lo`, 16–31 `hi`: 32 bf16 in order = 16 pairs.
+                let pairs: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
+                _mm512_storeu_si512(dst.as_mut_ptr().add(c / 2) as *mut _, pairs);
+                c += 32;
+            }
+            while c < k {
+                let (a, b) = (bf16::from_f32(src[c]).to_bits() as u32, bf16::from_f32(src[c + 1]).to_bits() as u32);
+                dst[c / 2] = a | (b << 16);
+                c += 2;
+            }
+        }
+    }
+
+    /// Packs weight rows j0..j0 + 16·panels (w (n, k) bf16, k even) into `buf`: panel-interleaved bf16
+    /// pairs, buf[(p·panels + c)·16 + l] = (w[j0 + 16c + l][2p], w[j0 + 16c + l][2p + 1]).
+    fn pack_w_panels(w: &[bf16], k: usize, j0: usize, panels: usize, buf: &mut Vec<u32>) {
+        let k2 = k / 2;
+        buf.clear();
+        buf.resize(k2 * panels * 16, 0);
+        for c in 0..panels {
+            for l in 0..16 {
+                let row = &w[(j0 + 16 * c + l) * k..(j0 + 16 * c + l + 1) * k];
+                for p in 0..k2 {
+                    let pair = row[2 * p].to_bits() as u32 | ((row[2 * p + 1].to_bits() as u32) << 16);
+                    buf[(p * panels + c) * 16 + l] = pair;
+                }
+            }
+        }
+    }
+
+    /// AVX512-BF16 kernel for output columns n0..n1 (multiples of 16): per group of up to
+    /// [`DP_PANELS`] 16-column panels, pack the weight rows once, then sweep the rows of `x` (packed by
+    /// [`pack_x_pairs`]) in register tiles of up to [`DP_ROWS`] rows.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn dp_gemm(
+        xp: &[u32], w: &[bf16], y: OutPtr, m: usize, n: usize, k: usize, n0: usize, n1: usize,
+    ) {
+        let mut buf = Vec::new();
+        let mut j = n0;
+        while j < n1 {
+            let panels = ((n1 - j) / 16).min(DP_PANELS);
+            pack_w_panels(w, k, j, panels, &mut buf);
+            let mut i = 0;
+            while i < m {
+                let rows = (m - i).min(DP_ROWS);
+                macro_rules! tile {
+                    ($($r:literal)*) => {
+                        match (rows, panels) {
+                            $(($r, 1) => dp_tile::<$r, 1>(xp, &buf, y, n, k, i, j),
+                              ($r, 2) => dp_tile::<$r, 2>(xp, &buf, y, n, k, i, j),
+                              ($r, 3) => dp_tile::<$r, 3>(xp, &buf, y, n, k, i, j),)*
+                            _ => unreachable!("rows ≤ DP_ROWS, panels ≤ DP_PANELS"),
+                        }
+                    };
+                }
+                tile!(1 2 3 4 5 6 7 8);
+                i += rows;
+            }
+            j += 16 * panels;
+        }
+    }
+
+    /// One register tile: y[i0..i0 + R][j0..j0 + 16P] = x-rows · packed panels, R·P f32 accumulators
+    /// of 16 lanes; per pair of k, one `vdpbf16ps` per accumulator (the x pair broadcast to all lanes).
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn dp_tile<const R: usize, const P: usize>(
+        xp: &[u32], wp: &[u32], y: OutPtr, n: usize, k: usize, i0: usize, j0: usize,
+    ) {
+        let k2 = k / 2;
+        debug_assert!(xp.len() >= (i0 + R) * k2 && wp.len() >= k2 * P * 16);
+        let mut acc = [[_mm512_setzero_ps(); P]; R];
+        let xb = xp.as_ptr().add(i0 * k2);
+        let wb = wp.as_ptr();
+        for p in 0..k2 {
+            let mut wv = [_mm512_setzero_si512(); P];
+            for (c, v) in wv.iter_mut().enumerate() {
+                *v = _mm512_loadu_si512(wb.add((p * P + c) * 16) as *const _);
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                let xv = _mm512_set1_epi32(*xb.add(r * k2 + p) as i32);
+                for (c, a) in row.iter_mut().enumerate() {
+                    *a = _mm512_dpbf16_ps(*a, std::mem::transmute::<__m512i, __m512bh>(wv[c]), std::mem::transmute::<__m512i, __m512bh>(xv));
+                }
+            }
+        }
+        for (r, row) in acc.iter().enumerate() {
+            for (c, a) in row.iter().enumerate() {
+                _mm512_storeu_ps(y.0.add((i0 + r) * n + j0 + 16 * c), *a);
+            }
+        }
+    }
+
     /// AMX kernel for output columns n0..n1 (multiples of 16): the weight rows are the tiles' left
     /// operand (loaded in place, stride k), packed `x` ([`pack_x`]) the right one; C tile = yᵀ block.
     /// Up to 2×2 result tiles per pass over k. Rows of `x` are processed in chunks whose packed
@@ -450,8 +621,7 @@ mod tests {
         let w: Vec<bf16> = (0..n * k).map(|_| bf16::from_f32(rng.random_range(-1.0..1.0))).collect();
         let mut y = vec![f32::NAN; m * n];
         gemm_bf16(&x, &w, &mut y, m, n, k);
-        let amx = bf16_kernels().amx && m >= AMX_MIN_ROWS && k.is_multiple_of(32) && n.is_multiple_of(16);
-        let want = reference(&x, &w, m, n, k, amx);
+        let want = reference(&x, &w, m, n, k, Bf16Path::choose(bf16_kernels(), m, n, k).rounds_x());
         // Scale: Σ|x·w| bounds the rounding error of an f32 sum of k terms by k·2⁻²⁴·Σ|x·w|.
         for i in 0..m {
             for j in 0..n {
@@ -464,9 +634,25 @@ mod tests {
 
     #[test]
     fn matches_f64_reference_on_every_path() {
-        for &(m, n, k) in &[(1, 1, 1), (1, 7, 40), (3, 33, 64), (1, 64, 96), (16, 32, 64), (17, 48, 96), (40, 80, 128), (33, 16, 32)] {
+        for &(m, n, k) in &[(1, 1, 1), (1, 7, 40), (3, 33, 64), (1, 64, 96), (16, 32, 64), (17, 48, 96), (40, 80, 128), (33, 16, 32), (19, 112, 66), (24, 96, 2), (16, 144, 34)] {
             check(m, n, k);
         }
+    }
+
+    #[test]
+    fn path_choice_follows_the_tile_constraints() {
+        let all = Bf16Kernels { avx512: true, amx: true, dpbf16: true };
+        let no_amx = Bf16Kernels { amx: false, ..all };
+        assert_eq!(Bf16Path::choose(all, 16, 32, 64), Bf16Path::Amx);
+        assert_eq!(Bf16Path::choose(all, 16, 32, 66), Bf16Path::DpBf16); // K not a multiple of 32
+        assert_eq!(Bf16Path::choose(no_amx, 16, 32, 64), Bf16Path::DpBf16);
+        assert_eq!(Bf16Path::choose(no_amx, 15, 32, 64), Bf16Path::MatVec);
+        assert_eq!(Bf16Path::choose(no_amx, 16, 40, 64), Bf16Path::MatVec); // N not a multiple of 16
+        assert_eq!(Bf16Path::choose(no_amx, 16, 32, 63), Bf16Path::MatVec); // K odd
+        let none = Bf16Kernels { avx512: false, amx: false, dpbf16: false };
+        assert_eq!(Bf16Path::choose(none, 64, 64, 64), Bf16Path::Scalar);
+        // The f64 comparison above runs this machine's paths; say which, so a log shows the coverage.
+        eprintln!("bf16 kernels here: {:?}", bf16_kernels());
     }
 
     #[test]
