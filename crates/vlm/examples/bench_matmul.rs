@@ -19,7 +19,7 @@ fn best_secs(reps: usize, f: impl Fn() -> vlm::Result<Tensor>) -> vlm::Result<f6
 
 fn main() -> vlm::Result<()> {
     let dev = Device::Cpu;
-    let shapes = [(577, 1024, 4096), (577, 4096, 1024), (577, 1024, 1024), (2048, 2048, 2048), (626, 1024, 2816), (1, 1024, 151936), (1, 1024, 2816), (1, 2816, 1024)];
+    let shapes = [(577, 1024, 4096), (577, 4096, 1024), (577, 1024, 1024), (2048, 2048, 2048), (626, 1024, 2816), (51, 1024, 2816), (51, 2816, 1024), (51, 1024, 1024), (1, 1024, 151936), (1, 1024, 2816), (1, 2816, 1024)];
     let mut backends = vec![MatmulBackend::Candle];
     if set_matmul_backend(MatmulBackend::OpenBlas).is_ok() {
         backends.push(MatmulBackend::OpenBlas);
