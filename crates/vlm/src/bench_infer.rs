@@ -136,11 +136,12 @@ fn best_ms(repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
 pub struct InferRun {
     /// One row per V.
     pub rows: Vec<InferRow>,
-    /// dtype of the matrix weights of the LLM and the vision tower in this run (f32, or bf16 via
-    /// [`Decoder::convert_weights`] / [`ClipVisionTower::convert_weights`]).
+    /// dtype of the matrix weights of the vision tower, compressors, projector and LLM in this run
+    /// (f32, or bf16 via [`Decoder::convert_weights`] / [`ClipVisionTower::convert_weights`] /
+    /// [`Compressor::convert_weights`]).
     pub weight_dtype: DType,
-    /// Bytes of all weights held in memory during the run: vision tower and LLM (matrices at
-    /// `weight_dtype`), compressors and projector (f32).
+    /// Bytes of all weights held in memory during the run: vision tower, compressors, projector and
+    /// LLM (matrices at `weight_dtype`, norms and biases f32).
     pub weight_bytes: u64,
     /// Peak resident set size of the process during the run (Linux `VmHWM`, reset at the start of the
     /// run through `/proc/self/clear_refs` after freed memory went back to the system,
@@ -238,19 +239,26 @@ impl InferBench {
         projector_of(vb.clone())?;
         comps_of(&vb)?;
         self.decoder()?;
-        let (mut tower, projector, comps, mut decoder) = {
+        let (mut tower, mut projector, mut comps, mut decoder) = {
             let fvb = self.vision.frozen_var_builder();
             let tower = ClipVisionTower::new_with_depth(&vcfg, depth, OpMode::Fused, fvb.pp("vision_model"))?;
             let decoder = Decoder::new(&self.llm_cfg, crate::bench_vision::frozen(&self.llm_vars, &self.device))?;
             (tower, projector_of(fvb.clone())?, comps_of(&fvb)?, decoder)
         };
-        let mut tower_bytes = 0;
+        let mut converted_bytes = 0; // weights held converted (tower, compressors, projector)
         if weights != DType::F32 {
             // The tower's and the LLM's matrices in `weights`; their f32 originals leave the bench's
             // stores (and memory).
             tower.convert_weights(weights)?;
+            for (_, _, comp) in comps.iter_mut() {
+                comp.convert_weights(weights)?;
+            }
+            projector.convert_weights(weights)?;
+            // The converted compressors and projector replace their f32 originals too.
+            converted_bytes += self.vision.converted_bytes("mm_projector", weights);
+            self.vision.drop_weights("mm_projector");
             self.vision.drop_weights("vision_model.");
-            tower_bytes = tower_weight_bytes(&vcfg, depth, weights);
+            converted_bytes += tower_weight_bytes(&vcfg, depth, weights);
             decoder.convert_weights(weights)?;
             if let Ok(mut d) = self.llm_vars.data().lock() {
                 d.clear();
@@ -334,7 +342,7 @@ impl InferBench {
         }
         let weight_bytes = crate::bench_vision::varmap_bytes(&self.llm_vars)
             + self.vision.weight_bytes()
-            + tower_bytes
+            + converted_bytes
             + if weights != DType::F32 { decoder.weight_bytes() as u64 } else { 0 };
         Ok(InferRun {
             rows,

@@ -155,6 +155,21 @@ impl VisionBench {
         }
     }
 
+    /// Bytes that the weights under `prefix` occupy once their matrices (rank-2 tensors: every
+    /// `Linear` and attention projection) are stored in `dtype` and the rest (norms, biases, convs)
+    /// stays f32 — what [`crate::compress::Compressor::convert_weights`] and
+    /// [`crate::projector::Projector::convert_weights`] keep in memory.
+    pub fn converted_bytes(&self, prefix: &str, dtype: DType) -> u64 {
+        let Ok(d) = self.varmap.data().lock() else { return 0 };
+        d.iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|(_, v)| {
+                let size = if v.rank() == 2 { dtype.size_in_bytes() } else { v.dtype().size_in_bytes() };
+                (v.elem_count() * size) as u64
+            })
+            .sum()
+    }
+
     /// Bytes of the weights created so far (tower, compressors, projectors).
     pub fn weight_bytes(&self) -> u64 {
         varmap_bytes(&self.varmap)

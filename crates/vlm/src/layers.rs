@@ -223,6 +223,15 @@ impl MultiheadAttention {
         })
     }
 
+    /// Stores the q/k/v and output projection weights in `dtype` for inference (see
+    /// [`Linear::convert_weights`]; biases, scores and softmax stay f32). Errors: candle conversion errors.
+    pub fn convert_weights(&mut self, dtype: candle_core::DType) -> Result<()> {
+        for l in [&mut self.wq, &mut self.wk, &mut self.wv, &mut self.out_proj] {
+            l.convert_weights(dtype)?;
+        }
+        Ok(())
+    }
+
     /// query (N, L, E), key/value (N, S, E) → (N, L, E) (batch-first).
     pub fn forward(&self, query: &Tensor, key: &Tensor, value: &Tensor) -> Result<Tensor> {
         let (n, l, _) = query.dims3()?;

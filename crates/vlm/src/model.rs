@@ -282,14 +282,17 @@ impl Vlm {
         })
     }
 
-    /// Stores the matrix weights of the vision tower and the LLM in `dtype` for inference — bf16
-    /// with the default f32 activations: products through [`crate::matmul_bf16`], half the weight
-    /// memory (see [`Decoder::convert_weights`], [`ClipVisionTower::convert_weights`]). Compressor and
-    /// projector stay f32. Errors: those of [`Decoder::convert_weights`].
+    /// Stores the matrix weights of the vision tower, the compressor, the projector and the LLM in
+    /// `dtype` for inference — bf16 with the default f32 activations: products through
+    /// [`crate::matmul_bf16`], half the weight memory (see [`Decoder::convert_weights`],
+    /// [`ClipVisionTower::convert_weights`], [`Compressor::convert_weights`],
+    /// [`Projector::convert_weights`]). Errors: those of [`Decoder::convert_weights`].
     pub fn convert_weights(&mut self, dtype: DType) -> Result<()> {
         self.decoder.convert_weights(dtype)?;
         if self.decoder.dtype() == DType::F32 {
             self.tower.convert_weights(dtype)?;
+            self.compressor.convert_weights(dtype)?;
+            self.projector.convert_weights(dtype)?;
         }
         crate::memory::release_free_memory();
         Ok(())

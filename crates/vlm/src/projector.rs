@@ -97,6 +97,13 @@ impl Projector {
         Ok(Self { layers })
     }
 
+    /// Stores the Linear layers' weights in `dtype` for inference ([`Linear::convert_weights`]: bf16
+    /// products through [`crate::matmul_bf16`], biases f32, no backward pass). Errors: candle
+    /// conversion errors.
+    pub fn convert_weights(&mut self, dtype: candle_core::DType) -> Result<()> {
+        self.layers.iter_mut().try_for_each(|l| l.convert_weights(dtype))
+    }
+
     /// (…, d) → (…, H). GELU is exact (erf) as `torch.nn.GELU()`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut x = self.layers[0].forward(x)?;

@@ -40,3 +40,45 @@ fn bf16_tower_stays_within_tolerance_of_hf() {
     assert!(rel_err(&hs[0], &io["hidden_state_0"]) <= 1e-4);
     assert!(worst > 1e-5, "error {worst} is f32-level; were the weights converted?");
 }
+
+fn vb(file: &str) -> candle_nn::VarBuilder<'static> {
+    let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vision").join(file);
+    vlm::vision::var_builder_from_files(&[fx], DType::F32, &Device::Cpu).unwrap()
+}
+
+/// QueCC (query on) and TokenPacker, each followed by its projector, with bf16 matrix weights
+/// (`Compressor::convert_weights`, `Projector::convert_weights`) against HF/PyTorch's f32 outputs on the
+/// fixture's f32 features: the rounding must show (the weights were converted) and stay within 2 %.
+#[test]
+fn bf16_compressors_and_projectors_stay_within_tolerance_of_reference() {
+    use vlm::compress::{Compressor, Quecc, QueccConfig, TokenPacker, TokenPackerConfig};
+    use vlm::projector::{Projector, ProjectorKind, ProjectorLayout};
+    use vlm::vision::VisionFeatures;
+    let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vision");
+    let io = candle_core::safetensors::load(fx.join("io.safetensors"), &Device::Cpu).unwrap();
+    let feats = VisionFeatures { single: io["single"].clone(), multi: Some(io["multi"].clone()), grid: 8 };
+    let (d, h) = (32, 48);
+
+    let qvb = vb("llava_quecc_k4_s4.safetensors");
+    let cfg = QueccConfig { kernel: 4, stride: 4, ..QueccConfig::new(d, 8, h) };
+    let mut quecc = Quecc::new(&cfg, OpMode::Fused, qvb.pp("model.mm_projector.0")).unwrap();
+    let mut proj = Projector::new(ProjectorKind::parse("mlp2x_gelu").unwrap(), d, h, ProjectorLayout::SequentialAfterCompressor, qvb.pp("model.mm_projector")).unwrap();
+    quecc.convert_weights(DType::BF16).unwrap();
+    proj.convert_weights(DType::BF16).unwrap();
+    let z = quecc.compress(&feats, Some(&io["query"])).unwrap();
+    let ez = rel_err(&z, &io["quecc_k4_s4"]);
+    let ep = rel_err(&proj.forward(&z).unwrap(), &io["quecc_k4_s4_projected"]);
+    println!("bf16 QueCC: {ez:.2e}, + projector {ep:.2e}");
+    assert!(ez <= TOL && ep <= TOL, "QueCC {ez:.3e} / projected {ep:.3e} > {TOL}");
+    assert!(ez > 1e-5, "QueCC error {ez} is f32-level; were the weights converted?");
+
+    let tvb = vb("tokenpacker_v4.safetensors");
+    let cfg = TokenPackerConfig { visual_tokens: 4, ..TokenPackerConfig::new(d, 8) };
+    let mut tp = TokenPacker::new(&cfg, OpMode::Fused, tvb.pp("model.mm_projector")).unwrap();
+    tp.convert_weights(DType::BF16).unwrap();
+    let z = tp.compress(&feats, None).unwrap();
+    let et = rel_err(&z, &io["tokenpacker_v4"]);
+    println!("bf16 TokenPacker: {et:.2e}");
+    assert!(et <= TOL, "TokenPacker {et:.3e} > {TOL}");
+    assert!(et > 1e-5, "TokenPacker error {et} is f32-level; were the weights converted?");
+}

@@ -42,6 +42,14 @@ pub trait Compressor: Send + Sync {
     fn needs_query(&self) -> bool;
     /// Whether [`Self::compress`] needs the multi-level features.
     fn needs_multi(&self) -> bool;
+    /// Stores the compressor's matrix weights in `dtype` for inference: bf16 with f32 activations runs
+    /// the products through [`crate::matmul_bf16`] (norms, biases, the conv and attention scores stay
+    /// f32); a converted compressor has no backward pass. Compressors without matrices (pooling, none)
+    /// keep the default, which does nothing. Errors: candle conversion errors.
+    fn convert_weights(&mut self, dtype: candle_core::DType) -> Result<()> {
+        let _ = dtype;
+        Ok(())
+    }
 }
 
 /// The V producible by window/pool side r dividing the grid G: (G/r)² for every divisor r of G, ascending.

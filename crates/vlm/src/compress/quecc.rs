@@ -194,6 +194,16 @@ impl Compressor for Quecc {
         let values = self.v_proj.1.forward(&self.v_proj.0.forward(multi)?)?;
         self.attn.forward(&q, &keys, &values, self.cfg.grid, h)
     }
+    fn convert_weights(&mut self, dtype: candle_core::DType) -> Result<()> {
+        if let Some((linear, _)) = &mut self.text_projection {
+            linear.convert_weights(dtype)?;
+        }
+        for (mlp, _) in [&mut self.q_proj, &mut self.k_proj, &mut self.v_proj] {
+            mlp.convert_weights(dtype)?;
+        }
+        self.attn.convert_weights(dtype)
+    }
+
     fn visual_tokens(&self) -> usize {
         self.out_grid * self.out_grid
     }

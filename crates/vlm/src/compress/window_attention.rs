@@ -20,6 +20,13 @@ impl FeatureMlp {
         Ok(Self { fc1: Linear::new(in_dim, dim, true, vb.pp(0))?, fc2: Linear::new(dim, dim, true, vb.pp(2))? })
     }
 
+    /// Stores both weight matrices in `dtype` for inference ([`Linear::convert_weights`]).
+    /// Errors: candle conversion errors.
+    pub fn convert_weights(&mut self, dtype: candle_core::DType) -> Result<()> {
+        self.fc1.convert_weights(dtype)?;
+        self.fc2.convert_weights(dtype)
+    }
+
     /// (…, in) → (…, d).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.fc2.forward(&Activation::Gelu.forward(&self.fc1.forward(x)?)?)
@@ -37,6 +44,12 @@ impl WindowAttention {
     /// Loads `{prefix}.in_proj_weight`, `in_proj_bias`, `out_proj.*` (the authors' `clip_attn`).
     pub fn new(dim: usize, num_heads: usize, mode: OpMode, vb: VarBuilder) -> Result<Self> {
         Ok(Self { attn: MultiheadAttention::new(dim, num_heads, mode, vb)? })
+    }
+
+    /// Stores the attention's projection weights in `dtype` for inference
+    /// ([`MultiheadAttention::convert_weights`]). Errors: candle conversion errors.
+    pub fn convert_weights(&mut self, dtype: candle_core::DType) -> Result<()> {
+        self.attn.convert_weights(dtype)
     }
 
     /// queries (B, g², d) in row-major grid order; keys, values (B, G², d) → (B, g², d).
