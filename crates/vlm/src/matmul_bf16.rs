@@ -2,7 +2,7 @@
 //! layer's weight is a bf16 tensor (see [`crate::decoder::Decoder::convert_weights`]).
 //!
 //! Shapes: `x` (M, K) f32, `W` (N, K) bf16 in torch `nn.Linear` layout (row-major, as stored in a
-//! checkpoint), `y` (M, N) f32. Three CPU kernels, chosen per call:
+//! checkpoint), `y` (M, N) f32. Four CPU kernels, chosen per call ([`Bf16Path::choose`]):
 //! - **AMX** (Intel AMX-BF16, e.g. Sapphire Rapids) for M ≥ [`AMX_MIN_ROWS`] and K a multiple of 32: `x`
 //!   is rounded to bf16 (round-to-nearest-even, AVX512-BF16) into AMX's pair-interleaved ("VNNI") tile
 //!   layout, `W` is read in place as the tiles' left operand, products accumulate in f32 tiles

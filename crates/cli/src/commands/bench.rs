@@ -102,7 +102,7 @@ pub struct InferArgs {
     #[arg(long, default_value_t = 1)]
     pub repeats: usize,
     /// Weight dtypes to run, in order (comma-separated): f32 (the parity path) and/or bf16 (matrix
-    /// weights of the vision tower and the LLM in bf16, activations f32; the f32 weights are dropped
+    /// weights of the vision tower, compressors, projector and LLM in bf16, activations f32; the f32 weights are dropped
     /// before it runs).
     #[arg(long, default_value = "f32,bf16")]
     pub weights: String,
@@ -370,7 +370,7 @@ fn infer(a: InferArgs) -> Result<()> {
         let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
         match run.peak_rss_bytes {
             Some(p) => println!(
-                "vlm {tag} memory: peak resident {:.2} GiB during the run, weights {:.2} GiB (LLM and tower matrices in {:?}) → {:.2}× the weights",
+                "vlm {tag} memory: peak resident {:.2} GiB during the run, weights {:.2} GiB (matrices of the tower, compressors, projector and LLM in {:?}) → {:.2}× the weights",
                 gib(p), gib(run.weight_bytes), run.weight_dtype, p as f64 / run.weight_bytes as f64
             ),
             None => println!("vlm {tag} memory: weights {:.2} GiB; peak resident set not available here", gib(run.weight_bytes)),

@@ -38,8 +38,9 @@ pub struct Args {
     /// LLM dtype: f32, bf16 or f16 (vision tower, compressor and projector run in f32).
     #[arg(long, default_value = "f32")]
     pub dtype: String,
-    /// Matrix weights of the vision tower and the LLM: f32, or bf16 with f32 activations (AMX /
-    /// AVX-512 kernels; half the memory; within about 2 % of f32 on the test models).
+    /// Matrix weights of the vision tower, compressor, projector and LLM: f32, or bf16 with f32
+    /// activations (AMX / AVX512-BF16 / AVX-512 kernels; half the memory; within about 2 % of f32 on
+    /// the test models).
     #[arg(long, default_value = "f32")]
     pub weights: String,
 }
