@@ -1,6 +1,7 @@
 //! Times the decoder at the Qwen-1.5-0.5B shape (random weights in memory): prefill of `L` tokens and
 //! decode steps after it, through each available [`vlm::matmul`] backend back to back:
-//! `cargo run --release -p vlm --features openblas --example bench_decoder [L] [decode_steps]`.
+//! `cargo run --release -p vlm --features openblas --example bench_decoder [L] [decode_steps]`
+//! (environment: `BF16_ONLY=1` times only the bf16-weight path, `BENCH_REPS=R` repeats each R times).
 //! A benchmark, not a test.
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
@@ -31,7 +32,8 @@ fn main() -> vlm::Result<()> {
             dec.convert_weights(DType::BF16)?;
             varmap.data().lock().unwrap().clear();
         }
-        for _ in 0..2 {
+        let reps: usize = std::env::var("BENCH_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
+        for _ in 0..reps {
             dec.clear_kv_cache();
             let t = Instant::now();
             let h = dec.forward_embeds(&embeds, 0)?;

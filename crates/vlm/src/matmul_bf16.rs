@@ -283,12 +283,12 @@ mod x86 {
         out
     }
 
-    /// Prefetch distance of the mat-vec kernel, in bf16 elements (8 KiB).
-    const PREFETCH_ELEMS: usize = 4096;
-
-    /// Mat-vec kernel: y[i][j] = Σ_k x[i][k]·w[j][k] for all i < m, j in n0..n1, four weight rows at a
-    /// time (bf16 widened to f32 in registers: the low half of each 32-bit lane shifted up is the even
-    /// element, the high half masked is the odd one).
+    /// Mat-vec kernel: y[i][j] = Σ_k x[i][k]·w[j][k] for all i < m, j in n0..n1, one weight row at a
+    /// time, so each thread reads its rows as one sequential stream (bf16 widened to f32 in registers:
+    /// the low half of each 32-bit lane shifted up is the even element, the high half masked is the odd
+    /// one). One stream per core reads memory about 1.8× faster here than four interleaved row streams
+    /// (20.8 against 11.7 GB/s on one Zen 4 core; the lm_head product 16 → 10.5 ms with two threads),
+    /// and four accumulators (two blocks of 32 per step) hide the FMA latency on rows served from cache.
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn dot_rows(
@@ -297,51 +297,29 @@ mod x86 {
         let kb = k / 32;
         let wp = w.as_ptr() as *const u16;
         let hi_mask = _mm512_set1_epi32(0xFFFF_0000u32 as i32);
-        let tail = |i: usize, j: usize| -> f32 {
-            (32 * kb..k).map(|c| x[i * k + c] * w[j * k + c].to_f32()).sum()
-        };
-        let mut j = n0;
-        while j + 4 <= n1 {
+        for j in n0..n1 {
+            let row = wp.add(j * k);
             for i in 0..m {
                 let xr = xs.as_ptr().add(i * kb * 32);
-                let mut acc = [_mm512_setzero_ps(); 8];
-                for b in 0..kb {
-                    let xe = _mm512_loadu_ps(xr.add(32 * b));
-                    let xo = _mm512_loadu_ps(xr.add(32 * b + 16));
-                    for r in 0..4 {
-                        let p = wp.add((j + r) * k + 32 * b);
-                        // 8 KiB ahead in each row's stream (the next rows' group for short rows): keeps
-                        // more memory reads in flight than the hardware prefetcher alone (measured
-                        // +10–20 % bandwidth); a hint, never faults.
-                        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_ELEMS) as *const i8);
-                        let v = _mm512_loadu_si512(p as *const _);
+                let mut acc = [_mm512_setzero_ps(); 4];
+                let mut b = 0;
+                while b < kb {
+                    // Blocks b and b + 1 (the second only while it exists): accumulators 0–1, then 2–3.
+                    let blocks = if b + 1 < kb { 2 } else { 1 };
+                    for (h, pair) in acc.chunks_exact_mut(2).take(blocks).enumerate() {
+                        let c = 32 * (b + h);
+                        let v = _mm512_loadu_si512(row.add(c) as *const _);
                         let even = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(v));
                         let odd = _mm512_castsi512_ps(_mm512_and_si512(v, hi_mask));
-                        acc[2 * r] = _mm512_fmadd_ps(even, xe, acc[2 * r]);
-                        acc[2 * r + 1] = _mm512_fmadd_ps(odd, xo, acc[2 * r + 1]);
+                        pair[0] = _mm512_fmadd_ps(even, _mm512_loadu_ps(xr.add(c)), pair[0]);
+                        pair[1] = _mm512_fmadd_ps(odd, _mm512_loadu_ps(xr.add(c + 16)), pair[1]);
                     }
+                    b += blocks;
                 }
-                for r in 0..4 {
-                    let s = _mm512_reduce_add_ps(_mm512_add_ps(acc[2 * r], acc[2 * r + 1]));
-                    *y.0.add(i * n + j + r) = s + tail(i, j + r);
-                }
+                let sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+                let tail: f32 = (32 * kb..k).map(|c| x[i * k + c] * w[j * k + c].to_f32()).sum();
+                *y.0.add(i * n + j) = _mm512_reduce_add_ps(sum) + tail;
             }
-            j += 4;
-        }
-        while j < n1 {
-            for i in 0..m {
-                let xr = xs.as_ptr().add(i * kb * 32);
-                let (mut a0, mut a1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
-                for b in 0..kb {
-                    let v = _mm512_loadu_si512(wp.add(j * k + 32 * b) as *const _);
-                    let even = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(v));
-                    let odd = _mm512_castsi512_ps(_mm512_and_si512(v, hi_mask));
-                    a0 = _mm512_fmadd_ps(even, _mm512_loadu_ps(xr.add(32 * b)), a0);
-                    a1 = _mm512_fmadd_ps(odd, _mm512_loadu_ps(xr.add(32 * b + 16)), a1);
-                }
-                *y.0.add(i * n + j) = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)) + tail(i, j);
-            }
-            j += 1;
         }
     }
 
@@ -445,8 +423,11 @@ mod x86 {
     unsafe fn pack_w_panels(w: &[bf16], k: usize, j0: usize, panels: usize, buf: &mut Vec<u32>) {
         let k2 = k / 2;
         assert!(w.len() >= (j0 + 16 * panels) * k, "pack_w_panels: weight rows out of range");
-        buf.clear();
-        buf.resize(k2 * panels * 16, 0);
+        // Every element of the first k2·panels·16 is written below: grow the buffer once, never re-zero
+        // it (clearing it per group was a memset as large as the weights on every call).
+        if buf.len() < k2 * panels * 16 {
+            buf.resize(k2 * panels * 16, 0);
+        }
         // A pair of bf16 read as one little-endian u32: low half the even element, high half the odd.
         let base = w.as_ptr() as *const u32;
         let out = buf.as_mut_ptr();
@@ -683,7 +664,7 @@ mod tests {
 
     #[test]
     fn matches_f64_reference_on_every_path() {
-        for &(m, n, k) in &[(1, 1, 1), (1, 7, 40), (3, 33, 64), (1, 64, 96), (16, 32, 64), (17, 48, 96), (40, 80, 128), (33, 16, 32), (19, 112, 66), (24, 96, 2), (16, 144, 34), (18, 48, 100)] {
+        for &(m, n, k) in &[(1, 1, 1), (1, 7, 40), (3, 33, 64), (1, 64, 96), (16, 32, 64), (17, 48, 96), (40, 80, 128), (33, 16, 32), (19, 112, 66), (24, 96, 2), (16, 144, 34), (18, 48, 100), (5, 9, 160), (2, 5, 31)] {
             check(m, n, k);
         }
     }
