@@ -12,6 +12,9 @@ use vlm::matmul::{set_matmul_backend, MatmulBackend};
 fn main() -> vlm::Result<()> {
     let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let (l, steps) = (args.first().copied().unwrap_or(626), args.get(1).copied().unwrap_or(8));
+    // As `vlmscale` does before inference: rayon's pool sized like candle's, freed buffers kept.
+    vlm::threads::pin_rayon_threads();
+    vlm::memory::keep_freed_buffers();
     let cfg = vlm::bench_infer::qwen15_config("0.5b")?;
     let dev = Device::Cpu;
     let varmap = VarMap::new();

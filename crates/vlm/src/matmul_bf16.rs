@@ -498,15 +498,23 @@ mod x86 {
         while j < n1 {
             let panels = ((n1 - j) / 16).min(DP_PANELS);
             pack_w_panels(w, k, j, panels, &mut buf);
+            // The next group's weight rows (contiguous in memory) are prefetched into L2, one cache line
+            // per k-pair step of the tiles below, so that its packing (16 strided row reads at a time)
+            // does not wait on DRAM: 51-token 0.5B prefill 0.186 → 0.170 s, 626 tokens 1.75 → 1.69 s
+            // (medians, bench_decoder, Zen 4).
+            let next = j + 16 * panels;
+            let next_end = (next + 16 * DP_PANELS).min(n1);
+            let base = w.as_ptr() as *const u8;
+            let pf = &mut Prefetch { next: base.add(next * k * 2), end: base.add(next_end * k * 2) };
             let mut i = 0;
             while i < m {
                 let rows = (m - i).min(DP_ROWS);
                 macro_rules! tile {
                     ($($r:literal)*) => {
                         match (rows, panels) {
-                            $(($r, 1) => dp_tile::<$r, 1>(xp, &buf, y, n, k, i, j),
-                              ($r, 2) => dp_tile::<$r, 2>(xp, &buf, y, n, k, i, j),
-                              ($r, 3) => dp_tile::<$r, 3>(xp, &buf, y, n, k, i, j),)*
+                            $(($r, 1) => dp_tile::<$r, 1>(xp, &buf, y, n, k, i, j, pf),
+                              ($r, 2) => dp_tile::<$r, 2>(xp, &buf, y, n, k, i, j, pf),
+                              ($r, 3) => dp_tile::<$r, 3>(xp, &buf, y, n, k, i, j, pf),)*
                             _ => unreachable!("rows ≤ DP_ROWS, panels ≤ DP_PANELS"),
                         }
                     };
@@ -518,12 +526,19 @@ mod x86 {
         }
     }
 
+    /// A byte range of the weights still to be prefetched (into L2), one 64-byte line per k-pair step
+    /// of [`dp_tile`]. Prefetches are hints: they never fault, even at the end of the slice.
+    struct Prefetch {
+        next: *const u8,
+        end: *const u8,
+    }
+
     /// One register tile: y[i0..i0 + R][j0..j0 + 16P] = x-rows · packed panels, R·P f32 accumulators
     /// of 16 lanes; per pair of k, one `vdpbf16ps` per accumulator (the x pair broadcast to all lanes).
     #[target_feature(enable = "avx512f,avx512bf16")]
     #[allow(clippy::too_many_arguments)]
     unsafe fn dp_tile<const R: usize, const P: usize>(
-        xp: &[u32], wp: &[u32], y: OutPtr, n: usize, k: usize, i0: usize, j0: usize,
+        xp: &[u32], wp: &[u32], y: OutPtr, n: usize, k: usize, i0: usize, j0: usize, pf: &mut Prefetch,
     ) {
         let k2 = k / 2;
         debug_assert!(xp.len() >= (i0 + R) * k2 && wp.len() >= k2 * P * 16);
@@ -531,6 +546,10 @@ mod x86 {
         let xb = xp.as_ptr().add(i0 * k2);
         let wb = wp.as_ptr();
         for p in 0..k2 {
+            if pf.next < pf.end {
+                _mm_prefetch::<_MM_HINT_T1>(pf.next as *const i8);
+                pf.next = pf.next.add(64);
+            }
             let mut wv = [_mm512_setzero_si512(); P];
             for (c, v) in wv.iter_mut().enumerate() {
                 *v = _mm512_loadu_si512(wb.add((p * P + c) * 16) as *const _);
