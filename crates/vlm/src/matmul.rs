@@ -75,11 +75,7 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 /// go through [`crate::matmul_rows`].
 pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     if weight.dtype() == DType::BF16 && x.dtype() == DType::F32 && x.device().is_cpu() {
-        let y = crate::matmul_bf16::linear_bf16(x, weight)?;
-        return Ok(match bias {
-            Some(b) => y.broadcast_add(&b.to_dtype(DType::F32)?)?,
-            None => y,
-        });
+        return crate::matmul_bf16::linear_bf16(x, weight, bias);
     }
     if matmul_backend() == MatmulBackend::Candle && crate::matmul_rows::applies(x, weight) {
         // Few rows, no autograd: stream the weight once instead of packing it (see matmul_rows).

@@ -99,10 +99,11 @@ pub fn bf16_kernels() -> Bf16Kernels {
     })
 }
 
-/// `x` (…, K) f32 · `w`ᵀ with `w` (N, K) bf16 → (…, N) f32. Leading dimensions of `x` are folded into
-/// M rows. Errors: [`Error::Shape`] when the widths differ, [`Error::Invalid`] for other dtypes or a
-/// non-CPU device.
-pub fn linear_bf16(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+/// `x` (…, K) f32 · `w`ᵀ + `bias` with `w` (N, K) bf16 and `bias` (N) of any float dtype → (…, N) f32.
+/// Leading dimensions of `x` are folded into M rows; the bias is added in place to the product's
+/// output (no second (M, N) tensor). Errors: [`Error::Shape`] when the widths or the bias length
+/// differ, [`Error::Invalid`] for other dtypes or a non-CPU device.
+pub fn linear_bf16(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     let (n, k) = w.dims2()?;
     let dims = x.dims().to_vec();
     if dims.is_empty() || dims[dims.len() - 1] != k {
@@ -115,16 +116,29 @@ pub fn linear_bf16(x: &Tensor, w: &Tensor) -> Result<Tensor> {
             w.dtype()
         )));
     }
+    let bias = match bias {
+        Some(b) => {
+            let b = b.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            if b.len() != n {
+                return Err(Error::Shape { name: "bf16 linear bias".into(), expected: vec![n], found: vec![b.len()] });
+            }
+            Some(b)
+        }
+        None => None,
+    };
     let m: usize = dims[..dims.len() - 1].iter().product();
     let x2 = x.reshape((m, k))?.contiguous()?;
     let w = w.contiguous()?;
-    let y = x2.apply_op2_no_bwd(&w, &Bf16Linear)?;
+    let y = x2.apply_op2_no_bwd(&w, &Bf16Linear { bias })?;
     let mut out = dims[..dims.len() - 1].to_vec();
     out.push(n);
     Ok(y.reshape(out)?)
 }
 
-struct Bf16Linear;
+struct Bf16Linear {
+    /// Added to every output row, (N) f32.
+    bias: Option<Vec<f32>>,
+}
 
 impl CustomOp2 for Bf16Linear {
     fn name(&self) -> &'static str {
@@ -149,6 +163,11 @@ impl CustomOp2 for Bf16Linear {
         let (n, _) = l2.shape().dims2()?;
         let mut y = vec![0f32; m * n];
         gemm_bf16(&x[xa..xb], &w[wa..wb], &mut y, m, n, k);
+        if let Some(b) = &self.bias {
+            for row in y.chunks_exact_mut(n) {
+                row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
+            }
+        }
         Ok((CpuStorage::F32(y), Shape::from((m, n))))
     }
 }

@@ -226,6 +226,39 @@ pub fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     Ok(gate.contiguous()?.apply_op2(&up.contiguous()?, SiluMulOp)?)
 }
 
+/// `silu(y[…, :I]) · y[…, I:]` for `y` (…, 2I), the stacked gate|up output of an inference MLP
+/// (f32/f64 CPU) → (…, I), in one pass over `y` with no copies of its halves; rows in parallel.
+/// Inference only: no backward pass (use [`silu_mul`] on the halves when training).
+/// Errors: [`Error::Invalid`] for other dtypes/devices, an odd last dimension, or a tracked input.
+pub fn silu_mul_halves(y: &Tensor) -> Result<Tensor> {
+    let dims = y.dims().to_vec();
+    let width = dims.last().copied().unwrap_or(0);
+    if !super::supports(y) || y.track_op() || width % 2 != 0 {
+        return Err(Error::Invalid(format!("silu_mul_halves needs an untracked f32/f64 CPU tensor with an even last dimension, got {:?} {dims:?}", y.dtype())));
+    }
+    fn run<T: Real>(y: &Tensor, half: usize) -> candle_core::Result<Vec<T>> {
+        use rayon::prelude::*;
+        with_slice::<T, _>(y, |ys| {
+            let mut out = vec![T::ZERO; ys.len() / 2];
+            out.par_chunks_mut(half).zip(ys.par_chunks(2 * half)).for_each(|(o, row)| {
+                let (g, u) = row.split_at(half);
+                silu_mul_kernel(g, u, o);
+            });
+            out
+        })
+    }
+    let half = width / 2;
+    let mut shape = dims;
+    *shape.last_mut().expect("rank ≥ 1: width checked") = half;
+    if half == 0 {
+        return Ok(Tensor::zeros(shape, y.dtype(), y.device())?);
+    }
+    Ok(match y.dtype() {
+        candle_core::DType::F32 => tensor(run::<f32>(y, half)?, shape)?,
+        _ => tensor(run::<f64>(y, half)?, shape)?,
+    })
+}
+
 /// Exact GELU `x · ½(1 + erf(x/√2))` (`torch.nn.GELU()`), with its backward pass; f32 uses a
 /// vectorised `erf` within 5e-7 ([`super::vmath::erf_f32`]).
 /// Errors: [`Error::Invalid`] for other dtypes/devices.
@@ -234,4 +267,28 @@ pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
         return Err(Error::Invalid(format!("fused gelu_erf needs an f32/f64 CPU tensor, got {:?}", x.dtype())));
     }
     Ok(x.contiguous()?.apply_op1(GeluErfOp)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+
+    /// Against `silu(a)·b = a·b / (1 + e^(−a))` written out in f64 on the two halves of each row.
+    #[test]
+    fn silu_mul_halves_matches_the_closed_form() {
+        let (rows, half) = (5, 37);
+        let y = Tensor::randn(0f32, 3.0, (1, rows, 2 * half), &Device::Cpu).unwrap();
+        let got = silu_mul_halves(&y).unwrap();
+        assert_eq!(got.dims(), &[1, rows, half]);
+        let (yv, gv) = (y.to_dtype(DType::F64).unwrap().to_vec3::<f64>().unwrap(), got.to_vec3::<f32>().unwrap());
+        for r in 0..rows {
+            for i in 0..half {
+                let (a, b) = (yv[0][r][i], yv[0][r][half + i]);
+                let want = a * b / (1.0 + (-a).exp());
+                assert!((gv[0][r][i] as f64 - want).abs() <= 1e-6 * (1.0 + want.abs()), "row {r} col {i}: {} vs {want}", gv[0][r][i]);
+            }
+        }
+        assert!(silu_mul_halves(&Tensor::zeros((2, 3), DType::F32, &Device::Cpu).unwrap()).is_err(), "odd width must be an error");
+    }
 }

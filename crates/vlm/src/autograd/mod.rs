@@ -30,7 +30,7 @@ pub(crate) mod kernels;
 mod linear;
 mod norm;
 
-pub use activation::{gelu_erf, quick_gelu, silu_mul};
+pub use activation::{gelu_erf, quick_gelu, silu_mul, silu_mul_halves};
 pub use attention::{attention, AttentionSpec, Rope};
 pub(crate) use attention::softmax_rows;
 pub use conv::{add_row, depthwise_conv, ConvTaps};

@@ -158,12 +158,24 @@ impl Attention {
     ) -> Result<Tensor> {
         let (b, l, _) = xs.dims3()?;
         let (nh, nkv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let (q, k, v) = self.project_qkv(xs)?;
-        let q = q.reshape((b, l, nh, d))?.transpose(1, 2)?;
-        let k = k.reshape((b, l, nkv, d))?.transpose(1, 2)?;
-        let v = v.reshape((b, l, nkv, d))?.transpose(1, 2)?.contiguous()?;
-        let q = rope.apply(&q, start, mode)?.contiguous()?;
-        let k = rope.apply(&k, start, mode)?.contiguous()?;
+        let fused_split = match &self.qkv {
+            Some(fused) if mode == Mode::Inference && xs.dtype() == DType::F32 && rope.is_f32() && xs.device().is_cpu() && !xs.track_op() => {
+                let y = nn_linear(xs, fused)?;
+                // Converted weights, CPU inference: split and rotate the stacked output in one pass.
+                Some(rope.split_qkv_rotated(&y, (nh, nkv), d, start)?)
+            }
+            _ => None,
+        };
+        let (q, k, v) = match fused_split {
+            Some(qkv) => qkv,
+            None => {
+                let (q, k, v) = self.project_qkv(xs)?;
+                let q = q.reshape((b, l, nh, d))?.transpose(1, 2)?;
+                let k = k.reshape((b, l, nkv, d))?.transpose(1, 2)?;
+                let v = v.reshape((b, l, nkv, d))?.transpose(1, 2)?.contiguous()?;
+                (rope.apply(&q, start, mode)?.contiguous()?, rope.apply(&k, start, mode)?.contiguous()?, v)
+            }
+        };
         let (k, v) = match cache {
             Some((cache, layer)) => cache.append(layer, &k, &v)?,
             None => (k, v),

@@ -57,6 +57,10 @@ impl Mlp {
         let (gate, up) = match &self.gate_up {
             Some(fused) => {
                 let y = nn_linear(xs, fused)?;
+                if !y.track_op() && crate::autograd::supports(&y) {
+                    // Inference on the CPU: silu(gate)·up straight from the stacked output, one pass.
+                    return nn_linear(&crate::autograd::silu_mul_halves(&y)?, &self.down_proj);
+                }
                 let i = y.dim(candle_core::D::Minus1)? / 2;
                 (y.narrow(candle_core::D::Minus1, 0, i)?, y.narrow(candle_core::D::Minus1, i, i)?)
             }
