@@ -439,33 +439,34 @@ mod x86 {
     /// pairs, buf[(p·panels + c)·16 + l] = (w[j0 + 16c + l][2p], w[j0 + 16c + l][2p + 1]). Blocks of
     /// 16 rows × 16 pairs are transposed in registers ([`transpose16`]); the last k/2 % 16 pairs one by one.
     #[target_feature(enable = "avx512f")]
-    unsafe fn pack_w_panels(w: &[bf16], k: usize, j0: usize, panels: usize, buf: &mut Vec<u32>) {
+    unsafe fn pack_w_panels(w: &[bf16], k: usize, j0: usize, panels: usize, p0: usize, p1: usize, buf: &mut Vec<u32>) {
         let k2 = k / 2;
+        let kp = p1 - p0;
         assert!(w.len() >= (j0 + 16 * panels) * k, "pack_w_panels: weight rows out of range");
         // Every element of the first k2·panels·16 is written below: grow the buffer once, never re-zero
         // it (clearing it per group was a memset as large as the weights on every call).
-        if buf.len() < k2 * panels * 16 {
-            buf.resize(k2 * panels * 16, 0);
+        if buf.len() < kp * panels * 16 {
+            buf.resize(kp * panels * 16, 0);
         }
         // A pair of bf16 read as one little-endian u32: low half the even element, high half the odd.
         let base = w.as_ptr() as *const u32;
         let out = buf.as_mut_ptr();
         for c in 0..panels {
             let row0 = (j0 + 16 * c) * k2;
-            let mut p = 0;
-            while p + 16 <= k2 {
+            let mut p = p0;
+            while p + 16 <= p1 {
                 let mut r = [_mm512_setzero_si512(); 16];
                 for (l, v) in r.iter_mut().enumerate() {
                     *v = _mm512_loadu_si512(base.add(row0 + l * k2 + p) as *const _);
                 }
                 for (q, v) in transpose16(r).iter().enumerate() {
-                    _mm512_storeu_si512(out.add(((p + q) * panels + c) * 16) as *mut _, *v);
+                    _mm512_storeu_si512(out.add(((p - p0 + q) * panels + c) * 16) as *mut _, *v);
                 }
                 p += 16;
             }
-            while p < k2 {
+            while p < p1 {
                 for l in 0..16 {
-                    *out.add((p * panels + c) * 16 + l) = base.add(row0 + l * k2 + p).read_unaligned();
+                    *out.add(((p - p0) * panels + c) * 16 + l) = base.add(row0 + l * k2 + p).read_unaligned();
                 }
                 p += 1;
             }
@@ -513,43 +514,73 @@ mod x86 {
         xp: &[u32], w: &[bf16], y: OutPtr, m: usize, n: usize, k: usize, n0: usize, n1: usize,
     ) {
         let mut buf = Vec::new();
+        let k2 = k / 2;
+        // Blocks of KC_PAIRS pairs of k: one group's packed panels (48 columns × 1024 bf16 = 96 KiB),
+        // the block of x the tiles read and the prefetched next block stay in L2 together (without the
+        // blocking, k = 2816 (down_proj) packed 270 KiB per group). 0.5B prefill, bench_decoder: 86
+        // tokens 0.226–0.247 → 0.200–0.204 s; 51 and 626 tokens unchanged within noise.
+        let blocks: Vec<(usize, usize)> = (0..k2).step_by(KC_PAIRS).map(|p0| (p0, (p0 + KC_PAIRS).min(k2))).collect();
         let mut j = n0;
         while j < n1 {
             let panels = ((n1 - j) / 16).min(DP_PANELS);
-            pack_w_panels(w, k, j, panels, &mut buf);
-            // The next group's weight rows (contiguous in memory) are prefetched into L2, one cache line
-            // per k-pair step of the tiles below, so that its packing (16 strided row reads at a time)
-            // does not wait on DRAM: 51-token 0.5B prefill 0.186 → 0.170 s, 626 tokens 1.75 → 1.69 s
-            // (medians, bench_decoder, Zen 4).
-            let next = j + 16 * panels;
-            let next_end = (next + 16 * DP_PANELS).min(n1);
-            let base = w.as_ptr() as *const u8;
-            let pf = &mut Prefetch { next: base.add(next * k * 2), end: base.add(next_end * k * 2) };
-            let mut i = 0;
-            while i < m {
-                let rows = (m - i).min(DP_ROWS);
-                macro_rules! tile {
-                    ($($r:literal)*) => {
-                        match (rows, panels) {
-                            $(($r, 1) => dp_tile::<$r, 1>(xp, &buf, y, n, k, i, j, pf),
-                              ($r, 2) => dp_tile::<$r, 2>(xp, &buf, y, n, k, i, j, pf),
-                              ($r, 3) => dp_tile::<$r, 3>(xp, &buf, y, n, k, i, j, pf),)*
-                            _ => unreachable!("rows ≤ DP_ROWS, panels ≤ DP_PANELS"),
-                        }
-                    };
+            for (b, &(p0, p1)) in blocks.iter().enumerate() {
+                pack_w_panels(w, k, j, panels, p0, p1, &mut buf);
+                // The next block's weight rows (the same rows' next k-range, or the next group's first)
+                // are prefetched into L2, one cache line per k-pair step of the tiles below, so that
+                // its packing (16 strided row reads at a time) does not wait on DRAM.
+                let (nj, np) = if b + 1 < blocks.len() { (j, blocks[b + 1]) } else { (j + 16 * panels, blocks[0]) };
+                let nrows = ((n1 - nj.min(n1)) / 16).min(DP_PANELS) * 16;
+                let pf = &mut Prefetch::new(w, k, nj, nrows, np.0, np.1);
+                let mut i = 0;
+                while i < m {
+                    let rows = (m - i).min(DP_ROWS);
+                    let acc = p0 > 0;
+                    macro_rules! tile {
+                        ($($r:literal)*) => {
+                            match (rows, panels) {
+                                $(($r, 1) => dp_tile::<$r, 1>(xp, &buf, y, n, k, i, j, p0, p1, acc, pf),
+                                  ($r, 2) => dp_tile::<$r, 2>(xp, &buf, y, n, k, i, j, p0, p1, acc, pf),
+                                  ($r, 3) => dp_tile::<$r, 3>(xp, &buf, y, n, k, i, j, p0, p1, acc, pf),)*
+                                _ => unreachable!("rows ≤ DP_ROWS, panels ≤ DP_PANELS"),
+                            }
+                        };
+                    }
+                    tile!(1 2 3 4 5 6 7 8);
+                    i += rows;
                 }
-                tile!(1 2 3 4 5 6 7 8);
-                i += rows;
             }
             j += 16 * panels;
         }
     }
 
-    /// A byte range of the weights still to be prefetched (into L2), one 64-byte line per k-pair step
-    /// of [`dp_tile`]. Prefetches are hints: they never fault, even at the end of the slice.
+    /// Pairs of k per block of the AVX512-BF16 kernel.
+    const KC_PAIRS: usize = 512;
+
+    /// Weight bytes still to be prefetched (into L2): `rows` rows from `row0`, pairs p0..p1 of each, one
+    /// 64-byte line per k-pair step of [`dp_tile`]. Prefetches are hints: they never fault.
     struct Prefetch {
-        next: *const u8,
-        end: *const u8,
+        base: *const u8,
+        stride: usize,
+        lines_per_row: usize,
+        lines: usize,
+        cursor: usize,
+    }
+
+    impl Prefetch {
+        fn new(w: &[bf16], k: usize, row0: usize, rows: usize, p0: usize, p1: usize) -> Self {
+            let base = (w.as_ptr() as *const u8).wrapping_add(row0 * k * 2 + p0 * 4);
+            let lines_per_row = ((p1 - p0) * 4).div_ceil(64).max(1);
+            Self { base, stride: k * 2, lines_per_row, lines: rows * lines_per_row, cursor: 0 }
+        }
+
+        #[inline(always)]
+        unsafe fn step(&mut self) {
+            if self.cursor < self.lines {
+                let (r, l) = (self.cursor / self.lines_per_row, self.cursor % self.lines_per_row);
+                _mm_prefetch::<_MM_HINT_T1>(self.base.wrapping_add(r * self.stride + l * 64) as *const i8);
+                self.cursor += 1;
+            }
+        }
     }
 
     /// One register tile: y[i0..i0 + R][j0..j0 + 16P] = x-rows · packed panels, R·P f32 accumulators
@@ -557,21 +588,26 @@ mod x86 {
     #[target_feature(enable = "avx512f,avx512bf16")]
     #[allow(clippy::too_many_arguments)]
     unsafe fn dp_tile<const R: usize, const P: usize>(
-        xp: &[u32], wp: &[u32], y: OutPtr, n: usize, k: usize, i0: usize, j0: usize, pf: &mut Prefetch,
+        xp: &[u32], wp: &[u32], y: OutPtr, n: usize, k: usize, i0: usize, j0: usize, p0: usize, p1: usize,
+        accumulate: bool, pf: &mut Prefetch,
     ) {
         let k2 = k / 2;
-        debug_assert!(xp.len() >= (i0 + R) * k2 && wp.len() >= k2 * P * 16);
+        debug_assert!(xp.len() >= (i0 + R) * k2 && wp.len() >= (p1 - p0) * P * 16);
         let mut acc = [[_mm512_setzero_ps(); P]; R];
+        if accumulate {
+            for (r, row) in acc.iter_mut().enumerate() {
+                for (c, a) in row.iter_mut().enumerate() {
+                    *a = _mm512_loadu_ps(y.0.add((i0 + r) * n + j0 + 16 * c));
+                }
+            }
+        }
         let xb = xp.as_ptr().add(i0 * k2);
         let wb = wp.as_ptr();
-        for p in 0..k2 {
-            if pf.next < pf.end {
-                _mm_prefetch::<_MM_HINT_T1>(pf.next as *const i8);
-                pf.next = pf.next.add(64);
-            }
+        for p in p0..p1 {
+            pf.step();
             let mut wv = [_mm512_setzero_si512(); P];
             for (c, v) in wv.iter_mut().enumerate() {
-                *v = _mm512_loadu_si512(wb.add((p * P + c) * 16) as *const _);
+                *v = _mm512_loadu_si512(wb.add(((p - p0) * P + c) * 16) as *const _);
             }
             for (r, row) in acc.iter_mut().enumerate() {
                 let xv = _mm512_set1_epi32(*xb.add(r * k2 + p) as i32);
@@ -702,7 +738,7 @@ mod tests {
 
     #[test]
     fn matches_f64_reference_on_every_path() {
-        for &(m, n, k) in &[(1, 1, 1), (1, 7, 40), (3, 33, 64), (1, 64, 96), (16, 32, 64), (17, 48, 96), (40, 80, 128), (33, 16, 32), (19, 112, 66), (24, 96, 2), (16, 144, 34), (18, 48, 100), (5, 9, 160), (2, 5, 31)] {
+        for &(m, n, k) in &[(1, 1, 1), (1, 7, 40), (3, 33, 64), (1, 64, 96), (16, 32, 64), (17, 48, 96), (40, 80, 128), (33, 16, 32), (19, 112, 66), (24, 96, 2), (16, 144, 34), (18, 48, 100), (5, 9, 160), (2, 5, 31), (17, 48, 1100), (20, 32, 2050)] {
             check(m, n, k);
         }
     }
