@@ -27,6 +27,7 @@ fn main() -> vlm::Result<()> {
         backends.push(MatmulBackend::OpenBlas);
     }
     let only_bf16 = std::env::var("BF16_ONLY").is_ok();
+    let reps: usize = std::env::var("BENCH_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
     let mut runs: Vec<(MatmulBackend, bool)> = if only_bf16 { vec![] } else { backends.iter().map(|b| (*b, false)).collect() };
     runs.push((*backends.last().unwrap(), true));
     for (backend, bf16) in runs {
@@ -35,7 +36,6 @@ fn main() -> vlm::Result<()> {
             dec.convert_weights(DType::BF16)?;
             varmap.data().lock().unwrap().clear();
         }
-        let reps: usize = std::env::var("BENCH_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
         for _ in 0..reps {
             dec.clear_kv_cache();
             let t = Instant::now();

@@ -435,15 +435,16 @@ mod x86 {
         }
     }
 
-    /// Packs weight rows j0..j0 + 16·panels (w (n, k) bf16, k even) into `buf`: panel-interleaved bf16
-    /// pairs, buf[(p·panels + c)·16 + l] = (w[j0 + 16c + l][2p], w[j0 + 16c + l][2p + 1]). Blocks of
-    /// 16 rows × 16 pairs are transposed in registers ([`transpose16`]); the last k/2 % 16 pairs one by one.
+    /// Packs pairs p0..p1 of weight rows j0..j0 + 16·panels (w (n, k) bf16, k even) into `buf`:
+    /// panel-interleaved bf16 pairs, buf[((p − p0)·panels + c)·16 + l] = (w[j0 + 16c + l][2p],
+    /// w[j0 + 16c + l][2p + 1]). Blocks of 16 rows × 16 pairs are transposed in registers
+    /// ([`transpose16`]); the last (p1 − p0) % 16 pairs one by one.
     #[target_feature(enable = "avx512f")]
     unsafe fn pack_w_panels(w: &[bf16], k: usize, j0: usize, panels: usize, p0: usize, p1: usize, buf: &mut Vec<u32>) {
         let k2 = k / 2;
         let kp = p1 - p0;
         assert!(w.len() >= (j0 + 16 * panels) * k, "pack_w_panels: weight rows out of range");
-        // Every element of the first k2·panels·16 is written below: grow the buffer once, never re-zero
+        // Every element of the first kp·panels·16 is written below: grow the buffer once, never re-zero
         // it (clearing it per group was a memset as large as the weights on every call).
         if buf.len() < kp * panels * 16 {
             buf.resize(kp * panels * 16, 0);
@@ -506,8 +507,9 @@ mod x86 {
     }
 
     /// AVX512-BF16 kernel for output columns n0..n1 (multiples of 16): per group of up to
-    /// [`DP_PANELS`] 16-column panels, pack the weight rows once, then sweep the rows of `x` (packed by
-    /// [`pack_x_pairs`]) in register tiles of up to [`DP_ROWS`] rows.
+    /// [`DP_PANELS`] 16-column panels and per block of [`KC_PAIRS`] pairs of k, pack that block of the
+    /// weight rows once, then sweep the rows of `x` (packed by [`pack_x_pairs`]) in register tiles of
+    /// up to [`DP_ROWS`] rows.
     #[target_feature(enable = "avx512f,avx512bf16")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn dp_gemm(
@@ -531,10 +533,11 @@ mod x86 {
                 let (nj, np) = if b + 1 < blocks.len() { (j, blocks[b + 1]) } else { (j + 16 * panels, blocks[0]) };
                 let nrows = ((n1 - nj.min(n1)) / 16).min(DP_PANELS) * 16;
                 let pf = &mut Prefetch::new(w, k, nj, nrows, np.0, np.1);
+                // Tiles of later k-blocks add to what the earlier ones stored in y.
+                let acc = p0 > 0;
                 let mut i = 0;
                 while i < m {
                     let rows = (m - i).min(DP_ROWS);
-                    let acc = p0 > 0;
                     macro_rules! tile {
                         ($($r:literal)*) => {
                             match (rows, panels) {

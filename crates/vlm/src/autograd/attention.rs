@@ -59,7 +59,7 @@ simd_fn! {
     /// Rotates (`inverse` = false) or un-rotates each head of the rows of `x` (rows of `width`; row r
     /// is position `first + r % len`).
     #[allow(clippy::too_many_arguments)]
-    fn rotate<T: Real>(x: &mut [T], width: usize, hd: usize, len: usize, first: usize, cos: &[T], sin: &[T], inverse: bool) {
+    pub(crate) fn rotate<T: Real>(x: &mut [T], width: usize, hd: usize, len: usize, first: usize, cos: &[T], sin: &[T], inverse: bool) {
         let half = hd / 2;
         for (r, row) in x.chunks_exact_mut(width).enumerate() {
             let pos = first + r % len;

@@ -32,7 +32,7 @@ mod norm;
 
 pub use activation::{gelu_erf, quick_gelu, silu_mul, silu_mul_halves};
 pub use attention::{attention, AttentionSpec, Rope};
-pub(crate) use attention::softmax_rows;
+pub(crate) use attention::{rotate, softmax_rows};
 pub use conv::{add_row, depthwise_conv, ConvTaps};
 pub use kernels::serial;
 pub use linear::{linear, linear_residual};

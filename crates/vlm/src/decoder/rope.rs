@@ -80,7 +80,6 @@ impl RotaryEmbedding {
         use rayon::prelude::*;
         let (nh, nkv) = heads;
         let (b, l, width) = y.dims3()?;
-        let half = d / 2;
         if width != (nh + 2 * nkv) * d || d % 2 != 0 || y.dtype() != DType::F32 || self.cos.dtype() != DType::F32 {
             return Err(crate::Error::Invalid(format!(
                 "split_qkv_rotated: f32 (B, L, {}) input and f32 tables expected, got {:?} {:?}",
@@ -97,23 +96,16 @@ impl RotaryEmbedding {
             (Storage::Cpu(CpuStorage::F32(v)), Some((o0, o1))) => &v[o0..o1],
             _ => return Err(crate::Error::Invalid("split_qkv_rotated: contiguous f32 CPU input expected".into())),
         };
-        // Output head `h` of `count` heads starting at column head `first` of `y`, rotated or not.
+        // Output head `h` of `count` heads starting at column head `first` of `y`: its L rows copied,
+        // then rotated in place by the training attention's kernel (row t is position start + t).
         let fill = |out: &mut [f32], count: usize, first: usize, rotate: bool| {
             out.par_chunks_mut(l * d).enumerate().for_each(|(bh, dst)| {
                 let (bi, h) = (bh / count, bh % count);
-                for t in 0..l {
-                    let src = &ys[(bi * l + t) * width + (first + h) * d..][..d];
-                    let row = &mut dst[t * d..(t + 1) * d];
-                    if rotate {
-                        let (c, s) = (&cos[t * half..(t + 1) * half], &sin[t * half..(t + 1) * half]);
-                        for i in 0..half {
-                            let (x1, x2) = (src[i], src[i + half]);
-                            row[i] = x1 * c[i] - x2 * s[i];
-                            row[i + half] = x2 * c[i] + x1 * s[i];
-                        }
-                    } else {
-                        row.copy_from_slice(src);
-                    }
+                for (t, row) in dst.chunks_exact_mut(d).enumerate() {
+                    row.copy_from_slice(&ys[(bi * l + t) * width + (first + h) * d..][..d]);
+                }
+                if rotate {
+                    crate::autograd::rotate(dst, d, d, l, 0, &cos, &sin, false);
                 }
             });
         };
