@@ -29,7 +29,7 @@ fn fit_report_with_beta_zero_round_trips() {
         unconstrained: entry(law),
         used: "refined".into(),
         constraints: String::new(),
-        bootstrap: Some(Bootstrap { samples: 10, level: 0.95, seed: 0, intervals }),
+        bootstrap: Some(Bootstrap { samples: 10, level: 0.95, seed: 0, intervals, laws: vec![] }),
         leave_one_n_out: Some(Holdout { held_out_llm_params: 7.0, law, cells: vec![], mean_abs_error: 0.01, max_abs_error: 0.02, mean_rel_error: f64::INFINITY }),
     };
     let text = serde_json::to_string(&rep).unwrap();

@@ -14,6 +14,7 @@
 //! [[llm]]                     # one table per LLM size, in the order given
 //! name = "xs"                 # a train-crate size preset (xs, s, m, l)
 //! # params = 0.0000226        # optional N in billions; default: derived from the preset
+//! pretrained = "../models/llm/xs"  # optional pretrained LLM (`vlmscale train llm`), relative to this file
 //! [train]                     # optional per-cell training settings (missing keys: the train crate's
 //! steps = 300                 #   `VlmTrainConfig::new` defaults); see [`TrainSettings`]
 //! [train.task.fine_detail]    # optional per-task overrides of [train]
@@ -43,6 +44,10 @@ pub struct LlmSize {
     /// N, parameters in billions: as written in the TOML, else derived from the preset
     /// ([`crate::llm_preset::preset_params_billions`]).
     pub params: f64,
+    /// The pretrained LLM directory every cell of this size starts from (`pretrained`, resolved
+    /// against the config's folder); `None`: the LLM starts from a seeded initialisation.
+    #[serde(default)]
+    pub pretrained: Option<PathBuf>,
 }
 
 /// `[[llm]]` as written: `params` is optional.
@@ -51,6 +56,7 @@ pub struct LlmSize {
 struct RawLlm {
     name: String,
     params: Option<f64>,
+    pretrained: Option<PathBuf>,
 }
 
 /// Per-cell training settings of `[train]` (and of a `[train.task.<task>]` override). Every key is
@@ -72,6 +78,11 @@ pub struct TrainSettings {
     /// Staged curriculum: steps trained on the short question form before the natural questions
     /// (`train::vlm_train::VlmTrainConfig::short_question_steps`; 0 = off), at most `steps`.
     pub short_question_steps: Option<usize>,
+    /// Stage 1 steps (compressor + projector only, LLM frozen) before the `steps` of stage 2
+    /// (`train::vlm_train::VlmTrainConfig::stage1_steps`; 0 = none).
+    pub stage1_steps: Option<usize>,
+    /// Stage 1's peak learning rate (> 0).
+    pub stage1_lr: Option<f64>,
     /// Generated training images.
     pub images: Option<usize>,
     /// Sort-of-CLEVR questions per family per training image (fine-detail images always have one).
@@ -95,6 +106,8 @@ impl TrainSettings {
             warmup_ratio: over.warmup_ratio.or(self.warmup_ratio),
             init_std: over.init_std.or(self.init_std),
             short_question_steps: over.short_question_steps.or(self.short_question_steps),
+            stage1_steps: over.stage1_steps.or(self.stage1_steps),
+            stage1_lr: over.stage1_lr.or(self.stage1_lr),
             images: over.images.or(self.images),
             questions_per_family: over.questions_per_family.or(self.questions_per_family),
             eval_images: over.eval_images.or(self.eval_images),
@@ -130,9 +143,11 @@ impl TrainSettings {
                 return cfg(k, format!("{} images: at most {} per split", v.unwrap_or(0), crate::train_runner::MAX_IMAGES));
             }
         }
-        if let Some(lr) = self.lr {
-            if !(lr.is_finite() && lr > 0.0) {
-                return cfg("lr", format!("{lr}: must be a positive number"));
+        for (k, v) in [("lr", self.lr), ("stage1_lr", self.stage1_lr)] {
+            if let Some(lr) = v {
+                if !(lr.is_finite() && lr > 0.0) {
+                    return cfg(k, format!("{lr}: must be a positive number"));
+                }
             }
         }
         if let Some(sd) = self.init_std {
@@ -376,7 +391,8 @@ impl SweepConfig {
                     format!("N = {params} billion is also llm[{j}]'s: the law needs distinct N per size"),
                 ));
             }
-            llms.push(LlmSize { name: l.name.clone(), params });
+            let pretrained = l.pretrained.as_ref().map(|p| path.parent().unwrap_or(Path::new(".")).join(p));
+            llms.push(LlmSize { name: l.name.clone(), params, pretrained });
         }
         raw.train.check(&file, "train")?;
         for (t, o) in &raw.train.task {

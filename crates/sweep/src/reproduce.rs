@@ -5,10 +5,11 @@
 use crate::aggregate::{write_aggregate, Aggregate};
 use crate::error::Result;
 use crate::grid::SweepConfig;
-use crate::report::{write_report, Analysis, ReportOptions};
+use crate::report::{write_report, Analysis, ReportOptions, Verdict};
 use crate::runner::CellRunner;
 use crate::sweep::{run_sweep, SweepSummary};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -23,6 +24,9 @@ pub struct ReproduceOptions {
     pub report: ReportOptions,
     /// Where the report goes.
     pub report_dir: PathBuf,
+    /// Wall time the caller spent preparing the sweep before [`reproduce`] (the vision tower's
+    /// pretraining), seconds; counted in [`Reproduction::total_seconds`] and the report.
+    pub setup_seconds: f64,
 }
 
 /// What [`reproduce`] did (also written as `<report_dir>/reproduce.json`).
@@ -47,6 +51,10 @@ pub struct Reproduction {
     pub sweep_seconds: f64,
     /// Wall time of aggregation + fit + report, seconds.
     pub report_seconds: f64,
+    /// Wall time of the preparation before the sweep (vision tower), seconds.
+    pub setup_seconds: f64,
+    /// setup + sweep + report, seconds.
+    pub total_seconds: f64,
     /// Cells run at once.
     pub jobs: usize,
 }
@@ -83,6 +91,18 @@ pub fn reproduce(cfg: &SweepConfig, runner: &dyn CellRunner, opts: &ReproduceOpt
         std::fs::create_dir_all(&opts.report_dir).map_err(crate::error::io(&opts.report_dir))?;
         (None, Vec::new())
     };
+    let report_seconds = t1.elapsed().as_secs_f64();
+    let total_seconds = opts.setup_seconds + sweep_seconds + report_seconds;
+    if analysis.is_some() {
+        // The wall time of this invocation, tower included, at the end of the report.
+        let md = opts.report_dir.join("report.md");
+        let mut text = std::fs::read_to_string(&md).map_err(crate::error::io(&md))?;
+        text += &format!(
+            "\nWall time of this invocation: {:.0} s (vision tower {:.0} s, cells {:.0} s with {} at once, fit + report {:.0} s).\n",
+            total_seconds, opts.setup_seconds, sweep_seconds, opts.jobs, report_seconds
+        );
+        scaling::output::write_atomic(&md, text.as_bytes())?;
+    }
     let mut rep = Reproduction {
         sweep: cfg.name.clone(),
         config: cfg.path.clone(),
@@ -92,13 +112,74 @@ pub fn reproduce(cfg: &SweepConfig, runner: &dyn CellRunner, opts: &ReproduceOpt
         analysis,
         files: Vec::new(),
         sweep_seconds,
-        report_seconds: t1.elapsed().as_secs_f64(),
+        report_seconds,
+        setup_seconds: opts.setup_seconds,
+        total_seconds,
         jobs: opts.jobs,
     };
     let path = opts.report_dir.join("reproduce.json");
     files.push(path.clone());
     rep.files = files;
-    let json = serde_json::to_string_pretty(&rep).expect("Reproduction serialises");
+    // The file speaks in paths relative to the report folder (no machine's absolute paths).
+    let rel = |p: &PathBuf| crate::report::relative_to(p, &opts.report_dir);
+    let on_disk = Reproduction {
+        config: rel(&rep.config),
+        results_dir: rel(&rep.results_dir),
+        files: rep.files.iter().map(rel).collect(),
+        aggregate: Aggregate { path: rel(&rep.aggregate.path), ..rep.aggregate.clone() },
+        ..rep.clone()
+    };
+    let json = serde_json::to_string_pretty(&on_disk).expect("Reproduction serialises");
     scaling::output::write_atomic(&path, json.as_bytes())?;
     Ok(rep)
+}
+
+/// The verdict of every claim for each seed of a multi-seed reproduction, and overall.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeedVerdicts {
+    /// The sweep seeds, in run order.
+    pub seeds: Vec<u64>,
+    /// Claim key → (claim text, verdict per seed (in `seeds` order; `None` when that seed has no
+    /// analysis), overall verdict).
+    pub claims: BTreeMap<String, (String, Vec<Option<Verdict>>, String)>,
+}
+
+/// Collects each seed's verdicts. Overall: the common verdict when every seed agrees, else `mixed`
+/// (a claim that holds for some seeds only is not a reproduction).
+pub fn seed_verdicts(runs: &[(u64, &Reproduction)]) -> SeedVerdicts {
+    let mut claims: BTreeMap<String, (String, Vec<Option<Verdict>>, String)> = BTreeMap::new();
+    for (i, (_, r)) in runs.iter().enumerate() {
+        for c in r.analysis.iter().flat_map(|a| &a.claims) {
+            let e = claims.entry(c.key.clone()).or_insert_with(|| (c.claim.clone(), vec![None; runs.len()], String::new()));
+            e.1[i] = Some(c.verdict);
+        }
+    }
+    for (_, per_seed, overall) in claims.values_mut() {
+        *overall = match per_seed.first().copied().flatten() {
+            Some(v) if per_seed.iter().all(|x| *x == Some(v)) => v.to_string(),
+            _ => "mixed".into(),
+        };
+    }
+    SeedVerdicts { seeds: runs.iter().map(|(s, _)| *s).collect(), claims }
+}
+
+/// The Markdown table of [`seed_verdicts`], with links to each seed's report (`seed<k>/report/report.md`
+/// relative to the results folder).
+pub fn seeds_markdown(v: &SeedVerdicts, total_seconds: f64) -> String {
+    let mut s = String::from("# vlmscale reproduce: verdicts across seeds\n\nEach seed is a full run of the grid with its own cell seed (initialisation, batch order, training data), held-out split and vision tower.\n\n| claim |");
+    for seed in &v.seeds {
+        s += &format!(" [seed {seed}](../seed{seed}/report/report.md) |");
+    }
+    s += " overall |\n|---|";
+    s += &"---|".repeat(v.seeds.len() + 1);
+    s += "\n";
+    for (claim, per_seed, overall) in v.claims.values() {
+        s += &format!("| {} |", claim.replace('|', "\\|"));
+        for x in per_seed {
+            s += &format!(" {} |", x.map(|v| v.to_string()).unwrap_or_else(|| "no analysis".into()));
+        }
+        s += &format!(" **{overall}** |\n");
+    }
+    s += &format!("\nWall time of all seeds: {total_seconds:.0} s.\n");
+    s
 }

@@ -75,6 +75,16 @@ pub struct CellSettings {
     pub init_std: f64,
     /// Steps trained on the short question form first (0 = natural questions only).
     pub short_question_steps: usize,
+    /// Stage 1 steps (LLM frozen) before the `steps` of stage 2.
+    #[serde(default)]
+    pub stage1_steps: usize,
+    /// Stage 1's peak learning rate.
+    #[serde(default)]
+    pub stage1_lr: f64,
+    /// SHA-256 of the pretrained LLM's weights the cell starts from (its manifest's), `None`
+    /// without one; a cell trained from other weights is stale.
+    #[serde(default)]
+    pub llm_init_sha256: Option<String>,
     /// Training images.
     pub images: usize,
     /// Sort-of-CLEVR questions per family per training image.
@@ -195,6 +205,9 @@ impl TrainRunner {
             max_grad_norm: d.max_grad_norm,
             init_std: s.init_std.unwrap_or(d.init_std),
             short_question_steps: s.short_question_steps.unwrap_or(d.short_question_steps),
+            stage1_steps: s.stage1_steps.unwrap_or(d.stage1_steps),
+            stage1_lr: s.stage1_lr.unwrap_or(d.stage1_lr),
+            llm_init_sha256: self.pretrained_llm(cell).and_then(|dir| pretrained_sha256(&dir)),
             images: s.images.unwrap_or(d_images),
             questions_per_family: s.questions_per_family.unwrap_or(d_qpf),
             eval_images: s.eval_images.unwrap_or(DEFAULT_EVAL_IMAGES),
@@ -202,6 +215,11 @@ impl TrainRunner {
             eval_seed: cell.seed.wrapping_add(EVAL_SEED_OFFSET),
             tower: self.tower_settings(),
         }
+    }
+
+    /// The pretrained LLM directory of `cell`'s size (`[[llm]] pretrained`), if any.
+    pub fn pretrained_llm(&self, cell: &Cell) -> Option<PathBuf> {
+        self.cfg.llms.iter().find(|l| l.name == cell.llm).and_then(|l| l.pretrained.clone())
     }
 
     /// Pretrains the tower unless a complete one with the same settings is in [`Self::tower_dir`];
@@ -271,6 +289,14 @@ impl TrainRunner {
         std::fs::rename(&partial, dir).map_err(io(dir))?;
         Ok(())
     }
+}
+
+/// The weights' SHA-256 recorded in a pretrained LLM directory's manifest (`None` if unreadable: the
+/// run itself then reports the manifest error).
+fn pretrained_sha256(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join(train::llm_pretrain::MANIFEST_FILE)).ok()?;
+    let m: train::llm_pretrain::LlmManifest = serde_json::from_str(&text).ok()?;
+    m.weights_sha256().map(str::to_string)
 }
 
 /// The settings a complete tower folder was pretrained with (`None`: no complete tower there).
@@ -367,9 +393,12 @@ impl CellRunner for TrainRunner {
         tc.warmup_ratio = s.warmup_ratio;
         tc.init_std = s.init_std;
         tc.short_question_steps = s.short_question_steps;
+        tc.stage1_steps = s.stage1_steps;
+        tc.stage1_lr = s.stage1_lr;
+        tc.llm_init = self.pretrained_llm(cell);
         let rep = train_vlm(&tc, &mut |_| {}).map_err(|e| fail(format!("training: {e}")))?;
         if !rep.finished {
-            return Err(fail(format!("training stopped after {} of {} steps", rep.steps, s.steps)));
+            return Err(fail(format!("training stopped after {} of {} steps", rep.steps, s.stage1_steps + s.steps)));
         }
         let n = rep.llm_parameters as f64 / 1e9;
         if n != cell.llm_params {

@@ -309,7 +309,7 @@ fn report_reproduces_the_claims_built_into_the_synthetic_law() {
     let out = dir.path().join("report");
     let (a, files) = sweep::report::write_report(&agg.path, &opts, &out).unwrap();
     let v = verdicts(&a);
-    for k in ["alpha_gt_beta", "q0_fewest_tokens", "fine_detail_larger_beta", "quecc_beats_query_free", "leave_one_size_out_sort_of_clevr"] {
+    for k in ["alpha_gt_beta", "fine_detail_larger_beta", "quecc_beats_query_free", "leave_one_size_out_sort_of_clevr"] {
         assert_eq!(v[k], Verdict::Reproduced, "{k}: {:?}", a.claims);
     }
     // The synthetic law's exponents are recovered (it is exact up to ±0.002 noise).
@@ -348,7 +348,7 @@ fn report_says_not_reproduced_when_the_data_contradict_the_paper() {
     let opts = ReportOptions { bootstrap: 0, grid: Some(coarse()), plots: false, ..Default::default() };
     let (a, _) = sweep::report::write_report(&csv, &opts, &dir.path().join("r")).unwrap();
     let v = verdicts(&a);
-    for k in ["alpha_gt_beta", "q0_fewest_tokens", "fine_detail_larger_beta", "quecc_beats_query_free"] {
+    for k in ["alpha_gt_beta", "fine_detail_larger_beta", "quecc_beats_query_free"] {
         assert_eq!(v[k], Verdict::NotReproduced, "{k}: {:?}", a.claims);
     }
     // Exact law: the held-out size is predicted well.

@@ -168,21 +168,33 @@ impl Generator {
     /// Generates image `index`. Deterministic in (config, index).
     /// Errors: [`Error::SceneDoesNotFit`] if the layout is too crowded for the image.
     pub fn sample(&self, index: u64) -> Result<ImageSample> {
-        let mut rng = self.rng(index);
         let c = &self.config;
         let id = format!("{}_s{}_{:07}", c.task.name(), c.seed, index);
+        let (content, qas) = self.draw(index)?;
+        let image = match &content {
+            Content::SortOfClevr(scene) => crate::render::render_scene(scene),
+            Content::FineDetail(scene) => scene.render(),
+        };
+        Ok(ImageSample { id, task: c.task, image, qas, content: Some(content) })
+    }
+
+    /// The content and questions of image `index` without rendering it: the same scene and
+    /// questions as [`Self::sample`] (rendering draws no random numbers), for text-only uses such as
+    /// the LLM's text pretraining corpus (the scene written out by [`Content::caption`]).
+    /// Errors: as [`Self::sample`].
+    pub fn draw(&self, index: u64) -> Result<(Content, Vec<Qa>)> {
+        let mut rng = self.rng(index);
+        let c = &self.config;
         Ok(match c.task {
             Task::SortOfClevr => {
                 let scene = Scene::sample(&c.scene, &mut rng)?;
-                let image = crate::render::render_scene(&scene);
                 let qas = questions::ask(&scene, c.questions_per_family, &mut rng);
-                ImageSample { id, task: c.task, image, qas, content: Some(Content::SortOfClevr(scene)) }
+                (Content::SortOfClevr(scene), qas)
             }
             Task::FineDetail => {
                 let scene = FineDetailScene::sample(&c.fine_detail, &mut rng)?;
-                let image = scene.render();
                 let qas = vec![Qa { question: DIGITS_QUESTION.to_string(), answer: scene.answer(), family: Family::Digits }];
-                ImageSample { id, task: c.task, image, qas, content: Some(Content::FineDetail(scene)) }
+                (Content::FineDetail(scene), qas)
             }
         })
     }

@@ -1,19 +1,26 @@
-//! The fine-detail task: read a short number drawn small, among distractor shapes.
+//! The fine-detail task: read a short number written in the image, among distractor shapes.
 //!
-//! It plays the role of the paper's OCR benchmarks (TextVQA, DocVQA, …; paper §4.2, Figure 3), where
-//! the optimal number of visual tokens is larger than for reasoning tasks. Design and why it needs
-//! many visual tokens:
-//! * the number has 2–4 digits drawn in black with the 3×5 [`crate::font`] (1-px strokes; several
-//!   glyph pairs differ in one pixel, 6/9 and 2/5 have equal ink), at a uniformly random position,
-//!   so a string covers at most 15×5 px of an 80×80 image (≈ 1 %);
-//! * 0–4 Sort-of-CLEVR shapes in random colours are drawn as distractors (never touching the text);
-//! * on an 8×8 grid of 10-px patches a digit lies within one or two patches; pooling the grid to
-//!   4×4, 2×2 or 1×1 visual tokens (V = 16, 4, 1) averages each token over 20², 40² or 80² px, of
-//!   which the text is a few percent, next to distractors of far larger area. Pooling only keeps
-//!   per-cell sums, and glyphs with equal ink inside one cell (6 vs 9, 2 vs 5) become identical —
-//!   the test `pooling_confuses_equal_ink_glyphs` shows this at the pixel level — while the 10^k
-//!   possible answers leave no prior to fall back on (chance ≤ 1/90). Sort-of-CLEVR answers, in
-//!   contrast, depend on 11×11 coloured blobs whose colour and rough position survive pooling.
+//! It plays the role of the paper's OCR benchmarks (TextVQA, DocVQA, …; paper §1 and Figure 3),
+//! where the compute-optimal number of visual tokens is larger than for reasoning: the answer is a
+//! string of characters, each a small region of the image, and every character must reach the LLM.
+//!
+//! Default layout (`digit_cell` = 10, the tower's patch size): a number of 2–3 digits, each glyph
+//! 6×10 px (the 3×5 [`crate::font`] at scale 2) centred in its own 10-px cell, the digits in
+//! consecutive cells of one row from a random cell, plus 0–4 Sort-of-CLEVR shapes in random colours
+//! as distractors (never touching the text). Why it wants visual tokens, and why it is learnable:
+//! * at V = 64 (the full 8×8 grid) every digit is one patch token — the reading a small model can
+//!   learn, and that the vision tower is pretrained to expose (`train::vision_pretrain` classifies
+//!   the digit of each patch);
+//! * with fewer tokens several characters share one token: a 2×2 pooled or windowed token (V = 16)
+//!   covers two adjacent digits whenever the number starts on an even column (and always for three
+//!   digits), a 4×4 one (V = 4) or the single token (V = 1) the whole number — the token must carry
+//!   two or three glyph identities *and their order*, where a Sort-of-CLEVR answer needs one object's
+//!   colour and rough position; and a query cannot help, the question is always the same;
+//! * the 90 (2 digits) + 900 (3 digits) possible answers leave no prior to fall back on.
+//!
+//! `digit_cell` = 0 gives the earlier layout: the string drawn with the font's spacing at any pixel
+//! position (2–4 digits at scale 1, 1-px strokes spread over one or two patches), which a tower
+//! pretrained without digits could not read at any V (kept for the text corpus and experiments).
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -43,6 +50,12 @@ pub struct FineDetailConfig {
     pub max_distractors: usize,
     /// Distractor half-size in px (square `(2h+1)²`, circle radius `h`), as Sort-of-CLEVR objects.
     pub distractor_half_size: u32,
+    /// 0: the number is drawn as one string with the font's spacing at any pixel position. `P > 0`:
+    /// one digit per `P × P` cell of the image's cell grid (P = the tower's patch size aligns each
+    /// digit with one patch), the digits in consecutive cells of one row starting at a random cell,
+    /// each glyph centred in its cell — written text whose characters each fill a patch, so reading
+    /// it needs one visual token per character (see the module docs).
+    pub digit_cell: u32,
 }
 
 impl Default for FineDetailConfig {
@@ -50,10 +63,11 @@ impl Default for FineDetailConfig {
         FineDetailConfig {
             image_size: 80,
             min_digits: 2,
-            max_digits: 4,
-            glyph_scale: 1,
+            max_digits: 3,
+            glyph_scale: 2,
             max_distractors: 4,
             distractor_half_size: 5,
+            digit_cell: 10,
         }
     }
 }
@@ -80,6 +94,15 @@ impl FineDetailConfig {
                 "image_size",
                 format!("{} px cannot hold {} digits at scale {} ({w}×{h} px)", self.image_size, self.max_digits, self.glyph_scale),
             ));
+        }
+        if self.digit_cell > 0 {
+            let (gw, gh) = font::text_size(1, self.glyph_scale);
+            if gw > self.digit_cell || gh > self.digit_cell {
+                return Err(Error::config("digit_cell", format!("{} px cells cannot hold {gw}×{gh} px glyphs (glyph_scale {})", self.digit_cell, self.glyph_scale)));
+            }
+            if self.max_digits as u64 * self.digit_cell as u64 > self.image_size as u64 {
+                return Err(Error::config("digit_cell", format!("{} digits of {} px cells do not fit a {} px row", self.max_digits, self.digit_cell, self.image_size)));
+            }
         }
         if self.max_distractors > 0 {
             self.distractor_scene().validate()?;
@@ -120,17 +143,29 @@ impl FineDetailScene {
         let digits: Vec<u8> = (0..n)
             .map(|i| if i == 0 && n > 1 { rng.random_range(1..10) } else { rng.random_range(0..10) })
             .collect();
-        let (w, h) = font::text_size(n, config.glyph_scale);
-        let x = rng.random_range(0..=config.image_size - w);
-        let y = rng.random_range(0..=config.image_size - h);
+        // The text's top-left corner and the box distractors keep clear of (inclusive bounds, grown
+        // by a 1-px gap): the glyphs, or the whole cells of the digit-per-cell layout.
+        let (x, y, text_box) = if config.digit_cell == 0 {
+            let (w, h) = font::text_size(n, config.glyph_scale);
+            let x = rng.random_range(0..=config.image_size - w);
+            let y = rng.random_range(0..=config.image_size - h);
+            (x, y, (x as i64 - 1, y as i64 - 1, (x + w) as i64, (y + h) as i64))
+        } else {
+            let p = config.digit_cell;
+            let cells = config.image_size / p;
+            let row = rng.random_range(0..cells);
+            let col = rng.random_range(0..=cells - n as u32);
+            let (gw, gh) = font::text_size(1, config.glyph_scale);
+            let cell_box = ((col * p) as i64 - 1, (row * p) as i64 - 1, ((col + n as u32) * p) as i64, ((row + 1) * p) as i64);
+            (col * p + (p - gw) / 2, row * p + (p - gh) / 2, cell_box)
+        };
 
         let mut distractors = Vec::new();
         let count = rng.random_range(0..=config.max_distractors);
         if count > 0 {
             let sc = config.distractor_scene();
             let hs = sc.half_size as i64;
-            // Text box grown by a 1-px gap, inclusive bounds.
-            let (tx0, ty0, tx1, ty1) = (x as i64 - 1, y as i64 - 1, (x + w) as i64, (y + h) as i64);
+            let (tx0, ty0, tx1, ty1) = text_box;
             let mut centres: Vec<(u32, u32)> = Vec::new();
             for _ in 0..count {
                 for _ in 0..100 {
@@ -184,7 +219,14 @@ impl FineDetailScene {
         for d in &self.distractors {
             draw_object(&mut img, d, self.config.distractor_half_size);
         }
-        font::draw_digits(&mut img, &self.digits, self.x, self.y, self.config.glyph_scale, TEXT_RGB);
+        if self.config.digit_cell == 0 {
+            font::draw_digits(&mut img, &self.digits, self.x, self.y, self.config.glyph_scale, TEXT_RGB);
+        } else {
+            for (i, &d) in self.digits.iter().enumerate() {
+                let x = self.x + i as u32 * self.config.digit_cell;
+                font::draw_digits(&mut img, &[d], x, self.y, self.config.glyph_scale, TEXT_RGB);
+            }
+        }
         img
     }
 }

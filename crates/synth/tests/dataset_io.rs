@@ -205,7 +205,7 @@ fn config_deserialises_with_defaults() {
     assert_eq!(c.task, Task::FineDetail);
     assert_eq!(c.seed, 9);
     assert_eq!(c.scene.image_size, 80);
-    assert_eq!(c.fine_detail.max_digits, 4);
+    assert_eq!((c.fine_detail.max_digits, c.fine_detail.glyph_scale, c.fine_detail.digit_cell), (3, 2, 10));
 }
 
 #[test]

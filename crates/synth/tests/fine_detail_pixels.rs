@@ -55,9 +55,83 @@ fn read_digits(img: &image::RgbImage, scale: u32) -> String {
     out
 }
 
+/// The earlier free layout: 2–4 digits at scale 1, the font's spacing, any pixel position.
+fn free_layout() -> FineDetailConfig {
+    FineDetailConfig { glyph_scale: 1, min_digits: 2, max_digits: 4, digit_cell: 0, ..Default::default() }
+}
+
+/// Reads the digit-per-cell layout: every 10-px cell of the 8×8 grid holding black ink is one 6×10
+/// glyph (scale 2) centred in it; the cells must be consecutive in one row. Returns the digits left
+/// to right and the (row, first column) of the text.
+fn read_cells(img: &image::RgbImage) -> (String, (u32, u32)) {
+    let mut cells = vec![];
+    for r in 0..8 {
+        for c in 0..8 {
+            let black = (0..10).flat_map(|y| (0..10).map(move |x| (x, y))).filter(|&(x, y)| img.get_pixel(c * 10 + x, r * 10 + y).0 == [0, 0, 0]).count();
+            if black > 0 {
+                cells.push((r, c));
+            }
+        }
+    }
+    assert!(!cells.is_empty(), "no text");
+    let (row, first) = cells[0];
+    for (k, &(r, c)) in cells.iter().enumerate() {
+        assert_eq!((r, c), (row, first + k as u32), "digit cells must be consecutive in one row: {cells:?}");
+    }
+    let mut out = String::new();
+    for &(r, c) in &cells {
+        // Centred: 2 px of margin left and right, glyph rows fill the cell's 10 px.
+        let is_ink = |col: u32, rr: u32| img.get_pixel(c * 10 + 2 + col * 2, r * 10 + rr * 2).0 == [0, 0, 0];
+        let matches: Vec<usize> = (0..10).filter(|&d| (0..5).all(|rr| (0..3).all(|cc| is_ink(cc, rr) == ink(d, cc, rr)))).collect();
+        assert_eq!(matches.len(), 1, "cell ({r},{c}) matches {matches:?}");
+        out.push(char::from(b'0' + matches[0] as u8));
+    }
+    (out, (row, first))
+}
+
+#[test]
+fn digits_read_back_cell_by_cell_in_the_default_layout() {
+    let gen = Generator::new(DatasetConfig { task: Task::FineDetail, seed: 5, ..Default::default() }).unwrap();
+    let mut lengths = std::collections::BTreeSet::new();
+    let mut even_start_pairs = 0;
+    for s in gen.generate(0..400).unwrap() {
+        let qa = &s.qas[0];
+        let (text, (row, col)) = read_cells(&s.image);
+        assert_eq!(text, qa.answer, "{}", s.id);
+        assert!(!qa.answer.starts_with('0'));
+        lengths.insert(qa.answer.len());
+        // The caption names the first digit's cell on the 8×8 grid.
+        let Some(Content::FineDetail(scene)) = &s.content else { panic!("no scene") };
+        assert!(scene.caption(8).starts_with(&format!("the number {} at row {row} column {col}", qa.answer)), "{}", scene.caption(8));
+        // No colour inside the text's cells (distractors never touch it).
+        for k in 0..qa.answer.len() as u32 {
+            for y in 0..10 {
+                for x in 0..10 {
+                    let p = s.image.get_pixel((col + k) * 10 + x, row * 10 + y).0;
+                    assert!(p == [0, 0, 0] || p == [255, 255, 255], "colour {p:?} in a digit cell of {}", s.id);
+                }
+            }
+        }
+        even_start_pairs += (qa.answer.len() == 2 && col % 2 == 0) as usize;
+    }
+    assert_eq!(lengths.into_iter().collect::<Vec<_>>(), [2, 3]);
+    // Two-digit numbers share one 2×2-pooled token when they start on an even column: about half.
+    assert!((60..140).contains(&even_start_pairs), "{even_start_pairs}");
+}
+
+#[test]
+fn a_glyph_larger_than_its_cell_is_refused() {
+    let bad = FineDetailConfig { glyph_scale: 3, ..Default::default() };
+    let err = Generator::new(DatasetConfig { task: Task::FineDetail, fine_detail: bad, ..Default::default() }).unwrap_err();
+    assert!(err.to_string().contains("digit_cell"), "{err}");
+    let wide = FineDetailConfig { max_digits: 9, ..Default::default() };
+    let err = Generator::new(DatasetConfig { task: Task::FineDetail, fine_detail: wide, ..Default::default() }).unwrap_err();
+    assert!(err.to_string().contains("digit_cell"), "{err}");
+}
+
 #[test]
 fn digits_read_back_from_pixels() {
-    let gen = Generator::new(DatasetConfig { task: Task::FineDetail, seed: 5, ..Default::default() }).unwrap();
+    let gen = Generator::new(DatasetConfig { task: Task::FineDetail, seed: 5, fine_detail: free_layout(), ..Default::default() }).unwrap();
     let mut lengths = std::collections::BTreeSet::new();
     let mut with_distractors = 0;
     for s in gen.generate(0..500).unwrap() {
@@ -76,7 +150,7 @@ fn digits_read_back_from_pixels() {
 
 #[test]
 fn digits_read_back_at_scale_two() {
-    let fine = FineDetailConfig { glyph_scale: 2, min_digits: 1, max_digits: 6, ..Default::default() };
+    let fine = FineDetailConfig { glyph_scale: 2, min_digits: 1, max_digits: 6, digit_cell: 0, ..Default::default() };
     let gen = Generator::new(DatasetConfig { task: Task::FineDetail, seed: 9, fine_detail: fine, ..Default::default() }).unwrap();
     for s in gen.generate(0..200).unwrap() {
         assert_eq!(read_digits(&s.image, 2), s.qas[0].answer);
@@ -113,7 +187,7 @@ fn pooled(img: &image::RgbImage, cell: u32) -> Vec<u64> {
 }
 
 fn text_image(digits: Vec<u8>, x: u32, y: u32) -> image::RgbImage {
-    let config = FineDetailConfig { max_distractors: 0, ..Default::default() };
+    let config = FineDetailConfig { max_distractors: 0, ..free_layout() };
     FineDetailScene { config, digits, x, y, distractors: vec![] }.render()
 }
 

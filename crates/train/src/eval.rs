@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
-use synth::{Group, ImageSample};
+use synth::{Group, ImageSample, Qa};
 use vlm::checkpoint::{Checkpoint, VisionTowerSource};
 use vlm::generate::{generate, GenerateConfig};
 use vlm::vision::{load_clip_tower, ClipVisionTower, VisionFeatures};
@@ -111,8 +111,7 @@ pub fn evaluate(
     let t0 = Instant::now();
     let features = FeatureSet::compute(&vlm.tower, &samples.iter().map(|s| &s.image).collect::<Vec<_>>(), 64)?;
     let total_q: usize = samples.iter().map(|s| s.qas.len()).sum::<usize>().min(max_questions.unwrap_or(usize::MAX));
-    let mut fam: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-    let mut grp: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let mut tally = Tally::default();
     let mut done = 0;
     'outer: for (i, s) in samples.iter().enumerate() {
         let f = features.gather(&Tensor::new(&[i as u32], &Device::Cpu)?, DType::F32)?;
@@ -122,17 +121,7 @@ pub fn evaluate(
             }
             let q = qa.question.strip_prefix("<image>\n").unwrap_or(&qa.question);
             let got = vlm.answer(&f, q, 8)?;
-            let ok = (got == qa.answer.trim()) as usize;
-            let group = match qa.family.group() {
-                Group::NonRelational => "non_relational",
-                Group::Relational => "relational",
-                Group::FineDetail => "fine_detail",
-            };
-            for (map, key) in [(&mut fam, qa.family.name().to_string()), (&mut grp, group.to_string())] {
-                let e = map.entry(key).or_default();
-                e.0 += ok;
-                e.1 += 1;
-            }
+            tally.add(qa, &got);
             done += 1;
             progress(done, total_q);
         }
@@ -141,15 +130,45 @@ pub fn evaluate(
         return Err(Error::config("data", "no questions to evaluate"));
     }
     let wall = t0.elapsed().as_secs_f64();
-    let correct: usize = fam.values().map(|v| v.0).sum();
-    Ok(EvalReport {
-        model: model_dir.display().to_string(),
-        families: fam.into_iter().map(|(k, (c, t))| (k, score(c, t))).collect(),
-        groups: grp.into_iter().map(|(k, (c, t))| (k, score(c, t))).collect(),
-        overall: score(correct, done),
-        wall_s: wall,
-        questions_per_s: done as f64 / wall.max(1e-9),
-    })
+    Ok(tally.report(&model_dir.display().to_string(), wall))
+}
+
+/// Exact-match scoring of answers per family and group: an answer is right when it equals the
+/// reference answer after trimming surrounding whitespace (both sides), nothing else.
+#[derive(Debug, Clone, Default)]
+pub struct Tally {
+    families: BTreeMap<String, (usize, usize)>,
+    groups: BTreeMap<String, (usize, usize)>,
+}
+
+impl Tally {
+    /// Scores one generated answer `got` to `qa`.
+    pub fn add(&mut self, qa: &Qa, got: &str) {
+        let ok = (got.trim() == qa.answer.trim()) as usize;
+        let group = match qa.family.group() {
+            Group::NonRelational => "non_relational",
+            Group::Relational => "relational",
+            Group::FineDetail => "fine_detail",
+        };
+        for (map, key) in [(&mut self.families, qa.family.name()), (&mut self.groups, group)] {
+            let e = map.entry(key.to_string()).or_default();
+            e.0 += ok;
+            e.1 += 1;
+        }
+    }
+
+    /// The report of everything added (`model` names the checkpoint, `wall_s` the time taken).
+    pub fn report(&self, model: &str, wall_s: f64) -> EvalReport {
+        let (correct, done) = self.families.values().fold((0, 0), |(c, t), v| (c + v.0, t + v.1));
+        EvalReport {
+            model: model.to_string(),
+            families: self.families.iter().map(|(k, &(c, t))| (k.clone(), score(c, t))).collect(),
+            groups: self.groups.iter().map(|(k, &(c, t))| (k.clone(), score(c, t))).collect(),
+            overall: score(correct, done),
+            wall_s,
+            questions_per_s: done as f64 / wall_s.max(1e-9),
+        }
+    }
 }
 
 /// Writes `report` as pretty JSON atomically. Errors: I/O.

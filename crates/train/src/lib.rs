@@ -23,6 +23,7 @@ pub mod error;
 pub mod eval;
 pub mod features;
 pub mod init;
+pub mod llm_pretrain;
 pub mod model;
 pub mod optim;
 pub mod sizes;

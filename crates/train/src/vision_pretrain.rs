@@ -1,9 +1,14 @@
-//! Pretraining the small CLIP-architecture vision tower on Sort-of-CLEVR images, then freezing it.
+//! Pretraining the small CLIP-architecture vision tower on generated images, then freezing it.
 //!
-//! Objective: supervised per-patch scene description. Each of the G×G patch tokens of the last block
-//! predicts, through a linear head, (a) which object has its centre in that patch — 13 classes: none,
-//! or one of 6 colours × 2 shapes — with cross-entropy, and (b) where in the image that centre lies
-//! (x, y divided by the image size, in [0, 1)) with a squared error on occupied patches. Target (b)
+//! Objective: supervised per-patch scene description, on Sort-of-CLEVR images and, as many,
+//! fine-detail images (written digits among distractor shapes; `synth::fine_detail`, whose default
+//! layout puts one digit in each of a few consecutive patches). Each of the G×G patch tokens of the
+//! last block predicts, through a linear head, (a) what the patch holds — [`PATCH_CLASSES`] classes:
+//! nothing, the centre of one of 6 colours × 2 shapes, or one of the 10 digits — with cross-entropy,
+//! and (b) where in the image an object's centre lies (x, y divided by the image size, in [0, 1))
+//! with a squared error on patches holding an object's centre. The digit classes play the part of
+//! CLIP's ability to read text (which OCR-like benchmarks rely on): without them the tower's patch
+//! tokens carried too little of a glyph's shape to tell digits apart. Target (b)
 //! makes the object's absolute position linearly readable from its patch token: an earlier version
 //! regressed only the offset inside the patch, and then a linear read-out of the patch's row or
 //! column from the last layer's tokens was right on only 65 % of the left/right halves (the position
@@ -26,7 +31,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
-use synth::{Content, DatasetConfig, Generator, ImageSample, Scene, Shape};
+use synth::{Content, DatasetConfig, FineDetailScene, Generator, ImageSample, Scene, Shape, Task};
 use vlm::layers::{Linear, OpMode};
 use vlm::vision::clip::drop_cls;
 use vlm::vision::{ClipVisionConfig, ClipVisionTower};
@@ -39,10 +44,14 @@ use crate::{Error, Result};
 /// Version of the pretraining objective, recorded with sweep towers so that a tower pretrained with
 /// an earlier objective is not reused: v2 regresses the object's absolute centre (v1: the offset
 /// inside its patch).
-pub const OBJECTIVE: &str = "patch-class+absolute-centre/v2";
+pub const OBJECTIVE: &str = "patch-class+absolute-centre+digits/v3";
 
-/// Patch classes: 0 = no object centre; 1 + 2·colour + shape otherwise.
-pub const PATCH_CLASSES: usize = 13;
+/// Patch classes: 0 = nothing; 1 + 2·colour + shape for a patch holding an object's centre;
+/// [`DIGIT_CLASS`] + d for a patch holding the glyph of digit d.
+pub const PATCH_CLASSES: usize = 23;
+
+/// The class of digit 0 ([`PATCH_CLASSES`]).
+pub const DIGIT_CLASS: u32 = 13;
 
 /// The tower: 80 px images, patch 10 (8×8 grid), d = 64, 4 blocks, 4 heads, MLP 256, QuickGELU.
 pub fn tower_config() -> ClipVisionConfig {
@@ -93,8 +102,10 @@ pub struct VisionPretrainReport {
     pub final_loss: f64,
     /// Held-out accuracy of the 13-way patch classification.
     pub eval_patch_accuracy: f64,
-    /// Held-out accuracy on the occupied patches only (which object, of 12).
+    /// Held-out accuracy on the patches holding an object's centre (which object, of 12).
     pub eval_object_accuracy: f64,
+    /// Held-out accuracy on the patches holding a digit (which digit, of 10).
+    pub eval_digit_accuracy: f64,
     /// Held-out mean absolute error of the predicted object centre on occupied patches, in pixels
     /// (per coordinate).
     pub eval_centre_error_px: f64,
@@ -108,12 +119,35 @@ pub struct VisionPretrainReport {
 /// A patch holding an object's centre gets class 1 + 2·colour + shape (square 0, circle 1) and the
 /// centre (x, y) / image size; other patches class 0, centre (0, 0), mask 0.
 pub fn patch_targets(scene: &Scene, grid: usize) -> (Vec<u32>, Vec<f32>, Vec<f32>) {
-    let size = scene.config.image_size as f32;
+    object_targets(&scene.objects, scene.config.image_size, grid)
+}
+
+/// Per-patch targets of a fine-detail scene, as [`patch_targets`] for its distractors, and class
+/// [`DIGIT_CLASS`] + d for each patch that holds the centre of digit d's glyph (no centre target).
+pub fn fine_detail_targets(scene: &FineDetailScene, grid: usize) -> (Vec<u32>, Vec<f32>, Vec<f32>) {
+    let size = scene.config.image_size;
+    let (mut classes, centres, mask) = object_targets(&scene.distractors, size, grid);
+    let (gw, gh) = synth::font::text_size(1, scene.config.glyph_scale);
+    let pitch = if scene.config.digit_cell > 0 {
+        scene.config.digit_cell
+    } else {
+        (synth::font::GLYPH_WIDTH + synth::font::GLYPH_SPACING) * scene.config.glyph_scale
+    };
+    for (i, &d) in scene.digits.iter().enumerate() {
+        let (cx, cy) = (scene.x + i as u32 * pitch + gw / 2, scene.y + gh / 2);
+        let (c, r) = ((cx as usize * grid / size as usize).min(grid - 1), (cy as usize * grid / size as usize).min(grid - 1));
+        classes[r * grid + c] = DIGIT_CLASS + d as u32;
+    }
+    (classes, centres, mask)
+}
+
+fn object_targets(objects: &[synth::Object], image_size: u32, grid: usize) -> (Vec<u32>, Vec<f32>, Vec<f32>) {
+    let size = image_size as f32;
     let cell = size / grid as f32;
     let mut classes = vec![0u32; grid * grid];
     let mut centres = vec![0f32; grid * grid * 2];
     let mut mask = vec![0f32; grid * grid];
-    for o in &scene.objects {
+    for o in objects {
         let (cx, cy) = (o.x as f32 / cell, o.y as f32 / cell);
         let (c, r) = ((cx as usize).min(grid - 1), (cy as usize).min(grid - 1));
         let colour = synth::Colour::ALL.iter().position(|&k| k == o.colour).unwrap_or(0);
@@ -136,10 +170,11 @@ struct Targets {
 fn targets(samples: &[&ImageSample], grid: usize, dev: &Device) -> Result<Targets> {
     let (mut cl, mut off, mut mask) = (vec![], vec![], vec![]);
     for s in samples {
-        let Some(Content::SortOfClevr(scene)) = &s.content else {
-            return Err(Error::config("images", format!("image {} is not a generated Sort-of-CLEVR scene", s.id)));
+        let (c, o, m) = match &s.content {
+            Some(Content::SortOfClevr(scene)) => patch_targets(scene, grid),
+            Some(Content::FineDetail(scene)) => fine_detail_targets(scene, grid),
+            None => return Err(Error::config("images", format!("image {} is not a generated scene", s.id))),
         };
-        let (c, o, m) = patch_targets(scene, grid);
         cl.extend(c);
         off.extend(o);
         mask.extend(m);
@@ -216,10 +251,16 @@ pub fn pretrain_vision(
     cfg.clip.validate().map_err(|m| Error::config("clip", m))?;
     let dev = Device::Cpu;
     let grid = cfg.clip.grid();
+    // `n` Sort-of-CLEVR images and `n` fine-detail images.
     let data = |seed: u64, n: usize| -> Result<Vec<ImageSample>> {
-        let mut dc = DatasetConfig { seed, ..DatasetConfig::default() };
-        dc.scene.image_size = cfg.clip.image_size as u32;
-        Ok(Generator::new(dc)?.generate(0..n as u64)?)
+        let mut out = vec![];
+        for task in [Task::SortOfClevr, Task::FineDetail] {
+            let mut dc = DatasetConfig { task, seed, ..DatasetConfig::default() };
+            dc.scene.image_size = cfg.clip.image_size as u32;
+            dc.fine_detail.image_size = cfg.clip.image_size as u32;
+            out.extend(Generator::new(dc)?.generate(0..n as u64)?);
+        }
+        Ok(out)
     };
     let train = data(cfg.seed, cfg.images)?;
     let held = data(cfg.seed.wrapping_add(1_000_003), cfg.eval_images.max(1))?;
@@ -265,6 +306,7 @@ pub fn pretrain_vision(
     let wall = t0.elapsed().as_secs_f64();
     // Held-out accuracy.
     let (mut right, mut total, mut obj_right, mut obj_total) = (0usize, 0usize, 0usize, 0usize);
+    let (mut digit_right, mut digit_total) = (0usize, 0usize);
     let mut centre_err = 0f64;
     for chunk in held.chunks(64) {
         let refs: Vec<&ImageSample> = chunk.iter().collect();
@@ -275,8 +317,9 @@ pub fn pretrain_vision(
         let centre: Vec<Vec<f32>> = candle_nn::ops::sigmoid(&out.narrow(1, PATCH_CLASSES, 2)?)?.to_vec2()?;
         let truth: Vec<u32> = tg.classes.to_vec1()?;
         let true_centre: Vec<Vec<f32>> = tg.centres.to_vec2()?;
-        for (i, &t) in truth.iter().enumerate() {
-            if t != 0 {
+        let mask: Vec<f32> = tg.mask.flatten_all()?.to_vec1()?;
+        for (i, &m) in mask.iter().enumerate() {
+            if m > 0.0 {
                 for k in 0..2 {
                     centre_err += ((centre[i][k] - true_centre[i][k]).abs() * cfg.clip.image_size as f32) as f64;
                 }
@@ -285,7 +328,10 @@ pub fn pretrain_vision(
         for (p, t) in pred.iter().zip(&truth) {
             total += 1;
             right += (p == t) as usize;
-            if *t != 0 {
+            if *t >= DIGIT_CLASS {
+                digit_total += 1;
+                digit_right += (p == t) as usize;
+            } else if *t != 0 {
                 obj_total += 1;
                 obj_right += (p == t) as usize;
             }
@@ -297,6 +343,7 @@ pub fn pretrain_vision(
         final_loss: last,
         eval_patch_accuracy: right as f64 / total.max(1) as f64,
         eval_object_accuracy: obj_right as f64 / obj_total.max(1) as f64,
+        eval_digit_accuracy: digit_right as f64 / digit_total.max(1) as f64,
         eval_centre_error_px: centre_err / (2 * obj_total.max(1)) as f64,
         wall_s: wall,
         images_per_s: (cfg.steps * cfg.batch_size) as f64 / wall.max(1e-9),

@@ -2,9 +2,12 @@
 //! compressor + projector + Qwen2 LLM from scratch (candle autograd, differentiable kernels) → AdamW
 //! with warm-up + cosine schedule and gradient clipping → atomic LLaVA-layout checkpoints, resumable.
 //!
-//! As LLaVA's stage 2 (paper §3) everything but the vision tower trains, and only answer tokens are
-//! loss targets. Unlike the paper there is no stage 1 (the LLM starts from scratch, so there is no
-//! pretrained LLM to align the projector to).
+//! Two stages as LLaVA trains (paper §3): with a pretrained LLM (`llm_init`, made by
+//! [`crate::llm_pretrain`]), stage 1 (`stage1_steps` steps at `stage1_lr`) trains only the compressor
+//! and projector with the LLM frozen, then stage 2 (`steps` steps at `lr`) trains compressor,
+//! projector and LLM; each stage has its own warm-up + cosine schedule and fresh AdamW moments. The
+//! vision tower is always frozen and only answer tokens are loss targets. Without `llm_init` the LLM
+//! starts from a seeded initialisation (stage 1 then has nothing to align to and is usually 0).
 //!
 //! Determinism: initialisation ([`crate::init`]) and the batch order (a ChaCha8 permutation per epoch)
 //! come from `seed`, so a run interrupted after any saved step and resumed with the same settings
@@ -101,6 +104,15 @@ pub struct VlmTrainConfig {
     /// the colour word; learnt there, it transfers to the natural question, which from scratch stays
     /// at the answer prior (crates/train/README.md, "Session 4"). Same batch order in both stages.
     pub short_question_steps: usize,
+    /// A pretrained LLM directory ([`crate::llm_pretrain`]; its manifest is checked) whose weights
+    /// replace the LLM's initialisation; its `tokenizer.json` is used unless `tokenizer` is given.
+    /// `None`: the LLM starts from the seeded initialisation.
+    pub llm_init: Option<PathBuf>,
+    /// Stage 1: steps that train only the compressor and projector (LLM frozen), before the `steps`
+    /// of stage 2. 0 = no stage 1.
+    pub stage1_steps: usize,
+    /// Stage 1's peak learning rate (LLaVA: 1e-3).
+    pub stage1_lr: f64,
     /// Data-parallel worker threads per step ([`TrainableVlm::loss_and_grads`]; 1 = one pass over
     /// the batch). Not part of the resume check: it changes only the gradients' summation order.
     pub threads: usize,
@@ -131,13 +143,18 @@ impl VlmTrainConfig {
             resume: true,
             stop_after: None,
             short_question_steps: 0,
+            llm_init: None,
+            stage1_steps: 0,
+            stage1_lr: 1e-3,
             threads: 1,
         }
     }
 
-    /// The settings that must match for a resume (everything that changes the updates).
-    fn fingerprint(&self) -> serde_json::Value {
+    /// The settings that must match for a resume (everything that changes the updates); the
+    /// pretrained LLM enters by its weights' SHA-256 (`llm_init_sha256`), not its path.
+    fn fingerprint(&self, llm_init_sha256: Option<&str>) -> serde_json::Value {
         json!({
+            "llm_init": llm_init_sha256, "stage1_steps": self.stage1_steps, "stage1_lr": self.stage1_lr,
             "llm": self.llm, "compressor": self.compressor, "visual_tokens": self.visual_tokens,
             "seed": self.seed, "batch_size": self.batch_size, "steps": self.steps, "lr": self.lr,
             "warmup_ratio": self.warmup_ratio, "weight_decay": self.weight_decay,
@@ -145,6 +162,54 @@ impl VlmTrainConfig {
             "init_std": self.init_std, "short_question_steps": self.short_question_steps,
         })
     }
+}
+
+/// Name prefix of the compressor and projector weights (LLaVA's `model.mm_projector.*`).
+pub const MM_PREFIX: &str = "model.mm_projector.";
+
+/// Copies a pretrained LLM's weights (an HF Qwen2 directory from [`crate::llm_pretrain`]) into the
+/// LLM variables of `varmap` (every name outside [`MM_PREFIX`]). Its `config.json` must describe the
+/// same LLM as `expected_config` (the preset's config for this tokenizer).
+/// Errors ([`Error::Checkpoint`] naming the file): a different architecture, a missing, extra or
+/// mis-shaped tensor; I/O.
+pub fn load_pretrained_llm(varmap: &VarMap, dir: &Path, expected_config: &serde_json::Value) -> Result<()> {
+    let cfg_path = dir.join("config.json");
+    let got = vlm::decoder::DecoderConfig::from_file(&cfg_path)?;
+    let want = vlm::decoder::DecoderConfig::from_json_str(&expected_config.to_string())?;
+    if got != want {
+        return Err(Error::Checkpoint {
+            path: cfg_path,
+            msg: format!("describes another LLM than the preset of this run: {got:?} vs {want:?}"),
+        });
+    }
+    let path = dir.join(vlm::checkpoint::WEIGHTS_FILE);
+    let tensors = candle_core::safetensors::load(&path, &Device::Cpu)
+        .map_err(|e| Error::Checkpoint { path: path.clone(), msg: format!("not a valid safetensors file: {e}") })?;
+    let data = varmap.data().lock().map_err(|_| Error::config("varmap", "poisoned lock"))?;
+    let mut used = 0;
+    for (name, var) in data.iter().filter(|(k, _)| !k.starts_with(MM_PREFIX)) {
+        let t = tensors
+            .get(name)
+            .ok_or_else(|| Error::Checkpoint { path: path.clone(), msg: format!("lacks the LLM tensor `{name}`") })?;
+        if t.dims() != var.dims() {
+            return Err(Error::Checkpoint {
+                path: path.clone(),
+                msg: format!("`{name}` has shape {:?}, the LLM expects {:?}", t.dims(), var.dims()),
+            });
+        }
+        var.set(&t.to_dtype(var.dtype())?)?;
+        used += 1;
+    }
+    if used != tensors.len() {
+        let extra: Vec<&String> = tensors.keys().filter(|k| !data.contains_key(*k)).collect();
+        return Err(Error::Checkpoint { path, msg: format!("holds tensors the LLM does not have: {extra:?}") });
+    }
+    Ok(())
+}
+
+/// The variables of `varmap` with their names (the optimiser sorts them). Errors: a poisoned lock.
+pub fn named_vars(varmap: &VarMap) -> Result<Vec<(String, candle_core::Var)>> {
+    Ok(varmap.data().lock().map_err(|_| Error::config("varmap", "poisoned lock"))?.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
 }
 
 /// Reported after every step.
@@ -221,8 +286,22 @@ pub fn train_vlm(cfg: &VlmTrainConfig, progress: &mut dyn FnMut(&StepInfo)) -> R
     let tower_cfg = vlm::vision::ClipVisionConfig::from_file(&cfg.tower_dir.join("config.json"))?;
     kind.spec(cfg.visual_tokens, tower_cfg.grid(), tower_cfg.hidden_size, size.hidden_size)?;
 
+    if !(cfg.stage1_lr.is_finite() && cfg.stage1_lr > 0.0) {
+        return Err(Error::config("stage1_lr", format!("must be finite and > 0, got {}", cfg.stage1_lr)));
+    }
+    // The pretrained LLM: manifest checked (every file's SHA-256) before anything is built.
+    let llm_init = match &cfg.llm_init {
+        Some(dir) => {
+            let manifest = crate::llm_pretrain::verify_manifest(dir)?;
+            let sha = manifest.weights_sha256().unwrap_or_default().to_string();
+            Some((dir.clone(), sha))
+        }
+        None => None,
+    };
+
     // 2. Tokenizer and conversations.
-    let tokenizer_json = match &cfg.tokenizer {
+    let tokenizer_file = cfg.tokenizer.clone().or_else(|| llm_init.as_ref().map(|(d, _)| d.join("tokenizer.json")));
+    let tokenizer_json = match &tokenizer_file {
         Some(p) => std::fs::read(p).map_err(|e| Error::io(p, e))?,
         None => synth::build_tokenizer(&[])?
             .to_string(false)
@@ -234,10 +313,10 @@ pub fn train_vlm(cfg: &VlmTrainConfig, progress: &mut dyn FnMut(&StepInfo)) -> R
     crate::checkpoint_io::recover(&cfg.out_dir)?;
     std::fs::create_dir_all(&cfg.out_dir).map_err(|e| Error::io(&cfg.out_dir, e))?;
     let tok_path = cfg.out_dir.join("tokenizer.json");
-    if cfg.tokenizer.is_none() {
+    if tokenizer_file.is_none() {
         std::fs::write(&tok_path, &tokenizer_json).map_err(|e| Error::io(&tok_path, e))?;
     }
-    let encoder = ConversationEncoder::new(cfg.tokenizer.as_deref().unwrap_or(&tok_path))?;
+    let encoder = ConversationEncoder::new(tokenizer_file.as_deref().unwrap_or(&tok_path))?;
     let samples = cfg.data.load()?;
     let mut examples: Vec<Example> = vec![];
     // The short forms, one per natural question in the same order (stage 1 of the curriculum).
@@ -267,21 +346,30 @@ pub fn train_vlm(cfg: &VlmTrainConfig, progress: &mut dyn FnMut(&StepInfo)) -> R
     let varmap = VarMap::new();
     let model = TrainableVlm::new(&arch, true, VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
     crate::init::reinit_with_std(&varmap, cfg.seed, cfg.init_std)?;
-    let vars: Vec<(String, candle_core::Var)> =
-        varmap.data().lock().map_err(|_| Error::config("varmap", "poisoned lock"))?.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    if let Some((dir, _)) = &llm_init {
+        load_pretrained_llm(&varmap, dir, &size.hf_config(encoder.vocab_size(), encoder.im_end()))?;
+    }
+    let vars = named_vars(&varmap)?;
     let trainable_parameters = vars.iter().map(|(_, v)| v.elem_count()).sum();
-    let mut opt = AdamW::new(vars, cfg.weight_decay)?;
-    let schedule = Schedule {
-        peak_lr: cfg.lr,
+    // Stage 1 updates only the compressor and projector (`model.mm_projector.*`).
+    let stage1_vars: Vec<_> = vars.iter().filter(|(k, _)| k.starts_with(MM_PREFIX)).cloned().collect();
+    let stage1 = cfg.stage1_steps;
+    let total_steps = stage1 + cfg.steps;
+    let schedule_of = |peak_lr: f64, steps: usize| Schedule {
+        peak_lr,
         min_lr: 0.0,
-        warmup_steps: ((cfg.steps as f64 * cfg.warmup_ratio).ceil() as usize).max(1),
-        total_steps: cfg.steps,
+        warmup_steps: ((steps as f64 * cfg.warmup_ratio).ceil() as usize).max(1),
+        total_steps: steps,
     };
+    let (schedule1, schedule) = (schedule_of(cfg.stage1_lr, stage1.max(1)), schedule_of(cfg.lr, cfg.steps));
+    let mut in_stage1 = stage1 > 0;
+    let mut opt = AdamW::new(if in_stage1 { stage1_vars.clone() } else { vars.clone() }, cfg.weight_decay)?;
     let multi = feature_layers(tower_cfg.num_hidden_layers)?.multi;
     let config = config_json(&arch, &size.hf_config(encoder.vocab_size(), encoder.im_end()), &cfg.tower_dir, &multi)?;
 
     // 5. Resume.
-    let mut state = TrainerState { step: 0, settings: cfg.fingerprint(), losses: vec![], wall_s: 0.0 };
+    let mut state =
+        TrainerState { step: 0, settings: cfg.fingerprint(llm_init.as_ref().map(|(_, s)| s.as_str())), losses: vec![], wall_s: 0.0 };
     let mut resumed_from = None;
     if cfg.resume {
         if let Some((saved, moments)) = load_trainer_state(&cfg.out_dir)? {
@@ -293,7 +381,14 @@ pub fn train_vlm(cfg: &VlmTrainConfig, progress: &mut dyn FnMut(&StepInfo)) -> R
             }
             let mut vm = varmap.clone();
             vm.load(cfg.out_dir.join(vlm::checkpoint::WEIGHTS_FILE))?;
-            opt.load_state(&moments, saved.step)?;
+            // The moments belong to the stage of the last completed step.
+            if saved.step <= stage1 && stage1 > 0 {
+                opt.load_state(&moments, saved.step)?;
+            } else {
+                in_stage1 = false;
+                opt = AdamW::new(vars.clone(), cfg.weight_decay)?;
+                opt.load_state(&moments, saved.step - stage1)?;
+            }
             resumed_from = Some(saved.step);
             state = saved;
         }
@@ -307,8 +402,13 @@ pub fn train_vlm(cfg: &VlmTrainConfig, progress: &mut dyn FnMut(&StepInfo)) -> R
     let start = state.step;
     let wall_before = state.wall_s;
     let mut ran = 0;
-    while state.step < cfg.steps {
+    while state.step < total_steps {
         let step = state.step;
+        if in_stage1 && step >= stage1 {
+            // Stage 2: everything trains, with fresh moments and its own schedule.
+            in_stage1 = false;
+            opt = AdamW::new(vars.clone(), cfg.weight_decay)?;
+        }
         let pool = if step < cfg.short_question_steps { &short_examples } else { &examples };
         let mut batch_examples: Vec<&Example> = Vec::with_capacity(cfg.batch_size);
         for j in 0..cfg.batch_size {
@@ -327,7 +427,7 @@ pub fn train_vlm(cfg: &VlmTrainConfig, progress: &mut dyn FnMut(&StepInfo)) -> R
             return Err(Error::NonFiniteLoss { step, loss: loss_value });
         }
         let grad_norm = clip_grad_norm(&mut grads, opt.vars(), cfg.max_grad_norm)?;
-        let lr = schedule.lr(step);
+        let lr = if in_stage1 { schedule1.lr(step) } else { schedule.lr(step - stage1) };
         opt.step(&grads, lr)?;
         state.step += 1;
         state.losses.push(loss_value);
@@ -335,14 +435,14 @@ pub fn train_vlm(cfg: &VlmTrainConfig, progress: &mut dyn FnMut(&StepInfo)) -> R
         let elapsed = t0.elapsed().as_secs_f64();
         progress(&StepInfo {
             step: state.step,
-            total: cfg.steps,
+            total: total_steps,
             loss: loss_value,
             lr,
             grad_norm,
             samples_per_s: (ran * cfg.batch_size) as f64 / elapsed.max(1e-9),
         });
         let stop = cfg.stop_after.is_some_and(|k| ran >= k);
-        if state.step % cfg.save_every == 0 || state.step == cfg.steps || stop {
+        if state.step % cfg.save_every == 0 || state.step == total_steps || stop {
             state.wall_s = wall_before + t0.elapsed().as_secs_f64();
             save_checkpoint(&cfg.out_dir, &config, &varmap, &tokenizer_json, Some((&state, &opt)))?;
         }
@@ -354,7 +454,7 @@ pub fn train_vlm(cfg: &VlmTrainConfig, progress: &mut dyn FnMut(&StepInfo)) -> R
     let recent = &state.losses[state.losses.len().saturating_sub(50)..];
     Ok(TrainReport {
         steps: state.step,
-        finished: state.step >= cfg.steps,
+        finished: state.step >= total_steps,
         resumed_from,
         final_loss: state.losses.last().copied().unwrap_or(f64::NAN),
         recent_loss: recent.iter().sum::<f64>() / recent.len().max(1) as f64,

@@ -35,3 +35,30 @@ fn patch_targets_match_the_pixels() {
         }
     }
 }
+
+#[test]
+fn fine_detail_targets_mark_each_digit_patch_with_its_digit() {
+    let cfg = DatasetConfig { task: synth::Task::FineDetail, seed: 3, ..DatasetConfig::default() };
+    let samples = Generator::new(cfg).unwrap().generate(0..40).unwrap();
+    let grid = 8;
+    for s in &samples {
+        let Some(Content::FineDetail(scene)) = &s.content else { panic!("not a fine-detail scene") };
+        let (classes, _, mask) = train::vision_pretrain::fine_detail_targets(scene, grid);
+        // The patches with black (text) pixels, in row-major order, from the image itself.
+        let cell = s.image.width() / grid as u32;
+        let inked: Vec<usize> = (0..grid * grid)
+            .filter(|&p| {
+                let (r, c) = ((p / grid) as u32, (p % grid) as u32);
+                (0..cell).any(|y| (0..cell).any(|x| s.image.get_pixel(c * cell + x, r * cell + y).0 == [0, 0, 0]))
+            })
+            .collect();
+        let digit_patches: Vec<usize> = (0..grid * grid).filter(|&p| classes[p] >= train::vision_pretrain::DIGIT_CLASS).collect();
+        assert_eq!(digit_patches, inked, "image {}", s.id);
+        let read: String =
+            digit_patches.iter().map(|&p| char::from(b'0' + (classes[p] - train::vision_pretrain::DIGIT_CLASS) as u8)).collect();
+        assert_eq!(read, s.qas[0].answer, "image {}", s.id);
+        // Distractors keep their object class and centre target.
+        assert_eq!(mask.iter().filter(|&&m| m == 1.0).count(), scene.distractors.len());
+        assert!(classes.iter().all(|&c| (c as usize) < PATCH_CLASSES));
+    }
+}

@@ -32,6 +32,11 @@ pub struct Args {
     /// Compute threads per cell (default: cores / --jobs, at least 1).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Run the whole grid for this many seeds (the config's seed, +1, …): each seed has its own cell
+    /// seed (initialisation, batch order, training data), held-out split and vision tower, and its
+    /// results in DIR/seed<S>/; DIR/report/seeds.md gives every claim's verdict per seed and overall.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub seeds: u64,
     /// Bootstrap resamples for the confidence intervals (as `vlmscale fit`).
     #[arg(long, default_value_t = 200)]
     pub bootstrap: usize,
@@ -83,36 +88,63 @@ pub fn run(a: Args) -> Result<()> {
             (cfg, text)
         }
     };
-    let report_dir = cfg.results_dir.join("report");
-    let r = runner(&common, &cfg)?;
-    let cells = cfg.cells().len();
-    eprintln!(
-        "reproduce `{}`: {cells} cells, {} at once, {} compute thread(s) each; results in {}",
-        cfg.name,
-        a.jobs,
-        std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into()),
-        cfg.results_dir.display()
-    );
-    prepare(&common, &cfg)?;
     let synthetic = a.runner == RunnerKind::Synthetic;
-    let opts = sweep::reproduce::ReproduceOptions {
-        jobs: a.jobs,
-        progress: true,
-        report: sweep::report::ReportOptions {
-            names: cfg.report.clone(),
-            bootstrap: a.bootstrap,
-            note: synthetic.then(|| SYNTHETIC_NOTE.to_string()),
-            ..Default::default()
-        },
-        report_dir: report_dir.clone(),
-    };
-    let rep = sweep::reproduce::reproduce(&cfg, r.as_ref(), &opts)?;
-    scaling::output::write_atomic(&report_dir.join("sweep.toml"), text.as_bytes())?;
-    print!("{}", render(&rep));
+    // One run of the grid per seed; with several, each in its own folder.
+    let base = cfg.results_dir.clone();
+    let t0 = std::time::Instant::now();
+    let mut runs = Vec::new();
+    for k in 0..a.seeds {
+        let mut cfg = cfg.clone();
+        if a.seeds > 1 {
+            cfg.seed = cfg.seed.wrapping_add(k);
+            cfg.results_dir = base.join(format!("seed{}", cfg.seed));
+        }
+        let report_dir = cfg.results_dir.join("report");
+        let r = runner(&common, &cfg)?;
+        eprintln!(
+            "reproduce `{}` (seed {}): {} cells, {} at once, {} compute thread(s) each; results in {}",
+            cfg.name,
+            cfg.seed,
+            cfg.cells().len(),
+            a.jobs,
+            std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into()),
+            cfg.results_dir.display()
+        );
+        let t_setup = std::time::Instant::now();
+        prepare(&common, &cfg)?;
+        let opts = sweep::reproduce::ReproduceOptions {
+            jobs: a.jobs,
+            progress: true,
+            report: sweep::report::ReportOptions {
+                names: cfg.report.clone(),
+                bootstrap: a.bootstrap,
+                note: synthetic.then(|| SYNTHETIC_NOTE.to_string()),
+                ..Default::default()
+            },
+            report_dir: report_dir.clone(),
+            setup_seconds: t_setup.elapsed().as_secs_f64(),
+        };
+        let rep = sweep::reproduce::reproduce(&cfg, r.as_ref(), &opts)?;
+        scaling::output::write_atomic(&report_dir.join("sweep.toml"), text.as_bytes())?;
+        print!("{}", render(&rep));
+        runs.push((cfg.seed, rep));
+    }
+    if a.seeds > 1 {
+        let refs: Vec<(u64, &sweep::reproduce::Reproduction)> = runs.iter().map(|(s, r)| (*s, r)).collect();
+        let v = sweep::reproduce::seed_verdicts(&refs);
+        let dir = base.join("report");
+        std::fs::create_dir_all(&dir)?;
+        let md = sweep::reproduce::seeds_markdown(&v, t0.elapsed().as_secs_f64());
+        scaling::output::write_atomic(&dir.join("seeds.md"), md.as_bytes())?;
+        scaling::output::write_atomic(&dir.join("seeds.json"), serde_json::to_string_pretty(&v)?.as_bytes())?;
+        println!("\n{md}\nverdicts across seeds: {}", dir.join("seeds.md").display());
+    }
     if synthetic {
         println!("NOTE: {SYNTHETIC_NOTE}");
     }
-    rep.summary.clone().into_result()?;
+    for (_, rep) in runs {
+        rep.summary.into_result()?;
+    }
     Ok(())
 }
 

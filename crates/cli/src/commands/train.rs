@@ -9,6 +9,12 @@ pub enum Train {
     /// Pretrain the small CLIP-architecture vision tower on generated Sort-of-CLEVR images (supervised
     /// per-patch object identity and position), then save it as a CLIP directory; it stays frozen.
     Vision(VisionArgs),
+    /// Pretrain a Qwen2-architecture LLM size preset on text of the generated world (each scene's
+    /// caption in the place of the image, then a question and its answer): the analogue of the
+    /// paper's pretrained Qwen-1.5 LLMs, made once per size and shared by every VLM of that size.
+    /// Writes an HF Qwen2 directory with a manifest (command, settings, held-out text accuracy,
+    /// SHA-256 per file); resumable: rerun the same command to continue.
+    Llm(LlmArgs),
     /// Train compressor + projector + a Qwen2-architecture LLM from scratch on generated questions,
     /// answer tokens as the only targets; checkpoints in the LLaVA layout, resumable.
     Vlm(VlmArgs),
@@ -25,6 +31,41 @@ pub struct VisionArgs {
     /// Seed.
     #[arg(long)]
     pub seed: Option<u64>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct LlmArgs {
+    /// LLM size preset: xs, s, m, l.
+    #[arg(long)]
+    pub llm: String,
+    /// Output directory (resumed from if it holds a run with the same settings).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Optimisation steps (default 10000).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Batch size in documents (default 16).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Peak learning rate (default 2e-3; warm-up 3 %, cosine to 0).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Seed of corpus, initialisation and batch order (default 0).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Sort-of-CLEVR scenes in the corpus, one 6-question document each (default 40000).
+    #[arg(long)]
+    pub scenes: Option<usize>,
+    /// Fine-detail scenes in the corpus, one question each (default 20000).
+    #[arg(long)]
+    pub fine_detail_scenes: Option<usize>,
+    /// Held-out scenes per task for the text accuracy (default 300).
+    #[arg(long)]
+    pub eval_scenes: Option<usize>,
+    /// Stop after this many steps of this invocation (a checkpoint is saved); run the same command
+    /// again to resume. The learning-rate schedule still spans `--steps`.
+    #[arg(long)]
+    pub stop_after: Option<usize>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -78,6 +119,17 @@ pub struct VlmArgs {
     /// again to resume. The learning-rate schedule still spans `--steps`.
     #[arg(long)]
     pub stop_after: Option<usize>,
+    /// A pretrained LLM directory (from `vlmscale train llm`; its manifest is checked) to start the
+    /// LLM from instead of a random initialisation; its tokenizer is used.
+    #[arg(long)]
+    pub llm_init: Option<PathBuf>,
+    /// Stage 1 (LLaVA's projector alignment): this many steps train only the compressor and
+    /// projector with the LLM frozen, before the `--steps` of stage 2 that train everything.
+    #[arg(long)]
+    pub stage1_steps: Option<usize>,
+    /// Stage 1's peak learning rate (default 1e-3, LLaVA's).
+    #[arg(long)]
+    pub stage1_lr: Option<f64>,
     /// Worker threads of the data-parallel step (`TrainableVlm::loss_and_grads`); 1 is bit-exact
     /// with earlier runs, more threads change only the order gradients are summed in.
     #[arg(long)]
@@ -129,6 +181,7 @@ pub fn run(t: Train) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&rep)?);
             println!("wrote the tower to {}", a.out.display());
         }
+        Train::Llm(a) => train_llm(a)?,
         Train::Vlm(a) => {
             let mut cfg = ::train::vlm_train::VlmTrainConfig::new(&a.llm, &a.compressor, a.visual_tokens, &a.tower, &a.out);
             if let Some(d) = a.data {
@@ -158,6 +211,13 @@ pub fn run(t: Train) -> Result<()> {
             if let Some(n) = a.short_question_steps {
                 cfg.short_question_steps = n;
             }
+            cfg.llm_init = a.llm_init;
+            if let Some(n) = a.stage1_steps {
+                cfg.stage1_steps = n;
+            }
+            if let Some(lr) = a.stage1_lr {
+                cfg.stage1_lr = lr;
+            }
             if let Some(n) = a.stop_after {
                 if n == 0 {
                     anyhow::bail!("--stop-after must be > 0");
@@ -175,6 +235,40 @@ pub fn run(t: Train) -> Result<()> {
                 rep.steps, rep.resumed_from, rep.final_loss, rep.llm_parameters, rep.samples_per_s, a.out.display()
             );
         }
+    }
+    Ok(())
+}
+
+fn train_llm(a: LlmArgs) -> Result<()> {
+    let mut cfg = ::train::llm_pretrain::LlmPretrainConfig::new(&a.llm);
+    let mut command = format!("vlmscale train llm --llm {} --out {}", a.llm, a.out.display());
+    macro_rules! set {
+        ($field:ident, $flag:literal) => {
+            if let Some(v) = a.$field {
+                cfg.$field = v;
+                command.push_str(&format!(concat!(" --", $flag, " {}"), v));
+            }
+        };
+    }
+    set!(steps, "steps");
+    set!(batch_size, "batch-size");
+    set!(lr, "lr");
+    set!(seed, "seed");
+    set!(scenes, "scenes");
+    set!(fine_detail_scenes, "fine-detail-scenes");
+    set!(eval_scenes, "eval-scenes");
+    if a.stop_after == Some(0) {
+        anyhow::bail!("--stop-after must be > 0");
+    }
+    let pb = bar(cfg.steps as u64, &format!("train llm {}", a.llm));
+    let rep = ::train::llm_pretrain::pretrain_llm(&cfg, &a.out, a.stop_after, &command, &mut |s| {
+        pb.set_position(s.step as u64);
+        pb.set_message(format!("loss {:.4} {:.0} docs/s", s.loss, s.docs_per_s));
+    })?;
+    pb.finish_and_clear();
+    match rep.manifest {
+        Some(m) => println!("{}", serde_json::to_string_pretty(&m)?),
+        None => println!("stopped after step {} of {}; run the same command again to continue", rep.steps, cfg.steps),
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! Bootstrap confidence intervals: resample the cells with replacement, refit (bounded L-BFGS on the
-//! squared loss from the full-data optimum and the grid optimum), take percentile intervals.
+//! squared loss from the full-data optimum and the best grid cells, as the full fit starts), take
+//! percentile intervals.
 use super::cells::Cells;
 use super::refine::{refine, Constraint, Objective};
 use crate::law::Law;
@@ -22,6 +23,10 @@ pub struct Bootstrap {
     /// (JSON `null`) when no resample gave a finite value (e.g. α/β when every refit has β = 0).
     #[serde(flatten, deserialize_with = "null_as_nan")]
     pub intervals: BTreeMap<String, [f64; 2]>,
+    /// The refitted laws, in resample order (not serialised): for intervals of derived quantities,
+    /// e.g. a difference between two tasks' β/α.
+    #[serde(skip)]
+    pub laws: Vec<Law>,
 }
 
 /// Reads the intervals, `null` bounds (how serde_json writes NaN) as NaN.
@@ -64,5 +69,5 @@ pub fn bootstrap(cells: &Cells, starts: &[Law], samples: usize, level: f64, seed
         intervals.insert(name.to_string(), interval(fits.iter().map(|l| l.params()[i]).collect()));
     }
     intervals.insert("alpha_over_beta".into(), interval(fits.iter().map(|l| l.alpha() / l.beta()).collect()));
-    Bootstrap { samples: fits.len(), level, seed, intervals }
+    Bootstrap { samples: fits.len(), level, seed, intervals, laws: fits }
 }

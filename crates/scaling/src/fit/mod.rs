@@ -192,8 +192,10 @@ pub fn fit(ds: &Dataset, task: &str, opts: &FitOptions) -> Result<FitReport> {
     let hub = refine(&cells, &starts, Objective::HOFFMANN, Constraint::Bounded)?;
     let unc = refine(&cells, &starts, Objective::Squared, Constraint::None)?;
 
+    // Each resample is refitted from the full-data optimum and the same best grid cells as the fit.
+    let boot_starts: Vec<Law> = std::iter::once(sq.law).chain(starts.iter().copied()).collect();
     let bootstrap = (opts.bootstrap > 0)
-        .then(|| bootstrap::bootstrap(&cells, &[sq.law, g.law], opts.bootstrap, opts.level, opts.seed));
+        .then(|| bootstrap::bootstrap(&cells, &boot_starts, opts.bootstrap, opts.level, opts.seed));
     let leave_one_n_out = if opts.holdout { holdout(ds, opts, &spec)? } else { None };
 
     Ok(FitReport {

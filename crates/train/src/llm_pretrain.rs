@@ -1,0 +1,566 @@
+//! Text pretraining of an LLM size preset: the analogue of the paper's pretrained Qwen-1.5 LLMs
+//! (paper §3: every VLM of the grid starts from a pretrained LLM of its size, shared across V).
+//!
+//! The text is the generated world written out: each document is the ChatML conversation that a VLM
+//! is asked, with the scene's caption ([`synth::Content::caption`] on the tower's 8×8 grid, e.g.
+//! "red circle at row 0 column 3, green rectangle at row 5 column 6, …") in the place of the image:
+//!
+//! ```text
+//! <|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n{CAPTION}\n{QUESTION}<|im_end|>\n<|im_start|>assistant\n{ANSWER}<|im_end|>
+//! ```
+//!
+//! so the pretrained LLM reads scenes and answers every question family (shape, left, top, closest,
+//! furthest, count about Sort-of-CLEVR scenes; the number of a fine-detail scene, 1–4 digits) from
+//! text. A VLM built on it (`vlm_train`, stage 1) then only has to make its visual tokens play the
+//! caption's part, as LLaVA's projector learns to make CLIP features readable by a pretrained LLM.
+//!
+//! Training documents are multi-turn (LLaVA's instruction data is too): a Sort-of-CLEVR scene's
+//! caption is read once and all its questions follow as further ChatML turns
+//! (`\n<|im_start|>user\n{QUESTION}<|im_end|>\n<|im_start|>assistant\n{ANSWER}<|im_end|>`), in a seeded
+//! random order so every family is also asked first; a fine-detail scene has one turn. Loss: every
+//! answer's tokens and `<|im_end|>` (nats per answer token), as in VLM training. Documents of both
+//! tasks are shuffled together. The held-out accuracy asks single-turn questions, as a VLM is asked.
+//!
+//! The result is a Hugging Face Qwen2 directory (`config.json`, `model.safetensors` with `model.*`
+//! names and tied `lm_head`, `tokenizer.json`) plus [`MANIFEST_FILE`]: the settings, steps, wall time,
+//! held-out text accuracy per question family and a SHA-256 per file ([`verify_manifest`] checks
+//! them). A run is resumable (same atomic checkpoint/trainer state as `vlm_train`) and deterministic
+//! for a given seed and CPU.
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::{VarBuilder, VarMap};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use synth::{DatasetConfig, FineDetailConfig, Generator, Task};
+use vlm::decoder::{Decoder, Mode};
+
+use crate::batch::{ConversationEncoder, Example};
+use crate::checkpoint_io::{load_trainer_state, save_checkpoint, write_json_atomic, TrainerState};
+use crate::optim::{clip_grad_norm, AdamW, Schedule};
+use crate::sizes::LlmSize;
+use crate::{Error, Result};
+
+/// The manifest of a pretrained LLM directory.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// The loss of every step of a finished run (JSON array), beside the manifest (not hashed).
+pub const LOSSES_FILE: &str = "losses.json";
+
+/// The caption grid: the vision tower's 8×8 patch grid of the generated 80-px images.
+pub const CAPTION_GRID: u32 = 8;
+
+/// The files a pretrained LLM directory ships (each hashed in the manifest).
+pub const SHIPPED_FILES: [&str; 3] = ["config.json", vlm::checkpoint::WEIGHTS_FILE, "tokenizer.json"];
+
+/// Settings of one pretraining run (`vlmscale train llm` flags).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlmPretrainConfig {
+    /// LLM size preset ([`crate::sizes::SIZES`]).
+    pub llm: String,
+    /// Seed of the initialisation and the batch order; the corpus draws its scenes with dataset seed
+    /// [`CORPUS_SEED_OFFSET`] + `seed` and the held-out text with one more, so the LLM never reads a
+    /// scene of a VLM training or evaluation split made with a small seed.
+    pub seed: u64,
+    /// Sort-of-CLEVR scenes in the corpus (each with `questions_per_family` questions per family).
+    pub scenes: usize,
+    /// Questions per family per scene.
+    pub questions_per_family: usize,
+    /// Fine-detail scenes in the corpus (one question each).
+    pub fine_detail_scenes: usize,
+    /// Held-out scenes of each task for the text accuracy (one question per family per scene).
+    pub eval_scenes: usize,
+    /// Documents per step.
+    pub batch_size: usize,
+    /// Optimiser steps.
+    pub steps: usize,
+    /// Peak learning rate (warm-up then cosine to 0).
+    pub lr: f64,
+    /// Warm-up fraction of `steps`.
+    pub warmup_ratio: f64,
+    /// AdamW weight decay.
+    pub weight_decay: f64,
+    /// Global gradient-norm clip.
+    pub max_grad_norm: f64,
+    /// Standard deviation of the weight matrices' normal initialisation ([`crate::init`]).
+    pub init_std: f64,
+    /// Save a checkpoint every this many steps (and at the end).
+    pub save_every: usize,
+}
+
+impl LlmPretrainConfig {
+    /// The defaults for preset `llm`: 40 000 Sort-of-CLEVR scenes × 1 question per family (a document
+    /// of six turns, ≈ 200 tokens, within the presets' 256-token context) and
+    /// 20 000 fine-detail scenes, 300 held-out scenes per task, batch 16 documents, lr 2e-3 with 3 % warm-up,
+    /// init std 0.125, 10 000 steps, seed 0.
+    pub fn new(llm: &str) -> Self {
+        Self {
+            llm: llm.into(),
+            seed: 0,
+            scenes: 40_000,
+            questions_per_family: 1,
+            fine_detail_scenes: 20_000,
+            eval_scenes: 300,
+            batch_size: 16,
+            steps: 10_000,
+            lr: 2e-3,
+            warmup_ratio: 0.03,
+            weight_decay: 0.0,
+            max_grad_norm: 1.0,
+            init_std: 0.125,
+            save_every: 500,
+        }
+    }
+
+    fn fingerprint(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("save_every");
+            o.insert("corpus".into(), json!(CORPUS_VERSION));
+        }
+        v
+    }
+
+    fn check(&self) -> Result<()> {
+        let positive = [
+            ("scenes", self.scenes),
+            ("questions_per_family", self.questions_per_family),
+            ("eval_scenes", self.eval_scenes),
+            ("batch_size", self.batch_size),
+            ("steps", self.steps),
+            ("save_every", self.save_every),
+        ];
+        for (name, v) in positive {
+            if v == 0 {
+                return Err(Error::config(name, "must be > 0"));
+            }
+        }
+        for (name, v) in [("lr", self.lr), ("init_std", self.init_std), ("max_grad_norm", self.max_grad_norm)] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(Error::config(name, format!("must be finite and > 0, got {v}")));
+            }
+        }
+        if !(0.0..1.0).contains(&self.warmup_ratio) {
+            return Err(Error::config("warmup_ratio", format!("must be in [0, 1), got {}", self.warmup_ratio)));
+        }
+        Ok(())
+    }
+}
+
+/// Added to the run's seed for the corpus's dataset seed (see [`LlmPretrainConfig::seed`]).
+pub const CORPUS_SEED_OFFSET: u64 = 1_000_000;
+
+/// Version of the corpus format (part of the resume fingerprint and the manifest).
+pub const CORPUS_VERSION: &str = "chatml-caption-for-image-multiturn/v1";
+
+/// The fine-detail layout of the corpus, spelt out (not the task's default, which may change without
+/// changing the corpus): numbers of 1–4 digits, so the LLM reads any number the fine-detail task can
+/// ask, among up to 4 distractors, on the 80-px image.
+fn corpus_fine_detail() -> FineDetailConfig {
+    FineDetailConfig { image_size: 80, min_digits: 1, max_digits: 4, glyph_scale: 1, max_distractors: 4, distractor_half_size: 5, digit_cell: 0 }
+}
+
+/// A multi-turn training document: tokens and, per token, whether it is a loss target.
+#[derive(Debug, Clone)]
+struct Document {
+    tokens: Vec<u32>,
+    target: Vec<bool>,
+}
+
+/// The training documents (see the module docs).
+fn training_documents(encoder: &ConversationEncoder, seed: u64, scenes: usize, per_family: usize, fine: usize) -> Result<Vec<Document>> {
+    let mut out = vec![];
+    let tasks = [
+        (DatasetConfig { task: Task::SortOfClevr, seed, questions_per_family: per_family, ..DatasetConfig::default() }, scenes),
+        (DatasetConfig { task: Task::FineDetail, seed, fine_detail: corpus_fine_detail(), ..DatasetConfig::default() }, fine),
+    ];
+    let tok = encoder.tokenizer();
+    for (config, n) in tasks {
+        let generator = Generator::new(config)?;
+        for i in 0..n {
+            let (content, mut qas) = generator.draw(i as u64)?;
+            let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0f_7e87);
+            rng.set_stream(((config.task as u64) << 40) | i as u64);
+            qas.shuffle(&mut rng);
+            let caption = tok.encode(&content.caption(CAPTION_GRID), false)?;
+            let mut doc = Document { tokens: vec![], target: vec![] };
+            for (t, qa) in qas.iter().enumerate() {
+                let (prompt, answer) = if t == 0 {
+                    let ex = encoder.example(0, &qa.question, &qa.answer, qa.family)?;
+                    let mut p = ex.prefix;
+                    p.extend_from_slice(&caption);
+                    p.extend_from_slice(&ex.suffix);
+                    (p, ex.answer)
+                } else {
+                    let p = tok.encode(&format!("\n<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n", qa.question), false)?;
+                    let mut a = tok.encode(&qa.answer, false)?;
+                    a.push(encoder.im_end());
+                    (p, a)
+                };
+                doc.target.extend(std::iter::repeat_n(false, prompt.len()));
+                doc.target.extend(std::iter::repeat_n(true, answer.len()));
+                doc.tokens.extend(prompt);
+                doc.tokens.extend(answer);
+            }
+            out.push(doc);
+        }
+    }
+    Ok(out)
+}
+
+/// Right-padded token ids (B, L), the flattened positions whose next token is a target, and those
+/// targets.
+fn collate_documents(docs: &[&Document], dev: &Device) -> Result<(Tensor, Tensor, Tensor)> {
+    let l = docs.iter().map(|d| d.tokens.len()).max().unwrap_or(0);
+    let mut ids = vec![0u32; docs.len() * l];
+    let (mut positions, mut targets) = (vec![], vec![]);
+    for (i, d) in docs.iter().enumerate() {
+        ids[i * l..i * l + d.tokens.len()].copy_from_slice(&d.tokens);
+        for (t, (&tok, &is_target)) in d.tokens.iter().zip(&d.target).enumerate() {
+            if is_target && t > 0 {
+                positions.push((i * l + t - 1) as u32);
+                targets.push(tok);
+            }
+        }
+    }
+    let n = positions.len();
+    Ok((Tensor::from_vec(ids, (docs.len(), l), dev)?, Tensor::from_vec(positions, n, dev)?, Tensor::from_vec(targets, n, dev)?))
+}
+
+/// Single-turn held-out documents: an [`Example`] whose `prefix` is the ChatML prompt up to the
+/// image with the caption in its place, `suffix` the rest of the prompt, `answer` the answer +
+/// `<|im_end|>`.
+fn documents(encoder: &ConversationEncoder, seed: u64, scenes: usize, per_family: usize, fine: usize) -> Result<Vec<Example>> {
+    let mut out = vec![];
+    let tasks = [
+        (DatasetConfig { task: Task::SortOfClevr, seed, questions_per_family: per_family, ..DatasetConfig::default() }, scenes),
+        (DatasetConfig { task: Task::FineDetail, seed, fine_detail: corpus_fine_detail(), ..DatasetConfig::default() }, fine),
+    ];
+    for (config, n) in tasks {
+        let generator = Generator::new(config)?;
+        for i in 0..n {
+            let (content, qas) = generator.draw(i as u64)?;
+            let caption = encoder.tokenizer().encode(&content.caption(CAPTION_GRID), false)?;
+            for qa in qas {
+                let mut ex = encoder.example(0, &qa.question, &qa.answer, qa.family)?;
+                ex.prefix.extend_from_slice(&caption);
+                out.push(ex);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The LLM alone, for text: embeddings → decoder → LM head on the answer positions.
+struct TextLm {
+    decoder: Decoder,
+}
+
+impl TextLm {
+    /// Mean cross-entropy of the target tokens: `ids` (B, L), `positions` into the flattened
+    /// (B·L) positions, `targets` the token each position predicts.
+    fn loss(&self, ids: &Tensor, positions: &Tensor, targets: &Tensor) -> Result<Tensor> {
+        let (b, l) = ids.dims2()?;
+        let hidden = self.decoder.forward_hidden(&self.decoder.embed_tokens(ids)?)?;
+        let h = hidden.dim(D::Minus1)?;
+        let picked = hidden.reshape((b * l, h))?.index_select(positions, 0)?;
+        let logits = self.decoder.lm_head(&picked.unsqueeze(0)?)?.squeeze(0)?;
+        Ok(candle_nn::loss::cross_entropy(&logits, targets)?)
+    }
+}
+
+/// Held-out exact-match accuracy of greedy answers per question family.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TextAccuracy {
+    /// Family name → (correct, asked).
+    pub families: BTreeMap<String, (usize, usize)>,
+}
+
+impl TextAccuracy {
+    /// Accuracy of one family, if asked.
+    pub fn family(&self, name: &str) -> Option<f64> {
+        self.families.get(name).map(|&(c, n)| c as f64 / n.max(1) as f64)
+    }
+}
+
+/// Greedy answers of `lm` to `docs` (batches of 64 right-padded prompts; at most the longest answer
+/// + 1 new tokens), scored by exact match of the answer tokens and `<|im_end|>`.
+fn text_accuracy(lm: &TextLm, docs: &[Example], dev: &Device) -> Result<TextAccuracy> {
+    let mut families: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let max_new = docs.iter().map(|d| d.answer.len()).max().unwrap_or(1);
+    for chunk in docs.chunks(64) {
+        let mut seqs: Vec<Vec<u32>> = chunk.iter().map(|d| d.prefix.iter().chain(&d.suffix).copied().collect()).collect();
+        let start: Vec<usize> = seqs.iter().map(Vec::len).collect();
+        let mut done = vec![false; chunk.len()];
+        for _ in 0..max_new {
+            let l = seqs.iter().map(Vec::len).max().unwrap_or(0);
+            let mut ids = vec![0u32; chunk.len() * l];
+            for (i, s) in seqs.iter().enumerate() {
+                ids[i * l..i * l + s.len()].copy_from_slice(s);
+            }
+            let ids = Tensor::from_vec(ids, (chunk.len(), l), dev)?;
+            let hidden = lm.decoder.forward_hidden(&lm.decoder.embed_tokens(&ids)?)?.detach();
+            for (i, s) in seqs.iter_mut().enumerate() {
+                if done[i] {
+                    continue;
+                }
+                let last = hidden.narrow(0, i, 1)?.narrow(1, s.len() - 1, 1)?;
+                let next = lm.decoder.lm_head(&last)?.flatten_all()?.argmax(0)?.to_scalar::<u32>()?;
+                s.push(next);
+                done[i] = s.len() - start[i] >= chunk[i].answer.len() || Some(&next) == chunk[i].answer.last();
+            }
+            if done.iter().all(|&d| d) {
+                break;
+            }
+        }
+        for (i, d) in chunk.iter().enumerate() {
+            let e = families.entry(d.family.name().to_string()).or_default();
+            e.1 += 1;
+            if seqs[i][start[i]..] == d.answer[..] {
+                e.0 += 1;
+            }
+        }
+    }
+    Ok(TextAccuracy { families })
+}
+
+/// Reported after every step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LlmStepInfo {
+    /// Steps completed.
+    pub step: usize,
+    /// Total steps.
+    pub total: usize,
+    /// Loss of this step (nats per answer token).
+    pub loss: f64,
+    /// Documents per second in this invocation.
+    pub docs_per_s: f64,
+}
+
+/// What a finished run records ([`MANIFEST_FILE`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlmManifest {
+    /// The command that regenerates the directory bit for bit (on the same CPU class).
+    pub command: String,
+    /// The settings.
+    pub config: LlmPretrainConfig,
+    /// Corpus format version ([`CORPUS_VERSION`]).
+    pub corpus: String,
+    /// N: LLM parameters (embedding counted once, tied).
+    pub parameters: usize,
+    /// Training documents (one per scene).
+    pub documents: usize,
+    /// Steps completed.
+    pub steps: usize,
+    /// Wall time of the training steps over all invocations, s.
+    pub wall_s: f64,
+    /// Mean loss of the last ≤ 200 steps.
+    pub final_loss: f64,
+    /// Held-out text accuracy per family (greedy, exact match).
+    pub held_out_accuracy: BTreeMap<String, f64>,
+    /// Held-out questions per family.
+    pub held_out_questions: BTreeMap<String, usize>,
+    /// SHA-256 (hex) of each shipped file.
+    pub sha256: BTreeMap<String, String>,
+}
+
+impl LlmManifest {
+    /// The recorded SHA-256 of the weights file.
+    pub fn weights_sha256(&self) -> Option<&str> {
+        self.sha256.get(vlm::checkpoint::WEIGHTS_FILE).map(String::as_str)
+    }
+}
+
+/// SHA-256 of a file as lowercase hex. Errors: I/O.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    Ok(Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Reads `dir`'s manifest and checks every shipped file's SHA-256.
+/// Errors: a missing or unreadable manifest, a missing file, or a file whose hash differs
+/// ([`Error::Checkpoint`] naming the file).
+pub fn verify_manifest(dir: &Path) -> Result<LlmManifest> {
+    let path = dir.join(MANIFEST_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let manifest: LlmManifest =
+        serde_json::from_str(&text).map_err(|e| Error::Checkpoint { path: path.clone(), msg: e.to_string() })?;
+    for file in SHIPPED_FILES {
+        let expected = manifest.sha256.get(file).ok_or_else(|| Error::Checkpoint {
+            path: path.clone(),
+            msg: format!("no SHA-256 recorded for `{file}`"),
+        })?;
+        let got = sha256_file(&dir.join(file))?;
+        if &got != expected {
+            return Err(Error::Checkpoint {
+                path: dir.join(file),
+                msg: format!("SHA-256 {got} differs from the manifest's {expected}: the file was changed after pretraining"),
+            });
+        }
+    }
+    Ok(manifest)
+}
+
+/// Summary of an invocation.
+#[derive(Debug, Clone)]
+pub struct LlmPretrainReport {
+    /// Steps completed over all invocations.
+    pub steps: usize,
+    /// Whether all steps are done (the manifest is then written).
+    pub finished: bool,
+    /// The manifest, when finished.
+    pub manifest: Option<LlmManifest>,
+}
+
+/// Pretrains (or resumes) preset `cfg.llm` into `out_dir`; see the module docs. `stop_after` ends
+/// the invocation after that many steps (with a checkpoint); rerunning continues. `command` is
+/// recorded in the manifest. Errors: bad settings, a resume whose settings differ, a non-finite
+/// loss, I/O.
+pub fn pretrain_llm(
+    cfg: &LlmPretrainConfig,
+    out_dir: &Path,
+    stop_after: Option<usize>,
+    command: &str,
+    progress: &mut dyn FnMut(&LlmStepInfo),
+) -> Result<LlmPretrainReport> {
+    cfg.check()?;
+    let dev = Device::Cpu;
+    let size = LlmSize::from_name(&cfg.llm)?;
+    let tokenizer_json = synth::build_tokenizer(&[])?
+        .to_string(false)
+        .map_err(|e| Error::config("tokenizer", e.to_string()))?
+        .into_bytes();
+    crate::checkpoint_io::recover(out_dir)?;
+    if out_dir.join(MANIFEST_FILE).is_file() {
+        // A finished run: the same settings return it (after checking its files), others are refused.
+        let manifest = verify_manifest(out_dir)?;
+        if manifest.config != *cfg {
+            return Err(Error::Checkpoint {
+                path: out_dir.to_path_buf(),
+                msg: format!(
+                    "holds a finished pretraining with other settings ({}); use another directory",
+                    serde_json::to_string(&manifest.config).unwrap_or_default()
+                ),
+            });
+        }
+        return Ok(LlmPretrainReport { steps: manifest.steps, finished: true, manifest: Some(manifest) });
+    }
+    std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
+    let tok_path = out_dir.join("tokenizer.json");
+    std::fs::write(&tok_path, &tokenizer_json).map_err(|e| Error::io(&tok_path, e))?;
+    let encoder = ConversationEncoder::new(&tok_path)?;
+    let corpus_seed = CORPUS_SEED_OFFSET + cfg.seed;
+    let docs = training_documents(&encoder, corpus_seed, cfg.scenes, cfg.questions_per_family, cfg.fine_detail_scenes)?;
+    let held = documents(&encoder, corpus_seed + 1, cfg.eval_scenes, 1, cfg.eval_scenes)?;
+
+    let llm_cfg = size.decoder_config(encoder.vocab_size(), encoder.im_end())?;
+    let hf_config = size.hf_config(encoder.vocab_size(), encoder.im_end());
+    let varmap = VarMap::new();
+    let mut decoder = Decoder::new(&llm_cfg, VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
+    decoder.set_mode(Mode::Differentiable);
+    let lm = TextLm { decoder };
+    crate::init::reinit_with_std(&varmap, cfg.seed, cfg.init_std)?;
+    let vars = crate::vlm_train::named_vars(&varmap)?;
+    let mut opt = AdamW::new(vars, cfg.weight_decay)?;
+    let schedule = Schedule {
+        peak_lr: cfg.lr,
+        min_lr: 0.0,
+        warmup_steps: ((cfg.steps as f64 * cfg.warmup_ratio).ceil() as usize).max(1),
+        total_steps: cfg.steps,
+    };
+
+    let mut state = TrainerState { step: 0, settings: cfg.fingerprint(), losses: vec![], wall_s: 0.0 };
+    if let Some((saved, moments)) = load_trainer_state(out_dir)? {
+        if saved.settings != state.settings {
+            return Err(Error::Checkpoint {
+                path: out_dir.to_path_buf(),
+                msg: format!("cannot resume: saved settings {} differ from {}", saved.settings, state.settings),
+            });
+        }
+        let mut vm = varmap.clone();
+        vm.load(out_dir.join(vlm::checkpoint::WEIGHTS_FILE))?;
+        opt.load_state(&moments, saved.step)?;
+        state = saved;
+    }
+
+    let n = docs.len();
+    let (mut perm_epoch, mut perm) = (usize::MAX, vec![]);
+    let t0 = Instant::now();
+    let wall_before = state.wall_s;
+    let mut ran = 0;
+    while state.step < cfg.steps {
+        let step = state.step;
+        let mut batch_docs: Vec<&Document> = Vec::with_capacity(cfg.batch_size);
+        for j in 0..cfg.batch_size {
+            let p = step * cfg.batch_size + j;
+            if p / n != perm_epoch {
+                perm_epoch = p / n;
+                perm = (0..n).collect();
+                perm.shuffle(&mut ChaCha8Rng::seed_from_u64(cfg.seed ^ (perm_epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+            }
+            batch_docs.push(&docs[perm[p % n]]);
+        }
+        let (ids, positions, targets) = collate_documents(&batch_docs, &dev)?;
+        let loss = lm.loss(&ids, &positions, &targets)?;
+        let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        if !value.is_finite() {
+            return Err(Error::NonFiniteLoss { step, loss: value });
+        }
+        let mut grads = loss.backward()?;
+        clip_grad_norm(&mut grads, opt.vars(), cfg.max_grad_norm)?;
+        opt.step(&grads, schedule.lr(step))?;
+        state.step += 1;
+        state.losses.push(value);
+        ran += 1;
+        progress(&LlmStepInfo {
+            step: state.step,
+            total: cfg.steps,
+            loss: value,
+            docs_per_s: (ran * cfg.batch_size) as f64 / t0.elapsed().as_secs_f64().max(1e-9),
+        });
+        let stop = stop_after.is_some_and(|k| ran >= k);
+        if state.step % cfg.save_every == 0 || state.step == cfg.steps || stop {
+            state.wall_s = wall_before + t0.elapsed().as_secs_f64();
+            save_checkpoint(out_dir, &hf_config, &varmap, &tokenizer_json, Some((&state, &opt)))?;
+        }
+        if stop {
+            break;
+        }
+    }
+    if state.step < cfg.steps {
+        return Ok(LlmPretrainReport { steps: state.step, finished: false, manifest: None });
+    }
+
+    // Finished: held-out accuracy, then the shipped directory (weights, config, tokenizer, manifest)
+    // without the trainer state.
+    let acc = text_accuracy(&lm, &held, &dev)?;
+    save_checkpoint(out_dir, &hf_config, &varmap, &tokenizer_json, None)?;
+    let mut sha256 = BTreeMap::new();
+    for file in SHIPPED_FILES {
+        sha256.insert(file.to_string(), sha256_file(&out_dir.join(file))?);
+    }
+    let recent = &state.losses[state.losses.len().saturating_sub(200)..];
+    let manifest = LlmManifest {
+        command: command.to_string(),
+        config: cfg.clone(),
+        corpus: CORPUS_VERSION.into(),
+        parameters: size.num_parameters(encoder.vocab_size()),
+        documents: n,
+        steps: state.step,
+        wall_s: state.wall_s,
+        final_loss: recent.iter().sum::<f64>() / recent.len().max(1) as f64,
+        held_out_accuracy: acc.families.keys().map(|k| (k.clone(), acc.family(k).unwrap_or(0.0))).collect(),
+        held_out_questions: acc.families.iter().map(|(k, &(_, n))| (k.clone(), n)).collect(),
+        sha256,
+    };
+    write_json_atomic(&out_dir.join(LOSSES_FILE), &state.losses)?;
+    write_json_atomic(&out_dir.join(MANIFEST_FILE), &manifest)?;
+    Ok(LlmPretrainReport { steps: state.step, finished: true, manifest: Some(manifest) })
+}
+
