@@ -215,7 +215,7 @@ fn process_digit_article(in_text: &str) -> String {
 /// `EvalAIAnswerProcessor.__call__`: the normalised form of an answer (see the module docs).
 pub fn normalize(answer: &str) -> String {
     let lower = answer.to_lowercase();
-    let tokenized = lower.replace(',', "").replace('?', "").replace("'s", " 's");
+    let tokenized = lower.replace([',', '?'], "").replace("'s", " 's");
     let item = pyjson::strip(&tokenized).replace(['\n', '\t'], " ");
     let item = pyjson::strip(&item);
     let item = process_punctuation(item);

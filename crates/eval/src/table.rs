@@ -20,6 +20,7 @@ pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
                 s.push_str(&" ".repeat(width[i] - c.chars().count()));
             }
         }
+        let mut s = s.trim_end().to_string();
         s.push('\n');
         s
     };
