@@ -75,3 +75,31 @@ fn scienceqa_items_give_the_prompts_model_vqa_science_records() {
     }
     assert!(checked >= 10, "{checked}");
 }
+
+/// `fixtures/writer/pope_answers.jsonl` was written by AnswerWriter (ids seeded) from the POPE
+/// fixture's answers; the fixture script ran the reference `eval_pope.py` on it unchanged and recorded
+/// that its output equals the output on the `json.dumps`-written file (`writer/reference_check.json`).
+/// This test writes the file again and requires the same bytes, ids included. To create the file
+/// after changing the POPE fixture: `VLMSCALE_WRITE_FIXTURES=1 cargo test -p vlmscale-eval --test
+/// answer_format`, then rerun the fixture script.
+#[test]
+fn answer_writer_file_accepted_by_eval_pope_is_reproduced() {
+    let committed = fx("writer/pope_answers.jsonl");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("pope_answers.jsonl");
+    let (w, _) = AnswerWriter::open(&out).unwrap();
+    let mut w = w.with_id_seed(7);
+    for a in vlmscale_eval::read_answers(&fx("pope/answers.jsonl")).unwrap() {
+        w.write(&a.question_id, &a.prompt, &a.text, "llava-v1.5-7b").unwrap();
+    }
+    drop(w);
+    let ours = std::fs::read(&out).unwrap();
+    if std::env::var_os("VLMSCALE_WRITE_FIXTURES").is_some() {
+        std::fs::create_dir_all(committed.parent().unwrap()).unwrap();
+        std::fs::write(&committed, &ours).unwrap();
+    }
+    assert_eq!(String::from_utf8(ours).unwrap(), std::fs::read_to_string(&committed).unwrap());
+    let check: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fx("writer/reference_check.json")).unwrap()).unwrap();
+    assert_eq!(check["eval_pope_output_identical"], true);
+}
