@@ -118,6 +118,13 @@ fn empty_and_missing_answer_files() {
         Err(Error::File { message, .. }) => assert!(message.contains("no answers"), "{message}"),
         other => panic!("{other:?}"),
     }
+    // An empty question file is no questions (and no error); an empty ScienceQA file is not JSON.
+    let q = read_questions(&p).unwrap();
+    assert!(q.items.is_empty() && q.skipped.is_empty());
+    match read_scienceqa_items(&p) {
+        Err(Error::Line { line: 1, message, .. }) => assert!(message.contains("malformed JSON"), "{message}"),
+        other => panic!("{other:?}"),
+    }
     match read_answers(&dir.path().join("missing.jsonl")) {
         Err(e @ Error::Io { .. }) => assert!(e.to_string().contains("missing.jsonl")),
         other => panic!("{other:?}"),
