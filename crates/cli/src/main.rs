@@ -46,6 +46,8 @@ enum Command {
     Train(commands::train::Train),
     /// Evaluate a trained checkpoint on a held-out split (exact match per question family).
     Eval(commands::train::EvalArgs),
+    /// Score a LLaVA answers file with a benchmark's reference rules (POPE, GQA, ScienceQA, TextVQA, MME).
+    Score(commands::score::Args),
     /// Benchmarks (speed, with the peer's figure from the same run).
     #[command(subcommand)]
     Bench(commands::bench::Bench),
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
         Command::Data(d) => commands::data::run(d),
         Command::Train(t) => commands::train::run(t),
         Command::Eval(a) => commands::train::eval(a),
+        Command::Score(a) => commands::score::run(a),
         Command::Bench(b) => commands::bench::run(b),
         Command::Generate(a) => commands::generate::run(a),
         Command::Inspect(a) => commands::inspect::run(a),

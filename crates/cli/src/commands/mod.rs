@@ -9,6 +9,7 @@ pub mod inspect;
 pub mod law_source;
 pub mod plot;
 pub mod reproduce;
+pub mod score;
 pub mod train;
 pub mod sweep;
 
@@ -22,6 +23,7 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
         None if matches!(e.downcast_ref::<::train::Error>(), Some(te) if !matches!(te, ::train::Error::Vlm(vlm::Error::Candle(_)))) => 2,
         None if matches!(e.downcast_ref::<vlm::Error>(), Some(ve) if !matches!(ve, vlm::Error::Candle(_))) => 2,
         None if e.downcast_ref::<synth::Error>().is_some() => 2,
+        None if e.downcast_ref::<vlmscale_eval::Error>().is_some() => 2,
         None => 1,
     }
 }

@@ -1,0 +1,36 @@
+#![warn(missing_docs)]
+//! LLaVA's evaluation formats and scorers that give the reference numbers.
+//!
+//! The paper (arXiv 2411.03312, §4) evaluates with LLaVA-1.5's scripts; this crate reads and writes
+//! their files and re-implements their scoring rules, so that a score computed here equals the one the
+//! reference Python prints on the same answers file.
+//!
+//! * [`formats`]: question JSONL (`llava/eval/model_vqa_loader.py`), ScienceQA's conversation items
+//!   (`llava/eval/model_vqa_science.py`), answer JSONL lines as those scripts write them, and
+//!   [`AnswerWriter`], which appends answers line by line and resumes an interrupted run.
+//! * [`prompt`]: the prompt suffixes LLaVA's evaluation adds (`docs/Evaluation.md`).
+//! * Scorers: [`pope`], [`gqa`], [`scienceqa`], [`textvqa`] (with the m4c answer normalisation in
+//!   [`m4c`]) and [`mme`]. Each returns a serde result (JSON) with a short text table.
+//! * [`pyjson`]: Python `json.dumps` byte-compatible encoding and Python string semantics (`strip`,
+//!   `split`), which the reference rules depend on.
+//!
+//! Parity with the reference scorers is tested on committed fixtures produced by
+//! `tests/fixtures/make_fixtures.py`, which runs the reference Python on small made-up files.
+
+pub mod error;
+pub mod formats;
+pub mod gqa;
+pub mod m4c;
+pub mod mme;
+pub mod pope;
+pub mod prompt;
+pub mod pyjson;
+pub mod scienceqa;
+pub mod table;
+pub mod textvqa;
+
+pub use error::{Error, LineIssue, Result};
+pub use formats::{
+    read_answers, read_questions, read_scienceqa_items, AnswerLine, AnswerWriter, EvalItem, Loaded, Question,
+    QuestionId, ResumeReport, ScienceQaItem,
+};
