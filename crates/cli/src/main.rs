@@ -41,7 +41,7 @@ enum Command {
     /// Generated benchmarks for training small VLMs (Sort-of-CLEVR, fine-detail digits).
     #[command(subcommand)]
     Data(commands::data::Data),
-    /// Train small VLMs on generated data on this machine (vision tower, then compressor + projector + LLM).
+    /// Train small VLMs on generated data on this CPU (vision tower, then compressor + projector + LLM).
     #[command(subcommand)]
     Train(commands::train::Train),
     /// Evaluate a trained checkpoint on a held-out split (exact match per question family).

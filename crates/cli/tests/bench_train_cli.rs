@@ -1,7 +1,7 @@
 //! `vlmscale bench train` through the binary: a tiny run prints one row per size and writes the JSON it
 //! promises; bad settings are clear errors with exit code 2, before any model is built. (Throughput
 //! itself is not tested: timings are not test material. That the PyTorch peer trains the identical
-//! model is tested in the train crate, `tests/torch_peer.rs`.)
+//! model is tested in the bench crate, `tests/torch_peer.rs`.)
 use std::process::{Command, Output};
 
 fn vlmscale(args: &[&str]) -> Output {

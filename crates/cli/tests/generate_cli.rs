@@ -1,5 +1,5 @@
 //! `vlmscale generate` and `vlmscale inspect` through the binary, on the tiny LLaVA-layout fixture
-//! checkpoints of the vlm crate (crates/vlm/tests/fixtures/vlm, made by make_vlm_fixtures.py). The
+//! checkpoints of the engine crate (crates/engine/tests/fixtures/vlm, made by make_vlm_fixtures.py). The
 //! expected answers are HF `generate`'s greedy ids decoded by the Python `tokenizers` package
 //! (expected.json); the expected N and V come from the checkpoint shapes written by that script.
 use std::path::{Path, PathBuf};

@@ -39,6 +39,12 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// Whether the error is the user's to fix: every error of this crate is about an input file (the
+    /// CLI exits with code 2 for user errors).
+    pub fn is_user_error(&self) -> bool {
+        true
+    }
+
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
         Error::Io { path: path.to_path_buf(), source }
     }

@@ -3,8 +3,8 @@
 //! scorers. AnswerWriter, given the same fields, must write the same bytes (answer ids are random
 //! in both, so they are compared by form only). Question files in LLaVA's formats load.
 use std::path::{Path, PathBuf};
-use vlmscale_eval::formats::SHORTUUID_ALPHABET;
-use vlmscale_eval::{read_questions, read_scienceqa_items, AnswerWriter, QuestionId};
+use eval::formats::SHORTUUID_ALPHABET;
+use eval::{read_questions, read_scienceqa_items, AnswerWriter, QuestionId};
 
 fn fx(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(p)
@@ -63,7 +63,7 @@ fn scienceqa_items_give_the_prompts_model_vqa_science_records() {
     let items = read_scienceqa_items(&fx("scienceqa/llava_test_CQM-A.json")).unwrap();
     assert!(items.skipped.is_empty());
     assert_eq!(items.items.len(), 12);
-    let answers = vlmscale_eval::read_answers(&fx("scienceqa/answers.jsonl")).unwrap();
+    let answers = eval::read_answers(&fx("scienceqa/answers.jsonl")).unwrap();
     let mut checked = 0;
     for it in &items.items {
         let e = it.to_eval_item(true);
@@ -89,7 +89,7 @@ fn answer_writer_file_accepted_by_eval_pope_is_reproduced() {
     let out = dir.path().join("pope_answers.jsonl");
     let (w, _) = AnswerWriter::open(&out).unwrap();
     let mut w = w.with_id_seed(7);
-    for a in vlmscale_eval::read_answers(&fx("pope/answers.jsonl")).unwrap() {
+    for a in eval::read_answers(&fx("pope/answers.jsonl")).unwrap() {
         w.write(&a.question_id, &a.prompt, &a.text, "llava-v1.5-7b").unwrap();
     }
     drop(w);

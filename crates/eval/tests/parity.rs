@@ -3,7 +3,7 @@
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use vlmscale_eval::{gqa, mme, pope, read_answers, read_questions, scienceqa, textvqa};
+use eval::{gqa, mme, pope, read_answers, read_questions, scienceqa, textvqa};
 
 fn fx(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(p)

@@ -3,7 +3,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::path::Path;
-use vlmscale_eval::{mme, pope, read_answers, read_questions, read_scienceqa_items, textvqa, AnswerWriter, Error, QuestionId};
+use eval::{mme, pope, read_answers, read_questions, read_scienceqa_items, textvqa, AnswerWriter, Error, QuestionId};
 
 fn mask_ids(text: &str) -> String {
     text.lines()
@@ -187,7 +187,7 @@ fn scorers_name_the_answer_line_of_an_unknown_question() {
     let dir = tempfile::tempdir().unwrap();
     // POPE: question id 99 is not in the question file.
     let p = answers_file(dir.path(), &[("1", "Is there a dog?", "Yes"), ("99", "Is there a cat?", "No")]);
-    let q = vlmscale_eval::Question::from_json(serde_json::json!({"question_id": 1, "text": "Is there a dog?", "category": "random"})).unwrap();
+    let q = eval::Question::from_json(serde_json::json!({"question_id": 1, "text": "Is there a dog?", "category": "random"})).unwrap();
     let questions: HashMap<_, _> = [(q.question_id.clone(), q)].into_iter().collect();
     let e = pope::score(&read_answers(&p).unwrap(), &p, &questions, &[]).unwrap_err();
     assert!(matches!(e, Error::Line { line: 2, .. }), "{e}");

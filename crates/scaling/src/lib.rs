@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! Scaling laws for inference-optimal vision-language models (Li, Goyal, Semedo, Kolter; arXiv
 //! 2411.03312): the scores schema ([`data`]), the law forms ([`law`]), fitting ([`fit`]), inference
 //! cost models ([`cost`]), the compute-optimal frontier ([`frontier`]) and Figure-1 plots ([`plot`]).

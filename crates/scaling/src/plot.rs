@@ -145,12 +145,14 @@ impl Figure1 {
         let svg = stem.with_extension("svg");
         let dir = png.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let plot_err = |path: &Path, msg: String| Error::Plot { path: path.to_path_buf(), msg };
-        let tmp = tempfile::Builder::new().suffix(".png").tempfile_in(dir).map_err(|e| plot_err(&png, e.to_string()))?;
+        // plotters encodes the PNG into a file: draw into a scratch file, then publish it atomically.
+        let scratch = tempfile::Builder::new().suffix(".png").tempfile_in(dir).map_err(|e| plot_err(&png, e.to_string()))?;
         {
-            let root = BitMapBackend::new(tmp.path(), (1000, 700)).into_drawing_area();
+            let root = BitMapBackend::new(scratch.path(), (1000, 700)).into_drawing_area();
             self.draw(&root).map_err(|m| plot_err(&png, m))?;
         }
-        tmp.persist(&png).map_err(|e| plot_err(&png, e.to_string()))?;
+        let bytes = std::fs::read(scratch.path()).map_err(|e| plot_err(&png, e.to_string()))?;
+        crate::output::write_atomic(&png, &bytes)?;
         let mut s = String::new();
         {
             let root = SVGBackend::with_string(&mut s, (1000, 700)).into_drawing_area();

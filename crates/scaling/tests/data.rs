@@ -14,7 +14,7 @@ fn shipped_data_is_the_papers_table() {
     let r = ds.select(Some("reasoning"), None).unwrap();
     assert_eq!(r.rows.len(), 28);
     assert_eq!(r.llm_sizes(), [0.5, 1.8, 4.0, 7.0]);
-    // spot values from the shared reference §2 (error = 1 − score)
+    // spot values from the authors' values.py (error = 1 − score)
     let cell = |n: f64, v: f64| r.rows.iter().find(|o| o.llm_params == n && o.visual_tokens == v).unwrap().error;
     assert!((cell(0.5, 1.0) - (1.0 - 0.3855)).abs() < 1e-12);
     assert!((cell(7.0, 576.0) - (1.0 - 0.5354)).abs() < 1e-12);

@@ -13,7 +13,7 @@ fn continuous(q: f64) -> FrontierSpec {
 
 #[test]
 fn q50_optimum_matches_closed_form() {
-    // V* = β·Q/(α − β) = 0.015·50/0.062 = 12.097 (derivation in the shared reference §1)
+    // V* = β·Q/(α − β) = 0.015·50/0.062 = 12.097 (derivation: set dY/dV = 0 under 2·N·(Q+V) = budget)
     let closed = closed_form_visual_tokens(0.077, 0.015, 50.0).unwrap();
     assert!((closed - 0.75 / 0.062).abs() < 1e-12);
     for budget in [1e11, 1e12, 1e14] {

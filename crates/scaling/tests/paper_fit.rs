@@ -36,7 +36,7 @@ fn refined_is_no_worse_than_grid_and_respects_bounds() {
 
 #[test]
 fn unbounded_least_squares_degenerates_as_the_reference_says() {
-    // shared reference §1: without D ≥ 0 the fit drives D far negative and α, β towards 0 at a lower loss.
+    // without D ≥ 0 the fit drives D far negative and α, β towards 0 at a lower loss.
     let rep = fit(&reasoning(), "reasoning", &FitOptions { bootstrap: 0, holdout: false, ..Default::default() }).unwrap();
     match rep.unconstrained.law {
         Law::Multiplicative { d, alpha, beta, .. } => {

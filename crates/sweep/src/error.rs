@@ -6,35 +6,92 @@ use std::path::PathBuf;
 pub enum Error {
     /// The sweep config is invalid: `file`, the offending `key` (TOML path) and what is wrong.
     #[error("{file}: `{key}`: {msg}")]
-    Config { file: String, key: String, msg: String },
+    Config {
+        /// The config file.
+        file: String,
+        /// The offending key (TOML path).
+        key: String,
+        /// What is wrong.
+        msg: String,
+    },
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// A cell result JSON is corrupt or does not match its cell.
     #[error("{path}: {msg}")]
-    CellFile { path: PathBuf, msg: String },
+    CellFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
     /// A cell's runner failed (training or evaluation); `cell` is the cell id.
     #[error("cell `{cell}`: {msg}")]
-    Runner { cell: String, msg: String },
+    Runner {
+        /// The cell id.
+        cell: String,
+        /// What is wrong.
+        msg: String,
+    },
     /// An LLM size name that is not a train-crate preset (and has no explicit `params`).
     #[error("LLM size `{name}`: {msg}")]
-    Preset { name: String, msg: String },
+    Preset {
+        /// The size name.
+        name: String,
+        /// What is wrong.
+        msg: String,
+    },
     /// The frozen vision tower of the sweep could not be pretrained or loaded (`dir` is its folder).
     #[error("vision tower {dir}: {msg}")]
-    Tower { dir: PathBuf, msg: String },
+    Tower {
+        /// The tower folder.
+        dir: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
     /// A finished cell's result was produced by another runner or with other training settings than
     /// the config now asks for: it is neither reused silently nor overwritten.
     #[error("{path}: {msg}")]
-    Stale { path: PathBuf, msg: String },
+    Stale {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
     /// `--index` is outside the grid.
     #[error("cell index {index} is out of range: the grid of {file} has {cells} cells (0..{cells})")]
-    Index { file: String, index: usize, cells: usize },
+    Index {
+        /// The config file.
+        file: String,
+        /// The index asked for.
+        index: usize,
+        /// Cells in the grid.
+        cells: usize,
+    },
     /// Some cells of the sweep failed (the others finished); ids listed.
     #[error("{} of {total} cells failed: {}", failed.len(), failed.join(", "))]
-    CellsFailed { failed: Vec<String>, total: usize },
+    CellsFailed {
+        /// Ids of the failed cells.
+        failed: Vec<String>,
+        /// Cells in the sweep.
+        total: usize,
+    },
     /// An error of the scaling crate (CSV schema, fit, plots).
     #[error(transparent)]
     Scaling(#[from] scaling::Error),
+}
+
+impl Error {
+    /// Whether the error is bad input the user can fix (a config key, a `--index` out of range): the
+    /// CLI exits with code 2 for these, 1 for the others (a failed cell, a stale result, I/O during a run).
+    pub fn is_user_error(&self) -> bool {
+        matches!(self, Error::Config { .. } | Error::Index { .. })
+    }
 }
 
 /// Result alias of the sweep crate.

@@ -36,9 +36,9 @@ use crate::error::{io, Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// One LLM size of the grid.
+/// One LLM of the grid (`[[llm]]`): a train-crate size preset ([`train::sizes::LlmSize`]) and its N.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LlmSize {
+pub struct GridLlm {
     /// Train-crate size preset name (`xs`, `s`, `m`, `l`; [`train::sizes::SIZES`]).
     pub name: String,
     /// N, parameters in billions: as written in the TOML, else derived from the preset
@@ -269,7 +269,7 @@ pub struct SweepConfig {
     /// Task names.
     pub tasks: Vec<String>,
     /// LLM sizes.
-    pub llms: Vec<LlmSize>,
+    pub llms: Vec<GridLlm>,
     /// Per-cell training settings (`[train]`).
     pub train: TrainSettings,
     /// Vision-tower pretraining settings (`[vision]`).
@@ -373,7 +373,7 @@ impl SweepConfig {
             }
         }
         check_unique(&file, "llm", &raw.llm.iter().map(|l| &l.name).collect::<Vec<_>>())?;
-        let mut llms: Vec<LlmSize> = Vec::with_capacity(raw.llm.len());
+        let mut llms: Vec<GridLlm> = Vec::with_capacity(raw.llm.len());
         for (i, l) in raw.llm.iter().enumerate() {
             check_name(&file, &format!("llm[{i}].name"), &l.name)?;
             let params = match l.params {
@@ -392,7 +392,7 @@ impl SweepConfig {
                 ));
             }
             let pretrained = l.pretrained.as_ref().map(|p| path.parent().unwrap_or(Path::new(".")).join(p));
-            llms.push(LlmSize { name: l.name.clone(), params, pretrained });
+            llms.push(GridLlm { name: l.name.clone(), params, pretrained });
         }
         raw.train.check(&file, "train")?;
         for (t, o) in &raw.train.task {

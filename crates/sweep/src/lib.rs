@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! The experiment of *Inference Optimal VLMs Need Fewer Visual Tokens and More Parameters* (Li, Goyal,
 //! Semedo, Kolter; arXiv 2411.03312, §3–4) as a grid sweep: every (LLM size N × visual tokens V ×
 //! compressor × task) cell of a TOML config ([`grid`]) is trained and evaluated by a [`runner::CellRunner`]

@@ -6,9 +6,9 @@
 //! * **Vision tower**: pretrained once per sweep (`train::vision_pretrain::pretrain_vision`, the
 //!   sweep's seed and `[vision]` settings) into `<results_dir>/tower`, then frozen and shared by every
 //!   cell. Safe when several processes (cells in parallel, Slurm array tasks on a shared folder) need
-//!   it at once: one takes the lock file `<results_dir>/tower.lock` (created exclusively) and trains
-//!   into `tower.partial`, which is renamed into place when complete; the others wait for it. A lock
-//!   left by a dead process on the same host is removed.
+//!   it at once: one holds an exclusive lock on `<results_dir>/tower.lock` (an OS file lock, released
+//!   by the OS when its holder exits, even by a crash) and trains into `tower.partial`, which is
+//!   renamed into place when complete; the others wait for it.
 //! * **Training data**: images `0..images` of the task's generator with the sweep's seed
 //!   (`synth::Generator`, `questions_per_family` Sort-of-CLEVR questions per family; fine-detail
 //!   images have one question each).
@@ -16,7 +16,7 @@
 //!   ([`EVAL_SEED_OFFSET`]), never seen in training (neither by the VLM nor by the tower).
 //! * **Score**: overall exact-match accuracy in [0, 1] (the scaling crate fits error = 1 − score).
 //!   **Q**: mean question length of the held-out split in tokens (the question alone, as QueCC's
-//!   query pass tokenises it: `vlm::text::TextTokenizer::tokenize_query`), rounded to an integer as the
+//!   query pass tokenises it: `engine::text::TextTokenizer::tokenize_query`), rounded to an integer as the
 //!   scores CSV requires. **N**: the trained LLM's parameter count (`TrainReport::llm_parameters`) in
 //!   billions; a cell fails if the config's N disagrees.
 //! * **Blind-prior baseline** (cell details): the accuracy of always answering the most frequent
@@ -154,9 +154,9 @@ impl TrainRunner {
         for (i, l) in cfg.llms.iter().enumerate() {
             let size = train::sizes::LlmSize::from_name(&l.name).map_err(|e| bad(format!("llm[{i}].name"), e.to_string()))?;
             for (j, c) in cfg.compressors.iter().enumerate() {
-                let kind = train::model::CompressorKind::from_name(c).map_err(|e| bad(format!("compressors[{j}]"), e.to_string()))?;
+                let kind = train::model::trainable_compressor(c).map_err(|e| bad(format!("compressors[{j}]"), e.to_string()))?;
                 for &vt in cfg.visual_tokens.iter().filter(|&&vt| cfg.runs_at(c, vt)) {
-                    kind.spec(vt as usize, grid, tower.clip.hidden_size, size.hidden_size)
+                    train::model::compressor_spec(kind, vt as usize, grid, tower.clip.hidden_size, size.hidden_size)
                         .map_err(|e| bad("visual_tokens".into(), format!("compressor `{c}`, V = {vt}: {e}")))?;
                 }
             }
@@ -234,6 +234,7 @@ impl TrainRunner {
         let want = self.tower_settings();
         let lock = self.cfg.results_dir.join("tower.lock");
         std::fs::create_dir_all(&self.cfg.results_dir).map_err(io(&self.cfg.results_dir))?;
+        let lock_file = std::fs::OpenOptions::new().create(true).write(true).truncate(false).open(&lock).map_err(io(&lock))?;
         let mut waited = false;
         loop {
             if let Some(have) = read_tower_settings(&dir)? {
@@ -249,27 +250,25 @@ impl TrainRunner {
                 }
                 return Ok(dir);
             }
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(&lock) {
-                Ok(mut f) => {
-                    use std::io::Write;
-                    let _ = writeln!(f, "{} {}", hostname(), std::process::id());
-                    drop(f);
-                    let res = self.pretrain(&dir, &want, progress);
-                    let _ = std::fs::remove_file(&lock);
+            match lock_file.try_lock() {
+                Ok(()) => {
+                    // Another process may have finished the tower between the check and the lock.
+                    let res = match read_tower_settings(&dir) {
+                        Ok(None) => self.pretrain(&dir, &want, progress),
+                        Ok(Some(_)) => Ok(()),
+                        Err(e) => Err(e),
+                    };
+                    let _ = lock_file.unlock();
                     res?;
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    if lock_is_stale(&lock) {
-                        let _ = std::fs::remove_file(&lock);
-                        continue;
-                    }
+                Err(std::fs::TryLockError::WouldBlock) => {
                     if !waited {
                         eprintln!("waiting for the vision tower: {} is held by another process", lock.display());
                         waited = true;
                     }
                     std::thread::sleep(std::time::Duration::from_millis(500));
                 }
-                Err(e) => return Err(io(&lock)(e)),
+                Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock)(e)),
             }
         }
     }
@@ -309,34 +308,15 @@ fn read_tower_settings(dir: &Path) -> Result<Option<TowerSettings>> {
     }
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
-}
-
-/// A lock written by a process of this host that no longer runs (Linux `/proc`); a lock of another
-/// host, or an unreadable one, is never stale.
-fn lock_is_stale(lock: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(lock) else { return false };
-    let mut it = text.split_whitespace();
-    match (it.next(), it.next().and_then(|p| p.parse::<u32>().ok())) {
-        (Some(host), Some(pid)) if !host.is_empty() && host == hostname() && Path::new("/proc/self").exists() => {
-            !Path::new(&format!("/proc/{pid}")).exists()
-        }
-        _ => false,
-    }
-}
-
-/// CPU time (user + system) of the calling thread so far, seconds, from Linux's
-/// `/proc/thread-self/stat` (fields 14 and 15, in clock ticks of 1/100 s, the kernel's `USER_HZ` on
-/// every mainstream Linux); `None` elsewhere. With one compute thread per cell (the sweep's default
-/// with `--jobs` equal to the cores) this is the cell's CPU cost, independent of other load.
+/// CPU time (user + system) of the calling thread so far, seconds (`clock_gettime` with
+/// `CLOCK_THREAD_CPUTIME_ID`); `None` where the clock is unavailable. With one compute thread per cell
+/// (the sweep's default with `--jobs` equal to the cores) this is the cell's CPU cost, independent of
+/// other load.
 pub fn thread_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // `rest` starts at field 3 (state), so fields 14 and 15 are at 11 and 12.
-    let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec; the call only writes it.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    (rc == 0).then(|| ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
 }
 
 /// The generated split of `task` with `seed`: images `0..images`.

@@ -1,7 +1,7 @@
 //! Generates a dataset in memory, reports generation speed, and optionally writes it (PNG + JSONL)
 //! and the tokenizer. Stand-in for `vlmscale data make` until the CLI wires it.
 //!
-//! `cargo run -p synth --profile test --example make_data -- TASK N SEED [OUT_DIR]`
+//! `cargo run -p vlmscale-synth --profile test --example make_data -- TASK N SEED [OUT_DIR]`
 //! (TASK = sort_of_clevr | fine_detail).
 
 use std::time::Instant;

@@ -13,7 +13,7 @@
 //! truncated file under the final name.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -266,44 +266,21 @@ pub fn llava_record(sample: &ImageSample, k: usize, image: &str) -> LlavaRecord 
     }
 }
 
-/// Writes `write`'s output to `path` atomically: a temporary file in the same directory, flushed,
-/// synced to disk, given mode 0644 (temporary files are created 0600), then renamed over `path`.
-pub(crate) fn write_atomic(path: &Path, write: impl FnOnce(&mut BufWriter<&std::fs::File>) -> std::io::Result<()>) -> Result<()> {
-    write_atomic_with(path, true, write)
+/// Writes `bytes` to `path` atomically (the `atomic-write-file` crate: a temporary file in the same
+/// directory, synced to disk, renamed over `path`).
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file = atomic_write_file::AtomicWriteFile::open(path).map_err(|e| Error::io(path, e))?;
+    file.write_all(bytes).map_err(|e| Error::io(path, e))?;
+    file.commit().map_err(|e| Error::io(path, e))
 }
 
-/// [`write_atomic`] with the `fsync` optional (PNGs skip it: the rename alone already guarantees
-/// that readers never see a partial file while the process runs; the JSONL, written last, is synced).
-fn write_atomic_with(
-    path: &Path,
-    sync: bool,
-    write: impl FnOnce(&mut BufWriter<&std::fs::File>) -> std::io::Result<()>,
-) -> Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
-    {
-        let mut w = BufWriter::new(tmp.as_file());
-        write(&mut w).and_then(|_| w.flush()).map_err(|e| Error::io(path, e))?;
-    }
-    if sync {
-        tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(|e| Error::io(path, e))?;
-    }
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
-}
-
-/// Saves `img` as PNG at `path`, atomically (temp file + rename, no fsync).
+/// Saves `img` as PNG at `path`, atomically.
 /// Errors: [`Error::Io`], [`Error::Image`].
 pub fn save_png(img: &RgbImage, path: &Path) -> Result<()> {
     let mut encoded = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut encoded), image::ImageFormat::Png)
         .map_err(|e| Error::Image { path: path.to_path_buf(), source: e })?;
-    write_atomic_with(path, false, |w| w.write_all(&encoded))
+    write_atomic(path, &encoded)
 }
 
 /// Writes `samples` under `dir` (created if needed): `dir/images/{id}.png` and `dir/{name}.jsonl`,
@@ -333,7 +310,7 @@ pub fn write_dataset(dir: &Path, name: &str, samples: &[ImageSample]) -> Result<
             text.push('\n');
         }
     }
-    write_atomic(&jsonl, |w| w.write_all(text.as_bytes()))?;
+    write_atomic(&jsonl, text.as_bytes())?;
     Ok(jsonl)
 }
 

@@ -41,6 +41,14 @@ pub enum Error {
     Tokenizer { path: Option<PathBuf>, message: String },
 }
 
+impl Error {
+    /// Whether the error is bad input the user can fix: every error of this crate is (a setting, a
+    /// file, a record, an image, a tokenizer). The CLI exits with code 2 for user errors.
+    pub fn is_user_error(&self) -> bool {
+        true
+    }
+}
+
 /// `Result` with [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
 

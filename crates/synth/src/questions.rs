@@ -122,8 +122,8 @@ impl Family {
 /// (which names no colour). The form ends on the colour word, so the answer is predicted right
 /// after it — a one-hop lookup from the colour to the visual token of that colour, which a small
 /// LLM trained from scratch learns quickly, where the natural question (the answer several tokens
-/// after the colour word) stays at the answer prior for thousands of steps (crates/train/README.md,
-/// "Session 4"). The colour is the one colour name that occurs as a word in `question`, so the form
+/// after the colour word) stays at the answer prior for thousands of steps (docs/training-notes.md).
+/// The colour is the one colour name that occurs as a word in `question`, so the form
 /// also works for questions read from JSONL. The generated tokenizer's words carry their leading
 /// space, so the trainer tokenizes `" " + form` (two tokens). Errors: [`Error::Config`] (`question`) if a
 /// Sort-of-CLEVR question names no colour or more than one.

@@ -133,7 +133,7 @@ pub fn save_tokenizer(tokenizer: &Tokenizer, path: &Path) -> Result<()> {
     let text = tokenizer
         .to_string(true)
         .map_err(|e| Error::Tokenizer { path: Some(path.to_path_buf()), message: e.to_string() })?;
-    crate::dataset::write_atomic(path, |w| std::io::Write::write_all(w, text.as_bytes()))
+    crate::dataset::write_atomic(path, text.as_bytes())
 }
 
 /// Loads a `tokenizer.json`. Errors: [`Error::Io`] if missing/unreadable, [`Error::Tokenizer`]
@@ -184,5 +184,5 @@ pub fn save_tokenizer_config(path: &Path) -> Result<()> {
         "chat_template": CHATML_TEMPLATE,
     });
     let text = serde_json::to_string_pretty(&config).expect("json values serialise");
-    crate::dataset::write_atomic(path, |w| std::io::Write::write_all(w, text.as_bytes()))
+    crate::dataset::write_atomic(path, text.as_bytes())
 }

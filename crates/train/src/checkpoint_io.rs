@@ -1,4 +1,4 @@
-//! Checkpoints in the LLaVA layout the engine loads (`vlm::checkpoint::Checkpoint`), written
+//! Checkpoints in the LLaVA layout the engine loads (`engine::checkpoint::Checkpoint`), written
 //! atomically, plus the trainer state needed to resume.
 //!
 //! Directory contents:
@@ -23,7 +23,7 @@ use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use vlm::decoder::DecoderConfig;
+use models::decoder::DecoderConfig;
 
 use crate::model::{CompressorKind, VlmArch};
 use crate::optim::AdamW;
@@ -79,12 +79,19 @@ pub fn write_dir_atomic(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> R
     Ok(())
 }
 
-/// Writes `value` as pretty JSON to `path` via a temporary file and a rename. Errors: I/O.
+/// Writes `value` as pretty JSON to `path` atomically ([`write_atomic`]). Errors: I/O.
 pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let text = serde_json::to_string_pretty(value).map_err(|e| Error::config("json", e.to_string()))?;
-    let tmp = sibling(path, ".tmp");
-    std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    write_atomic(path, text.as_bytes())
+}
+
+/// Writes `bytes` to `path` atomically (the `atomic-write-file` crate: a temporary file in the same
+/// directory, synced to disk, renamed over `path`). Errors: I/O naming `path`.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut file = atomic_write_file::AtomicWriteFile::open(path).map_err(|e| Error::io(path, e))?;
+    file.write_all(bytes).map_err(|e| Error::io(path, e))?;
+    file.commit().map_err(|e| Error::io(path, e))
 }
 
 /// Progress of a training run, saved next to the weights.
@@ -108,8 +115,9 @@ pub fn config_json(arch: &VlmArch, llm_config: &Value, tower_dir: &Path, multi_l
     let kernel = arch.grid / side.max(1);
     let mm_type = match arch.compressor {
         CompressorKind::Quecc | CompressorKind::QueccNoQuery => "quecc",
-        CompressorKind::TokenPacker => "token-packer",
-        CompressorKind::AvgPool => "avgpool",
+        CompressorKind::Tokenpacker => "token-packer",
+        CompressorKind::Avgpool => "avgpool",
+        CompressorKind::None => "none",
     };
     let tower = std::fs::canonicalize(tower_dir).map_err(|e| Error::io(tower_dir, e))?;
     let extra = serde_json::json!({
@@ -155,7 +163,7 @@ pub fn read_saved_vlm(dir: &Path) -> Result<SavedVlm> {
     let v: Value = serde_json::from_str(&text).map_err(|e| Error::Checkpoint { path: path.clone(), msg: e.to_string() })?;
     let bad = |k: &str| Error::Checkpoint { path: path.clone(), msg: format!("missing or invalid key `{k}`") };
     let num = |k: &str| v.get(k).and_then(Value::as_u64).map(|x| x as usize).ok_or_else(|| bad(k));
-    let compressor = CompressorKind::from_name(v.get("vlmscale_compressor").and_then(Value::as_str).ok_or_else(|| bad("vlmscale_compressor"))?)?;
+    let compressor = crate::model::trainable_compressor(v.get("vlmscale_compressor").and_then(Value::as_str).ok_or_else(|| bad("vlmscale_compressor"))?)?;
     let visual_tokens = num("vlmscale_visual_tokens")?;
     let vision_dim = num("mm_hidden_size")?;
     let g2 = num("mm_vision_output_token_count")?;
@@ -178,7 +186,7 @@ pub fn save_checkpoint(
     write_dir_atomic(dir, |tmp| {
         let text = serde_json::to_string_pretty(config).map_err(|e| Error::config("config", e.to_string()))?;
         std::fs::write(tmp.join("config.json"), text).map_err(|e| Error::io(tmp.join("config.json"), e))?;
-        varmap.save(tmp.join(vlm::checkpoint::WEIGHTS_FILE))?;
+        varmap.save(tmp.join(engine::checkpoint::WEIGHTS_FILE))?;
         std::fs::write(tmp.join("tokenizer.json"), tokenizer_json).map_err(|e| Error::io(tmp.join("tokenizer.json"), e))?;
         if let Some((st, opt)) = state {
             candle_core::safetensors::save(&opt.state_tensors()?, tmp.join(OPTIMIZER_FILE))?;

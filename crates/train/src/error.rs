@@ -9,7 +9,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub enum Error {
     /// An engine error (bad checkpoint, shape, config, …).
     #[error(transparent)]
-    Vlm(#[from] vlm::Error),
+    Vlm(#[from] engine::Error),
     /// A data error (bad JSONL record, missing or unreadable image, bad dataset config, …).
     #[error(transparent)]
     Synth(#[from] synth::Error),
@@ -57,10 +57,21 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    /// Whether the error is bad input the user can fix; `false` only for a failure inside one of the
+    /// engine's tensor ops. The CLI exits with code 2 for user errors, 1 for the others.
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            Error::Vlm(e) => e.is_user_error(),
+            _ => true,
+        }
+    }
+
+    /// [`Error::Io`] naming `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
     }
-    pub(crate) fn config(field: &'static str, msg: impl Into<String>) -> Self {
+    /// [`Error::Config`] naming the setting `field`.
+    pub fn config(field: &'static str, msg: impl Into<String>) -> Self {
         Error::Config { field, msg: msg.into() }
     }
 }

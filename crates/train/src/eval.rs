@@ -1,6 +1,6 @@
 //! Evaluation: exact-match accuracy per question family on a held-out split, answering with the
-//! engine's inference path — fused kernels, the LLaVA splice (`vlm::text::input_embeddings`) and
-//! greedy decoding with the KV cache (`vlm::generate::generate`) — from a saved checkpoint.
+//! engine's inference path — fused kernels, the LLaVA splice (`engine::text::input_embeddings`) and
+//! greedy decoding with the KV cache (`engine::generate::generate`) — from a saved checkpoint.
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
@@ -8,9 +8,10 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
 use synth::{Group, ImageSample, Qa};
-use vlm::checkpoint::{Checkpoint, VisionTowerSource};
-use vlm::generate::{generate, GenerateConfig};
-use vlm::vision::{load_clip_tower, ClipVisionTower, VisionFeatures};
+use engine::checkpoint::{Checkpoint, VisionTowerSource};
+use engine::generate::{generate, GenerateConfig};
+use engine::vision::load_clip_tower;
+use models::vision::{ClipVisionTower, VisionFeatures};
 
 use crate::batch::ConversationEncoder;
 use crate::checkpoint_io::{read_saved_vlm, write_json_atomic};
@@ -67,8 +68,8 @@ pub fn load_vlm(dir: &Path) -> Result<LoadedVlm> {
         VisionTowerSource::Directory(d) => d,
         VisionTowerSource::Embedded => saved.tower_dir,
     };
-    let tcfg = vlm::vision::ClipVisionConfig::from_file(&tower_dir.join("config.json"))?;
-    let tower = load_clip_tower(&tower_dir, tcfg.num_hidden_layers, vlm::layers::OpMode::Fused, &dev)?;
+    let tcfg = models::vision::ClipVisionConfig::from_file(&tower_dir.join("config.json"))?;
+    let tower = load_clip_tower(&tower_dir, tcfg.num_hidden_layers, models::Mode::Inference, &dev)?;
     let encoder = ConversationEncoder::new(&ckpt.tokenizer_path()?)?;
     Ok(LoadedVlm { tower, model, encoder })
 }
@@ -87,7 +88,7 @@ impl LoadedVlm {
         };
         let visual = self.model.visual_embeddings(features, query.as_ref())?;
         let prompt = tok.tokenize_with_image(&self.encoder.template().prompt(question, true))?;
-        let embeds = vlm::text::input_embeddings(&self.model.decoder, &prompt, Some(&visual))?;
+        let embeds = engine::text::input_embeddings(&self.model.decoder, &prompt, Some(&visual))?;
         let cfg = GenerateConfig { max_new_tokens, stop_token_ids: tok.stop_token_ids(self.encoder.template())?, ..GenerateConfig::default() };
         let out = generate(&mut self.model.decoder, &embeds, &cfg, |_| Ok(()))?;
         Ok(tok.decode(&out.tokens, true)?.trim().to_string())

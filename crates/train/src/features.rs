@@ -5,7 +5,8 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use image::RgbImage;
-use vlm::vision::{extract_features, ClipVisionTower, FeatureLayers, VisionFeatures, CLIP_MEAN, CLIP_STD};
+use models::vision::{extract_features, ClipVisionTower, FeatureLayers, VisionFeatures};
+use engine::vision::{CLIP_MEAN, CLIP_STD};
 
 use crate::{Error, Result};
 
@@ -88,14 +89,11 @@ impl FeatureSet {
         })
     }
 
-    /// Saves as safetensors (`single`, `multi`). Errors: I/O.
+    /// Saves as safetensors (`single`, `multi`), atomically. Errors: I/O.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let tmp = path.with_extension("tmp");
-        candle_core::safetensors::save(
-            &[("single".to_string(), self.single.clone()), ("multi".to_string(), self.multi.clone())].into_iter().collect(),
-            &tmp,
-        )?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+        let tensors = [("single", &self.single), ("multi", &self.multi)];
+        let bytes = safetensors::serialize(tensors, None).map_err(|e| Error::io(path, std::io::Error::other(e)))?;
+        crate::checkpoint_io::write_atomic(path, &bytes)
     }
 
     /// Loads a file written by [`Self::save`]. Errors: missing/corrupt file or tensors

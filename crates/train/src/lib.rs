@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! Training small VLMs on a laptop with the engine's own modules (one architecture code path for
 //! training and inference): a CLIP-architecture vision tower pretrained on generated images and then
 //! frozen ([`vision_pretrain`]), its features precomputed once per image set ([`features`]), and a
@@ -14,10 +15,8 @@
 //! | [`model`] | the trainable VLM: compressor + projector + decoder from one `VarMap` |
 //! | [`vlm_train`] | the training loop with checkpoint/resume |
 //! | [`checkpoint_io`] | atomic LLaVA-layout checkpoints and trainer state |
-//! | [`bench`] | training throughput per LLM size (samples/s, GFLOP/s) |
 //! | [`eval`] | exact-match accuracy per question family with greedy generation |
 pub mod batch;
-pub mod bench;
 pub mod checkpoint_io;
 pub mod error;
 pub mod eval;

@@ -39,7 +39,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use synth::{DatasetConfig, FineDetailConfig, Generator, Task};
-use vlm::decoder::{Decoder, Mode};
+use models::decoder::Decoder;
+use models::Mode;
 
 use crate::batch::{ConversationEncoder, Example};
 use crate::checkpoint_io::{load_trainer_state, save_checkpoint, write_json_atomic, TrainerState};
@@ -57,7 +58,7 @@ pub const LOSSES_FILE: &str = "losses.json";
 pub const CAPTION_GRID: u32 = 8;
 
 /// The files a pretrained LLM directory ships (each hashed in the manifest).
-pub const SHIPPED_FILES: [&str; 3] = ["config.json", vlm::checkpoint::WEIGHTS_FILE, "tokenizer.json"];
+pub const SHIPPED_FILES: [&str; 3] = ["config.json", engine::checkpoint::WEIGHTS_FILE, "tokenizer.json"];
 
 /// Settings of one pretraining run (`vlmscale train llm` flags).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -373,7 +374,7 @@ pub struct LlmManifest {
 impl LlmManifest {
     /// The recorded SHA-256 of the weights file.
     pub fn weights_sha256(&self) -> Option<&str> {
-        self.sha256.get(vlm::checkpoint::WEIGHTS_FILE).map(String::as_str)
+        self.sha256.get(engine::checkpoint::WEIGHTS_FILE).map(String::as_str)
     }
 }
 
@@ -484,7 +485,7 @@ pub fn pretrain_llm(
             });
         }
         let mut vm = varmap.clone();
-        vm.load(out_dir.join(vlm::checkpoint::WEIGHTS_FILE))?;
+        vm.load(out_dir.join(engine::checkpoint::WEIGHTS_FILE))?;
         opt.load_state(&moments, saved.step)?;
         state = saved;
     }

@@ -1,68 +1,44 @@
 //! The trainable VLM: compressor → projector → Qwen2 decoder, all built from one `VarBuilder` with the
-//! LLaVA checkpoint names (`model.mm_projector.*`, `model.*`, see `vlm::checkpoint`), so a `VarMap`
+//! LLaVA checkpoint names (`model.mm_projector.*`, `model.*`, see `engine::checkpoint`), so a `VarMap`
 //! saved as safetensors is a checkpoint the engine loads. The vision tower is not part of it: its
 //! features are precomputed ([`crate::features`]).
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, Var, D};
 use candle_nn::VarBuilder;
-use vlm::compress::{Compressor, CompressorSpec};
-use vlm::decoder::{Decoder, DecoderConfig, Mode};
-use vlm::layers::OpMode;
-use vlm::projector::{Projector, ProjectorKind};
-use vlm::vision::VisionFeatures;
+use models::compress::{Compressor, CompressorSpec};
+use models::decoder::{Decoder, DecoderConfig};
+use models::Mode;
+use models::projector::{Projector, ProjectorKind};
+use models::vision::VisionFeatures;
 
 use crate::batch::Batch;
+pub use scaling::cost::arch::CompressorKind;
 use crate::{Error, Result};
 
-/// The compressors the trainer supports (CLI names in brackets).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CompressorKind {
-    /// QueCC with query injection (`quecc`), paper §4.
-    Quecc,
-    /// QueCC without query injection (`quecc-noquery`), the ablation.
-    QueccNoQuery,
-    /// TokenPacker (`tokenpacker`), the paper's scaling-grid compressor.
-    TokenPacker,
-    /// 2-D average pooling (`avgpool`).
-    AvgPool,
+/// The compressor named `name` if the trainer can train it (`quecc`, `quecc-noquery`, `tokenpacker`,
+/// `avgpool`: every [`CompressorKind`] but `none`). Errors: [`Error::UnknownCompressor`].
+pub fn trainable_compressor(name: &str) -> Result<CompressorKind> {
+    match CompressorKind::from_name(name) {
+        Some(k) if k != CompressorKind::None => Ok(k),
+        _ => Err(Error::UnknownCompressor(name.to_string())),
+    }
 }
 
-impl CompressorKind {
-    /// Parses a CLI name. Errors: [`Error::UnknownCompressor`].
-    pub fn from_name(name: &str) -> Result<Self> {
-        match name {
-            "quecc" => Ok(Self::Quecc),
-            "quecc-noquery" => Ok(Self::QueccNoQuery),
-            "tokenpacker" => Ok(Self::TokenPacker),
-            "avgpool" => Ok(Self::AvgPool),
-            other => Err(Error::UnknownCompressor(other.to_string())),
-        }
+/// The engine's spec of compressor `kind` for V tokens from a G×G grid of width d and an LLM of
+/// width H. Errors: V not producible from the grid, or `none` ([`engine::Error::Invalid`] listing the
+/// allowed V).
+pub fn compressor_spec(kind: CompressorKind, visual_tokens: usize, grid: usize, dim: usize, llm_hidden: usize) -> Result<CompressorSpec> {
+    let base = match kind {
+        CompressorKind::Quecc | CompressorKind::QueccNoQuery => "quecc",
+        CompressorKind::Tokenpacker => "tokenpacker",
+        CompressorKind::Avgpool => "avgpool",
+        CompressorKind::None => return Err(Error::UnknownCompressor(kind.name().to_string())),
+    };
+    let mut spec = CompressorSpec::from_name(base, visual_tokens, grid, dim, llm_hidden)?;
+    if let (CompressorKind::QueccNoQuery, CompressorSpec::Quecc(cfg)) = (kind, &mut spec) {
+        cfg.use_query = false;
     }
-
-    /// The CLI name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Quecc => "quecc",
-            Self::QueccNoQuery => "quecc-noquery",
-            Self::TokenPacker => "tokenpacker",
-            Self::AvgPool => "avgpool",
-        }
-    }
-
-    /// The engine's spec for V tokens from a G×G grid of width d and an LLM of width H.
-    /// Errors: V not producible from the grid ([`vlm::Error::Invalid`] listing the allowed V).
-    pub fn spec(self, visual_tokens: usize, grid: usize, dim: usize, llm_hidden: usize) -> Result<CompressorSpec> {
-        let base = match self {
-            Self::Quecc | Self::QueccNoQuery => "quecc",
-            Self::TokenPacker => "tokenpacker",
-            Self::AvgPool => "avgpool",
-        };
-        let mut spec = CompressorSpec::from_name(base, visual_tokens, grid, dim, llm_hidden)?;
-        if let (Self::QueccNoQuery, CompressorSpec::Quecc(cfg)) = (self, &mut spec) {
-            cfg.use_query = false;
-        }
-        Ok(spec)
-    }
+    Ok(spec)
 }
 
 /// Everything that fixes the VLM's shapes.
@@ -95,15 +71,15 @@ pub struct TrainableVlm {
 impl TrainableVlm {
     /// Builds the modules from `vb` rooted at the checkpoint's top level (a `VarMap`-backed builder
     /// creates and initialises the weights; a checkpoint's builder loads them). `differentiable`
-    /// selects [`OpMode::Differentiable`] / [`Mode::Differentiable`] kernels (training) or fused
+    /// selects [`Mode::Differentiable`] / [`Mode::Differentiable`] kernels (training) or fused
     /// ones (inference). Errors: V not producible, missing or mis-shaped weights.
     pub fn new(arch: &VlmArch, differentiable: bool, vb: VarBuilder) -> Result<Self> {
         if differentiable {
             retain_freed_memory();
         }
         let h = arch.llm.hidden_size;
-        let spec = arch.compressor.spec(arch.visual_tokens, arch.grid, arch.vision_dim, h)?;
-        let op = if differentiable { OpMode::Differentiable } else { OpMode::Fused };
+        let spec = compressor_spec(arch.compressor, arch.visual_tokens, arch.grid, arch.vision_dim, h)?;
+        let op = if differentiable { Mode::Differentiable } else { Mode::Inference };
         let mm = vb.pp("model").pp("mm_projector");
         let compressor = spec.build(arch.grid, arch.vision_dim, op, mm.clone())?;
         let projector = Projector::new(ProjectorKind::MlpGelu { depth: 2 }, arch.vision_dim, h, spec.projector_layout(), mm)?;
@@ -155,7 +131,7 @@ impl TrainableVlm {
 impl TrainableVlm {
     /// The loss of `batch` (as [`Self::loss`]) and its gradients for `vars`, computed data-parallel
     /// on `threads` worker threads: the batch is split into `threads` row ranges, each worker runs
-    /// forward and backward on its part (fused kernels single-threaded, [`vlm::autograd::serial`])
+    /// forward and backward on its part (fused kernels single-threaded, [`kernels::autograd::serial`])
     /// with its mean loss weighted by its share of the answer tokens, and the parts' gradients are
     /// summed — the same loss and gradients as one pass over the whole batch, up to summation order.
     /// `threads ≤ 1` (or a one-row batch) is the plain single pass. Returns (loss, gradients).
@@ -188,7 +164,7 @@ impl TrainableVlm {
                 .iter()
                 .map(|(part, feats, weight)| {
                     s.spawn(move || {
-                        vlm::autograd::serial(|| -> Result<(f64, GradStore)> {
+                        kernels::autograd::serial(|| -> Result<(f64, GradStore)> {
                             if part.targets.dim(0)? == 0 {
                                 return Ok((0.0, GradStore::default()));
                             }

@@ -2,7 +2,7 @@
 //! 2-core CPU, spanning ~50× in parameter count so a scaling grid over N is possible (paper §3 uses
 //! Qwen-1.5 0.5B–7B, a 14× span).
 use serde_json::{json, Value};
-use vlm::decoder::DecoderConfig;
+use models::decoder::DecoderConfig;
 
 use crate::{Error, Result};
 

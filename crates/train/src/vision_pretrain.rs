@@ -21,7 +21,7 @@
 //!
 //! Tower (see [`tower_config`]): 80×80 images, 10 px patches → 8×8 grid (V ∈ {1, 4, 16, 64}), width 64,
 //! 4 blocks, 4 heads, QuickGELU, HF CLIP layout; saved as a CLIP directory (`config.json` with
-//! `vision_config`, `model.safetensors` under `vision_model.`) that `vlm::vision::load_clip_tower` loads.
+//! `vision_config`, `model.safetensors` under `vision_model.`) that `engine::vision::load_clip_tower` loads.
 use std::path::Path;
 use std::time::Instant;
 
@@ -32,9 +32,10 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use synth::{Content, DatasetConfig, FineDetailScene, Generator, ImageSample, Scene, Shape, Task};
-use vlm::layers::{Linear, OpMode};
-use vlm::vision::clip::drop_cls;
-use vlm::vision::{ClipVisionConfig, ClipVisionTower};
+use models::layers::Linear;
+use models::Mode;
+use models::vision::clip::drop_cls;
+use models::vision::{ClipVisionConfig, ClipVisionTower};
 
 use crate::checkpoint_io::write_dir_atomic;
 use crate::features::pixels;
@@ -268,7 +269,7 @@ pub fn pretrain_vision(
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
     let model = PretrainModel {
-        tower: ClipVisionTower::new(&cfg.clip, OpMode::Differentiable, vb.pp("vision_model"))?,
+        tower: ClipVisionTower::new(&cfg.clip, Mode::Differentiable, vb.pp("vision_model"))?,
         head: Linear::new(cfg.clip.hidden_size, PATCH_CLASSES + 2, true, vb.pp("pretrain_head"))?,
     };
     crate::init::reinit(&varmap, cfg.seed)?;

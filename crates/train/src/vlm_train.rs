@@ -23,12 +23,12 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use serde_json::json;
 use synth::{DatasetConfig, Generator, ImageSample};
-use vlm::vision::load_clip_tower;
+use engine::vision::load_clip_tower;
 
 use crate::batch::{collate, ConversationEncoder, Example};
 use crate::checkpoint_io::{config_json, load_trainer_state, save_checkpoint, TrainerState};
 use crate::features::{feature_layers, FeatureSet};
-use crate::model::{CompressorKind, TrainableVlm, VlmArch};
+use crate::model::{TrainableVlm, VlmArch};
 use crate::optim::{clip_grad_norm, AdamW, Schedule};
 use crate::sizes::LlmSize;
 use crate::{Error, Result};
@@ -102,7 +102,7 @@ pub struct VlmTrainConfig {
     /// answer next), the remaining steps on the natural ChatML questions (which evaluation asks).
     /// 0 (default) = natural questions only. The short form makes the answer a one-hop lookup from
     /// the colour word; learnt there, it transfers to the natural question, which from scratch stays
-    /// at the answer prior (crates/train/README.md, "Session 4"). Same batch order in both stages.
+    /// at the answer prior (docs/training-notes.md). Same batch order in both stages.
     pub short_question_steps: usize,
     /// A pretrained LLM directory ([`crate::llm_pretrain`]; its manifest is checked) whose weights
     /// replace the LLM's initialisation; its `tokenizer.json` is used unless `tokenizer` is given.
@@ -174,15 +174,15 @@ pub const MM_PREFIX: &str = "model.mm_projector.";
 /// mis-shaped tensor; I/O.
 pub fn load_pretrained_llm(varmap: &VarMap, dir: &Path, expected_config: &serde_json::Value) -> Result<()> {
     let cfg_path = dir.join("config.json");
-    let got = vlm::decoder::DecoderConfig::from_file(&cfg_path)?;
-    let want = vlm::decoder::DecoderConfig::from_json_str(&expected_config.to_string())?;
+    let got = models::decoder::DecoderConfig::from_file(&cfg_path)?;
+    let want = models::decoder::DecoderConfig::from_json_str(&expected_config.to_string())?;
     if got != want {
         return Err(Error::Checkpoint {
             path: cfg_path,
             msg: format!("describes another LLM than the preset of this run: {got:?} vs {want:?}"),
         });
     }
-    let path = dir.join(vlm::checkpoint::WEIGHTS_FILE);
+    let path = dir.join(engine::checkpoint::WEIGHTS_FILE);
     let tensors = candle_core::safetensors::load(&path, &Device::Cpu)
         .map_err(|e| Error::Checkpoint { path: path.clone(), msg: format!("not a valid safetensors file: {e}") })?;
     let data = varmap.data().lock().map_err(|_| Error::config("varmap", "poisoned lock"))?;
@@ -269,7 +269,7 @@ pub fn train_vlm(cfg: &VlmTrainConfig, progress: &mut dyn FnMut(&StepInfo)) -> R
     // 1. Settings.
     let dev = Device::Cpu;
     let size = LlmSize::from_name(&cfg.llm)?;
-    let kind = CompressorKind::from_name(&cfg.compressor)?;
+    let kind = crate::model::trainable_compressor(&cfg.compressor)?;
     if cfg.batch_size == 0 || cfg.steps == 0 || cfg.save_every == 0 || cfg.threads == 0 {
         return Err(Error::config("batch_size/steps/save_every/threads", "must be > 0"));
     }
@@ -283,8 +283,8 @@ pub fn train_vlm(cfg: &VlmTrainConfig, progress: &mut dyn FnMut(&StepInfo)) -> R
     if !(cfg.init_std.is_finite() && cfg.init_std > 0.0) {
         return Err(Error::config("init_std", format!("must be finite and > 0, got {}", cfg.init_std)));
     }
-    let tower_cfg = vlm::vision::ClipVisionConfig::from_file(&cfg.tower_dir.join("config.json"))?;
-    kind.spec(cfg.visual_tokens, tower_cfg.grid(), tower_cfg.hidden_size, size.hidden_size)?;
+    let tower_cfg = models::vision::ClipVisionConfig::from_file(&cfg.tower_dir.join("config.json"))?;
+    crate::model::compressor_spec(kind, cfg.visual_tokens, tower_cfg.grid(), tower_cfg.hidden_size, size.hidden_size)?;
 
     if !(cfg.stage1_lr.is_finite() && cfg.stage1_lr > 0.0) {
         return Err(Error::config("stage1_lr", format!("must be finite and > 0, got {}", cfg.stage1_lr)));
@@ -335,7 +335,7 @@ pub fn train_vlm(cfg: &VlmTrainConfig, progress: &mut dyn FnMut(&StepInfo)) -> R
 
     // 3. Frozen-tower features, once.
     let t_feat = Instant::now();
-    let tower = load_clip_tower(&cfg.tower_dir, tower_cfg.num_hidden_layers, vlm::layers::OpMode::Fused, &dev)?;
+    let tower = load_clip_tower(&cfg.tower_dir, tower_cfg.num_hidden_layers, models::Mode::Inference, &dev)?;
     let features = FeatureSet::compute(&tower, &samples.iter().map(|s| &s.image).collect::<Vec<_>>(), 64)?;
     drop(tower);
     let feature_s = t_feat.elapsed().as_secs_f64();
@@ -380,7 +380,7 @@ pub fn train_vlm(cfg: &VlmTrainConfig, progress: &mut dyn FnMut(&StepInfo)) -> R
                 });
             }
             let mut vm = varmap.clone();
-            vm.load(cfg.out_dir.join(vlm::checkpoint::WEIGHTS_FILE))?;
+            vm.load(cfg.out_dir.join(engine::checkpoint::WEIGHTS_FILE))?;
             // The moments belong to the stage of the last completed step.
             if saved.step <= stage1 && stage1 > 0 {
                 opt.load_state(&moments, saved.step)?;

@@ -2,7 +2,6 @@
 use std::path::Path;
 
 use train::features::FeatureSet;
-use train::model::CompressorKind;
 use train::sizes::LlmSize;
 use train::vlm_train::{train_vlm, TrainData, VlmTrainConfig};
 
@@ -17,7 +16,7 @@ fn fake_tower(dir: &Path) {
 
 #[test]
 fn unknown_compressor_and_size_are_named() {
-    let e = CompressorKind::from_name("perceiver").unwrap_err();
+    let e = train::model::trainable_compressor("perceiver").unwrap_err();
     assert!(e.to_string().contains("perceiver") && e.to_string().contains("quecc-noquery"), "{e}");
     let e = LlmSize::from_name("xxl").unwrap_err();
     assert!(e.to_string().contains("xxl") && e.to_string().contains("xs"), "{e}");
@@ -84,21 +83,6 @@ fn corrupt_feature_and_checkpoint_files() {
     std::fs::write(ck.join("optimizer.safetensors"), b"xx").unwrap();
     let e = train::checkpoint_io::load_trainer_state(&ck).unwrap_err();
     assert!(e.to_string().contains("optimizer.safetensors"), "{e}");
-}
-
-#[test]
-fn bench_runs_and_rejects_bad_settings() {
-    use train::bench::{bench_train, BenchConfig};
-    let cfg = BenchConfig { compressor: "avgpool".into(), visual_tokens: 4, batch_size: 2, vision_dim: 16, grid: 8, seed: 0, threads: 2 };
-    let rows = bench_train(&cfg, &["xs"], 1, None, &mut |_, _, _| {}).unwrap();
-    assert_eq!(rows.len(), 1);
-    assert!(rows[0].samples_per_s > 0.0 && rows[0].gflops > 0.0);
-    assert!(bench_train(&cfg, &["xs"], 0, None, &mut |_, _, _| {}).is_err());
-    assert!(bench_train(&cfg, &["huge"], 1, None, &mut |_, _, _| {}).is_err());
-    let bad_v = BenchConfig { visual_tokens: 5, ..cfg.clone() };
-    assert!(bench_train(&bad_v, &["xs"], 1, None, &mut |_, _, _| {}).is_err());
-    let bad_c = BenchConfig { compressor: "nope".into(), ..cfg };
-    assert!(bench_train(&bad_c, &["xs"], 1, None, &mut |_, _, _| {}).is_err());
 }
 
 #[test]

@@ -6,9 +6,10 @@ use candle_nn::{VarBuilder, VarMap};
 use synth::Family;
 use train::batch::{collate, ConversationEncoder};
 use train::model::{CompressorKind, TrainableVlm, VlmArch};
-use vlm::decoder::{Decoder, DecoderConfig, Mode};
-use vlm::projector::{Projector, ProjectorKind, ProjectorLayout};
-use vlm::vision::VisionFeatures;
+use models::decoder::{Decoder, DecoderConfig};
+use models::Mode;
+use models::projector::{Projector, ProjectorKind, ProjectorLayout};
+use models::vision::VisionFeatures;
 
 fn var(map: &VarMap, name: &str) -> Var {
     map.data().lock().unwrap().get(name).unwrap_or_else(|| panic!("no var {name}")).clone()
@@ -54,24 +55,26 @@ fn tiny_llm(vocab: usize, layers: usize) -> DecoderConfig {
 
 #[test]
 fn projector_gradients_match_finite_differences() {
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
     let dev = Device::Cpu;
     let map = VarMap::new();
     let vb = VarBuilder::from_varmap(&map, DType::F64, &dev);
     let p = Projector::new(ProjectorKind::MlpGelu { depth: 2 }, 6, 8, ProjectorLayout::Sequential, vb).unwrap();
-    let x = Tensor::randn(0f64, 1.0, (2, 3, 6), &dev).unwrap();
-    let probe = Tensor::randn(0f64, 1.0, (2, 3, 8), &dev).unwrap();
+    let x = kernels::random::randn(&mut rng, 1.0, (2, 3, 6), candle_core::DType::F64, &dev).unwrap();
+    let probe = kernels::random::randn(&mut rng, 1.0, (2, 3, 8), candle_core::DType::F64, &dev).unwrap();
     check(&map, &|| p.forward(&x).unwrap().mul(&probe).unwrap().sum_all().unwrap(), &["0.weight", "0.bias", "2.weight"]);
 }
 
 #[test]
 fn decoder_block_gradients_match_finite_differences() {
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(2);
     let dev = Device::Cpu;
     let map = VarMap::new();
     let vb = VarBuilder::from_varmap(&map, DType::F64, &dev);
     let mut dec = Decoder::new(&tiny_llm(11, 1), vb).unwrap();
     dec.set_mode(Mode::Differentiable);
     let ids = Tensor::new(&[[1u32, 5, 7, 2, 9], [3, 3, 10, 0, 4]], &dev).unwrap();
-    let probe = Tensor::randn(0f64, 1.0, (2, 5, 16), &dev).unwrap();
+    let probe = kernels::random::randn(&mut rng, 1.0, (2, 5, 16), candle_core::DType::F64, &dev).unwrap();
     // embed_tokens.weight is also in the VarMap and gets its gradient through the block.
     let loss = || dec.forward_hidden(&dec.embed_tokens(&ids).unwrap()).unwrap().mul(&probe).unwrap().sum_all().unwrap();
     check(
@@ -92,6 +95,7 @@ fn decoder_block_gradients_match_finite_differences() {
 
 /// The whole VLM from the answer-token loss back to the compressor's first weights.
 fn whole_vlm(kind: CompressorKind, names: &[&str]) {
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(3);
     let dev = Device::Cpu;
     let dir = tempfile::tempdir().unwrap();
     let tok = dir.path().join("tokenizer.json");
@@ -107,8 +111,8 @@ fn whole_vlm(kind: CompressorKind, names: &[&str]) {
     ];
     let batch = collate(&ex.iter().collect::<Vec<_>>(), 4, &dev).unwrap();
     let feats = VisionFeatures {
-        single: Tensor::randn(0f64, 1.0, (2, g * g, d), &dev).unwrap(),
-        multi: Some(Tensor::randn(0f64, 1.0, (2, g * g, 4 * d), &dev).unwrap()),
+        single: kernels::random::randn(&mut rng, 1.0, (2, g * g, d), candle_core::DType::F64, &dev).unwrap(),
+        multi: Some(kernels::random::randn(&mut rng, 1.0, (2, g * g, 4 * d), candle_core::DType::F64, &dev).unwrap()),
         grid: g,
     };
     check(&map, &|| model.loss(&batch, &feats).unwrap(), names);
@@ -136,7 +140,7 @@ fn whole_vlm_quecc_gradients_reach_the_compressor() {
 #[test]
 fn whole_vlm_tokenpacker_gradients_match_including_llm() {
     whole_vlm(
-        CompressorKind::TokenPacker,
+        CompressorKind::Tokenpacker,
         &[
             "model.mm_projector.q_proj_1.weight",
             "model.mm_projector.k_proj_1.0.weight",

@@ -11,7 +11,7 @@ fn tiny_tower(dir: &Path) {
     let r = pretrain_vision(&cfg, dir, &mut |_, _, _| {}).unwrap();
     assert!(r.final_loss.is_finite());
     // The engine loads the saved tower.
-    vlm::vision::load_clip_tower(dir, 4, vlm::layers::OpMode::Fused, &candle_core::Device::Cpu).unwrap();
+    engine::vision::load_clip_tower(dir, 4, models::Mode::Inference, &candle_core::Device::Cpu).unwrap();
 }
 
 fn tiny_run(tower: &Path, out: &Path, compressor: &str) -> VlmTrainConfig {
@@ -54,7 +54,7 @@ fn interrupted_and_resumed_run_matches_uninterrupted_and_evaluates() {
     assert!(matches!(train_vlm(&other, &mut |_| {}), Err(train::Error::Checkpoint { .. })));
 
     // The checkpoint is a LLaVA-layout directory the engine opens.
-    let ck = vlm::checkpoint::Checkpoint::open(&a).unwrap();
+    let ck = engine::checkpoint::Checkpoint::open(&a).unwrap();
     assert_eq!(ck.multimodal_config().projector_type(), "mlp2x_gelu");
     assert!(ck.contains("model.mm_projector.0.q_proj.0.weight"));
     assert!(ck.contains("model.mm_projector.1.weight"));

@@ -4,15 +4,16 @@ use scaling::fit::cells::Cells;
 use scaling::fit::grid::{grid_search, GridSpec};
 use scaling::law::{LawForm, TokenAxis};
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Instant;
 
+use bench::machine::{load_average, measured_f64_limit, measured_matmul_gflops, measured_read_bandwidth};
+use bench::peers::PeersDir;
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum Bench {
     /// The paper's full 5,000,000-point grid search on the 28 published cells, against the authors'
-    /// Python loop (benches/peers/grid_search_authors_loop.py, timed on a prefix of the grid).
+    /// Python loop (peers/grid_search_authors_loop.py, timed on a prefix of the grid).
     Fit(FitArgs),
     /// CLIP ViT-L/14-336 (random weights) through vlm's tower and each compressor, beside
     /// candle-transformers' ClipVisionTransformer on the same weights and (if Python with torch and
@@ -21,20 +22,20 @@ pub enum Bench {
     /// One VLM query at real sizes with in-memory weights (CLIP ViT-L/14-336 + QueCC + mlp2x_gelu +
     /// a Qwen-1.5 shape) per V: vision, query embedding, compressor, projector, prefill, TTFT, decode
     /// ms/token, GFLOP/s; and candle-transformers' own Qwen2 on the same LLM weights in the same run.
-    /// Timings on a shared machine are noisy.
+    /// Timings on a shared CPU are noisy.
     Infer(InferArgs),
     /// Training throughput: full optimiser steps (forward, backward, clip, AdamW) of the VLM the
     /// `train` crate trains, per LLM size, on one fixed synthetic batch: s/step, samples/s, GFLOP/s
     /// against the measured f32 matmul limit; with --torch, the same model, weights and batch in
-    /// PyTorch (crates/train/scripts/torch_train_peer.py) in the same run.
+    /// PyTorch (peers/torch_train_peer.py) in the same run.
     Train(TrainArgs),
 }
 
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
     /// LLM size presets (comma-separated): xs, s, m, l.
-    #[arg(long, default_value = "xs,s,m,l")]
-    pub llm: String,
+    #[arg(long, value_delimiter = ',', default_value = "xs,s,m,l")]
+    pub llm: Vec<String>,
     /// Compressor: quecc, quecc-noquery, tokenpacker, avgpool.
     #[arg(long, default_value = "quecc")]
     pub compressor: String,
@@ -51,7 +52,7 @@ pub struct TrainArgs {
     /// each, kernels single-threaded inside; `train::model::TrainableVlm::loss_and_grads`); also
     /// RAYON_NUM_THREADS. candle's element-wise pool stays single-threaded (CANDLE_NUM_THREADS=1
     /// unless set): it spin-waits and collapses on an oversubscribed machine. Default:
-    /// RAYON_NUM_THREADS if set, else the machine's cores.
+    /// RAYON_NUM_THREADS if set, else the CPU's cores.
     #[arg(long)]
     pub threads: Option<usize>,
     /// Also time the PyTorch peer on the identical model, weights and batch.
@@ -66,6 +67,10 @@ pub struct TrainArgs {
     /// Also write the rows (ours and the peer's) as JSON here.
     #[arg(long, value_name = "OUT.json")]
     pub json: Option<PathBuf>,
+    /// The folder with the PyTorch peer scripts (`peers/` of the sources; default: found next to the
+    /// binary, in its install prefix's `share/vlmscale/peers`, or in `./peers`).
+    #[arg(long, value_name = "DIR")]
+    pub peers_dir: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -82,16 +87,20 @@ pub struct VisionArgs {
     /// Python interpreter for the PyTorch peer; `none` to skip it.
     #[arg(long, default_value = "python3")]
     pub python: String,
+    /// The folder with the PyTorch peer scripts (`peers/` of the sources; default: found next to the
+    /// binary, in its install prefix's `share/vlmscale/peers`, or in `./peers`).
+    #[arg(long, value_name = "DIR")]
+    pub peers_dir: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
 pub struct InferArgs {
     /// LLM shape: 0.5b (Qwen1.5-0.5B) or 1.8b (Qwen1.5-1.8B).
-    #[arg(long, default_value = "0.5b")]
-    pub size: String,
+    #[arg(long, value_enum, default_value_t = InferSize::Qwen15_0_5b)]
+    pub size: InferSize,
     /// Visual-token counts V (comma-separated).
-    #[arg(long, default_value = "1,4,16,36,64,144,576")]
-    pub visual_tokens: String,
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16,36,64,144,576")]
+    pub visual_tokens: Vec<usize>,
     /// Q, text tokens.
     #[arg(long, default_value_t = 50)]
     pub text_tokens: usize,
@@ -104,9 +113,9 @@ pub struct InferArgs {
     /// Weight dtypes to run, in order (comma-separated): f32 (the parity path) and/or bf16 (matrix
     /// weights of the vision tower, compressors, projector and LLM in bf16, activations f32; the f32 weights are dropped
     /// before it runs).
-    #[arg(long, default_value = "f32,bf16")]
-    pub weights: String,
-    /// Skip the peers (candle-transformers in-process, PyTorch via benches/peers/bench_infer_torch.py).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "f32,bf16")]
+    pub weights: Vec<super::generate::Weights>,
+    /// Skip the peers (candle-transformers in-process, PyTorch via peers/bench_infer_torch.py).
     #[arg(long)]
     pub no_peer: bool,
     /// Python interpreter for the PyTorch peer; `none` to skip it.
@@ -115,6 +124,31 @@ pub struct InferArgs {
     /// Write the measured scaling::cost::latency::LatencyProfile here (for `frontier --latency-profile`).
     #[arg(long, value_name = "OUT.json")]
     pub profile: Option<PathBuf>,
+    /// The folder with the PyTorch peer scripts (`peers/` of the sources; default: found next to the
+    /// binary, in its install prefix's `share/vlmscale/peers`, or in `./peers`).
+    #[arg(long, value_name = "DIR")]
+    pub peers_dir: Option<PathBuf>,
+}
+
+/// The LLM shapes `bench infer` builds.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InferSize {
+    /// Qwen1.5-0.5B.
+    #[value(name = "0.5b")]
+    Qwen15_0_5b,
+    /// Qwen1.5-1.8B.
+    #[value(name = "1.8b")]
+    Qwen15_1_8b,
+}
+
+impl InferSize {
+    /// The name `bench::infer::qwen15_config` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            InferSize::Qwen15_0_5b => "0.5b",
+            InferSize::Qwen15_1_8b => "1.8b",
+        }
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -128,6 +162,10 @@ pub struct FitArgs {
     /// Python interpreter for the peer.
     #[arg(long, default_value = "python3")]
     pub python: String,
+    /// The folder with the PyTorch peer scripts (`peers/` of the sources; default: found next to the
+    /// binary, in its install prefix's `share/vlmscale/peers`, or in `./peers`).
+    #[arg(long, value_name = "DIR")]
+    pub peers_dir: Option<PathBuf>,
 }
 
 pub fn run(b: Bench) -> Result<()> {
@@ -149,33 +187,6 @@ fn grid_flops(spec: &GridSpec, cells: usize) -> f64 {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
-}
-
-/// A practical f64 arithmetic limit of this build on this machine: a multiply-add loop with independent
-/// accumulators over L1-resident data, on every core (rayon).
-fn measured_f64_limit() -> f64 {
-    use rayon::prelude::*;
-    let threads = rayon::current_num_threads();
-    let x: Vec<f64> = (0..2048).map(|i| 1.0 + i as f64 * 1e-6).collect();
-    let reps = 20_000;
-    let t0 = Instant::now();
-    let sink: f64 = (0..threads)
-        .into_par_iter()
-        .map(|t| {
-            let mut acc = [t as f64; 16];
-            for _ in 0..reps {
-                for ch in x.chunks_exact(16) {
-                    for k in 0..16 {
-                        acc[k] = acc[k] * 0.999_999 + ch[k];
-                    }
-                }
-            }
-            acc.iter().sum::<f64>()
-        })
-        .sum();
-    let dt = t0.elapsed().as_secs_f64();
-    std::hint::black_box(sink);
-    (threads * reps * x.len() * 2) as f64 / dt
 }
 
 fn fit(a: FitArgs) -> Result<()> {
@@ -201,9 +212,20 @@ fn fit(a: FitArgs) -> Result<()> {
         a.repeats.max(1), 100.0 * gflops / limit);
     println!("            best: α = {:.4}, β = {:.4}, SSE = {:.4e}", best.law.alpha(), best.law.beta(), best.loss);
 
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../benches/peers/grid_search_authors_loop.py");
-    let csv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/paper/reasoning.csv");
-    let peer = Command::new(&a.python).arg(&script).arg(&csv).arg("--points").arg(a.peer_points.to_string()).output();
+    let peers = match PeersDir::locate(a.peers_dir.as_deref()) {
+        Ok(p) => p,
+        Err(e) if e.is_user_error() => return Err(super::UsageError(e.to_string()).into()),
+        Err(e) => {
+            println!("  authors' Python loop: NOT run: {e}");
+            return Ok(());
+        }
+    };
+    // The peer reads the same embedded scores from a file.
+    let data = tempfile::Builder::new().prefix("vlmscale-reasoning-").suffix(".csv").tempfile()?;
+    std::fs::write(data.path(), scaling::paper::REASONING_CSV)?;
+    let points_arg = a.peer_points.to_string();
+    let args = [data.path().as_os_str(), std::ffi::OsStr::new("--points"), std::ffi::OsStr::new(&points_arg)];
+    let peer = peers.run(&a.python, "grid_search_authors_loop.py", args);
     match peer {
         Ok(out) if out.status.success() => {
             let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
@@ -218,76 +240,26 @@ fn fit(a: FitArgs) -> Result<()> {
     Ok(())
 }
 
-/// f32 matmul throughput on this machine through vlm's matmul backend (2048² × 2048², best of 3),
-/// GFLOP/s: the practical f32 limit the benchmarks compare against.
-pub fn measured_matmul_gflops() -> Result<f64> {
-    use candle_core::{Device, Tensor};
-    let n = 2048;
-    let a = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu)?;
-    let b = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu)?;
-    vlm::matmul::matmul(&a, &b)?; // warm-up
-    let mut best = f64::INFINITY;
-    for _ in 0..3 {
-        let t0 = Instant::now();
-        std::hint::black_box(vlm::matmul::matmul(&a, &b)?);
-        best = best.min(t0.elapsed().as_secs_f64());
-    }
-    Ok(2.0 * (n as f64).powi(3) / best / 1e9)
-}
-
-/// Memory read bandwidth of this machine as the decode sees it: all threads summing a 512 MiB buffer
-/// (best of 3 passes), GB/s. Decode is bound by this: every weight is read once per token.
-pub fn measured_read_bandwidth() -> f64 {
-    use rayon::prelude::*;
-    let buf = vec![1u32; 128 << 20];
-    let mut best = f64::INFINITY;
-    for _ in 0..3 {
-        let t0 = Instant::now();
-        let s: u32 = buf
-            .par_chunks(1 << 16)
-            .map(|c| {
-                let lanes = c.chunks_exact(16).fold([0u32; 16], |mut acc, x| {
-                    for (a, b) in acc.iter_mut().zip(x) {
-                        *a = a.wrapping_add(*b);
-                    }
-                    acc
-                });
-                lanes.iter().fold(0u32, |a, b| a.wrapping_add(*b))
-            })
-            .reduce(|| 0, |a, b| a.wrapping_add(b));
-        std::hint::black_box(s);
-        best = best.min(t0.elapsed().as_secs_f64());
-    }
-    (buf.len() * 4) as f64 / best / 1e9
-}
-
 fn vision(a: VisionArgs) -> Result<()> {
     super::prepare_inference();
-    use candle_core::{Device, Module};
-    use candle_transformers::models::clip::vision_model::{ClipVisionConfig, ClipVisionTransformer};
-    use vlm::bench_vision::{time_it, tower_gflop, VisionBench};
+    use candle_core::Device;
+    use bench::vision::VisionBench;
+    let peers = locate_peers(a.peers_dir.as_deref(), &a.python)?;
     let limit = measured_matmul_gflops()?;
     println!("bench vision — CLIP ViT-L/14-336, random weights, one 336×336 image, f32, {} threads", rayon::current_num_threads());
-    println!("measured f32 matmul limit ({:?} backend, 2048³): {limit:.1} GFLOP/s\n", vlm::matmul::matmul_backend());
+    println!("measured f32 matmul limit ({:?} backend, 2048³): {limit:.1} GFLOP/s\n", kernels::matmul::matmul_backend());
     let bench = VisionBench::new(a.llm_hidden, &Device::Cpu);
-    let mut rows = bench.run(a.visual_tokens, a.repeats)?;
-    // candle-transformers on the same weights (it reads the tower our modules created in the VarMap)
-    // Created on the VarMap (adds post_layernorm), timed on detached weights as ours.
-    ClipVisionTransformer::new(bench.var_builder().pp("vision_model"), &ClipVisionConfig::clip_vit_large_patch14_336())?;
-    let ct = ClipVisionTransformer::new(bench.frozen_var_builder().pp("vision_model"), &ClipVisionConfig::clip_vit_large_patch14_336())?;
-    let pixels = bench.pixels()?;
-    let n = bench.config().num_hidden_layers;
-    rows.push(time_it(&format!("peer: candle-transformers ClipVisionTransformer, {n} blocks"), tower_gflop(bench.config(), n), a.repeats, || {
-        ct.forward(&pixels).map(|_| ()).map_err(vlm::Error::from)
-    })?);
+    // candle-transformers on the same weights (it reads the tower our modules created in the VarMap).
+    let rows: Vec<_> = bench.run(a.visual_tokens, a.repeats)?.into_iter().chain(candle_vision_peer(&bench, a.repeats)?).collect();
     for r in &rows {
         println!("{r}   ({:.0} % of the matmul limit)", 100.0 * r.gflops_per_second() / limit);
     }
-    if a.python != "none" {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../vlm/examples/bench_vision_torch.py");
+    #[cfg(not(feature = "peers"))]
+    println!("{NO_CANDLE_PEER}");
+    if let Some(peers) = &peers {
         // f32 (the reference) and bf16 (beside our bf16-weight row), one after the other.
         for dtype in ["float32", "bfloat16"] {
-            match Command::new(&a.python).arg(&script).arg(a.repeats.to_string()).arg(dtype).output() {
+            match peers.run(&a.python, "bench_vision_torch.py", [a.repeats.to_string().as_str(), dtype]) {
                 Ok(out) if out.status.success() => print!("peer: {}", String::from_utf8_lossy(&out.stdout)),
                 Ok(out) => println!("peer: PyTorch unavailable ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")),
                 Err(e) => println!("peer: could not run `{}` ({e})", a.python),
@@ -300,31 +272,24 @@ fn vision(a: VisionArgs) -> Result<()> {
 fn infer(a: InferArgs) -> Result<()> {
     super::prepare_inference();
     use candle_core::{DType, Device};
-    use vlm::bench_infer::{latency_profile, qwen15_config, InferBench, InferRow};
-    let vs: Vec<usize> = super::parse_list("--visual-tokens", &a.visual_tokens)?
-        .into_iter()
-        .map(|v| if v >= 1.0 && v.fract() == 0.0 { Ok(v as usize) } else { Err(super::UsageError(format!("--visual-tokens: {v} is not a positive integer"))) })
-        .collect::<Result<_, _>>()?;
+    use bench::infer::{latency_profile, qwen15_config, InferBench, InferRow};
+    let vs = a.visual_tokens.clone();
+    if vs.contains(&0) {
+        return Err(super::UsageError("--visual-tokens: 0 is not a positive integer".into()).into());
+    }
     if a.text_tokens == 0 {
         return Err(super::UsageError("--text-tokens must be ≥ 1".into()).into());
     }
-    let allowed = vlm::compress::allowed_visual_tokens(24);
+    let allowed = models::compress::allowed_visual_tokens(24);
     if let Some(v) = vs.iter().find(|v| !allowed.contains(v)) {
         return Err(super::UsageError(format!("--visual-tokens: V = {v} cannot be made from the 24×24 grid; allowed: {allowed:?}")).into());
     }
-    let dtypes: Vec<DType> = a
-        .weights
-        .split(',')
-        .map(|w| match w.trim() {
-            "f32" => Ok(DType::F32),
-            "bf16" => Ok(DType::BF16),
-            other => Err(super::UsageError(format!("--weights: `{other}` is not f32 or bf16"))),
-        })
-        .collect::<Result<_, _>>()?;
+    use super::generate::Weights;
+    let dtypes: Vec<DType> = a.weights.iter().map(|w| if *w == Weights::Bf16 { DType::BF16 } else { DType::F32 }).collect();
     if dtypes.iter().skip_while(|d| **d == DType::F32).any(|d| *d == DType::F32) {
         return Err(super::UsageError("--weights: f32 must come before bf16 (the bf16 run drops the f32 weights)".into()).into());
     }
-    let cfg = qwen15_config(&a.size)?;
+    let cfg = qwen15_config(a.size.name())?;
     let n = cfg.num_parameters();
     let dev = Device::Cpu;
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -332,13 +297,14 @@ fn infer(a: InferArgs) -> Result<()> {
     let bandwidth = measured_read_bandwidth();
     println!(
         "bench infer: CLIP ViT-L/14-336 (23 blocks) + QueCC (none at V = 576) + mlp2x_gelu + Qwen1.5-{} shape (N = {:.3} B), CPU, {threads} threads; Q = {}, best of {}; {}; shared machine: timings are noisy",
-        a.size, n as f64 / 1e9, a.text_tokens, a.repeats, load_average()
+        a.size.name(), n as f64 / 1e9, a.text_tokens, a.repeats, load_average()
     );
     println!(
         "measured f32 matmul limit ({:?} backend, 2048³): {limit:.1} GFLOP/s; measured read bandwidth {bandwidth:.1} GB/s; bf16 kernels: {:?}",
-        vlm::matmul::matmul_backend(),
-        vlm::matmul_bf16::bf16_kernels()
+        kernels::matmul::matmul_backend(),
+        kernels::matmul_bf16::bf16_kernels()
     );
+    let peers = if a.no_peer { None } else { locate_peers(a.peers_dir.as_deref(), &a.python)? };
     let bench = InferBench::new(cfg.clone(), &dev);
     let mut last_rows: Vec<InferRow> = vec![];
     let mut peer_done = a.no_peer;
@@ -380,13 +346,13 @@ fn infer(a: InferArgs) -> Result<()> {
     if !peer_done {
         candle_transformers_peer(&a, &bench, &vs)?;
     }
-    if !a.no_peer && a.python != "none" {
+    if let Some(peers) = &peers {
         for dt in &dtypes {
-            pytorch_infer_peer(&a, &vs, if *dt == DType::BF16 { "bfloat16" } else { "float32" });
+            pytorch_infer_peer(&a, peers, &vs, if *dt == DType::BF16 { "bfloat16" } else { "float32" });
         }
     }
     if let Some(p) = &a.profile {
-        let machine = format!("{threads} threads, candle CPU; vlmscale bench infer --size {}", a.size);
+        let machine = format!("{threads} threads, candle CPU; vlmscale bench infer --size {}", a.size.name());
         let prof = latency_profile(&last_rows, n, &machine)?;
         prof.write(p)?;
         println!("latency profile written to {}: {}", p.display(), serde_json::to_string(&prof)?);
@@ -404,8 +370,8 @@ struct PeerRow {
 }
 
 fn train(a: TrainArgs) -> Result<()> {
-    use ::train::bench::{bench_train, BenchConfig};
-    let sizes: Vec<&str> = a.llm.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    use bench::train::{bench_train, BenchConfig};
+    let sizes: Vec<&str> = a.llm.iter().map(|s| s.trim()).filter(|s| !s.is_empty()).collect();
     if sizes.is_empty() {
         return Err(super::UsageError("--llm: give at least one size (xs, s, m, l)".into()).into());
     }
@@ -431,7 +397,7 @@ fn train(a: TrainArgs) -> Result<()> {
     }
     let torch_threads = a.torch_threads.unwrap_or(threads);
     let cfg = BenchConfig { compressor: a.compressor.clone(), visual_tokens: a.visual_tokens, batch_size: a.batch, threads, ..BenchConfig::default() };
-    ::train::bench::BenchInput::new(&cfg)?; // bad compressor / V: error before the slow part
+    bench::train::BenchInput::new(&cfg)?; // bad compressor / V: error before the slow part
     let load = load_average();
     println!(
         "bench train — {} + mlp2x_gelu + Qwen2 LLM, V = {}, batch {}, d = {}, {}×{} grid, f32, CPU; {threads} data-parallel thread{} (RAYON_NUM_THREADS), candle element-wise threads {} (CANDLE_NUM_THREADS); {load}; shared machine: timings are noisy",
@@ -440,13 +406,13 @@ fn train(a: TrainArgs) -> Result<()> {
         std::env::var("CANDLE_NUM_THREADS").unwrap_or_default()
     );
     let limit = measured_matmul_gflops()?;
-    println!("measured f32 matmul limit ({:?} backend, 2048³, {threads} thread{}): {limit:.1} GFLOP/s", vlm::matmul::matmul_backend(), if threads == 1 { "" } else { "s" });
+    println!("measured f32 matmul limit ({:?} backend, 2048³, {threads} thread{}): {limit:.1} GFLOP/s", kernels::matmul::matmul_backend(), if threads == 1 { "" } else { "s" });
     println!("FLOPs: exact forward matrix-product count × 3 (forward + backward) + the query embedding's forward; element-wise work not counted\n");
 
-    let export = if a.torch { Some(tempfile_dir()?) } else { None };
+    let export = if a.torch { Some(tempfile::Builder::new().prefix("vlmscale-bench-train-").tempdir()?) } else { None };
     let pb = ProgressBar::new(((a.steps + 1) * sizes.len()) as u64);
     pb.set_style(ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} steps, ETA {eta}").unwrap_or_else(|_| ProgressStyle::default_bar()));
-    let rows = bench_train(&cfg, &sizes, a.steps, export.as_deref(), &mut |size, _, _| {
+    let rows = bench_train(&cfg, &sizes, a.steps, export.as_ref().map(|d| d.path()), &mut |size, _, _| {
         pb.set_message(format!("vlmscale {size}"));
         pb.inc(1);
     })?;
@@ -455,14 +421,15 @@ fn train(a: TrainArgs) -> Result<()> {
     let mut peer: Vec<Option<PeerRow>> = vec![None; rows.len()];
     let mut peer_note = String::new();
     if let Some(dir) = &export {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../train/scripts/torch_train_peer.py");
+        let peers = PeersDir::locate(a.peers_dir.as_deref()).map_err(|e| super::UsageError(e.to_string()))?;
+        let script = peers.script("torch_train_peer.py");
         let spin = ProgressBar::new_spinner();
         spin.set_message(format!("PyTorch peer ({torch_threads} threads) on the same weights and batch…"));
         spin.enable_steady_tick(std::time::Duration::from_millis(200));
-        let out = Command::new(&a.python)
+        let out = std::process::Command::new(&a.python)
             .arg(&script)
             .arg("time")
-            .args(sizes.iter().map(|s| dir.join(s)))
+            .args(sizes.iter().map(|s| dir.path().join(s)))
             .args(["--steps", &a.steps.to_string(), "--threads", &torch_threads.to_string()])
             .output();
         spin.finish_and_clear();
@@ -483,7 +450,6 @@ fn train(a: TrainArgs) -> Result<()> {
             }
             Err(e) => peer_note = format!("PyTorch peer NOT run: could not start `{}` ({e})", a.python),
         }
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     println!("{:<4} {:>9} {:>9} | {:>8} {:>9} {:>8} {:>6} | {:>8} {:>9} {:>8} | {:>7} | step-0 loss ours / torch",
@@ -531,84 +497,13 @@ fn train(a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-/// `uptime`'s load averages (1, 5, 15 min) from /proc/loadavg.
-fn load_average() -> String {
-    match std::fs::read_to_string("/proc/loadavg") {
-        Ok(s) => format!("load average {}", s.split_whitespace().take(3).collect::<Vec<_>>().join(", ")),
-        Err(_) => "load average unknown".into(),
-    }
-}
-
-/// candle-transformers' own Qwen2 on the bench's f32 LLM weights: prefill and decode per V.
-fn candle_transformers_peer(a: &InferArgs, bench: &vlm::bench_infer::InferBench, vs: &[usize]) -> Result<()> {
-    use candle_core::{DType, Device, Tensor};
-    use candle_transformers::models::qwen2::{Config, ModelForCausalLM};
-    use vlm::bench_infer::llm_gflop;
-    let cfg = bench.llm_config();
-    let dev = Device::Cpu;
-    let pc = Config {
-        vocab_size: cfg.vocab_size,
-        hidden_size: cfg.hidden_size,
-        intermediate_size: cfg.intermediate_size,
-        num_hidden_layers: cfg.num_hidden_layers,
-        num_attention_heads: cfg.num_attention_heads,
-        num_key_value_heads: cfg.num_key_value_heads,
-        max_position_embeddings: cfg.max_position_embeddings,
-        sliding_window: cfg.max_position_embeddings,
-        max_window_layers: cfg.num_hidden_layers,
-        tie_word_embeddings: cfg.tie_word_embeddings,
-        rope_theta: cfg.rope_theta,
-        rms_norm_eps: cfg.rms_norm_eps,
-        use_sliding_window: false,
-        hidden_act: candle_nn::Activation::Silu,
-    };
-    // Same weights: our decoder created them in the shared VarMap (or they are created here); timed
-    // on detached tensors, as ours.
-    ModelForCausalLM::new(&pc, bench.llm_var_builder())?;
-    let mut peer = ModelForCausalLM::new(&pc, bench.llm_frozen_var_builder())?;
-    for &v in vs {
-        let len = a.text_tokens + v;
-        let ids = Tensor::zeros((1, len), DType::U32, &dev)?;
-        let mut best = f64::INFINITY;
-        for _ in 0..a.repeats.max(1) {
-            peer.clear_kv_cache();
-            let t = Instant::now();
-            peer.forward(&ids, 0)?;
-            best = best.min(t.elapsed().as_secs_f64() * 1e3);
-        }
-        let step = Tensor::zeros((1, 1), DType::U32, &dev)?;
-        let t = Instant::now();
-        for i in 0..a.decode_steps {
-            peer.forward(&step, len + i)?;
-        }
-        let decode = t.elapsed().as_secs_f64() * 1e3 / a.decode_steps.max(1) as f64;
-        peer.clear_kv_cache();
-        println!(
-            "peer candle-transformers qwen2 f32 V {v:>4} Q+V {len:>4} | prefill {best:>8.1} ms | decode {decode:>6.1} ms/token | prefill {:>6.1} GFLOP/s",
-            llm_gflop(cfg, len, 0) / (best / 1e3)
-        );
-    }
-    Ok(())
-}
-
-/// A fresh directory for the exported cases.
-fn tempfile_dir() -> Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("vlmscale-bench-train-{}", std::process::id()));
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir)?;
-    }
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
-}
-
 /// PyTorch (transformers' CLIPVisionModel + Qwen2ForCausalLM, `dtype` float32 or bfloat16, 2 threads)
 /// on the same shapes, run after ours so that the two never share the cores.
-fn pytorch_infer_peer(a: &InferArgs, vs: &[usize], dtype: &str) {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../benches/peers/bench_infer_torch.py");
+fn pytorch_infer_peer(a: &InferArgs, peers: &PeersDir, vs: &[usize], dtype: &str) {
     let list = vs.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",");
-    let out = Command::new(&a.python)
-        .arg(&script)
-        .args(["--size", &a.size, "--visual-tokens", &list])
+    let out = std::process::Command::new(&a.python)
+        .arg(peers.script("bench_infer_torch.py"))
+        .args(["--size", a.size.name(), "--visual-tokens", &list])
         .args(["--text-tokens", &a.text_tokens.to_string(), "--decode-steps", &a.decode_steps.to_string()])
         .args(["--repeats", &a.repeats.to_string(), "--dtype", dtype])
         .output();
@@ -631,5 +526,49 @@ fn pytorch_infer_peer(a: &InferArgs, vs: &[usize], dtype: &str) {
         }
         Ok(out) => println!("peer PyTorch unavailable ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")),
         Err(e) => println!("peer PyTorch: could not run `{}` ({e})", a.python),
+    }
+}
+
+/// What `bench vision` / `bench infer` print in place of the candle-transformers peer in a build without
+/// the `peers` feature.
+#[cfg(not(feature = "peers"))]
+const NO_CANDLE_PEER: &str = "peer: candle-transformers not built in (build with `--features peers`)";
+
+/// candle-transformers' CLIP tower on the bench's weights (cargo feature `peers`; `None` without it).
+fn candle_vision_peer(bench: &bench::vision::VisionBench, repeats: usize) -> Result<Option<bench::vision::BenchRow>> {
+    #[cfg(feature = "peers")]
+    return Ok(Some(bench::peers::candle::clip_vision(bench, repeats)?));
+    #[cfg(not(feature = "peers"))]
+    {
+        let _ = (bench, repeats);
+        Ok(None)
+    }
+}
+
+/// candle-transformers' own Qwen2 on the bench's f32 LLM weights (cargo feature `peers`).
+fn candle_transformers_peer(a: &InferArgs, bench: &bench::infer::InferBench, vs: &[usize]) -> Result<()> {
+    #[cfg(feature = "peers")]
+    bench::peers::candle::qwen2(bench, vs, a.text_tokens, a.repeats, a.decode_steps)?;
+    #[cfg(not(feature = "peers"))]
+    {
+        let _ = (a, bench, vs);
+        println!("{NO_CANDLE_PEER}");
+    }
+    Ok(())
+}
+
+/// The PyTorch peers' folder, or `None` (with a printed note) when `python` is `none` or no folder
+/// is found; an explicit `--peers-dir` without the scripts is an error.
+fn locate_peers(explicit: Option<&std::path::Path>, python: &str) -> Result<Option<PeersDir>> {
+    if python == "none" {
+        return Ok(None);
+    }
+    match PeersDir::locate(explicit) {
+        Ok(p) => Ok(Some(p)),
+        Err(e) if e.is_user_error() => Err(super::UsageError(e.to_string()).into()),
+        Err(e) => {
+            println!("peer PyTorch: NOT run: {e}");
+            Ok(None)
+        }
     }
 }

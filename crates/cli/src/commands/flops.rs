@@ -30,8 +30,8 @@ pub struct Args {
     #[arg(long, requires = "exact", conflicts_with = "config")]
     pub preset: Option<String>,
     /// Compressor (exact model).
-    #[arg(long, value_enum, default_value_t = Compressor::Quecc)]
-    pub compressor: Compressor,
+    #[arg(long, value_enum, default_value_t = CompressorKind::Quecc)]
+    pub compressor: CompressorKind,
     /// Projector (exact model).
     #[arg(long, value_enum, default_value_t = Projector::Mlp2xGelu)]
     pub projector: Projector,
@@ -41,14 +41,6 @@ pub struct Args {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
-}
-
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-pub enum Compressor {
-    None,
-    Quecc,
-    Tokenpacker,
-    Avgpool,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -96,12 +88,7 @@ pub fn run(a: Args) -> Result<()> {
         text_tokens: q,
         visual_tokens: v,
         question_tokens: a.question_tokens.unwrap_or(q),
-        compressor: match a.compressor {
-            Compressor::None => CompressorKind::None,
-            Compressor::Quecc => CompressorKind::Quecc,
-            Compressor::Tokenpacker => CompressorKind::Tokenpacker,
-            Compressor::Avgpool => CompressorKind::Avgpool,
-        },
+        compressor: a.compressor,
         projector: match a.projector {
             Projector::Linear => ProjectorKind::Linear,
             Projector::Mlp2xGelu => ProjectorKind::Mlp2xGelu,

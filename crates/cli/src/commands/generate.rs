@@ -4,7 +4,7 @@ use anyhow::Result;
 use candle_core::{DType, Device};
 use std::io::Write;
 use std::path::PathBuf;
-use vlm::model::{AnswerOptions, Vlm};
+use engine::model::{AnswerOptions, Vlm};
 
 /// Answer a question about an image. Prints the answer as it is generated, then one line of timings:
 /// vision, compressor, query-embedding and prefill ms, time to first token, decode tokens/s and the LLM
@@ -35,35 +35,54 @@ pub struct Args {
     /// Sampler seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// LLM dtype: f32, bf16 or f16 (vision tower, compressor and projector run in f32).
-    #[arg(long, default_value = "f32")]
-    pub dtype: String,
+    /// LLM dtype (vision tower, compressor and projector run in f32).
+    #[arg(long, value_enum, default_value_t = Dtype::F32)]
+    pub dtype: Dtype,
     /// Matrix weights of the vision tower, compressor, projector and LLM: f32, or bf16 with f32
     /// activations (AMX / AVX512-BF16 / AVX-512 kernels; half the memory; within about 2 % of f32 on
     /// the test models).
-    #[arg(long, default_value = "f32")]
-    pub weights: String,
+    #[arg(long, value_enum, default_value_t = Weights::F32)]
+    pub weights: Weights,
 }
 
-/// Parses `--dtype`.
-pub fn parse_dtype(s: &str) -> Result<DType, super::UsageError> {
-    match s {
-        "f32" => Ok(DType::F32),
-        "bf16" => Ok(DType::BF16),
-        "f16" => Ok(DType::F16),
-        other => Err(super::UsageError(format!("--dtype: `{other}` is not one of f32, bf16, f16"))),
+/// Activation dtype of the LLM (`--dtype`).
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dtype {
+    /// 32-bit float.
+    F32,
+    /// bfloat16.
+    Bf16,
+    /// IEEE half.
+    F16,
+}
+
+impl From<Dtype> for DType {
+    fn from(d: Dtype) -> DType {
+        match d {
+            Dtype::F32 => DType::F32,
+            Dtype::Bf16 => DType::BF16,
+            Dtype::F16 => DType::F16,
+        }
     }
+}
+
+/// Storage of the matrix weights (`--weights`).
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weights {
+    /// f32 (the parity path).
+    F32,
+    /// bf16 matrices with f32 activations.
+    Bf16,
 }
 
 pub fn run(a: Args) -> Result<()> {
     super::prepare_inference();
-    let dtype = parse_dtype(&a.dtype)?;
+    let dtype = DType::from(a.dtype);
     let opts = AnswerOptions { max_new_tokens: a.max_new_tokens, temperature: a.temperature, top_p: a.top_p, seed: a.seed };
-    let weights = match a.weights.as_str() {
-        "f32" => None,
-        "bf16" if dtype == DType::F32 => Some(DType::BF16),
-        "bf16" => return Err(super::UsageError("--weights bf16 needs --dtype f32 (f32 activations)".into()).into()),
-        other => return Err(super::UsageError(format!("--weights: `{other}` is not f32 or bf16")).into()),
+    let weights = match a.weights {
+        Weights::F32 => None,
+        Weights::Bf16 if dtype == DType::F32 => Some(DType::BF16),
+        Weights::Bf16 => return Err(super::UsageError("--weights bf16 needs --dtype f32 (f32 activations)".into()).into()),
     };
     let mut vlm = Vlm::load(&a.model, a.vision_tower.as_deref(), dtype, &Device::Cpu)?;
     if let Some(w) = weights {
@@ -75,13 +94,13 @@ pub fn run(a: Args) -> Result<()> {
         // A closed stdout (e.g. `| head`) ends generation quietly rather than panicking.
         out.write_all(piece.as_bytes())
             .and_then(|_| out.flush())
-            .map_err(|e| vlm::Error::Io { path: PathBuf::from("<stdout>"), source: e })
+            .map_err(|e| engine::Error::Io { path: PathBuf::from("<stdout>"), source: e })
     })?;
     let mut out = stdout.lock();
     writeln!(out)?;
     writeln!(out, "{}", ans.timings)?;
     // On stderr, so that stdout stays the answer and one timing line.
-    if let Some(peak) = vlm::memory::peak_rss_bytes() {
+    if let Some(peak) = kernels::memory::peak_rss_bytes() {
         eprintln!("peak resident memory {:.1} MiB", peak as f64 / (1u64 << 20) as f64);
     }
     Ok(())

@@ -5,9 +5,9 @@ use anyhow::Result;
 use scaling::cost::arch::{CompressorKind, LlmArch, ProjectorKind as CostProjector, VisionArch};
 use scaling::cost::exact::{query_cost, QuerySpec};
 use std::path::PathBuf;
-use vlm::compress::CompressorSpec;
-use vlm::model::{architecture_name, VlmSpec};
-use vlm::projector::ProjectorKind;
+use models::compress::CompressorSpec;
+use engine::model::{architecture_name, VlmSpec};
+use models::projector::ProjectorKind;
 
 /// Describe a checkpoint and the FLOPs of one query through it.
 #[derive(clap::Args, Debug)]

@@ -13,18 +13,19 @@ pub mod score;
 pub mod train;
 pub mod sweep;
 
-/// Exit code for an error: 2 for bad input (data, config, arguments), 1 otherwise.
+/// Exit code for an error: 2 for bad input (data, config, arguments; each library's
+/// `Error::is_user_error`), 1 otherwise.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
-    use scaling::Error as S;
-    match e.downcast_ref::<S>() {
-        Some(S::Data { .. } | S::Dataset { .. } | S::Json { .. } | S::Invalid(_) | S::Io { .. }) => 2,
-        Some(_) => 1,
-        None if e.downcast_ref::<UsageError>().is_some() => 2,
-        None if matches!(e.downcast_ref::<::train::Error>(), Some(te) if !matches!(te, ::train::Error::Vlm(vlm::Error::Candle(_)))) => 2,
-        None if matches!(e.downcast_ref::<vlm::Error>(), Some(ve) if !matches!(ve, vlm::Error::Candle(_))) => 2,
-        None if e.downcast_ref::<synth::Error>().is_some() => 2,
-        None if e.downcast_ref::<vlmscale_eval::Error>().is_some() => 2,
-        None => 1,
+    let user = e.downcast_ref::<UsageError>().is_some()
+        || e.downcast_ref::<scaling::Error>().is_some_and(scaling::Error::is_user_error)
+        || e.downcast_ref::<engine::Error>().is_some_and(engine::Error::is_user_error)
+        || e.downcast_ref::<::train::Error>().is_some_and(::train::Error::is_user_error)
+        || e.downcast_ref::<synth::Error>().is_some_and(synth::Error::is_user_error)
+        || e.downcast_ref::<eval::Error>().is_some_and(eval::Error::is_user_error);
+    if user {
+        2
+    } else {
+        1
     }
 }
 
@@ -41,9 +42,9 @@ pub fn parse_list(flag: &str, s: &str) -> Result<Vec<f64>, UsageError> {
 }
 
 /// Process set-up for the inference commands (generate, eval, bench vision/infer), before any tensor
-/// op: export candle's thread count once (`vlm::threads::pin_rayon_threads`) and keep freed activation
-/// buffers in the allocator (`vlm::memory::keep_freed_buffers`).
+/// op: export candle's thread count once (`kernels::threads::pin_rayon_threads`) and keep freed activation
+/// buffers in the allocator (`kernels::memory::keep_freed_buffers`).
 pub fn prepare_inference() {
-    vlm::threads::pin_rayon_threads();
-    vlm::memory::keep_freed_buffers();
+    kernels::threads::pin_rayon_threads();
+    kernels::memory::keep_freed_buffers();
 }

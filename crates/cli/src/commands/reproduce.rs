@@ -1,4 +1,4 @@
-//! `vlmscale reproduce`: the paper's experiment end to end on this machine — the default (or quick)
+//! `vlmscale reproduce`: the paper's experiment end to end on this CPU — the default (or quick)
 //! grid sweep with real training, the scaling law fitted per task family, α and β with bootstrap
 //! intervals, the compute-optimal frontier for Q = 0 and Q = the mean question length, and a report
 //! folder stating which of the paper's claims reproduced (crate `sweep`, module `reproduce`).

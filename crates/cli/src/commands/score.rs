@@ -3,7 +3,7 @@ use anyhow::Result;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use vlmscale_eval::{gqa, mme, pope, read_answers, read_questions, scienceqa, textvqa, Error};
+use eval::{gqa, mme, pope, read_answers, read_questions, scienceqa, textvqa, Error};
 
 /// Score an answers JSONL file (LLaVA's `model_vqa_loader.py` format) as LLaVA-1.5's evaluation
 /// does: POPE (`eval_pope.py`), GQA (`convert_gqa_for_eval.py` + GQA's `eval.py`), ScienceQA

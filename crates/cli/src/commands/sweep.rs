@@ -113,9 +113,10 @@ pub fn load(c: &Common) -> Result<SweepConfig> {
 
 /// Config and index errors are usage errors (exit 2).
 pub fn usage(e: sweep::Error) -> anyhow::Error {
-    match e {
-        sweep::Error::Config { .. } | sweep::Error::Index { .. } => UsageError(e.to_string()).into(),
-        e => e.into(),
+    if e.is_user_error() {
+        UsageError(e.to_string()).into()
+    } else {
+        e.into()
     }
 }
 

@@ -1,4 +1,4 @@
-//! `vlmscale train …` and `vlmscale eval`: small VLMs trained on generated data on this machine
+//! `vlmscale train …` and `vlmscale eval`: small VLMs trained on generated data on this CPU
 //! (train crate), with progress bars.
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -112,7 +112,7 @@ pub struct VlmArgs {
     /// ChatML questions that `vlmscale eval` asks. 0 (default) = natural questions only. From
     /// scratch, a small LLM learns the colour → object lookup in the short form within ~2000 steps
     /// and carries it over to natural questions; trained on natural questions alone it stays at the
-    /// answer prior (crates/train/README.md).
+    /// answer prior (docs/training-notes.md).
     #[arg(long)]
     pub short_question_steps: Option<usize>,
     /// Stop after this many steps of this invocation (a checkpoint is saved); run the same command

@@ -133,18 +133,54 @@ impl VisionArch {
     }
 }
 
-/// The visual-token compressor between the vision tower and the projector.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The visual-token compressor between the vision tower and the projector: the one compressor type
+/// of the workspace (the cost model, the trainer, the sweep and the CLI use it; the engine's
+/// `models::compress::CompressorSpec` adds the hyper-parameters of one built compressor). Names as on
+/// the command line and in sweep configs: [`CompressorKind::name`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum CompressorKind {
     /// All patch tokens go to the LLM.
     None,
     /// QueCC (paper §4): query injection, depth-wise strided conv, local cross-attention.
     Quecc,
+    /// QueCC without query injection, the paper's ablation.
+    #[serde(rename = "quecc-noquery")]
+    #[cfg_attr(feature = "clap", value(name = "quecc-noquery"))]
+    QueccNoQuery,
     /// TokenPacker: bilinear-downsampled queries, local cross-attention.
     Tokenpacker,
     /// 2-D average pooling.
     Avgpool,
+}
+
+impl CompressorKind {
+    /// Every kind, in the order of the CLI's help.
+    pub const ALL: [CompressorKind; 5] =
+        [CompressorKind::None, CompressorKind::Quecc, CompressorKind::QueccNoQuery, CompressorKind::Tokenpacker, CompressorKind::Avgpool];
+
+    /// The name on the command line and in configs (`none`, `quecc`, `quecc-noquery`, `tokenpacker`,
+    /// `avgpool`).
+    pub fn name(self) -> &'static str {
+        match self {
+            CompressorKind::None => "none",
+            CompressorKind::Quecc => "quecc",
+            CompressorKind::QueccNoQuery => "quecc-noquery",
+            CompressorKind::Tokenpacker => "tokenpacker",
+            CompressorKind::Avgpool => "avgpool",
+        }
+    }
+
+    /// The kind named `name` ([`CompressorKind::name`]), if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Whether QueCC's query embedding (an LLM pass over the question) is computed.
+    pub fn uses_query(self) -> bool {
+        self == CompressorKind::Quecc
+    }
 }
 
 /// The projector from vision width to LLM width.

@@ -51,6 +51,15 @@ pub fn llm_forward(arch: &LlmArch, tokens: f64, past: f64) -> (f64, f64) {
     (matmul, attention)
 }
 
+/// FLOPs of a training forward pass of `arch` over one sequence of `tokens` tokens, without the LM
+/// head: (matmul FLOPs, attention FLOPs), the attention counted over the full `tokens`² score matrix
+/// (training computes it whole and masks it).
+pub fn llm_forward_full(arch: &LlmArch, tokens: f64) -> (f64, f64) {
+    let l = arch.num_hidden_layers as f64;
+    let h = arch.hidden_size as f64;
+    (2.0 * tokens * l * arch.block_matmul_params(), 4.0 * l * h * tokens * tokens)
+}
+
 /// CLIP vision tower FLOPs for one image: patch embedding plus `layers_run` pre-LN blocks over
 /// patches + 1 (CLS) tokens.
 pub fn vision_tower(v: &VisionArch) -> f64 {
@@ -73,9 +82,9 @@ pub fn compressor(kind: CompressorKind, patches: f64, d: f64, visual_tokens: f64
     match kind {
         CompressorKind::None => 0.0,
         CompressorKind::Avgpool => patches * d,
-        CompressorKind::Quecc => {
-            2.0 * h_llm * d                          // text projection of the query embedding
-                + 2.0 * patches * 2.0 * d * d        // q_proj MLP d→d→d on every patch
+        CompressorKind::Quecc | CompressorKind::QueccNoQuery => {
+            let text = if kind.uses_query() { 2.0 * h_llm * d } else { 0.0 }; // text projection of the query embedding
+            text + 2.0 * patches * 2.0 * d * d       // q_proj MLP d→d→d on every patch
                 + 2.0 * patches * d                  // depth-wise conv, kernel = stride: each input once
                 + kv_mlps
                 + mha
@@ -125,7 +134,7 @@ pub fn query_cost(llm: &LlmArch, vision: &VisionArch, q: &QuerySpec) -> QueryCos
         Term { name: "vision_tower".into(), flops: vision_tower(vision),
             formula: format!("patch embed 2·P·3p²·d + {} blocks × [2·(P+1)·(4d² + 2d·d_ff) + 4·(P+1)²·d], P = {}", vision.layers_run, vision.patches()) },
     ];
-    if q.compressor == CompressorKind::Quecc {
+    if q.compressor.uses_query() {
         let (qm, qa) = llm_forward(llm, q.question_tokens, 0.0);
         terms.push(Term { name: "quecc.query_embedding".into(), flops: qm + qa,
             formula: format!("LLM pass over the {} question tokens, no LM head", q.question_tokens) });

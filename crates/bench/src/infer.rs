@@ -1,0 +1,386 @@
+//! `vlmscale bench infer`: one VLM query at real sizes with weights created in memory — CLIP
+//! ViT-L/14-336 (23 of 24 blocks, LLaVA's select layer −2, plus the multi-level features), QueCC at V
+//! (no compressor at V = 576, as LLaVA-1.5), the `mlp2x_gelu` projector and a Qwen-1.5 LLM shape — timing
+//! each stage: vision, QueCC's query embedding (the LLM on the Q question tokens), compressor, projector,
+//! prefill of Q + V tokens, time to first token, and decode ms/token after the prefill. A benchmark,
+//! not a test: nothing asserts on time, and on a shared, loaded machine the numbers are noisy.
+//!
+//! Weights: one [`VarMap`] per part under HF names (the LLM's `model.*`), created on first use with
+//! candle's init hints (Kaiming / normal for `candle_nn` layers, zeros for tensors fetched without a
+//! hint). Dense f32 matmul time does not depend on the values. Another implementation can run on the
+//! very same LLM weights through [`InferBench::llm_var_builder`] (the CLI times candle-transformers'
+//! own Qwen2 that way).
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use scaling::cost::arch::LlmArch;
+use scaling::cost::exact::llm_forward;
+use scaling::cost::latency::LatencyProfile;
+
+use crate::vision::VisionBench;
+use models::compress::{Compressor, CompressorSpec};
+use models::decoder::{Decoder, DecoderConfig};
+use models::Mode;
+use models::projector::{Projector, ProjectorKind, ProjectorLayout};
+use models::vision::{extract_features, ClipVisionTower, FeatureLayers};
+use engine::{Error, Result};
+
+/// The paper's visual-token counts.
+pub const PAPER_VISUAL_TOKENS: [usize; 7] = [1, 4, 16, 36, 64, 144, 576];
+
+/// The `config.json` of a Qwen-1.5 shape: `0.5b` (Qwen/Qwen1.5-0.5B) or `1.8b` (Qwen/Qwen1.5-1.8B).
+/// Errors: [`Error::Invalid`] for another name.
+pub fn qwen15_config(size: &str) -> Result<DecoderConfig> {
+    let (h, i, l, heads) = match size {
+        "0.5b" => (1024, 2816, 24, 16),
+        "1.8b" => (2048, 5504, 24, 16),
+        other => return Err(Error::Invalid(format!("unknown LLM size `{other}` (0.5b or 1.8b)"))),
+    };
+    let json = serde_json::json!({
+        "model_type": "qwen2", "vocab_size": 151936, "hidden_size": h, "intermediate_size": i,
+        "num_hidden_layers": l, "num_attention_heads": heads, "num_key_value_heads": heads,
+        "max_position_embeddings": 32768, "rope_theta": 1000000.0, "rms_norm_eps": 1e-6,
+        "tie_word_embeddings": size == "0.5b", "hidden_act": "silu", "use_sliding_window": false,
+    });
+    DecoderConfig::from_json_str(&json.to_string())
+}
+
+/// The scaling crate's architecture description of an LLM config (for FLOPs).
+pub fn llm_arch(cfg: &DecoderConfig) -> LlmArch {
+    LlmArch {
+        hidden_size: cfg.hidden_size,
+        num_hidden_layers: cfg.num_hidden_layers,
+        num_attention_heads: cfg.num_attention_heads,
+        num_key_value_heads: Some(cfg.num_key_value_heads),
+        intermediate_size: cfg.intermediate_size,
+        vocab_size: cfg.vocab_size,
+        tie_word_embeddings: cfg.tie_word_embeddings,
+        max_position_embeddings: Some(cfg.max_position_embeddings),
+    }
+}
+
+/// GFLOP of an LLM forward over `tokens` new tokens after `past` cached ones (matmuls + attention)
+/// plus the LM head at one position.
+pub fn llm_gflop(cfg: &DecoderConfig, tokens: usize, past: usize) -> f64 {
+    let (mm, att) = llm_forward(&llm_arch(cfg), tokens as f64, past as f64);
+    (mm + att + 2.0 * (cfg.hidden_size * cfg.vocab_size) as f64) / 1e9
+}
+
+/// One V's measurements, milliseconds.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct InferRow {
+    /// V.
+    pub visual_tokens: usize,
+    /// Q.
+    pub text_tokens: usize,
+    /// Compressor used (`quecc` or `none`).
+    pub compressor: String,
+    /// Vision tower + feature selection.
+    pub vision_ms: f64,
+    /// QueCC's query embedding (0 without QueCC).
+    pub query_embedding_ms: f64,
+    /// Compressor.
+    pub compressor_ms: f64,
+    /// Projector.
+    pub projector_ms: f64,
+    /// Prefill of Q + V tokens (LM head on the last position included).
+    pub prefill_ms: f64,
+    /// Vision + query embedding + compressor + projector + prefill.
+    pub ttft_ms: f64,
+    /// Mean decode step after the prefill.
+    pub decode_ms_per_token: f64,
+    /// Achieved GFLOP/s of the prefill.
+    pub prefill_gflops_per_s: f64,
+    /// GFLOP of the LLM part of TTFT (query embedding + prefill).
+    pub llm_gflop: f64,
+}
+
+impl std::fmt::Display for InferRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "V {:>4} ({:<6}) Q+V {:>4} | vision {:>7.1} | query-emb {:>7.1} | compressor {:>6.1} | projector {:>5.1} | prefill {:>8.1} | TTFT {:>8.1} | decode {:>6.1} ms/token | prefill {:>6.1} GFLOP/s",
+            self.visual_tokens,
+            self.compressor,
+            self.text_tokens + self.visual_tokens,
+            self.vision_ms,
+            self.query_embedding_ms,
+            self.compressor_ms,
+            self.projector_ms,
+            self.prefill_ms,
+            self.ttft_ms,
+            self.decode_ms_per_token,
+            self.prefill_gflops_per_s
+        )
+    }
+}
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+/// Best of `repeats` (≥ 1) timed runs of `f`, ms.
+fn best_ms(repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    let mut best = f64::INFINITY;
+    for _ in 0..repeats.max(1) {
+        let t = Instant::now();
+        f()?;
+        best = best.min(ms(t));
+    }
+    Ok(best)
+}
+
+/// One [`InferBench::run`]: the rows and the memory they ran in.
+#[derive(Debug, Clone)]
+pub struct InferRun {
+    /// One row per V.
+    pub rows: Vec<InferRow>,
+    /// dtype of the matrix weights of the vision tower, compressors, projector and LLM in this run
+    /// (f32, or bf16 via [`Decoder::convert_weights`] / [`ClipVisionTower::convert_weights`] /
+    /// [`Compressor::convert_weights`]).
+    pub weight_dtype: DType,
+    /// Bytes of all weights held in memory during the run: vision tower, compressors, projector and
+    /// LLM (matrices at `weight_dtype`, norms and biases f32).
+    pub weight_bytes: u64,
+    /// Peak resident set size of the process during the run (Linux `VmHWM`, reset at the start of the
+    /// run through `/proc/self/clear_refs` after freed memory went back to the system,
+    /// [`kernels::memory`]), bytes; `None` where unavailable.
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// Bytes of a CLIP tower's weights with `depth` blocks whose matrices are in `dtype` (patch embedding,
+/// position embeddings, norms and biases f32), as [`ClipVisionTower::convert_weights`] leaves them.
+pub fn tower_weight_bytes(cfg: &models::vision::ClipVisionConfig, depth: usize, dtype: DType) -> u64 {
+    let (d, i) = (cfg.hidden_size, cfg.intermediate_size);
+    let matrices = depth * (4 * d * d + 2 * d * i);
+    let other = cfg.num_channels * cfg.patch_size * cfg.patch_size * d // patch embedding
+        + (cfg.num_patches() + 2) * d // position embeddings + CLS
+        + 2 * d // pre-layernorm
+        + depth * (4 * d + i + d + 4 * d); // biases, two layernorms per block
+    (matrices * dtype.size_in_bytes() + other * 4) as u64
+}
+
+/// The real-size VLM with in-memory weights.
+pub struct InferBench {
+    llm_cfg: DecoderConfig,
+    llm_vars: VarMap,
+    vision: VisionBench,
+    device: Device,
+}
+
+impl InferBench {
+    /// CLIP ViT-L/14-336 + an LLM of shape `llm_cfg` (e.g. [`qwen15_config`]), f32 on `device`.
+    pub fn new(llm_cfg: DecoderConfig, device: &Device) -> Self {
+        let vision = VisionBench::new(llm_cfg.hidden_size, device);
+        Self { llm_cfg, llm_vars: VarMap::new(), vision, device: device.clone() }
+    }
+
+    /// The LLM's configuration.
+    pub fn llm_config(&self) -> &DecoderConfig {
+        &self.llm_cfg
+    }
+
+    /// The LLM weights (f32, HF names rooted at the top level: `model.*`).
+    pub fn llm_var_builder(&self) -> VarBuilder<'static> {
+        VarBuilder::from_varmap(&self.llm_vars, DType::F32, &self.device)
+    }
+
+    /// The LLM weights created so far as plain tensors (see
+    /// [`crate::vision::VisionBench::frozen_var_builder`]): build a module once on
+    /// [`Self::llm_var_builder`] to create them, then on this for timing.
+    pub fn llm_frozen_var_builder(&self) -> VarBuilder<'static> {
+        crate::vision::frozen(&self.llm_vars, &self.device)
+    }
+
+    /// Our decoder on [`Self::llm_var_builder`] (weights created on first call).
+    pub fn decoder(&self) -> Result<Decoder> {
+        Decoder::new(&self.llm_cfg, self.llm_var_builder())
+    }
+
+    /// Times one query per V in `visual_tokens` with Q = `text_tokens` (the question alone is also Q
+    /// tokens long for the query embedding), `decode_steps` decode steps after each prefill, best of
+    /// `repeats`, with the matrix weights of the LLM and the vision tower in `weights` (f32, or
+    /// bf16: then their f32 originals are dropped from this bench, so [`Self::llm_var_builder`] is
+    /// empty afterwards — time peers on them first). `on_row` gets each row as soon as it is measured.
+    /// Errors: V not producible from the 24×24 grid, Q + V + decode steps over the context window,
+    /// an unsupported weight dtype.
+    pub fn run(
+        &self,
+        visual_tokens: &[usize],
+        text_tokens: usize,
+        decode_steps: usize,
+        repeats: usize,
+        weights: DType,
+        mut on_row: impl FnMut(&InferRow),
+    ) -> Result<InferRun> {
+        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
+        let vcfg = self.vision.config().clone();
+        let (g, d, h) = (vcfg.grid(), vcfg.hidden_size, self.llm_cfg.hidden_size);
+        let layers = FeatureLayers::default();
+        let depth = layers.depth(vcfg.num_hidden_layers)?;
+        let projector_of = |vb: VarBuilder| {
+            Projector::new(ProjectorKind::MlpGelu { depth: 2 }, d, h, ProjectorLayout::Sequential, vb.pp("mm_projector_mlp2x_gelu"))
+        };
+        let comps_of = |vb: &VarBuilder| {
+            visual_tokens
+                .iter()
+                .map(|&v| {
+                    let name = if v == g * g { "none" } else { "quecc" };
+                    let spec = CompressorSpec::from_name(name, v, g, d, h)?;
+                    let comp: Box<dyn Compressor> = spec.build(g, d, Mode::Inference, vb.pp(format!("mm_projector_quecc_v{v}")))?;
+                    Ok((v, name, comp))
+                })
+                .collect::<Result<Vec<_>>>()
+        };
+        // Every weight is created first (in the VarMaps), then the modules are built on detached
+        // tensors (see `VisionBench::frozen_var_builder`), before the memory measurement starts.
+        let vb = self.vision.var_builder();
+        ClipVisionTower::new_with_depth(&vcfg, depth, Mode::Inference, vb.pp("vision_model"))?;
+        projector_of(vb.clone())?;
+        comps_of(&vb)?;
+        self.decoder()?;
+        let (mut tower, mut projector, mut comps, mut decoder) = {
+            let fvb = self.vision.frozen_var_builder();
+            let tower = ClipVisionTower::new_with_depth(&vcfg, depth, Mode::Inference, fvb.pp("vision_model"))?;
+            let decoder = Decoder::new(&self.llm_cfg, crate::vision::frozen(&self.llm_vars, &self.device))?;
+            (tower, projector_of(fvb.clone())?, comps_of(&fvb)?, decoder)
+        };
+        let mut converted_bytes = 0; // weights held converted (tower, compressors, projector)
+        if weights != DType::F32 {
+            // The tower's and the LLM's matrices in `weights`; their f32 originals leave the bench's
+            // stores (and memory).
+            tower.convert_weights(weights)?;
+            for (_, _, comp) in comps.iter_mut() {
+                comp.convert_weights(weights)?;
+            }
+            projector.convert_weights(weights)?;
+            // The converted compressors and projector replace their f32 originals too.
+            converted_bytes += self.vision.converted_bytes("mm_projector", weights);
+            self.vision.drop_weights("mm_projector");
+            self.vision.drop_weights("vision_model.");
+            converted_bytes += tower_weight_bytes(&vcfg, depth, weights);
+            decoder.convert_weights(weights)?;
+            if let Ok(mut d) = self.llm_vars.data().lock() {
+                d.clear();
+            }
+        }
+        let pixels = self.vision.pixels()?;
+        let q = text_tokens.max(1);
+        // Freed temporaries of the random initialisation and of a conversion go back to the system
+        // first: the peak then covers what serving needs (weights, activations, KV cache).
+        kernels::memory::release_free_memory();
+        let rss_reset = kernels::memory::reset_peak_rss();
+        let question = Tensor::zeros((1, q), DType::U32, &self.device)?;
+        // Warm-up (allocations, thread pool): one small prefill and one vision pass.
+        decoder.query_embedding(&question, None)?;
+        extract_features(&tower, &pixels, &layers)?;
+        let vision_ms = best_ms(repeats, || extract_features(&tower, &pixels, &layers).map(|_| ()))?;
+        let feats = extract_features(&tower, &pixels, &layers)?;
+        let mut rows = vec![];
+        for (v, name, comp) in comps {
+            let mut query = None;
+            let query_embedding_ms = if comp.needs_query() {
+                best_ms(repeats, || {
+                    query = Some(decoder.query_embedding(&question, None)?);
+                    Ok(())
+                })?
+            } else {
+                0.0
+            };
+            let mut compressed = None;
+            let compressor_ms = best_ms(repeats, || {
+                compressed = Some(comp.compress(&feats, query.as_ref())?);
+                Ok(())
+            })?;
+            let compressed = compressed.ok_or_else(|| Error::Invalid("no compressor output".into()))?;
+            let mut visual = None;
+            let projector_ms = best_ms(repeats, || {
+                visual = Some(projector.forward(&compressed)?);
+                Ok(())
+            })?;
+            let visual = visual.ok_or_else(|| Error::Invalid("no projector output".into()))?;
+            let text = kernels::random::randn(&mut rng, 0.02, (1, q, h), candle_core::DType::F32, &self.device)?;
+            let embeds = Tensor::cat(&[&text, &visual], 1)?;
+            let len = q + v;
+            if len + decode_steps > self.llm_cfg.max_position_embeddings {
+                return Err(Error::ContextWindow { len: len + decode_steps, max: self.llm_cfg.max_position_embeddings });
+            }
+            let prefill_ms = best_ms(repeats, || {
+                decoder.clear_kv_cache();
+                let hs = decoder.forward_embeds(&embeds, 0)?;
+                decoder.lm_head(&hs.narrow(1, len - 1, 1)?)?;
+                Ok(())
+            })?;
+            let mut decode_total = 0.0;
+            let step_ids = Tensor::zeros((1, 1), DType::U32, &self.device)?;
+            for _ in 0..decode_steps {
+                let t = Instant::now();
+                let pos = decoder.kv_len();
+                let hs = decoder.forward_embeds(&decoder.embed_tokens(&step_ids)?, pos)?;
+                decoder.lm_head(&hs)?;
+                decode_total += ms(t);
+            }
+            decoder.clear_kv_cache();
+            let prefill_gflop = llm_gflop(&self.llm_cfg, len, 0);
+            let query_gflop = if comp.needs_query() { llm_gflop(&self.llm_cfg, q, 0) } else { 0.0 };
+            let row = InferRow {
+                visual_tokens: v,
+                text_tokens: q,
+                compressor: name.to_string(),
+                vision_ms,
+                query_embedding_ms,
+                compressor_ms,
+                projector_ms,
+                prefill_ms,
+                ttft_ms: vision_ms + query_embedding_ms + compressor_ms + projector_ms + prefill_ms,
+                decode_ms_per_token: if decode_steps > 0 { decode_total / decode_steps as f64 } else { 0.0 },
+                prefill_gflops_per_s: prefill_gflop / (prefill_ms / 1e3),
+                llm_gflop: prefill_gflop + query_gflop,
+            };
+            on_row(&row);
+            rows.push(row);
+        }
+        let weight_bytes = crate::vision::varmap_bytes(&self.llm_vars)
+            + self.vision.weight_bytes()
+            + converted_bytes
+            + if weights != DType::F32 { decoder.weight_bytes() as u64 } else { 0 };
+        Ok(InferRun {
+            rows,
+            weight_dtype: weights,
+            weight_bytes,
+            peak_rss_bytes: if rss_reset { kernels::memory::peak_rss_bytes() } else { None },
+        })
+    }
+}
+
+/// A [`LatencyProfile`] from measured rows of an LLM with `n_params` parameters: vision ms (median),
+/// compressor + projector ms (median over the QueCC rows), prefill ms per token per billion (least
+/// squares through the origin of prefill ms against N_B·(Q + V)), decode ms per token per billion (mean).
+/// Errors: [`Error::Invalid`] for no rows or `n_params` = 0.
+pub fn latency_profile(rows: &[InferRow], n_params: usize, machine: &str) -> Result<LatencyProfile> {
+    if rows.is_empty() || n_params == 0 {
+        return Err(Error::Invalid("a latency profile needs measured rows and N > 0".into()));
+    }
+    let median = |mut v: Vec<f64>| {
+        if v.is_empty() {
+            return 0.0;
+        }
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let nb = n_params as f64 / 1e9;
+    let (sxy, sxx) = rows.iter().fold((0.0, 0.0), |(sxy, sxx), r| {
+        let x = nb * (r.text_tokens + r.visual_tokens) as f64;
+        (sxy + x * r.prefill_ms, sxx + x * x)
+    });
+    let quecc: Vec<&InferRow> = rows.iter().filter(|r| r.compressor == "quecc").collect();
+    Ok(LatencyProfile {
+        machine: machine.to_string(),
+        vision_ms: median(rows.iter().map(|r| r.vision_ms).collect()),
+        compressor_ms: median(quecc.iter().map(|r| r.compressor_ms + r.projector_ms).collect()),
+        prefill_ms_per_token_per_billion: sxy / sxx,
+        decode_ms_per_token_per_billion: rows.iter().map(|r| r.decode_ms_per_token).sum::<f64>() / rows.len() as f64 / nb,
+        quecc_query_pass: !quecc.is_empty(),
+    })
+}

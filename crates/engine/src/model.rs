@@ -1,0 +1,774 @@
+//! The assembled VLM: a LLaVA-layout checkpoint directory turned into one model that answers a
+//! question about an image — preprocessing → CLIP vision tower → compressor (none | QueCC, with QueCC's
+//! query embedding from the LLM) → projector → the visual tokens spliced into the conversation
+//! template at `<image>` → prefill + decode with the KV cache.
+//!
+//! Sources: LLaVA `llava/model/llava_arch.py` (`encode_images`, `prepare_inputs_labels_for_multimodal`),
+//! `llava/model/multimodal_encoder/clip_encoder.py` (feature selection; in the authors' repository
+//! locuslab/llava-token-compression also the query embedding and the multi-level features
+//! `hidden_states[12, 16, 22, 23]`), `llava/mm_utils.py` (`expand2square`, `tokenizer_image_token`);
+//! the paper (arXiv 2411.03312) §4.
+//!
+//! Configuration resolution (all from the checkpoint's `config.json` unless stated):
+//! - vision tower weights: [`Checkpoint::vision_tower_source`] (embedded under
+//!   `model.vision_tower.vision_tower.vision_model.*`, a local CLIP directory from `mm_vision_tower`, or
+//!   the caller's override directory);
+//! - vision tower config: the override / local CLIP directory's `config.json`; else a `vision_config`
+//!   object in the checkpoint's `config.json` (as HF `LlavaConfig` stores it); else, when
+//!   `mm_vision_tower` names `clip-vit-large-patch14-336`, that model's known config;
+//! - image preprocessing: the CLIP directory's `preprocessor_config.json` if present, else CLIP's
+//!   mean/std with `shortest_edge` = crop = the tower's `image_size`; pad to square iff
+//!   `image_aspect_ratio == "pad"`;
+//! - multi-level feature layers (QueCC): `mm_vision_multi_select_layers` (a vlmscale extension key; the
+//!   authors hard-code it) or the authors' `[12, 16, 22, 23]`;
+//! - conversation template by LLM architecture: Llama → `vicuna_v1`, Qwen2 → `qwen_1_5`.
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use image::DynamicImage;
+
+use crate::checkpoint::{Checkpoint, MultimodalConfig, VisionTowerSource, PROJECTOR_PREFIX};
+use models::compress::{Compressor, CompressorSpec, QueccConfig};
+use models::decoder::{Architecture, Decoder, DecoderConfig};
+use crate::generate::{generate, GenerateConfig, StopReason};
+use models::Mode;
+use models::projector::{Projector, ProjectorKind};
+use crate::text::{input_embeddings, PromptTokens, Template, TextTokenizer, TokenStream};
+use crate::vision::load::load_clip_tower_with_config;
+use crate::vision::{ImageProcessorConfig, LLAVA_VISION_PREFIX};
+use models::vision::{extract_features, ClipVisionConfig, ClipVisionTower, FeatureLayers};
+use crate::{Error, Result};
+
+/// The authors' multi-level feature layers (HF `hidden_states` indices) for QueCC / TokenPacker.
+pub const DEFAULT_MULTI_LAYERS: [i64; 4] = [12, 16, 22, 23];
+
+/// Sampling options for [`Vlm::answer`] (stop tokens come from the template).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnswerOptions {
+    /// Maximum new tokens.
+    pub max_new_tokens: usize,
+    /// Temperature; 0 = greedy.
+    pub temperature: f64,
+    /// Nucleus sampling threshold in (0, 1]; 1 = off.
+    pub top_p: f64,
+    /// Sampler seed.
+    pub seed: u64,
+}
+
+impl Default for AnswerOptions {
+    fn default() -> Self {
+        Self {
+            max_new_tokens: 128,
+            temperature: 0.0,
+            top_p: 1.0,
+            seed: 0,
+        }
+    }
+}
+
+/// Wall-clock timings of one [`Vlm::answer`], in milliseconds unless stated.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct VlmTimings {
+    /// Image decoding and preprocessing.
+    pub preprocess_ms: f64,
+    /// CLIP vision tower (only as deep as the selected layers need).
+    pub vision_ms: f64,
+    /// QueCC's query embedding: the LLM on the question alone (0 without QueCC).
+    pub query_embedding_ms: f64,
+    /// Compressor (0 work for `none`).
+    pub compressor_ms: f64,
+    /// Projector.
+    pub projector_ms: f64,
+    /// LLM prefill of the Q + V input.
+    pub prefill_ms: f64,
+    /// Time to first token: from the start of [`Vlm::answer`] (image decoding included) to the
+    /// first sampled token.
+    pub ttft_ms: f64,
+    /// Decode steps run (new tokens after the first).
+    pub decode_tokens: usize,
+    /// Total decode time.
+    pub decode_ms: f64,
+    /// Decode throughput, tokens/s (0 if no decode step ran).
+    pub decode_tokens_per_s: f64,
+    /// Q, text tokens of the templated prompt.
+    pub text_tokens: usize,
+    /// V, visual tokens.
+    pub visual_tokens: usize,
+}
+
+impl VlmTimings {
+    /// LLM input length Q + V.
+    pub fn input_len(&self) -> usize {
+        self.text_tokens + self.visual_tokens
+    }
+}
+
+impl std::fmt::Display for VlmTimings {
+    /// One line: `vision 12.3 ms | compressor … | query-embedding … | prefill … | TTFT … | decode … tok/s | Q + V = 50 + 36 = 86`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "vision {:.1} ms | compressor {:.1} ms | query-embedding {:.1} ms | prefill {:.1} ms | TTFT {:.1} ms | decode {:.2} tokens/s | Q + V = {} + {} = {}",
+            self.vision_ms,
+            self.compressor_ms,
+            self.query_embedding_ms,
+            self.prefill_ms,
+            self.ttft_ms,
+            self.decode_tokens_per_s,
+            self.text_tokens,
+            self.visual_tokens,
+            self.input_len()
+        )
+    }
+}
+
+/// The result of [`Vlm::answer`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// The decoded answer (special tokens skipped).
+    pub text: String,
+    /// New token ids (stop token excluded).
+    pub tokens: Vec<u32>,
+    /// Why generation ended.
+    pub stop: StopReason,
+    /// Timings.
+    pub timings: VlmTimings,
+}
+
+/// Which compressor a checkpoint uses, for reports (`vlmscale inspect`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum CompressorInfo {
+    /// Plain LLaVA: all patch tokens.
+    None,
+    /// QueCC with its conv kernel and stride.
+    Quecc {
+        /// Kernel k.
+        kernel: usize,
+        /// Stride s.
+        stride: usize,
+    },
+}
+
+/// A loaded LLaVA-style VLM (see the module docs).
+pub struct Vlm {
+    dir: PathBuf,
+    vision_cfg: ClipVisionConfig,
+    image_processor: ImageProcessorConfig,
+    tower: ClipVisionTower,
+    layers: FeatureLayers,
+    spec: CompressorSpec,
+    compressor: Box<dyn Compressor>,
+    projector: Projector,
+    projector_kind: ProjectorKind,
+    decoder: Decoder,
+    tokenizer: TextTokenizer,
+    template: Template,
+    stop_token_ids: Vec<u32>,
+    mm: MultimodalConfig,
+    device: Device,
+}
+
+impl std::fmt::Debug for Vlm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vlm")
+            .field("dir", &self.dir)
+            .field("architecture", &self.decoder.config().architecture)
+            .field("compressor", &self.spec)
+            .field("visual_tokens", &self.visual_tokens())
+            .finish()
+    }
+}
+
+fn config_err(path: &Path, msg: impl Into<String>) -> Error {
+    Error::Config {
+        path: path.to_path_buf(),
+        msg: msg.into(),
+    }
+}
+
+/// Re-attributes a missing-tensor error to `location`.
+fn locate(e: Error, location: &Path) -> Error {
+    match e {
+        Error::MissingTensor { name, .. } => Error::MissingTensor {
+            name,
+            location: location.display().to_string(),
+        },
+        e => e,
+    }
+}
+
+/// Maps candle's "cannot find tensor" errors (from VarBuilder) to [`Error::MissingTensor`].
+fn missing_tensor(e: Error, location: &Path) -> Error {
+    if let Error::Candle(c) = &e {
+        let msg = c.to_string();
+        if let Some(rest) = msg.split("cannot find tensor ").nth(1) {
+            let name = rest.split_whitespace().next().unwrap_or(rest).to_string();
+            return Error::MissingTensor {
+                name,
+                location: location.display().to_string(),
+            };
+        }
+    }
+    locate(e, location)
+}
+
+impl Vlm {
+    /// Loads a LLaVA-layout checkpoint directory (see the module docs for how each part is resolved).
+    ///
+    /// `vision_tower_override`: a local CLIP directory replacing `mm_vision_tower` (the CLI's
+    /// `--vision-tower`). `dtype`: the LLM's weights and activations (f32, bf16, f16); the vision tower,
+    /// compressor and projector run in f32.
+    ///
+    /// Errors: those of [`VlmSpec::resolve`]; [`Error::MissingTensor`] / [`Error::Shape`] naming the
+    /// tensor; [`Error::Tokenizer`] if `tokenizer.json` is unreadable or lacks the template's special
+    /// tokens; [`Error::Checkpoint`] if it is missing.
+    pub fn load(dir: &Path, vision_tower_override: Option<&Path>, dtype: DType, device: &Device) -> Result<Self> {
+        let VlmSpec {
+            ckpt,
+            vision_cfg,
+            clip_dir,
+            image_processor,
+            layers,
+            spec,
+            projector_kind,
+            template,
+            ..
+        } = VlmSpec::resolve(dir, vision_tower_override)?;
+        let mm = ckpt.multimodal_config().clone();
+        let llm = ckpt.llm_config().clone();
+        let (grid, d) = (vision_cfg.grid(), vision_cfg.hidden_size);
+        let depth = layers.depth(vision_cfg.num_hidden_layers)?;
+        let mode = Mode::Inference;
+        let tower = match &clip_dir {
+            Some(cd) => load_clip_tower_with_config(cd, &vision_cfg, depth, mode, device).map_err(|e| missing_tensor(e, cd))?,
+            None => {
+                let vb = ckpt.var_builder(DType::F32, device)?;
+                ClipVisionTower::new_with_depth(&vision_cfg, depth, mode, vb.pp(LLAVA_VISION_PREFIX))
+                    .map_err(|e| missing_tensor(e, dir))?
+            }
+        };
+
+        // Compressor and projector weights (f32), LLM in `dtype`.
+        let vb32 = ckpt.var_builder(DType::F32, device)?;
+        let mm_vb = vb32.pp(PROJECTOR_PREFIX.trim_end_matches('.'));
+        let compressor = spec
+            .build(grid, d, mode, mm_vb.clone())
+            .map_err(|e| missing_tensor(e, dir))?;
+        let projector = Projector::new(projector_kind, d, llm.hidden_size, spec.projector_layout(), mm_vb)
+            .map_err(|e| missing_tensor(e, dir))?;
+        let decoder = ckpt.decoder(dtype, device).map_err(|e| missing_tensor(e, dir))?;
+
+        let tokenizer = TextTokenizer::from_file(&ckpt.tokenizer_path()?)?;
+        let stop_token_ids = tokenizer.stop_token_ids(template)?;
+
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            vision_cfg,
+            image_processor,
+            tower,
+            layers,
+            spec,
+            compressor,
+            projector,
+            projector_kind,
+            decoder,
+            tokenizer,
+            template,
+            stop_token_ids,
+            mm,
+            device: device.clone(),
+        })
+    }
+
+    /// Stores the matrix weights of the vision tower, the compressor, the projector and the LLM in
+    /// `dtype` for inference — bf16 with the default f32 activations: products through
+    /// [`kernels::matmul_bf16`], half the weight memory (see [`Decoder::convert_weights`],
+    /// [`ClipVisionTower::convert_weights`], [`Compressor::convert_weights`],
+    /// [`Projector::convert_weights`]). Errors: those of [`Decoder::convert_weights`].
+    pub fn convert_weights(&mut self, dtype: DType) -> Result<()> {
+        self.decoder.convert_weights(dtype)?;
+        if self.decoder.dtype() == DType::F32 {
+            self.tower.convert_weights(dtype)?;
+            self.compressor.convert_weights(dtype)?;
+            self.projector.convert_weights(dtype)?;
+        }
+        kernels::memory::release_free_memory();
+        Ok(())
+    }
+
+    /// The checkpoint directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// A checkpoint's resolved configuration — LLM, vision tower, compressor, projector, template — without
+/// loading any weights (for [`Vlm::load`] and reports such as `vlmscale inspect`).
+#[derive(Debug, Clone)]
+pub struct VlmSpec {
+    /// The opened checkpoint (configs and weight-file headers).
+    pub ckpt: Checkpoint,
+    /// Where the vision tower's weights come from.
+    pub vision_source: VisionTowerSource,
+    /// The vision tower's config.
+    pub vision_cfg: ClipVisionConfig,
+    /// The CLIP directory of the tower when not embedded.
+    pub clip_dir: Option<PathBuf>,
+    /// Image preprocessing.
+    pub image_processor: ImageProcessorConfig,
+    /// Feature layers the compressor reads (HF `hidden_states` indices).
+    pub layers: FeatureLayers,
+    /// The compressor.
+    pub spec: CompressorSpec,
+    /// The projector type.
+    pub projector_kind: ProjectorKind,
+    /// The conversation template (by LLM architecture).
+    pub template: Template,
+}
+
+impl VlmSpec {
+    /// Resolves `dir`'s configuration (see the module docs).
+    ///
+    /// Errors: [`Error::Io`] / [`Error::Checkpoint`] for missing, truncated or corrupt files;
+    /// [`Error::Config`] naming the field for unsupported or inconsistent values
+    /// (`mm_vision_token_compression_type`, `…_kernel_size`/`…_stride`, `mm_hidden_size`,
+    /// `mm_vision_output_text_embedding_size`, `mm_vision_output_token_count`,
+    /// `mm_vision_select_feature`, `mm_vision_select_layer`, `mm_vision_multi_select_layers`,
+    /// `mm_projector_type`, `mm_vision_tower`).
+    pub fn resolve(dir: &Path, vision_tower_override: Option<&Path>) -> Result<Self> {
+        let ckpt = Checkpoint::open(dir)?;
+        let config_path = dir.join("config.json");
+        let raw: serde_json::Value = {
+            let text = std::fs::read_to_string(&config_path).map_err(|source| Error::Io {
+                path: config_path.clone(),
+                source,
+            })?;
+            serde_json::from_str(&text).map_err(|e| config_err(&config_path, format!("invalid JSON: {e}")))?
+        };
+        let mm = ckpt.multimodal_config().clone();
+        let llm: DecoderConfig = ckpt.llm_config().clone();
+        if mm.select_feature() != "patch" {
+            return Err(config_err(
+                &config_path,
+                format!(
+                    "mm_vision_select_feature `{}` is not supported (only patch)",
+                    mm.select_feature()
+                ),
+            ));
+        }
+        let vision_source = ckpt.vision_tower_source(vision_tower_override)?;
+        let (vision_cfg, clip_dir) = match &vision_source {
+            VisionTowerSource::Directory(d) => (ClipVisionConfig::from_file(&d.join("config.json"))?, Some(d.clone())),
+            VisionTowerSource::Embedded => (embedded_vision_config(&raw, &mm, &config_path)?, None),
+        };
+        let grid = vision_cfg.grid();
+        let d = vision_cfg.hidden_size;
+        if let Some(h) = mm.mm_hidden_size {
+            if h != d {
+                return Err(config_err(
+                    &config_path,
+                    format!("mm_hidden_size {h} does not match the vision tower's hidden_size {d}"),
+                ));
+            }
+        }
+        let select_layer = mm.mm_vision_select_layer.unwrap_or(-2);
+        let multi = match raw.get("mm_vision_multi_select_layers") {
+            None | Some(serde_json::Value::Null) => DEFAULT_MULTI_LAYERS.to_vec(),
+            Some(v) => v
+                .as_array()
+                .and_then(|a| a.iter().map(|x| x.as_i64()).collect::<Option<Vec<_>>>())
+                .filter(|a| !a.is_empty())
+                .ok_or_else(|| {
+                    config_err(
+                        &config_path,
+                        format!("mm_vision_multi_select_layers must be a list of integers, found {v}"),
+                    )
+                })?,
+        };
+        let spec = match mm.compression_type() {
+            None => CompressorSpec::None,
+            Some("quecc") => {
+                let n = mm.output_token_count();
+                if n != grid * grid {
+                    return Err(config_err(
+                        &config_path,
+                        format!(
+                            "mm_vision_output_token_count {n} does not match the vision tower's {grid}×{grid} = {} patch tokens",
+                            grid * grid
+                        ),
+                    ));
+                }
+                let text_dim = mm.text_embedding_size();
+                if text_dim != llm.hidden_size {
+                    return Err(config_err(
+                        &config_path,
+                        format!(
+                            "mm_vision_output_text_embedding_size {text_dim} does not match the LLM's hidden_size {}",
+                            llm.hidden_size
+                        ),
+                    ));
+                }
+                let cfg = QueccConfig {
+                    kernel: mm.compression_kernel_size(),
+                    stride: mm.compression_stride(),
+                    ..QueccConfig::new(d, grid, text_dim)
+                };
+                cfg.out_grid().map_err(|e| {
+                    config_err(
+                        &config_path,
+                        format!("mm_vision_token_compression_kernel_size/_stride: {e}"),
+                    )
+                })?;
+                CompressorSpec::Quecc(cfg)
+            }
+            Some(other) => {
+                return Err(config_err(
+                    &config_path,
+                    format!("mm_vision_token_compression_type `{other}` is not supported (none or quecc)"),
+                ))
+            }
+        };
+        let layers = spec.feature_layers(select_layer, &multi);
+        layers.depth(vision_cfg.num_hidden_layers).map_err(|e| {
+            config_err(
+                &config_path,
+                format!("mm_vision_select_layer / mm_vision_multi_select_layers (multi-level layers): {e}"),
+            )
+        })?;
+        let image_processor = {
+            let pad = mm.image_aspect_ratio.as_deref() == Some("pad");
+            match clip_dir.as_ref().map(|d| d.join("preprocessor_config.json")) {
+                Some(p) if p.is_file() => ImageProcessorConfig::from_file(&p, pad)?,
+                _ => ImageProcessorConfig {
+                    shortest_edge: vision_cfg.image_size,
+                    crop_size: (vision_cfg.image_size, vision_cfg.image_size),
+                    ..ImageProcessorConfig::clip_vit_large_patch14_336(pad)
+                },
+            }
+        };
+        if image_processor.crop_size != (vision_cfg.image_size, vision_cfg.image_size) {
+            return Err(config_err(
+                &config_path,
+                format!(
+                    "the image processor's crop size {:?} does not match the vision tower's image_size {}",
+                    image_processor.crop_size, vision_cfg.image_size
+                ),
+            ));
+        }
+        let projector_kind = ProjectorKind::parse(mm.projector_type())
+            .map_err(|e| config_err(&config_path, format!("mm_projector_type: {e}")))?;
+        let template = Template::for_architecture(llm.architecture);
+        Ok(Self {
+            ckpt,
+            vision_source,
+            vision_cfg,
+            clip_dir,
+            image_processor,
+            layers,
+            spec,
+            projector_kind,
+            template,
+        })
+    }
+
+    /// The LLM's configuration.
+    pub fn llm_config(&self) -> &DecoderConfig {
+        self.ckpt.llm_config()
+    }
+
+    /// V, visual tokens per image: G² without a compressor, h² for QueCC (h = (G − k)/s + 1).
+    pub fn visual_tokens(&self) -> usize {
+        let g = self.vision_cfg.grid();
+        match &self.spec {
+            CompressorSpec::Quecc(c) => c.out_grid().map(|h| h * h).unwrap_or(0),
+            CompressorSpec::None => g * g,
+            CompressorSpec::AvgPool { visual_tokens } => *visual_tokens,
+            CompressorSpec::TokenPacker(c) => c.visual_tokens,
+        }
+    }
+
+    /// Vision blocks that run (the deepest selected hidden state).
+    pub fn vision_layers_run(&self) -> usize {
+        self.layers
+            .depth(self.vision_cfg.num_hidden_layers)
+            .unwrap_or(self.vision_cfg.num_hidden_layers)
+    }
+}
+
+/// The vision config of an embedded tower: `vision_config` in `config.json`, else the known
+/// ViT-L/14-336 config when `mm_vision_tower` names it. Errors: [`Error::Config`].
+fn embedded_vision_config(
+    raw: &serde_json::Value,
+    mm: &MultimodalConfig,
+    config_path: &Path,
+) -> Result<ClipVisionConfig> {
+    if let Some(v) = raw.get("vision_config").filter(|v| !v.is_null()) {
+        let text = serde_json::json!({ "vision_config": v }).to_string();
+        return ClipVisionConfig::from_json_str(&text).map_err(|e| match e {
+            Error::Config { msg, .. } => config_err(config_path, msg),
+            e => e,
+        });
+    }
+    match mm.mm_vision_tower.as_deref() {
+            Some(name) if name.trim_end_matches('/').ends_with("clip-vit-large-patch14-336") => {
+                Ok(ClipVisionConfig::clip_vit_large_patch14_336())
+            }
+            other => Err(config_err(
+                config_path,
+                format!(
+                    "the checkpoint embeds a vision tower but its config is unknown (no `vision_config`, mm_vision_tower = {other:?}); pass its CLIP directory (--vision-tower DIR)"
+                ),
+            )),
+        }
+}
+
+impl Vlm {
+    /// The LLM.
+    pub fn decoder(&self) -> &Decoder {
+        &self.decoder
+    }
+
+    /// The LLM, mutable (KV cache, mode).
+    pub fn decoder_mut(&mut self) -> &mut Decoder {
+        &mut self.decoder
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+
+    /// The conversation template (by architecture).
+    pub fn template(&self) -> Template {
+        self.template
+    }
+
+    /// The vision tower's config.
+    pub fn vision_config(&self) -> &ClipVisionConfig {
+        &self.vision_cfg
+    }
+
+    /// The image preprocessing in use.
+    pub fn image_processor(&self) -> &ImageProcessorConfig {
+        &self.image_processor
+    }
+
+    /// The `mm_*` keys.
+    pub fn multimodal_config(&self) -> &MultimodalConfig {
+        &self.mm
+    }
+
+    /// The compressor's specification.
+    pub fn compressor_spec(&self) -> &CompressorSpec {
+        &self.spec
+    }
+
+    /// The compressor, for reports.
+    pub fn compressor_info(&self) -> CompressorInfo {
+        match &self.spec {
+            CompressorSpec::Quecc(c) => CompressorInfo::Quecc {
+                kernel: c.kernel,
+                stride: c.stride,
+            },
+            _ => CompressorInfo::None,
+        }
+    }
+
+    /// The projector type.
+    pub fn projector_kind(&self) -> ProjectorKind {
+        self.projector_kind
+    }
+
+    /// The vision feature layers the compressor reads.
+    pub fn feature_layers(&self) -> &FeatureLayers {
+        &self.layers
+    }
+
+    /// V, visual tokens per image.
+    pub fn visual_tokens(&self) -> usize {
+        self.compressor.visual_tokens()
+    }
+
+    /// Token ids that stop generation (the template's end tokens).
+    pub fn stop_token_ids(&self) -> &[u32] {
+        &self.stop_token_ids
+    }
+
+    /// Preprocesses an image → pixels (1, 3, S, S) f32. Errors: [`Error::Invalid`] for an empty image.
+    pub fn preprocess(&self, image: &DynamicImage) -> Result<Tensor> {
+        Ok(self.image_processor.preprocess(image, &self.device)?.unsqueeze(0)?)
+    }
+
+    /// QueCC's query embedding of `question` (the LLM on the question alone, paper §4): (1, 1, H)
+    /// f32. Errors: empty question ([`Error::Invalid`]), question longer than the context window.
+    pub fn query_embedding(&self, question: &str) -> Result<Tensor> {
+        let ids = self.tokenizer.tokenize_query(question)?;
+        let max = self.decoder.config().max_position_embeddings;
+        if ids.len() > max {
+            return Err(Error::ContextWindow { len: ids.len(), max });
+        }
+        let ids = Tensor::new(ids.as_slice(), &self.device)?.unsqueeze(0)?;
+        Ok(self.decoder.query_embedding(&ids, None)?.to_dtype(DType::F32)?)
+    }
+
+    /// Vision tower + compressor: pixels (1, 3, S, S) and the query embedding (1, 1, H) (required iff
+    /// the compressor needs it) → compressed tokens (1, V, d).
+    pub fn compress(&self, pixels: &Tensor, query: Option<&Tensor>) -> Result<Tensor> {
+        kernels::threads::in_pool(|| {
+            let feats = extract_features(&self.tower, pixels, &self.layers)?;
+            self.compressor.compress(&feats, query)
+        })
+    }
+
+    /// The projector: (1, V, d) → (1, V, H).
+    pub fn project(&self, compressed: &Tensor) -> Result<Tensor> {
+        self.projector.forward(compressed)
+    }
+
+    /// Projected visual tokens for pixels (1, 3, S, S) and `question`: (1, V, H) f32. Runs the query
+    /// embedding only when the compressor needs it.
+    pub fn visual_embeddings(&self, pixels: &Tensor, question: &str) -> Result<Tensor> {
+        let query = if self.compressor.needs_query() {
+            Some(self.query_embedding(question)?)
+        } else {
+            None
+        };
+        self.project(&self.compress(pixels, query.as_ref())?)
+    }
+
+    /// The templated prompt for `question` with one `<image>`, tokenised LLaVA-style.
+    pub fn prompt_tokens(&self, question: &str) -> Result<PromptTokens> {
+        self.tokenizer
+            .tokenize_with_image(&self.template.prompt(question, true))
+    }
+
+    /// The whole LLM input (1, Q + V, H) with `visual` (1, V, H) spliced in at `<image>`.
+    /// Errors: [`Error::ContextWindow`] if Q + V exceeds the context window.
+    pub fn input_embeddings(&self, question: &str, visual: &Tensor) -> Result<Tensor> {
+        let prompt = self.prompt_tokens(question)?;
+        input_embeddings(&self.decoder, &prompt, Some(visual))
+    }
+
+    /// Answers `question` about the image file `image`; `on_text` receives the answer's text as it
+    /// is generated (streaming). See [`Vlm::answer_image`].
+    pub fn answer(
+        &mut self,
+        image: &Path,
+        question: &str,
+        opts: &AnswerOptions,
+        on_text: impl FnMut(&str) -> Result<()>,
+    ) -> Result<Answer> {
+        let t0 = Instant::now();
+        let img = crate::vision::load_image(image)?;
+        self.answer_image_from(t0, &img, question, opts, on_text)
+    }
+
+    /// Answers `question` about a decoded image: preprocess, vision tower, query embedding (QueCC),
+    /// compressor, projector, splice, prefill, decode (greedy or sampled), with timings.
+    ///
+    /// Errors: [`Error::Invalid`] (empty question, bad sampling options), [`Error::ContextWindow`]
+    /// (the prompt Q + V does not fit; checked before any model runs), tensor errors.
+    pub fn answer_image(
+        &mut self,
+        image: &DynamicImage,
+        question: &str,
+        opts: &AnswerOptions,
+        on_text: impl FnMut(&str) -> Result<()>,
+    ) -> Result<Answer> {
+        self.answer_image_from(Instant::now(), image, question, opts, on_text)
+    }
+
+    fn answer_image_from(
+        &mut self,
+        t0: Instant,
+        image: &DynamicImage,
+        question: &str,
+        opts: &AnswerOptions,
+        mut on_text: impl FnMut(&str) -> Result<()>,
+    ) -> Result<Answer> {
+        let ms = |t: Instant| t.elapsed().as_secs_f64() * 1e3;
+        if question.trim().is_empty() {
+            return Err(Error::Invalid("the question is empty".into()));
+        }
+        let gen_cfg = GenerateConfig {
+            max_new_tokens: opts.max_new_tokens,
+            temperature: opts.temperature,
+            top_p: opts.top_p,
+            seed: opts.seed,
+            stop_token_ids: self.stop_token_ids.clone(),
+        };
+        crate::generate::Sampler::new(&gen_cfg)?; // validate options before any work
+        let prompt = self.prompt_tokens(question)?;
+        let v = self.visual_tokens();
+        let max = self.decoder.config().max_position_embeddings;
+        if prompt.input_len(v) > max {
+            return Err(Error::ContextWindow {
+                len: prompt.input_len(v),
+                max,
+            });
+        }
+        let mut t = VlmTimings {
+            text_tokens: prompt.text_len(),
+            visual_tokens: v,
+            ..Default::default()
+        };
+
+        let pixels = self.preprocess(image)?;
+        t.preprocess_ms = ms(t0);
+        let s = Instant::now();
+        let feats = extract_features(&self.tower, &pixels, &self.layers)?;
+        t.vision_ms = ms(s);
+        let query = if self.compressor.needs_query() {
+            let s = Instant::now();
+            let q = self.query_embedding(question)?;
+            t.query_embedding_ms = ms(s);
+            Some(q)
+        } else {
+            None
+        };
+        let s = Instant::now();
+        let compressed = self.compressor.compress(&feats, query.as_ref())?;
+        t.compressor_ms = ms(s);
+        let s = Instant::now();
+        let visual = self.projector.forward(&compressed)?;
+        t.projector_ms = ms(s);
+        let embeds = input_embeddings(&self.decoder, &prompt, Some(&visual))?;
+        let before_llm = ms(t0);
+
+        let mut stream = TokenStream::new(self.tokenizer.clone());
+        let mut streamed = 0usize;
+        let gen = generate(&mut self.decoder, &embeds, &gen_cfg, |id| {
+            let piece = stream.push(id)?;
+            if !piece.is_empty() {
+                streamed += piece.len();
+                on_text(&piece)?;
+            }
+            Ok(())
+        })?;
+        t.prefill_ms = gen.timings.prefill_ms;
+        t.ttft_ms = before_llm + gen.timings.ttft_ms;
+        t.decode_tokens = gen.timings.decode_tokens;
+        t.decode_ms = gen.timings.decode_ms;
+        t.decode_tokens_per_s = gen.timings.decode_tokens_per_s;
+        let text = self.tokenizer.decode(&gen.tokens, true)?;
+        // Flush what the stream held back (an incomplete character at the very end).
+        if text.len() > streamed && text.is_char_boundary(streamed) {
+            on_text(&text[streamed..])?;
+        }
+        Ok(Answer {
+            text,
+            tokens: gen.tokens,
+            stop: gen.stop,
+            timings: t,
+        })
+    }
+}
+
+/// The architecture's name as `config.json`'s `model_type` spells it.
+pub fn architecture_name(arch: Architecture) -> &'static str {
+    match arch {
+        Architecture::Qwen2 => "qwen2",
+        Architecture::Llama => "llama",
+    }
+}

@@ -1,0 +1,353 @@
+//! One config-driven decoder for Qwen2 (Qwen-1.5) and Llama (Vicuna-1.5), after HF transformers'
+//! `modeling_qwen2.py` / `modeling_llama.py`, with what a VLM needs: an input-embeddings entry point
+//! ([`Decoder::forward_embeds`]), hidden states and logits for every position, a KV cache owned by the
+//! model, QueCC's query embedding ([`Decoder::query_embedding`], paper §4) and a
+//! [`Mode::Differentiable`] switch for training.
+//!
+//! Weight names are HF's: `model.embed_tokens.weight`, `model.layers.{i}.self_attn.q_proj.weight`, …,
+//! `model.norm.weight`, `lm_head.weight` (absent when `tie_word_embeddings`).
+mod attention;
+mod config;
+mod kv_cache;
+mod layer;
+mod mlp;
+mod norm;
+mod rope;
+
+pub use attention::Attention;
+pub use config::deserialize_naming_field;
+pub use config::{Architecture, DecoderConfig};
+pub use kv_cache::KvCache;
+pub use layer::DecoderLayer;
+pub use mlp::Mlp;
+
+pub use norm::RmsNorm;
+pub use rope::RotaryEmbedding;
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{Embedding, Linear, VarBuilder};
+
+use crate::{Error, Mode, Result};
+
+/// The language model: token embeddings, decoder layers, final norm and LM head.
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    cfg: DecoderConfig,
+    embed_tokens: Embedding,
+    layers: Vec<DecoderLayer>,
+    norm: RmsNorm,
+    lm_head: Linear,
+    rope: RotaryEmbedding,
+    cache: KvCache,
+    mode: Mode,
+    dtype: DType,
+    weight_dtype: DType,
+    device: Device,
+}
+
+impl Decoder {
+    /// Builds the decoder from `vb` rooted at the checkpoint's top level (so that `model.` and
+    /// `lm_head.` resolve). Starts in [`Mode::Inference`] with an empty KV cache.
+    ///
+    /// Errors: a missing weight or a weight of the wrong shape (candle error naming the tensor).
+    pub fn new(cfg: &DecoderConfig, vb: VarBuilder) -> Result<Self> {
+        let vm = vb.pp("model");
+        let embed_tokens = candle_nn::embedding(cfg.vocab_size, cfg.hidden_size, vm.pp("embed_tokens"))?;
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| DecoderLayer::new(cfg, vm.pp("layers").pp(i)))
+            .collect::<Result<Vec<_>>>()?;
+        let norm = RmsNorm::new(cfg.hidden_size, cfg.rms_norm_eps, vm.pp("norm"))?;
+        let lm_head = if cfg.tie_word_embeddings {
+            Linear::new(embed_tokens.embeddings().clone(), None)
+        } else {
+            candle_nn::linear_no_bias(cfg.hidden_size, cfg.vocab_size, vb.pp("lm_head"))?
+        };
+        let rope = RotaryEmbedding::new(
+            cfg.rope_theta,
+            cfg.head_dim,
+            cfg.max_position_embeddings,
+            vb.dtype(),
+            vb.device(),
+        )?;
+        Ok(Self {
+            cfg: cfg.clone(),
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            rope,
+            cache: KvCache::new(cfg.num_hidden_layers),
+            mode: Mode::Inference,
+            dtype: vb.dtype(),
+            weight_dtype: vb.dtype(),
+            device: vb.device().clone(),
+        })
+    }
+
+    /// The resolved configuration.
+    pub fn config(&self) -> &DecoderConfig {
+        &self.cfg
+    }
+
+    /// Current kernel mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Switches between fused inference kernels and differentiable ops (same results up to rounding).
+    pub fn set_mode(&mut self, mode: Mode) {
+        self.mode = mode;
+    }
+
+    /// dtype of weights and activations.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// dtype of the matrix weights (embeddings, projections, LM head): [`Decoder::dtype`] unless
+    /// converted with [`Decoder::convert_weights`].
+    pub fn weight_dtype(&self) -> DType {
+        self.weight_dtype
+    }
+
+    /// Bytes held by the weights: matrices at [`Decoder::weight_dtype`], norms and biases at
+    /// [`Decoder::dtype`] (a tied LM head counted once).
+    pub fn weight_bytes(&self) -> usize {
+        let c = &self.cfg;
+        let (h, q, kv) = (c.hidden_size, c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim);
+        let per_layer = h * q + 2 * h * kv + q * h + 3 * h * c.intermediate_size;
+        let emb = c.vocab_size * h * if c.tie_word_embeddings { 1 } else { 2 };
+        let matrices = emb + c.num_hidden_layers * per_layer;
+        matrices * self.weight_dtype.size_in_bytes()
+            + (c.num_parameters() - matrices) * self.dtype.size_in_bytes()
+    }
+
+    /// Stores the matrix weights (token embeddings, attention and MLP projections, LM head; a tied
+    /// head keeps sharing the embedding table) in `dtype` for inference; activations, norms and biases
+    /// stay in [`Decoder::dtype`]. With bf16 weights and f32 activations the products run through
+    /// [`kernels::matmul_bf16`] (half the memory and memory traffic of f32; decode is bound by the
+    /// latter). The original tensors are released (their memory is freed unless something else, e.g.
+    /// a `VarMap`, still holds them).
+    ///
+    /// Errors: [`Error::Invalid`] for a dtype other than bf16 or the activation dtype, or bf16 weights
+    /// with activations other than f32 on the CPU.
+    pub fn convert_weights(&mut self, dtype: DType) -> Result<()> {
+        if dtype != self.dtype && !(dtype == DType::BF16 && self.dtype == DType::F32 && self.device.is_cpu()) {
+            return Err(Error::Invalid(format!(
+                "weights in {dtype:?} are supported only as bf16 with f32 activations on the CPU (activations: {:?})",
+                self.dtype
+            )));
+        }
+        let table = self.embed_tokens.embeddings().to_dtype(dtype)?.detach();
+        self.embed_tokens = Embedding::new(table.clone(), self.cfg.hidden_size);
+        self.lm_head = if self.cfg.tie_word_embeddings {
+            Linear::new(table, None)
+        } else {
+            attention::convert_linear(&self.lm_head, dtype)?
+        };
+        for layer in &mut self.layers {
+            layer.convert_weights(dtype)?;
+        }
+        self.weight_dtype = dtype;
+        Ok(())
+    }
+
+    /// Device of weights and activations.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Token embeddings: `ids` (B, L) u32 → (B, L, H).
+    ///
+    /// Errors: [`Error::Invalid`] if an id is ≥ `vocab_size`; candle errors for a bad rank/dtype.
+    pub fn embed_tokens(&self, ids: &Tensor) -> Result<Tensor> {
+        let ids = ids.to_dtype(DType::U32)?;
+        let max = ids.flatten_all()?.max(0)?.to_scalar::<u32>().ok();
+        if let Some(m) = max {
+            if m as usize >= self.cfg.vocab_size {
+                return Err(Error::Invalid(format!(
+                    "token id {m} is out of range for vocab_size {}",
+                    self.cfg.vocab_size
+                )));
+            }
+        }
+        Ok(self.embed_tokens.forward(&ids)?.to_dtype(self.dtype)?)
+    }
+
+    /// Number of positions in the KV cache (the position of the next token).
+    pub fn kv_len(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Empties the KV cache (call between sequences).
+    pub fn clear_kv_cache(&mut self) {
+        self.cache.clear();
+    }
+
+    /// Removes and returns the KV cache (e.g. to keep one cache per sequence), leaving an empty one.
+    pub fn take_kv_cache(&mut self) -> KvCache {
+        std::mem::replace(&mut self.cache, KvCache::new(self.cfg.num_hidden_layers))
+    }
+
+    /// Installs a cache previously returned by [`Decoder::take_kv_cache`].
+    ///
+    /// Errors: [`Error::Invalid`] if it was made for a different number of layers.
+    pub fn set_kv_cache(&mut self, cache: KvCache) -> Result<()> {
+        if cache.num_layers() != self.cfg.num_hidden_layers {
+            return Err(Error::Invalid(format!(
+                "KV cache has {} layers, decoder has {}",
+                cache.num_layers(),
+                self.cfg.num_hidden_layers
+            )));
+        }
+        self.cache = cache;
+        Ok(())
+    }
+
+    /// Additive causal mask (L, start + L): 0 where key j ≤ start + i, −∞ after.
+    fn causal_mask(&self, l: usize, start: usize) -> Result<Option<Tensor>> {
+        // Not needed for L = 1, nor by the inference attention op (causal by construction).
+        if l == 1 || (self.mode == Mode::Inference && self.dtype == DType::F32 && self.device.is_cpu()) {
+            return Ok(None);
+        }
+        let total = start + l;
+        let mask: Vec<f32> = (0..l)
+            .flat_map(|i| {
+                (0..total).map(move |j| if j > start + i { f32::NEG_INFINITY } else { 0.0 })
+            })
+            .collect();
+        Ok(Some(
+            Tensor::from_vec(mask, (l, total), &self.device)?.to_dtype(self.dtype)?,
+        ))
+    }
+
+    fn check_input(&self, embeds: &Tensor, start: usize) -> Result<(usize, usize)> {
+        if self.mode == Mode::Differentiable && self.weight_dtype != self.dtype {
+            return Err(Error::Invalid(format!(
+                "the differentiable mode needs {:?} weights; these were converted to {:?} for inference",
+                self.dtype, self.weight_dtype
+            )));
+        }
+        let dims = embeds.dims();
+        if dims.len() != 3 || dims[2] != self.cfg.hidden_size {
+            return Err(Error::Shape {
+                name: "input embeddings".into(),
+                expected: vec![0, 0, self.cfg.hidden_size],
+                found: dims.to_vec(),
+            });
+        }
+        let (b, l) = (dims[0], dims[1]);
+        if l == 0 || b == 0 {
+            return Err(Error::Invalid("input embeddings are empty (B or L is 0)".into()));
+        }
+        if start + l > self.cfg.max_position_embeddings {
+            return Err(Error::ContextWindow {
+                len: start + l,
+                max: self.cfg.max_position_embeddings,
+            });
+        }
+        Ok((b, l))
+    }
+
+    /// Runs the layers on `embeds` (B, L, H) at positions `start_pos..start_pos + L`, using and
+    /// extending the KV cache; returns the hidden states after the final norm, (B, L, H).
+    ///
+    /// Prefill: `start_pos = 0` on an empty cache; decode: `start_pos = kv_len()`.
+    /// Errors: [`Error::Invalid`] if `start_pos != kv_len()`; [`Error::ContextWindow`] if
+    /// `start_pos + L > max_position_embeddings`;
+    /// [`Error::Shape`] if the last dimension is not H.
+    pub fn forward_embeds(&mut self, embeds: &Tensor, start_pos: usize) -> Result<Tensor> {
+        if self.mode == Mode::Inference {
+            return kernels::threads::in_pool(|| self.forward_embeds_here(embeds, start_pos));
+        }
+        self.forward_embeds_here(embeds, start_pos)
+    }
+
+    /// [`Decoder::forward_embeds`] on the calling thread.
+    fn forward_embeds_here(&mut self, embeds: &Tensor, start_pos: usize) -> Result<Tensor> {
+        let (_b, l) = self.check_input(embeds, start_pos)?;
+        if start_pos != self.cache.len() {
+            return Err(Error::Invalid(format!(
+                "start_pos {start_pos} does not match the KV cache length {}",
+                self.cache.len()
+            )));
+        }
+        let mask = self.causal_mask(l, start_pos)?;
+        let mut xs = embeds.to_dtype(self.dtype)?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            xs = layer.forward(
+                &xs,
+                &self.rope,
+                start_pos,
+                mask.as_ref(),
+                Some((&mut self.cache, i)),
+                self.mode,
+            )?;
+        }
+        self.cache.advance(l);
+        self.norm.forward(&xs, self.mode)
+    }
+
+    /// Like [`Decoder::forward_embeds`] from position 0 but without touching the KV cache (training,
+    /// query embedding). Returns final-norm hidden states (B, L, H). Sequences shorter than L must be
+    /// right-padded: with causal attention the padding cannot affect the valid positions.
+    pub fn forward_hidden(&self, embeds: &Tensor) -> Result<Tensor> {
+        if self.mode == Mode::Inference {
+            return kernels::threads::in_pool(|| self.forward_hidden_here(embeds));
+        }
+        self.forward_hidden_here(embeds)
+    }
+
+    /// [`Decoder::forward_hidden`] on the calling thread.
+    fn forward_hidden_here(&self, embeds: &Tensor) -> Result<Tensor> {
+        let (_b, l) = self.check_input(embeds, 0)?;
+        let mask = self.causal_mask(l, 0)?;
+        let mut xs = embeds.to_dtype(self.dtype)?;
+        for layer in &self.layers {
+            xs = layer.forward(&xs, &self.rope, 0, mask.as_ref(), None, self.mode)?;
+        }
+        self.norm.forward(&xs, self.mode)
+    }
+
+    /// LM head on any hidden states: (B, L, H) → logits (B, L, vocab_size).
+    pub fn lm_head(&self, hidden: &Tensor) -> Result<Tensor> {
+        if self.mode == Mode::Differentiable && kernels::autograd::supports(hidden) {
+            return kernels::autograd::linear(hidden, self.lm_head.weight(), self.lm_head.bias());
+        }
+        kernels::matmul::nn_linear(hidden, &self.lm_head)
+    }
+
+    /// Convenience: embed `ids` (B, L), run [`Decoder::forward_embeds`], return logits (B, L, vocab).
+    pub fn forward_ids(&mut self, ids: &Tensor, start_pos: usize) -> Result<Tensor> {
+        let e = self.embed_tokens(ids)?;
+        let h = self.forward_embeds(&e, start_pos)?;
+        self.lm_head(&h)
+    }
+
+    /// QueCC's query embedding (paper §4; authors' `clip_encoder.py`): the LLM run on the question
+    /// tokens alone, last layer's hidden state after the final norm at the last non-padding token.
+    ///
+    /// `ids`: (B, L) right-padded question tokens (tokenised as the LLM tokenizer does by default,
+    /// i.e. with BOS for Llama); `lengths`: non-padding length of each row (`None` = all L).
+    /// Returns (B, 1, H). Does not touch the KV cache.
+    /// Errors: [`Error::Invalid`] if `lengths` has the wrong count or a length is 0 or > L.
+    pub fn query_embedding(&self, ids: &Tensor, lengths: Option<&[usize]>) -> Result<Tensor> {
+        let (b, l) = ids.dims2()?;
+        let lengths: Vec<usize> = match lengths {
+            Some(v) => v.to_vec(),
+            None => vec![l; b],
+        };
+        if lengths.len() != b || lengths.iter().any(|&n| n == 0 || n > l) {
+            return Err(Error::Invalid(format!(
+                "query lengths {lengths:?} do not fit ids of shape ({b}, {l})"
+            )));
+        }
+        let hidden = self.forward_hidden(&self.embed_tokens(ids)?)?;
+        let rows = lengths
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| hidden.narrow(0, i, 1)?.narrow(1, n - 1, 1))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Tensor::cat(&rows, 0)?)
+    }
+}
