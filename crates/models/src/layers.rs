@@ -6,7 +6,7 @@
 //! differentiate (about 1.5–2× slower for the norm/softmax part; matmuls are the same).
 use kernels::matmul::matmul;
 use crate::{Error, Mode, Result};
-use candle_core::{Shape, Tensor, D};
+use candle_core::{DType, Shape, Tensor, D};
 use candle_nn::{Init, VarBuilder};
 
 /// Strips candle's backtrace/context wrappers to find the underlying error.
@@ -127,11 +127,17 @@ impl LayerNorm {
     }
 }
 
-/// Softmax over the last dimension in the given mode.
+/// Softmax over the last dimension, computed in f32 for half-precision inputs as HF does
+/// (`softmax(…, dtype=torch.float32)`) and cast back (f64 stays f64, for gradient checks): candle's
+/// fused kernel for f32 inference, max-subtracted `exp / sum` ops otherwise (differentiable).
 pub fn softmax_last(x: &Tensor, mode: Mode) -> Result<Tensor> {
+    let dtype = x.dtype();
+    if dtype != DType::F32 && dtype != DType::F64 {
+        return Ok(softmax_last(&x.to_dtype(DType::F32)?, mode)?.to_dtype(dtype)?);
+    }
     Ok(match mode {
-        Mode::Inference => candle_nn::ops::softmax_last_dim(&x.contiguous()?)?,
-        Mode::Differentiable => candle_nn::ops::softmax(x, D::Minus1)?,
+        Mode::Inference if dtype == DType::F32 => candle_nn::ops::softmax_last_dim(&x.contiguous()?)?,
+        _ => candle_nn::ops::softmax(x, D::Minus1)?,
     })
 }
 

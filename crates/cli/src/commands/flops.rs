@@ -33,21 +33,14 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = CompressorKind::Quecc)]
     pub compressor: CompressorKind,
     /// Projector (exact model).
-    #[arg(long, value_enum, default_value_t = Projector::Mlp2xGelu)]
-    pub projector: Projector,
+    #[arg(long, value_enum, default_value_t = ProjectorKind::Mlp2xGelu)]
+    pub projector: ProjectorKind,
     /// Tokens of the question alone, for QueCC's query-embedding pass (default: Q).
     #[arg(long)]
     pub question_tokens: Option<f64>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
-}
-
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-pub enum Projector {
-    Linear,
-    #[value(name = "mlp2x_gelu")]
-    Mlp2xGelu,
 }
 
 fn check(flag: &str, x: f64, min: f64) -> Result<f64> {
@@ -89,10 +82,7 @@ pub fn run(a: Args) -> Result<()> {
         visual_tokens: v,
         question_tokens: a.question_tokens.unwrap_or(q),
         compressor: a.compressor,
-        projector: match a.projector {
-            Projector::Linear => ProjectorKind::Linear,
-            Projector::Mlp2xGelu => ProjectorKind::Mlp2xGelu,
-        },
+        projector: a.projector,
     };
     let c = query_cost(&llm, &VisionArch::clip_vit_l14_336(), &spec);
     if a.json {

@@ -24,28 +24,6 @@ pub struct Attention {
     head_dim: usize,
 }
 
-/// Softmax over the last dimension, computed in f32 as HF does (`softmax(…, dtype=torch.float32)`)
-/// and cast back; fused kernel for inference, plain ops when differentiable.
-pub(crate) fn softmax_last_dim(xs: &Tensor, mode: Mode) -> Result<Tensor> {
-    let dtype = xs.dtype();
-    // Half precision is upcast to f32 (as HF's softmax(dtype=float32)); f64 stays f64 (gradient checks).
-    if dtype != DType::F32 && dtype != DType::F64 {
-        return softmax_last_dim(&xs.to_dtype(DType::F32)?, mode)?
-            .to_dtype(dtype)
-            .map_err(Into::into);
-    }
-    match mode {
-        Mode::Inference if dtype == DType::F32 => Ok(candle_nn::ops::softmax_last_dim(xs)?),
-        Mode::Inference => Ok(candle_nn::ops::softmax(xs, D::Minus1)?),
-        Mode::Differentiable => {
-            let max = xs.max_keepdim(D::Minus1)?;
-            let e = xs.broadcast_sub(&max)?.exp()?;
-            let sum = e.sum_keepdim(D::Minus1)?;
-            Ok(e.broadcast_div(&sum)?)
-        }
-    }
-}
-
 /// One linear layer computing `layers` side by side: weights stacked on the output dimension and
 /// converted to `dtype`, biases (all or none) concatenated; plus, for each input layer, a layer whose
 /// weight and bias are row views of the stacked ones (no second copy). Errors: some layers with a bias
@@ -203,7 +181,7 @@ impl Attention {
             }
             None => scores,
         };
-        let probs = softmax_last_dim(&scores, mode)?.reshape((b, nkv, n_rep * l, lk))?;
+        let probs = crate::layers::softmax_last(&scores, mode)?.reshape((b, nkv, n_rep * l, lk))?;
         let out = matmul(&probs, &v)?
             .reshape((b, nh, l, d))?
             .transpose(1, 2)?

@@ -183,12 +183,15 @@ impl CompressorKind {
     }
 }
 
-/// The projector from vision width to LLM width.
+/// The projector from vision width to LLM width, as the cost model counts it (the engine's module,
+/// `models::projector::ProjectorKind`, also builds deeper `mlp{N}x_gelu` stacks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum ProjectorKind {
     /// One Linear(d → H).
     Linear,
     /// Linear(d → H) → GELU → Linear(H → H) (LLaVA-1.5).
+    #[cfg_attr(feature = "clap", value(name = "mlp2x_gelu"))]
     Mlp2xGelu,
 }
