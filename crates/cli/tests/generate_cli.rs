@@ -10,7 +10,7 @@ fn vlmscale(args: &[&str]) -> Output {
 }
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../vlm/tests/fixtures")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/tests/fixtures")
 }
 
 fn model(name: &str) -> String {

@@ -12,10 +12,10 @@ const H: usize = 12;
 
 fn inputs(dev: &Device) -> (VisionFeatures, Tensor, Tensor) {
     let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
-    let single = kernels::random::randn(&mut rng, 1.0, (2, G * G, D), candle_core::DType::F64, &dev).unwrap();
-    let multi = kernels::random::randn(&mut rng, 1.0, (2, G * G, 4 * D), candle_core::DType::F64, &dev).unwrap();
-    let query = kernels::random::randn(&mut rng, 1.0, (2, 1, H), candle_core::DType::F64, &dev).unwrap();
-    let probe = kernels::random::randn(&mut rng, 1.0, (2, 4, D), candle_core::DType::F64, &dev).unwrap(); // V = 4 outputs
+    let single = kernels::random::randn(&mut rng, 1.0, (2, G * G, D), candle_core::DType::F64, dev).unwrap();
+    let multi = kernels::random::randn(&mut rng, 1.0, (2, G * G, 4 * D), candle_core::DType::F64, dev).unwrap();
+    let query = kernels::random::randn(&mut rng, 1.0, (2, 1, H), candle_core::DType::F64, dev).unwrap();
+    let probe = kernels::random::randn(&mut rng, 1.0, (2, 4, D), candle_core::DType::F64, dev).unwrap(); // V = 4 outputs
     (VisionFeatures { single, multi: Some(multi), grid: G }, query, probe)
 }
 

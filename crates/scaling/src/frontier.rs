@@ -104,7 +104,7 @@ impl FrontierSpec {
     pub fn check(&self) -> Result<()> {
         self.sizes.check("LLM sizes")?;
         self.tokens.check("visual tokens")?;
-        if !(self.text_tokens >= 0.0) {
+        if self.text_tokens.is_nan() || self.text_tokens < 0.0 {
             return Err(Error::Invalid(format!("text tokens must be ≥ 0, got {}", self.text_tokens)));
         }
         Ok(())

@@ -442,7 +442,7 @@ pub fn train_vlm(cfg: &VlmTrainConfig, progress: &mut dyn FnMut(&StepInfo)) -> R
             samples_per_s: (ran * cfg.batch_size) as f64 / elapsed.max(1e-9),
         });
         let stop = cfg.stop_after.is_some_and(|k| ran >= k);
-        if state.step % cfg.save_every == 0 || state.step == total_steps || stop {
+        if state.step.is_multiple_of(cfg.save_every) || state.step == total_steps || stop {
             state.wall_s = wall_before + t0.elapsed().as_secs_f64();
             save_checkpoint(&cfg.out_dir, &config, &varmap, &tokenizer_json, Some((&state, &opt)))?;
         }

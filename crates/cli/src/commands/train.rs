@@ -5,6 +5,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 
 #[derive(clap::Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)] // parsed once per run
 pub enum Train {
     /// Pretrain the small CLIP-architecture vision tower on generated Sort-of-CLEVR images (supervised
     /// per-patch object identity and position), then save it as a CLIP directory; it stays frozen.

@@ -19,6 +19,7 @@ use std::path::Path;
 /// CLIP's normalisation mean (OpenAI), RGB.
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 /// CLIP's normalisation standard deviation (OpenAI), RGB.
+#[allow(clippy::excessive_precision)] // the published constants, digit for digit
 pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 
 /// Preprocessing parameters (HF `preprocessor_config.json` fields plus LLaVA's pad switch).

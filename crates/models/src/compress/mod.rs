@@ -54,7 +54,7 @@ pub trait Compressor: Send + Sync {
 
 /// The V producible by window/pool side r dividing the grid G: (G/r)² for every divisor r of G, ascending.
 pub fn allowed_visual_tokens(grid: usize) -> Vec<usize> {
-    let mut v: Vec<usize> = (1..=grid).filter(|r| grid % r == 0).map(|r| (grid / r) * (grid / r)).collect();
+    let mut v: Vec<usize> = (1..=grid).filter(|r| grid.is_multiple_of(*r)).map(|r| (grid / r) * (grid / r)).collect();
     v.sort_unstable();
     v
 }
@@ -63,7 +63,7 @@ pub fn allowed_visual_tokens(grid: usize) -> Vec<usize> {
 /// Errors: [`Error::Invalid`] naming V and the allowed values.
 pub fn output_grid_for(visual_tokens: usize, grid: usize) -> Result<usize> {
     let g = (visual_tokens as f64).sqrt().round() as usize;
-    if visual_tokens == 0 || g * g != visual_tokens || grid % g != 0 {
+    if visual_tokens == 0 || g * g != visual_tokens || !grid.is_multiple_of(g) {
         return Err(Error::Invalid(format!(
             "cannot produce V = {visual_tokens} visual tokens from a {grid}×{grid} grid; allowed V: {:?}",
             allowed_visual_tokens(grid)

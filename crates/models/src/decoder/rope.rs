@@ -80,7 +80,7 @@ impl RotaryEmbedding {
         use rayon::prelude::*;
         let (nh, nkv) = heads;
         let (b, l, width) = y.dims3()?;
-        if width != (nh + 2 * nkv) * d || d % 2 != 0 || y.dtype() != DType::F32 || self.cos.dtype() != DType::F32 {
+        if width != (nh + 2 * nkv) * d || !d.is_multiple_of(2) || y.dtype() != DType::F32 || self.cos.dtype() != DType::F32 {
             return Err(crate::Error::Invalid(format!(
                 "split_qkv_rotated: f32 (B, L, {}) input and f32 tables expected, got {:?} {:?}",
                 (nh + 2 * nkv) * d,

@@ -150,13 +150,13 @@ impl ClipVisionConfig {
                 return Err(format!("`{name}` must be positive"));
             }
         }
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(format!(
                 "`hidden_size` {} is not divisible by `num_attention_heads` {}",
                 self.hidden_size, self.num_attention_heads
             ));
         }
-        if self.image_size % self.patch_size != 0 {
+        if !self.image_size.is_multiple_of(self.patch_size) {
             return Err(format!(
                 "`image_size` {} is not a multiple of `patch_size` {}",
                 self.image_size, self.patch_size
@@ -168,7 +168,7 @@ impl ClipVisionConfig {
                 self.hidden_act
             ));
         }
-        if !(self.layer_norm_eps > 0.0) {
+        if self.layer_norm_eps.is_nan() || self.layer_norm_eps <= 0.0 {
             return Err("`layer_norm_eps` must be positive".into());
         }
         Ok(())

@@ -58,7 +58,7 @@ impl LlmArch {
     pub fn from_config_file(path: &Path) -> Result<LlmArch> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
         let arch: LlmArch = serde_json::from_str(&text).map_err(|e| Error::Json { path: path.to_path_buf(), msg: e.to_string() })?;
-        if arch.hidden_size == 0 || arch.num_attention_heads == 0 || arch.hidden_size % arch.num_attention_heads != 0 {
+        if arch.hidden_size == 0 || arch.num_attention_heads == 0 || !arch.hidden_size.is_multiple_of(arch.num_attention_heads) {
             return Err(Error::Json {
                 path: path.to_path_buf(),
                 msg: format!("hidden_size {} is not a positive multiple of num_attention_heads {}", arch.hidden_size, arch.num_attention_heads),
