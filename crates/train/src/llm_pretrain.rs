@@ -186,7 +186,7 @@ fn training_documents(encoder: &ConversationEncoder, seed: u64, scenes: usize, p
         let generator = Generator::new(config)?;
         for i in 0..n {
             let (content, mut qas) = generator.draw(i as u64)?;
-            let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0f_7e87);
+            let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x005e_ed0f_7e87);
             rng.set_stream(((config.task as u64) << 40) | i as u64);
             qas.shuffle(&mut rng);
             let caption = tok.encode(&content.caption(CAPTION_GRID), false)?;
@@ -526,7 +526,7 @@ pub fn pretrain_llm(
             docs_per_s: (ran * cfg.batch_size) as f64 / t0.elapsed().as_secs_f64().max(1e-9),
         });
         let stop = stop_after.is_some_and(|k| ran >= k);
-        if state.step % cfg.save_every == 0 || state.step == cfg.steps || stop {
+        if state.step.is_multiple_of(cfg.save_every) || state.step == cfg.steps || stop {
             state.wall_s = wall_before + t0.elapsed().as_secs_f64();
             save_checkpoint(out_dir, &hf_config, &varmap, &tokenizer_json, Some((&state, &opt)))?;
         }
