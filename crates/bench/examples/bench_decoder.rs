@@ -5,9 +5,9 @@
 //! A benchmark, not a test.
 use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
-use std::time::Instant;
-use models::decoder::Decoder;
 use kernels::matmul::{set_matmul_backend, MatmulBackend};
+use models::decoder::Decoder;
+use std::time::Instant;
 
 fn main() -> engine::Result<()> {
     let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
@@ -20,7 +20,7 @@ fn main() -> engine::Result<()> {
     let dev = Device::Cpu;
     let varmap = VarMap::new();
     Decoder::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, &dev))?; // creates the weights
-    // Timed on detached weights: modules on the VarMap's variables would record the autograd graph.
+                                                                             // Timed on detached weights: modules on the VarMap's variables would record the autograd graph.
     let mut dec = Decoder::new(&cfg, bench::vision::frozen(&varmap, &dev))?;
     let embeds = kernels::random::randn(&mut rng, 1.0, (1, l, cfg.hidden_size), candle_core::DType::F32, &dev)?;
     let mut backends = vec![MatmulBackend::Candle];
@@ -29,7 +29,8 @@ fn main() -> engine::Result<()> {
     }
     let only_bf16 = std::env::var("BF16_ONLY").is_ok();
     let reps: usize = std::env::var("BENCH_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
-    let mut runs: Vec<(MatmulBackend, bool)> = if only_bf16 { vec![] } else { backends.iter().map(|b| (*b, false)).collect() };
+    let mut runs: Vec<(MatmulBackend, bool)> =
+        if only_bf16 { vec![] } else { backends.iter().map(|b| (*b, false)).collect() };
     runs.push((*backends.last().unwrap(), true));
     for (backend, bf16) in runs {
         set_matmul_backend(backend)?;

@@ -19,12 +19,12 @@ use scaling::cost::exact::llm_forward;
 use scaling::cost::latency::LatencyProfile;
 
 use crate::vision::VisionBench;
+use engine::{Error, Result};
 use models::compress::{Compressor, CompressorSpec};
 use models::decoder::{Decoder, DecoderConfig};
-use models::Mode;
 use models::projector::{Projector, ProjectorKind, ProjectorLayout};
 use models::vision::{extract_features, ClipVisionTower, FeatureLayers};
-use engine::{Error, Result};
+use models::Mode;
 
 /// The paper's visual-token counts.
 pub const PAPER_VISUAL_TOKENS: [usize; 7] = [1, 4, 16, 36, 64, 144, 576];
@@ -220,7 +220,13 @@ impl InferBench {
         let layers = FeatureLayers::default();
         let depth = layers.depth(vcfg.num_hidden_layers)?;
         let projector_of = |vb: VarBuilder| {
-            Projector::new(ProjectorKind::MlpGelu { depth: 2 }, d, h, ProjectorLayout::Sequential, vb.pp("mm_projector_mlp2x_gelu"))
+            Projector::new(
+                ProjectorKind::MlpGelu { depth: 2 },
+                d,
+                h,
+                ProjectorLayout::Sequential,
+                vb.pp("mm_projector_mlp2x_gelu"),
+            )
         };
         let comps_of = |vb: &VarBuilder| {
             visual_tokens
@@ -228,7 +234,8 @@ impl InferBench {
                 .map(|&v| {
                     let name = if v == g * g { "none" } else { "quecc" };
                     let spec = CompressorSpec::from_name(name, v, g, d, h)?;
-                    let comp: Box<dyn Compressor> = spec.build(g, d, Mode::Inference, vb.pp(format!("mm_projector_quecc_v{v}")))?;
+                    let comp: Box<dyn Compressor> =
+                        spec.build(g, d, Mode::Inference, vb.pp(format!("mm_projector_quecc_v{v}")))?;
                     Ok((v, name, comp))
                 })
                 .collect::<Result<Vec<_>>>()
@@ -304,7 +311,10 @@ impl InferBench {
             let embeds = Tensor::cat(&[&text, &visual], 1)?;
             let len = q + v;
             if len + decode_steps > self.llm_cfg.max_position_embeddings {
-                return Err(Error::ContextWindow { len: len + decode_steps, max: self.llm_cfg.max_position_embeddings });
+                return Err(Error::ContextWindow {
+                    len: len + decode_steps,
+                    max: self.llm_cfg.max_position_embeddings,
+                });
             }
             let prefill_ms = best_ms(repeats, || {
                 decoder.clear_kv_cache();
@@ -380,7 +390,9 @@ pub fn latency_profile(rows: &[InferRow], n_params: usize, machine: &str) -> Res
         vision_ms: median(rows.iter().map(|r| r.vision_ms).collect()),
         compressor_ms: median(quecc.iter().map(|r| r.compressor_ms + r.projector_ms).collect()),
         prefill_ms_per_token_per_billion: sxy / sxx,
-        decode_ms_per_token_per_billion: rows.iter().map(|r| r.decode_ms_per_token).sum::<f64>() / rows.len() as f64 / nb,
+        decode_ms_per_token_per_billion: rows.iter().map(|r| r.decode_ms_per_token).sum::<f64>()
+            / rows.len() as f64
+            / nb,
         quecc_query_pass: !quecc.is_empty(),
     })
 }

@@ -13,7 +13,8 @@ pub fn measured_matmul_gflops() -> engine::Result<f64> {
     use candle_core::{Device, Tensor};
     let n = 2048;
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let mut draw = || Tensor::from_vec((0..n * n).map(|_| rng.random_range(-1f32..1.0)).collect::<Vec<_>>(), (n, n), &Device::Cpu);
+    let mut draw =
+        || Tensor::from_vec((0..n * n).map(|_| rng.random_range(-1f32..1.0)).collect::<Vec<_>>(), (n, n), &Device::Cpu);
     let (a, b) = (draw()?, draw()?);
     kernels::matmul::matmul(&a, &b)?; // warm-up
     let mut best = f64::INFINITY;

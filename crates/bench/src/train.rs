@@ -22,15 +22,15 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use synth::{DatasetConfig, Generator};
 
+use models::vision::VisionFeatures;
+use scaling::cost::arch::{LlmArch, ProjectorKind};
+use scaling::cost::exact::{compressor, llm_forward_full, projector};
 use train::batch::{collate, Batch, ConversationEncoder};
 use train::checkpoint_io::{config_json, save_checkpoint};
 use train::model::{CompressorKind, TrainableVlm, VlmArch};
 use train::optim::{clip_grad_norm, AdamW};
 use train::sizes::LlmSize;
 use train::{Error, Result};
-use scaling::cost::arch::{LlmArch, ProjectorKind};
-use scaling::cost::exact::{compressor, llm_forward_full, projector};
-use models::vision::VisionFeatures;
 
 /// Learning rate of the timed steps (any value: the cost of a step does not depend on it).
 pub const BENCH_LR: f64 = 1e-4;
@@ -61,7 +61,15 @@ pub struct BenchConfig {
 impl Default for BenchConfig {
     /// QueCC, V = 16, B = 32, the pretrained tower's d = 64 and 8×8 grid, seed 0, one thread.
     fn default() -> Self {
-        Self { compressor: "quecc".into(), visual_tokens: 16, batch_size: 32, vision_dim: 64, grid: 8, seed: 0, threads: 1 }
+        Self {
+            compressor: "quecc".into(),
+            visual_tokens: 16,
+            batch_size: 32,
+            vision_dim: 64,
+            grid: 8,
+            seed: 0,
+            threads: 1,
+        }
     }
 }
 
@@ -220,7 +228,13 @@ impl BenchCase {
         let varmap = VarMap::new();
         let model = TrainableVlm::new(&arch, true, VarBuilder::from_varmap(&varmap, dtype, &Device::Cpu))?;
         train::init::reinit(&varmap, c.seed)?;
-        let vars = varmap.data().lock().map_err(|_| Error::config("varmap", "poisoned lock"))?.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let vars = varmap
+            .data()
+            .lock()
+            .map_err(|_| Error::config("varmap", "poisoned lock"))?
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let optimizer = AdamW::new(vars, 0.0)?;
         Ok(Self { size, arch, varmap, model, optimizer })
     }
@@ -251,7 +265,8 @@ impl BenchCase {
         let arch = llm_arch(&self.size, input.vocab_size);
         let lm_head = 2.0 * n * h * input.vocab_size as f64;
         let (g2, d) = ((input.config.grid * input.config.grid) as f64, input.config.vision_dim as f64);
-        let vision_side = compressor(input.kind, g2, d, v as f64, h) + projector(ProjectorKind::Mlp2xGelu, v as f64, d, h);
+        let vision_side =
+            compressor(input.kind, g2, d, v as f64, h) + projector(ProjectorKind::Mlp2xGelu, v as f64, d, h);
         let forward = b as f64 * vision_side + decoder_flops(&arch, b, lt + v) + lm_head;
         let query_forward = if input.kind.uses_query() { decoder_flops(&arch, b, lq) } else { 0.0 };
         StepFlops { forward, query_forward }
@@ -305,10 +320,22 @@ pub fn load_exported(dir: &Path, dtype: DType) -> Result<(BenchCase, BenchInput)
         .copied()
         .find(|s| {
             (s.hidden_size, s.intermediate_size, s.num_hidden_layers, s.num_attention_heads, s.num_key_value_heads)
-                == (l.hidden_size, l.intermediate_size, l.num_hidden_layers, l.num_attention_heads, l.num_key_value_heads)
+                == (
+                    l.hidden_size,
+                    l.intermediate_size,
+                    l.num_hidden_layers,
+                    l.num_attention_heads,
+                    l.num_key_value_heads,
+                )
         })
-        .ok_or_else(|| Error::Checkpoint { path: dir.join("config.json"), msg: "the LLM is not one of the size presets".into() })?;
-    let im_end = *l.eos_token_ids.first().ok_or_else(|| Error::Checkpoint { path: dir.join("config.json"), msg: "no eos_token_id".into() })?;
+        .ok_or_else(|| Error::Checkpoint {
+            path: dir.join("config.json"),
+            msg: "the LLM is not one of the size presets".into(),
+        })?;
+    let im_end = *l
+        .eos_token_ids
+        .first()
+        .ok_or_else(|| Error::Checkpoint { path: dir.join("config.json"), msg: "no eos_token_id".into() })?;
     let load = |name: &str| -> Result<std::collections::HashMap<String, Tensor>> {
         let path = dir.join(name);
         let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
@@ -318,32 +345,51 @@ pub fn load_exported(dir: &Path, dtype: DType) -> Result<(BenchCase, BenchInput)
     let weights = load(engine::checkpoint::WEIGHTS_FILE)?;
     let varmap = VarMap::new();
     let model = TrainableVlm::new(&arch, true, VarBuilder::from_varmap(&varmap, dtype, &dev))?;
-    let vars: Vec<(String, candle_core::Var)> =
-        varmap.data().lock().map_err(|_| Error::config("varmap", "poisoned lock"))?.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let vars: Vec<(String, candle_core::Var)> = varmap
+        .data()
+        .lock()
+        .map_err(|_| Error::config("varmap", "poisoned lock"))?
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let wpath = dir.join(engine::checkpoint::WEIGHTS_FILE);
     for (name, var) in &vars {
-        let t = weights.get(name).ok_or_else(|| Error::Checkpoint { path: wpath.clone(), msg: format!("missing tensor `{name}`") })?;
+        let t = weights
+            .get(name)
+            .ok_or_else(|| Error::Checkpoint { path: wpath.clone(), msg: format!("missing tensor `{name}`") })?;
         if t.dims() != var.dims() {
-            return Err(Error::Checkpoint { path: wpath.clone(), msg: format!("`{name}` has shape {:?}, the model {:?}", t.dims(), var.dims()) });
+            return Err(Error::Checkpoint {
+                path: wpath.clone(),
+                msg: format!("`{name}` has shape {:?}, the model {:?}", t.dims(), var.dims()),
+            });
         }
         var.set(&t.to_dtype(dtype)?)?;
     }
     if weights.len() != vars.len() {
-        return Err(Error::Checkpoint { path: wpath, msg: format!("{} tensors for {} model weights", weights.len(), vars.len()) });
+        return Err(Error::Checkpoint {
+            path: wpath,
+            msg: format!("{} tensors for {} model weights", weights.len(), vars.len()),
+        });
     }
     let optimizer = AdamW::new(vars, 0.0)?;
 
     let bpath = dir.join(BATCH_FILE);
     let t = load(BATCH_FILE)?;
-    let get = |k: &str| t.get(k).cloned().ok_or_else(|| Error::Checkpoint { path: bpath.clone(), msg: format!("missing tensor `{k}`") });
+    let get = |k: &str| {
+        t.get(k).cloned().ok_or_else(|| Error::Checkpoint { path: bpath.clone(), msg: format!("missing tensor `{k}`") })
+    };
     let (text_ids, splice_index, query_last) = (get("text_ids")?, get("splice_index")?, get("query_last")?);
     let (b, lt) = text_ids.dims2()?;
     let v = arch.visual_tokens;
     let splice: Vec<u32> = splice_index.to_vec1()?;
     if splice.len() != b * (lt + v) {
-        return Err(Error::Checkpoint { path: bpath, msg: format!("splice_index has {} entries for ({b}, {lt} + {v})", splice.len()) });
+        return Err(Error::Checkpoint {
+            path: bpath,
+            msg: format!("splice_index has {} entries for ({b}, {lt} + {v})", splice.len()),
+        });
     }
-    let prefix_lens = splice.chunks(lt + v).map(|row| row.iter().take_while(|&&i| (i as usize) < b * lt).count()).collect();
+    let prefix_lens =
+        splice.chunks(lt + v).map(|row| row.iter().take_while(|&&i| (i as usize) < b * lt).count()).collect();
     let query_lens = query_last.to_vec1::<u32>()?.into_iter().map(|i| i as usize + 1).collect();
     let batch = Batch {
         image_index: Tensor::arange(0u32, b as u32, &dev)?,
@@ -356,7 +402,11 @@ pub fn load_exported(dir: &Path, dtype: DType) -> Result<(BenchCase, BenchInput)
         query_lens,
         visual_tokens: v,
     };
-    let features = VisionFeatures { single: get("single")?.to_dtype(dtype)?, multi: Some(get("multi")?.to_dtype(dtype)?), grid: arch.grid };
+    let features = VisionFeatures {
+        single: get("single")?.to_dtype(dtype)?,
+        multi: Some(get("multi")?.to_dtype(dtype)?),
+        grid: arch.grid,
+    };
     let tpath = dir.join("tokenizer.json");
     let input = BenchInput {
         config: BenchConfig {

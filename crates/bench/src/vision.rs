@@ -7,12 +7,12 @@
 //! candle-transformers' `ClipVisionTransformer::new(bench.var_builder().pp("vision_model"), &cfg)`
 //! (see `examples/bench_vision.rs`; it needs `post_layernorm`, which the VarMap creates on demand) timed
 //! with [`time_it`].
-use models::compress::{Compressor, CompressorSpec};
-use models::Mode;
-use models::vision::{extract_features, ClipVisionConfig, ClipVisionTower, FeatureLayers};
-use engine::Result;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
+use engine::Result;
+use models::compress::{Compressor, CompressorSpec};
+use models::vision::{extract_features, ClipVisionConfig, ClipVisionTower, FeatureLayers};
+use models::Mode;
 use std::time::Instant;
 
 /// One timed item.
@@ -132,7 +132,12 @@ impl VisionBench {
     /// An empty weight store for ViT-L/14-336 and an LLM of width `llm_hidden` (QueCC's query width;
     /// 4096 for Vicuna-7B). Weights are created (randomly, candle's default inits) on first use.
     pub fn new(llm_hidden: usize, device: &Device) -> Self {
-        Self { varmap: VarMap::new(), device: device.clone(), cfg: ClipVisionConfig::clip_vit_large_patch14_336(), llm_hidden }
+        Self {
+            varmap: VarMap::new(),
+            device: device.clone(),
+            cfg: ClipVisionConfig::clip_vit_large_patch14_336(),
+            llm_hidden,
+        }
     }
 
     /// The shared weights (f32); `pp("vision_model")` for a CLIP tower.
@@ -223,7 +228,8 @@ impl VisionBench {
             || extract_features(&tower, &pixels, &layers).map(|_| ()),
         )?);
         let features = extract_features(&tower, &pixels, &layers)?;
-        let query = kernels::random::randn(&mut rng, 1.0, (1, 1, self.llm_hidden), candle_core::DType::F32, &self.device)?;
+        let query =
+            kernels::random::randn(&mut rng, 1.0, (1, 1, self.llm_hidden), candle_core::DType::F32, &self.device)?;
         let (g, d) = (self.cfg.grid(), self.cfg.hidden_size);
         for name in ["none", "avgpool", "quecc", "tokenpacker"] {
             let v = if name == "none" { g * g } else { visual_tokens };

@@ -30,8 +30,10 @@ fn row(v: usize, prefill_ms: f64, compressor: &str) -> InferRow {
 #[test]
 fn latency_profile_is_the_least_squares_slope() {
     // prefill = 3 ms per token per billion exactly, N = 0.5 B.
-    let rows: Vec<InferRow> =
-        [(1, "quecc"), (36, "quecc"), (576, "none")].iter().map(|&(v, c)| row(v, 3.0 * 0.5 * (50 + v) as f64, c)).collect();
+    let rows: Vec<InferRow> = [(1, "quecc"), (36, "quecc"), (576, "none")]
+        .iter()
+        .map(|&(v, c)| row(v, 3.0 * 0.5 * (50 + v) as f64, c))
+        .collect();
     let p = latency_profile(&rows, 500_000_000, "test").unwrap();
     assert!((p.prefill_ms_per_token_per_billion - 3.0).abs() < 1e-12);
     assert!((p.decode_ms_per_token_per_billion - 80.0).abs() < 1e-12);

@@ -14,8 +14,8 @@
 //! ```
 use std::path::PathBuf;
 
-use candle_core::DType;
 use bench::train::{load_exported, BenchCase, BenchConfig, BenchInput};
+use candle_core::DType;
 
 const COMPRESSORS: [&str; 3] = ["quecc", "tokenpacker", "avgpool"];
 
@@ -30,7 +30,15 @@ fn write_fixtures() {
         return;
     }
     for c in COMPRESSORS {
-        let cfg = BenchConfig { compressor: c.into(), visual_tokens: 4, batch_size: 4, vision_dim: 16, grid: 8, seed: 3, threads: 1 };
+        let cfg = BenchConfig {
+            compressor: c.into(),
+            visual_tokens: 4,
+            batch_size: 4,
+            vision_dim: 16,
+            grid: 8,
+            seed: 3,
+            threads: 1,
+        };
         let input = BenchInput::new(&cfg).unwrap();
         let case = BenchCase::new(&input, "xs").unwrap();
         case.export(&input, &fixture(c)).unwrap();
@@ -49,7 +57,9 @@ fn training_steps_match_pytorch() {
             serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).expect("expected.json")).unwrap();
         let lr = expected["lr"].as_f64().unwrap();
         // One pass over the batch, and the data-parallel step (two workers, two rows each).
-        for (name, dtype, tol, threads) in [("f64", DType::F64, 1e-10, 1), ("f32", DType::F32, 1e-5, 1), ("f64", DType::F64, 1e-10, 2)] {
+        for (name, dtype, tol, threads) in
+            [("f64", DType::F64, 1e-10, 1), ("f32", DType::F32, 1e-5, 1), ("f64", DType::F64, 1e-10, 2)]
+        {
             let (mut case, mut input) = load_exported(&dir, dtype).unwrap();
             input.config.threads = threads;
             let losses = expected[name]["losses"].as_array().unwrap();

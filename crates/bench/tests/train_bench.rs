@@ -4,7 +4,15 @@
 #[test]
 fn bench_runs_and_rejects_bad_settings() {
     use bench::train::{bench_train, BenchConfig};
-    let cfg = BenchConfig { compressor: "avgpool".into(), visual_tokens: 4, batch_size: 2, vision_dim: 16, grid: 8, seed: 0, threads: 2 };
+    let cfg = BenchConfig {
+        compressor: "avgpool".into(),
+        visual_tokens: 4,
+        batch_size: 2,
+        vision_dim: 16,
+        grid: 8,
+        seed: 0,
+        threads: 2,
+    };
     let rows = bench_train(&cfg, &["xs"], 1, None, &mut |_, _, _| {}).unwrap();
     assert_eq!(rows.len(), 1);
     assert!(rows[0].samples_per_s > 0.0 && rows[0].gflops > 0.0);

@@ -13,8 +13,20 @@ fn tiny_bench_prints_a_row_per_size_and_writes_json() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("bench.json");
     let out = vlmscale(&[
-        "bench", "train", "--llm", "xs", "--compressor", "avgpool", "--visual-tokens", "4", "--batch", "2", "--steps", "1",
-        "--json", json.to_str().unwrap(),
+        "bench",
+        "train",
+        "--llm",
+        "xs",
+        "--compressor",
+        "avgpool",
+        "--visual-tokens",
+        "4",
+        "--batch",
+        "2",
+        "--steps",
+        "1",
+        "--json",
+        json.to_str().unwrap(),
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

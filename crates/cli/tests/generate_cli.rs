@@ -39,7 +39,8 @@ fn greedy_matches_hf(name: &str, v: usize) {
     let exp = expected(name);
     let q = exp["question"].as_str().unwrap();
     let n = exp["max_new_tokens"].as_u64().unwrap().to_string();
-    let out = vlmscale(&["generate", "--model", &model(name), "--image", &image(), "--prompt", q, "--max-new-tokens", &n]);
+    let out =
+        vlmscale(&["generate", "--model", &model(name), "--image", &image(), "--prompt", q, "--max-new-tokens", &n]);
     let (answer, timing) = answer_and_timings(&out);
     assert_eq!(answer, exp["answer"].as_str().unwrap(), "{name}: greedy answer");
     for needle in ["vision", "compressor", "query-embedding", "prefill", "TTFT", "tokens/s", "Q + V"] {
@@ -62,8 +63,23 @@ fn generate_plain_llava15_greedy_matches_hf() {
 fn generate_with_sampling_is_reproducible_and_vision_tower_override_works() {
     let clip = fixtures().join("vlm/llava15_llama/clip").display().to_string();
     let args = [
-        "generate", "--model", &model("llava15_llama"), "--image", &image(), "--prompt", "Describe the picture.",
-        "--vision-tower", &clip, "--max-new-tokens", "6", "--temperature", "0.8", "--top-p", "0.9", "--seed", "5",
+        "generate",
+        "--model",
+        &model("llava15_llama"),
+        "--image",
+        &image(),
+        "--prompt",
+        "Describe the picture.",
+        "--vision-tower",
+        &clip,
+        "--max-new-tokens",
+        "6",
+        "--temperature",
+        "0.8",
+        "--top-p",
+        "0.9",
+        "--seed",
+        "5",
     ];
     let a = answer_and_timings(&vlmscale(&args)).0;
     let b = answer_and_timings(&vlmscale(&args)).0;
@@ -105,14 +121,22 @@ fn fails_with(args: &[&str], code: i32, needle: &str) {
 fn bad_input_is_a_clear_error_with_exit_code_2() {
     let m = model("quecc_qwen2");
     let img = image();
-    fails_with(&["generate", "--model", "/nonexistent/ckpt", "--image", &img, "--prompt", "hi"], 2, "/nonexistent/ckpt");
+    fails_with(
+        &["generate", "--model", "/nonexistent/ckpt", "--image", &img, "--prompt", "hi"],
+        2,
+        "/nonexistent/ckpt",
+    );
     fails_with(&["inspect", "--model", "/nonexistent/ckpt"], 2, "/nonexistent/ckpt");
     fails_with(&["generate", "--model", &m, "--image", "/nonexistent.png", "--prompt", "hi"], 2, "nonexistent.png");
     let not_image = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml").display().to_string();
     fails_with(&["generate", "--model", &m, "--image", &not_image, "--prompt", "hi"], 2, "Cargo.toml");
     let long = "How many objects are there? ".repeat(60);
     fails_with(&["generate", "--model", &m, "--image", &img, "--prompt", &long], 2, "context window");
-    fails_with(&["generate", "--model", &m, "--image", &img, "--prompt", "hi", "--top-p", "0", "--temperature", "1"], 2, "top_p");
+    fails_with(
+        &["generate", "--model", &m, "--image", &img, "--prompt", "hi", "--top-p", "0", "--temperature", "1"],
+        2,
+        "top_p",
+    );
     fails_with(&["generate", "--model", &m, "--image", &img, "--prompt", "hi", "--dtype", "f64"], 2, "--dtype");
     // An unsupported compressor in config.json.
     let tmp = tempfile::tempdir().unwrap();

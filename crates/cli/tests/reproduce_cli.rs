@@ -27,7 +27,13 @@ fn bin() -> Command {
 }
 
 fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "exit {:?}\nstdout:\n{}\nstderr:\n{}", out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -48,7 +54,9 @@ fn cell_jsons(results: &Path) -> BTreeMap<String, Vec<u8>> {
         .map(|d| {
             d.filter_map(|e| e.ok())
                 .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "json") && !p.to_string_lossy().ends_with(".failed.json"))
+                .filter(|p| {
+                    p.extension().is_some_and(|x| x == "json") && !p.to_string_lossy().ends_with(".failed.json")
+                })
                 .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
                 .collect()
         })
@@ -65,7 +73,9 @@ fn llm_params_in_checkpoint(dir: &Path) -> usize {
     h.as_object()
         .unwrap()
         .iter()
-        .filter(|(k, _)| (k.starts_with("model.") && !k.starts_with("model.mm_projector.")) || k.starts_with("lm_head."))
+        .filter(|(k, _)| {
+            (k.starts_with("model.") && !k.starts_with("model.mm_projector.")) || k.starts_with("lm_head.")
+        })
         .map(|(_, t)| t["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).product::<usize>())
         .sum()
 }
@@ -129,16 +139,22 @@ fn check_report(results: &Path, cells: usize, trained: bool) -> usize {
             .output()
             .unwrap());
         let by_hand: Value = serde_json::from_str(&by_hand).unwrap();
-        assert_eq!(fit_numbers(by_hand), fit_numbers(saved), "task {task}: the report's fit differs from `vlmscale fit`");
+        assert_eq!(
+            fit_numbers(by_hand),
+            fit_numbers(saved),
+            "task {task}: the report's fit differs from `vlmscale fit`"
+        );
         // The commands report.md lists are the ones checked here.
         assert!(md.contains(&format!("--task {task} --compressor {comp} --bootstrap 200 --seed 0 --json")), "{md}");
         let tables = json(&report.join(format!("frontier_{task}.json")));
         assert_eq!(tables.as_array().unwrap().len(), 2);
         assert_eq!(tables[0]["text_tokens"].as_f64(), Some(0.0));
-        let q_rows: Vec<f64> = rows.iter().filter(|r| r[4] == task && r[5] == comp).map(|r| r[2].parse().unwrap()).collect();
+        let q_rows: Vec<f64> =
+            rows.iter().filter(|r| r[4] == task && r[5] == comp).map(|r| r[2].parse().unwrap()).collect();
         assert_eq!(tables[1]["text_tokens"].as_f64().unwrap(), q_rows.iter().sum::<f64>() / q_rows.len() as f64);
         for t in tables.as_array().unwrap() {
-            let range = |d: &Value| format!("{},{}", d["range"]["min"].as_f64().unwrap(), d["range"]["max"].as_f64().unwrap());
+            let range =
+                |d: &Value| format!("{},{}", d["range"]["min"].as_f64().unwrap(), d["range"]["max"].as_f64().unwrap());
             let b = t["budgets"].as_array().unwrap();
             // The law as the saved fit report holds it (equal to `vlmscale fit`'s, checked above).
             let out = ok(&bin()
@@ -146,17 +162,29 @@ fn check_report(results: &Path, cells: usize, trained: bool) -> usize {
                 .arg(&file)
                 .args(["--text-tokens", &t["text_tokens"].as_f64().unwrap().to_string()])
                 .args(["--llm-range", &range(&t["sizes"]), "--visual-range", &range(&t["tokens"])])
-                .args(["--budget-range", &format!("{},{},{}", b[0].as_f64().unwrap(), b[b.len() - 1].as_f64().unwrap(), b.len())])
+                .args([
+                    "--budget-range",
+                    &format!("{},{},{}", b[0].as_f64().unwrap(), b[b.len() - 1].as_f64().unwrap(), b.len()),
+                ])
                 .arg("--json")
                 .output()
                 .unwrap());
             let by_hand: Value = serde_json::from_str(&out).unwrap();
             assert_eq!(by_hand["optima"], t["optima"], "task {task} Q = {}", t["text_tokens"]);
             assert_eq!(by_hand["closed_form_visual_tokens"], t["closed_form_visual_tokens"]);
-            assert!(md.contains(&format!("vlmscale frontier --fit fit_{task}.json --text-tokens {} ", t["text_tokens"].as_f64().unwrap())), "{md}");
+            assert!(
+                md.contains(&format!(
+                    "vlmscale frontier --fit fit_{task}.json --text-tokens {} ",
+                    t["text_tokens"].as_f64().unwrap()
+                )),
+                "{md}"
+            );
             let q = t["text_tokens"].as_f64().unwrap();
             let stem = format!("figure1_{task}_q{}", q.round());
-            assert!(report.join(format!("{stem}.png")).is_file() && report.join(format!("{stem}.svg")).is_file(), "{stem}");
+            assert!(
+                report.join(format!("{stem}.png")).is_file() && report.join(format!("{stem}.svg")).is_file(),
+                "{stem}"
+            );
         }
         assert!(md.contains(&format!("## Compute-optimal frontier: `{task}`")));
     }
@@ -192,7 +220,10 @@ fn reproduce_quick_trains_resumes_and_reports_consistent_numbers() {
 
     // 2. Rerun: finished cells are skipped (their JSONs, wall times included, are untouched).
     let text = ok(&bin().args(["reproduce", "--quick", "--out"]).arg(&out).output().unwrap());
-    assert!(text.contains(&format!("{} already finished (skipped), {} ran now, 0 failed", before.len(), 16 - before.len())), "{text}");
+    assert!(
+        text.contains(&format!("{} already finished (skipped), {} ran now, 0 failed", before.len(), 16 - before.len())),
+        "{text}"
+    );
     let after = cell_jsons(&out);
     assert_eq!(after.len(), 16);
     for (name, bytes) in &before {

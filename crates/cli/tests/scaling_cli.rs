@@ -74,7 +74,18 @@ fn user_data_fit_and_saved_fit_feed_the_frontier() {
     let csv = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/paper/reasoning.csv")).unwrap();
     let p = write(dir.path(), "mine.csv", &csv);
     let fit_path = dir.path().join("fit.json").display().to_string();
-    let v = json(&vlmscale(&["fit", "--data", &p, "--task", "reasoning", "--json", "--bootstrap", "0", "--out", &fit_path]));
+    let v = json(&vlmscale(&[
+        "fit",
+        "--data",
+        &p,
+        "--task",
+        "reasoning",
+        "--json",
+        "--bootstrap",
+        "0",
+        "--out",
+        &fit_path,
+    ]));
     let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&fit_path).unwrap()).unwrap();
     assert_eq!(v["refined"], saved["refined"]);
     // frontier from the saved fit, Q = 50: V* equals β·Q/(α−β) of that law
@@ -97,7 +108,22 @@ fn user_data_fit_and_saved_fit_feed_the_frontier() {
 
 #[test]
 fn frontier_with_the_papers_exponents() {
-    let f = json(&vlmscale(&["frontier", "--A", "0.6", "--alpha", "0.077", "--beta", "0.015", "--D", "0.03", "--text-tokens", "50", "--budget", "1e13", "--json"]));
+    let f = json(&vlmscale(&[
+        "frontier",
+        "--A",
+        "0.6",
+        "--alpha",
+        "0.077",
+        "--beta",
+        "0.015",
+        "--D",
+        "0.03",
+        "--text-tokens",
+        "50",
+        "--budget",
+        "1e13",
+        "--json",
+    ]));
     let v = f["optima"][0]["visual_tokens"].as_f64().unwrap();
     assert!((v - 12.097).abs() < 0.15, "V* = {v}");
     let f = json(&vlmscale(&["frontier", "--text-tokens", "0", "--budget", "1e12", "--json"]));
@@ -106,9 +132,20 @@ fn frontier_with_the_papers_exponents() {
 
 #[test]
 fn flops_paper_and_exact() {
-    let v = json(&vlmscale(&["flops", "--llm-params", "7e9", "--visual-tokens", "16", "--text-tokens", "50", "--json"]));
+    let v =
+        json(&vlmscale(&["flops", "--llm-params", "7e9", "--visual-tokens", "16", "--text-tokens", "50", "--json"]));
     assert_eq!(v["flops"].as_f64().unwrap(), 2.0 * 7e9 * 66.0);
-    let v = json(&vlmscale(&["flops", "--llm-params", "7e9", "--visual-tokens", "16", "--text-tokens", "50", "--exact", "--json"]));
+    let v = json(&vlmscale(&[
+        "flops",
+        "--llm-params",
+        "7e9",
+        "--visual-tokens",
+        "16",
+        "--text-tokens",
+        "50",
+        "--exact",
+        "--json",
+    ]));
     let terms = v["breakdown"]["terms"].as_array().unwrap();
     let sum: f64 = terms.iter().map(|t| t["flops"].as_f64().unwrap()).sum();
     assert!((sum - v["total"].as_f64().unwrap()).abs() < 1.0);
@@ -131,8 +168,25 @@ fn plot_writes_both_figures() {
 fn latency_frontier_flags_the_flops_models_blind_spot() {
     let dir = tempfile::tempdir().unwrap();
     // Vision dominates: 2.8 s per image. A 5 s budget leaves 2.2 s for the LLM.
-    let prof = write(dir.path(), "prof.json", r#"{"vision_ms": 2800, "compressor_ms": 0, "prefill_ms_per_token_per_billion": 10, "decode_ms_per_token_per_billion": 100}"#);
-    let v = json(&vlmscale(&["frontier", "--latency-profile", &prof, "--latency-budget", "5", "--text-tokens", "50", "--llm-params", "0.5,1.8,4,7,14", "--visual-tokens", "1,4,16,36,64,144,576", "--json"]));
+    let prof = write(
+        dir.path(),
+        "prof.json",
+        r#"{"vision_ms": 2800, "compressor_ms": 0, "prefill_ms_per_token_per_billion": 10, "decode_ms_per_token_per_billion": 100}"#,
+    );
+    let v = json(&vlmscale(&[
+        "frontier",
+        "--latency-profile",
+        &prof,
+        "--latency-budget",
+        "5",
+        "--text-tokens",
+        "50",
+        "--llm-params",
+        "0.5,1.8,4,7,14",
+        "--visual-tokens",
+        "1,4,16,36,64,144,576",
+        "--json",
+    ]));
     let row = &v["rows"][0];
     let o = &row["latency_optimum"];
     let ttft = o["cost"].as_f64().unwrap();
@@ -141,8 +195,25 @@ fn latency_frontier_flags_the_flops_models_blind_spot() {
     assert_eq!(row["flops_model_agrees"], false);
     assert!(row["flops_model_ttft_s"].as_f64().unwrap() > 5.0);
     // without a vision cost, the two models coincide
-    let prof0 = write(dir.path(), "prof0.json", r#"{"vision_ms": 0, "prefill_ms_per_token_per_billion": 10, "decode_ms_per_token_per_billion": 100}"#);
-    let v = json(&vlmscale(&["frontier", "--latency-profile", &prof0, "--latency-budget", "5", "--text-tokens", "50", "--llm-params", "0.5,1.8,4,7,14", "--visual-tokens", "1,4,16,36,64,144,576", "--json"]));
+    let prof0 = write(
+        dir.path(),
+        "prof0.json",
+        r#"{"vision_ms": 0, "prefill_ms_per_token_per_billion": 10, "decode_ms_per_token_per_billion": 100}"#,
+    );
+    let v = json(&vlmscale(&[
+        "frontier",
+        "--latency-profile",
+        &prof0,
+        "--latency-budget",
+        "5",
+        "--text-tokens",
+        "50",
+        "--llm-params",
+        "0.5,1.8,4,7,14",
+        "--visual-tokens",
+        "1,4,16,36,64,144,576",
+        "--json",
+    ]));
     assert_eq!(v["rows"][0]["flops_model_agrees"], true);
     // a bad profile is exit code 2
     let bad = write(dir.path(), "bad.json", "{}");

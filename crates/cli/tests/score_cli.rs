@@ -76,15 +76,41 @@ fn bad_input_exits_2_naming_file_and_line() {
     let first = good.lines().next().unwrap();
     std::fs::write(&bad, format!("{first}\n{{\"question_id\": \"201\", \"text\": \n")).unwrap();
     let bad_s = bad.to_string_lossy().into_owned();
-    fails_with(&["score", "gqa", "--answers", &bad_s, "--annotations", &fx("gqa/testdev_balanced_questions.json")], &format!("{bad_s}:2:"));
+    fails_with(
+        &["score", "gqa", "--answers", &bad_s, "--annotations", &fx("gqa/testdev_balanced_questions.json")],
+        &format!("{bad_s}:2:"),
+    );
 
     let empty = dir.path().join("empty.jsonl");
     std::fs::write(&empty, "").unwrap();
-    fails_with(&["score", "mme", "--answers", &empty.to_string_lossy(), "--annotations", &fx("mme/MME_Benchmark_release_version")], "no answers");
+    fails_with(
+        &[
+            "score",
+            "mme",
+            "--answers",
+            &empty.to_string_lossy(),
+            "--annotations",
+            &fx("mme/MME_Benchmark_release_version"),
+        ],
+        "no answers",
+    );
 
     // POPE without its question file; GQA answers that miss balanced questions.
-    fails_with(&["score", "pope", "--answers", &fx("pope/answers.jsonl"), "--annotations", &fx("pope/coco")], "--questions");
+    fails_with(
+        &["score", "pope", "--answers", &fx("pope/answers.jsonl"), "--annotations", &fx("pope/coco")],
+        "--questions",
+    );
     let one = dir.path().join("one.jsonl");
     std::fs::write(&one, format!("{first}\n")).unwrap();
-    fails_with(&["score", "gqa", "--answers", &one.to_string_lossy(), "--annotations", &fx("gqa/testdev_balanced_questions.json")], "no answer for");
+    fails_with(
+        &[
+            "score",
+            "gqa",
+            "--answers",
+            &one.to_string_lossy(),
+            "--annotations",
+            &fx("gqa/testdev_balanced_questions.json"),
+        ],
+        "no answer for",
+    );
 }

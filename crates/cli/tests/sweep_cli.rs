@@ -14,13 +14,23 @@ fn quick() -> PathBuf {
 
 fn sweep(results: &Path, extra: &[&str]) -> std::process::Output {
     let mut c = bin();
-    c.args(["sweep", "--config"]).arg(quick()).args(["--runner", "synthetic", "--results-dir"]).arg(results).args(extra);
+    c.args(["sweep", "--config"])
+        .arg(quick())
+        .args(["--runner", "synthetic", "--results-dir"])
+        .arg(results)
+        .args(extra);
     c.output().unwrap()
 }
 
 fn finished(results: &Path) -> usize {
     std::fs::read_dir(results.join("cells"))
-        .map(|d| d.filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".quecc.json") || e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".quecc-noquery.json")).count())
+        .map(|d| {
+            d.filter(|e| {
+                e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".quecc.json")
+                    || e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".quecc-noquery.json")
+            })
+            .count()
+        })
         .unwrap_or(0)
 }
 
@@ -79,7 +89,12 @@ fn failed_cell_is_reported_and_the_others_finish() {
     assert_eq!(csv.lines().count(), 1 + 15);
 
     // run-cell for an out-of-range index is a usage error (exit 2) naming the grid size.
-    let out = bin().args(["sweep", "run-cell", "--config"]).arg(quick()).args(["--index", "16", "--runner", "synthetic"]).output().unwrap();
+    let out = bin()
+        .args(["sweep", "run-cell", "--config"])
+        .arg(quick())
+        .args(["--index", "16", "--runner", "synthetic"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("16 cells"));
 }

@@ -12,7 +12,26 @@ fn tiny_train_then_eval() {
     let p = |s: &str| dir.path().join(s).display().to_string();
     let out = vlmscale(&["train", "vision", "--out", &p("tower"), "--steps", "2"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = vlmscale(&["train", "vlm", "--tower", &p("tower"), "--out", &p("vlm"), "--steps", "2", "--llm", "xs", "--visual-tokens", "4", "--compressor", "avgpool", "--images", "7", "--threads", "2"]);
+    let out = vlmscale(&[
+        "train",
+        "vlm",
+        "--tower",
+        &p("tower"),
+        "--out",
+        &p("vlm"),
+        "--steps",
+        "2",
+        "--llm",
+        "xs",
+        "--visual-tokens",
+        "4",
+        "--compressor",
+        "avgpool",
+        "--images",
+        "7",
+        "--threads",
+        "2",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // --images reaches the generated data set (recorded in the resume fingerprint)
     let state = std::fs::read_to_string(dir.path().join("vlm").join("trainer_state.json")).unwrap();
@@ -23,9 +42,18 @@ fn tiny_train_then_eval() {
     }
     let out = vlmscale(&["data", "make", "--images", "3", "--seed", "5", "--start", "1000000", "--out", &p("test")]);
     assert!(out.status.success());
-    let out = vlmscale(&["eval", "--model", &p("vlm"), "--data", &p("test/sort_of_clevr_s5.jsonl"), "--out", &p("eval.json")]);
+    let out = vlmscale(&[
+        "eval",
+        "--model",
+        &p("vlm"),
+        "--data",
+        &p("test/sort_of_clevr_s5.jsonl"),
+        "--out",
+        &p("eval.json"),
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("eval.json")).unwrap()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("eval.json")).unwrap()).unwrap();
     assert_eq!(v["overall"]["total"].as_u64(), Some(18)); // 3 images × 6 question families
     assert!(v["families"]["closest"]["total"].as_u64().is_some());
 }
@@ -40,6 +68,19 @@ fn bad_training_input_exits_2() {
     let out = vlmscale(&["eval", "--model", &p("missing"), "--data", &p("missing.jsonl")]);
     assert_eq!(out.status.code(), Some(2));
     // --images only applies to generated data
-    let out = vlmscale(&["train", "vlm", "--tower", &p("t"), "--out", &p("vlm"), "--compressor", "avgpool", "--data", &p("d.jsonl"), "--images", "5"]);
+    let out = vlmscale(&[
+        "train",
+        "vlm",
+        "--tower",
+        &p("t"),
+        "--out",
+        &p("vlm"),
+        "--compressor",
+        "avgpool",
+        "--data",
+        &p("d.jsonl"),
+        "--images",
+        "5",
+    ]);
     assert_eq!(out.status.code(), Some(2));
 }

@@ -18,8 +18,8 @@ use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 
-use models::decoder::{Decoder, DecoderConfig};
 use crate::{Error, Result};
+use models::decoder::{Decoder, DecoderConfig};
 
 /// Name of the single-file weights.
 pub const WEIGHTS_FILE: &str = "model.safetensors";
@@ -91,8 +91,7 @@ impl MultimodalConfig {
 
     /// Tokens entering the compressor, default 576 (`patch`) / 577 (`cls_patch`) as in `quecc.py`.
     pub fn output_token_count(&self) -> usize {
-        self.mm_vision_output_token_count
-            .unwrap_or(if self.select_feature() == "patch" { 576 } else { 577 })
+        self.mm_vision_output_token_count.unwrap_or(if self.select_feature() == "patch" { 576 } else { 577 })
     }
 
     /// QueCC text-embedding width with the authors' default 4096.
@@ -102,22 +101,15 @@ impl MultimodalConfig {
 
     /// The compressor type, `None` for a plain LLaVA checkpoint.
     pub fn compression_type(&self) -> Option<&str> {
-        self.mm_vision_token_compression_type
-            .as_deref()
-            .filter(|s| !s.is_empty() && *s != "none")
+        self.mm_vision_token_compression_type.as_deref().filter(|s| !s.is_empty() && *s != "none")
     }
 
     /// Rejects values the engine does not implement. Errors: [`Error::Config`] naming the field.
     pub fn validate(&self, path: &Path) -> Result<()> {
-        let err = |msg: String| Error::Config {
-            path: path.to_path_buf(),
-            msg,
-        };
+        let err = |msg: String| Error::Config { path: path.to_path_buf(), msg };
         let f = self.select_feature();
         if f != "patch" && f != "cls_patch" {
-            return Err(err(format!(
-                "mm_vision_select_feature `{f}` is not supported (patch or cls_patch)"
-            )));
+            return Err(err(format!("mm_vision_select_feature `{f}` is not supported (patch or cls_patch)")));
         }
         let p = self.projector_type();
         let mlp_ok = p
@@ -125,15 +117,11 @@ impl MultimodalConfig {
             .and_then(|r| r.strip_suffix("x_gelu"))
             .is_some_and(|n| n.parse::<usize>().is_ok_and(|n| n >= 1));
         if !(p == "linear" || p == "identity" || mlp_ok) {
-            return Err(err(format!(
-                "mm_projector_type `{p}` is not supported (linear, mlp<N>x_gelu or identity)"
-            )));
+            return Err(err(format!("mm_projector_type `{p}` is not supported (linear, mlp<N>x_gelu or identity)")));
         }
         if let Some(m) = &self.mm_patch_merge_type {
             if m != "flat" {
-                return Err(err(format!(
-                    "mm_patch_merge_type `{m}` is not supported (only flat)"
-                )));
+                return Err(err(format!("mm_patch_merge_type `{m}` is not supported (only flat)")));
             }
         }
         if let Some(a) = &self.image_aspect_ratio {
@@ -145,16 +133,12 @@ impl MultimodalConfig {
             return Err(err("mm_use_im_start_end = true is not supported".into()));
         }
         if self.compression_kernel_size() == 0 || self.compression_stride() == 0 {
-            return Err(err(
-                "mm_vision_token_compression_kernel_size and _stride must be > 0".into(),
-            ));
+            return Err(err("mm_vision_token_compression_kernel_size and _stride must be > 0".into()));
         }
         let n = self.output_token_count();
         let side = (n as f64).sqrt().round() as usize;
         if self.compression_type().is_some() && side * side != n {
-            return Err(err(format!(
-                "mm_vision_output_token_count {n} is not a square grid"
-            )));
+            return Err(err(format!("mm_vision_output_token_count {n} is not a square grid")));
         }
         Ok(())
     }
@@ -180,23 +164,14 @@ pub struct Checkpoint {
 }
 
 fn checkpoint_err(path: &Path, msg: impl Into<String>) -> Error {
-    Error::Checkpoint {
-        path: path.to_path_buf(),
-        msg: msg.into(),
-    }
+    Error::Checkpoint { path: path.to_path_buf(), msg: msg.into() }
 }
 
 /// Maps `path` and parses its safetensors header; returns the tensor names.
 fn read_safetensors_names(path: &Path) -> Result<Vec<String>> {
-    let file = std::fs::File::open(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let file = std::fs::File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
     // SAFETY: read-only map; the file must not be modified while the checkpoint is in use.
-    let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
     let st = safetensors::SafeTensors::deserialize(&mmap)
         .map_err(|e| checkpoint_err(path, format!("not a valid safetensors file (truncated or corrupt?): {e}")))?;
     Ok(st.names().into_iter().map(|s| s.to_string()).collect())
@@ -215,19 +190,12 @@ impl Checkpoint {
         }
         let config_path = dir.join("config.json");
         let llm = DecoderConfig::from_file(&config_path)?;
-        let text = std::fs::read_to_string(&config_path).map_err(|source| Error::Io {
-            path: config_path.clone(),
-            source,
-        })?;
-        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Config {
-            path: config_path.clone(),
-            msg: format!("invalid JSON: {e}"),
-        })?;
-        let mm: MultimodalConfig =
-            models::decoder::deserialize_naming_field(&value).map_err(|msg| Error::Config {
-                path: config_path.clone(),
-                msg,
-            })?;
+        let text =
+            std::fs::read_to_string(&config_path).map_err(|source| Error::Io { path: config_path.clone(), source })?;
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::Config { path: config_path.clone(), msg: format!("invalid JSON: {e}") })?;
+        let mm: MultimodalConfig = models::decoder::deserialize_naming_field(&value)
+            .map_err(|msg| Error::Config { path: config_path.clone(), msg })?;
         mm.validate(&config_path)?;
 
         let index_path = dir.join(WEIGHTS_INDEX_FILE);
@@ -238,12 +206,10 @@ impl Checkpoint {
             struct Index {
                 weight_map: BTreeMap<String, String>,
             }
-            let text = std::fs::read_to_string(&index_path).map_err(|source| Error::Io {
-                path: index_path.clone(),
-                source,
-            })?;
-            let index: Index = serde_json::from_str(&text)
-                .map_err(|e| checkpoint_err(&index_path, format!("invalid index: {e}")))?;
+            let text = std::fs::read_to_string(&index_path)
+                .map_err(|source| Error::Io { path: index_path.clone(), source })?;
+            let index: Index =
+                serde_json::from_str(&text).map_err(|e| checkpoint_err(&index_path, format!("invalid index: {e}")))?;
             let mut files: Vec<String> = index.weight_map.values().cloned().collect();
             files.sort();
             files.dedup();
@@ -251,13 +217,9 @@ impl Checkpoint {
             for f in &files {
                 let p = dir.join(f);
                 if !p.is_file() {
-                    return Err(checkpoint_err(
-                        &p,
-                        format!("shard listed in {WEIGHTS_INDEX_FILE} is missing"),
-                    ));
+                    return Err(checkpoint_err(&p, format!("shard listed in {WEIGHTS_INDEX_FILE} is missing")));
                 }
-                let names: std::collections::HashSet<String> =
-                    read_safetensors_names(&p)?.into_iter().collect();
+                let names: std::collections::HashSet<String> = read_safetensors_names(&p)?.into_iter().collect();
                 for (name, file) in index.weight_map.iter().filter(|(_, file)| *file == f) {
                     if !names.contains(name) {
                         return Err(checkpoint_err(
@@ -278,18 +240,9 @@ impl Checkpoint {
             }
             vec![single]
         } else {
-            return Err(checkpoint_err(
-                dir,
-                format!("no {WEIGHTS_FILE} or {WEIGHTS_INDEX_FILE}"),
-            ));
+            return Err(checkpoint_err(dir, format!("no {WEIGHTS_FILE} or {WEIGHTS_INDEX_FILE}")));
         };
-        Ok(Self {
-            dir: dir.to_path_buf(),
-            llm,
-            mm,
-            weight_files,
-            tensors,
-        })
+        Ok(Self { dir: dir.to_path_buf(), llm, mm, weight_files, tensors })
     }
 
     /// The checkpoint directory.

@@ -7,8 +7,8 @@ use candle_core::{DType, IndexOp, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
-use models::decoder::Decoder;
 use crate::{Error, Result};
+use models::decoder::Decoder;
 
 /// How to pick tokens and when to stop.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,13 +29,7 @@ pub struct GenerateConfig {
 
 impl Default for GenerateConfig {
     fn default() -> Self {
-        Self {
-            max_new_tokens: 128,
-            temperature: 0.0,
-            top_p: 1.0,
-            seed: 0,
-            stop_token_ids: vec![],
-        }
+        Self { max_new_tokens: 128, temperature: 0.0, top_p: 1.0, seed: 0, stop_token_ids: vec![] }
     }
 }
 
@@ -93,19 +87,12 @@ impl Sampler {
     /// Errors: [`Error::Invalid`] if temperature < 0 or top_p ∉ (0, 1] or either is not finite.
     pub fn new(cfg: &GenerateConfig) -> Result<Self> {
         if !(cfg.temperature.is_finite() && cfg.temperature >= 0.0) {
-            return Err(Error::Invalid(format!(
-                "temperature must be >= 0, got {}",
-                cfg.temperature
-            )));
+            return Err(Error::Invalid(format!("temperature must be >= 0, got {}", cfg.temperature)));
         }
         if !(cfg.top_p > 0.0 && cfg.top_p <= 1.0) {
             return Err(Error::Invalid(format!("top_p must be in (0, 1], got {}", cfg.top_p)));
         }
-        Ok(Self {
-            temperature: cfg.temperature,
-            top_p: cfg.top_p,
-            rng: ChaCha20Rng::seed_from_u64(cfg.seed),
-        })
+        Ok(Self { temperature: cfg.temperature, top_p: cfg.top_p, rng: ChaCha20Rng::seed_from_u64(cfg.seed) })
     }
 
     /// `logits`: (vocab,) → token id. Greedy ties go to the lowest id (as `torch.argmax`).
@@ -117,23 +104,14 @@ impl Sampler {
         let argmax = logits
             .iter()
             .enumerate()
-            .fold((0usize, f32::NEG_INFINITY), |best, (i, &x)| {
-                if x > best.1 {
-                    (i, x)
-                } else {
-                    best
-                }
-            })
+            .fold((0usize, f32::NEG_INFINITY), |best, (i, &x)| if x > best.1 { (i, x) } else { best })
             .0;
         if self.temperature == 0.0 {
             return Ok(argmax as u32);
         }
         let max = logits[argmax] as f64;
-        let mut probs: Vec<(usize, f64)> = logits
-            .iter()
-            .enumerate()
-            .map(|(i, &x)| (i, ((x as f64 - max) / self.temperature).exp()))
-            .collect();
+        let mut probs: Vec<(usize, f64)> =
+            logits.iter().enumerate().map(|(i, &x)| (i, ((x as f64 - max) / self.temperature).exp())).collect();
         let z: f64 = probs.iter().map(|p| p.1).sum();
         probs.iter_mut().for_each(|p| p.1 /= z);
         probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -180,17 +158,10 @@ pub fn generate(
     let mut sampler = Sampler::new(cfg)?;
     let max_pos = decoder.config().max_position_embeddings;
     decoder.clear_kv_cache();
-    let mut timings = Timings {
-        prompt_tokens: l,
-        ..Timings::default()
-    };
+    let mut timings = Timings { prompt_tokens: l, ..Timings::default() };
     let mut tokens = vec![];
     if cfg.max_new_tokens == 0 {
-        return Ok(Generation {
-            tokens,
-            stop: StopReason::MaxNewTokens,
-            timings,
-        });
+        return Ok(Generation { tokens, stop: StopReason::MaxNewTokens, timings });
     }
     let t0 = Instant::now();
     let hidden = decoder.forward_embeds(embeds, 0)?;
@@ -231,9 +202,5 @@ pub fn generate(
             timings.decode_tokens_per_s = timings.decode_tokens as f64 / (timings.decode_ms / 1e3);
         }
     }
-    Ok(Generation {
-        tokens,
-        stop,
-        timings,
-    })
+    Ok(Generation { tokens, stop, timings })
 }

@@ -29,16 +29,16 @@ use candle_core::{DType, Device, Tensor};
 use image::DynamicImage;
 
 use crate::checkpoint::{Checkpoint, MultimodalConfig, VisionTowerSource, PROJECTOR_PREFIX};
-use models::compress::{Compressor, CompressorSpec, QueccConfig};
-use models::decoder::{Architecture, Decoder, DecoderConfig};
 use crate::generate::{generate, GenerateConfig, StopReason};
-use models::Mode;
-use models::projector::{Projector, ProjectorKind};
 use crate::text::{input_embeddings, PromptTokens, Template, TextTokenizer, TokenStream};
 use crate::vision::load::load_clip_tower_with_config;
 use crate::vision::{ImageProcessorConfig, LLAVA_VISION_PREFIX};
-use models::vision::{extract_features, ClipVisionConfig, ClipVisionTower, FeatureLayers};
 use crate::{Error, Result};
+use models::compress::{Compressor, CompressorSpec, QueccConfig};
+use models::decoder::{Architecture, Decoder, DecoderConfig};
+use models::projector::{Projector, ProjectorKind};
+use models::vision::{extract_features, ClipVisionConfig, ClipVisionTower, FeatureLayers};
+use models::Mode;
 
 /// The authors' multi-level feature layers (HF `hidden_states` indices) for QueCC / TokenPacker.
 pub const DEFAULT_MULTI_LAYERS: [i64; 4] = [12, 16, 22, 23];
@@ -58,12 +58,7 @@ pub struct AnswerOptions {
 
 impl Default for AnswerOptions {
     fn default() -> Self {
-        Self {
-            max_new_tokens: 128,
-            temperature: 0.0,
-            top_p: 1.0,
-            seed: 0,
-        }
+        Self { max_new_tokens: 128, temperature: 0.0, top_p: 1.0, seed: 0 }
     }
 }
 
@@ -181,19 +176,13 @@ impl std::fmt::Debug for Vlm {
 }
 
 fn config_err(path: &Path, msg: impl Into<String>) -> Error {
-    Error::Config {
-        path: path.to_path_buf(),
-        msg: msg.into(),
-    }
+    Error::Config { path: path.to_path_buf(), msg: msg.into() }
 }
 
 /// Re-attributes a missing-tensor error to `location`.
 fn locate(e: Error, location: &Path) -> Error {
     match e {
-        Error::MissingTensor { name, .. } => Error::MissingTensor {
-            name,
-            location: location.display().to_string(),
-        },
+        Error::MissingTensor { name, .. } => Error::MissingTensor { name, location: location.display().to_string() },
         e => e,
     }
 }
@@ -204,10 +193,7 @@ fn missing_tensor(e: Error, location: &Path) -> Error {
         let msg = c.to_string();
         if let Some(rest) = msg.split("cannot find tensor ").nth(1) {
             let name = rest.split_whitespace().next().unwrap_or(rest).to_string();
-            return Error::MissingTensor {
-                name,
-                location: location.display().to_string(),
-            };
+            return Error::MissingTensor { name, location: location.display().to_string() };
         }
     }
     locate(e, location)
@@ -224,24 +210,17 @@ impl Vlm {
     /// tensor; [`Error::Tokenizer`] if `tokenizer.json` is unreadable or lacks the template's special
     /// tokens; [`Error::Checkpoint`] if it is missing.
     pub fn load(dir: &Path, vision_tower_override: Option<&Path>, dtype: DType, device: &Device) -> Result<Self> {
-        let VlmSpec {
-            ckpt,
-            vision_cfg,
-            clip_dir,
-            image_processor,
-            layers,
-            spec,
-            projector_kind,
-            template,
-            ..
-        } = VlmSpec::resolve(dir, vision_tower_override)?;
+        let VlmSpec { ckpt, vision_cfg, clip_dir, image_processor, layers, spec, projector_kind, template, .. } =
+            VlmSpec::resolve(dir, vision_tower_override)?;
         let mm = ckpt.multimodal_config().clone();
         let llm = ckpt.llm_config().clone();
         let (grid, d) = (vision_cfg.grid(), vision_cfg.hidden_size);
         let depth = layers.depth(vision_cfg.num_hidden_layers)?;
         let mode = Mode::Inference;
         let tower = match &clip_dir {
-            Some(cd) => load_clip_tower_with_config(cd, &vision_cfg, depth, mode, device).map_err(|e| missing_tensor(e, cd))?,
+            Some(cd) => {
+                load_clip_tower_with_config(cd, &vision_cfg, depth, mode, device).map_err(|e| missing_tensor(e, cd))?
+            }
             None => {
                 let vb = ckpt.var_builder(DType::F32, device)?;
                 ClipVisionTower::new_with_depth(&vision_cfg, depth, mode, vb.pp(LLAVA_VISION_PREFIX))
@@ -252,9 +231,7 @@ impl Vlm {
         // Compressor and projector weights (f32), LLM in `dtype`.
         let vb32 = ckpt.var_builder(DType::F32, device)?;
         let mm_vb = vb32.pp(PROJECTOR_PREFIX.trim_end_matches('.'));
-        let compressor = spec
-            .build(grid, d, mode, mm_vb.clone())
-            .map_err(|e| missing_tensor(e, dir))?;
+        let compressor = spec.build(grid, d, mode, mm_vb.clone()).map_err(|e| missing_tensor(e, dir))?;
         let projector = Projector::new(projector_kind, d, llm.hidden_size, spec.projector_layout(), mm_vb)
             .map_err(|e| missing_tensor(e, dir))?;
         let decoder = ckpt.decoder(dtype, device).map_err(|e| missing_tensor(e, dir))?;
@@ -340,10 +317,8 @@ impl VlmSpec {
         let ckpt = Checkpoint::open(dir)?;
         let config_path = dir.join("config.json");
         let raw: serde_json::Value = {
-            let text = std::fs::read_to_string(&config_path).map_err(|source| Error::Io {
-                path: config_path.clone(),
-                source,
-            })?;
+            let text = std::fs::read_to_string(&config_path)
+                .map_err(|source| Error::Io { path: config_path.clone(), source })?;
             serde_json::from_str(&text).map_err(|e| config_err(&config_path, format!("invalid JSON: {e}")))?
         };
         let mm = ckpt.multimodal_config().clone();
@@ -351,10 +326,7 @@ impl VlmSpec {
         if mm.select_feature() != "patch" {
             return Err(config_err(
                 &config_path,
-                format!(
-                    "mm_vision_select_feature `{}` is not supported (only patch)",
-                    mm.select_feature()
-                ),
+                format!("mm_vision_select_feature `{}` is not supported (only patch)", mm.select_feature()),
             ));
         }
         let vision_source = ckpt.vision_tower_source(vision_tower_override)?;
@@ -415,10 +387,7 @@ impl VlmSpec {
                     ..QueccConfig::new(d, grid, text_dim)
                 };
                 cfg.out_grid().map_err(|e| {
-                    config_err(
-                        &config_path,
-                        format!("mm_vision_token_compression_kernel_size/_stride: {e}"),
-                    )
+                    config_err(&config_path, format!("mm_vision_token_compression_kernel_size/_stride: {e}"))
                 })?;
                 CompressorSpec::Quecc(cfg)
             }
@@ -459,17 +428,7 @@ impl VlmSpec {
         let projector_kind = ProjectorKind::parse(mm.projector_type())
             .map_err(|e| config_err(&config_path, format!("mm_projector_type: {e}")))?;
         let template = Template::for_architecture(llm.architecture);
-        Ok(Self {
-            ckpt,
-            vision_source,
-            vision_cfg,
-            clip_dir,
-            image_processor,
-            layers,
-            spec,
-            projector_kind,
-            template,
-        })
+        Ok(Self { ckpt, vision_source, vision_cfg, clip_dir, image_processor, layers, spec, projector_kind, template })
     }
 
     /// The LLM's configuration.
@@ -490,9 +449,7 @@ impl VlmSpec {
 
     /// Vision blocks that run (the deepest selected hidden state).
     pub fn vision_layers_run(&self) -> usize {
-        self.layers
-            .depth(self.vision_cfg.num_hidden_layers)
-            .unwrap_or(self.vision_cfg.num_hidden_layers)
+        self.layers.depth(self.vision_cfg.num_hidden_layers).unwrap_or(self.vision_cfg.num_hidden_layers)
     }
 }
 
@@ -567,10 +524,7 @@ impl Vlm {
     /// The compressor, for reports.
     pub fn compressor_info(&self) -> CompressorInfo {
         match &self.spec {
-            CompressorSpec::Quecc(c) => CompressorInfo::Quecc {
-                kernel: c.kernel,
-                stride: c.stride,
-            },
+            CompressorSpec::Quecc(c) => CompressorInfo::Quecc { kernel: c.kernel, stride: c.stride },
             _ => CompressorInfo::None,
         }
     }
@@ -629,18 +583,13 @@ impl Vlm {
     /// Projected visual tokens for pixels (1, 3, S, S) and `question`: (1, V, H) f32. Runs the query
     /// embedding only when the compressor needs it.
     pub fn visual_embeddings(&self, pixels: &Tensor, question: &str) -> Result<Tensor> {
-        let query = if self.compressor.needs_query() {
-            Some(self.query_embedding(question)?)
-        } else {
-            None
-        };
+        let query = if self.compressor.needs_query() { Some(self.query_embedding(question)?) } else { None };
         self.project(&self.compress(pixels, query.as_ref())?)
     }
 
     /// The templated prompt for `question` with one `<image>`, tokenised LLaVA-style.
     pub fn prompt_tokens(&self, question: &str) -> Result<PromptTokens> {
-        self.tokenizer
-            .tokenize_with_image(&self.template.prompt(question, true))
+        self.tokenizer.tokenize_with_image(&self.template.prompt(question, true))
     }
 
     /// The whole LLM input (1, Q + V, H) with `visual` (1, V, H) spliced in at `<image>`.
@@ -703,16 +652,9 @@ impl Vlm {
         let v = self.visual_tokens();
         let max = self.decoder.config().max_position_embeddings;
         if prompt.input_len(v) > max {
-            return Err(Error::ContextWindow {
-                len: prompt.input_len(v),
-                max,
-            });
+            return Err(Error::ContextWindow { len: prompt.input_len(v), max });
         }
-        let mut t = VlmTimings {
-            text_tokens: prompt.text_len(),
-            visual_tokens: v,
-            ..Default::default()
-        };
+        let mut t = VlmTimings { text_tokens: prompt.text_len(), visual_tokens: v, ..Default::default() };
 
         let pixels = self.preprocess(image)?;
         t.preprocess_ms = ms(t0);
@@ -756,12 +698,7 @@ impl Vlm {
         if text.len() > streamed && text.is_char_boundary(streamed) {
             on_text(&text[streamed..])?;
         }
-        Ok(Answer {
-            text,
-            tokens: gen.tokens,
-            stop: gen.stop,
-            timings: t,
-        })
+        Ok(Answer { text, tokens: gen.tokens, stop: gen.stop, timings: t })
     }
 }
 

@@ -73,16 +73,23 @@ impl SafetensorsReader {
             let (n, meta) = safetensors::SafeTensors::read_metadata(&map).map_err(|e| {
                 err(match e {
                     safetensors::SafeTensorError::MetadataIncompleteBuffer => {
-                        format!("the tensors' data does not match the file's length ({} bytes): truncated or corrupt", map.len())
+                        format!(
+                            "the tensors' data does not match the file's length ({} bytes): truncated or corrupt",
+                            map.len()
+                        )
                     }
                     e => format!("not a valid safetensors file: {e}"),
                 })
             })?;
             drop(map);
             for (name, info) in meta.tensors() {
-                let dtype = st_dtype(info.dtype)
-                    .ok_or_else(|| err(format!("tensor `{name}` has dtype {:?}, which is not supported", info.dtype)))?;
-                tensors.insert(name, Entry { file: i, dtype, shape: info.shape.clone(), start: (8 + n + info.data_offsets.0) as u64 });
+                let dtype = st_dtype(info.dtype).ok_or_else(|| {
+                    err(format!("tensor `{name}` has dtype {:?}, which is not supported", info.dtype))
+                })?;
+                tensors.insert(
+                    name,
+                    Entry { file: i, dtype, shape: info.shape.clone(), start: (8 + n + info.data_offsets.0) as u64 },
+                );
             }
             files.push((p.clone(), f));
         }
@@ -117,7 +124,9 @@ impl SafetensorsReader {
             let mut v = vec![T::default(); n];
             // SAFETY: the plain-old-data values of `v` are overwritten byte for byte (safetensors stores
             // little-endian data, this target is little-endian); the byte view covers exactly `v`.
-            let bytes = unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, std::mem::size_of_val(v.as_slice())) };
+            let bytes = unsafe {
+                std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, std::mem::size_of_val(v.as_slice()))
+            };
             read(bytes)?;
             Tensor::from_vec(v, shape, device)
         }

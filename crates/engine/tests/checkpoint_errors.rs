@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use engine::checkpoint::{Checkpoint, VisionTowerSource};
-use models::decoder::DecoderConfig;
 use engine::Error;
+use models::decoder::DecoderConfig;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llm").join(name)
@@ -97,7 +97,8 @@ fn plain_llm_checkpoint_without_mm_keys_loads() {
 }
 
 fn write_sharded(dir: &Path) -> BTreeMap<String, String> {
-    let tensors = candle_core::safetensors::load(fixture("llama_tiny").join("model.safetensors"), &Device::Cpu).unwrap();
+    let tensors =
+        candle_core::safetensors::load(fixture("llama_tiny").join("model.safetensors"), &Device::Cpu).unwrap();
     let mut names: Vec<&String> = tensors.keys().collect();
     names.sort();
     let (a, b) = names.split_at(names.len() / 2);
@@ -213,7 +214,8 @@ fn missing_weights_or_config_are_errors() {
 fn missing_llm_tensor_is_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path(), llava_keys());
-    let mut tensors = candle_core::safetensors::load(fixture("llama_tiny").join("model.safetensors"), &Device::Cpu).unwrap();
+    let mut tensors =
+        candle_core::safetensors::load(fixture("llama_tiny").join("model.safetensors"), &Device::Cpu).unwrap();
     tensors.remove("model.layers.1.self_attn.k_proj.weight");
     candle_core::safetensors::save(&tensors, dir.path().join("model.safetensors")).unwrap();
     let ck = Checkpoint::open(dir.path()).unwrap();

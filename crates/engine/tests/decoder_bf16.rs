@@ -58,7 +58,11 @@ fn bf16_matches_hf(name: &str) {
     for t in 0..steps.dim(1).unwrap() {
         let pos = dec.kv_len();
         let l = dec.forward_ids(&steps.narrow(1, t, 1).unwrap(), pos).unwrap();
-        check(&format!("{name} bf16 decode step {t}"), &l.i((.., 0, ..)).unwrap(), &exp["decode_logits"].i((.., t, ..)).unwrap());
+        check(
+            &format!("{name} bf16 decode step {t}"),
+            &l.i((.., 0, ..)).unwrap(),
+            &exp["decode_logits"].i((.., t, ..)).unwrap(),
+        );
     }
     dec.clear_kv_cache();
     let hidden = dec.forward_hidden(&dec.embed_tokens(&prompt).unwrap()).unwrap();

@@ -19,8 +19,7 @@ fn load(name: &str) -> (Decoder, HashMap<String, Tensor>) {
     let dir = fixture(name);
     let cfg = DecoderConfig::from_file(&dir.join("config.json")).unwrap();
     let vb = unsafe {
-        VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], DType::F32, &Device::Cpu)
-            .unwrap()
+        VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], DType::F32, &Device::Cpu).unwrap()
     };
     let dec = Decoder::new(&cfg, vb).unwrap();
     let exp = candle_core::safetensors::load(dir.join("expected.safetensors"), &Device::Cpu).unwrap();
@@ -115,12 +114,7 @@ fn llama_forward_embeds_matches_hf() {
 
 fn query_embedding(name: &str) {
     let (dec, exp) = load(name);
-    let lengths: Vec<usize> = exp["query_lengths"]
-        .to_vec1::<i64>()
-        .unwrap()
-        .into_iter()
-        .map(|n| n as usize)
-        .collect();
+    let lengths: Vec<usize> = exp["query_lengths"].to_vec1::<i64>().unwrap().into_iter().map(|n| n as usize).collect();
     let q = dec.query_embedding(&ids(&exp["query_ids"]), Some(&lengths)).unwrap();
     check(&format!("{name} query embedding"), &q, &exp["query_embedding"]);
 }
@@ -146,9 +140,7 @@ fn greedy_ids(name: &str) {
         let next = last.argmax(0).unwrap().to_scalar::<u32>().unwrap();
         got.push(next);
         let pos = dec.kv_len();
-        logits = dec
-            .forward_ids(&Tensor::new(&[[next]], &Device::Cpu).unwrap(), pos)
-            .unwrap();
+        logits = dec.forward_ids(&Tensor::new(&[[next]], &Device::Cpu).unwrap(), pos).unwrap();
     }
     assert_eq!(got, want, "{name}: greedy ids differ from HF generate");
 }
@@ -199,10 +191,7 @@ fn gradients_flow(name: &str) {
     let h = dec.forward_hidden(input.as_tensor()).unwrap();
     let loss = dec.lm_head(&h).unwrap().sqr().unwrap().mean_all().unwrap();
     let grads = loss.backward().unwrap();
-    let missing = data
-        .iter()
-        .filter(|(n, v)| n.contains("norm") && grads.get(v.as_tensor()).is_none())
-        .count();
+    let missing = data.iter().filter(|(n, v)| n.contains("norm") && grads.get(v.as_tensor()).is_none()).count();
     println!("{name}: inference mode leaves {missing} norm weights without gradient");
 }
 

@@ -4,10 +4,10 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, IndexOp, Tensor};
 use candle_nn::VarBuilder;
-use models::decoder::{Decoder, DecoderConfig};
 use engine::generate::{generate, GenerateConfig, StopReason};
 use engine::text::{input_embeddings, Template, TextTokenizer, TokenStream, IMAGE_TOKEN_INDEX};
 use engine::Error;
+use models::decoder::{Decoder, DecoderConfig};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llm").join(name)
@@ -17,8 +17,7 @@ fn decoder(name: &str) -> Decoder {
     let dir = fixture(name);
     let cfg = DecoderConfig::from_file(&dir.join("config.json")).unwrap();
     let vb = unsafe {
-        VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], DType::F32, &Device::Cpu)
-            .unwrap()
+        VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], DType::F32, &Device::Cpu).unwrap()
     };
     Decoder::new(&cfg, vb).unwrap()
 }
@@ -175,7 +174,8 @@ fn generate_matches_hf(name: &str) {
     assert_eq!(g.stop, StopReason::StopToken);
 
     // Nucleus sampling with a tiny top_p keeps only the most likely token: HF's greedy ids again.
-    let cfg = GenerateConfig { max_new_tokens: want.len(), temperature: 0.7, top_p: 1e-9, seed: 7, ..Default::default() };
+    let cfg =
+        GenerateConfig { max_new_tokens: want.len(), temperature: 0.7, top_p: 1e-9, seed: 7, ..Default::default() };
     let g = generate(&mut dec, &embeds, &cfg, |_| Ok(())).unwrap();
     assert_eq!(g.tokens, want);
 

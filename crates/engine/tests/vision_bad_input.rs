@@ -1,12 +1,12 @@
 //! Bad input on the vision side gives typed errors naming the culprit, never panics.
 use candle_core::{DType, Device, Tensor};
-use std::path::{Path, PathBuf};
-use models::compress::{AvgPool, Compressor, Quecc, QueccConfig, TokenPacker, TokenPackerConfig};
-use models::Mode;
-use models::projector::{Projector, ProjectorKind, ProjectorLayout};
 use engine::vision::{load_clip_tower, var_builder_from_files, ImageProcessorConfig};
-use models::vision::{ClipVisionConfig, VisionFeatures};
 use engine::Error;
+use models::compress::{AvgPool, Compressor, Quecc, QueccConfig, TokenPacker, TokenPackerConfig};
+use models::projector::{Projector, ProjectorKind, ProjectorLayout};
+use models::vision::{ClipVisionConfig, VisionFeatures};
+use models::Mode;
+use std::path::{Path, PathBuf};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vision")
@@ -125,7 +125,8 @@ fn non_image_files_are_image_errors() {
     let proc = ImageProcessorConfig::clip_vit_large_patch14_336(true);
     let text = dir.path().join("notes.png");
     std::fs::write(&text, "just some text, not a PNG").unwrap();
-    let mut png = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images/camera.png")).unwrap();
+    let mut png =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images/camera.png")).unwrap();
     png.truncate(png.len() / 3);
     let cut = dir.path().join("cut.png");
     std::fs::write(&cut, &png).unwrap();

@@ -9,8 +9,8 @@
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
-use models::Mode;
 use engine::vision::load_clip_tower;
+use models::Mode;
 
 const TOL: f64 = 2e-2;
 
@@ -62,7 +62,14 @@ fn bf16_compressors_and_projectors_stay_within_tolerance_of_reference() {
     let qvb = vb("llava_quecc_k4_s4.safetensors");
     let cfg = QueccConfig { kernel: 4, stride: 4, ..QueccConfig::new(d, 8, h) };
     let mut quecc = Quecc::new(&cfg, Mode::Inference, qvb.pp("model.mm_projector.0")).unwrap();
-    let mut proj = Projector::new(ProjectorKind::parse("mlp2x_gelu").unwrap(), d, h, ProjectorLayout::SequentialAfterCompressor, qvb.pp("model.mm_projector")).unwrap();
+    let mut proj = Projector::new(
+        ProjectorKind::parse("mlp2x_gelu").unwrap(),
+        d,
+        h,
+        ProjectorLayout::SequentialAfterCompressor,
+        qvb.pp("model.mm_projector"),
+    )
+    .unwrap();
     quecc.convert_weights(DType::BF16).unwrap();
     proj.convert_weights(DType::BF16).unwrap();
     let z = quecc.compress(&feats, Some(&io["query"])).unwrap();

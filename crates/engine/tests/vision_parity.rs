@@ -4,13 +4,13 @@
 //! required ≤ 1e-4 in f32.
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use engine::vision::{load_clip_tower, var_builder_from_files, ImageProcessorConfig, LLAVA_VISION_PREFIX};
 use models::compress::{AvgPool, Compressor, NoCompression, Quecc, QueccConfig, TokenPacker, TokenPackerConfig};
-use models::Mode;
 use models::projector::{Projector, ProjectorKind, ProjectorLayout};
 use models::vision::{extract_features, ClipVisionConfig, ClipVisionTower, FeatureLayers, VisionFeatures};
-use engine::vision::{load_clip_tower, var_builder_from_files, ImageProcessorConfig, LLAVA_VISION_PREFIX};
+use models::Mode;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 const TOL: f64 = 1e-4;
 const G: usize = 8;
@@ -200,21 +200,18 @@ fn projectors_match_reference() {
 /// the normalised values then differ only by f32 vs f64 arithmetic (≤ 1e-6 relative).
 #[test]
 fn preprocessing_matches_hf_clip_image_processor() {
-    let expected = candle_core::safetensors::load(fixtures().join("vision/preprocess.safetensors"), &Device::Cpu).unwrap();
-    for (case, file, pad) in [("chelsea", "chelsea.png", false), ("chelsea_pad", "chelsea.png", true), ("camera", "camera.png", false)]
+    let expected =
+        candle_core::safetensors::load(fixtures().join("vision/preprocess.safetensors"), &Device::Cpu).unwrap();
+    for (case, file, pad) in
+        [("chelsea", "chelsea.png", false), ("chelsea_pad", "chelsea.png", true), ("camera", "camera.png", false)]
     {
         let proc = ImageProcessorConfig::clip_vit_large_patch14_336(pad);
         let img = engine::vision::load_image(&fixtures().join("images").join(file)).unwrap();
         let ours = proc.resize_and_crop(&img).unwrap();
         let reference = image::open(fixtures().join(format!("vision/pre_{case}_u8.png"))).unwrap().to_rgb8();
         assert_eq!(ours.dimensions(), (336, 336));
-        let max_diff = ours
-            .as_raw()
-            .iter()
-            .zip(reference.as_raw())
-            .map(|(a, b)| (*a as i32 - *b as i32).abs())
-            .max()
-            .unwrap();
+        let max_diff =
+            ours.as_raw().iter().zip(reference.as_raw()).map(|(a, b)| (*a as i32 - *b as i32).abs()).max().unwrap();
         println!("{case}: max u8 difference after resize+crop = {max_diff}");
         assert_eq!(max_diff, 0, "{case}: resize/crop differs from PIL by {max_diff} grey levels");
         let pixels = proc.preprocess(&img, &Device::Cpu).unwrap();
@@ -237,7 +234,11 @@ fn image_crate_catmull_rom_differs_from_pil() {
     for (case, file) in [("chelsea", "chelsea.png"), ("camera", "camera.png")] {
         let img = engine::vision::load_image(&fixtures().join("images").join(file)).unwrap().to_rgb8();
         let (w, h) = img.dimensions();
-        let (nw, nh) = if w <= h { (336, (336.0 * h as f64 / w as f64) as u32) } else { ((336.0 * w as f64 / h as f64) as u32, 336) };
+        let (nw, nh) = if w <= h {
+            (336, (336.0 * h as f64 / w as f64) as u32)
+        } else {
+            ((336.0 * w as f64 / h as f64) as u32, 336)
+        };
         let r = image::imageops::resize(&img, nw, nh, image::imageops::FilterType::CatmullRom);
         let crop = engine::vision::preprocess::center_crop(&r, 336, 336);
         let reference = image::open(fixtures().join(format!("vision/pre_{case}_u8.png"))).unwrap().to_rgb8();
@@ -272,7 +273,13 @@ fn compressor_spec_builds_each_layout() {
         let layers = spec.feature_layers(-2, &[2, 3, 4, 5]);
         assert_eq!(layers.multi.is_empty(), !c.needs_multi());
         check(&format!("spec {name} V={v}"), &c.compress(&feats, Some(&io["query"])).unwrap(), &io[reference]);
-        let proj = Projector::new(ProjectorKind::MlpGelu { depth: 2 }, D, H_LLM, spec.projector_layout(), vb(file).pp("model.mm_projector"));
+        let proj = Projector::new(
+            ProjectorKind::MlpGelu { depth: 2 },
+            D,
+            H_LLM,
+            spec.projector_layout(),
+            vb(file).pp("model.mm_projector"),
+        );
         assert!(proj.is_ok(), "{name}: projector layout {:?}", spec.projector_layout());
     }
     assert!(CompressorSpec::from_name("none", 16, G, D, H_LLM).is_err());

@@ -15,9 +15,7 @@ use engine::Error;
 const TOL: f32 = 1e-4;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/vlm")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vlm").join(name)
 }
 
 fn image() -> PathBuf {
@@ -32,14 +30,7 @@ fn expected(name: &str) -> HashMap<String, Tensor> {
 
 fn rel_err(ours: &Tensor, want: &Tensor) -> f32 {
     assert_eq!(ours.dims(), want.dims(), "shape");
-    let diff = (ours - want)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap();
+    let diff = (ours - want).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
     let scale = want.abs().unwrap().flatten_all().unwrap().max(0).unwrap();
     diff.to_scalar::<f32>().unwrap() / scale.to_scalar::<f32>().unwrap()
 }
@@ -69,49 +60,28 @@ fn parity(name: &str, vlm: &mut Vlm) {
     let query = if let Some(want) = exp.get("query_embedding") {
         let q = vlm.query_embedding(QUESTION).unwrap();
         check(&format!("{name} query embedding"), &q, want);
-        let qids: Vec<i64> = vlm
-            .tokenizer()
-            .tokenize_query(QUESTION)
-            .unwrap()
-            .iter()
-            .map(|&i| i as i64)
-            .collect();
+        let qids: Vec<i64> = vlm.tokenizer().tokenize_query(QUESTION).unwrap().iter().map(|&i| i as i64).collect();
         assert_eq!(qids, ids(&exp["query_ids"]), "query token ids");
         Some(q)
     } else {
         None
     };
     let compressed = vlm.compress(pixels, query.as_ref()).unwrap();
-    check(
-        &format!("{name} compressed visual tokens"),
-        &compressed,
-        &exp["compressed"],
-    );
+    check(&format!("{name} compressed visual tokens"), &compressed, &exp["compressed"]);
     let visual = vlm.project(&compressed).unwrap();
     check(&format!("{name} projected visual tokens"), &visual, &exp["visual"]);
     let visual_from_pixels = vlm.visual_embeddings(pixels, QUESTION).unwrap();
-    check(
-        &format!("{name} visual_embeddings"),
-        &visual_from_pixels,
-        &exp["visual"],
-    );
+    check(&format!("{name} visual_embeddings"), &visual_from_pixels, &exp["visual"]);
 
     let prompt = vlm.prompt_tokens(QUESTION).unwrap();
     assert_eq!(prompt.ids, ids(&exp["prompt_ids"]), "{name} templated prompt ids");
     let embeds = vlm.input_embeddings(QUESTION, &visual).unwrap();
     let hidden = vlm.decoder().forward_hidden(&embeds).unwrap();
     let logits = vlm.decoder().lm_head(&hidden).unwrap();
-    check(
-        &format!("{name} prefill logits (Q + V = {})", embeds.dim(1).unwrap()),
-        &logits,
-        &exp["prefill_logits"],
-    );
+    check(&format!("{name} prefill logits (Q + V = {})", embeds.dim(1).unwrap()), &logits, &exp["prefill_logits"]);
 
     let mut streamed = String::new();
-    let opts = AnswerOptions {
-        max_new_tokens: 12,
-        ..Default::default()
-    };
+    let opts = AnswerOptions { max_new_tokens: 12, ..Default::default() };
     let ans = vlm
         .answer(&image(), QUESTION, &opts, |s| {
             streamed.push_str(s);
@@ -122,10 +92,7 @@ fn parity(name: &str, vlm: &mut Vlm) {
     if ans.stop == StopReason::StopToken {
         // HF's output includes the eos token; ours stops before it.
         let want = ids(&exp["generate_ids"]);
-        assert!(
-            vlm.stop_token_ids().contains(&(*want.last().unwrap() as u32)),
-            "HF stopped on a stop token too"
-        );
+        assert!(vlm.stop_token_ids().contains(&(*want.last().unwrap() as u32)), "HF stopped on a stop token too");
         got.push(*want.last().unwrap());
     }
     println!("{name} greedy ids {got:?}; answer {:?}; {}", ans.text, ans.timings);
@@ -154,10 +121,7 @@ fn plain_llava15_llama_matches_pytorch_end_to_end() {
     assert_eq!(vlm.template(), Template::VicunaV1);
     assert_eq!(vlm.compressor_info(), CompressorInfo::None);
     assert_eq!(vlm.visual_tokens(), 64);
-    assert!(
-        vlm.feature_layers().multi.is_empty(),
-        "no multi-level features without a compressor"
-    );
+    assert!(vlm.feature_layers().multi.is_empty(), "no multi-level features without a compressor");
     parity("llava15_llama", &mut vlm);
 }
 
@@ -168,18 +132,11 @@ fn vision_tower_override_directory_is_used() {
     let clip = fixture("llava15_llama").join("clip");
     let vlm = load("llava15_llama", Some(&clip));
     let exp = expected("llava15_llama");
-    check(
-        "override tower",
-        &vlm.compress(&exp["pixels"], None).unwrap(),
-        &exp["compressed"],
-    );
+    check("override tower", &vlm.compress(&exp["pixels"], None).unwrap(), &exp["compressed"]);
     let q = load("quecc_qwen2", Some(&clip));
     let qe = expected("quecc_qwen2");
     let z = q.compress(&qe["pixels"], Some(&qe["query_embedding"])).unwrap();
-    assert!(
-        rel_err(&z, &qe["compressed"]) > 1e-2,
-        "a different tower must give different tokens"
-    );
+    assert!(rel_err(&z, &qe["compressed"]) > 1e-2, "a different tower must give different tokens");
 }
 
 /// Copies a fixture checkpoint to a temporary directory for corruption.
@@ -215,10 +172,7 @@ fn config_err_naming(dir: &Path, field: &str) {
 #[test]
 fn unsupported_or_inconsistent_config_values_are_typed_errors() {
     let cases: Vec<(&str, serde_json::Value)> = vec![
-        (
-            "mm_vision_token_compression_type",
-            serde_json::json!("local-conv-self-attn-deep"),
-        ),
+        ("mm_vision_token_compression_type", serde_json::json!("local-conv-self-attn-deep")),
         ("mm_hidden_size", serde_json::json!(33)),
         ("mm_vision_output_text_embedding_size", serde_json::json!(4096)),
         ("mm_vision_output_token_count", serde_json::json!(16)),
@@ -287,11 +241,7 @@ fn missing_compressor_tensor_is_an_error_naming_it() {
 fn tokenizer_without_template_tokens_is_a_typed_error() {
     // A Qwen2 (ChatML) checkpoint with the Llama tokenizer, which lacks <|im_start|>.
     let tmp = copy_fixture("quecc_qwen2");
-    std::fs::copy(
-        fixture("llava15_llama").join("tokenizer.json"),
-        tmp.path().join("tokenizer.json"),
-    )
-    .unwrap();
+    std::fs::copy(fixture("llava15_llama").join("tokenizer.json"), tmp.path().join("tokenizer.json")).unwrap();
     match load_err(tmp.path()) {
         Error::Tokenizer { msg, .. } => assert!(msg.contains("<|im_start|>"), "{msg}"),
         e => panic!("expected a tokenizer error, got {e:?}"),
@@ -301,47 +251,23 @@ fn tokenizer_without_template_tokens_is_a_typed_error() {
 #[test]
 fn bad_inputs_are_typed_errors() {
     let mut vlm = load("quecc_qwen2", None);
-    let opts = AnswerOptions {
-        max_new_tokens: 4,
-        ..Default::default()
-    };
+    let opts = AnswerOptions { max_new_tokens: 4, ..Default::default() };
     // Over-long prompt: 256 positions in the tiny Qwen2.
     let long = "How many objects are there? ".repeat(60);
     let e = vlm.answer(&image(), &long, &opts, |_| Ok(())).unwrap_err();
     assert!(matches!(e, Error::ContextWindow { max: 256, .. }), "{e:?}");
     // Empty question.
-    assert!(matches!(
-        vlm.answer(&image(), "  ", &opts, |_| Ok(())).unwrap_err(),
-        Error::Invalid(_)
-    ));
+    assert!(matches!(vlm.answer(&image(), "  ", &opts, |_| Ok(())).unwrap_err(), Error::Invalid(_)));
     // Not an image / missing image.
     let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
-    assert!(matches!(
-        vlm.answer(&readme, QUESTION, &opts, |_| Ok(())).unwrap_err(),
-        Error::Image { .. }
-    ));
+    assert!(matches!(vlm.answer(&readme, QUESTION, &opts, |_| Ok(())).unwrap_err(), Error::Image { .. }));
     let missing = Path::new("/nonexistent.png");
-    assert!(matches!(
-        vlm.answer(missing, QUESTION, &opts, |_| Ok(())).unwrap_err(),
-        Error::Io { .. }
-    ));
+    assert!(matches!(vlm.answer(missing, QUESTION, &opts, |_| Ok(())).unwrap_err(), Error::Io { .. }));
     // Bad sampling options.
-    let bad = AnswerOptions {
-        top_p: 0.0,
-        temperature: 0.7,
-        ..opts.clone()
-    };
-    assert!(matches!(
-        vlm.answer(&image(), QUESTION, &bad, |_| Ok(())).unwrap_err(),
-        Error::Invalid(_)
-    ));
+    let bad = AnswerOptions { top_p: 0.0, temperature: 0.7, ..opts.clone() };
+    assert!(matches!(vlm.answer(&image(), QUESTION, &bad, |_| Ok(())).unwrap_err(), Error::Invalid(_)));
     // Seeded sampling is reproducible.
-    let s = AnswerOptions {
-        temperature: 0.8,
-        top_p: 0.9,
-        seed: 7,
-        max_new_tokens: 6,
-    };
+    let s = AnswerOptions { temperature: 0.8, top_p: 0.9, seed: 7, max_new_tokens: 6 };
     let a = vlm.answer(&image(), QUESTION, &s, |_| Ok(())).unwrap();
     let b = vlm.answer(&image(), QUESTION, &s, |_| Ok(())).unwrap();
     assert_eq!(a.tokens, b.tokens);

@@ -209,7 +209,9 @@ pub fn read_questions(path: &Path) -> Result<Loaded<Question>> {
         if line.trim().is_empty() {
             continue;
         }
-        let parsed = serde_json::from_str::<Value>(line).map_err(|e| format!("malformed JSON: {e}")).and_then(Question::from_json);
+        let parsed = serde_json::from_str::<Value>(line)
+            .map_err(|e| format!("malformed JSON: {e}"))
+            .and_then(Question::from_json);
         match parsed {
             Ok(q) => items.push(q),
             Err(message) => skipped.push(LineIssue { path: path.to_path_buf(), line: i + 1, message }),
@@ -222,15 +224,24 @@ pub fn read_questions(path: &Path) -> Result<Loaded<Question>> {
 /// with its 1-based item number as `line`. Errors: unreadable, not JSON, or not an array.
 pub fn read_scienceqa_items(path: &Path) -> Result<Loaded<ScienceQaItem>> {
     let text = read_text(path)?;
-    let v: Value = serde_json::from_str(&text).map_err(|e| Error::line(path, e.line(), format!("malformed JSON: {e}")))?;
+    let v: Value =
+        serde_json::from_str(&text).map_err(|e| Error::line(path, e.line(), format!("malformed JSON: {e}")))?;
     let Value::Array(arr) = v else { return Err(Error::file(path, "expected a JSON array of conversation items")) };
     let mut items = Vec::new();
     let mut skipped = Vec::new();
     for (i, item) in arr.into_iter().enumerate() {
         match serde_json::from_value::<ScienceQaItem>(item) {
             Ok(x) if !x.conversations.is_empty() => items.push(x),
-            Ok(_) => skipped.push(LineIssue { path: path.to_path_buf(), line: i + 1, message: "item has no conversation turns".into() }),
-            Err(e) => skipped.push(LineIssue { path: path.to_path_buf(), line: i + 1, message: format!("item {}: {e}", i + 1) }),
+            Ok(_) => skipped.push(LineIssue {
+                path: path.to_path_buf(),
+                line: i + 1,
+                message: "item has no conversation turns".into(),
+            }),
+            Err(e) => skipped.push(LineIssue {
+                path: path.to_path_buf(),
+                line: i + 1,
+                message: format!("item {}: {e}", i + 1),
+            }),
         }
     }
     Ok(Loaded { items, skipped })
@@ -358,7 +369,8 @@ impl AnswerWriter {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
-        let mut file = OpenOptions::new().read(true).append(true).create(true).open(path).map_err(|e| Error::io(path, e))?;
+        let mut file =
+            OpenOptions::new().read(true).append(true).create(true).open(path).map_err(|e| Error::io(path, e))?;
         let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
         let mut report = ResumeReport::default();
         let complete_end = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);

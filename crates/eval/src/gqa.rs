@@ -32,20 +32,31 @@ pub struct GqaQuestion {
 /// question id whose field is missing.
 pub fn read_questions(path: &Path) -> Result<Vec<(String, GqaQuestion)>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::line(path, e.line(), format!("malformed JSON: {e}")))?;
-    let serde_json::Value::Object(m) = v else { return Err(Error::file(path, "expected a JSON object keyed by question id")) };
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| Error::line(path, e.line(), format!("malformed JSON: {e}")))?;
+    let serde_json::Value::Object(m) = v else {
+        return Err(Error::file(path, "expected a JSON object keyed by question id"));
+    };
     let mut out = Vec::with_capacity(m.len());
     for (qid, q) in m {
         let field = |p: &str| -> Result<&serde_json::Value> {
-            q.pointer(p).ok_or_else(|| Error::file(path, format!("question {qid}: missing `{}`", &p[1..].replace('/', "."))))
+            q.pointer(p)
+                .ok_or_else(|| Error::file(path, format!("question {qid}: missing `{}`", &p[1..].replace('/', "."))))
         };
         let s = |p: &str| -> Result<String> {
-            field(p)?.as_str().map(str::to_string).ok_or_else(|| Error::file(path, format!("question {qid}: `{}` must be a string", &p[1..].replace('/', "."))))
+            field(p)?.as_str().map(str::to_string).ok_or_else(|| {
+                Error::file(path, format!("question {qid}: `{}` must be a string", &p[1..].replace('/', ".")))
+            })
         };
         let is_balanced = field("/isBalanced")?
             .as_bool()
             .ok_or_else(|| Error::file(path, format!("question {qid}: `isBalanced` must be true or false")))?;
-        let q = GqaQuestion { answer: s("/answer")?, is_balanced, structural: s("/types/structural")?, semantic: s("/types/semantic")? };
+        let q = GqaQuestion {
+            answer: s("/answer")?,
+            is_balanced,
+            structural: s("/types/structural")?,
+            semantic: s("/types/semantic")?,
+        };
         out.push((qid, q));
     }
     Ok(out)
@@ -122,7 +133,11 @@ pub fn score(answers: &[AnswerLine], answers_path: &Path, questions: &[(String, 
         };
         let correct = *pred == q.answer;
         all.push(correct);
-        if q.structural == "query" { open.push(correct) } else { binary.push(correct) }
+        if q.structural == "query" {
+            open.push(correct)
+        } else {
+            binary.push(correct)
+        }
         per_structural.entry(q.structural.clone()).or_default().push(correct);
         per_semantic.entry(q.semantic.clone()).or_default().push(correct);
     }

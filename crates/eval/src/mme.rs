@@ -34,7 +34,8 @@ use std::path::Path;
 pub const PERCEPTION: [&str; 10] =
     ["existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark", "artwork", "OCR"];
 /// Cognition subtasks, in `calculation.py`'s order.
-pub const COGNITION: [&str; 4] = ["commonsense_reasoning", "numerical_calculation", "text_translation", "code_reasoning"];
+pub const COGNITION: [&str; 4] =
+    ["commonsense_reasoning", "numerical_calculation", "text_translation", "code_reasoning"];
 
 const YES_NO: &str = "Please answer yes or no.";
 
@@ -58,9 +59,13 @@ pub fn read_ground_truth(dir: &Path) -> Result<GroundTruth> {
             continue;
         }
         let category = entry.file_name().to_string_lossy().into_owned();
-        let qa_dir = if cat_dir.join("images").exists() { cat_dir.join("questions_answers_YN") } else { cat_dir.clone() };
+        let qa_dir =
+            if cat_dir.join("images").exists() { cat_dir.join("questions_answers_YN") } else { cat_dir.clone() };
         if !qa_dir.is_dir() {
-            return Err(Error::file(&qa_dir, "missing: a task with an images/ folder keeps its questions in questions_answers_YN/"));
+            return Err(Error::file(
+                &qa_dir,
+                "missing: a task with an images/ folder keeps its questions in questions_answers_YN/",
+            ));
         }
         for f in fs::read_dir(&qa_dir).map_err(|e| Error::io(&qa_dir, e))? {
             let f = f.map_err(|e| Error::io(&qa_dir, e))?;
@@ -218,11 +223,18 @@ fn score_task(task: &str, eval_type: &str, content: &str, answers_path: &Path) -
 pub fn score(answers: &[AnswerLine], answers_path: &Path, gt: &GroundTruth) -> Result<MmeResult> {
     let mut contents: HashMap<String, String> = HashMap::new();
     for a in answers {
-        let qid = a.question_id.as_str().ok_or_else(|| Error::line(answers_path, a.line, "MME question ids are strings (task/image)"))?;
+        let qid = a
+            .question_id
+            .as_str()
+            .ok_or_else(|| Error::line(answers_path, a.line, "MME question ids are strings (task/image)"))?;
         let (task, file) = task_and_file(qid);
         let q = mme_question(&a.prompt, &task, &file, gt);
         let g = gt.get(&(task.clone(), file.clone(), q.clone())).ok_or_else(|| {
-            Error::line(answers_path, a.line, format!("no MME ground truth for task {task:?}, file {file:?}, question {q:?}"))
+            Error::line(
+                answers_path,
+                a.line,
+                format!("no MME ground truth for task {task:?}, file {file:?}, question {q:?}"),
+            )
         })?;
         let s = contents.entry(task).or_default();
         s.push_str(&[file.as_str(), q.as_str(), g.as_str(), a.text.as_str()].join("\t"));
@@ -231,7 +243,9 @@ pub fn score(answers: &[AnswerLine], answers_path: &Path, gt: &GroundTruth) -> R
     let mut tasks = Vec::new();
     let mut missing_tasks = Vec::new();
     let mut totals = [Some(0.0f64), Some(0.0f64)];
-    for (k, (eval_type, list)) in [("Perception", &PERCEPTION[..]), ("Cognition", &COGNITION[..])].into_iter().enumerate() {
+    for (k, (eval_type, list)) in
+        [("Perception", &PERCEPTION[..]), ("Cognition", &COGNITION[..])].into_iter().enumerate()
+    {
         for task in list {
             match contents.get(*task) {
                 Some(c) => {
@@ -269,8 +283,22 @@ impl MmeResult {
         for m in &self.missing_tasks {
             rows.push(vec![m.clone(), String::new(), "0".into(), "-".into(), "-".into(), "-".into()]);
         }
-        rows.push(vec!["perception".into(), String::new(), String::new(), String::new(), String::new(), table::num(self.perception)]);
-        rows.push(vec!["cognition".into(), String::new(), String::new(), String::new(), String::new(), table::num(self.cognition)]);
+        rows.push(vec![
+            "perception".into(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            table::num(self.perception),
+        ]);
+        rows.push(vec![
+            "cognition".into(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            table::num(self.cognition),
+        ]);
         table::render(&["MME task", "type", "questions", "acc %", "acc+ %", "score"], &rows)
     }
 }

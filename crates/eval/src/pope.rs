@@ -149,15 +149,24 @@ fn score_category(category: &str, preds_yes: &[bool], labels: &[bool]) -> Catego
 /// to their question line (for `category`; a repeated id keeps its last line, as the reference's
 /// dict does). Errors: an answer whose question is not in the question file, or whose question has no
 /// `category` (named by answers file and line).
-pub fn score(answers: &[AnswerLine], answers_path: &Path, questions: &HashMap<QuestionId, Question>, labels: &[LabelFile]) -> Result<PopeResult> {
+pub fn score(
+    answers: &[AnswerLine],
+    answers_path: &Path,
+    questions: &HashMap<QuestionId, Question>,
+    labels: &[LabelFile],
+) -> Result<PopeResult> {
     let mut cats = Vec::with_capacity(answers.len());
     for a in answers {
-        let q = questions
-            .get(&a.question_id)
-            .ok_or_else(|| Error::line(answers_path, a.line, format!("question_id {} is not in the question file", a.question_id)))?;
-        let c = q
-            .category()
-            .ok_or_else(|| Error::line(answers_path, a.line, format!("question {} has no string `category` in the question file", a.question_id)))?;
+        let q = questions.get(&a.question_id).ok_or_else(|| {
+            Error::line(answers_path, a.line, format!("question_id {} is not in the question file", a.question_id))
+        })?;
+        let c = q.category().ok_or_else(|| {
+            Error::line(
+                answers_path,
+                a.line,
+                format!("question {} has no string `category` in the question file", a.question_id),
+            )
+        })?;
         cats.push(c);
     }
     let categories: Vec<CategoryScore> = labels

@@ -68,7 +68,10 @@ mod tests {
     #[test]
     fn scienceqa_single_pred() {
         let (text, prompt) = scienceqa_prompt("<image>\nWhich is a mammal?\nA. cat\nB. fish ", true, true);
-        assert_eq!(text, "Which is a mammal?\nA. cat\nB. fish\nAnswer with the option's letter from the given choices directly.");
+        assert_eq!(
+            text,
+            "Which is a mammal?\nA. cat\nB. fish\nAnswer with the option's letter from the given choices directly."
+        );
         assert_eq!(prompt, format!("<image>\n{text}"));
         let (text, prompt) = scienceqa_prompt("Which is a mammal?", false, false);
         assert_eq!((text.as_str(), prompt.as_str()), ("Which is a mammal?", "Which is a mammal?"));

@@ -74,11 +74,15 @@ pub fn read_problems(base_dir: &Path, split: &str) -> Result<Vec<(String, Proble
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for id in ids {
-        let id = id.as_str().ok_or_else(|| Error::file(&splits_path, format!("split `{split}`: problem id {id} is not a string")))?;
+        let id = id
+            .as_str()
+            .ok_or_else(|| Error::file(&splits_path, format!("split `{split}`: problem id {id} is not a string")))?;
         if !seen.insert(id) {
             continue;
         }
-        let p = problems.get(id).ok_or_else(|| Error::file(&problems_path, format!("problem \"{id}\" of split `{split}` is missing")))?;
+        let p = problems
+            .get(id)
+            .ok_or_else(|| Error::file(&problems_path, format!("problem \"{id}\" of split `{split}` is missing")))?;
         let n_choices = p
             .get("choices")
             .and_then(|c| c.as_array())
@@ -89,7 +93,10 @@ pub fn read_problems(base_dir: &Path, split: &str) -> Result<Vec<(String, Proble
             .and_then(|a| a.as_i64())
             .ok_or_else(|| Error::file(&problems_path, format!("problem \"{id}\": `answer` must be an integer")))?;
         if !(0..OPTIONS.len() as i64).contains(&answer) {
-            return Err(Error::file(&problems_path, format!("problem \"{id}\": `answer` {answer} is not one of the options A..E")));
+            return Err(Error::file(
+                &problems_path,
+                format!("problem \"{id}\": `answer` {answer} is not one of the options A..E"),
+            ));
         }
         out.push((id.to_string(), Problem { n_choices, answer }));
     }
@@ -183,7 +190,12 @@ impl SqaResult {
             &["ScienceQA", "acc %", "correct", "problems"],
             &[
                 vec!["all".into(), format!("{:.2}", self.accuracy), self.correct.to_string(), self.count.to_string()],
-                vec!["IMG".into(), table::num(self.img_accuracy), self.img_correct.to_string(), self.img_count.to_string()],
+                vec![
+                    "IMG".into(),
+                    table::num(self.img_accuracy),
+                    self.img_correct.to_string(),
+                    self.img_count.to_string(),
+                ],
             ],
         )
     }

@@ -56,12 +56,19 @@ pub type Annotations = HashMap<(QuestionId, String), Vec<String>>;
 /// name the file and the entry index.
 pub fn read_annotations(path: &Path) -> Result<Annotations> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::line(path, e.line(), format!("malformed JSON: {e}")))?;
-    let data = v.get("data").and_then(|d| d.as_array()).ok_or_else(|| Error::file(path, "expected an object with a `data` array"))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| Error::line(path, e.line(), format!("malformed JSON: {e}")))?;
+    let data = v
+        .get("data")
+        .and_then(|d| d.as_array())
+        .ok_or_else(|| Error::file(path, "expected an object with a `data` array"))?;
     let mut out = HashMap::with_capacity(data.len());
     for (i, d) in data.iter().enumerate() {
         let bad = |what: &str| Error::file(path, format!("data[{i}]: {what}"));
-        let image_id = d.get("image_id").and_then(QuestionId::from_value).ok_or_else(|| bad("`image_id` must be a string or an integer"))?;
+        let image_id = d
+            .get("image_id")
+            .and_then(QuestionId::from_value)
+            .ok_or_else(|| bad("`image_id` must be a string or an integer"))?;
         let question = d.get("question").and_then(|q| q.as_str()).ok_or_else(|| bad("`question` must be a string"))?;
         let answers = d
             .get("answers")
@@ -104,10 +111,20 @@ pub fn score(answers: &[AnswerLine], answers_path: &Path, annotations: &Annotati
     for a in answers {
         let q = question_from_prompt(&a.prompt).map_err(|m| Error::line(answers_path, a.line, m))?;
         let gt = annotations.get(&(a.question_id.clone(), q.clone())).ok_or_else(|| {
-            Error::line(answers_path, a.line, format!("no TextVQA annotation with image_id {} and question {:?}", a.question_id, q))
+            Error::line(
+                answers_path,
+                a.line,
+                format!("no TextVQA annotation with image_id {} and question {:?}", a.question_id, q),
+            )
         })?;
-        let score = m4c::vqa_accuracy(&a.text, gt).map_err(|m| Error::line(answers_path, a.line, format!("annotation of this question: {m}")))?;
-        out.push(AnswerScore { line: a.line, question_id: a.question_id.clone(), normalized: m4c::normalize(&a.text), score });
+        let score = m4c::vqa_accuracy(&a.text, gt)
+            .map_err(|m| Error::line(answers_path, a.line, format!("annotation of this question: {m}")))?;
+        out.push(AnswerScore {
+            line: a.line,
+            question_id: a.question_id.clone(),
+            normalized: m4c::normalize(&a.text),
+            score,
+        });
     }
     let sum: f64 = out.iter().map(|s| s.score).fold(0.0, |acc, s| acc + s);
     Ok(TextVqaResult { accuracy: sum / out.len() as f64, samples: out.len(), answers: out })
@@ -116,7 +133,10 @@ pub fn score(answers: &[AnswerLine], answers_path: &Path, annotations: &Annotati
 impl TextVqaResult {
     /// A short text table.
     pub fn table(&self) -> String {
-        table::render(&["TextVQA", "acc %", "samples"], &[vec!["all".into(), table::pct(Some(self.accuracy)), self.samples.to_string()]])
+        table::render(
+            &["TextVQA", "acc %", "samples"],
+            &[vec!["all".into(), table::pct(Some(self.accuracy)), self.samples.to_string()]],
+        )
     }
 }
 
@@ -126,9 +146,15 @@ mod tests {
 
     #[test]
     fn prompts() {
-        assert_eq!(question_from_prompt("What Is it?\nAnswer the question using a single word or phrase.").unwrap(), "what is it?");
         assert_eq!(
-            question_from_prompt("What brand?\nReference OCR token: A, B\nAnswer the question using a single word or phrase.").unwrap(),
+            question_from_prompt("What Is it?\nAnswer the question using a single word or phrase.").unwrap(),
+            "what is it?"
+        );
+        assert_eq!(
+            question_from_prompt(
+                "What brand?\nReference OCR token: A, B\nAnswer the question using a single word or phrase."
+            )
+            .unwrap(),
             "what brand?"
         );
         assert_eq!(question_from_prompt("OCR tokens: a b Question: What Is x? Short answer:").unwrap(), "what is x?");

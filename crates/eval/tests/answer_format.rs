@@ -2,9 +2,9 @@
 //! `model_vqa_loader.py` writes answers (`json.dumps(...) + "\n"`) and was accepted by the reference
 //! scorers. AnswerWriter, given the same fields, must write the same bytes (answer ids are random
 //! in both, so they are compared by form only). Question files in LLaVA's formats load.
-use std::path::{Path, PathBuf};
 use eval::formats::SHORTUUID_ALPHABET;
 use eval::{read_questions, read_scienceqa_items, AnswerWriter, QuestionId};
+use std::path::{Path, PathBuf};
 
 fn fx(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(p)
@@ -31,7 +31,8 @@ fn answer_writer_writes_model_vqa_loader_bytes() {
         for line in reference.lines() {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             let qid = QuestionId::from_value(&v["question_id"]).unwrap();
-            w.write(&qid, v["prompt"].as_str().unwrap(), v["text"].as_str().unwrap(), v["model_id"].as_str().unwrap()).unwrap();
+            w.write(&qid, v["prompt"].as_str().unwrap(), v["text"].as_str().unwrap(), v["model_id"].as_str().unwrap())
+                .unwrap();
         }
         drop(w);
         let ours = std::fs::read_to_string(&out).unwrap();

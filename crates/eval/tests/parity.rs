@@ -1,9 +1,9 @@
 //! Scorer parity: our scorers on the committed fixtures give the numbers the reference Python scorers
 //! printed on the same files (`tests/fixtures/make_fixtures.py`, outputs in `*/expected.json`).
+use eval::{gqa, mme, pope, read_answers, read_questions, scienceqa, textvqa};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use eval::{gqa, mme, pope, read_answers, read_questions, scienceqa, textvqa};
 
 fn fx(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(p)

@@ -1,9 +1,9 @@
 //! AnswerWriter resume and torn-line repair; bad lines reported with file and line; empty files.
+use eval::{mme, pope, read_answers, read_questions, read_scienceqa_items, textvqa, AnswerWriter, Error, QuestionId};
 use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::path::Path;
-use eval::{mme, pope, read_answers, read_questions, read_scienceqa_items, textvqa, AnswerWriter, Error, QuestionId};
 
 fn mask_ids(text: &str) -> String {
     text.lines()
@@ -17,7 +17,11 @@ fn mask_ids(text: &str) -> String {
 }
 
 fn questions(n: i64) -> Vec<(QuestionId, String, String)> {
-    (1..=n).map(|i| (QuestionId::Int(i), format!("Is there object {i}?"), if i % 2 == 0 { "Yes".into() } else { "No".into() })).collect()
+    (1..=n)
+        .map(|i| {
+            (QuestionId::Int(i), format!("Is there object {i}?"), if i % 2 == 0 { "Yes".into() } else { "No".into() })
+        })
+        .collect()
 }
 
 /// Answers every question not yet answered, as a generation loop does on resume.
@@ -187,7 +191,10 @@ fn scorers_name_the_answer_line_of_an_unknown_question() {
     let dir = tempfile::tempdir().unwrap();
     // POPE: question id 99 is not in the question file.
     let p = answers_file(dir.path(), &[("1", "Is there a dog?", "Yes"), ("99", "Is there a cat?", "No")]);
-    let q = eval::Question::from_json(serde_json::json!({"question_id": 1, "text": "Is there a dog?", "category": "random"})).unwrap();
+    let q = eval::Question::from_json(
+        serde_json::json!({"question_id": 1, "text": "Is there a dog?", "category": "random"}),
+    )
+    .unwrap();
     let questions: HashMap<_, _> = [(q.question_id.clone(), q)].into_iter().collect();
     let e = pope::score(&read_answers(&p).unwrap(), &p, &questions, &[]).unwrap_err();
     assert!(matches!(e, Error::Line { line: 2, .. }), "{e}");
@@ -195,7 +202,8 @@ fn scorers_name_the_answer_line_of_an_unknown_question() {
     fs::remove_file(&p).unwrap();
 
     // TextVQA: no annotation for the (image id, question) pair.
-    let p = answers_file(dir.path(), &[("img1", "What is it?\nAnswer the question using a single word or phrase.", "x")]);
+    let p =
+        answers_file(dir.path(), &[("img1", "What is it?\nAnswer the question using a single word or phrase.", "x")]);
     let e = textvqa::score(&read_answers(&p).unwrap(), &p, &textvqa::Annotations::new()).unwrap_err();
     assert!(matches!(e, Error::Line { line: 1, .. }), "{e}");
     fs::remove_file(&p).unwrap();
@@ -210,7 +218,8 @@ fn scorers_name_the_answer_line_of_an_unknown_question() {
 fn mme_odd_answer_count_is_an_error_and_missing_tasks_are_reported() {
     let dir = tempfile::tempdir().unwrap();
     let key = |q: &str| ("count".to_string(), "1.txt".to_string(), format!("{q} Please answer yes or no."));
-    let gt: mme::GroundTruth = [(key("Two cups?"), "Yes".to_string()), (key("Three cups?"), "No".to_string())].into_iter().collect();
+    let gt: mme::GroundTruth =
+        [(key("Two cups?"), "Yes".to_string()), (key("Three cups?"), "No".to_string())].into_iter().collect();
     let p = answers_file(dir.path(), &[("count/1.png", "Two cups?", "Yes")]);
     let e = mme::score(&read_answers(&p).unwrap(), &p, &gt).unwrap_err();
     assert!(e.to_string().contains("odd number"), "{e}");

@@ -65,7 +65,17 @@ mod avx512 {
     /// AVX-512F must be available; `q`, `o` hold 16·W floats and `k`, `v` `keys` rows of 16·W.
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn one_row<const W: usize>(q: &[f32], k: &[f32], ks: usize, v: &[f32], vs: usize, keys: usize, scale: f32, p: &mut [f32], o: &mut [f32]) {
+    pub(super) unsafe fn one_row<const W: usize>(
+        q: &[f32],
+        k: &[f32],
+        ks: usize,
+        v: &[f32],
+        vs: usize,
+        keys: usize,
+        scale: f32,
+        p: &mut [f32],
+        o: &mut [f32],
+    ) {
         assert!(q.len() >= 16 * W && o.len() >= 16 * W && p.len() >= keys);
         assert!(keys == 0 || (k.len() >= (keys - 1) * ks + 16 * W && v.len() >= (keys - 1) * vs + 16 * W));
         let mut qv = [_mm512_setzero_ps(); W];
@@ -119,10 +129,9 @@ impl<'a> Operand<'a> {
         let CpuStorage::F32(data) = s else {
             candle_core::bail!("cached attention: {what} must be f32");
         };
-        let dims: [usize; 4] = l
-            .dims()
-            .try_into()
-            .map_err(|_| candle_core::Error::Msg(format!("cached attention: {what} must be 4-D, got {:?}", l.dims())))?;
+        let dims: [usize; 4] = l.dims().try_into().map_err(|_| {
+            candle_core::Error::Msg(format!("cached attention: {what} must be 4-D, got {:?}", l.dims()))
+        })?;
         let st = l.stride();
         if dims[3] > 1 && st[3] != 1 {
             candle_core::bail!("cached attention: {what} rows must be contiguous");
@@ -164,7 +173,9 @@ impl CustomOp3 for CachedAttention {
         // are enough of them to keep every thread busy (the keys are then packed once per head).
         let block = if !causal && nb * nh >= 2 * crate::threads::num_threads() { l.max(1) } else { ROW_BLOCK };
         let tasks: Vec<(usize, usize, usize, usize)> = (0..nb)
-            .flat_map(|b| (0..nh).flat_map(move |h| (0..l).step_by(block).map(move |i0| (b, h, i0, (i0 + block).min(l)))))
+            .flat_map(|b| {
+                (0..nh).flat_map(move |h| (0..l).step_by(block).map(move |i0| (b, h, i0, (i0 + block).min(l))))
+            })
             .collect();
         let blocks: Vec<Vec<f32>> = tasks
             .par_iter()
@@ -193,12 +204,51 @@ impl CustomOp3 for CachedAttention {
                     return o;
                 }
                 if rows <= FEW_ROWS {
-                    by_rows(rows, keys, d, q.data, qv, k.data, k.view(b, g), v.data, v.view(b, g), self.scale, causal, past + i0, &mut p, &mut o);
+                    by_rows(
+                        rows,
+                        keys,
+                        d,
+                        q.data,
+                        qv,
+                        k.data,
+                        k.view(b, g),
+                        v.data,
+                        v.view(b, g),
+                        self.scale,
+                        causal,
+                        past + i0,
+                        &mut p,
+                        &mut o,
+                    );
                 } else {
                     serial(|| {
-                        matmul(rows, keys, d, &mut p, View::rows(0, keys), q.data, qv, k.data, k.view(b, g).t(), self.scale, false);
+                        matmul(
+                            rows,
+                            keys,
+                            d,
+                            &mut p,
+                            View::rows(0, keys),
+                            q.data,
+                            qv,
+                            k.data,
+                            k.view(b, g).t(),
+                            self.scale,
+                            false,
+                        );
                         softmax_rows(&mut p, keys, causal, past + i0);
-                        matmul(rows, d, keys, &mut o, View::rows(0, d), &p, View::rows(0, keys), v.data, v.view(b, g), 1.0, false);
+                        matmul(
+                            rows,
+                            d,
+                            keys,
+                            &mut o,
+                            View::rows(0, d),
+                            &p,
+                            View::rows(0, keys),
+                            v.data,
+                            v.view(b, g),
+                            1.0,
+                            false,
+                        );
                     });
                 }
                 o

@@ -120,8 +120,20 @@ mod blas {
     #[link(name = "openblas")]
     extern "C" {
         fn cblas_sgemm(
-            order: i32, trans_a: i32, trans_b: i32, m: i32, n: i32, k: i32, alpha: f32,
-            a: *const f32, lda: i32, b: *const f32, ldb: i32, beta: f32, c: *mut f32, ldc: i32,
+            order: i32,
+            trans_a: i32,
+            trans_b: i32,
+            m: i32,
+            n: i32,
+            k: i32,
+            alpha: f32,
+            a: *const f32,
+            lda: i32,
+            b: *const f32,
+            ldb: i32,
+            beta: f32,
+            c: *mut f32,
+            ldc: i32,
         );
     }
 
@@ -217,10 +229,17 @@ mod blas {
                             ROW_MAJOR,
                             if ta { TRANS } else { NO_TRANS },
                             if tb { TRANS } else { NO_TRANS },
-                            m as i32, n as i32, k as i32, 1.0,
-                            a[pa..].as_ptr(), lda.max(1) as i32,
-                            b[pb..].as_ptr(), ldb.max(1) as i32,
-                            0.0, out[i * m * n..].as_mut_ptr(), n as i32,
+                            m as i32,
+                            n as i32,
+                            k as i32,
+                            1.0,
+                            a[pa..].as_ptr(),
+                            lda.max(1) as i32,
+                            b[pb..].as_ptr(),
+                            ldb.max(1) as i32,
+                            0.0,
+                            out[i * m * n..].as_mut_ptr(),
+                            n as i32,
                         );
                     }
                 }

@@ -317,7 +317,15 @@ mod x86 {
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn dot_rows(
-        xs: &[f32], x: &[f32], w: &[bf16], y: OutPtr, m: usize, n: usize, k: usize, n0: usize, n1: usize,
+        xs: &[f32],
+        x: &[f32],
+        w: &[bf16],
+        y: OutPtr,
+        m: usize,
+        n: usize,
+        k: usize,
+        n0: usize,
+        n1: usize,
     ) {
         let kb = k / 32;
         let wp = w.as_ptr() as *const u16;
@@ -519,7 +527,14 @@ mod x86 {
     #[target_feature(enable = "avx512f,avx512bf16")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn dp_gemm(
-        xp: &[u32], w: &[bf16], y: OutPtr, m: usize, n: usize, k: usize, n0: usize, n1: usize,
+        xp: &[u32],
+        w: &[bf16],
+        y: OutPtr,
+        m: usize,
+        n: usize,
+        k: usize,
+        n0: usize,
+        n1: usize,
     ) {
         let mut buf = Vec::new();
         let k2 = k / 2;
@@ -597,8 +612,17 @@ mod x86 {
     #[target_feature(enable = "avx512f,avx512bf16")]
     #[allow(clippy::too_many_arguments)]
     unsafe fn dp_tile<const R: usize, const P: usize>(
-        xp: &[u32], wp: &[u32], y: OutPtr, n: usize, k: usize, i0: usize, j0: usize, p0: usize, p1: usize,
-        accumulate: bool, pf: &mut Prefetch,
+        xp: &[u32],
+        wp: &[u32],
+        y: OutPtr,
+        n: usize,
+        k: usize,
+        i0: usize,
+        j0: usize,
+        p0: usize,
+        p1: usize,
+        accumulate: bool,
+        pf: &mut Prefetch,
     ) {
         let k2 = k / 2;
         debug_assert!(xp.len() >= (i0 + R) * k2 && wp.len() >= (p1 - p0) * P * 16);
@@ -621,7 +645,11 @@ mod x86 {
             for (r, row) in acc.iter_mut().enumerate() {
                 let xv = _mm512_set1_epi32(*xb.add(r * k2 + p) as i32);
                 for (c, a) in row.iter_mut().enumerate() {
-                    *a = _mm512_dpbf16_ps(*a, std::mem::transmute::<__m512i, __m512bh>(wv[c]), std::mem::transmute::<__m512i, __m512bh>(xv));
+                    *a = _mm512_dpbf16_ps(
+                        *a,
+                        std::mem::transmute::<__m512i, __m512bh>(wv[c]),
+                        std::mem::transmute::<__m512i, __m512bh>(xv),
+                    );
                 }
             }
         }
@@ -639,7 +667,14 @@ mod x86 {
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn amx_gemm(
-        xp: &[u32], w: &[bf16], y: OutPtr, m: usize, n: usize, k: usize, n0: usize, n1: usize,
+        xp: &[u32],
+        w: &[bf16],
+        y: OutPtr,
+        m: usize,
+        n: usize,
+        k: usize,
+        n0: usize,
+        n1: usize,
     ) {
         let cfg = TileConfig::all_16x64();
         asm!("ldtilecfg [{}]", in(reg) cfg.0.as_ptr(), options(nostack));
@@ -740,7 +775,12 @@ mod tests {
             for j in 0..n {
                 let scale: f64 = (0..k).map(|c| (x[i * k + c] as f64 * w[j * k + c].to_f64()).abs()).sum();
                 let err = (y[i * n + j] as f64 - want[i * n + j]).abs();
-                assert!(err <= 1e-6 * scale.max(1e-30) * (k as f64).sqrt(), "m {m} n {n} k {k} at ({i}, {j}): {} vs {}", y[i * n + j], want[i * n + j]);
+                assert!(
+                    err <= 1e-6 * scale.max(1e-30) * (k as f64).sqrt(),
+                    "m {m} n {n} k {k} at ({i}, {j}): {} vs {}",
+                    y[i * n + j],
+                    want[i * n + j]
+                );
             }
         }
     }
@@ -763,7 +803,24 @@ mod tests {
                 eprintln!("bf16 path {name}: skipped (not available on this CPU)");
                 continue;
             }
-            for &(m, n, k) in &[(1, 1, 1), (1, 7, 40), (3, 33, 64), (1, 64, 96), (16, 32, 64), (17, 48, 96), (40, 80, 128), (33, 16, 32), (19, 112, 66), (24, 96, 2), (16, 144, 34), (18, 48, 100), (5, 9, 160), (2, 5, 31), (17, 48, 1100), (20, 32, 2050)] {
+            for &(m, n, k) in &[
+                (1, 1, 1),
+                (1, 7, 40),
+                (3, 33, 64),
+                (1, 64, 96),
+                (16, 32, 64),
+                (17, 48, 96),
+                (40, 80, 128),
+                (33, 16, 32),
+                (19, 112, 66),
+                (24, 96, 2),
+                (16, 144, 34),
+                (18, 48, 100),
+                (5, 9, 160),
+                (2, 5, 31),
+                (17, 48, 1100),
+                (20, 32, 2050),
+            ] {
                 check(kernels, m, n, k);
             }
             eprintln!("bf16 path {name}: tested");

@@ -63,7 +63,13 @@ impl CustomOp2 for RowsLinear {
         "f32-rows-linear"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (CpuStorage::F32(x), CpuStorage::F32(w)) = (s1, s2) else {
             candle_core::bail!("f32-rows-linear: f32 operands only");
         };
@@ -169,7 +175,11 @@ mod x86 {
                 let mut c = 0;
                 while c + 64 <= kv {
                     for (h, a) in acc.iter_mut().enumerate() {
-                        *a = _mm512_fmadd_ps(_mm512_loadu_ps(xr.add(c + 16 * h)), _mm512_loadu_ps(wr.add(c + 16 * h)), *a);
+                        *a = _mm512_fmadd_ps(
+                            _mm512_loadu_ps(xr.add(c + 16 * h)),
+                            _mm512_loadu_ps(wr.add(c + 16 * h)),
+                            *a,
+                        );
                     }
                     c += 64;
                 }
@@ -197,7 +207,9 @@ mod tests {
         if !avx512() {
             return;
         }
-        for (m, n, k) in [(1, 1, 1), (1, 37, 1024), (3, 9, 21), (51, 130, 64), (96, 7, 33), (8, 12, 48), (7, 5, 17), (2, 6, 112)] {
+        for (m, n, k) in
+            [(1, 1, 1), (1, 37, 1024), (3, 9, 21), (51, 130, 64), (96, 7, 33), (8, 12, 48), (7, 5, 17), (2, 6, 112)]
+        {
             let x = crate::random::randn(&mut rng, 1.0, (m, k), candle_core::DType::F32, &Device::Cpu).unwrap();
             let w = crate::random::randn(&mut rng, 1.0, (n, k), candle_core::DType::F32, &Device::Cpu).unwrap();
             let got: Vec<Vec<f32>> = linear_rows(&x, &w).unwrap().to_vec2().unwrap();
@@ -206,7 +218,11 @@ mod tests {
                 for j in 0..n {
                     let want: f64 = (0..k).map(|c| xv[i][c] as f64 * wv[j][c] as f64).sum();
                     let bound = 1e-5 * (0..k).map(|c| (xv[i][c] * wv[j][c]).abs() as f64).sum::<f64>().max(1e-6);
-                    assert!((got[i][j] as f64 - want).abs() <= bound, "({m}, {n}, {k}) at ({i}, {j}): {} vs {want}", got[i][j]);
+                    assert!(
+                        (got[i][j] as f64 - want).abs() <= bound,
+                        "({m}, {n}, {k}) at ({i}, {j}): {} vs {want}",
+                        got[i][j]
+                    );
                 }
             }
         }

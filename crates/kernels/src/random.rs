@@ -12,6 +12,7 @@ use crate::Result;
 /// Errors: a candle error for a dtype the cast does not support.
 pub fn randn(rng: &mut impl Rng, std: f64, shape: impl Into<Shape>, dtype: DType, device: &Device) -> Result<Tensor> {
     let shape: Shape = shape.into();
-    let values: Vec<f64> = (0..shape.elem_count()).map(|_| std * Distribution::<f64>::sample(&StandardNormal, rng)).collect();
+    let values: Vec<f64> =
+        (0..shape.elem_count()).map(|_| std * Distribution::<f64>::sample(&StandardNormal, rng)).collect();
     Ok(Tensor::from_vec(values, shape, device)?.to_dtype(dtype)?)
 }

@@ -6,7 +6,15 @@
 //! cache offset, and keys/values that are strided views of over-allocated buffers.
 use candle_core::{Device, Tensor};
 
-fn reference(q: &[f32], k: &[f32], v: &[f32], (nh, l, d): (usize, usize, usize), (nkv, lk): (usize, usize), scale: f64, causal: bool) -> Vec<f64> {
+fn reference(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    (nh, l, d): (usize, usize, usize),
+    (nkv, lk): (usize, usize),
+    scale: f64,
+    causal: bool,
+) -> Vec<f64> {
     let n_rep = nh / nkv;
     let past = lk.saturating_sub(l);
     let mut out = vec![0f64; l * nh * d];
@@ -44,14 +52,22 @@ fn check_mode(nh: usize, nkv: usize, l: usize, lk: usize, d: usize, causal: bool
     let vb = kernels::random::randn(&mut rng, 1.0, (1, nkv, cap, d), candle_core::DType::F32, &dev).unwrap();
     let (k, v) = (kb.narrow(2, 0, lk).unwrap(), vb.narrow(2, 0, lk).unwrap());
     assert_eq!(k.is_contiguous(), nkv == 1, "with several heads the view is strided");
-    let got = if causal { kernels::attention::cached_attention(&q, &k, &v, scale) } else { kernels::attention::full_attention(&q, &k, &v, scale) }.unwrap();
+    let got = if causal {
+        kernels::attention::cached_attention(&q, &k, &v, scale)
+    } else {
+        kernels::attention::full_attention(&q, &k, &v, scale)
+    }
+    .unwrap();
     assert_eq!(got.dims(), &[1, l, nh * d]);
     let got: Vec<f32> = got.flatten_all().unwrap().to_vec1().unwrap();
     let flat = |t: &Tensor| -> Vec<f32> { t.contiguous().unwrap().flatten_all().unwrap().to_vec1().unwrap() };
     let want = reference(&flat(&q), &flat(&k), &flat(&v), (nh, l, d), (nkv, lk), scale, causal);
     let peak = want.iter().fold(0f64, |m, x| m.max(x.abs()));
     let worst = got.iter().zip(&want).fold(0f64, |m, (a, b)| m.max((*a as f64 - b).abs()));
-    assert!(worst <= 1e-5 * peak.max(1.0), "heads {nh}/{nkv}, L {l}, L' {lk}, d {d}: max error {worst:e} (peak {peak})");
+    assert!(
+        worst <= 1e-5 * peak.max(1.0),
+        "heads {nh}/{nkv}, L {l}, L' {lk}, d {d}: max error {worst:e} (peak {peak})"
+    );
 }
 
 #[test]

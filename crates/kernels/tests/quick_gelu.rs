@@ -34,7 +34,11 @@ fn backward_matches_finite_differences() {
     let h = 1e-6;
     for (i, &x0) in xs.iter().enumerate() {
         let numeric = wv[i] * (formula(x0 + h) - formula(x0 - h)) / (2.0 * h);
-        assert!((grad[i] - numeric).abs() <= 1e-7 * numeric.abs().max(1.0), "x = {x0}: backward {} vs {numeric}", grad[i]);
+        assert!(
+            (grad[i] - numeric).abs() <= 1e-7 * numeric.abs().max(1.0),
+            "x = {x0}: backward {} vs {numeric}",
+            grad[i]
+        );
     }
 }
 

@@ -4,10 +4,10 @@
 //! Every block runs in one of two [`Mode`]s: candle's fused CPU kernels (`layer_norm`,
 //! `softmax_last_dim`; fastest, but without a backward pass) or composed elementary ops that candle can
 //! differentiate (about 1.5–2× slower for the norm/softmax part; matmuls are the same).
-use kernels::matmul::matmul;
 use crate::{Error, Mode, Result};
 use candle_core::{DType, Shape, Tensor, D};
 use candle_nn::{Init, VarBuilder};
+use kernels::matmul::matmul;
 
 /// Strips candle's backtrace/context wrappers to find the underlying error.
 fn root(err: &candle_core::Error) -> &candle_core::Error {
@@ -32,11 +32,9 @@ pub fn weight(vb: &VarBuilder, shape: impl Into<Shape>, name: &str, init: Init) 
             candle_core::Error::CannotFindTensor { .. } => {
                 Err(Error::MissingTensor { name: full, location: "the weights".to_string() })
             }
-            candle_core::Error::UnexpectedShape { expected, got, .. } => Err(Error::Shape {
-                name: full,
-                expected: expected.dims().to_vec(),
-                found: got.dims().to_vec(),
-            }),
+            candle_core::Error::UnexpectedShape { expected, got, .. } => {
+                Err(Error::Shape { name: full, expected: expected.dims().to_vec(), found: got.dims().to_vec() })
+            }
             _ => Err(Error::Candle(e)),
         },
     }
@@ -56,11 +54,7 @@ impl Linear {
     pub fn new(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> Result<Self> {
         let bound = 1.0 / (in_dim as f64).sqrt();
         let w = weight(&vb, (out_dim, in_dim), "weight", Init::Uniform { lo: -bound, up: bound })?;
-        let b = if bias {
-            Some(weight(&vb, out_dim, "bias", Init::Uniform { lo: -bound, up: bound })?)
-        } else {
-            None
-        };
+        let b = if bias { Some(weight(&vb, out_dim, "bias", Init::Uniform { lo: -bound, up: bound })?) } else { None };
         Ok(Self { weight: w, bias: b })
     }
 

@@ -84,7 +84,13 @@ impl Projector {
     /// Builds a projector from `vb` at the `mm_projector` prefix (e.g. `model.mm_projector`), with the
     /// layers named as `layout` says. `in_dim` = d (`mm_hidden_size`), `out_dim` = H (LLM `hidden_size`).
     /// Errors: depth 0 ([`Error::Invalid`]), missing tensor, wrong shape (naming the tensor).
-    pub fn new(kind: ProjectorKind, in_dim: usize, out_dim: usize, layout: ProjectorLayout, vb: VarBuilder) -> Result<Self> {
+    pub fn new(
+        kind: ProjectorKind,
+        in_dim: usize,
+        out_dim: usize,
+        layout: ProjectorLayout,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         if kind.depth() == 0 {
             return Err(Error::Invalid("projector depth must be at least 1".into()));
         }

@@ -3,8 +3,8 @@
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use models::compress::{Compressor, Quecc, QueccConfig, TokenPacker, TokenPackerConfig};
-use models::Mode;
 use models::vision::VisionFeatures;
+use models::Mode;
 
 const G: usize = 4;
 const D: usize = 16;
@@ -34,7 +34,8 @@ fn check_grads(map: &VarMap, loss: &dyn Fn() -> Tensor, names: &[&str]) {
     }
     for name in names {
         let v = var(map, name);
-        let analytic = grads.get(v.as_tensor()).unwrap().flatten_all().unwrap().get(1).unwrap().to_scalar::<f64>().unwrap();
+        let analytic =
+            grads.get(v.as_tensor()).unwrap().flatten_all().unwrap().get(1).unwrap().to_scalar::<f64>().unwrap();
         let orig = v.as_tensor().copy().unwrap();
         let n = orig.elem_count();
         let eps = 1e-5;
@@ -64,7 +65,13 @@ fn quecc_gradients_match_finite_differences() {
     check_grads(
         &map,
         &loss,
-        &["q_downsample.weight", "text_projection.0.weight", "q_proj.3.weight", "k_proj.0.weight", "clip_attn.in_proj_weight"],
+        &[
+            "q_downsample.weight",
+            "text_projection.0.weight",
+            "q_proj.3.weight",
+            "k_proj.0.weight",
+            "clip_attn.in_proj_weight",
+        ],
     );
 }
 

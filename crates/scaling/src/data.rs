@@ -53,8 +53,7 @@ impl Dataset {
     /// non-number, NaN/inf, N ≤ 0, V ≤ 0 or non-integer, Q < 0, a score/error outside [0, 1] or a
     /// duplicate cell; [`Error::Dataset`] for a missing column or no rows.
     pub fn from_path(path: &Path) -> Result<Dataset> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
         Dataset::from_csv_str(&text, &path.display().to_string())
     }
 
@@ -80,7 +79,8 @@ impl Dataset {
                 Error::Data { file: source.into(), line, field: "-".into(), msg: format!("malformed CSV record: {e}") }
             })?;
             let line = rec.position().map(|p| p.line() as usize).unwrap_or(0);
-            let field_err = |field: &str, msg: String| Error::Data { file: source.into(), line, field: field.into(), msg };
+            let field_err =
+                |field: &str, msg: String| Error::Data { file: source.into(), line, field: field.into(), msg };
             let num = |idx: usize, field: &str| -> Result<f64> {
                 let raw = rec.get(idx).unwrap_or("");
                 if raw.is_empty() {
@@ -180,8 +180,11 @@ impl Dataset {
         if rows.is_empty() {
             return Err(Error::Dataset {
                 file: self.source.clone(),
-                msg: format!("no rows for task `{task}`{} (tasks present: {})",
-                    compressor.map(|c| format!(" and compressor `{c}`")).unwrap_or_default(), tasks.join(", ")),
+                msg: format!(
+                    "no rows for task `{task}`{} (tasks present: {})",
+                    compressor.map(|c| format!(" and compressor `{c}`")).unwrap_or_default(),
+                    tasks.join(", ")
+                ),
             });
         }
         Ok(Dataset { source: self.source.clone(), rows })

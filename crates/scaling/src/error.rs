@@ -63,6 +63,9 @@ impl Error {
     /// Whether the error is bad input the user can fix (data, dataset, JSON, an invalid value, an
     /// unreadable or unwritable file): the CLI exits with code 2 for these, 1 for the others.
     pub fn is_user_error(&self) -> bool {
-        matches!(self, Error::Data { .. } | Error::Dataset { .. } | Error::Json { .. } | Error::Invalid(_) | Error::Io { .. })
+        matches!(
+            self,
+            Error::Data { .. } | Error::Dataset { .. } | Error::Json { .. } | Error::Invalid(_) | Error::Io { .. }
+        )
     }
 }

@@ -31,7 +31,13 @@ impl Domain {
             Domain::Set(v) => !v.is_empty() && v.iter().all(|x| x.is_finite() && *x > 0.0),
             Domain::Range { min, max } => min.is_finite() && max.is_finite() && *min > 0.0 && min <= max,
         };
-        if ok { Ok(()) } else { Err(Error::Invalid(format!("{what}: need a non-empty set of positive values or a range 0 < min ≤ max, got {self:?}"))) }
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Invalid(format!(
+                "{what}: need a non-empty set of positive values or a range 0 < min ≤ max, got {self:?}"
+            )))
+        }
     }
 }
 
@@ -122,7 +128,11 @@ impl FrontierSpec {
         // Largest affordable x in `dom` given the cost as a function of x (increasing).
         let largest = |dom: &Domain, f: &dyn Fn(f64) -> f64| -> Option<f64> {
             match dom {
-                Domain::Set(v) => v.iter().cloned().filter(|&x| f(x) <= budget).fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x)))),
+                Domain::Set(v) => v
+                    .iter()
+                    .cloned()
+                    .filter(|&x| f(x) <= budget)
+                    .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x)))),
                 Domain::Range { min, max } => {
                     if f(*min) > budget {
                         None
@@ -132,7 +142,11 @@ impl FrontierSpec {
                         let (mut lo, mut hi) = (min.ln(), max.ln());
                         for _ in 0..200 {
                             let mid = 0.5 * (lo + hi);
-                            if f(mid.exp()) <= budget { lo = mid } else { hi = mid }
+                            if f(mid.exp()) <= budget {
+                                lo = mid
+                            } else {
+                                hi = mid
+                            }
                         }
                         Some(lo.exp())
                     }
@@ -159,17 +173,20 @@ impl FrontierSpec {
                 let g = 0.5 * (5f64.sqrt() - 1.0);
                 for _ in 0..100 {
                     let (x1, x2) = (hi - g * (hi - lo), lo + g * (hi - lo));
-                    if obj(x1) <= obj(x2) { hi = x2 } else { lo = x1 }
+                    if obj(x1) <= obj(x2) {
+                        hi = x2
+                    } else {
+                        lo = x1
+                    }
                 }
                 let mut out = vec![c0];
                 out.extend(best_for_v((0.5 * (lo + hi)).exp()));
                 out
             }
         };
-        Ok(candidates
-            .into_iter()
-            .min_by(|x, y| x.0.total_cmp(&y.0).then(y.1.total_cmp(&x.1)))
-            .map(|(e, n, v)| Optimum { budget, llm_params: n, visual_tokens: v, predicted_error: e, cost: cost.cost(n, q, v) }))
+        Ok(candidates.into_iter().min_by(|x, y| x.0.total_cmp(&y.0).then(y.1.total_cmp(&x.1))).map(|(e, n, v)| {
+            Optimum { budget, llm_params: n, visual_tokens: v, predicted_error: e, cost: cost.cost(n, q, v) }
+        }))
     }
 }
 

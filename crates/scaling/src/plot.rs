@@ -52,7 +52,9 @@ impl Figure1 {
         let vs = logspace(1.0, vmax, 80);
         let curves: Vec<(f64, Vec<(f64, f64)>)> = sizes
             .iter()
-            .map(|&n| (n, vs.iter().map(|&v| (cost.cost(n, q, v), self.law.predict(n, self.axis.tokens(q, v)))).collect()))
+            .map(|&n| {
+                (n, vs.iter().map(|&v| (cost.cost(n, q, v), self.law.predict(n, self.axis.tokens(q, v)))).collect())
+            })
             .collect();
         let spec = FrontierSpec {
             law: self.law,
@@ -73,7 +75,11 @@ impl Figure1 {
             .iter()
             .map(|r| (r.llm_params, r.visual_tokens, cost.cost(r.llm_params, q, r.visual_tokens), r.error))
             .collect();
-        let ys = curves.iter().flat_map(|c| c.1.iter().map(|p| p.1)).chain(points.iter().map(|p| p.3)).chain(frontier.iter().map(|p| p.1));
+        let ys = curves
+            .iter()
+            .flat_map(|c| c.1.iter().map(|p| p.1))
+            .chain(points.iter().map(|p| p.3))
+            .chain(frontier.iter().map(|p| p.1));
         let (ylo, yhi) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), y| (a.min(y), b.max(y)));
         let pad = (yhi - ylo).max(1e-3) * 0.08;
 
@@ -87,7 +93,11 @@ impl Figure1 {
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
-            .x_desc(if q == 0.0 { "Inference FLOPs = 2·N·V".to_string() } else { format!("Inference FLOPs = 2·N·({q}+V)") })
+            .x_desc(if q == 0.0 {
+                "Inference FLOPs = 2·N·V".to_string()
+            } else {
+                format!("Inference FLOPs = 2·N·({q}+V)")
+            })
             .y_desc("Average downstream error")
             .x_label_formatter(&|x| format!("{x:.0e}"))
             .y_label_formatter(&|y| format!("{y:.2}"))
@@ -146,7 +156,8 @@ impl Figure1 {
         let dir = png.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let plot_err = |path: &Path, msg: String| Error::Plot { path: path.to_path_buf(), msg };
         // plotters encodes the PNG into a file: draw into a scratch file, then publish it atomically.
-        let scratch = tempfile::Builder::new().suffix(".png").tempfile_in(dir).map_err(|e| plot_err(&png, e.to_string()))?;
+        let scratch =
+            tempfile::Builder::new().suffix(".png").tempfile_in(dir).map_err(|e| plot_err(&png, e.to_string()))?;
         {
             let root = BitMapBackend::new(scratch.path(), (1000, 700)).into_drawing_area();
             self.draw(&root).map_err(|m| plot_err(&png, m))?;

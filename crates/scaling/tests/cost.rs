@@ -11,7 +11,16 @@ fn paper_cost_is_two_n_times_tokens() {
 
 fn tiny() -> LlmArch {
     // H = 4, 1 layer, 2 heads (head dim 2), 1 KV head, d_ff = 8, vocab 10.
-    LlmArch { hidden_size: 4, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: Some(1), intermediate_size: 8, vocab_size: 10, tie_word_embeddings: false, max_position_embeddings: None }
+    LlmArch {
+        hidden_size: 4,
+        num_hidden_layers: 1,
+        num_attention_heads: 2,
+        num_key_value_heads: Some(1),
+        intermediate_size: 8,
+        vocab_size: 10,
+        tie_word_embeddings: false,
+        max_position_embeddings: None,
+    }
 }
 
 #[test]
@@ -40,7 +49,13 @@ fn clip_vit_l14_336_matches_published_macs() {
 
 #[test]
 fn qwen_presets_have_their_nominal_sizes() {
-    for (name, billions) in [("qwen1.5-0.5b", 0.46), ("qwen1.5-1.8b", 1.84), ("qwen1.5-4b", 3.95), ("qwen1.5-7b", 7.72), ("qwen1.5-14b", 14.17)] {
+    for (name, billions) in [
+        ("qwen1.5-0.5b", 0.46),
+        ("qwen1.5-1.8b", 1.84),
+        ("qwen1.5-4b", 3.95),
+        ("qwen1.5-7b", 7.72),
+        ("qwen1.5-14b", 14.17),
+    ] {
         let n = LlmArch::preset(name).unwrap().params() / 1e9;
         assert!((n - billions).abs() / billions < 0.03, "{name}: {n} B");
     }
@@ -49,11 +64,28 @@ fn qwen_presets_have_their_nominal_sizes() {
 
 #[test]
 fn exact_breakdown_sums_and_decode() {
-    let spec = QuerySpec { text_tokens: 50.0, visual_tokens: 16.0, question_tokens: 20.0, compressor: CompressorKind::Quecc, projector: ProjectorKind::Mlp2xGelu };
+    let spec = QuerySpec {
+        text_tokens: 50.0,
+        visual_tokens: 16.0,
+        question_tokens: 20.0,
+        compressor: CompressorKind::Quecc,
+        projector: ProjectorKind::Mlp2xGelu,
+    };
     let llm = LlmArch::preset("qwen1.5-0.5b").unwrap();
     let c = query_cost(&llm, &VisionArch::clip_vit_l14_336(), &spec);
     let names: Vec<_> = c.terms.iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(names, ["vision_tower", "quecc.query_embedding", "compressor", "projector", "llm.matmul", "llm.attention", "llm.lm_head"]);
+    assert_eq!(
+        names,
+        [
+            "vision_tower",
+            "quecc.query_embedding",
+            "compressor",
+            "projector",
+            "llm.matmul",
+            "llm.attention",
+            "llm.lm_head"
+        ]
+    );
     assert_eq!(c.total(), c.terms.iter().map(|t| t.flops).sum::<f64>());
     assert_eq!(projector(ProjectorKind::Mlp2xGelu, 16.0, 1024.0, 1024.0), 2.0 * 16.0 * (1024.0 * 1024.0 * 2.0));
     // without QueCC there is no query-embedding pass

@@ -64,7 +64,11 @@ fn missing_columns_and_empty_files() {
 
 #[test]
 fn error_column_tasks_and_round_trip() {
-    let ds = Dataset::from_csv_str("visual_tokens,llm_params,error,task,text_tokens\n1,0.5,0.6,a,\n4,0.5,0.55,b,50\n", "x.csv").unwrap();
+    let ds = Dataset::from_csv_str(
+        "visual_tokens,llm_params,error,task,text_tokens\n1,0.5,0.6,a,\n4,0.5,0.55,b,50\n",
+        "x.csv",
+    )
+    .unwrap();
     assert_eq!(ds.rows[0].text_tokens, 0.0);
     assert_eq!(ds.rows[1].text_tokens, 50.0);
     assert!(ds.select(None, None).unwrap_err().to_string().contains("--task"));

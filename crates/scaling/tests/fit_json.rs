@@ -8,13 +8,21 @@ use scaling::law::{Law, TokenAxis};
 use std::collections::BTreeMap;
 
 fn entry(law: Law) -> FitEntry {
-    FitEntry { law, loss: 1e-4, r2: 0.9, alpha_over_beta: law.alpha() / law.beta(), objective: "squared".into(), objective_value: 1e-4 }
+    FitEntry {
+        law,
+        loss: 1e-4,
+        r2: 0.9,
+        alpha_over_beta: law.alpha() / law.beta(),
+        objective: "squared".into(),
+        objective_value: 1e-4,
+    }
 }
 
 #[test]
 fn fit_report_with_beta_zero_round_trips() {
     let law = Law::Multiplicative { a: 0.6, alpha: 0.077, beta: 0.0, d: 0.03 };
-    let intervals = BTreeMap::from([("alpha".to_string(), [0.05, 0.1]), ("alpha_over_beta".to_string(), [f64::NAN, f64::NAN])]);
+    let intervals =
+        BTreeMap::from([("alpha".to_string(), [0.05, 0.1]), ("alpha_over_beta".to_string(), [f64::NAN, f64::NAN])]);
     let rep = FitReport {
         source: "test".into(),
         task: "reasoning".into(),
@@ -30,7 +38,14 @@ fn fit_report_with_beta_zero_round_trips() {
         used: "refined".into(),
         constraints: String::new(),
         bootstrap: Some(Bootstrap { samples: 10, level: 0.95, seed: 0, intervals, laws: vec![] }),
-        leave_one_n_out: Some(Holdout { held_out_llm_params: 7.0, law, cells: vec![], mean_abs_error: 0.01, max_abs_error: 0.02, mean_rel_error: f64::INFINITY }),
+        leave_one_n_out: Some(Holdout {
+            held_out_llm_params: 7.0,
+            law,
+            cells: vec![],
+            mean_abs_error: 0.01,
+            max_abs_error: 0.02,
+            mean_rel_error: f64::INFINITY,
+        }),
     };
     let text = serde_json::to_string(&rep).unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();

@@ -8,7 +8,13 @@ fn paper_law() -> Law {
 }
 
 fn continuous(q: f64) -> FrontierSpec {
-    FrontierSpec { law: paper_law(), axis: TokenAxis::Visual, text_tokens: q, sizes: Domain::Range { min: 0.01, max: 1e5 }, tokens: Domain::Range { min: 1.0, max: 576.0 } }
+    FrontierSpec {
+        law: paper_law(),
+        axis: TokenAxis::Visual,
+        text_tokens: q,
+        sizes: Domain::Range { min: 0.01, max: 1e5 },
+        tokens: Domain::Range { min: 1.0, max: 576.0 },
+    }
 }
 
 #[test]
@@ -31,8 +37,12 @@ fn q0_optimum_is_one_token_and_the_largest_llm() {
     let o = continuous(0.0).optimum(&PaperCost, 1e12).unwrap().unwrap();
     assert!((o.visual_tokens - 1.0).abs() < 1e-6);
     assert!((o.llm_params - 500.0).abs() < 1e-3); // 1e12 / (2·1) FLOPs → 5e11 params = 500 B
-    // with the paper's sizes and token counts: the largest affordable N with V = 1
-    let spec = FrontierSpec { sizes: Domain::Set(vec![0.5, 1.8, 4.0, 7.0]), tokens: Domain::Set(vec![1.0, 4.0, 16.0, 36.0, 64.0, 144.0, 576.0]), ..continuous(0.0) };
+                                                  // with the paper's sizes and token counts: the largest affordable N with V = 1
+    let spec = FrontierSpec {
+        sizes: Domain::Set(vec![0.5, 1.8, 4.0, 7.0]),
+        tokens: Domain::Set(vec![1.0, 4.0, 16.0, 36.0, 64.0, 144.0, 576.0]),
+        ..continuous(0.0)
+    };
     let o = spec.optimum(&PaperCost, 2.0 * 7e9 * 1.0).unwrap().unwrap();
     assert_eq!((o.llm_params, o.visual_tokens), (7.0, 1.0));
 }

@@ -31,7 +31,12 @@ fn linspace_matches_numpy() {
 #[test]
 fn multiplicative_grid_equals_direct_evaluation() {
     let c = cells();
-    let spec = GridSpec { scale: linspace(0.3, 0.7, 9), alpha: linspace(0.0, 0.2, 11), beta: linspace(0.0, 0.05, 11), offset: linspace(0.0, 0.3, 7) };
+    let spec = GridSpec {
+        scale: linspace(0.3, 0.7, 9),
+        alpha: linspace(0.0, 0.2, 11),
+        beta: linspace(0.0, 0.05, 11),
+        offset: linspace(0.0, 0.3, 7),
+    };
     let got = grid_search(&c, LawForm::Multiplicative, &spec).unwrap();
     let mut best = (f64::INFINITY, None);
     for &alpha in &spec.alpha {
@@ -39,7 +44,8 @@ fn multiplicative_grid_equals_direct_evaluation() {
             for &a in &spec.scale {
                 for &d in &spec.offset {
                     let law = Law::Multiplicative { a, alpha, beta, d };
-                    let sse: f64 = (0..c.len()).map(|i| (a * c.n[i].powf(-alpha) * c.t[i].powf(-beta) + d - c.y[i]).powi(2)).sum();
+                    let sse: f64 =
+                        (0..c.len()).map(|i| (a * c.n[i].powf(-alpha) * c.t[i].powf(-beta) + d - c.y[i]).powi(2)).sum();
                     if sse < best.0 {
                         best = (sse, Some(law));
                     }
@@ -56,7 +62,12 @@ fn multiplicative_grid_equals_direct_evaluation() {
 #[test]
 fn additive_grid_equals_direct_evaluation() {
     let c = cells();
-    let spec = GridSpec { scale: linspace(0.0, 1.0, 6), alpha: linspace(0.0, 1.0, 6), beta: linspace(0.0, 1.0, 6), offset: linspace(0.0, 0.6, 5) };
+    let spec = GridSpec {
+        scale: linspace(0.0, 1.0, 6),
+        alpha: linspace(0.0, 1.0, 6),
+        beta: linspace(0.0, 1.0, 6),
+        offset: linspace(0.0, 0.6, 5),
+    };
     let got = grid_search(&c, LawForm::Additive, &spec).unwrap();
     let mut best = f64::INFINITY;
     for &alpha in &spec.alpha {
@@ -64,7 +75,9 @@ fn additive_grid_equals_direct_evaluation() {
             for &a in &spec.scale {
                 for &b in &spec.scale {
                     for &e in &spec.offset {
-                        let sse: f64 = (0..c.len()).map(|i| (a / c.n[i].powf(alpha) + b / c.t[i].powf(beta) + e - c.y[i]).powi(2)).sum();
+                        let sse: f64 = (0..c.len())
+                            .map(|i| (a / c.n[i].powf(alpha) + b / c.t[i].powf(beta) + e - c.y[i]).powi(2))
+                            .sum();
                         best = best.min(sse);
                     }
                 }

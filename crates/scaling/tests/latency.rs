@@ -4,7 +4,14 @@ use scaling::frontier::{CostModel, Domain, FrontierSpec};
 use scaling::law::{Law, TokenAxis};
 
 fn profile(vision_ms: f64, quecc: bool) -> LatencyProfile {
-    LatencyProfile { machine: "test".into(), vision_ms, compressor_ms: 5.0, prefill_ms_per_token_per_billion: 2.0, decode_ms_per_token_per_billion: 20.0, quecc_query_pass: quecc }
+    LatencyProfile {
+        machine: "test".into(),
+        vision_ms,
+        compressor_ms: 5.0,
+        prefill_ms_per_token_per_billion: 2.0,
+        decode_ms_per_token_per_billion: 20.0,
+        quecc_query_pass: quecc,
+    }
 }
 
 #[test]
@@ -21,7 +28,13 @@ fn frontier_under_latency_matches_brute_force() {
     let law = Law::Multiplicative { a: 0.6, alpha: 0.077, beta: 0.015, d: 0.03 };
     let ns = vec![0.5, 1.8, 4.0, 7.0, 14.0];
     let vs = vec![1.0, 4.0, 16.0, 36.0, 64.0, 144.0, 576.0];
-    let spec = FrontierSpec { law, axis: TokenAxis::Visual, text_tokens: 50.0, sizes: Domain::Set(ns.clone()), tokens: Domain::Set(vs.clone()) };
+    let spec = FrontierSpec {
+        law,
+        axis: TokenAxis::Visual,
+        text_tokens: 50.0,
+        sizes: Domain::Set(ns.clone()),
+        tokens: Domain::Set(vs.clone()),
+    };
     let p = profile(2800.0, true);
     for budget in [2.9, 3.5, 5.0, 12.0, 60.0] {
         let mut best: Option<(f64, f64, f64)> = None;
@@ -49,6 +62,10 @@ fn profile_file_round_trip_and_errors() {
     std::fs::write(&path, r#"{"vision_ms": 1}"#).unwrap();
     let e = LatencyProfile::from_file(&path).unwrap_err().to_string();
     assert!(e.contains("p.json") && e.contains("prefill_ms_per_token_per_billion"), "{e}");
-    std::fs::write(&path, r#"{"vision_ms": -1, "prefill_ms_per_token_per_billion": 1, "decode_ms_per_token_per_billion": 1}"#).unwrap();
+    std::fs::write(
+        &path,
+        r#"{"vision_ms": -1, "prefill_ms_per_token_per_billion": 1, "decode_ms_per_token_per_billion": 1}"#,
+    )
+    .unwrap();
     assert!(LatencyProfile::from_file(&path).unwrap_err().to_string().contains("vision_ms"));
 }

@@ -10,7 +10,8 @@ fn reasoning() -> scaling::data::Dataset {
 
 #[test]
 fn grid_recovers_the_papers_exponents() {
-    let rep = fit(&reasoning(), "reasoning", &FitOptions { bootstrap: 0, holdout: false, ..Default::default() }).unwrap();
+    let rep =
+        fit(&reasoning(), "reasoning", &FitOptions { bootstrap: 0, holdout: false, ..Default::default() }).unwrap();
     assert_eq!(rep.cells, 28);
     assert_eq!(rep.grid_points, 5_000_000);
     let g = rep.grid.law;
@@ -22,7 +23,8 @@ fn grid_recovers_the_papers_exponents() {
 
 #[test]
 fn refined_is_no_worse_than_grid_and_respects_bounds() {
-    let rep = fit(&reasoning(), "reasoning", &FitOptions { bootstrap: 0, holdout: false, ..Default::default() }).unwrap();
+    let rep =
+        fit(&reasoning(), "reasoning", &FitOptions { bootstrap: 0, holdout: false, ..Default::default() }).unwrap();
     assert!(rep.refined.loss <= rep.grid.loss, "refined {} > grid {}", rep.refined.loss, rep.grid.loss);
     match rep.refined.law {
         Law::Multiplicative { a, alpha, beta, d } => assert!(a > 0.0 && alpha >= 0.0 && beta >= 0.0 && d >= 0.0),
@@ -37,7 +39,8 @@ fn refined_is_no_worse_than_grid_and_respects_bounds() {
 #[test]
 fn unbounded_least_squares_degenerates_as_the_reference_says() {
     // without D ≥ 0 the fit drives D far negative and α, β towards 0 at a lower loss.
-    let rep = fit(&reasoning(), "reasoning", &FitOptions { bootstrap: 0, holdout: false, ..Default::default() }).unwrap();
+    let rep =
+        fit(&reasoning(), "reasoning", &FitOptions { bootstrap: 0, holdout: false, ..Default::default() }).unwrap();
     match rep.unconstrained.law {
         Law::Multiplicative { d, alpha, beta, .. } => {
             assert!(d < -1.0, "D = {d}");

@@ -6,7 +6,13 @@ use scaling::plot::Figure1;
 fn writes_png_and_svg() {
     let data = scaling::paper::dataset().unwrap().select(Some("reasoning"), None).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let fig = Figure1 { law: Law::Multiplicative { a: 0.59, alpha: 0.071, beta: 0.015, d: 0.0 }, axis: TokenAxis::Visual, text_tokens: 50.0, data, title: "t".into() };
+    let fig = Figure1 {
+        law: Law::Multiplicative { a: 0.59, alpha: 0.071, beta: 0.015, d: 0.0 },
+        axis: TokenAxis::Visual,
+        text_tokens: 50.0,
+        data,
+        title: "t".into(),
+    };
     let paths = fig.write(&dir.path().join("fig")).unwrap();
     let png = std::fs::read(&paths[0]).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");

@@ -1,8 +1,8 @@
 //! Data generated from known parameters (plus noise) must be recovered by the fit: exactly without
 //! noise, and within the bootstrap interval with noise.
+use rand::Rng;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use rand::Rng;
 use scaling::data::{Dataset, Observation};
 use scaling::fit::{fit, FitOptions};
 use scaling::law::{Law, LawForm};
@@ -18,7 +18,14 @@ fn dataset(law: Law, noise: f64, seed: u64) -> Dataset {
             // Box–Muller normal noise
             let (u1, u2): (f64, f64) = (rng.random::<f64>().max(1e-300), rng.random());
             let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
-            rows.push(Observation { llm_params: n, visual_tokens: v, text_tokens: 0.0, error: law.predict(n, v) + noise * z, task: "syn".into(), compressor: None });
+            rows.push(Observation {
+                llm_params: n,
+                visual_tokens: v,
+                text_tokens: 0.0,
+                error: law.predict(n, v) + noise * z,
+                task: "syn".into(),
+                compressor: None,
+            });
         }
     }
     Dataset { source: "synthetic".into(), rows }
@@ -43,7 +50,12 @@ fn noisy_multiplicative_law_is_inside_bootstrap_intervals() {
     let mut covered = [0usize; 2];
     let seeds = 6;
     for seed in 0..seeds {
-        let rep = fit(&dataset(truth, 0.002, seed), "syn", &FitOptions { bootstrap: 120, seed, holdout: false, ..Default::default() }).unwrap();
+        let rep = fit(
+            &dataset(truth, 0.002, seed),
+            "syn",
+            &FitOptions { bootstrap: 120, seed, holdout: false, ..Default::default() },
+        )
+        .unwrap();
         let b = rep.bootstrap.unwrap();
         for (k, (name, x)) in [("alpha", 0.08), ("beta", 0.02)].into_iter().enumerate() {
             let [lo, hi] = b.intervals[name];
@@ -75,7 +87,10 @@ fn too_few_cells_is_an_error() {
     let err = fit(&ds, "syn", &FitOptions::default()).unwrap_err().to_string();
     assert!(err.contains("3 cells") && err.contains("4 parameters"), "{err}");
     // one N only: exponents unidentifiable
-    let ds1 = Dataset { source: "s".into(), rows: dataset(truth, 0.0, 0).rows.into_iter().filter(|r| r.llm_params == 1.0).collect() };
+    let ds1 = Dataset {
+        source: "s".into(),
+        rows: dataset(truth, 0.0, 0).rows.into_iter().filter(|r| r.llm_params == 1.0).collect(),
+    };
     let err = fit(&ds1, "syn", &FitOptions::default()).unwrap_err().to_string();
     assert!(err.contains("two distinct N"), "{err}");
 }

@@ -36,7 +36,10 @@ pub fn aggregate_csv(cfg: &SweepConfig) -> Result<(String, Vec<String>, Vec<Stri
         match read_result(&cells_dir, &c)? {
             Some(r) => {
                 rows += 1;
-                s += &format!("{},{},{},{},{},{}\n", r.llm_params, r.visual_tokens, r.text_tokens, r.score, r.task, r.compressor);
+                s += &format!(
+                    "{},{},{},{},{},{}\n",
+                    r.llm_params, r.visual_tokens, r.text_tokens, r.score, r.task, r.compressor
+                );
             }
             None => {
                 if failure_path(&cells_dir, &c).exists() {

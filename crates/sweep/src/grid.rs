@@ -140,7 +140,10 @@ impl TrainSettings {
         }
         for (k, v) in [("images", self.images), ("eval_images", self.eval_images)] {
             if v.is_some_and(|n| n > crate::train_runner::MAX_IMAGES) {
-                return cfg(k, format!("{} images: at most {} per split", v.unwrap_or(0), crate::train_runner::MAX_IMAGES));
+                return cfg(
+                    k,
+                    format!("{} images: at most {} per split", v.unwrap_or(0), crate::train_runner::MAX_IMAGES),
+                );
             }
         }
         for (k, v) in [("lr", self.lr), ("stage1_lr", self.stage1_lr)] {
@@ -307,7 +310,9 @@ fn check_name(file: &str, key: &str, s: &str) -> Result<()> {
         Err(Error::Config {
             file: file.into(),
             key: key.into(),
-            msg: format!("`{s}` must be non-empty and use only letters, digits, `-` and `_` (it is part of file names)"),
+            msg: format!(
+                "`{s}` must be non-empty and use only letters, digits, `-` and `_` (it is part of file names)"
+            ),
         })
     }
 }
@@ -383,7 +388,10 @@ impl SweepConfig {
                 })?,
             };
             if !(params.is_finite() && params > 0.0) {
-                return Err(cfg(&format!("llm[{i}].params"), format!("N = {params} billion: must be a positive number")));
+                return Err(cfg(
+                    &format!("llm[{i}].params"),
+                    format!("N = {params} billion: must be a positive number"),
+                ));
             }
             if let Some(j) = llms.iter().position(|o| o.params == params) {
                 return Err(cfg(

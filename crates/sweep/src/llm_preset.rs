@@ -8,7 +8,8 @@ use crate::error::{Error, Result};
 ///
 /// Errors: [`Error::Preset`] if the tokenizer cannot be built.
 pub fn sweep_vocab_size() -> Result<usize> {
-    let tok = synth::build_tokenizer(&[]).map_err(|e| Error::Preset { name: "<tokenizer>".into(), msg: e.to_string() })?;
+    let tok =
+        synth::build_tokenizer(&[]).map_err(|e| Error::Preset { name: "<tokenizer>".into(), msg: e.to_string() })?;
     Ok(tok.get_vocab_size(true))
 }
 
@@ -16,6 +17,7 @@ pub fn sweep_vocab_size() -> Result<usize> {
 ///
 /// Errors: [`Error::Preset`] naming the preset when it is unknown (listing the known ones).
 pub fn preset_params_billions(name: &str) -> Result<f64> {
-    let size = train::sizes::LlmSize::from_name(name).map_err(|e| Error::Preset { name: name.into(), msg: e.to_string() })?;
+    let size =
+        train::sizes::LlmSize::from_name(name).map_err(|e| Error::Preset { name: name.into(), msg: e.to_string() })?;
     Ok(size.num_parameters(sweep_vocab_size()?) as f64 / 1e9)
 }

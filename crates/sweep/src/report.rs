@@ -216,8 +216,12 @@ pub struct Analysis {
 impl Analysis {
     /// The `vlmscale fit` arguments that reproduce `task`'s fit from `csv` (same rows, same options).
     pub fn fit_cli_args(&self, task: &str, csv: &str, opts: &ReportOptions) -> String {
-        let comp = self.fit_compressor.get(task).cloned().flatten().map(|c| format!(" --compressor {c}")).unwrap_or_default();
-        format!("vlmscale fit --data {csv} --task {task}{comp} --bootstrap {} --seed {} --json", opts.bootstrap, opts.seed)
+        let comp =
+            self.fit_compressor.get(task).cloned().flatten().map(|c| format!(" --compressor {c}")).unwrap_or_default();
+        format!(
+            "vlmscale fit --data {csv} --task {task}{comp} --bootstrap {} --seed {} --json",
+            opts.bootstrap, opts.seed
+        )
     }
 }
 
@@ -282,17 +286,25 @@ pub fn analyse(ds: &Dataset, opts: &ReportOptions) -> Result<Analysis> {
         let q = rows.rows.iter().map(|r| r.text_tokens).sum::<f64>() / rows.rows.len() as f64;
         a.text_tokens.insert(task.clone(), q);
         a.fit_compressor.insert(task.clone(), comp);
-        let (lo, hi) = rows.rows.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), r| (a.min(r.error), b.max(r.error)));
+        let (lo, hi) =
+            rows.rows.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), r| (a.min(r.error), b.max(r.error)));
         if hi - lo < 1e-12 {
             a.fit_errors.insert(
                 task.clone(),
-                format!("all {} cells have the same score ({:.4}): the law's exponents are not identifiable", rows.rows.len(), 1.0 - lo),
+                format!(
+                    "all {} cells have the same score ({:.4}): the law's exponents are not identifiable",
+                    rows.rows.len(),
+                    1.0 - lo
+                ),
             );
             continue;
         }
         match fit(&rows, &task, &fopts) {
             Ok(rep) => {
-                let tables = [0.0, q].iter().map(|&qv| frontier_table(rep.law(), &rows, qv, opts.frontier_budgets)).collect::<Result<Vec<_>>>()?;
+                let tables = [0.0, q]
+                    .iter()
+                    .map(|&qv| frontier_table(rep.law(), &rows, qv, opts.frontier_budgets))
+                    .collect::<Result<Vec<_>>>()?;
                 a.frontiers.insert(task.clone(), tables);
                 a.fits.insert(task, rep);
             }
@@ -310,8 +322,15 @@ pub fn analyse(ds: &Dataset, opts: &ReportOptions) -> Result<Analysis> {
             a.cells.as_deref().and_then(|c| below_prior(c, &t, comp.as_deref(), opts.prior_margin)).map(|e| (t, e))
         })
         .collect();
-    let gate = |task: &str| blind.get(task).map(|e| format!("`{task}` does not read the image, so its fit is not evidence: {e}"));
-    let untested = |key: &str, claim: &str, why: String| Claim { key: key.into(), claim: claim.into(), verdict: Verdict::NotTested, evidence: why };
+    let gate = |task: &str| {
+        blind.get(task).map(|e| format!("`{task}` does not read the image, so its fit is not evidence: {e}"))
+    };
+    let untested = |key: &str, claim: &str, why: String| Claim {
+        key: key.into(),
+        claim: claim.into(),
+        verdict: Verdict::NotTested,
+        evidence: why,
+    };
     let no_fit = |task: &str| match a.fit_errors.get(task) {
         Some(e) => format!("the law could not be fitted for task `{task}`: {e}"),
         None => format!("the CSV has no task `{task}`"),
@@ -328,7 +347,13 @@ pub fn analyse(ds: &Dataset, opts: &ReportOptions) -> Result<Analysis> {
             let law = rep.law();
             let (al, be) = (law.alpha(), law.beta());
             let mut ok = al > be;
-            let mut ev = format!("α = {al:.4}{}{}, β = {be:.4}{}{}", interval(rep, "alpha"), on_bound(al), interval(rep, "beta"), on_bound(be));
+            let mut ev = format!(
+                "α = {al:.4}{}{}, β = {be:.4}{}{}",
+                interval(rep, "alpha"),
+                on_bound(al),
+                interval(rep, "beta"),
+                on_bound(be)
+            );
             if al < EXPONENT_FLOOR || be < EXPONENT_FLOOR {
                 ok = false;
             }
@@ -336,11 +361,15 @@ pub fn analyse(ds: &Dataset, opts: &ReportOptions) -> Result<Analysis> {
                 Some((Some([alo, _]), Some([_, bhi]))) => {
                     let disjoint = alo > bhi;
                     ok &= disjoint;
-                    ev += &format!("; intervals {} (α's lower end {alo:.4} vs β's upper end {bhi:.4})", if disjoint { "disjoint" } else { "overlap" });
+                    ev += &format!(
+                        "; intervals {} (α's lower end {alo:.4} vs β's upper end {bhi:.4})",
+                        if disjoint { "disjoint" } else { "overlap" }
+                    );
                 }
                 _ => ev += "; no bootstrap: intervals not compared",
             }
-            let vmin = ds.select(Some(reasoning), None)?.rows.iter().map(|r| r.visual_tokens).fold(f64::INFINITY, f64::min);
+            let vmin =
+                ds.select(Some(reasoning), None)?.rows.iter().map(|r| r.visual_tokens).fold(f64::INFINITY, f64::min);
             let q = a.text_tokens[reasoning];
             let at = |q: f64| scaling::frontier::closed_form_visual_tokens(al, be, q);
             ev += &match (at(0.0), at(q)) {
@@ -380,7 +409,11 @@ pub fn analyse(ds: &Dataset, opts: &ReportOptions) -> Result<Analysis> {
                 let diffs: Vec<f64> = bf.laws.iter().zip(&br.laws).map(|(x, y)| ratio_of(x) - ratio_of(y)).collect();
                 let [lo, hi] = percentile_interval(diffs, bf.level);
                 ok &= lo > 0.0;
-                ev += &format!("; difference of β/α over {} paired resamples: [{:.0}% CI {lo:.3}, {hi:.3}]", bf.laws.len().min(br.laws.len()), bf.level * 100.0);
+                ev += &format!(
+                    "; difference of β/α over {} paired resamples: [{:.0}% CI {lo:.3}, {hi:.3}]",
+                    bf.laws.len().min(br.laws.len()),
+                    bf.level * 100.0
+                );
             } else {
                 ev += "; no bootstrap: the difference's interval is not checked";
             }
@@ -401,7 +434,9 @@ pub fn analyse(ds: &Dataset, opts: &ReportOptions) -> Result<Analysis> {
         names.quecc, names.query_free, opts.quecc_min_gain
     );
     let key = |r: &Observation| (r.llm_params.to_bits(), r.visual_tokens.to_bits());
-    let task_rows = |c: &str| -> Vec<&Observation> { ds.rows.iter().filter(|r| r.task == reasoning && r.compressor.as_deref() == Some(c)).collect() };
+    let task_rows = |c: &str| -> Vec<&Observation> {
+        ds.rows.iter().filter(|r| r.task == reasoning && r.compressor.as_deref() == Some(c)).collect()
+    };
     let qf: BTreeMap<_, f64> = task_rows(&names.query_free).into_iter().map(|r| (key(r), r.error)).collect();
     let mut parts = Vec::new();
     let mut at_one = (0usize, 0usize, 0.0f64);
@@ -415,7 +450,10 @@ pub fn analyse(ds: &Dataset, opts: &ReportOptions) -> Result<Analysis> {
             }
         }
         if p > 0 {
-            parts.push(format!("V = {v}: QueCC better in {w} of {p} matched cells (mean score gain {:+.4})", gap / p as f64));
+            parts.push(format!(
+                "V = {v}: QueCC better in {w} of {p} matched cells (mean score gain {:+.4})",
+                gap / p as f64
+            ));
         } else {
             parts.push(format!("V = {v}: no matched cells"));
         }
@@ -427,10 +465,19 @@ pub fn analyse(ds: &Dataset, opts: &ReportOptions) -> Result<Analysis> {
     if let Some(why) = gate(reasoning) {
         a.claims.push(untested("quecc_beats_query_free", &c3, why));
     } else if p == 0 {
-        a.claims.push(untested("quecc_beats_query_free", &c3, format!("no cells with both compressors at V = 1 ({})", parts.join("; "))));
+        a.claims.push(untested(
+            "quecc_beats_query_free",
+            &c3,
+            format!("no cells with both compressors at V = 1 ({})", parts.join("; ")),
+        ));
     } else {
         let ok = 6 * w >= 5 * p && gain >= opts.quecc_min_gain;
-        a.claims.push(Claim { key: "quecc_beats_query_free".into(), claim: c3, verdict: judge(ok), evidence: parts.join("; ") });
+        a.claims.push(Claim {
+            key: "quecc_beats_query_free".into(),
+            claim: c3,
+            verdict: judge(ok),
+            evidence: parts.join("; "),
+        });
     }
 
     // 4: leave-one-size-out, the paper's relative criterion.
@@ -454,7 +501,9 @@ pub fn analyse(ds: &Dataset, opts: &ReportOptions) -> Result<Analysis> {
                     h.max_abs_error
                 ),
             }),
-            (Some(None), None) => a.claims.push(untested(&k, &c, "leave-one-size-out needs at least three LLM sizes".into())),
+            (Some(None), None) => {
+                a.claims.push(untested(&k, &c, "leave-one-size-out needs at least three LLM sizes".into()))
+            }
             (None, None) => a.claims.push(untested(&k, &c, no_fit(task))),
         }
     }
@@ -463,7 +512,9 @@ pub fn analyse(ds: &Dataset, opts: &ReportOptions) -> Result<Analysis> {
 
 /// The Markdown table of every row of the CSV, in file order.
 pub fn cells_table(ds: &Dataset) -> String {
-    let mut s = String::from("| # | N (B) | V | Q | score | error | task | compressor |\n|---:|---:|---:|---:|---:|---:|---|---|\n");
+    let mut s = String::from(
+        "| # | N (B) | V | Q | score | error | task | compressor |\n|---:|---:|---:|---:|---:|---:|---|---|\n",
+    );
     for (i, r) in ds.rows.iter().enumerate() {
         s += &format!(
             "| {i} | {} | {} | {:.1} | {:.4} | {:.4} | {} | {} |\n",
@@ -577,7 +628,8 @@ fn below_prior(cells: &[SweepCellRow], task: &str, compressor: Option<&str>, mar
         .values()
         .filter_map(|c| {
             let (score, prior) = (c.result.as_ref()?.score, c.detail("blind_prior_accuracy")?);
-            (score - prior < margin).then(|| format!("{} scores {score:.3} against a blind prior of {prior:.3}", c.cell_id))
+            (score - prior < margin)
+                .then(|| format!("{} scores {score:.3} against a blind prior of {prior:.3}", c.cell_id))
         })
         .collect();
     (!failing.is_empty()).then(|| format!("{} (margin {margin})", failing.join("; ")))
@@ -664,7 +716,14 @@ pub fn wall_time_per_size(rows: &[SweepCellRow]) -> Vec<(String, f64, usize, f64
     out.into_iter()
         .map(|(l, n, w)| {
             let k = w.len();
-            (l, n, k, w.iter().sum::<f64>() / k as f64, w.iter().cloned().fold(f64::INFINITY, f64::min), w.iter().cloned().fold(0.0, f64::max))
+            (
+                l,
+                n,
+                k,
+                w.iter().sum::<f64>() / k as f64,
+                w.iter().cloned().fold(f64::INFINITY, f64::min),
+                w.iter().cloned().fold(0.0, f64::max),
+            )
         })
         .collect()
 }
@@ -689,7 +748,13 @@ pub fn training_quality(rows: &[SweepCellRow]) -> BTreeMap<String, (usize, f64, 
 }
 
 /// The Markdown report. `cells`: the sweep's cell table when known ([`ReportOptions::sweep`]).
-pub fn markdown(a: &Analysis, source: &str, opts: &ReportOptions, plots: &[PathBuf], cells: Option<&[SweepCellRow]>) -> String {
+pub fn markdown(
+    a: &Analysis,
+    source: &str,
+    opts: &ReportOptions,
+    plots: &[PathBuf],
+    cells: Option<&[SweepCellRow]>,
+) -> String {
     let mut s = String::from("# vlmscale sweep report\n\n");
     if let Some(n) = &opts.note {
         s += &format!("**{n}**\n\n");
@@ -743,10 +808,18 @@ pub fn markdown(a: &Analysis, source: &str, opts: &ReportOptions, plots: &[PathB
                 Some(v) => format!("closed form V* = β·Q/(α − β) = {v:.2}"),
                 None => "α ≤ β: no interior optimum, more visual tokens always pay".into(),
             };
-            s += &format!("\n**Q = {}** ({cf})\n\n| budget (FLOPs) | N* (B) | V* | predicted error |\n|---:|---:|---:|---:|\n", t.text_tokens);
+            s += &format!(
+                "\n**Q = {}** ({cf})\n\n| budget (FLOPs) | N* (B) | V* | predicted error |\n|---:|---:|---:|---:|\n",
+                t.text_tokens
+            );
             for (b, o) in t.budgets.iter().zip(&t.optima) {
                 match o {
-                    Some(o) => s += &format!("| {b:.3e} | {:.3e} | {:.2} | {:.4} |\n", o.llm_params, o.visual_tokens, o.predicted_error),
+                    Some(o) => {
+                        s += &format!(
+                            "| {b:.3e} | {:.3e} | {:.2} | {:.4} |\n",
+                            o.llm_params, o.visual_tokens, o.predicted_error
+                        )
+                    }
                     None => s += &format!("| {b:.3e} | – | – | (too small) |\n"),
                 }
             }
@@ -837,7 +910,15 @@ pub fn write_report(csv: &Path, opts: &ReportOptions, out: &Path) -> Result<(Ana
     match &cells {
         Some(rows) => {
             write("cells.csv", sweep_cells_csv(rows), &mut files)?;
-            write("cells.md", format!("# Every cell of sweep `{}`\n\n{}", opts.sweep.as_ref().map(|c| c.name.as_str()).unwrap_or(""), sweep_cells_md(rows)), &mut files)?;
+            write(
+                "cells.md",
+                format!(
+                    "# Every cell of sweep `{}`\n\n{}",
+                    opts.sweep.as_ref().map(|c| c.name.as_str()).unwrap_or(""),
+                    sweep_cells_md(rows)
+                ),
+                &mut files,
+            )?;
         }
         None => write("cells.md", format!("# Every cell of `{}`\n\n{}", ds.source, cells_table(&ds)), &mut files)?,
     }
@@ -853,7 +934,8 @@ fn remove_previous_outputs(out: &Path) -> Result<()> {
     for entry in std::fs::read_dir(out).map_err(io(out))? {
         let path = entry.map_err(io(out))?.path();
         let name = path.file_name().unwrap_or_default().to_string_lossy().to_string();
-        let ours = (name.starts_with("fit_") || name.starts_with("frontier_")) && name.ends_with(".json") || name.starts_with("figure1_");
+        let ours = (name.starts_with("fit_") || name.starts_with("frontier_")) && name.ends_with(".json")
+            || name.starts_with("figure1_");
         if ours && path.is_file() {
             std::fs::remove_file(&path).map_err(io(&path))?;
         }

@@ -150,7 +150,8 @@ pub fn seed_verdicts(runs: &[(u64, &Reproduction)]) -> SeedVerdicts {
     let mut claims: BTreeMap<String, (String, Vec<Option<Verdict>>, String)> = BTreeMap::new();
     for (i, (_, r)) in runs.iter().enumerate() {
         for c in r.analysis.iter().flat_map(|a| &a.claims) {
-            let e = claims.entry(c.key.clone()).or_insert_with(|| (c.claim.clone(), vec![None; runs.len()], String::new()));
+            let e =
+                claims.entry(c.key.clone()).or_insert_with(|| (c.claim.clone(), vec![None; runs.len()], String::new()));
             e.1[i] = Some(c.verdict);
         }
     }

@@ -64,14 +64,23 @@ pub trait CellRunner: Send + Sync {
 /// Errors: [`Error::Stale`] naming the result file, what differs, and how to proceed.
 pub fn check_reusable(cells_dir: &Path, cell: &Cell, r: &CellResult, runner: &dyn CellRunner) -> Result<()> {
     let path = result_path(cells_dir, cell);
-    let fix = format!("delete it (and the folder {}) to rerun the cell, or use another results folder", cells_dir.join(&cell.id).display());
+    let fix = format!(
+        "delete it (and the folder {}) to rerun the cell, or use another results folder",
+        cells_dir.join(&cell.id).display()
+    );
     if r.runner != runner.name() {
-        return Err(Error::Stale { path, msg: format!("was produced by the `{}` runner, not `{}`: {fix}", r.runner, runner.name()) });
+        return Err(Error::Stale {
+            path,
+            msg: format!("was produced by the `{}` runner, not `{}`: {fix}", r.runner, runner.name()),
+        });
     }
     if let Some(want) = runner.settings(cell) {
         if r.settings.as_ref() != Some(&want) {
             let had = r.settings.as_ref().map_or("none".to_string(), |v| v.to_string());
-            return Err(Error::Stale { path, msg: format!("was trained with settings {had}, the config now gives {want}: {fix}") });
+            return Err(Error::Stale {
+                path,
+                msg: format!("was trained with settings {had}, the config now gives {want}: {fix}"),
+            });
         }
     }
     Ok(())
@@ -95,7 +104,11 @@ pub fn check_result(cell: &Cell, r: &CellResult) -> Result<()> {
     if r.cell_id != cell.id || r.index != cell.index {
         return bad(format!("result is for cell `{}` (index {})", r.cell_id, r.index));
     }
-    if r.llm_params != cell.llm_params || r.visual_tokens != cell.visual_tokens || r.task != cell.task || r.compressor != cell.compressor {
+    if r.llm_params != cell.llm_params
+        || r.visual_tokens != cell.visual_tokens
+        || r.task != cell.task
+        || r.compressor != cell.compressor
+    {
         return bad("result's N, V, task or compressor differ from the cell's".into());
     }
     if !(0.0..=1.0).contains(&r.score) {
@@ -118,7 +131,9 @@ pub fn read_result(cells_dir: &Path, cell: &Cell) -> Result<Option<CellResult>> 
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io(&path)(e)),
     };
-    let r: CellResult = serde_json::from_str(&text).map_err(|e| Error::CellFile { path: path.clone(), msg: e.to_string() })?;
-    check_result(cell, &r).map_err(|e| Error::CellFile { path, msg: format!("does not match the config's cell: {e}") })?;
+    let r: CellResult =
+        serde_json::from_str(&text).map_err(|e| Error::CellFile { path: path.clone(), msg: e.to_string() })?;
+    check_result(cell, &r)
+        .map_err(|e| Error::CellFile { path, msg: format!("does not match the config's cell: {e}") })?;
     Ok(Some(r))
 }

@@ -61,7 +61,10 @@ impl CellRunner for SyntheticRunner {
             std::thread::sleep(self.delay);
         }
         if self.fail.iter().any(|f| f == &cell.id) {
-            return Err(Error::Runner { cell: cell.id.clone(), msg: "synthetic runner: failure injected for a test".into() });
+            return Err(Error::Runner {
+                cell: cell.id.clone(),
+                msg: "synthetic runner: failure injected for a test".into(),
+            });
         }
         let (a, alpha, beta, d) = law_for_task(&cell.task);
         let v = cell.visual_tokens as f64;

@@ -141,7 +141,10 @@ impl TrainRunner {
         let bad = |key: String, msg: String| Error::Config { file: file.clone(), key, msg };
         for (i, t) in cfg.tasks.iter().enumerate() {
             if Task::from_name(t).is_none() {
-                return Err(bad(format!("tasks[{i}]"), format!("`{t}` is not a generated task (sort_of_clevr, fine_detail)")));
+                return Err(bad(
+                    format!("tasks[{i}]"),
+                    format!("`{t}` is not a generated task (sort_of_clevr, fine_detail)"),
+                ));
             }
         }
         let mut tower = VisionPretrainConfig { seed: cfg.seed, ..VisionPretrainConfig::default() };
@@ -152,9 +155,11 @@ impl TrainRunner {
         tower.lr = v.lr.unwrap_or(tower.lr);
         let grid = tower.clip.grid();
         for (i, l) in cfg.llms.iter().enumerate() {
-            let size = train::sizes::LlmSize::from_name(&l.name).map_err(|e| bad(format!("llm[{i}].name"), e.to_string()))?;
+            let size =
+                train::sizes::LlmSize::from_name(&l.name).map_err(|e| bad(format!("llm[{i}].name"), e.to_string()))?;
             for (j, c) in cfg.compressors.iter().enumerate() {
-                let kind = train::model::trainable_compressor(c).map_err(|e| bad(format!("compressors[{j}]"), e.to_string()))?;
+                let kind = train::model::trainable_compressor(c)
+                    .map_err(|e| bad(format!("compressors[{j}]"), e.to_string()))?;
                 for &vt in cfg.visual_tokens.iter().filter(|&&vt| cfg.runs_at(c, vt)) {
                     train::model::compressor_spec(kind, vt as usize, grid, tower.clip.hidden_size, size.hidden_size)
                         .map_err(|e| bad("visual_tokens".into(), format!("compressor `{c}`, V = {vt}: {e}")))?;
@@ -185,7 +190,8 @@ impl TrainRunner {
     /// The resolved settings of `cell`: VlmTrainConfig::new's defaults, overridden by `[train]`, then
     /// by `[train.task.<task>]`.
     pub fn cell_settings(&self, cell: &Cell) -> CellSettings {
-        let d = VlmTrainConfig::new(&cell.llm, &cell.compressor, cell.visual_tokens as usize, Path::new(""), Path::new(""));
+        let d =
+            VlmTrainConfig::new(&cell.llm, &cell.compressor, cell.visual_tokens as usize, Path::new(""), Path::new(""));
         let (d_qpf, d_images) = match &d.data {
             TrainData::Generated { config, images } => (config.questions_per_family, *images),
             TrainData::Jsonl(_) => (DatasetConfig::default().questions_per_family, 2000),
@@ -234,7 +240,8 @@ impl TrainRunner {
         let want = self.tower_settings();
         let lock = self.cfg.results_dir.join("tower.lock");
         std::fs::create_dir_all(&self.cfg.results_dir).map_err(io(&self.cfg.results_dir))?;
-        let lock_file = std::fs::OpenOptions::new().create(true).write(true).truncate(false).open(&lock).map_err(io(&lock))?;
+        let lock_file =
+            std::fs::OpenOptions::new().create(true).write(true).truncate(false).open(&lock).map_err(io(&lock))?;
         let mut waited = false;
         loop {
             if let Some(have) = read_tower_settings(&dir)? {
@@ -276,7 +283,9 @@ impl TrainRunner {
     fn pretrain(&self, dir: &Path, want: &TowerSettings, progress: &mut dyn FnMut(usize, usize, f64)) -> Result<()> {
         let tower_err = |msg: String| Error::Tower { dir: dir.to_path_buf(), msg };
         if dir.exists() {
-            return Err(tower_err(format!("exists but has no {TOWER_SETTINGS_FILE} (not written by a sweep, or incomplete): delete it")));
+            return Err(tower_err(format!(
+                "exists but has no {TOWER_SETTINGS_FILE} (not written by a sweep, or incomplete): delete it"
+            )));
         }
         let partial = self.cfg.results_dir.join("tower.partial");
         if partial.exists() {
@@ -302,7 +311,9 @@ fn pretrained_sha256(dir: &Path) -> Option<String> {
 fn read_tower_settings(dir: &Path) -> Result<Option<TowerSettings>> {
     let path = dir.join(TOWER_SETTINGS_FILE);
     match std::fs::read_to_string(&path) {
-        Ok(t) => serde_json::from_str(&t).map(Some).map_err(|e| Error::Tower { dir: dir.to_path_buf(), msg: format!("{}: {e}", path.display()) }),
+        Ok(t) => serde_json::from_str(&t)
+            .map(Some)
+            .map_err(|e| Error::Tower { dir: dir.to_path_buf(), msg: format!("{}: {e}", path.display()) }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io(&path)(e)),
     }
@@ -320,7 +331,12 @@ pub fn thread_cpu_seconds() -> Option<f64> {
 }
 
 /// The generated split of `task` with `seed`: images `0..images`.
-fn split(task: Task, seed: u64, questions_per_family: usize, images: usize) -> std::result::Result<Vec<ImageSample>, String> {
+fn split(
+    task: Task,
+    seed: u64,
+    questions_per_family: usize,
+    images: usize,
+) -> std::result::Result<Vec<ImageSample>, String> {
     let config = DatasetConfig { task, seed, questions_per_family, ..DatasetConfig::default() };
     Generator::new(config).and_then(|g| g.generate(0..images as u64)).map_err(|e| e.to_string())
 }
@@ -363,7 +379,12 @@ impl CellRunner for TrainRunner {
         // Train (resumes from model_dir's checkpoint if a previous run of this cell was killed).
         let mut tc = VlmTrainConfig::new(&s.llm, &s.compressor, s.visual_tokens, &tower, &model_dir);
         tc.data = TrainData::Generated {
-            config: DatasetConfig { task, seed: s.seed, questions_per_family: s.questions_per_family, ..DatasetConfig::default() },
+            config: DatasetConfig {
+                task,
+                seed: s.seed,
+                questions_per_family: s.questions_per_family,
+                ..DatasetConfig::default()
+            },
             images: s.images,
         };
         tc.seed = s.seed;
@@ -387,15 +408,19 @@ impl CellRunner for TrainRunner {
                 cell.llm_params, rep.llm_parameters, cell.llm
             )));
         }
-        train::checkpoint_io::write_json_atomic(&out_dir.join("train_report.json"), &rep).map_err(|e| fail(e.to_string()))?;
+        train::checkpoint_io::write_json_atomic(&out_dir.join("train_report.json"), &rep)
+            .map_err(|e| fail(e.to_string()))?;
 
         // Evaluate on the held-out split.
-        let eval = split(task, s.eval_seed, s.eval_questions_per_family, s.eval_images).map_err(|e| fail(format!("held-out split: {e}")))?;
-        let er = train::eval::evaluate(&model_dir, &eval, None, &mut |_, _| {}).map_err(|e| fail(format!("evaluation: {e}")))?;
+        let eval = split(task, s.eval_seed, s.eval_questions_per_family, s.eval_images)
+            .map_err(|e| fail(format!("held-out split: {e}")))?;
+        let er = train::eval::evaluate(&model_dir, &eval, None, &mut |_, _| {})
+            .map_err(|e| fail(format!("evaluation: {e}")))?;
         train::eval::write_report(&out_dir.join("eval.json"), &er).map_err(|e| fail(e.to_string()))?;
 
         // Q: mean question length in tokens.
-        let enc = train::batch::ConversationEncoder::new(&model_dir.join("tokenizer.json")).map_err(|e| fail(e.to_string()))?;
+        let enc = train::batch::ConversationEncoder::new(&model_dir.join("tokenizer.json"))
+            .map_err(|e| fail(e.to_string()))?;
         let mut q_sum = 0usize;
         let mut q_n = 0usize;
         for qa in eval.iter().flat_map(|x| &x.qas) {
@@ -405,10 +430,12 @@ impl CellRunner for TrainRunner {
         }
         let q_mean = q_sum as f64 / q_n.max(1) as f64;
 
-        let train_split = split(task, s.seed, s.questions_per_family, s.images).map_err(|e| fail(format!("training split: {e}")))?;
+        let train_split =
+            split(task, s.seed, s.questions_per_family, s.images).map_err(|e| fail(format!("training split: {e}")))?;
         let prior = blind_prior_accuracy(&train_split, &eval);
 
-        let mut family_accuracy: BTreeMap<String, f64> = er.families.iter().map(|(k, v)| (k.clone(), v.accuracy)).collect();
+        let mut family_accuracy: BTreeMap<String, f64> =
+            er.families.iter().map(|(k, v)| (k.clone(), v.accuracy)).collect();
         family_accuracy.extend(er.groups.iter().map(|(k, v)| (k.clone(), v.accuracy)));
         let details = serde_json::json!({
             "llm_parameters": rep.llm_parameters,

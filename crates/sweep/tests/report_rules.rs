@@ -178,10 +178,19 @@ fn claims_of_a_task_below_its_blind_prior_are_not_tested_and_no_file_goes_stale(
     let cfg = SweepConfig::from_path(&dir.path().join("sweep.toml")).unwrap();
     // The synthetic scores are ≈ 0.6–0.8 (reasoning) and lower for fine detail: a prior of 0.95 for
     // fine detail puts every fine-detail cell below it, a prior of 0.1 keeps reasoning well above.
-    let runner = WithPrior { inner: SyntheticRunner::default(), prior: BTreeMap::from([("sort_of_clevr", 0.1), ("fine_detail", 0.95)]) };
+    let runner = WithPrior {
+        inner: SyntheticRunner::default(),
+        prior: BTreeMap::from([("sort_of_clevr", 0.1), ("fine_detail", 0.95)]),
+    };
     sweep::sweep::run_sweep(&cfg, &runner, 2, false).unwrap().into_result().unwrap();
     let agg = sweep::aggregate::write_aggregate(&cfg).unwrap();
-    let opts = ReportOptions { bootstrap: 0, grid: Some(coarse()), plots: false, sweep: Some(cfg.clone()), ..Default::default() };
+    let opts = ReportOptions {
+        bootstrap: 0,
+        grid: Some(coarse()),
+        plots: false,
+        sweep: Some(cfg.clone()),
+        ..Default::default()
+    };
     let out = dir.path().join("report");
     let (a, _) = write_report(&agg.path, &opts, &out).unwrap();
     let v = verdicts(&a);
@@ -197,7 +206,8 @@ fn claims_of_a_task_below_its_blind_prior_are_not_tested_and_no_file_goes_stale(
     let text = std::fs::read_to_string(&agg.path).unwrap();
     let header = text.lines().next().unwrap().to_string();
     let task_col = header.split(',').position(|c| c == "task").unwrap();
-    let kept: Vec<&str> = text.lines().skip(1).filter(|l| l.split(',').nth(task_col) == Some("sort_of_clevr")).collect();
+    let kept: Vec<&str> =
+        text.lines().skip(1).filter(|l| l.split(',').nth(task_col) == Some("sort_of_clevr")).collect();
     std::fs::write(&only_reasoning, format!("{header}\n{}\n", kept.join("\n"))).unwrap();
     let opts = ReportOptions { sweep: None, ..opts };
     write_report(&only_reasoning, &opts, &out).unwrap();

@@ -164,7 +164,15 @@ fn invalid_configs_name_file_and_key() {
     let cfg = SweepConfig::from_path(&p).unwrap();
     let e = sweep::train_runner::TrainRunner::new(&cfg).err().unwrap().to_string();
     assert!(e.contains("`llm[0].name`") && e.contains("\"a\""), "{e}");
-    std::fs::write(&p, THREE_SIZES.replace("\"quecc\",", "\"quec\",").replace("name = \"a\"", "name = \"xs\"").replace("name = \"b\"", "name = \"s\"").replace("name = \"c\"", "name = \"m\"")).unwrap();
+    std::fs::write(
+        &p,
+        THREE_SIZES
+            .replace("\"quecc\",", "\"quec\",")
+            .replace("name = \"a\"", "name = \"xs\"")
+            .replace("name = \"b\"", "name = \"s\"")
+            .replace("name = \"c\"", "name = \"m\""),
+    )
+    .unwrap();
     let cfg = SweepConfig::from_path(&p).unwrap();
     let e = sweep::train_runner::TrainRunner::new(&cfg).err().unwrap().to_string();
     assert!(e.contains("`compressors[0]`") && e.contains("\"quec\""), "{e}");
@@ -177,7 +185,18 @@ fn a_compressor_restricted_to_some_v_is_run_only_there() {
     let cells = cfg.cells();
     assert_eq!(cells.len(), 2 * 3 * (4 + 2));
     let ids: Vec<&str> = cells.iter().map(|c| c.id.as_str()).collect();
-    assert_eq!(&ids[..7], &["sort_of_clevr.a.v1.quecc", "sort_of_clevr.a.v1.quecc-noquery", "sort_of_clevr.a.v4.quecc", "sort_of_clevr.a.v4.quecc-noquery", "sort_of_clevr.a.v16.quecc", "sort_of_clevr.a.v64.quecc", "sort_of_clevr.b.v1.quecc"]);
+    assert_eq!(
+        &ids[..7],
+        &[
+            "sort_of_clevr.a.v1.quecc",
+            "sort_of_clevr.a.v1.quecc-noquery",
+            "sort_of_clevr.a.v4.quecc",
+            "sort_of_clevr.a.v4.quecc-noquery",
+            "sort_of_clevr.a.v16.quecc",
+            "sort_of_clevr.a.v64.quecc",
+            "sort_of_clevr.b.v1.quecc"
+        ]
+    );
     assert!(cells.iter().enumerate().all(|(i, c)| c.index == i));
 }
 
@@ -309,7 +328,8 @@ fn report_reproduces_the_claims_built_into_the_synthetic_law() {
     let out = dir.path().join("report");
     let (a, files) = sweep::report::write_report(&agg.path, &opts, &out).unwrap();
     let v = verdicts(&a);
-    for k in ["alpha_gt_beta", "fine_detail_larger_beta", "quecc_beats_query_free", "leave_one_size_out_sort_of_clevr"] {
+    for k in ["alpha_gt_beta", "fine_detail_larger_beta", "quecc_beats_query_free", "leave_one_size_out_sort_of_clevr"]
+    {
         assert_eq!(v[k], Verdict::Reproduced, "{k}: {:?}", a.claims);
     }
     // The synthetic law's exponents are recovered (it is exact up to ±0.002 noise).

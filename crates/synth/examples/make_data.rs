@@ -39,7 +39,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let tokenizer = synth::build_tokenizer(&[])?;
         synth::save_tokenizer(&tokenizer, &dir.join("tokenizer.json"))?;
         synth::tokenizer::save_tokenizer_config(&dir.join("tokenizer_config.json"))?;
-        println!("wrote {} ({} tokens) and tokenizer_config.json", dir.join("tokenizer.json").display(), tokenizer.get_vocab_size(true));
+        println!(
+            "wrote {} ({} tokens) and tokenizer_config.json",
+            dir.join("tokenizer.json").display(),
+            tokenizer.get_vocab_size(true)
+        );
     }
     Ok(())
 }

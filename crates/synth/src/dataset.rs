@@ -193,7 +193,8 @@ impl Generator {
             }
             Task::FineDetail => {
                 let scene = FineDetailScene::sample(&c.fine_detail, &mut rng)?;
-                let qas = vec![Qa { question: DIGITS_QUESTION.to_string(), answer: scene.answer(), family: Family::Digits }];
+                let qas =
+                    vec![Qa { question: DIGITS_QUESTION.to_string(), answer: scene.answer(), family: Family::Digits }];
                 (Content::FineDetail(scene), qas)
             }
         })
@@ -333,8 +334,11 @@ pub fn read_records(path: &Path) -> Result<Vec<Record>> {
             continue;
         }
         let bad = |message: String| Error::BadRecord { path: path.to_path_buf(), line: line_no, message };
-        let r: LlavaRecord = serde_json::from_str(&line)
-            .map_err(|e| Error::Json { path: path.to_path_buf(), line: line_no, source: e })?;
+        let r: LlavaRecord = serde_json::from_str(&line).map_err(|e| Error::Json {
+            path: path.to_path_buf(),
+            line: line_no,
+            source: e,
+        })?;
         if r.id.is_empty() {
             return Err(bad("empty `id`".into()));
         }
@@ -342,10 +346,16 @@ pub fn read_records(path: &Path) -> Result<Vec<Record>> {
             return Err(bad(format!("duplicate id {:?} (first on line {prev})", r.id)));
         }
         let [human, gpt] = r.conversations.as_slice() else {
-            return Err(bad(format!("`conversations` must have 2 turns (human, gpt), found {}", r.conversations.len())));
+            return Err(bad(format!(
+                "`conversations` must have 2 turns (human, gpt), found {}",
+                r.conversations.len()
+            )));
         };
         if human.from != "human" || gpt.from != "gpt" {
-            return Err(bad(format!("turn roles must be \"human\" then \"gpt\", found {:?} then {:?}", human.from, gpt.from)));
+            return Err(bad(format!(
+                "turn roles must be \"human\" then \"gpt\", found {:?} then {:?}",
+                human.from, gpt.from
+            )));
         }
         let Some(question) = human.value.strip_prefix(&format!("{IMAGE_TOKEN}\n")) else {
             return Err(bad(format!("human turn must start with \"{IMAGE_TOKEN}\\n\", found {:?}", human.value)));
@@ -396,9 +406,7 @@ pub fn read_records(path: &Path) -> Result<Vec<Record>> {
 
 /// Loads a PNG (or any format `image` decodes) as RGB. Errors: [`Error::Image`] naming the file.
 pub fn load_image(path: &Path) -> Result<RgbImage> {
-    image::open(path)
-        .map(|i| i.to_rgb8())
-        .map_err(|e| Error::Image { path: path.to_path_buf(), source: e })
+    image::open(path).map(|i| i.to_rgb8()).map_err(|e| Error::Image { path: path.to_path_buf(), source: e })
 }
 
 /// Reads a dataset back: [`read_records`], then the images, grouping questions by image in order of

@@ -77,10 +77,16 @@ impl FineDetailConfig {
     /// than 32 digits, scale 0 or > 16, text wider than the image, bad distractor size).
     pub fn validate(&self) -> Result<()> {
         if self.min_digits == 0 || self.max_digits > 32 {
-            return Err(Error::config("min_digits", format!("digits must be within 1..=32, got {}..={}", self.min_digits, self.max_digits)));
+            return Err(Error::config(
+                "min_digits",
+                format!("digits must be within 1..=32, got {}..={}", self.min_digits, self.max_digits),
+            ));
         }
         if self.min_digits > self.max_digits {
-            return Err(Error::config("max_digits", format!("{} is below min_digits {}", self.max_digits, self.min_digits)));
+            return Err(Error::config(
+                "max_digits",
+                format!("{} is below min_digits {}", self.max_digits, self.min_digits),
+            ));
         }
         if self.glyph_scale == 0 || self.glyph_scale > 16 {
             return Err(Error::config("glyph_scale", format!("{} is outside 1..=16", self.glyph_scale)));
@@ -92,16 +98,31 @@ impl FineDetailConfig {
         if w > self.image_size || h > self.image_size {
             return Err(Error::config(
                 "image_size",
-                format!("{} px cannot hold {} digits at scale {} ({w}×{h} px)", self.image_size, self.max_digits, self.glyph_scale),
+                format!(
+                    "{} px cannot hold {} digits at scale {} ({w}×{h} px)",
+                    self.image_size, self.max_digits, self.glyph_scale
+                ),
             ));
         }
         if self.digit_cell > 0 {
             let (gw, gh) = font::text_size(1, self.glyph_scale);
             if gw > self.digit_cell || gh > self.digit_cell {
-                return Err(Error::config("digit_cell", format!("{} px cells cannot hold {gw}×{gh} px glyphs (glyph_scale {})", self.digit_cell, self.glyph_scale)));
+                return Err(Error::config(
+                    "digit_cell",
+                    format!(
+                        "{} px cells cannot hold {gw}×{gh} px glyphs (glyph_scale {})",
+                        self.digit_cell, self.glyph_scale
+                    ),
+                ));
             }
             if self.max_digits as u64 * self.digit_cell as u64 > self.image_size as u64 {
-                return Err(Error::config("digit_cell", format!("{} digits of {} px cells do not fit a {} px row", self.max_digits, self.digit_cell, self.image_size)));
+                return Err(Error::config(
+                    "digit_cell",
+                    format!(
+                        "{} digits of {} px cells do not fit a {} px row",
+                        self.max_digits, self.digit_cell, self.image_size
+                    ),
+                ));
             }
         }
         if self.max_distractors > 0 {
@@ -140,9 +161,8 @@ impl FineDetailScene {
     pub fn sample<R: Rng>(config: &FineDetailConfig, rng: &mut R) -> Result<FineDetailScene> {
         config.validate()?;
         let n = rng.random_range(config.min_digits..=config.max_digits);
-        let digits: Vec<u8> = (0..n)
-            .map(|i| if i == 0 && n > 1 { rng.random_range(1..10) } else { rng.random_range(0..10) })
-            .collect();
+        let digits: Vec<u8> =
+            (0..n).map(|i| if i == 0 && n > 1 { rng.random_range(1..10) } else { rng.random_range(0..10) }).collect();
         // The text's top-left corner and the box distractors keep clear of (inclusive bounds, grown
         // by a 1-px gap): the glyphs, or the whole cells of the digit-per-cell layout.
         let (x, y, text_box) = if config.digit_cell == 0 {
@@ -156,7 +176,8 @@ impl FineDetailScene {
             let row = rng.random_range(0..cells);
             let col = rng.random_range(0..=cells - n as u32);
             let (gw, gh) = font::text_size(1, config.glyph_scale);
-            let cell_box = ((col * p) as i64 - 1, (row * p) as i64 - 1, ((col + n as u32) * p) as i64, ((row + 1) * p) as i64);
+            let cell_box =
+                ((col * p) as i64 - 1, (row * p) as i64 - 1, ((col + n as u32) * p) as i64, ((row + 1) * p) as i64);
             (col * p + (p - gw) / 2, row * p + (p - gh) / 2, cell_box)
         };
 
@@ -200,11 +221,8 @@ impl FineDetailScene {
         let cell = |v: u32| (v as u64 * grid as u64 / s).min(grid as u64 - 1);
         let mut text = format!("the number {} at row {} column {}", self.answer(), cell(self.y), cell(self.x));
         if !self.distractors.is_empty() {
-            let parts: Vec<String> = self
-                .distractors
-                .iter()
-                .map(|o| crate::scene::describe(o, grid, self.config.image_size))
-                .collect();
+            let parts: Vec<String> =
+                self.distractors.iter().map(|o| crate::scene::describe(o, grid, self.config.image_size)).collect();
             text.push_str(", with ");
             text.push_str(&parts.join(", "));
         }

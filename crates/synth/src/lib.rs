@@ -17,8 +17,8 @@ pub mod scene;
 pub mod tokenizer;
 
 pub use dataset::{
-    load_image, read_dataset, read_records, write_dataset, Content, DatasetConfig, Generator, ImageSample,
-    Record, Task, IMAGE_TOKEN,
+    load_image, read_dataset, read_records, write_dataset, Content, DatasetConfig, Generator, ImageSample, Record,
+    Task, IMAGE_TOKEN,
 };
 pub use error::{Error, Result};
 pub use fine_detail::{FineDetailConfig, FineDetailScene};

@@ -50,15 +50,8 @@ impl Family {
     pub const SORT_OF_CLEVR: [Family; 6] =
         [Family::Shape, Family::Left, Family::Top, Family::Closest, Family::Furthest, Family::Count];
     /// Every family.
-    pub const ALL: [Family; 7] = [
-        Family::Shape,
-        Family::Left,
-        Family::Top,
-        Family::Closest,
-        Family::Furthest,
-        Family::Count,
-        Family::Digits,
-    ];
+    pub const ALL: [Family; 7] =
+        [Family::Shape, Family::Left, Family::Top, Family::Closest, Family::Furthest, Family::Count, Family::Digits];
 
     /// The JSONL name.
     pub fn name(self) -> &'static str {
@@ -131,17 +124,18 @@ pub fn short_question(question: &str, family: Family) -> Result<String> {
     if family == Family::Digits {
         return Ok(family.keyword().to_string());
     }
-    let words: Vec<String> = question
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .collect();
+    let words: Vec<String> =
+        question.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect();
     let named: Vec<Colour> = Colour::ALL.into_iter().filter(|c| words.iter().any(|w| w == c.name())).collect();
     match named.as_slice() {
         [c] => Ok(format!("{} {}", family.keyword(), c.name())),
         _ => Err(Error::config(
             "question",
-            format!("{question:?} ({} question) must name exactly one colour for its short form, names {}", family.name(), named.len()),
+            format!(
+                "{question:?} ({} question) must name exactly one colour for its short form, names {}",
+                family.name(),
+                named.len()
+            ),
         )),
     }
 }
@@ -150,8 +144,7 @@ pub fn short_question(question: &str, family: Family) -> Result<String> {
 pub const DIGITS_QUESTION: &str = "What number is written in the image?";
 
 /// Every answer word a Sort-of-CLEVR question can have.
-pub const SORT_OF_CLEVR_ANSWERS: [&str; 10] =
-    ["yes", "no", "rectangle", "circle", "1", "2", "3", "4", "5", "6"];
+pub const SORT_OF_CLEVR_ANSWERS: [&str; 10] = ["yes", "no", "rectangle", "circle", "1", "2", "3", "4", "5", "6"];
 
 /// One question about an image with its single-word answer and family.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,12 +174,15 @@ fn extreme(scene: &Scene, i: usize, furthest: bool) -> (usize, bool) {
     let others = (0..6).filter(|&j| j != i);
     let key = |j: usize| {
         let d = squared_distance(scene, i, j);
-        if furthest { -d } else { d }
+        if furthest {
+            -d
+        } else {
+            d
+        }
     };
     let best = others.clone().min_by_key(|&j| (key(j), j)).unwrap_or(i);
-    let ambiguous = others
-        .filter(|&j| key(j) == key(best))
-        .any(|j| scene.objects[j].shape != scene.objects[best].shape);
+    let ambiguous =
+        others.filter(|&j| key(j) == key(best)).any(|j| scene.objects[j].shape != scene.objects[best].shape);
     (best, ambiguous)
 }
 
@@ -223,10 +219,8 @@ pub fn ask<R: Rng>(scene: &Scene, per_family: usize, rng: &mut R) -> Vec<Qa> {
             let mut colour = Colour::ALL[rng.random_range(0..6)];
             let mut result = answer(scene, family, colour);
             if matches!(result, Some((_, true))) {
-                let clear: Vec<Colour> = Colour::ALL
-                    .into_iter()
-                    .filter(|&c| matches!(answer(scene, family, c), Some((_, false))))
-                    .collect();
+                let clear: Vec<Colour> =
+                    Colour::ALL.into_iter().filter(|&c| matches!(answer(scene, family, c), Some((_, false)))).collect();
                 if !clear.is_empty() {
                     colour = clear[rng.random_range(0..clear.len())];
                     result = answer(scene, family, colour);

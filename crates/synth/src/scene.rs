@@ -149,12 +149,20 @@ impl SceneConfig {
     /// image smaller than one object or larger than 4096 px).
     pub fn validate(&self) -> Result<()> {
         if self.half_size < 2 || self.half_size > 64 {
-            return Err(Error::config("half_size", format!("{} px is outside 2..=64 (square and circle must differ)", self.half_size)));
+            return Err(Error::config(
+                "half_size",
+                format!("{} px is outside 2..=64 (square and circle must differ)", self.half_size),
+            ));
         }
         if self.image_size < 2 * self.half_size + 1 || self.image_size > 4096 {
             return Err(Error::config(
                 "image_size",
-                format!("{} px must be in {}..=4096 for objects of half-size {}", self.image_size, 2 * self.half_size + 1, self.half_size),
+                format!(
+                    "{} px must be in {}..=4096 for objects of half-size {}",
+                    self.image_size,
+                    2 * self.half_size + 1,
+                    self.half_size
+                ),
             ));
         }
         Ok(())
@@ -238,11 +246,8 @@ impl Scene {
     /// image–caption (CLIP-style) or scene-description objective when pretraining a vision tower.
     /// `grid` 0 is treated as 1.
     pub fn caption(&self, grid: u32) -> String {
-        let parts: Vec<String> = self
-            .objects
-            .iter()
-            .map(|o| describe(o, grid.max(1), self.config.image_size))
-            .collect();
+        let parts: Vec<String> =
+            self.objects.iter().map(|o| describe(o, grid.max(1), self.config.image_size)).collect();
         format!("{}.", parts.join(", "))
     }
 }

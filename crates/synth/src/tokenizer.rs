@@ -52,7 +52,9 @@ pub fn corpus() -> Vec<String> {
     }
     texts.push(DIGITS_QUESTION.to_string());
     // Captions (`Scene::caption`, `FineDetailScene::caption`).
-    texts.push("the number 1 at row 0 column 0, with red rectangle at row 2 column 3, green circle at row 1 column 1.".into());
+    texts.push(
+        "the number 1 at row 0 column 0, with red rectangle at row 2 column 3, green circle at row 1 column 1.".into(),
+    );
     for colour in Colour::ALL {
         texts.push(format!("{} {}", colour.name(), colour.name()));
     }
@@ -77,9 +79,7 @@ fn split() -> Result<Split> {
 /// Errors: [`Error::Tokenizer`].
 pub fn pieces(text: &str) -> Result<Vec<String>> {
     let mut pts = PreTokenizedString::from(text);
-    split()?
-        .pre_tokenize(&mut pts)
-        .map_err(|e| Error::Tokenizer { path: None, message: e.to_string() })?;
+    split()?.pre_tokenize(&mut pts).map_err(|e| Error::Tokenizer { path: None, message: e.to_string() })?;
     Ok(pts
         .get_splits(OffsetReferential::Original, OffsetType::Byte)
         .into_iter()
@@ -140,7 +140,8 @@ pub fn save_tokenizer(tokenizer: &Tokenizer, path: &Path) -> Result<()> {
 /// naming the file if it is not a valid tokenizer.
 pub fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    Tokenizer::from_bytes(&bytes).map_err(|e| Error::Tokenizer { path: Some(path.to_path_buf()), message: e.to_string() })
+    Tokenizer::from_bytes(&bytes)
+        .map_err(|e| Error::Tokenizer { path: Some(path.to_path_buf()), message: e.to_string() })
 }
 
 /// A ChatML chat template (Jinja, the `chat_template` field HF `transformers` reads from

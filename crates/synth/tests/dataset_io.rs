@@ -110,7 +110,11 @@ fn error_with_line(k: usize, new: &str) -> (Error, String) {
     let e = read_dataset(&jsonl).unwrap_err();
     let msg = e.to_string();
     assert!(msg.contains("d.jsonl"), "message {msg:?} must name the file");
-    assert!(msg.contains(&format!(":{}:", k + 1)) || matches!(e, Error::Image { .. }), "message {msg:?} must name line {}", k + 1);
+    assert!(
+        msg.contains(&format!(":{}:", k + 1)) || matches!(e, Error::Image { .. }),
+        "message {msg:?} must name line {}",
+        k + 1
+    );
     (e, msg)
 }
 
@@ -125,7 +129,12 @@ fn malformed_jsonl_names_file_and_line() {
     let (_d, _j, lines) = valid();
     let (e, _) = error_with_line(2, "{\"id\": \"x\", \"image\": ");
     assert!(matches!(e, Error::Json { line: 3, .. }), "{e:?}");
-    let (e, _) = error_with_line(4, &edit(&lines[4], |v| { v.as_object_mut().unwrap().remove("conversations"); }));
+    let (e, _) = error_with_line(
+        4,
+        &edit(&lines[4], |v| {
+            v.as_object_mut().unwrap().remove("conversations");
+        }),
+    );
     assert!(matches!(e, Error::Json { line: 5, .. }), "{e:?}");
 }
 
@@ -139,7 +148,12 @@ fn bad_values_are_named() {
         (edit(&lines[1], |v| v["conversations"][0]["from"] = "user".into()), "roles"),
         (edit(&lines[1], |v| v["conversations"][0]["value"] = "What is it?".into()), "<image>"),
         (edit(&lines[1], |v| v["conversations"][1]["value"] = "".into()), "answer"),
-        (edit(&lines[1], |v| { v["conversations"].as_array_mut().unwrap().pop(); }), "2 turns"),
+        (
+            edit(&lines[1], |v| {
+                v["conversations"].as_array_mut().unwrap().pop();
+            }),
+            "2 turns",
+        ),
         (lines[0].clone(), "duplicate id"),
     ];
     for (line, needle) in cases {

@@ -24,7 +24,8 @@ fn ink(d: usize, col: u32, row: u32) -> bool {
 /// Reads the black text of `img` drawn at integer `scale`: bounding box of black pixels, cut into
 /// 4·scale-px cells, each matched against the templates. Also checks no colour touches the text.
 fn read_digits(img: &image::RgbImage, scale: u32) -> String {
-    let black: Vec<(u32, u32)> = img.enumerate_pixels().filter(|(_, _, p)| p.0 == [0, 0, 0]).map(|(x, y, _)| (x, y)).collect();
+    let black: Vec<(u32, u32)> =
+        img.enumerate_pixels().filter(|(_, _, p)| p.0 == [0, 0, 0]).map(|(x, y, _)| (x, y)).collect();
     assert!(!black.is_empty(), "no text drawn");
     let x0 = black.iter().map(|p| p.0).min().unwrap();
     let y0 = black.iter().map(|p| p.1).min().unwrap();
@@ -46,9 +47,8 @@ fn read_digits(img: &image::RgbImage, scale: u32) -> String {
     for k in 0..n {
         let gx = x0 + k * 4 * scale;
         let is_ink = |col: u32, row: u32| img.get_pixel(gx + col * scale, y0 + row * scale).0 == [0, 0, 0];
-        let matches: Vec<usize> = (0..10)
-            .filter(|&d| (0..5).all(|r| (0..3).all(|c| is_ink(c, r) == ink(d, c, r))))
-            .collect();
+        let matches: Vec<usize> =
+            (0..10).filter(|&d| (0..5).all(|r| (0..3).all(|c| is_ink(c, r) == ink(d, c, r)))).collect();
         assert_eq!(matches.len(), 1, "glyph {k} matches {matches:?}");
         out.push(char::from(b'0' + matches[0] as u8));
     }
@@ -67,7 +67,10 @@ fn read_cells(img: &image::RgbImage) -> (String, (u32, u32)) {
     let mut cells = vec![];
     for r in 0..8 {
         for c in 0..8 {
-            let black = (0..10).flat_map(|y| (0..10).map(move |x| (x, y))).filter(|&(x, y)| img.get_pixel(c * 10 + x, r * 10 + y).0 == [0, 0, 0]).count();
+            let black = (0..10)
+                .flat_map(|y| (0..10).map(move |x| (x, y)))
+                .filter(|&(x, y)| img.get_pixel(c * 10 + x, r * 10 + y).0 == [0, 0, 0])
+                .count();
             if black > 0 {
                 cells.push((r, c));
             }
@@ -82,7 +85,8 @@ fn read_cells(img: &image::RgbImage) -> (String, (u32, u32)) {
     for &(r, c) in &cells {
         // Centred: 2 px of margin left and right, glyph rows fill the cell's 10 px.
         let is_ink = |col: u32, rr: u32| img.get_pixel(c * 10 + 2 + col * 2, r * 10 + rr * 2).0 == [0, 0, 0];
-        let matches: Vec<usize> = (0..10).filter(|&d| (0..5).all(|rr| (0..3).all(|cc| is_ink(cc, rr) == ink(d, cc, rr)))).collect();
+        let matches: Vec<usize> =
+            (0..10).filter(|&d| (0..5).all(|rr| (0..3).all(|cc| is_ink(cc, rr) == ink(d, cc, rr)))).collect();
         assert_eq!(matches.len(), 1, "cell ({r},{c}) matches {matches:?}");
         out.push(char::from(b'0' + matches[0] as u8));
     }
@@ -102,7 +106,11 @@ fn digits_read_back_cell_by_cell_in_the_default_layout() {
         lengths.insert(qa.answer.len());
         // The caption names the first digit's cell on the 8×8 grid.
         let Some(Content::FineDetail(scene)) = &s.content else { panic!("no scene") };
-        assert!(scene.caption(8).starts_with(&format!("the number {} at row {row} column {col}", qa.answer)), "{}", scene.caption(8));
+        assert!(
+            scene.caption(8).starts_with(&format!("the number {} at row {row} column {col}", qa.answer)),
+            "{}",
+            scene.caption(8)
+        );
         // No colour inside the text's cells (distractors never touch it).
         for k in 0..qa.answer.len() as u32 {
             for y in 0..10 {
@@ -122,16 +130,24 @@ fn digits_read_back_cell_by_cell_in_the_default_layout() {
 #[test]
 fn a_glyph_larger_than_its_cell_is_refused() {
     let bad = FineDetailConfig { glyph_scale: 3, ..Default::default() };
-    let err = Generator::new(DatasetConfig { task: Task::FineDetail, fine_detail: bad, ..Default::default() }).unwrap_err();
+    let err =
+        Generator::new(DatasetConfig { task: Task::FineDetail, fine_detail: bad, ..Default::default() }).unwrap_err();
     assert!(err.to_string().contains("digit_cell"), "{err}");
     let wide = FineDetailConfig { max_digits: 9, ..Default::default() };
-    let err = Generator::new(DatasetConfig { task: Task::FineDetail, fine_detail: wide, ..Default::default() }).unwrap_err();
+    let err =
+        Generator::new(DatasetConfig { task: Task::FineDetail, fine_detail: wide, ..Default::default() }).unwrap_err();
     assert!(err.to_string().contains("digit_cell"), "{err}");
 }
 
 #[test]
 fn digits_read_back_from_pixels() {
-    let gen = Generator::new(DatasetConfig { task: Task::FineDetail, seed: 5, fine_detail: free_layout(), ..Default::default() }).unwrap();
+    let gen = Generator::new(DatasetConfig {
+        task: Task::FineDetail,
+        seed: 5,
+        fine_detail: free_layout(),
+        ..Default::default()
+    })
+    .unwrap();
     let mut lengths = std::collections::BTreeSet::new();
     let mut with_distractors = 0;
     for s in gen.generate(0..500).unwrap() {
@@ -151,7 +167,9 @@ fn digits_read_back_from_pixels() {
 #[test]
 fn digits_read_back_at_scale_two() {
     let fine = FineDetailConfig { glyph_scale: 2, min_digits: 1, max_digits: 6, digit_cell: 0, ..Default::default() };
-    let gen = Generator::new(DatasetConfig { task: Task::FineDetail, seed: 9, fine_detail: fine, ..Default::default() }).unwrap();
+    let gen =
+        Generator::new(DatasetConfig { task: Task::FineDetail, seed: 9, fine_detail: fine, ..Default::default() })
+            .unwrap();
     for s in gen.generate(0..200).unwrap() {
         assert_eq!(read_digits(&s.image, 2), s.qas[0].answer);
     }
@@ -179,7 +197,12 @@ fn pooled(img: &image::RgbImage, cell: u32) -> Vec<u64> {
     for by in 0..img.height() / cell {
         for bx in 0..img.width() / cell {
             for c in 0..3 {
-                out.push((0..cell).flat_map(|y| (0..cell).map(move |x| (x, y))).map(|(x, y)| img.get_pixel(bx * cell + x, by * cell + y).0[c] as u64).sum());
+                out.push(
+                    (0..cell)
+                        .flat_map(|y| (0..cell).map(move |x| (x, y)))
+                        .map(|(x, y)| img.get_pixel(bx * cell + x, by * cell + y).0[c] as u64)
+                        .sum(),
+                );
             }
         }
     }

@@ -41,7 +41,9 @@ fn short_form_is_keyword_then_the_questions_colour() {
 
 #[test]
 fn short_form_needs_exactly_one_colour_word() {
-    for q in ["What is the shape of the object?", "Is the red or blue object on the left?", "Is the reddish object on top?"] {
+    for q in
+        ["What is the shape of the object?", "Is the red or blue object on the left?", "Is the reddish object on top?"]
+    {
         let err = short_question(q, Family::Left).unwrap_err();
         assert!(err.to_string().contains("exactly one colour"), "{q}: {err}");
     }
@@ -51,10 +53,11 @@ fn short_form_needs_exactly_one_colour_word() {
 fn generated_tokenizer_covers_every_short_form() {
     let tok = build_tokenizer(&[]).unwrap();
     let unk = tok.token_to_id(UNK).unwrap();
-    let samples = Generator::new(DatasetConfig { task: Task::SortOfClevr, questions_per_family: 2, ..DatasetConfig::default() })
-        .unwrap()
-        .generate(0..20)
-        .unwrap();
+    let samples =
+        Generator::new(DatasetConfig { task: Task::SortOfClevr, questions_per_family: 2, ..DatasetConfig::default() })
+            .unwrap()
+            .generate(0..20)
+            .unwrap();
     let mut n = 0;
     for s in &samples {
         for qa in &s.qas {

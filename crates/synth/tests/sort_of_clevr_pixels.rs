@@ -34,7 +34,10 @@ fn blobs(img: &image::RgbImage) -> [Blob; 6] {
         if p.0 == [255, 255, 255] {
             continue;
         }
-        let k = COLOURS.iter().position(|(_, rgb)| *rgb == p.0).unwrap_or_else(|| panic!("pixel ({x},{y}) has foreign colour {:?}", p.0));
+        let k = COLOURS
+            .iter()
+            .position(|(_, rgb)| *rgb == p.0)
+            .unwrap_or_else(|| panic!("pixel ({x},{y}) has foreign colour {:?}", p.0));
         let s = &mut stats[k];
         s.0 += 1;
         s.1 += x as f64;
@@ -138,7 +141,15 @@ fn answers_match_pixels_over_hundreds_of_images() {
         // The caption names each object's colour, shape and 8×8-grid cell, as seen in the pixels.
         let caption = s.content.as_ref().unwrap().caption(8);
         let expected_caption: Vec<String> = (0..6)
-            .map(|k| format!("{} {} at row {} column {}", COLOURS[k].0, shape_word(b[k].shape), b[k].cy as u32 / 10, b[k].cx as u32 / 10))
+            .map(|k| {
+                format!(
+                    "{} {} at row {} column {}",
+                    COLOURS[k].0,
+                    shape_word(b[k].shape),
+                    b[k].cy as u32 / 10,
+                    b[k].cx as u32 / 10
+                )
+            })
             .collect();
         assert_eq!(caption, format!("{}.", expected_caption.join(", ")));
         for qa in &s.qas {

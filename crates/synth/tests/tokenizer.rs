@@ -16,7 +16,8 @@ fn chatml(question: &str, answer: &str) -> String {
 
 #[test]
 fn built_tokenizer_equals_the_committed_fixture() {
-    let built: serde_json::Value = serde_json::from_str(&build_tokenizer(&[]).unwrap().to_string(false).unwrap()).unwrap();
+    let built: serde_json::Value =
+        serde_json::from_str(&build_tokenizer(&[]).unwrap().to_string(false).unwrap()).unwrap();
     let fixture: serde_json::Value = serde_json::from_str(FIXTURE_TOKENIZER).unwrap();
     assert_eq!(built, fixture, "vocabulary changed: regenerate tests/fixtures (see make_tokenizer_fixture.py)");
 }
@@ -55,10 +56,14 @@ fn all_generated_text_is_known_and_round_trips() {
     let unk = tok.token_to_id("<unk>").unwrap();
     let mut checked = 0;
     for task in [Task::SortOfClevr, Task::FineDetail] {
-        let gen = Generator::new(DatasetConfig { task, seed: 21, questions_per_family: 3, ..Default::default() }).unwrap();
+        let gen =
+            Generator::new(DatasetConfig { task, seed: 21, questions_per_family: 3, ..Default::default() }).unwrap();
         for s in gen.generate(0..300).unwrap() {
             for qa in &s.qas {
-                for text in [chatml(&qa.question, &qa.answer), format!("USER: <image>\n{} ASSISTANT: {}", qa.question, qa.answer)] {
+                for text in [
+                    chatml(&qa.question, &qa.answer),
+                    format!("USER: <image>\n{} ASSISTANT: {}", qa.question, qa.answer),
+                ] {
                     let enc = tok.encode(text.as_str(), false).unwrap();
                     assert!(!enc.get_ids().contains(&unk), "<unk> in {text:?}: {:?}", enc.get_tokens());
                     assert_eq!(tok.decode(enc.get_ids(), false).unwrap(), text);
@@ -111,7 +116,10 @@ fn save_load_and_bad_files() {
     save_tokenizer(&tok, &path).unwrap();
     let back = load_tokenizer(&path).unwrap();
     let text = chatml("What is the shape of the red object?", "circle");
-    assert_eq!(back.encode(text.as_str(), false).unwrap().get_ids(), tok.encode(text.as_str(), false).unwrap().get_ids());
+    assert_eq!(
+        back.encode(text.as_str(), false).unwrap().get_ids(),
+        tok.encode(text.as_str(), false).unwrap().get_ids()
+    );
 
     let e = load_tokenizer(&dir.path().join("missing.json")).unwrap_err();
     assert!(matches!(e, Error::Io { .. }) && e.to_string().contains("missing.json"), "{e}");

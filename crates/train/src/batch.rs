@@ -8,8 +8,8 @@
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
-use synth::Family;
 use engine::text::{Template, TextTokenizer};
+use synth::Family;
 
 use crate::{Error, Result};
 
@@ -45,7 +45,10 @@ impl ConversationEncoder {
         let template = Template::Qwen15;
         tokenizer.stop_token_ids(template)?;
         let im_end = tokenizer.token_id("<|im_end|>").ok_or_else(|| {
-            Error::Vlm(engine::Error::Tokenizer { path: tokenizer_path.to_path_buf(), msg: "lacks `<|im_end|>`".into() })
+            Error::Vlm(engine::Error::Tokenizer {
+                path: tokenizer_path.to_path_buf(),
+                msg: "lacks `<|im_end|>`".into(),
+            })
         })?;
         Ok(Self { tokenizer, template, im_end })
     }

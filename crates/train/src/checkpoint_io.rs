@@ -21,9 +21,9 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
+use models::decoder::DecoderConfig;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use models::decoder::DecoderConfig;
 
 use crate::model::{CompressorKind, VlmArch};
 use crate::optim::AdamW;
@@ -160,10 +160,13 @@ pub fn read_saved_vlm(dir: &Path) -> Result<SavedVlm> {
     let path = dir.join("config.json");
     let llm = DecoderConfig::from_file(&path)?;
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let v: Value = serde_json::from_str(&text).map_err(|e| Error::Checkpoint { path: path.clone(), msg: e.to_string() })?;
+    let v: Value =
+        serde_json::from_str(&text).map_err(|e| Error::Checkpoint { path: path.clone(), msg: e.to_string() })?;
     let bad = |k: &str| Error::Checkpoint { path: path.clone(), msg: format!("missing or invalid key `{k}`") };
     let num = |k: &str| v.get(k).and_then(Value::as_u64).map(|x| x as usize).ok_or_else(|| bad(k));
-    let compressor = crate::model::trainable_compressor(v.get("vlmscale_compressor").and_then(Value::as_str).ok_or_else(|| bad("vlmscale_compressor"))?)?;
+    let compressor = crate::model::trainable_compressor(
+        v.get("vlmscale_compressor").and_then(Value::as_str).ok_or_else(|| bad("vlmscale_compressor"))?,
+    )?;
     let visual_tokens = num("vlmscale_visual_tokens")?;
     let vision_dim = num("mm_hidden_size")?;
     let g2 = num("mm_vision_output_token_count")?;
@@ -187,7 +190,8 @@ pub fn save_checkpoint(
         let text = serde_json::to_string_pretty(config).map_err(|e| Error::config("config", e.to_string()))?;
         std::fs::write(tmp.join("config.json"), text).map_err(|e| Error::io(tmp.join("config.json"), e))?;
         varmap.save(tmp.join(engine::checkpoint::WEIGHTS_FILE))?;
-        std::fs::write(tmp.join("tokenizer.json"), tokenizer_json).map_err(|e| Error::io(tmp.join("tokenizer.json"), e))?;
+        std::fs::write(tmp.join("tokenizer.json"), tokenizer_json)
+            .map_err(|e| Error::io(tmp.join("tokenizer.json"), e))?;
         if let Some((st, opt)) = state {
             candle_core::safetensors::save(&opt.state_tensors()?, tmp.join(OPTIMIZER_FILE))?;
             write_json_atomic(&tmp.join(TRAINER_STATE_FILE), st)?;
@@ -205,7 +209,8 @@ pub fn load_trainer_state(dir: &Path) -> Result<Option<(TrainerState, HashMap<St
         return Ok(None);
     }
     let text = std::fs::read_to_string(&sp).map_err(|e| Error::io(&sp, e))?;
-    let st: TrainerState = serde_json::from_str(&text).map_err(|e| Error::Checkpoint { path: sp.clone(), msg: e.to_string() })?;
+    let st: TrainerState =
+        serde_json::from_str(&text).map_err(|e| Error::Checkpoint { path: sp.clone(), msg: e.to_string() })?;
     let op = dir.join(OPTIMIZER_FILE);
     let bytes = std::fs::read(&op).map_err(|e| Error::io(&op, e))?;
     let moments = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)

@@ -6,12 +6,12 @@ use std::path::Path;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
-use serde::Serialize;
-use synth::{Group, ImageSample, Qa};
 use engine::checkpoint::{Checkpoint, VisionTowerSource};
 use engine::generate::{generate, GenerateConfig};
 use engine::vision::load_clip_tower;
 use models::vision::{ClipVisionTower, VisionFeatures};
+use serde::Serialize;
+use synth::{Group, ImageSample, Qa};
 
 use crate::batch::ConversationEncoder;
 use crate::checkpoint_io::{read_saved_vlm, write_json_atomic};
@@ -89,7 +89,11 @@ impl LoadedVlm {
         let visual = self.model.visual_embeddings(features, query.as_ref())?;
         let prompt = tok.tokenize_with_image(&self.encoder.template().prompt(question, true))?;
         let embeds = engine::text::input_embeddings(&self.model.decoder, &prompt, Some(&visual))?;
-        let cfg = GenerateConfig { max_new_tokens, stop_token_ids: tok.stop_token_ids(self.encoder.template())?, ..GenerateConfig::default() };
+        let cfg = GenerateConfig {
+            max_new_tokens,
+            stop_token_ids: tok.stop_token_ids(self.encoder.template())?,
+            ..GenerateConfig::default()
+        };
         let out = generate(&mut self.model.decoder, &embeds, &cfg, |_| Ok(()))?;
         Ok(tok.decode(&out.tokens, true)?.trim().to_string())
     }

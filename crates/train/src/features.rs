@@ -4,9 +4,9 @@
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
+use engine::vision::{CLIP_MEAN, CLIP_STD};
 use image::RgbImage;
 use models::vision::{extract_features, ClipVisionTower, FeatureLayers, VisionFeatures};
-use engine::vision::{CLIP_MEAN, CLIP_STD};
 
 use crate::{Error, Result};
 
@@ -16,7 +16,10 @@ use crate::{Error, Result};
 /// takes four levels). Errors: fewer than four blocks.
 pub fn feature_layers(num_layers: usize) -> Result<FeatureLayers> {
     if num_layers < 4 {
-        return Err(Error::config("num_hidden_layers", format!("the tower needs ≥ 4 blocks for 4 feature levels, has {num_layers}")));
+        return Err(Error::config(
+            "num_hidden_layers",
+            format!("the tower needs ≥ 4 blocks for 4 feature levels, has {num_layers}"),
+        ));
     }
     let l = num_layers as i64;
     Ok(FeatureLayers { select_layer: -1, multi: vec![l - 3, l - 2, l - 1, l] })
@@ -28,7 +31,10 @@ pub fn pixels(images: &[&RgbImage], size: u32, device: &Device) -> Result<Tensor
     let mut out = Vec::with_capacity(images.len() * 3 * (size * size) as usize);
     for (i, img) in images.iter().enumerate() {
         if img.dimensions() != (size, size) {
-            return Err(Error::config("image_size", format!("image {i} is {:?}, the tower takes {size}×{size}", img.dimensions())));
+            return Err(Error::config(
+                "image_size",
+                format!("image {i} is {:?}, the tower takes {size}×{size}", img.dimensions()),
+            ));
         }
         let chw = synth::to_chw_f32(img);
         let plane = (size * size) as usize;
@@ -67,7 +73,11 @@ impl FeatureSet {
         if single.is_empty() {
             return Err(Error::config("images", "the image set is empty"));
         }
-        Ok(Self { single: Tensor::cat(&single, 0)?.contiguous()?, multi: Tensor::cat(&multi, 0)?.contiguous()?, grid: cfg.grid() })
+        Ok(Self {
+            single: Tensor::cat(&single, 0)?.contiguous()?,
+            multi: Tensor::cat(&multi, 0)?.contiguous()?,
+            grid: cfg.grid(),
+        })
     }
 
     /// Number of images N.
@@ -101,7 +111,8 @@ impl FeatureSet {
     pub fn load(path: &Path) -> Result<Self> {
         let bad = |msg: String| Error::Checkpoint { path: path.to_path_buf(), msg };
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let map = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
+        let map = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+            .map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
         let single = map.get("single").ok_or_else(|| bad("no `single` tensor".into()))?.clone();
         let multi = map.get("multi").ok_or_else(|| bad("no `multi` tensor".into()))?.clone();
         let (n, g2, _) = single.dims3().map_err(|e| bad(e.to_string()))?;

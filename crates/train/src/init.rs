@@ -66,7 +66,8 @@ mod tests {
         let vb = candle_nn::VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
         let _ = candle_nn::linear(128, 128, vb.pp("w")).unwrap();
         reinit_with_std(&varmap, 7, sigma).unwrap();
-        let w: Vec<f32> = varmap.get((128, 128), "w.weight", candle_nn::Init::Const(0.0), DType::F32, &Device::Cpu)
+        let w: Vec<f32> = varmap
+            .get((128, 128), "w.weight", candle_nn::Init::Const(0.0), DType::F32, &Device::Cpu)
             .unwrap()
             .flatten_all()
             .unwrap()

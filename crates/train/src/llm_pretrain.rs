@@ -32,6 +32,8 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::{VarBuilder, VarMap};
+use models::decoder::Decoder;
+use models::Mode;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -39,8 +41,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use synth::{DatasetConfig, FineDetailConfig, Generator, Task};
-use models::decoder::Decoder;
-use models::Mode;
 
 use crate::batch::{ConversationEncoder, Example};
 use crate::checkpoint_io::{load_trainer_state, save_checkpoint, write_json_atomic, TrainerState};
@@ -164,7 +164,15 @@ pub const CORPUS_VERSION: &str = "chatml-caption-for-image-multiturn/v1";
 /// changing the corpus): numbers of 1–4 digits, so the LLM reads any number the fine-detail task can
 /// ask, among up to 4 distractors, on the 80-px image.
 fn corpus_fine_detail() -> FineDetailConfig {
-    FineDetailConfig { image_size: 80, min_digits: 1, max_digits: 4, glyph_scale: 1, max_distractors: 4, distractor_half_size: 5, digit_cell: 0 }
+    FineDetailConfig {
+        image_size: 80,
+        min_digits: 1,
+        max_digits: 4,
+        glyph_scale: 1,
+        max_distractors: 4,
+        distractor_half_size: 5,
+        digit_cell: 0,
+    }
 }
 
 /// A multi-turn training document: tokens and, per token, whether it is a loss target.
@@ -175,11 +183,33 @@ struct Document {
 }
 
 /// The training documents (see the module docs).
-fn training_documents(encoder: &ConversationEncoder, seed: u64, scenes: usize, per_family: usize, fine: usize) -> Result<Vec<Document>> {
+fn training_documents(
+    encoder: &ConversationEncoder,
+    seed: u64,
+    scenes: usize,
+    per_family: usize,
+    fine: usize,
+) -> Result<Vec<Document>> {
     let mut out = vec![];
     let tasks = [
-        (DatasetConfig { task: Task::SortOfClevr, seed, questions_per_family: per_family, ..DatasetConfig::default() }, scenes),
-        (DatasetConfig { task: Task::FineDetail, seed, fine_detail: corpus_fine_detail(), ..DatasetConfig::default() }, fine),
+        (
+            DatasetConfig {
+                task: Task::SortOfClevr,
+                seed,
+                questions_per_family: per_family,
+                ..DatasetConfig::default()
+            },
+            scenes,
+        ),
+        (
+            DatasetConfig {
+                task: Task::FineDetail,
+                seed,
+                fine_detail: corpus_fine_detail(),
+                ..DatasetConfig::default()
+            },
+            fine,
+        ),
     ];
     let tok = encoder.tokenizer();
     for (config, n) in tasks {
@@ -199,7 +229,10 @@ fn training_documents(encoder: &ConversationEncoder, seed: u64, scenes: usize, p
                     p.extend_from_slice(&ex.suffix);
                     (p, ex.answer)
                 } else {
-                    let p = tok.encode(&format!("\n<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n", qa.question), false)?;
+                    let p = tok.encode(
+                        &format!("\n<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n", qa.question),
+                        false,
+                    )?;
                     let mut a = tok.encode(&qa.answer, false)?;
                     a.push(encoder.im_end());
                     (p, a)
@@ -231,17 +264,43 @@ fn collate_documents(docs: &[&Document], dev: &Device) -> Result<(Tensor, Tensor
         }
     }
     let n = positions.len();
-    Ok((Tensor::from_vec(ids, (docs.len(), l), dev)?, Tensor::from_vec(positions, n, dev)?, Tensor::from_vec(targets, n, dev)?))
+    Ok((
+        Tensor::from_vec(ids, (docs.len(), l), dev)?,
+        Tensor::from_vec(positions, n, dev)?,
+        Tensor::from_vec(targets, n, dev)?,
+    ))
 }
 
 /// Single-turn held-out documents: an [`Example`] whose `prefix` is the ChatML prompt up to the
 /// image with the caption in its place, `suffix` the rest of the prompt, `answer` the answer +
 /// `<|im_end|>`.
-fn documents(encoder: &ConversationEncoder, seed: u64, scenes: usize, per_family: usize, fine: usize) -> Result<Vec<Example>> {
+fn documents(
+    encoder: &ConversationEncoder,
+    seed: u64,
+    scenes: usize,
+    per_family: usize,
+    fine: usize,
+) -> Result<Vec<Example>> {
     let mut out = vec![];
     let tasks = [
-        (DatasetConfig { task: Task::SortOfClevr, seed, questions_per_family: per_family, ..DatasetConfig::default() }, scenes),
-        (DatasetConfig { task: Task::FineDetail, seed, fine_detail: corpus_fine_detail(), ..DatasetConfig::default() }, fine),
+        (
+            DatasetConfig {
+                task: Task::SortOfClevr,
+                seed,
+                questions_per_family: per_family,
+                ..DatasetConfig::default()
+            },
+            scenes,
+        ),
+        (
+            DatasetConfig {
+                task: Task::FineDetail,
+                seed,
+                fine_detail: corpus_fine_detail(),
+                ..DatasetConfig::default()
+            },
+            fine,
+        ),
     ];
     for (config, n) in tasks {
         let generator = Generator::new(config)?;
@@ -296,7 +355,8 @@ fn text_accuracy(lm: &TextLm, docs: &[Example], dev: &Device) -> Result<TextAccu
     let mut families: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     let max_new = docs.iter().map(|d| d.answer.len()).max().unwrap_or(1);
     for chunk in docs.chunks(64) {
-        let mut seqs: Vec<Vec<u32>> = chunk.iter().map(|d| d.prefix.iter().chain(&d.suffix).copied().collect()).collect();
+        let mut seqs: Vec<Vec<u32>> =
+            chunk.iter().map(|d| d.prefix.iter().chain(&d.suffix).copied().collect()).collect();
         let start: Vec<usize> = seqs.iter().map(Vec::len).collect();
         let mut done = vec![false; chunk.len()];
         for _ in 0..max_new {
@@ -401,7 +461,9 @@ pub fn verify_manifest(dir: &Path) -> Result<LlmManifest> {
         if &got != expected {
             return Err(Error::Checkpoint {
                 path: dir.join(file),
-                msg: format!("SHA-256 {got} differs from the manifest's {expected}: the file was changed after pretraining"),
+                msg: format!(
+                    "SHA-256 {got} differs from the manifest's {expected}: the file was changed after pretraining"
+                ),
             });
         }
     }
@@ -503,7 +565,9 @@ pub fn pretrain_llm(
             if p / n != perm_epoch {
                 perm_epoch = p / n;
                 perm = (0..n).collect();
-                perm.shuffle(&mut ChaCha8Rng::seed_from_u64(cfg.seed ^ (perm_epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+                perm.shuffle(&mut ChaCha8Rng::seed_from_u64(
+                    cfg.seed ^ (perm_epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                ));
             }
             batch_docs.push(&docs[perm[p % n]]);
         }
@@ -564,4 +628,3 @@ pub fn pretrain_llm(
     write_json_atomic(&out_dir.join(MANIFEST_FILE), &manifest)?;
     Ok(LlmPretrainReport { steps: state.step, finished: true, manifest: Some(manifest) })
 }
-

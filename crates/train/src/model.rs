@@ -7,13 +7,13 @@ use candle_core::{DType, Tensor, Var, D};
 use candle_nn::VarBuilder;
 use models::compress::{Compressor, CompressorSpec};
 use models::decoder::{Decoder, DecoderConfig};
-use models::Mode;
 use models::projector::{Projector, ProjectorKind};
 use models::vision::VisionFeatures;
+use models::Mode;
 
 use crate::batch::Batch;
-pub use scaling::cost::arch::CompressorKind;
 use crate::{Error, Result};
+pub use scaling::cost::arch::CompressorKind;
 
 /// The compressor named `name` if the trainer can train it (`quecc`, `quecc-noquery`, `tokenpacker`,
 /// `avgpool`: every [`CompressorKind`] but `none`). Errors: [`Error::UnknownCompressor`].
@@ -27,7 +27,13 @@ pub fn trainable_compressor(name: &str) -> Result<CompressorKind> {
 /// The engine's spec of compressor `kind` for V tokens from a G×G grid of width d and an LLM of
 /// width H. Errors: V not producible from the grid, or `none` ([`engine::Error::Invalid`] listing the
 /// allowed V).
-pub fn compressor_spec(kind: CompressorKind, visual_tokens: usize, grid: usize, dim: usize, llm_hidden: usize) -> Result<CompressorSpec> {
+pub fn compressor_spec(
+    kind: CompressorKind,
+    visual_tokens: usize,
+    grid: usize,
+    dim: usize,
+    llm_hidden: usize,
+) -> Result<CompressorSpec> {
     let base = match kind {
         CompressorKind::Quecc | CompressorKind::QueccNoQuery => "quecc",
         CompressorKind::Tokenpacker => "tokenpacker",
@@ -82,7 +88,8 @@ impl TrainableVlm {
         let op = if differentiable { Mode::Differentiable } else { Mode::Inference };
         let mm = vb.pp("model").pp("mm_projector");
         let compressor = spec.build(arch.grid, arch.vision_dim, op, mm.clone())?;
-        let projector = Projector::new(ProjectorKind::MlpGelu { depth: 2 }, arch.vision_dim, h, spec.projector_layout(), mm)?;
+        let projector =
+            Projector::new(ProjectorKind::MlpGelu { depth: 2 }, arch.vision_dim, h, spec.projector_layout(), mm)?;
         let mut decoder = Decoder::new(&arch.llm, vb)?;
         decoder.set_mode(if differentiable { Mode::Differentiable } else { Mode::Inference });
         Ok(Self { arch: arch.clone(), decoder, compressor, projector })
@@ -136,7 +143,13 @@ impl TrainableVlm {
     /// summed — the same loss and gradients as one pass over the whole batch, up to summation order.
     /// `threads ≤ 1` (or a one-row batch) is the plain single pass. Returns (loss, gradients).
     /// Errors: as [`Self::loss`]; a worker that panicked ([`Error::Config`]).
-    pub fn loss_and_grads(&self, batch: &Batch, features: &VisionFeatures, vars: &[(String, Var)], threads: usize) -> Result<(f64, GradStore)> {
+    pub fn loss_and_grads(
+        &self,
+        batch: &Batch,
+        features: &VisionFeatures,
+        vars: &[(String, Var)],
+        threads: usize,
+    ) -> Result<(f64, GradStore)> {
         let b = batch.len();
         let parts = threads.clamp(1, b.max(1));
         if parts == 1 {
@@ -175,7 +188,10 @@ impl TrainableVlm {
                     })
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(Error::config("threads", "a data-parallel worker panicked")))).collect()
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(Error::config("threads", "a data-parallel worker panicked"))))
+                .collect()
         });
         let mut loss = 0.0;
         let mut grads: Option<GradStore> = None;

@@ -116,7 +116,9 @@ impl AdamW {
         for (i, (name, var)) in self.vars.iter().enumerate() {
             for (slot, suffix) in [(0, "exp_avg"), (1, "exp_avg_sq")] {
                 let key = format!("{name}.{suffix}");
-                let t = state.get(&key).ok_or_else(|| crate::Error::config("optimizer state", format!("missing `{key}`")))?;
+                let t = state
+                    .get(&key)
+                    .ok_or_else(|| crate::Error::config("optimizer state", format!("missing `{key}`")))?;
                 if t.dims() != var.dims() {
                     return Err(crate::Error::config(
                         "optimizer state",
@@ -158,12 +160,14 @@ struct Update {
 
 /// The contiguous elements of an operand.
 fn elems<'a, T>(s: &'a [T], l: &Layout) -> candle_core::Result<&'a [T]> {
-    let (a, b) = l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("adamw: operand not contiguous".into()))?;
+    let (a, b) =
+        l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("adamw: operand not contiguous".into()))?;
     Ok(&s[a..b])
 }
 
 fn elems_mut<'a, T>(s: &'a mut [T], l: &Layout) -> candle_core::Result<&'a mut [T]> {
-    let (a, b) = l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("adamw: operand not contiguous".into()))?;
+    let (a, b) =
+        l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("adamw: operand not contiguous".into()))?;
     Ok(&mut s[a..b])
 }
 
@@ -197,7 +201,8 @@ impl InplaceOp2 for Moment {
 
 macro_rules! update {
     ($t:ty, $op:expr, $theta:expr, $m:expr, $v:expr) => {{
-        let (decay, lr, sm, sv, eps) = ($op.decay as $t, $op.lr as $t, $op.scale_m as $t, $op.scale_v as $t, $op.eps as $t);
+        let (decay, lr, sm, sv, eps) =
+            ($op.decay as $t, $op.lr as $t, $op.scale_m as $t, $op.scale_v as $t, $op.eps as $t);
         if $theta.len() != $m.len() || $theta.len() != $v.len() {
             candle_core::bail!("adamw: parameter and moment sizes differ");
         }
@@ -211,10 +216,22 @@ impl InplaceOp3 for Update {
     fn name(&self) -> &'static str {
         "adamw-update"
     }
-    fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> candle_core::Result<()> {
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<()> {
         match (s1, s2, s3) {
-            (CpuStorage::F32(p), CpuStorage::F32(m), CpuStorage::F32(v)) => update!(f32, self, elems_mut(p, l1)?, elems(m, l2)?, elems(v, l3)?),
-            (CpuStorage::F64(p), CpuStorage::F64(m), CpuStorage::F64(v)) => update!(f64, self, elems_mut(p, l1)?, elems(m, l2)?, elems(v, l3)?),
+            (CpuStorage::F32(p), CpuStorage::F32(m), CpuStorage::F32(v)) => {
+                update!(f32, self, elems_mut(p, l1)?, elems(m, l2)?, elems(v, l3)?)
+            }
+            (CpuStorage::F64(p), CpuStorage::F64(m), CpuStorage::F64(v)) => {
+                update!(f64, self, elems_mut(p, l1)?, elems(m, l2)?, elems(v, l3)?)
+            }
             _ => candle_core::bail!("adamw: f32/f64 operands of one dtype only"),
         }
         Ok(())

@@ -1,8 +1,8 @@
 //! LLM size presets: Qwen2-architecture configs (HF `Qwen2Config` keys) small enough to train on a
 //! 2-core CPU, spanning ~50× in parameter count so a scaling grid over N is possible (paper §3 uses
 //! Qwen-1.5 0.5B–7B, a 14× span).
-use serde_json::{json, Value};
 use models::decoder::DecoderConfig;
+use serde_json::{json, Value};
 
 use crate::{Error, Result};
 
@@ -26,10 +26,38 @@ pub struct LlmSize {
 /// The presets, smallest first. With the generated-text vocabulary (~120 tokens) they have about
 /// 22.6 k, 82 k, 0.41 M and 1.20 M parameters ([`LlmSize::num_parameters`]), a 53× span.
 pub const SIZES: [LlmSize; 4] = [
-    LlmSize { name: "xs", hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1 },
-    LlmSize { name: "s", hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2 },
-    LlmSize { name: "m", hidden_size: 96, intermediate_size: 256, num_hidden_layers: 4, num_attention_heads: 6, num_key_value_heads: 2 },
-    LlmSize { name: "l", hidden_size: 128, intermediate_size: 384, num_hidden_layers: 6, num_attention_heads: 8, num_key_value_heads: 4 },
+    LlmSize {
+        name: "xs",
+        hidden_size: 32,
+        intermediate_size: 64,
+        num_hidden_layers: 2,
+        num_attention_heads: 2,
+        num_key_value_heads: 1,
+    },
+    LlmSize {
+        name: "s",
+        hidden_size: 64,
+        intermediate_size: 128,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+    },
+    LlmSize {
+        name: "m",
+        hidden_size: 96,
+        intermediate_size: 256,
+        num_hidden_layers: 4,
+        num_attention_heads: 6,
+        num_key_value_heads: 2,
+    },
+    LlmSize {
+        name: "l",
+        hidden_size: 128,
+        intermediate_size: 384,
+        num_hidden_layers: 6,
+        num_attention_heads: 8,
+        num_key_value_heads: 4,
+    },
 ];
 
 /// Context window of every preset (Q ≈ 30 text tokens + V ≤ 64 visual tokens + answer fit easily).

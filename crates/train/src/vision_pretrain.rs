@@ -27,15 +27,15 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::{VarBuilder, VarMap};
+use models::layers::Linear;
+use models::vision::clip::drop_cls;
+use models::vision::{ClipVisionConfig, ClipVisionTower};
+use models::Mode;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use synth::{Content, DatasetConfig, FineDetailScene, Generator, ImageSample, Scene, Shape, Task};
-use models::layers::Linear;
-use models::Mode;
-use models::vision::clip::drop_cls;
-use models::vision::{ClipVisionConfig, ClipVisionTower};
 
 use crate::checkpoint_io::write_dir_atomic;
 use crate::features::pixels;
@@ -136,7 +136,8 @@ pub fn fine_detail_targets(scene: &FineDetailScene, grid: usize) -> (Vec<u32>, V
     };
     for (i, &d) in scene.digits.iter().enumerate() {
         let (cx, cy) = (scene.x + i as u32 * pitch + gw / 2, scene.y + gh / 2);
-        let (c, r) = ((cx as usize * grid / size as usize).min(grid - 1), (cy as usize * grid / size as usize).min(grid - 1));
+        let (c, r) =
+            ((cx as usize * grid / size as usize).min(grid - 1), (cy as usize * grid / size as usize).min(grid - 1));
         classes[r * grid + c] = DIGIT_CLASS + d as u32;
     }
     (classes, centres, mask)
@@ -273,9 +274,20 @@ pub fn pretrain_vision(
         head: Linear::new(cfg.clip.hidden_size, PATCH_CLASSES + 2, true, vb.pp("pretrain_head"))?,
     };
     crate::init::reinit(&varmap, cfg.seed)?;
-    let vars: Vec<(String, candle_core::Var)> = varmap.data().lock().map_err(|_| Error::config("varmap", "poisoned lock"))?.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let vars: Vec<(String, candle_core::Var)> = varmap
+        .data()
+        .lock()
+        .map_err(|_| Error::config("varmap", "poisoned lock"))?
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let mut opt = AdamW::new(vars, 0.0)?;
-    let sched = Schedule { peak_lr: cfg.lr, min_lr: cfg.lr * 0.05, warmup_steps: (cfg.steps / 20).max(1), total_steps: cfg.steps };
+    let sched = Schedule {
+        peak_lr: cfg.lr,
+        min_lr: cfg.lr * 0.05,
+        warmup_steps: (cfg.steps / 20).max(1),
+        total_steps: cfg.steps,
+    };
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let mut order: Vec<usize> = (0..train.len()).collect();
     let mut cursor = order.len();

@@ -17,13 +17,13 @@ use std::time::Instant;
 
 use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
+use engine::vision::load_clip_tower;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use serde_json::json;
 use synth::{DatasetConfig, Generator, ImageSample};
-use engine::vision::load_clip_tower;
 
 use crate::batch::{collate, ConversationEncoder, Example};
 use crate::checkpoint_io::{config_json, load_trainer_state, save_checkpoint, TrainerState};
@@ -129,7 +129,10 @@ impl VlmTrainConfig {
             visual_tokens,
             tower_dir: tower_dir.into(),
             tokenizer: None,
-            data: TrainData::Generated { config: DatasetConfig { questions_per_family: 2, ..DatasetConfig::default() }, images: 2000 },
+            data: TrainData::Generated {
+                config: DatasetConfig { questions_per_family: 2, ..DatasetConfig::default() },
+                images: 2000,
+            },
             seed: 0,
             batch_size: 32,
             steps: 1500,
@@ -209,7 +212,13 @@ pub fn load_pretrained_llm(varmap: &VarMap, dir: &Path, expected_config: &serde_
 
 /// The variables of `varmap` with their names (the optimiser sorts them). Errors: a poisoned lock.
 pub fn named_vars(varmap: &VarMap) -> Result<Vec<(String, candle_core::Var)>> {
-    Ok(varmap.data().lock().map_err(|_| Error::config("varmap", "poisoned lock"))?.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+    Ok(varmap
+        .data()
+        .lock()
+        .map_err(|_| Error::config("varmap", "poisoned lock"))?
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect())
 }
 
 /// Reported after every step.
@@ -342,7 +351,13 @@ pub fn train_vlm(cfg: &VlmTrainConfig, progress: &mut dyn FnMut(&StepInfo)) -> R
 
     // 4. Model, seeded initialisation, optimiser.
     let llm = size.decoder_config(encoder.vocab_size(), encoder.im_end())?;
-    let arch = VlmArch { llm, compressor: kind, visual_tokens: cfg.visual_tokens, vision_dim: tower_cfg.hidden_size, grid: tower_cfg.grid() };
+    let arch = VlmArch {
+        llm,
+        compressor: kind,
+        visual_tokens: cfg.visual_tokens,
+        vision_dim: tower_cfg.hidden_size,
+        grid: tower_cfg.grid(),
+    };
     let varmap = VarMap::new();
     let model = TrainableVlm::new(&arch, true, VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
     crate::init::reinit_with_std(&varmap, cfg.seed, cfg.init_std)?;
@@ -368,8 +383,12 @@ pub fn train_vlm(cfg: &VlmTrainConfig, progress: &mut dyn FnMut(&StepInfo)) -> R
     let config = config_json(&arch, &size.hf_config(encoder.vocab_size(), encoder.im_end()), &cfg.tower_dir, &multi)?;
 
     // 5. Resume.
-    let mut state =
-        TrainerState { step: 0, settings: cfg.fingerprint(llm_init.as_ref().map(|(_, s)| s.as_str())), losses: vec![], wall_s: 0.0 };
+    let mut state = TrainerState {
+        step: 0,
+        settings: cfg.fingerprint(llm_init.as_ref().map(|(_, s)| s.as_str())),
+        losses: vec![],
+        wall_s: 0.0,
+    };
     let mut resumed_from = None;
     if cfg.resume {
         if let Some((saved, moments)) = load_trainer_state(&cfg.out_dir)? {
@@ -416,7 +435,9 @@ pub fn train_vlm(cfg: &VlmTrainConfig, progress: &mut dyn FnMut(&StepInfo)) -> R
             if p / n != perm_epoch {
                 perm_epoch = p / n;
                 perm = (0..n).collect();
-                perm.shuffle(&mut ChaCha8Rng::seed_from_u64(cfg.seed ^ (perm_epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+                perm.shuffle(&mut ChaCha8Rng::seed_from_u64(
+                    cfg.seed ^ (perm_epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                ));
             }
             batch_examples.push(&pool[perm[p % n]]);
         }

@@ -79,7 +79,8 @@ fn corrupt_feature_and_checkpoint_files() {
     assert!(e.to_string().contains("model.safetensors"), "{e}");
 
     // A trainer state whose optimiser file is truncated refuses to resume.
-    std::fs::write(ck.join("trainer_state.json"), r#"{"step": 1, "settings": {}, "losses": [1.0], "wall_s": 0.1}"#).unwrap();
+    std::fs::write(ck.join("trainer_state.json"), r#"{"step": 1, "settings": {}, "losses": [1.0], "wall_s": 0.1}"#)
+        .unwrap();
     std::fs::write(ck.join("optimizer.safetensors"), b"xx").unwrap();
     let e = train::checkpoint_io::load_trainer_state(&ck).unwrap_err();
     assert!(e.to_string().contains("optimizer.safetensors"), "{e}");

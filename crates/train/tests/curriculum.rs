@@ -9,13 +9,17 @@ use train::vision_pretrain::{pretrain_vision, VisionPretrainConfig};
 use train::vlm_train::{train_vlm, TrainData, VlmTrainConfig};
 
 fn tiny_tower(dir: &Path) {
-    let cfg = VisionPretrainConfig { images: 16, eval_images: 8, steps: 2, batch_size: 8, ..VisionPretrainConfig::default() };
+    let cfg =
+        VisionPretrainConfig { images: 16, eval_images: 8, steps: 2, batch_size: 8, ..VisionPretrainConfig::default() };
     pretrain_vision(&cfg, dir, &mut |_, _, _| {}).unwrap();
 }
 
 fn tiny_run(tower: &Path, out: &Path, short_question_steps: usize) -> VlmTrainConfig {
     let mut cfg = VlmTrainConfig::new("xs", "quecc", 4, tower, out);
-    cfg.data = TrainData::Generated { config: DatasetConfig { questions_per_family: 1, ..DatasetConfig::default() }, images: 6 };
+    cfg.data = TrainData::Generated {
+        config: DatasetConfig { questions_per_family: 1, ..DatasetConfig::default() },
+        images: 6,
+    };
     cfg.batch_size = 4;
     cfg.steps = 6;
     cfg.save_every = 2;

@@ -6,8 +6,14 @@ use train::eval::Tally;
 
 #[test]
 fn right_answers_count_and_wrong_ones_do_not() {
-    let soc = Generator::new(DatasetConfig { questions_per_family: 1, ..DatasetConfig::default() }).unwrap().generate(0..10).unwrap();
-    let fine = Generator::new(DatasetConfig { task: Task::FineDetail, ..DatasetConfig::default() }).unwrap().generate(0..4).unwrap();
+    let soc = Generator::new(DatasetConfig { questions_per_family: 1, ..DatasetConfig::default() })
+        .unwrap()
+        .generate(0..10)
+        .unwrap();
+    let fine = Generator::new(DatasetConfig { task: Task::FineDetail, ..DatasetConfig::default() })
+        .unwrap()
+        .generate(0..4)
+        .unwrap();
     let mut tally = Tally::default();
     // Sort-of-CLEVR: image i answers its questions right when i < 7 (7 of 10 per family); the
     // wrong answers are other valid answers ("yes" ↔ "no", another shape, another count).

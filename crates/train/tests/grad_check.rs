@@ -3,13 +3,13 @@
 //! tensor receives a non-zero gradient. Independent reference: the finite difference of the loss.
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
+use models::decoder::{Decoder, DecoderConfig};
+use models::projector::{Projector, ProjectorKind, ProjectorLayout};
+use models::vision::VisionFeatures;
+use models::Mode;
 use synth::Family;
 use train::batch::{collate, ConversationEncoder};
 use train::model::{CompressorKind, TrainableVlm, VlmArch};
-use models::decoder::{Decoder, DecoderConfig};
-use models::Mode;
-use models::projector::{Projector, ProjectorKind, ProjectorLayout};
-use models::vision::VisionFeatures;
 
 fn var(map: &VarMap, name: &str) -> Var {
     map.data().lock().unwrap().get(name).unwrap_or_else(|| panic!("no var {name}")).clone()
@@ -62,7 +62,11 @@ fn projector_gradients_match_finite_differences() {
     let p = Projector::new(ProjectorKind::MlpGelu { depth: 2 }, 6, 8, ProjectorLayout::Sequential, vb).unwrap();
     let x = kernels::random::randn(&mut rng, 1.0, (2, 3, 6), candle_core::DType::F64, &dev).unwrap();
     let probe = kernels::random::randn(&mut rng, 1.0, (2, 3, 8), candle_core::DType::F64, &dev).unwrap();
-    check(&map, &|| p.forward(&x).unwrap().mul(&probe).unwrap().sum_all().unwrap(), &["0.weight", "0.bias", "2.weight"]);
+    check(
+        &map,
+        &|| p.forward(&x).unwrap().mul(&probe).unwrap().sum_all().unwrap(),
+        &["0.weight", "0.bias", "2.weight"],
+    );
 }
 
 #[test]
@@ -102,7 +106,8 @@ fn whole_vlm(kind: CompressorKind, names: &[&str]) {
     synth::save_tokenizer(&synth::build_tokenizer(&[]).unwrap(), &tok).unwrap();
     let enc = ConversationEncoder::new(&tok).unwrap();
     let (g, d) = (4, 8);
-    let arch = VlmArch { llm: tiny_llm(enc.vocab_size(), 2), compressor: kind, visual_tokens: 4, vision_dim: d, grid: g };
+    let arch =
+        VlmArch { llm: tiny_llm(enc.vocab_size(), 2), compressor: kind, visual_tokens: 4, vision_dim: d, grid: g };
     let map = VarMap::new();
     let model = TrainableVlm::new(&arch, true, VarBuilder::from_varmap(&map, DType::F64, &dev)).unwrap();
     let ex = [

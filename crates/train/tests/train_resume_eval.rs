@@ -7,7 +7,8 @@ use train::vision_pretrain::{pretrain_vision, VisionPretrainConfig};
 use train::vlm_train::{train_vlm, TrainData, VlmTrainConfig};
 
 fn tiny_tower(dir: &Path) {
-    let cfg = VisionPretrainConfig { images: 16, eval_images: 8, steps: 2, batch_size: 8, ..VisionPretrainConfig::default() };
+    let cfg =
+        VisionPretrainConfig { images: 16, eval_images: 8, steps: 2, batch_size: 8, ..VisionPretrainConfig::default() };
     let r = pretrain_vision(&cfg, dir, &mut |_, _, _| {}).unwrap();
     assert!(r.final_loss.is_finite());
     // The engine loads the saved tower.
@@ -16,7 +17,10 @@ fn tiny_tower(dir: &Path) {
 
 fn tiny_run(tower: &Path, out: &Path, compressor: &str) -> VlmTrainConfig {
     let mut cfg = VlmTrainConfig::new("xs", compressor, 4, tower, out);
-    cfg.data = TrainData::Generated { config: DatasetConfig { questions_per_family: 1, ..DatasetConfig::default() }, images: 6 };
+    cfg.data = TrainData::Generated {
+        config: DatasetConfig { questions_per_family: 1, ..DatasetConfig::default() },
+        images: 6,
+    };
     cfg.batch_size = 4;
     cfg.steps = 6;
     cfg.save_every = 2;

@@ -12,7 +12,8 @@ use train::vision_pretrain::{pretrain_vision, VisionPretrainConfig};
 use train::vlm_train::{train_vlm, TrainData, VlmTrainConfig, MM_PREFIX};
 
 fn tiny_tower(dir: &Path) {
-    let cfg = VisionPretrainConfig { images: 16, eval_images: 8, steps: 2, batch_size: 8, ..VisionPretrainConfig::default() };
+    let cfg =
+        VisionPretrainConfig { images: 16, eval_images: 8, steps: 2, batch_size: 8, ..VisionPretrainConfig::default() };
     pretrain_vision(&cfg, dir, &mut |_, _, _| {}).unwrap();
 }
 
@@ -36,13 +37,17 @@ fn weights(dir: &Path) -> HashMap<String, Tensor> {
 }
 
 fn same(a: &Tensor, b: &Tensor) -> bool {
-    let (a, b) = (a.flatten_all().unwrap().to_vec1::<f32>().unwrap(), b.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+    let (a, b) =
+        (a.flatten_all().unwrap().to_vec1::<f32>().unwrap(), b.flatten_all().unwrap().to_vec1::<f32>().unwrap());
     a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
 
 fn vlm_run(tower: &Path, llm: &Path, out: &Path, stage1: usize, steps: usize) -> VlmTrainConfig {
     let mut cfg = VlmTrainConfig::new("xs", "quecc", 4, tower, out);
-    cfg.data = TrainData::Generated { config: DatasetConfig { questions_per_family: 1, ..DatasetConfig::default() }, images: 6 };
+    cfg.data = TrainData::Generated {
+        config: DatasetConfig { questions_per_family: 1, ..DatasetConfig::default() },
+        images: 6,
+    };
     cfg.batch_size = 4;
     cfg.steps = steps;
     cfg.save_every = 2;
@@ -134,7 +139,10 @@ fn stage1_freezes_the_llm_and_stage2_trains_it() {
     cfg_b.stop_after = Some(2);
     train_vlm(&cfg_b, &mut |_| {}).unwrap();
     let after_b = weights(&s1b);
-    assert!(after1.iter().filter(|(k, _)| k.starts_with(MM_PREFIX)).any(|(k, t)| !same(t, &after_b[k])), "stage 1 must update the projector");
+    assert!(
+        after1.iter().filter(|(k, _)| k.starts_with(MM_PREFIX)).any(|(k, t)| !same(t, &after_b[k])),
+        "stage 1 must update the projector"
+    );
 
     // Resume into stage 2 from the stage-1 checkpoint: the LLM now moves.
     cfg.stop_after = None;

@@ -30,8 +30,18 @@ fn patch_targets_match_the_pixels() {
             let p = ((my / cell) as usize).min(grid - 1) * grid + ((mx / cell) as usize).min(grid - 1);
             assert_eq!(classes[p] as usize, 1 + 2 * ci + circle as usize, "image {}: {}", s.id, colour.name());
             assert!((classes[p] as usize) < PATCH_CLASSES);
-            assert!((centres[2 * p] as f64 - mx / size).abs() <= 0.5 / size, "x of {} in image {}", colour.name(), s.id);
-            assert!((centres[2 * p + 1] as f64 - my / size).abs() <= 0.5 / size, "y of {} in image {}", colour.name(), s.id);
+            assert!(
+                (centres[2 * p] as f64 - mx / size).abs() <= 0.5 / size,
+                "x of {} in image {}",
+                colour.name(),
+                s.id
+            );
+            assert!(
+                (centres[2 * p + 1] as f64 - my / size).abs() <= 0.5 / size,
+                "y of {} in image {}",
+                colour.name(),
+                s.id
+            );
         }
     }
 }
@@ -52,10 +62,13 @@ fn fine_detail_targets_mark_each_digit_patch_with_its_digit() {
                 (0..cell).any(|y| (0..cell).any(|x| s.image.get_pixel(c * cell + x, r * cell + y).0 == [0, 0, 0]))
             })
             .collect();
-        let digit_patches: Vec<usize> = (0..grid * grid).filter(|&p| classes[p] >= train::vision_pretrain::DIGIT_CLASS).collect();
+        let digit_patches: Vec<usize> =
+            (0..grid * grid).filter(|&p| classes[p] >= train::vision_pretrain::DIGIT_CLASS).collect();
         assert_eq!(digit_patches, inked, "image {}", s.id);
-        let read: String =
-            digit_patches.iter().map(|&p| char::from(b'0' + (classes[p] - train::vision_pretrain::DIGIT_CLASS) as u8)).collect();
+        let read: String = digit_patches
+            .iter()
+            .map(|&p| char::from(b'0' + (classes[p] - train::vision_pretrain::DIGIT_CLASS) as u8))
+            .collect();
         assert_eq!(read, s.qas[0].answer, "image {}", s.id);
         // Distractors keep their object class and centre target.
         assert_eq!(mask.iter().filter(|&&m| m == 1.0).count(), scene.distractors.len());

@@ -6,27 +6,42 @@ use candle_transformers::models::clip::vision_model::{ClipVisionConfig, ClipVisi
 use candle_transformers::models::qwen2::{Config, ModelForCausalLM};
 
 use crate::infer::{llm_gflop, InferBench};
-use crate::vision::{time_it, tower_gflop, VisionBench, BenchRow};
+use crate::vision::{time_it, tower_gflop, BenchRow, VisionBench};
 
 /// candle-transformers' `ClipVisionTransformer` on the bench's tower weights: one timed row.
 ///
 /// Errors: candle errors from building or running the peer.
 pub fn clip_vision(bench: &VisionBench, repeats: usize) -> engine::Result<BenchRow> {
     // Created on the VarMap (adds post_layernorm), timed on detached weights as ours.
-    ClipVisionTransformer::new(bench.var_builder().pp("vision_model"), &ClipVisionConfig::clip_vit_large_patch14_336())?;
-    let ct = ClipVisionTransformer::new(bench.frozen_var_builder().pp("vision_model"), &ClipVisionConfig::clip_vit_large_patch14_336())?;
+    ClipVisionTransformer::new(
+        bench.var_builder().pp("vision_model"),
+        &ClipVisionConfig::clip_vit_large_patch14_336(),
+    )?;
+    let ct = ClipVisionTransformer::new(
+        bench.frozen_var_builder().pp("vision_model"),
+        &ClipVisionConfig::clip_vit_large_patch14_336(),
+    )?;
     let pixels = bench.pixels()?;
     let n = bench.config().num_hidden_layers;
-    time_it(&format!("peer: candle-transformers ClipVisionTransformer, {n} blocks"), tower_gflop(bench.config(), n), repeats, || {
-        ct.forward(&pixels).map(|_| ()).map_err(engine::Error::from)
-    })
+    time_it(
+        &format!("peer: candle-transformers ClipVisionTransformer, {n} blocks"),
+        tower_gflop(bench.config(), n),
+        repeats,
+        || ct.forward(&pixels).map(|_| ()).map_err(engine::Error::from),
+    )
 }
 
 /// candle-transformers' own Qwen2 on the bench's f32 LLM weights: prefill (best of `repeats`) and
 /// `decode_steps` decode steps per V, one printed line each.
 ///
 /// Errors: candle errors from building or running the peer.
-pub fn qwen2(bench: &InferBench, vs: &[usize], text_tokens: usize, repeats: usize, decode_steps: usize) -> engine::Result<()> {
+pub fn qwen2(
+    bench: &InferBench,
+    vs: &[usize],
+    text_tokens: usize,
+    repeats: usize,
+    decode_steps: usize,
+) -> engine::Result<()> {
     let cfg = bench.llm_config();
     let dev = Device::Cpu;
     let pc = Config {

@@ -207,7 +207,11 @@ fn fit(a: FitArgs) -> Result<()> {
     let ours = points / t;
     let gflops = grid_flops(&spec, cells.len()) / t / 1e9;
     let limit = measured_f64_limit() / 1e9;
-    println!("bench fit — the paper's grid: {points:.0} points × {} cells, {} threads", cells.len(), rayon::current_num_threads());
+    println!(
+        "bench fit — the paper's grid: {points:.0} points × {} cells, {} threads",
+        cells.len(),
+        rayon::current_num_threads()
+    );
     println!("  vlmscale: {t:.4} s per full grid (median of {}), {ours:.3e} points/s, {gflops:.2} GFLOP/s executed (measured f64 limit of this build: {limit:.2} GFLOP/s, {:.0} %)",
         a.repeats.max(1), 100.0 * gflops / limit);
     println!("            best: α = {:.4}, β = {:.4}, SSE = {:.4e}", best.law.alpha(), best.law.beta(), best.loss);
@@ -232,9 +236,15 @@ fn fit(a: FitArgs) -> Result<()> {
             let rate = v["points_per_second"].as_f64().unwrap_or(f64::NAN);
             println!("  authors' Python loop: {rate:.3e} points/s ({} points in {:.2} s) → {:.0} s for the full grid, {:.1} min for the 20 % the authors search",
                 v["points"], v["seconds"].as_f64().unwrap_or(f64::NAN), points / rate, 0.2 * points / rate / 60.0);
-            println!("  speed-up: {:.0}× the authors' loop (target ≥ 1000×; target time < 0.25 s: {})", ours / rate, if t < 0.25 { "met" } else { "NOT met" });
+            println!(
+                "  speed-up: {:.0}× the authors' loop (target ≥ 1000×; target time < 0.25 s: {})",
+                ours / rate,
+                if t < 0.25 { "met" } else { "NOT met" }
+            );
         }
-        Ok(out) => println!("  authors' Python loop: failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim()),
+        Ok(out) => {
+            println!("  authors' Python loop: failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim())
+        }
         Err(e) => println!("  authors' Python loop: could not run `{}` ({e}); install python3 with numpy", a.python),
     }
     Ok(())
@@ -242,15 +252,22 @@ fn fit(a: FitArgs) -> Result<()> {
 
 fn vision(a: VisionArgs) -> Result<()> {
     super::prepare_inference();
-    use candle_core::Device;
     use bench::vision::VisionBench;
+    use candle_core::Device;
     let peers = locate_peers(a.peers_dir.as_deref(), &a.python)?;
     let limit = measured_matmul_gflops()?;
-    println!("bench vision — CLIP ViT-L/14-336, random weights, one 336×336 image, f32, {} threads", rayon::current_num_threads());
-    println!("measured f32 matmul limit ({:?} backend, 2048³): {limit:.1} GFLOP/s\n", kernels::matmul::matmul_backend());
+    println!(
+        "bench vision — CLIP ViT-L/14-336, random weights, one 336×336 image, f32, {} threads",
+        rayon::current_num_threads()
+    );
+    println!(
+        "measured f32 matmul limit ({:?} backend, 2048³): {limit:.1} GFLOP/s\n",
+        kernels::matmul::matmul_backend()
+    );
     let bench = VisionBench::new(a.llm_hidden, &Device::Cpu);
     // candle-transformers on the same weights (it reads the tower our modules created in the VarMap).
-    let rows: Vec<_> = bench.run(a.visual_tokens, a.repeats)?.into_iter().chain(candle_vision_peer(&bench, a.repeats)?).collect();
+    let rows: Vec<_> =
+        bench.run(a.visual_tokens, a.repeats)?.into_iter().chain(candle_vision_peer(&bench, a.repeats)?).collect();
     for r in &rows {
         println!("{r}   ({:.0} % of the matmul limit)", 100.0 * r.gflops_per_second() / limit);
     }
@@ -261,7 +278,11 @@ fn vision(a: VisionArgs) -> Result<()> {
         for dtype in ["float32", "bfloat16"] {
             match peers.run(&a.python, "bench_vision_torch.py", [a.repeats.to_string().as_str(), dtype]) {
                 Ok(out) if out.status.success() => print!("peer: {}", String::from_utf8_lossy(&out.stdout)),
-                Ok(out) => println!("peer: PyTorch unavailable ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")),
+                Ok(out) => println!(
+                    "peer: PyTorch unavailable ({}): {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+                ),
                 Err(e) => println!("peer: could not run `{}` ({e})", a.python),
             }
         }
@@ -271,8 +292,8 @@ fn vision(a: VisionArgs) -> Result<()> {
 
 fn infer(a: InferArgs) -> Result<()> {
     super::prepare_inference();
-    use candle_core::{DType, Device};
     use bench::infer::{latency_profile, qwen15_config, InferBench, InferRow};
+    use candle_core::{DType, Device};
     let vs = a.visual_tokens.clone();
     if vs.contains(&0) {
         return Err(super::UsageError("--visual-tokens: 0 is not a positive integer".into()).into());
@@ -282,12 +303,19 @@ fn infer(a: InferArgs) -> Result<()> {
     }
     let allowed = models::compress::allowed_visual_tokens(24);
     if let Some(v) = vs.iter().find(|v| !allowed.contains(v)) {
-        return Err(super::UsageError(format!("--visual-tokens: V = {v} cannot be made from the 24×24 grid; allowed: {allowed:?}")).into());
+        return Err(super::UsageError(format!(
+            "--visual-tokens: V = {v} cannot be made from the 24×24 grid; allowed: {allowed:?}"
+        ))
+        .into());
     }
     use super::generate::Weights;
-    let dtypes: Vec<DType> = a.weights.iter().map(|w| if *w == Weights::Bf16 { DType::BF16 } else { DType::F32 }).collect();
+    let dtypes: Vec<DType> =
+        a.weights.iter().map(|w| if *w == Weights::Bf16 { DType::BF16 } else { DType::F32 }).collect();
     if dtypes.iter().skip_while(|d| **d == DType::F32).any(|d| *d == DType::F32) {
-        return Err(super::UsageError("--weights: f32 must come before bf16 (the bf16 run drops the f32 weights)".into()).into());
+        return Err(super::UsageError(
+            "--weights: f32 must come before bf16 (the bf16 run drops the f32 weights)".into(),
+        )
+        .into());
     }
     let cfg = qwen15_config(a.size.name())?;
     let n = cfg.num_parameters();
@@ -330,7 +358,9 @@ fn infer(a: InferArgs) -> Result<()> {
             let (t, f) = (llm_ttft(last) / llm_ttft(first), last.llm_gflop / first.llm_gflop);
             println!(
                 "vlm {tag} LLM-part TTFT(V = {})/TTFT(V = {}) = {t:.2}; FLOPs ratio {f:.2} ({:+.0} %)",
-                last.visual_tokens, first.visual_tokens, 100.0 * (t / f - 1.0)
+                last.visual_tokens,
+                first.visual_tokens,
+                100.0 * (t / f - 1.0)
             );
         }
         let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
@@ -396,7 +426,13 @@ fn train(a: TrainArgs) -> Result<()> {
         std::env::set_var("CANDLE_NUM_THREADS", "1");
     }
     let torch_threads = a.torch_threads.unwrap_or(threads);
-    let cfg = BenchConfig { compressor: a.compressor.clone(), visual_tokens: a.visual_tokens, batch_size: a.batch, threads, ..BenchConfig::default() };
+    let cfg = BenchConfig {
+        compressor: a.compressor.clone(),
+        visual_tokens: a.visual_tokens,
+        batch_size: a.batch,
+        threads,
+        ..BenchConfig::default()
+    };
     bench::train::BenchInput::new(&cfg)?; // bad compressor / V: error before the slow part
     let load = load_average();
     println!(
@@ -406,12 +442,19 @@ fn train(a: TrainArgs) -> Result<()> {
         std::env::var("CANDLE_NUM_THREADS").unwrap_or_default()
     );
     let limit = measured_matmul_gflops()?;
-    println!("measured f32 matmul limit ({:?} backend, 2048³, {threads} thread{}): {limit:.1} GFLOP/s", kernels::matmul::matmul_backend(), if threads == 1 { "" } else { "s" });
+    println!(
+        "measured f32 matmul limit ({:?} backend, 2048³, {threads} thread{}): {limit:.1} GFLOP/s",
+        kernels::matmul::matmul_backend(),
+        if threads == 1 { "" } else { "s" }
+    );
     println!("FLOPs: exact forward matrix-product count × 3 (forward + backward) + the query embedding's forward; element-wise work not counted\n");
 
     let export = if a.torch { Some(tempfile::Builder::new().prefix("vlmscale-bench-train-").tempdir()?) } else { None };
     let pb = ProgressBar::new(((a.steps + 1) * sizes.len()) as u64);
-    pb.set_style(ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} steps, ETA {eta}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    pb.set_style(
+        ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} steps, ETA {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
     let rows = bench_train(&cfg, &sizes, a.steps, export.as_ref().map(|d| d.path()), &mut |size, _, _| {
         pb.set_message(format!("vlmscale {size}"));
         pb.inc(1);
@@ -452,10 +495,31 @@ fn train(a: TrainArgs) -> Result<()> {
         }
     }
 
-    println!("{:<4} {:>9} {:>9} | {:>8} {:>9} {:>8} {:>6} | {:>8} {:>9} {:>8} | {:>7} | step-0 loss ours / torch",
-        "LLM", "N", "trainable", "s/step", "samples/s", "GFLOP/s", "limit", "torch s", "samples/s", "GFLOP/s", "speed-up");
+    println!(
+        "{:<4} {:>9} {:>9} | {:>8} {:>9} {:>8} {:>6} | {:>8} {:>9} {:>8} | {:>7} | step-0 loss ours / torch",
+        "LLM",
+        "N",
+        "trainable",
+        "s/step",
+        "samples/s",
+        "GFLOP/s",
+        "limit",
+        "torch s",
+        "samples/s",
+        "GFLOP/s",
+        "speed-up"
+    );
     for (r, p) in rows.iter().zip(&peer) {
-        let ours = format!("{:<4} {:>9} {:>9} | {:>8.4} {:>9.1} {:>8.2} {:>5.1}%", r.llm, r.llm_parameters, r.trainable_parameters, r.step_s, r.samples_per_s, r.gflops, 100.0 * r.gflops / limit);
+        let ours = format!(
+            "{:<4} {:>9} {:>9} | {:>8.4} {:>9.1} {:>8.2} {:>5.1}%",
+            r.llm,
+            r.llm_parameters,
+            r.trainable_parameters,
+            r.step_s,
+            r.samples_per_s,
+            r.gflops,
+            100.0 * r.gflops / limit
+        );
         match p {
             Some(p) => println!(
                 "{ours} | {:>8.4} {:>9.1} {:>8.2} | {:>6.2}× | {:.6} / {:.6}",
@@ -514,17 +578,28 @@ fn pytorch_infer_peer(a: &InferArgs, peers: &PeersDir, vs: &[usize], dtype: &str
                 let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
                 let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
                 match v["what"].as_str() {
-                    Some("vision_tower_23_blocks") => println!("peer PyTorch {tag} vision tower (23 blocks) {:.1} ms", f("ms")),
-                    Some("query_embedding") => println!("peer PyTorch {tag} query embedding (Q = {}) {:.1} ms", v["q"], f("ms")),
+                    Some("vision_tower_23_blocks") => {
+                        println!("peer PyTorch {tag} vision tower (23 blocks) {:.1} ms", f("ms"))
+                    }
+                    Some("query_embedding") => {
+                        println!("peer PyTorch {tag} query embedding (Q = {}) {:.1} ms", v["q"], f("ms"))
+                    }
                     Some("llm") => println!(
                         "peer PyTorch {tag} qwen2 V {:>4} Q+V {:>4} | prefill {:>8.1} ms | decode {:>6.1} ms/token",
-                        v["v"], v["q_plus_v"], f("prefill_ms"), f("decode_ms_per_token")
+                        v["v"],
+                        v["q_plus_v"],
+                        f("prefill_ms"),
+                        f("decode_ms_per_token")
                     ),
                     _ => println!("peer PyTorch: {line}"),
                 }
             }
         }
-        Ok(out) => println!("peer PyTorch unavailable ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")),
+        Ok(out) => println!(
+            "peer PyTorch unavailable ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+        ),
         Err(e) => println!("peer PyTorch: could not run `{}` ({e})", a.python),
     }
 }

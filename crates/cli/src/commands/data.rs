@@ -39,8 +39,9 @@ pub fn run(d: Data) -> Result<()> {
 }
 
 fn make(a: MakeArgs) -> Result<()> {
-    let task = synth::Task::from_name(&a.task)
-        .ok_or_else(|| super::UsageError(format!("--task: unknown `{}` (known: sort_of_clevr, fine_detail)", a.task)))?;
+    let task = synth::Task::from_name(&a.task).ok_or_else(|| {
+        super::UsageError(format!("--task: unknown `{}` (known: sort_of_clevr, fine_detail)", a.task))
+    })?;
     if a.images == 0 {
         return Err(super::UsageError("--images must be ≥ 1".into()).into());
     }
@@ -56,7 +57,15 @@ fn make(a: MakeArgs) -> Result<()> {
     synth::save_tokenizer(&tok, &a.out.join("tokenizer.json"))?;
     synth::tokenizer::save_tokenizer_config(&a.out.join("tokenizer_config.json"))?;
     let questions: usize = samples.iter().map(|s| s.qas.len()).sum();
-    println!("{} images, {questions} questions: generated in {gen_s:.2} s, written in {:.2} s", samples.len(), t.elapsed().as_secs_f64());
-    println!("wrote {} (+ images/, tokenizer.json with {} tokens, tokenizer_config.json)", jsonl.display(), tok.get_vocab_size(true));
+    println!(
+        "{} images, {questions} questions: generated in {gen_s:.2} s, written in {:.2} s",
+        samples.len(),
+        t.elapsed().as_secs_f64()
+    );
+    println!(
+        "wrote {} (+ images/, tokenizer.json with {} tokens, tokenizer_config.json)",
+        jsonl.display(),
+        tok.get_vocab_size(true)
+    );
     Ok(())
 }

@@ -81,14 +81,26 @@ pub fn render(r: &FitReport) -> String {
     s += &format!("{:<10}{head}  {:>10} {:>7} {:>7}\n", "", "SSE", "R²", "α/β");
     s += &row("grid", &r.grid, &format!("full grid: {} points in {:.3} s", r.grid_points, r.grid_seconds));
     s += &row("refined", &r.refined, "L-BFGS, squared loss, bounded  ← used");
-    s += &row("huber", &r.refined_huber, &format!("L-BFGS, Huber(δ=1e-3) on ln Y, bounded (objective {:.3e})", r.refined_huber.objective_value));
+    s += &row(
+        "huber",
+        &r.refined_huber,
+        &format!("L-BFGS, Huber(δ=1e-3) on ln Y, bounded (objective {:.3e})", r.refined_huber.objective_value),
+    );
     s += &row("unbounded", &r.unconstrained, "L-BFGS, squared loss, no bounds (why the bounds)");
     s += &format!("\nbounds: {}\n", r.constraints);
     if !r.grid_boundary.is_empty() {
-        s += &format!("note: the grid optimum sits on the edge of the grid for {} (refinement moves past it)\n", r.grid_boundary.join(", "));
+        s += &format!(
+            "note: the grid optimum sits on the edge of the grid for {} (refinement moves past it)\n",
+            r.grid_boundary.join(", ")
+        );
     }
     if let Some(b) = &r.bootstrap {
-        s += &format!("\nbootstrap {:.0}% intervals ({} resamples of the cells, seed {}):\n", b.level * 100.0, b.samples, b.seed);
+        s += &format!(
+            "\nbootstrap {:.0}% intervals ({} resamples of the cells, seed {}):\n",
+            b.level * 100.0,
+            b.samples,
+            b.seed
+        );
         for (k, [lo, hi]) in &b.intervals {
             s += &format!("  {k:<16} [{lo:.4}, {hi:.4}]\n");
         }

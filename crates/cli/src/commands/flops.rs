@@ -55,11 +55,16 @@ pub fn run(a: Args) -> Result<()> {
     let v = check("--visual-tokens", a.visual_tokens, 0.0)?;
     let q = check("--text-tokens", a.text_tokens, 0.0)?;
     if !a.exact {
-        let n = a.llm_params.ok_or_else(|| super::UsageError("--llm-params is required (or use --exact with --config/--preset)".into()))?;
+        let n = a.llm_params.ok_or_else(|| {
+            super::UsageError("--llm-params is required (or use --exact with --config/--preset)".into())
+        })?;
         let n = check("--llm-params", n, 1.0)?;
         let f = paper_flops(n, q, v);
         if a.json {
-            println!("{}", serde_json::json!({"model": "paper", "formula": "2*N*(Q+V)", "llm_params": n, "text_tokens": q, "visual_tokens": v, "flops": f}));
+            println!(
+                "{}",
+                serde_json::json!({"model": "paper", "formula": "2*N*(Q+V)", "llm_params": n, "text_tokens": q, "visual_tokens": v, "flops": f})
+            );
         } else {
             println!("paper cost model: 2·N·(Q+V) = 2 × {n:.4e} × ({q} + {v}) = {f:.4e} FLOPs");
         }
@@ -69,13 +74,17 @@ pub fn run(a: Args) -> Result<()> {
         (Some(p), _, _) => (p.display().to_string(), LlmArch::from_config_file(p)?),
         (None, Some(name), _) => (
             name.clone(),
-            LlmArch::preset(name).ok_or_else(|| super::UsageError(format!("--preset: unknown `{name}` (known: {})", LlmArch::PRESETS.join(", "))))?,
+            LlmArch::preset(name).ok_or_else(|| {
+                super::UsageError(format!("--preset: unknown `{name}` (known: {})", LlmArch::PRESETS.join(", ")))
+            })?,
         ),
         (None, None, Some(n)) => {
             let (p, arch) = LlmArch::nearest_qwen(check("--llm-params", n, 1.0)?);
             (format!("{p} (nearest Qwen-1.5 preset to N = {n:.3e})"), arch)
         }
-        (None, None, None) => return Err(super::UsageError("--exact needs --config, --preset or --llm-params".into()).into()),
+        (None, None, None) => {
+            return Err(super::UsageError("--exact needs --config, --preset or --llm-params".into()).into())
+        }
     };
     let spec = QuerySpec {
         text_tokens: q,
@@ -86,10 +95,18 @@ pub fn run(a: Args) -> Result<()> {
     };
     let c = query_cost(&llm, &VisionArch::clip_vit_l14_336(), &spec);
     if a.json {
-        println!("{}", serde_json::json!({"model": "exact", "llm": name, "llm_params": llm.params(), "breakdown": c, "total": c.total()}));
+        println!(
+            "{}",
+            serde_json::json!({"model": "exact", "llm": name, "llm_params": llm.params(), "breakdown": c, "total": c.total()})
+        );
         return Ok(());
     }
-    println!("exact cost of one query — LLM {name}: N = {:.4e} parameters, Q = {q}, V = {v}, {:?} + {:?}", llm.params(), spec.compressor, spec.projector);
+    println!(
+        "exact cost of one query — LLM {name}: N = {:.4e} parameters, Q = {q}, V = {v}, {:?} + {:?}",
+        llm.params(),
+        spec.compressor,
+        spec.projector
+    );
     println!("vision tower: CLIP ViT-L/14-336, 23 of 24 blocks (LLaVA select_layer −2)\n");
     let total = c.total();
     for t in &c.terms {

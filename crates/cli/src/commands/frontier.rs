@@ -86,37 +86,78 @@ fn run_latency(a: Args) -> Result<()> {
         let flops_choice = spec.optimum(&PaperCost, flops_budget)?;
         let ttft = flops_choice.as_ref().map(|f| profile.ttft_seconds(f.llm_params, a.text_tokens, f.visual_tokens));
         let agrees = match (&lat, &flops_choice) {
-            (Some(o), Some(f)) => Some((f.llm_params / o.llm_params - 1.0).abs() < 1e-3 && (f.visual_tokens / o.visual_tokens - 1.0).abs() < 1e-3),
+            (Some(o), Some(f)) => Some(
+                (f.llm_params / o.llm_params - 1.0).abs() < 1e-3
+                    && (f.visual_tokens / o.visual_tokens - 1.0).abs() < 1e-3,
+            ),
             (None, None) => None,
             _ => Some(false),
         };
-        rows.push(LatencyRow { latency_budget_s: budget, latency_optimum: lat, flops_model_choice: flops_choice, flops_model_ttft_s: ttft, flops_model_agrees: agrees });
+        rows.push(LatencyRow {
+            latency_budget_s: budget,
+            latency_optimum: lat,
+            flops_model_choice: flops_choice,
+            flops_model_ttft_s: ttft,
+            flops_model_agrees: agrees,
+        });
     }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"law": r.law, "origin": r.origin, "profile": profile, "text_tokens": a.text_tokens, "rows": rows}))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"law": r.law, "origin": r.origin, "profile": profile, "text_tokens": a.text_tokens, "rows": rows})
+            )?
+        );
         return Ok(());
     }
-    println!("vlmscale frontier — law from {} (α = {:.4}, β = {:.4}), Q = {}", r.origin, r.law.alpha(), r.law.beta(), a.text_tokens);
+    println!(
+        "vlmscale frontier — law from {} (α = {:.4}, β = {:.4}), Q = {}",
+        r.origin,
+        r.law.alpha(),
+        r.law.beta(),
+        a.text_tokens
+    );
     println!("cost model: measured time to first token from {} (vision {:.1} ms + compressor {:.1} ms + {:.3} ms per token per billion parameters{})",
         path.display(), profile.vision_ms, profile.compressor_ms, profile.prefill_ms_per_token_per_billion,
         if profile.quecc_query_pass { ", plus QueCC's pass over the question" } else { "" });
     println!("N (billions) over {}, V over {}\n", spec.sizes, spec.tokens);
-    println!("{:>10}  {:>10}  {:>8}  {:>10}  {:>9}   the paper's FLOPs model, same budget", "TTFT ≤ s", "N* (B)", "V*", "pred. err", "TTFT s");
+    println!(
+        "{:>10}  {:>10}  {:>8}  {:>10}  {:>9}   the paper's FLOPs model, same budget",
+        "TTFT ≤ s", "N* (B)", "V*", "pred. err", "TTFT s"
+    );
     for row in &rows {
         match &row.latency_optimum {
-            None => println!("{:>10.3}  {:>10}  {:>8}  {:>10}  {:>9}   {}", row.latency_budget_s, "-", "-", "(too small)", "-",
+            None => println!(
+                "{:>10.3}  {:>10}  {:>8}  {:>10}  {:>9}   {}",
+                row.latency_budget_s,
+                "-",
+                "-",
+                "(too small)",
+                "-",
                 match (&row.flops_model_choice, row.flops_model_ttft_s) {
-                    (Some(f), Some(t)) => format!("DIFFERS: would pick N = {:.3} B, V = {:.1}, which takes {:.3} s", f.llm_params, f.visual_tokens, t),
+                    (Some(f), Some(t)) => format!(
+                        "DIFFERS: would pick N = {:.3} B, V = {:.1}, which takes {:.3} s",
+                        f.llm_params, f.visual_tokens, t
+                    ),
                     _ => "-".to_string(),
-                }),
+                }
+            ),
             Some(o) => {
                 let note = match (&row.flops_model_choice, row.flops_model_ttft_s, row.flops_model_agrees) {
                     (Some(_), _, Some(true)) => "same choice".to_string(),
-                    (Some(f), Some(t), _) => format!("DIFFERS: N = {:.3} B, V = {:.1}, TTFT {:.3} s{}", f.llm_params, f.visual_tokens, t,
-                        if t > row.latency_budget_s { " (over the latency budget)" } else { "" }),
+                    (Some(f), Some(t), _) => format!(
+                        "DIFFERS: N = {:.3} B, V = {:.1}, TTFT {:.3} s{}",
+                        f.llm_params,
+                        f.visual_tokens,
+                        t,
+                        if t > row.latency_budget_s { " (over the latency budget)" } else { "" }
+                    ),
                     _ => "-".to_string(),
                 };
-                println!("{:>10.3}  {:>10.4}  {:>8.2}  {:>10.4}  {:>9.3}   {note}", row.latency_budget_s, o.llm_params, o.visual_tokens, o.predicted_error, o.cost);
+                println!(
+                    "{:>10.3}  {:>10.4}  {:>8.2}  {:>10.4}  {:>9.3}   {note}",
+                    row.latency_budget_s, o.llm_params, o.visual_tokens, o.predicted_error, o.cost
+                );
             }
         }
     }
@@ -156,32 +197,63 @@ pub fn run(a: Args) -> Result<()> {
     let budgets = if a.budget.is_empty() {
         match parse_list("--budget-range", &a.budget_range)?.as_slice() {
             [lo, hi, k] if *lo > 0.0 && hi >= lo && *k >= 1.0 && k.fract() == 0.0 => logspace(*lo, *hi, *k as usize),
-            _ => return Err(UsageError(format!("--budget-range: expected LO,HI,COUNT with 0 < LO ≤ HI, got `{}`", a.budget_range)).into()),
+            _ => {
+                return Err(UsageError(format!(
+                    "--budget-range: expected LO,HI,COUNT with 0 < LO ≤ HI, got `{}`",
+                    a.budget_range
+                ))
+                .into())
+            }
         }
     } else {
         a.budget.clone()
     };
     let optima = budgets.iter().map(|&b| spec.optimum(&PaperCost, b)).collect::<scaling::Result<Vec<_>>>()?;
     let closed = match (r.law, r.axis) {
-        (Law::Multiplicative { alpha, beta, .. }, TokenAxis::Visual) => closed_form_visual_tokens(alpha, beta, a.text_tokens),
+        (Law::Multiplicative { alpha, beta, .. }, TokenAxis::Visual) => {
+            closed_form_visual_tokens(alpha, beta, a.text_tokens)
+        }
         _ => None,
     };
     if a.json {
-        let out = Out { law: r.law, token_axis: r.axis, origin: &r.origin, text_tokens: a.text_tokens, cost_model: "2·N·(Q+V) FLOPs", closed_form_visual_tokens: closed, optima };
+        let out = Out {
+            law: r.law,
+            token_axis: r.axis,
+            origin: &r.origin,
+            text_tokens: a.text_tokens,
+            cost_model: "2·N·(Q+V) FLOPs",
+            closed_form_visual_tokens: closed,
+            optima,
+        };
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    println!("vlmscale frontier — law from {} (α = {:.4}, β = {:.4}), Q = {} text tokens", r.origin, r.law.alpha(), r.law.beta(), a.text_tokens);
-    println!("cost model: the paper's 2·N·(Q+V) FLOPs per query; N (billions) over {}, V over {}\n", spec.sizes, spec.tokens);
+    println!(
+        "vlmscale frontier — law from {} (α = {:.4}, β = {:.4}), Q = {} text tokens",
+        r.origin,
+        r.law.alpha(),
+        r.law.beta(),
+        a.text_tokens
+    );
+    println!(
+        "cost model: the paper's 2·N·(Q+V) FLOPs per query; N (billions) over {}, V over {}\n",
+        spec.sizes, spec.tokens
+    );
     println!("{:>12}  {:>12}  {:>10}  {:>10}  {:>12}", "budget", "N* (B)", "V*", "pred. error", "FLOPs used");
     for (b, o) in budgets.iter().zip(&optima) {
         match o {
-            Some(o) => println!("{b:>12.3e}  {:>12.4}  {:>10.2}  {:>10.4}  {:>12.3e}", o.llm_params, o.visual_tokens, o.predicted_error, o.cost),
+            Some(o) => println!(
+                "{b:>12.3e}  {:>12.4}  {:>10.2}  {:>10.4}  {:>12.3e}",
+                o.llm_params, o.visual_tokens, o.predicted_error, o.cost
+            ),
             None => println!("{b:>12.3e}  {:>12}  {:>10}  {:>10}  {:>12}", "-", "-", "(too small)", "-"),
         }
     }
     if let Some(v) = closed {
-        println!("\nclosed form (continuous N and V, T = V): V* = β·Q/(α−β) = {v:.2}{}", if v < 1.0 { " → V = 1, the fewest tokens" } else { "" });
+        println!(
+            "\nclosed form (continuous N and V, T = V): V* = β·Q/(α−β) = {v:.2}{}",
+            if v < 1.0 { " → V = 1, the fewest tokens" } else { "" }
+        );
     } else if r.law.alpha() <= r.law.beta() {
         println!("\nα ≤ β: error moves at least as fast with V as with N, so visual tokens pay off (OCR-like regime).");
     }

@@ -2,9 +2,9 @@
 //! (QueCC or plain LLaVA-1.5), streaming the answer to stdout, then one timing line.
 use anyhow::Result;
 use candle_core::{DType, Device};
+use engine::model::{AnswerOptions, Vlm};
 use std::io::Write;
 use std::path::PathBuf;
-use engine::model::{AnswerOptions, Vlm};
 
 /// Answer a question about an image. Prints the answer as it is generated, then one line of timings:
 /// vision, compressor, query-embedding and prefill ms, time to first token, decode tokens/s and the LLM
@@ -78,11 +78,14 @@ pub enum Weights {
 pub fn run(a: Args) -> Result<()> {
     super::prepare_inference();
     let dtype = DType::from(a.dtype);
-    let opts = AnswerOptions { max_new_tokens: a.max_new_tokens, temperature: a.temperature, top_p: a.top_p, seed: a.seed };
+    let opts =
+        AnswerOptions { max_new_tokens: a.max_new_tokens, temperature: a.temperature, top_p: a.top_p, seed: a.seed };
     let weights = match a.weights {
         Weights::F32 => None,
         Weights::Bf16 if dtype == DType::F32 => Some(DType::BF16),
-        Weights::Bf16 => return Err(super::UsageError("--weights bf16 needs --dtype f32 (f32 activations)".into()).into()),
+        Weights::Bf16 => {
+            return Err(super::UsageError("--weights bf16 needs --dtype f32 (f32 activations)".into()).into())
+        }
     };
     let mut vlm = Vlm::load(&a.model, a.vision_tower.as_deref(), dtype, &Device::Cpu)?;
     if let Some(w) = weights {

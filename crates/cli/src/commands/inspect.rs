@@ -2,12 +2,12 @@
 //! and the inference FLOPs of one query from the scaling crate's exact cost model. Reads only the
 //! configs and the weight files' headers (no weights are loaded).
 use anyhow::Result;
+use engine::model::{architecture_name, VlmSpec};
+use models::compress::CompressorSpec;
+use models::projector::ProjectorKind;
 use scaling::cost::arch::{CompressorKind, LlmArch, ProjectorKind as CostProjector, VisionArch};
 use scaling::cost::exact::{query_cost, QuerySpec};
 use std::path::PathBuf;
-use models::compress::CompressorSpec;
-use engine::model::{architecture_name, VlmSpec};
-use models::projector::ProjectorKind;
 
 /// Describe a checkpoint and the FLOPs of one query through it.
 #[derive(clap::Args, Debug)]
@@ -57,7 +57,9 @@ pub fn run(a: Args) -> Result<()> {
         layers_run: s.vision_layers_run(),
     };
     let (compressor, compressor_desc) = match &s.spec {
-        CompressorSpec::Quecc(c) => (CompressorKind::Quecc, format!("quecc (kernel {}, stride {})", c.kernel, c.stride)),
+        CompressorSpec::Quecc(c) => {
+            (CompressorKind::Quecc, format!("quecc (kernel {}, stride {})", c.kernel, c.stride))
+        }
         CompressorSpec::None => (CompressorKind::None, "none (all patch tokens)".to_string()),
         CompressorSpec::AvgPool { .. } => (CompressorKind::Avgpool, "avgpool".to_string()),
         CompressorSpec::TokenPacker(_) => (CompressorKind::Tokenpacker, "tokenpacker".to_string()),

@@ -116,18 +116,40 @@ impl LawArgs {
     pub fn resolve(&self) -> Result<Resolved> {
         if let Some(path) = &self.fit {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            let rep: FitReport = serde_json::from_str(&text).map_err(|e| scaling::Error::Json { path: path.clone(), msg: e.to_string() })?;
-            return Ok(Resolved { law: rep.law(), axis: rep.token_axis, data: None, origin: format!("fit {} (task {})", path.display(), rep.task) });
+            let rep: FitReport = serde_json::from_str(&text)
+                .map_err(|e| scaling::Error::Json { path: path.clone(), msg: e.to_string() })?;
+            return Ok(Resolved {
+                law: rep.law(),
+                axis: rep.token_axis,
+                data: None,
+                origin: format!("fit {} (task {})", path.display(), rep.task),
+            });
         }
         if let (Some(a), Some(alpha), Some(beta), Some(d)) = (self.a, self.alpha, self.beta, self.d) {
             if ![a, alpha, beta, d].iter().all(|x| x.is_finite()) {
                 return Err(UsageError("--A, --alpha, --beta, --D must be finite numbers".into()).into());
             }
-            return Ok(Resolved { law: Law::Multiplicative { a, alpha, beta, d }, axis: self.data.axis.into(), data: None, origin: "explicit parameters".into() });
+            return Ok(Resolved {
+                law: Law::Multiplicative { a, alpha, beta, d },
+                axis: self.data.axis.into(),
+                data: None,
+                origin: "explicit parameters".into(),
+            });
         }
         let (ds, task) = self.data.load()?;
-        let opts = FitOptions { form: self.data.form.into(), axis: self.data.axis.into(), bootstrap: 0, holdout: false, ..FitOptions::default() };
+        let opts = FitOptions {
+            form: self.data.form.into(),
+            axis: self.data.axis.into(),
+            bootstrap: 0,
+            holdout: false,
+            ..FitOptions::default()
+        };
         let rep = fit(&ds, &task, &opts)?;
-        Ok(Resolved { law: rep.law(), axis: rep.token_axis, origin: format!("fit of {} (task {task})", ds.source), data: Some(ds) })
+        Ok(Resolved {
+            law: rep.law(),
+            axis: rep.token_axis,
+            origin: format!("fit of {} (task {task})", ds.source),
+            data: Some(ds),
+        })
     }
 }

@@ -1,8 +1,8 @@
 //! One file per command. Errors are turned into messages and exit codes here, at the edge.
 pub mod bench;
 pub mod data;
-pub mod flops;
 pub mod fit;
+pub mod flops;
 pub mod frontier;
 pub mod generate;
 pub mod inspect;
@@ -10,8 +10,8 @@ pub mod law_source;
 pub mod plot;
 pub mod reproduce;
 pub mod score;
-pub mod train;
 pub mod sweep;
+pub mod train;
 
 /// Exit code for an error: 2 for bad input (data, config, arguments; each library's
 /// `Error::is_user_error`), 1 otherwise.
@@ -37,7 +37,13 @@ pub struct UsageError(pub String);
 /// Parses a comma-separated list of numbers (`0.5,1.8,4`). Errors name the flag.
 pub fn parse_list(flag: &str, s: &str) -> Result<Vec<f64>, UsageError> {
     s.split(',')
-        .map(|x| x.trim().parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(|| UsageError(format!("{flag}: `{x}` is not a number"))))
+        .map(|x| {
+            x.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| UsageError(format!("{flag}: `{x}` is not a number")))
+        })
         .collect()
 }
 

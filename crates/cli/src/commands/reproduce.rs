@@ -79,7 +79,11 @@ pub fn run(a: Args) -> Result<()> {
             if let Some(d) = &a.out {
                 cfg.results_dir = std::path::absolute(d)?;
             }
-            eprintln!("using the built-in {} (no {} here)", path.file_name().unwrap_or_default().to_string_lossy(), path.display());
+            eprintln!(
+                "using the built-in {} (no {} here)",
+                path.file_name().unwrap_or_default().to_string_lossy(),
+                path.display()
+            );
             (cfg, text.to_string())
         }
         None => {
@@ -164,7 +168,12 @@ fn render(rep: &sweep::reproduce::Reproduction) -> String {
     for (id, e) in &s_.failed {
         s += &format!("FAILED {id}: {e}\n");
     }
-    s += &format!("aggregate: {} ({} of {} cells)\n", rep.aggregate.path.display(), rep.aggregate.rows, rep.aggregate.total);
+    s += &format!(
+        "aggregate: {} ({} of {} cells)\n",
+        rep.aggregate.path.display(),
+        rep.aggregate.rows,
+        rep.aggregate.total
+    );
     let Some(a) = &rep.analysis else {
         s += "no finished cell: nothing to fit\n";
         return s;
@@ -184,11 +193,22 @@ fn render(rep: &sweep::reproduce::Reproduction) -> String {
             fit.refined.r2
         );
         for t in a.frontiers.get(task).into_iter().flatten() {
-            let cf = t.closed_form_visual_tokens.map(|v| format!("closed-form V* = {v:.2}")).unwrap_or_else(|| "α ≤ β: no interior optimum".into());
-            s += &format!("  frontier at Q = {} ({cf}):\n  {:>12} {:>12} {:>8} {:>10}\n", t.text_tokens, "budget", "N* (B)", "V*", "pred. err");
+            let cf = t
+                .closed_form_visual_tokens
+                .map(|v| format!("closed-form V* = {v:.2}"))
+                .unwrap_or_else(|| "α ≤ β: no interior optimum".into());
+            s += &format!(
+                "  frontier at Q = {} ({cf}):\n  {:>12} {:>12} {:>8} {:>10}\n",
+                t.text_tokens, "budget", "N* (B)", "V*", "pred. err"
+            );
             for (b, o) in t.budgets.iter().zip(&t.optima) {
                 match o {
-                    Some(o) => s += &format!("  {b:>12.3e} {:>12.3e} {:>8.2} {:>10.4}\n", o.llm_params, o.visual_tokens, o.predicted_error),
+                    Some(o) => {
+                        s += &format!(
+                            "  {b:>12.3e} {:>12.3e} {:>8.2} {:>10.4}\n",
+                            o.llm_params, o.visual_tokens, o.predicted_error
+                        )
+                    }
                     None => s += &format!("  {b:>12.3e} {:>12} {:>8} {:>10}\n", "-", "-", "too small"),
                 }
             }
@@ -201,6 +221,9 @@ fn render(rep: &sweep::reproduce::Reproduction) -> String {
     for c in &a.claims {
         s += &format!("[{}] {} — {}\n", c.verdict, c.claim, c.evidence);
     }
-    s += &format!("\nreport: {}\n", rep.files.iter().find(|f| f.ends_with("report.md")).map(|p| p.display().to_string()).unwrap_or_default());
+    s += &format!(
+        "\nreport: {}\n",
+        rep.files.iter().find(|f| f.ends_with("report.md")).map(|p| p.display().to_string()).unwrap_or_default()
+    );
     s
 }

@@ -1,9 +1,9 @@
 //! `vlmscale score`: score a LLaVA answers file with the reference rules of a benchmark.
 use anyhow::Result;
+use eval::{gqa, mme, pope, read_answers, read_questions, scienceqa, textvqa, Error};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use eval::{gqa, mme, pope, read_answers, read_questions, scienceqa, textvqa, Error};
 
 /// Score an answers JSONL file (LLaVA's `model_vqa_loader.py` format) as LLaVA-1.5's evaluation
 /// does: POPE (`eval_pope.py`), GQA (`convert_gqa_for_eval.py` + GQA's `eval.py`), ScienceQA
@@ -80,10 +80,9 @@ pub fn run(a: Args) -> Result<()> {
     let answers = read_answers(&a.answers)?;
     let scores = match a.benchmark {
         Benchmark::Pope => {
-            let qpath = a
-                .questions
-                .as_deref()
-                .ok_or_else(|| super::UsageError("pope needs --questions (the question file with each question's category)".into()))?;
+            let qpath = a.questions.as_deref().ok_or_else(|| {
+                super::UsageError("pope needs --questions (the question file with each question's category)".into())
+            })?;
             let loaded = read_questions(qpath)?;
             if let Some(bad) = loaded.skipped.first() {
                 return Err(Error::Line { path: bad.path.clone(), line: bad.line, message: bad.message.clone() }.into());
@@ -93,12 +92,17 @@ pub fn run(a: Args) -> Result<()> {
             Scores::Pope(pope::score(&answers, &a.answers, &questions, &labels)?)
         }
         Benchmark::Gqa => Scores::Gqa(gqa::score(&answers, &a.answers, &gqa::read_questions(&a.annotations)?)?),
-        Benchmark::Scienceqa => Scores::Scienceqa(scienceqa::score(&answers, &scienceqa::read_problems(&a.annotations, &a.split)?)),
-        Benchmark::Textvqa => Scores::Textvqa(textvqa::score(&answers, &a.answers, &textvqa::read_annotations(&a.annotations)?)?),
+        Benchmark::Scienceqa => {
+            Scores::Scienceqa(scienceqa::score(&answers, &scienceqa::read_problems(&a.annotations, &a.split)?))
+        }
+        Benchmark::Textvqa => {
+            Scores::Textvqa(textvqa::score(&answers, &a.answers, &textvqa::read_annotations(&a.annotations)?)?)
+        }
         Benchmark::Mme => Scores::Mme(mme::score(&answers, &a.answers, &mme::read_ground_truth(&a.annotations)?)?),
     };
     if let Some(out) = &a.json {
-        let report = Report { benchmark: a.benchmark, answers: &a.answers, annotations: &a.annotations, scores: &scores };
+        let report =
+            Report { benchmark: a.benchmark, answers: &a.answers, annotations: &a.annotations, scores: &scores };
         let json = serde_json::to_string_pretty(&report)?;
         scaling::output::write_atomic(out, format!("{json}\n").as_bytes())?;
     }

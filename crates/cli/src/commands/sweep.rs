@@ -191,16 +191,21 @@ pub fn run(a: Args) -> Result<()> {
             let agg = sweep::aggregate::write_aggregate(&cfg)?;
             println!("{}: {} of {} cells", agg.path.display(), agg.rows, agg.total);
             if !agg.missing.is_empty() {
-                eprintln!("warning: {} cells have no result ({} failed): {}", agg.missing.len(), agg.failed.len(), agg.missing.join(", "));
+                eprintln!(
+                    "warning: {} cells have no result ({} failed): {}",
+                    agg.missing.len(),
+                    agg.failed.len(),
+                    agg.missing.join(", ")
+                );
             }
             Ok(())
         }
         Some(Sub::Report { common, out, bootstrap }) => {
             let cfg = load(&common)?;
             let csv = cfg.aggregate_path();
-            let synthetic = cfg.cells().iter().any(|c| {
-                matches!(sweep::runner::read_result(&cfg.cells_dir(), c), Ok(Some(r)) if r.runner == "synthetic")
-            });
+            let synthetic = cfg.cells().iter().any(
+                |c| matches!(sweep::runner::read_result(&cfg.cells_dir(), c), Ok(Some(r)) if r.runner == "synthetic"),
+            );
             let opts = sweep::report::ReportOptions {
                 names: cfg.report.clone(),
                 bootstrap,

@@ -184,7 +184,8 @@ pub fn run(t: Train) -> Result<()> {
         }
         Train::Llm(a) => train_llm(a)?,
         Train::Vlm(a) => {
-            let mut cfg = ::train::vlm_train::VlmTrainConfig::new(&a.llm, &a.compressor, a.visual_tokens, &a.tower, &a.out);
+            let mut cfg =
+                ::train::vlm_train::VlmTrainConfig::new(&a.llm, &a.compressor, a.visual_tokens, &a.tower, &a.out);
             if let Some(d) = a.data {
                 cfg.data = ::train::vlm_train::TrainData::Jsonl(d);
             }
@@ -228,12 +229,20 @@ pub fn run(t: Train) -> Result<()> {
             let pb = bar(cfg.steps as u64, "train vlm");
             let rep = ::train::vlm_train::train_vlm(&cfg, &mut |s| {
                 pb.set_position(s.step as u64);
-                pb.set_message(format!("loss {:.4} lr {:.2e} |g| {:.2} {:.1} samples/s", s.loss, s.lr, s.grad_norm, s.samples_per_s));
+                pb.set_message(format!(
+                    "loss {:.4} lr {:.2e} |g| {:.2} {:.1} samples/s",
+                    s.loss, s.lr, s.grad_norm, s.samples_per_s
+                ));
             })?;
             pb.finish_and_clear();
             println!(
                 "steps {} (resumed from {:?}), final loss {:.4}, {} LLM parameters, {:.1} samples/s; checkpoint in {}",
-                rep.steps, rep.resumed_from, rep.final_loss, rep.llm_parameters, rep.samples_per_s, a.out.display()
+                rep.steps,
+                rep.resumed_from,
+                rep.final_loss,
+                rep.llm_parameters,
+                rep.samples_per_s,
+                a.out.display()
             );
         }
     }
@@ -279,7 +288,8 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let samples = synth::read_dataset(&a.data)?;
     let total: usize = samples.iter().map(|s| s.qas.len()).sum::<usize>().min(a.max_questions.unwrap_or(usize::MAX));
     let pb = bar(total as u64, "eval");
-    let rep = ::train::eval::evaluate(&a.model, &samples, a.max_questions, &mut |done, _| pb.set_position(done as u64))?;
+    let rep =
+        ::train::eval::evaluate(&a.model, &samples, a.max_questions, &mut |done, _| pb.set_position(done as u64))?;
     pb.finish_and_clear();
     if let Some(out) = &a.out {
         ::train::eval::write_report(out, &rep)?;

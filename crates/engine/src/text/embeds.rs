@@ -3,8 +3,8 @@
 use candle_core::Tensor;
 
 use super::PromptTokens;
-use models::decoder::Decoder;
 use crate::{Error, Result};
+use models::decoder::Decoder;
 
 /// Builds the LLM input (1, Q + n·V, H): the token embeddings of each text chunk, with image i's
 /// visual embeddings `visual.get(i)` (each (V, H)) in place of the i-th `<image>` marker.
@@ -13,11 +13,7 @@ use crate::{Error, Result};
 /// `<image>`.
 /// Errors: [`Error::Invalid`] if the number of markers and images differ; [`Error::Shape`] if the
 /// visual width is not H; [`Error::ContextWindow`] if Q + n·V > `max_position_embeddings`.
-pub fn input_embeddings(
-    decoder: &Decoder,
-    prompt: &PromptTokens,
-    visual: Option<&Tensor>,
-) -> Result<Tensor> {
+pub fn input_embeddings(decoder: &Decoder, prompt: &PromptTokens, visual: Option<&Tensor>) -> Result<Tensor> {
     let h = decoder.config().hidden_size;
     let n_img = prompt.image_count();
     let (given, v) = match visual {

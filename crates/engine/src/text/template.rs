@@ -33,9 +33,9 @@ impl Template {
         match name {
             "vicuna_v1" | "v1" => Ok(Self::VicunaV1),
             "qwen_1_5" | "qwen_2" => Ok(Self::Qwen15),
-            other => Err(Error::Invalid(format!(
-                "unknown conversation template `{other}` (expected vicuna_v1 or qwen_1_5)"
-            ))),
+            other => {
+                Err(Error::Invalid(format!("unknown conversation template `{other}` (expected vicuna_v1 or qwen_1_5)")))
+            }
         }
     }
 
@@ -58,11 +58,7 @@ impl Template {
     /// The single-turn prompt ending where the assistant's answer starts. With `image`, the user
     /// message is `"<image>\n" + question` (LLaVA's `DEFAULT_IMAGE_TOKEN + '\n' + qs`).
     pub fn prompt(&self, question: &str, image: bool) -> String {
-        let user = if image {
-            format!("{IMAGE_PLACEHOLDER}\n{question}")
-        } else {
-            question.to_string()
-        };
+        let user = if image { format!("{IMAGE_PLACEHOLDER}\n{question}") } else { question.to_string() };
         match self {
             // SeparatorStyle.TWO: system + sep, "USER: " + msg + sep, then "ASSISTANT:".
             Self::VicunaV1 => format!("{VICUNA_V1_SYSTEM} USER: {user} ASSISTANT:"),

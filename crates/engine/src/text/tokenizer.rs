@@ -47,10 +47,7 @@ impl PromptTokens {
     /// The text chunks between image markers, as u32 ids (one more chunk than markers; chunks may be
     /// empty).
     pub fn text_chunks(&self) -> Vec<Vec<u32>> {
-        self.ids
-            .split(|&i| i == IMAGE_TOKEN_INDEX)
-            .map(|c| c.iter().map(|&i| i as u32).collect())
-            .collect()
+        self.ids.split(|&i| i == IMAGE_TOKEN_INDEX).map(|c| c.iter().map(|&i| i as u32).collect()).collect()
     }
 
     /// Start positions, in the LLM input, of each image's `visual_tokens` embeddings.
@@ -74,18 +71,10 @@ impl TextTokenizer {
     ///
     /// Errors: [`Error::Io`] if the file is missing; [`Error::Tokenizer`] if it cannot be parsed.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let inner = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| Error::Tokenizer {
-            path: path.to_path_buf(),
-            msg: format!("cannot parse: {e}"),
-        })?;
-        Ok(Self {
-            inner,
-            path: path.to_path_buf(),
-        })
+        let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        let inner = tokenizers::Tokenizer::from_bytes(&bytes)
+            .map_err(|e| Error::Tokenizer { path: path.to_path_buf(), msg: format!("cannot parse: {e}") })?;
+        Ok(Self { inner, path: path.to_path_buf() })
     }
 
     /// The file it was loaded from.
@@ -99,10 +88,7 @@ impl TextTokenizer {
     }
 
     fn err(&self, msg: String) -> Error {
-        Error::Tokenizer {
-            path: self.path.clone(),
-            msg,
-        }
+        Error::Tokenizer { path: self.path.clone(), msg }
     }
 
     /// Token ids of `text`; `add_special_tokens` applies the post-processor (e.g. Llama's BOS), as
@@ -117,9 +103,7 @@ impl TextTokenizer {
 
     /// Text of `ids`; `skip_special_tokens` drops special tokens.
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
-        self.inner
-            .decode(ids, skip_special_tokens)
-            .map_err(|e| self.err(format!("cannot decode {ids:?}: {e}")))
+        self.inner.decode(ids, skip_special_tokens).map_err(|e| self.err(format!("cannot decode {ids:?}: {e}")))
     }
 
     /// Id of a token (special or not), if the vocabulary has it.
@@ -133,27 +117,17 @@ impl TextTokenizer {
     pub fn stop_token_ids(&self, template: Template) -> Result<Vec<u32>> {
         for t in template.required_tokens() {
             if self.token_id(t).is_none() {
-                return Err(self.err(format!(
-                    "lacks the special token `{t}` required by template {}",
-                    template.name()
-                )));
+                return Err(self.err(format!("lacks the special token `{t}` required by template {}", template.name())));
             }
         }
-        Ok(template
-            .stop_tokens()
-            .iter()
-            .filter_map(|t| self.token_id(t))
-            .collect())
+        Ok(template.stop_tokens().iter().filter_map(|t| self.token_id(t)).collect())
     }
 
     /// LLaVA's `tokenizer_image_token`: the prompt is split at `<image>`, each chunk tokenised with
     /// special tokens, a leading BOS kept once (stripped from every chunk when the first chunk starts
     /// with the BOS the tokenizer adds), and [`IMAGE_TOKEN_INDEX`] put between chunks.
     pub fn tokenize_with_image(&self, prompt: &str) -> Result<PromptTokens> {
-        let chunks = prompt
-            .split(IMAGE_PLACEHOLDER)
-            .map(|c| self.encode(c, true))
-            .collect::<Result<Vec<_>>>()?;
+        let chunks = prompt.split(IMAGE_PLACEHOLDER).map(|c| self.encode(c, true)).collect::<Result<Vec<_>>>()?;
         // The BOS this tokenizer prepends, found as what it produces for the empty string.
         let prefix = self.encode("", true)?;
         let mut ids: Vec<i64> = vec![];
@@ -195,11 +169,7 @@ pub struct TokenStream {
 impl TokenStream {
     /// A stream over `tokenizer` (special tokens are skipped).
     pub fn new(tokenizer: TextTokenizer) -> Self {
-        Self {
-            tokenizer,
-            ids: vec![],
-            emitted: 0,
-        }
+        Self { tokenizer, ids: vec![], emitted: 0 }
     }
 
     /// Adds `id`; returns the text that became final (may be empty while a multi-byte character or

@@ -1,11 +1,11 @@
 //! Loading the CLIP tower from disk: a CLIP directory (`config.json` + `*.safetensors`, tensors under
 //! `vision_model.*`, as `openai/clip-vit-large-patch14-336` ships) or a LLaVA checkpoint directory whose
 //! tensors sit under [`LLAVA_VISION_PREFIX`].
-use models::vision::{ClipVisionConfig, ClipVisionTower};
-use models::Mode;
 use crate::{Error, Result};
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
+use models::vision::{ClipVisionConfig, ClipVisionTower};
+use models::Mode;
 use std::path::{Path, PathBuf};
 
 /// Prefix of the vision tower inside the authors' LLaVA checkpoints.
@@ -48,7 +48,13 @@ pub fn load_clip_tower(dir: &Path, depth: usize, mode: Mode, device: &Device) ->
 
 /// As [`load_clip_tower`], with the tower configuration given instead of read from `dir/config.json`
 /// (a LLaVA checkpoint's `vision_config`). Same errors, minus the config file's.
-pub fn load_clip_tower_with_config(dir: &Path, cfg: &ClipVisionConfig, depth: usize, mode: Mode, device: &Device) -> Result<ClipVisionTower> {
+pub fn load_clip_tower_with_config(
+    dir: &Path,
+    cfg: &ClipVisionConfig,
+    depth: usize,
+    mode: Mode,
+    device: &Device,
+) -> Result<ClipVisionTower> {
     let files = safetensors_files(dir)?;
     let vb = var_builder_from_files(&files, DType::F32, device)?;
     let prefix = if vb.contains_tensor(&format!("{CLIP_VISION_PREFIX}.pre_layrnorm.weight")) {

@@ -16,5 +16,7 @@
 pub mod load;
 pub mod preprocess;
 
-pub use load::{load_clip_tower, load_clip_tower_with_config, safetensors_files, var_builder_from_files, LLAVA_VISION_PREFIX};
+pub use load::{
+    load_clip_tower, load_clip_tower_with_config, safetensors_files, var_builder_from_files, LLAVA_VISION_PREFIX,
+};
 pub use preprocess::{load_image, ImageProcessorConfig, CLIP_MEAN, CLIP_STD};

@@ -64,20 +64,29 @@ impl ImageProcessorConfig {
         let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| err(format!("invalid JSON: {e}")))?;
         let mut cfg = Self::clip_vit_large_patch14_336(pad_to_square);
         let int = |x: &serde_json::Value, field: &str| -> Result<usize> {
-            x.as_u64().filter(|&n| n > 0).map(|n| n as usize).ok_or_else(|| err(format!("`{field}` must be a positive integer, found {x}")))
+            x.as_u64()
+                .filter(|&n| n > 0)
+                .map(|n| n as usize)
+                .ok_or_else(|| err(format!("`{field}` must be a positive integer, found {x}")))
         };
         if let Some(size) = v.get("size") {
             cfg.shortest_edge = match size.get("shortest_edge") {
                 Some(se) => int(se, "size.shortest_edge")?,
                 None if size.is_u64() => int(size, "size")?,
-                None => return Err(err(format!("`size` must be an integer or {{\"shortest_edge\": n}}, found {size}"))),
+                None => {
+                    return Err(err(format!("`size` must be an integer or {{\"shortest_edge\": n}}, found {size}")))
+                }
             };
         }
         if let Some(crop) = v.get("crop_size") {
             cfg.crop_size = match (crop.get("height"), crop.get("width")) {
                 (Some(h), Some(w)) => (int(h, "crop_size.height")?, int(w, "crop_size.width")?),
                 _ if crop.is_u64() => (int(crop, "crop_size")?, int(crop, "crop_size")?),
-                _ => return Err(err(format!("`crop_size` must be an integer or {{\"height\", \"width\"}}, found {crop}"))),
+                _ => {
+                    return Err(err(format!(
+                        "`crop_size` must be an integer or {{\"height\", \"width\"}}, found {crop}"
+                    )))
+                }
             };
         }
         let triple = |field: &str| -> Result<Option<[f32; 3]>> {
@@ -100,7 +109,8 @@ impl ImageProcessorConfig {
             cfg.image_std = s;
         }
         if let Some(r) = v.get("rescale_factor") {
-            cfg.rescale_factor = r.as_f64().ok_or_else(|| err(format!("`rescale_factor` must be a number, found {r}")))? as f32;
+            cfg.rescale_factor =
+                r.as_f64().ok_or_else(|| err(format!("`rescale_factor` must be a number, found {r}")))? as f32;
         }
         if let Some(r) = v.get("resample") {
             if r.as_u64() != Some(3) {
@@ -246,7 +256,11 @@ fn coeffs(in_size: usize, out_size: usize) -> Vec<(usize, Vec<i32>)> {
                 .map(|&v| {
                     let v = if total != 0.0 { v / total } else { v };
                     let f = v * (1u32 << PRECISION_BITS) as f64;
-                    if v < 0.0 { (f - 0.5) as i32 } else { (f + 0.5) as i32 }
+                    if v < 0.0 {
+                        (f - 0.5) as i32
+                    } else {
+                        (f + 0.5) as i32
+                    }
                 })
                 .collect();
             (xmin, k)
@@ -328,14 +342,26 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("preprocessor_config.json");
         // openai/clip-vit-large-patch14-336 ships the old integer form.
-        std::fs::write(&p, r#"{"crop_size": 336, "do_center_crop": true, "do_normalize": true, "do_resize": true,
+        std::fs::write(
+            &p,
+            r#"{"crop_size": 336, "do_center_crop": true, "do_normalize": true, "do_resize": true,
             "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711],
-            "resample": 3, "size": 336}"#).unwrap();
-        assert_eq!(ImageProcessorConfig::from_file(&p, false).unwrap(), ImageProcessorConfig::clip_vit_large_patch14_336(false));
+            "resample": 3, "size": 336}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            ImageProcessorConfig::from_file(&p, false).unwrap(),
+            ImageProcessorConfig::clip_vit_large_patch14_336(false)
+        );
         std::fs::write(&p, r#"{"size": {"shortest_edge": 224}, "crop_size": {"height": 224, "width": 200}}"#).unwrap();
         let c = ImageProcessorConfig::from_file(&p, true).unwrap();
         assert_eq!((c.shortest_edge, c.crop_size, c.pad_to_square), (224, (224, 200), true));
-        for (bad, field) in [(r#"{"resample": 2}"#, "resample"), (r#"{"size": "big"}"#, "size"), (r#"{"image_std": [1, 0, 1]}"#, "image_std"), (r#"{"do_resize": false}"#, "do_resize")] {
+        for (bad, field) in [
+            (r#"{"resample": 2}"#, "resample"),
+            (r#"{"size": "big"}"#, "size"),
+            (r#"{"image_std": [1, 0, 1]}"#, "image_std"),
+            (r#"{"do_resize": false}"#, "do_resize"),
+        ] {
             std::fs::write(&p, bad).unwrap();
             match ImageProcessorConfig::from_file(&p, false) {
                 Err(Error::Config { msg, .. }) => assert!(msg.contains(field), "{msg}"),

@@ -41,7 +41,12 @@ simd_fn! {
     }
 }
 
-fn silu_mul_fwd<T: Real>(s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+fn silu_mul_fwd<T: Real>(
+    s1: &CpuStorage,
+    l1: &Layout,
+    s2: &CpuStorage,
+    l2: &Layout,
+) -> candle_core::Result<(CpuStorage, Shape)> {
     let (g, u) = (operand::<T>(s1, l1, "silu_mul")?, operand::<T>(s2, l2, "silu_mul")?);
     if l1.dims() != l2.dims() {
         candle_core::bail!("silu_mul: gate {:?} and up {:?} differ", l1.dims(), l2.dims());
@@ -51,7 +56,11 @@ fn silu_mul_fwd<T: Real>(s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Lay
     Ok((T::storage(y), l1.shape().clone()))
 }
 
-fn silu_mul_bwd<T: Real>(gate: &Tensor, up: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+fn silu_mul_bwd<T: Real>(
+    gate: &Tensor,
+    up: &Tensor,
+    grad: &Tensor,
+) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
     let (dg, du) = with_slice::<T, _>(gate, |gs| {
         with_slice::<T, _>(up, |us| {
             with_slice::<T, _>(grad, |ds| {
@@ -71,14 +80,26 @@ impl CustomOp2 for SiluMulOp {
     fn name(&self) -> &'static str {
         "fused-silu-mul"
     }
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         match s1 {
             CpuStorage::F32(_) => silu_mul_fwd::<f32>(s1, l1, s2, l2),
             CpuStorage::F64(_) => silu_mul_fwd::<f64>(s1, l1, s2, l2),
             _ => candle_core::bail!("fused silu_mul: f32/f64 only"),
         }
     }
-    fn bwd(&self, gate: &Tensor, up: &Tensor, _res: &Tensor, g: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        gate: &Tensor,
+        up: &Tensor,
+        _res: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         match gate.dtype() {
             candle_core::DType::F32 => silu_mul_bwd::<f32>(gate, up, g),
             _ => silu_mul_bwd::<f64>(gate, up, g),
@@ -234,7 +255,10 @@ pub fn silu_mul_halves(y: &Tensor) -> Result<Tensor> {
     let dims = y.dims().to_vec();
     let width = dims.last().copied().unwrap_or(0);
     if !super::supports(y) || y.track_op() || width % 2 != 0 {
-        return Err(Error::Invalid(format!("silu_mul_halves needs an untracked f32/f64 CPU tensor with an even last dimension, got {:?} {dims:?}", y.dtype())));
+        return Err(Error::Invalid(format!(
+            "silu_mul_halves needs an untracked f32/f64 CPU tensor with an even last dimension, got {:?} {dims:?}",
+            y.dtype()
+        )));
     }
     fn run<T: Real>(y: &Tensor, half: usize) -> candle_core::Result<Vec<T>> {
         use rayon::prelude::*;
@@ -287,9 +311,16 @@ mod tests {
             for i in 0..half {
                 let (a, b) = (yv[0][r][i], yv[0][r][half + i]);
                 let want = a * b / (1.0 + (-a).exp());
-                assert!((gv[0][r][i] as f64 - want).abs() <= 1e-6 * (1.0 + want.abs()), "row {r} col {i}: {} vs {want}", gv[0][r][i]);
+                assert!(
+                    (gv[0][r][i] as f64 - want).abs() <= 1e-6 * (1.0 + want.abs()),
+                    "row {r} col {i}: {} vs {want}",
+                    gv[0][r][i]
+                );
             }
         }
-        assert!(silu_mul_halves(&Tensor::zeros((2, 3), DType::F32, &Device::Cpu).unwrap()).is_err(), "odd width must be an error");
+        assert!(
+            silu_mul_halves(&Tensor::zeros((2, 3), DType::F32, &Device::Cpu).unwrap()).is_err(),
+            "odd width must be an error"
+        );
     }
 }

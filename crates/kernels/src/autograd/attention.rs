@@ -143,7 +143,9 @@ impl AttentionOp {
         let s = &self.spec;
         let (qw, kw) = self.widths();
         let (width, len, first) = if is_query { (qw, s.q_len, s.kv_len - s.q_len) } else { (kw, s.kv_len, 0) };
-        with_slice::<T, _>(&rope.cos, |cos| with_slice::<T, _>(&rope.sin, |sin| rotate(x, width, s.head_dim, len, first, cos, sin, inverse)))?
+        with_slice::<T, _>(&rope.cos, |cos| {
+            with_slice::<T, _>(&rope.sin, |sin| rotate(x, width, s.head_dim, len, first, cos, sin, inverse))
+        })?
     }
 
     fn fwd<T: Real>(&self, q: &[T], k: &[T], v: &[T]) -> candle_core::Result<Vec<T>> {
@@ -161,9 +163,33 @@ impl AttentionOp {
             for h in 0..nh {
                 let g = h / n_rep;
                 let pb = &mut p[(n * nh + h) * lq * lk..(n * nh + h + 1) * lq * lk];
-                matmul(lq, lk, hd, pb, View::rows(0, lk), &qr, self.q_view(n, h), &kr, self.kv_view(n, g).t(), scale, false);
+                matmul(
+                    lq,
+                    lk,
+                    hd,
+                    pb,
+                    View::rows(0, lk),
+                    &qr,
+                    self.q_view(n, h),
+                    &kr,
+                    self.kv_view(n, g).t(),
+                    scale,
+                    false,
+                );
                 softmax_rows(pb, lk, s.causal, lk - lq);
-                matmul(lq, hd, lk, &mut out, self.q_view(n, h), pb, View::rows(0, lk), v, self.kv_view(n, g), T::ONE, false);
+                matmul(
+                    lq,
+                    hd,
+                    lk,
+                    &mut out,
+                    self.q_view(n, h),
+                    pb,
+                    View::rows(0, lk),
+                    v,
+                    self.kv_view(n, g),
+                    T::ONE,
+                    false,
+                );
             }
         }
         *self.saved.lock().map_err(|_| candle_core::Error::Msg("attention: poisoned state".into()))? =
@@ -178,9 +204,14 @@ impl AttentionOp {
         let n_rep = nh / s.num_kv_heads;
         let scale = T::from_f64(s.scale);
         let guard = self.saved.lock().map_err(|_| candle_core::Error::Msg("attention: poisoned state".into()))?;
-        let saved = guard.as_ref().ok_or_else(|| candle_core::Error::Msg("attention: backward before forward".into()))?;
+        let saved =
+            guard.as_ref().ok_or_else(|| candle_core::Error::Msg("attention: backward before forward".into()))?;
         let missing = || candle_core::Error::Msg("attention: saved state has the wrong dtype".into());
-        let (qr, kr, p) = (T::slice(&saved.q).ok_or_else(missing)?, T::slice(&saved.k).ok_or_else(missing)?, T::slice(&saved.p).ok_or_else(missing)?);
+        let (qr, kr, p) = (
+            T::slice(&saved.q).ok_or_else(missing)?,
+            T::slice(&saved.k).ok_or_else(missing)?,
+            T::slice(&saved.p).ok_or_else(missing)?,
+        );
         let (mut dq, mut dk, mut dv) = (vec![T::ZERO; qr.len()], vec![T::ZERO; kr.len()], vec![T::ZERO; v.len()]);
         let mut ds = vec![T::ZERO; lq * lk];
         for n in 0..nb {
@@ -188,14 +219,50 @@ impl AttentionOp {
                 let g = h / n_rep;
                 let pv = View::rows((n * nh + h) * lq * lk, lk);
                 // dP = dO · Vᵀ
-                matmul(lq, lk, hd, &mut ds, View::rows(0, lk), go, self.q_view(n, h), v, self.kv_view(n, g).t(), T::ONE, false);
+                matmul(
+                    lq,
+                    lk,
+                    hd,
+                    &mut ds,
+                    View::rows(0, lk),
+                    go,
+                    self.q_view(n, h),
+                    v,
+                    self.kv_view(n, g).t(),
+                    T::ONE,
+                    false,
+                );
                 // dV += Pᵀ · dO
                 matmul(lk, hd, lq, &mut dv, self.kv_view(n, g), p, pv.t(), go, self.q_view(n, h), T::ONE, true);
                 // dS = P ∘ (dP − Σ_t dP·P)
                 softmax_grad_rows(&mut ds, &p[pv.offset..pv.offset + lq * lk], lk);
                 // dQ = scale · dS · K, dK += scale · dSᵀ · Q
-                matmul(lq, hd, lk, &mut dq, self.q_view(n, h), &ds, View::rows(0, lk), kr, self.kv_view(n, g), scale, false);
-                matmul(lk, hd, lq, &mut dk, self.kv_view(n, g), &ds, View::rows(0, lk).t(), qr, self.q_view(n, h), scale, true);
+                matmul(
+                    lq,
+                    hd,
+                    lk,
+                    &mut dq,
+                    self.q_view(n, h),
+                    &ds,
+                    View::rows(0, lk),
+                    kr,
+                    self.kv_view(n, g),
+                    scale,
+                    false,
+                );
+                matmul(
+                    lk,
+                    hd,
+                    lq,
+                    &mut dk,
+                    self.kv_view(n, g),
+                    &ds,
+                    View::rows(0, lk).t(),
+                    qr,
+                    self.q_view(n, h),
+                    scale,
+                    true,
+                );
             }
         }
         drop(guard);
@@ -235,12 +302,16 @@ impl CustomOp3 for AttentionOp {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         self.check(l1, l2, l3)?;
         let out = match s1 {
-            CpuStorage::F32(_) => {
-                CpuStorage::F32(self.fwd::<f32>(operand(s1, l1, "attention")?, operand(s2, l2, "attention")?, operand(s3, l3, "attention")?)?)
-            }
-            CpuStorage::F64(_) => {
-                CpuStorage::F64(self.fwd::<f64>(operand(s1, l1, "attention")?, operand(s2, l2, "attention")?, operand(s3, l3, "attention")?)?)
-            }
+            CpuStorage::F32(_) => CpuStorage::F32(self.fwd::<f32>(
+                operand(s1, l1, "attention")?,
+                operand(s2, l2, "attention")?,
+                operand(s3, l3, "attention")?,
+            )?),
+            CpuStorage::F64(_) => CpuStorage::F64(self.fwd::<f64>(
+                operand(s1, l1, "attention")?,
+                operand(s2, l2, "attention")?,
+                operand(s3, l3, "attention")?,
+            )?),
             _ => candle_core::bail!("fused attention: f32/f64 only"),
         };
         Ok((out, l1.shape().clone()))
@@ -254,7 +325,13 @@ impl CustomOp3 for AttentionOp {
         _res: &Tensor,
         g: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        fn typed<T: Real>(op: &AttentionOp, q: &Tensor, k: &Tensor, v: &Tensor, g: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        fn typed<T: Real>(
+            op: &AttentionOp,
+            q: &Tensor,
+            k: &Tensor,
+            v: &Tensor,
+            g: &Tensor,
+        ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
             let (dq, dk, dv) = with_slice::<T, _>(v, |vs| with_slice::<T, _>(g, |gs| op.bwd::<T>(vs, gs)))???;
             Ok((
                 if needs_grad(q) { Some(tensor(dq, q.shape())?) } else { None },
@@ -278,7 +355,10 @@ impl CustomOp3 for AttentionOp {
 /// RoPE tables too short, non-CPU tensors.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, rope: Option<&Rope>, spec: AttentionSpec) -> Result<Tensor> {
     if !super::supports(q) || q.dtype() != k.dtype() || q.dtype() != v.dtype() {
-        return Err(Error::Invalid(format!("fused attention needs f32/f64 CPU tensors of one dtype, got {:?}", q.dtype())));
+        return Err(Error::Invalid(format!(
+            "fused attention needs f32/f64 CPU tensors of one dtype, got {:?}",
+            q.dtype()
+        )));
     }
     let op = attention_op(q, rope, spec)?;
     Ok(q.contiguous()?.apply_op3(&k.contiguous()?, &v.contiguous()?, op)?)
@@ -286,7 +366,11 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, rope: Option<&Rope>, spec: 
 
 fn attention_op(q: &Tensor, rope: Option<&Rope>, spec: AttentionSpec) -> Result<AttentionOp> {
     let s = &spec;
-    if s.num_kv_heads == 0 || !s.num_heads.is_multiple_of(s.num_kv_heads) || s.head_dim == 0 || (s.causal && s.kv_len < s.q_len) {
+    if s.num_kv_heads == 0
+        || !s.num_heads.is_multiple_of(s.num_kv_heads)
+        || s.head_dim == 0
+        || (s.causal && s.kv_len < s.q_len)
+    {
         return Err(Error::Invalid(format!("fused attention: unsupported shape {spec:?}")));
     }
     let rope = match rope {

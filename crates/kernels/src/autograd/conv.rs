@@ -22,7 +22,9 @@ impl ConvTaps {
     /// h = (G − k)/s + 1), tap (a, b) reads token (i·s + a)·G + j·s + b.
     pub fn new(grid: usize, kernel: usize, stride: usize) -> Result<Self> {
         if kernel == 0 || stride == 0 || kernel > grid {
-            return Err(Error::Invalid(format!("depth-wise conv: kernel {kernel}, stride {stride} on a {grid}×{grid} grid")));
+            return Err(Error::Invalid(format!(
+                "depth-wise conv: kernel {kernel}, stride {stride} on a {grid}×{grid} grid"
+            )));
         }
         let h = (grid - kernel) / stride + 1;
         let mut taps = Vec::with_capacity(h * h * kernel * kernel);
@@ -123,12 +125,25 @@ impl DepthwiseOp {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn fwd<T: Real>(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn fwd<T: Real>(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (b, d) = self.dims(l1)?;
         let k2 = self.taps.kernel_area;
-        let (x, w, bias) = (operand::<T>(s1, l1, "conv")?, operand::<T>(s2, l2, "conv")?, operand::<T>(s3, l3, "conv")?);
+        let (x, w, bias) =
+            (operand::<T>(s1, l1, "conv")?, operand::<T>(s2, l2, "conv")?, operand::<T>(s3, l3, "conv")?);
         if w.len() != d * k2 || bias.len() != d {
-            candle_core::bail!("depth-wise conv: weight {:?} / bias {:?} do not fit width {d}, kernel area {k2}", l2.dims(), l3.dims());
+            candle_core::bail!(
+                "depth-wise conv: weight {:?} / bias {:?} do not fit width {d}, kernel area {k2}",
+                l2.dims(),
+                l3.dims()
+            );
         }
         let v = self.taps.outputs();
         let mut out = vec![T::ZERO; b * v * d];
@@ -136,7 +151,13 @@ impl DepthwiseOp {
         Ok((T::storage(out), Shape::from((b, v, d))))
     }
 
-    fn bwd_typed<T: Real>(&self, x: &Tensor, w: &Tensor, bias: &Tensor, g: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd_typed<T: Real>(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        bias: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (_, _, d) = x.dims3()?;
         let k2 = self.taps.kernel_area;
         let want_x = needs_grad(x);
@@ -145,7 +166,17 @@ impl DepthwiseOp {
                 with_slice::<T, _>(g, |gs| {
                     let mut dx = vec![T::ZERO; if want_x { xs.len() } else { 0 }];
                     let (mut dwt, mut db) = (vec![T::ZERO; k2 * d], vec![T::ZERO; d]);
-                    conv_grad(xs, &transpose(ws, d, k2), gs, &self.taps.taps, k2, self.taps.grid_tokens, &mut dx, &mut dwt, &mut db);
+                    conv_grad(
+                        xs,
+                        &transpose(ws, d, k2),
+                        gs,
+                        &self.taps.taps,
+                        k2,
+                        self.taps.grid_tokens,
+                        &mut dx,
+                        &mut dwt,
+                        &mut db,
+                    );
                     (dx, dwt, db)
                 })
             })
@@ -163,14 +194,29 @@ impl CustomOp3 for DepthwiseOp {
     fn name(&self) -> &'static str {
         "fused-depthwise-conv"
     }
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         match s1 {
             CpuStorage::F32(_) => self.fwd::<f32>(s1, l1, s2, l2, s3, l3),
             CpuStorage::F64(_) => self.fwd::<f64>(s1, l1, s2, l2, s3, l3),
             _ => candle_core::bail!("fused conv: f32/f64 only"),
         }
     }
-    fn bwd(&self, x: &Tensor, w: &Tensor, b: &Tensor, _res: &Tensor, g: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         match x.dtype() {
             candle_core::DType::F32 => self.bwd_typed::<f32>(x, w, b, g),
             _ => self.bwd_typed::<f64>(x, w, b, g),
@@ -183,7 +229,10 @@ impl CustomOp3 for DepthwiseOp {
 /// Errors: [`Error::Invalid`] for dtypes other than f32/f64 or shapes that do not fit `taps`.
 pub fn depthwise_conv(x: &Tensor, weight: &Tensor, bias: &Tensor, taps: &ConvTaps) -> Result<Tensor> {
     if !super::supports(x) || x.dtype() != weight.dtype() || x.dtype() != bias.dtype() {
-        return Err(Error::Invalid(format!("fused depth-wise conv needs f32/f64 CPU tensors of one dtype, got {:?}", x.dtype())));
+        return Err(Error::Invalid(format!(
+            "fused depth-wise conv needs f32/f64 CPU tensors of one dtype, got {:?}",
+            x.dtype()
+        )));
     }
     let op = DepthwiseOp { taps: taps.clone() };
     Ok(x.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)?)
@@ -217,7 +266,12 @@ simd_fn! {
     }
 }
 
-fn add_row_fwd<T: Real>(s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+fn add_row_fwd<T: Real>(
+    s1: &CpuStorage,
+    l1: &Layout,
+    s2: &CpuStorage,
+    l2: &Layout,
+) -> candle_core::Result<(CpuStorage, Shape)> {
     let (b, n, d) = match (l1.dims(), l2.dims()) {
         ([b, n, d], [b2, 1, d2]) if b == b2 && d == d2 => (*b, *n, *d),
         (a, c) => candle_core::bail!("add_row: x {a:?} and row {c:?} are not (B, N, d) and (B, 1, d)"),
@@ -247,14 +301,26 @@ impl CustomOp2 for AddRowOp {
     fn name(&self) -> &'static str {
         "fused-add-row"
     }
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         match s1 {
             CpuStorage::F32(_) => add_row_fwd::<f32>(s1, l1, s2, l2),
             CpuStorage::F64(_) => add_row_fwd::<f64>(s1, l1, s2, l2),
             _ => candle_core::bail!("fused add_row: f32/f64 only"),
         }
     }
-    fn bwd(&self, x: &Tensor, r: &Tensor, _res: &Tensor, g: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        r: &Tensor,
+        _res: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         match x.dtype() {
             candle_core::DType::F32 => add_row_bwd::<f32>(x, r, g),
             _ => add_row_bwd::<f64>(x, r, g),
@@ -266,7 +332,10 @@ impl CustomOp2 for AddRowOp {
 /// for an `x` outside autograd, e.g. frozen features). Errors: [`Error::Invalid`] for other dtypes or shapes.
 pub fn add_row(x: &Tensor, row: &Tensor) -> Result<Tensor> {
     if !super::supports(x) || x.dtype() != row.dtype() {
-        return Err(Error::Invalid(format!("fused add_row needs f32/f64 CPU tensors of one dtype, got {:?}", x.dtype())));
+        return Err(Error::Invalid(format!(
+            "fused add_row needs f32/f64 CPU tensors of one dtype, got {:?}",
+            x.dtype()
+        )));
     }
     Ok(x.contiguous()?.apply_op2(&row.contiguous()?, AddRowOp)?)
 }

@@ -76,8 +76,10 @@ real!(f64, DType::F64, F64, f64::exp, candle_core::cpu::erf::erf_f64);
 
 /// The contiguous elements of a custom op's operand. Errors: wrong dtype, non-contiguous layout.
 pub(crate) fn operand<'a, T: Real>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<&'a [T]> {
-    let all = T::slice(s).ok_or_else(|| candle_core::Error::Msg(format!("{op}: operands must all be {:?}", T::DTYPE)))?;
-    let (a, b) = l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg(format!("{op}: operand is not contiguous")))?;
+    let all =
+        T::slice(s).ok_or_else(|| candle_core::Error::Msg(format!("{op}: operands must all be {:?}", T::DTYPE)))?;
+    let (a, b) =
+        l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg(format!("{op}: operand is not contiguous")))?;
     Ok(&all[a..b])
 }
 
@@ -225,7 +227,11 @@ pub(crate) fn matmul<T: Real>(
         small_matmul(m, n, k, dst, d, lhs, a, rhs, b, scale, accumulate);
         return;
     }
-    let par = if m * n * k >= 1 << 18 && threads() > 1 { gemm::Parallelism::Rayon(threads()) } else { gemm::Parallelism::None };
+    let par = if m * n * k >= 1 << 18 && threads() > 1 {
+        gemm::Parallelism::Rayon(threads())
+    } else {
+        gemm::Parallelism::None
+    };
     // SAFETY: the three views were checked to lie inside their slices; dst is exclusively borrowed
     // and cannot alias lhs/rhs (shared borrows).
     unsafe {

@@ -103,7 +103,19 @@ fn backward<T: Real>(
         let dx = if needs_grad(x) {
             Some(with_slice::<T, _>(w, |ws| {
                 let mut dx = vec![T::ZERO; rows * k];
-                matmul(rows, k, n, &mut dx, View::rows(0, k), gs, View::rows(0, n), ws, View::rows(0, k), T::ONE, false);
+                matmul(
+                    rows,
+                    k,
+                    n,
+                    &mut dx,
+                    View::rows(0, k),
+                    gs,
+                    View::rows(0, n),
+                    ws,
+                    View::rows(0, k),
+                    T::ONE,
+                    false,
+                );
                 tensor(dx, x.shape())
             })??)
         } else {
@@ -112,7 +124,19 @@ fn backward<T: Real>(
         let dw = if needs_grad(w) {
             Some(with_slice::<T, _>(x, |xs| {
                 let mut dw = vec![T::ZERO; n * k];
-                matmul(n, k, rows, &mut dw, View::rows(0, k), gs, View::rows(0, n).t(), xs, View::rows(0, k), T::ONE, false);
+                matmul(
+                    n,
+                    k,
+                    rows,
+                    &mut dw,
+                    View::rows(0, k),
+                    gs,
+                    View::rows(0, n).t(),
+                    xs,
+                    View::rows(0, k),
+                    T::ONE,
+                    false,
+                );
                 tensor(dw, (n, k))
             })??)
         } else {
@@ -149,10 +173,22 @@ impl CustomOp2 for LinearOp {
     fn name(&self) -> &'static str {
         "fused-linear"
     }
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         dispatch(self, (s1, l1), (s2, l2), None)
     }
-    fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, g: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let (dx, dw, _) = dispatch_bwd(self, x, w, None, g)?;
         Ok((dx, dw))
     }

@@ -31,15 +31,24 @@ mod linear;
 mod norm;
 
 pub use activation::{gelu_erf, quick_gelu, silu_mul, silu_mul_halves};
-pub use attention::{attention, AttentionSpec, Rope};
 pub(crate) use attention::softmax_rows;
+pub use attention::{attention, AttentionSpec, Rope};
 
 /// Rotary position embedding applied in place to f32 rows, the training attention's rotation: each
 /// row of `x` (rows of `width`, heads of `hd`, row r at position `first + r % len`) has every head
 /// rotated (`inverse` = false) or un-rotated with the tables `cos`, `sin` (len, hd / 2), HF's
 /// `rotate_half` layout.
 #[allow(clippy::too_many_arguments)]
-pub fn rotate_f32(x: &mut [f32], width: usize, hd: usize, len: usize, first: usize, cos: &[f32], sin: &[f32], inverse: bool) {
+pub fn rotate_f32(
+    x: &mut [f32],
+    width: usize,
+    hd: usize,
+    len: usize,
+    first: usize,
+    cos: &[f32],
+    sin: &[f32],
+    inverse: bool,
+) {
     attention::rotate(x, width, hd, len, first, cos, sin, inverse)
 }
 pub use conv::{add_row, depthwise_conv, ConvTaps};

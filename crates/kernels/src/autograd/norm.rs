@@ -78,7 +78,13 @@ simd_fn! {
     }
 }
 
-fn rms_fwd<T: Real>(eps: f64, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+fn rms_fwd<T: Real>(
+    eps: f64,
+    s1: &CpuStorage,
+    l1: &Layout,
+    s2: &CpuStorage,
+    l2: &Layout,
+) -> candle_core::Result<(CpuStorage, Shape)> {
     let (x, w) = (operand::<T>(s1, l1, "rms_norm")?, operand::<T>(s2, l2, "rms_norm")?);
     last_dim(l1, w.len(), "rms_norm")?;
     let mut y = vec![T::ZERO; x.len()];
@@ -86,7 +92,12 @@ fn rms_fwd<T: Real>(eps: f64, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2:
     Ok((T::storage(y), l1.shape().clone()))
 }
 
-fn rms_bwd<T: Real>(eps: f64, x: &Tensor, w: &Tensor, g: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+fn rms_bwd<T: Real>(
+    eps: f64,
+    x: &Tensor,
+    w: &Tensor,
+    g: &Tensor,
+) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
     let h = w.elem_count();
     let (want_x, want_w) = (needs_grad(x), needs_grad(w));
     let (dx, dw) = with_slice::<T, _>(x, |xs| {
@@ -108,14 +119,26 @@ impl CustomOp2 for RmsNormOp {
     fn name(&self) -> &'static str {
         "fused-rms-norm"
     }
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         match s1 {
             CpuStorage::F32(_) => rms_fwd::<f32>(self.eps, s1, l1, s2, l2),
             CpuStorage::F64(_) => rms_fwd::<f64>(self.eps, s1, l1, s2, l2),
             _ => candle_core::bail!("fused rms_norm: f32/f64 only"),
         }
     }
-    fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, g: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         match x.dtype() {
             candle_core::DType::F32 => rms_bwd::<f32>(self.eps, x, w, g),
             _ => rms_bwd::<f64>(self.eps, x, w, g),
@@ -175,7 +198,8 @@ fn ln_fwd<T: Real>(
     s3: &CpuStorage,
     l3: &Layout,
 ) -> candle_core::Result<(CpuStorage, Shape)> {
-    let (x, w, b) = (operand::<T>(s1, l1, "layer_norm")?, operand::<T>(s2, l2, "layer_norm")?, operand::<T>(s3, l3, "layer_norm")?);
+    let (x, w, b) =
+        (operand::<T>(s1, l1, "layer_norm")?, operand::<T>(s2, l2, "layer_norm")?, operand::<T>(s3, l3, "layer_norm")?);
     let h = last_dim(l1, w.len(), "layer_norm")?;
     if b.len() != h {
         candle_core::bail!("layer_norm: bias of {} for width {h}", b.len());
@@ -236,7 +260,11 @@ impl CustomOp3 for LayerNormOp {
 
 fn check(x: &Tensor, w: &Tensor, op: &str) -> Result<()> {
     if !super::supports(x) || x.dtype() != w.dtype() {
-        return Err(Error::Invalid(format!("fused {op} needs f32/f64 CPU tensors of one dtype, got {:?} and {:?}", x.dtype(), w.dtype())));
+        return Err(Error::Invalid(format!(
+            "fused {op} needs f32/f64 CPU tensors of one dtype, got {:?} and {:?}",
+            x.dtype(),
+            w.dtype()
+        )));
     }
     Ok(())
 }

@@ -10,9 +10,9 @@
 //!
 //! With the 24×24 grid of ViT-L/14-336 the producible V are the squares of the divisors of 24:
 //! 1, 4, 9, 16, 36, 64, 144, 576 (the paper uses all but 9).
-use crate::Mode;
 use crate::projector::ProjectorLayout;
 use crate::vision::{FeatureLayers, VisionFeatures};
+use crate::Mode;
 use crate::{Error, Result};
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
@@ -77,9 +77,7 @@ pub(crate) fn check_single(features: &VisionFeatures, d: usize) -> Result<usize>
     let g2 = features.grid * features.grid;
     match features.single.dims() {
         [b, t, c] if *t == g2 && *c == d => Ok(*b),
-        dims => Err(Error::Invalid(format!(
-            "single-level features must be (B, {g2}, {d}), got {dims:?}"
-        ))),
+        dims => Err(Error::Invalid(format!("single-level features must be (B, {g2}, {d}), got {dims:?}"))),
     }
 }
 
@@ -91,10 +89,7 @@ pub(crate) fn check_multi(features: &VisionFeatures, b: usize, c: usize) -> Resu
         .as_ref()
         .ok_or_else(|| Error::Invalid("this compressor needs multi-level vision features".into()))?;
     if m.dims() != [b, g2, c] {
-        return Err(Error::Invalid(format!(
-            "multi-level features must be ({b}, {g2}, {c}), got {:?}",
-            m.dims()
-        )));
+        return Err(Error::Invalid(format!("multi-level features must be ({b}, {g2}, {c}), got {:?}", m.dims())));
     }
     Ok(m)
 }
@@ -142,9 +137,7 @@ impl CompressorSpec {
                 Self::TokenPacker(TokenPackerConfig { visual_tokens, ..TokenPackerConfig::new(dim, grid) })
             }
             other => {
-                return Err(Error::Invalid(format!(
-                    "unknown compressor {other:?} (none, avgpool, quecc, tokenpacker)"
-                )))
+                return Err(Error::Invalid(format!("unknown compressor {other:?} (none, avgpool, quecc, tokenpacker)")))
             }
         })
     }

@@ -21,8 +21,8 @@
 use super::window_attention::{FeatureMlp, WindowAttention};
 use super::{allowed_visual_tokens, check_multi, check_single, Compressor};
 use crate::layers::{weight, LayerNorm, Linear};
-use crate::Mode;
 use crate::vision::VisionFeatures;
+use crate::Mode;
 use crate::{Error, Result};
 use candle_core::Tensor;
 use candle_nn::{Init, VarBuilder};
@@ -53,7 +53,16 @@ impl QueccConfig {
     /// The authors' defaults for a tower of width d with a G×G grid and an LLM of width H_llm:
     /// kernel = stride = 4 (V = 36 on 24×24), multi-level width 4d, 8 heads, query on.
     pub fn new(embed_dim: usize, grid: usize, text_dim: usize) -> Self {
-        Self { embed_dim, multi_dim: 4 * embed_dim, text_dim, grid, kernel: 4, stride: 4, num_heads: 8, use_query: true }
+        Self {
+            embed_dim,
+            multi_dim: 4 * embed_dim,
+            text_dim,
+            grid,
+            kernel: 4,
+            stride: 4,
+            num_heads: 8,
+            use_query: true,
+        }
     }
 
     /// Sets kernel = stride = G/√V (the authors' scripts' scheme). Errors: V not producible →

@@ -17,8 +17,8 @@
 use super::window_attention::{FeatureMlp, WindowAttention};
 use super::{check_multi, check_single, output_grid_for, Compressor};
 use crate::layers::{LayerNorm, Linear};
-use crate::Mode;
 use crate::vision::VisionFeatures;
+use crate::Mode;
 use crate::{Error, Result};
 use candle_core::{Device, Tensor};
 use candle_nn::VarBuilder;

@@ -55,7 +55,14 @@ impl WindowAttention {
 
     /// queries (B, g², d) in row-major grid order; keys, values (B, G², d) → (B, g², d).
     /// Requires g | G (checked by the compressors' constructors).
-    pub fn forward(&self, queries: &Tensor, keys: &Tensor, values: &Tensor, grid: usize, out_grid: usize) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        queries: &Tensor,
+        keys: &Tensor,
+        values: &Tensor,
+        grid: usize,
+        out_grid: usize,
+    ) -> Result<Tensor> {
         self.forward_windowed(queries, &windows(keys, grid, out_grid)?, &windows(values, grid, out_grid)?)
     }
 

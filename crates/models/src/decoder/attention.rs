@@ -4,8 +4,8 @@ use candle_nn::{linear_b, Linear, VarBuilder};
 
 use super::{DecoderConfig, KvCache, RotaryEmbedding};
 use crate::Mode;
-use kernels::matmul::{matmul, nn_linear};
 use crate::Result;
+use kernels::matmul::{matmul, nn_linear};
 
 /// Multi-head attention of one decoder layer: q/k/v/o projections (`{vb}.q_proj` …), GQA with
 /// `num_attention_heads / num_key_value_heads` query heads per key/value head.
@@ -76,7 +76,13 @@ impl Attention {
     /// the causal attention core, RoPE and GQA as one fused op ([`kernels::autograd::attention`]).
     /// `xs` (B, L, H) at positions `start..start + L`, `residual` (B, L, H) → (B, L, H).
     /// Errors: dtypes other than f32/f64 ([`crate::Error::Invalid`]), shape mismatches.
-    pub fn forward_fused(&self, xs: &Tensor, rope: &RotaryEmbedding, start: usize, residual: &Tensor) -> Result<Tensor> {
+    pub fn forward_fused(
+        &self,
+        xs: &Tensor,
+        rope: &RotaryEmbedding,
+        start: usize,
+        residual: &Tensor,
+    ) -> Result<Tensor> {
         use kernels::autograd::{attention, linear, linear_residual, AttentionSpec};
         let (b, l, _) = xs.dims3()?;
         let q = linear(xs, self.q_proj.weight(), self.q_proj.bias())?;
@@ -104,7 +110,8 @@ impl Attention {
     pub(crate) fn convert_weights(&mut self, dtype: DType) -> Result<()> {
         self.o_proj = convert_linear(&self.o_proj, dtype)?;
         let (fused, views) = stack_linears(&[&self.q_proj, &self.k_proj, &self.v_proj], dtype)?;
-        [self.q_proj, self.k_proj, self.v_proj] = <[Linear; 3]>::try_from(views).map_err(|_| crate::Error::Invalid("q/k/v stacking".into()))?;
+        [self.q_proj, self.k_proj, self.v_proj] =
+            <[Linear; 3]>::try_from(views).map_err(|_| crate::Error::Invalid("q/k/v stacking".into()))?;
         self.qkv = Some(fused);
         Ok(())
     }
@@ -138,7 +145,13 @@ impl Attention {
         let (b, l, _) = xs.dims3()?;
         let (nh, nkv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let fused_split = match &self.qkv {
-            Some(fused) if mode == Mode::Inference && xs.dtype() == DType::F32 && rope.is_f32() && xs.device().is_cpu() && !xs.track_op() => {
+            Some(fused)
+                if mode == Mode::Inference
+                    && xs.dtype() == DType::F32
+                    && rope.is_f32()
+                    && xs.device().is_cpu()
+                    && !xs.track_op() =>
+            {
                 let y = nn_linear(xs, fused)?;
                 // Converted weights, CPU inference: split and rotate the stacked output in one pass.
                 Some(rope.split_qkv_rotated(&y, (nh, nkv), d, start)?)
@@ -182,10 +195,7 @@ impl Attention {
             None => scores,
         };
         let probs = crate::layers::softmax_last(&scores, mode)?.reshape((b, nkv, n_rep * l, lk))?;
-        let out = matmul(&probs, &v)?
-            .reshape((b, nh, l, d))?
-            .transpose(1, 2)?
-            .reshape((b, l, nh * d))?;
+        let out = matmul(&probs, &v)?.reshape((b, nh, l, d))?.transpose(1, 2)?.reshape((b, l, nh * d))?;
         nn_linear(&out, &self.o_proj)
     }
 }

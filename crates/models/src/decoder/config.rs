@@ -119,32 +119,19 @@ impl DecoderConfig {
     /// Errors: [`Error::Io`] if unreadable; [`Error::Config`] naming the file and field if malformed
     /// or unsupported.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
         Self::from_json_str(&text).map_err(|e| match e {
-            Error::Config { msg, .. } => Error::Config {
-                path: path.to_path_buf(),
-                msg,
-            },
+            Error::Config { msg, .. } => Error::Config { path: path.to_path_buf(), msg },
             other => other,
         })
     }
 
     /// Parses a `config.json` text. Errors as [`DecoderConfig::from_file`] (path shown as `config.json`).
     pub fn from_json_str(text: &str) -> Result<Self> {
-        let err = |msg: String| Error::Config {
-            path: "config.json".into(),
-            msg,
-        };
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| err(format!("invalid JSON: {e}")))?;
+        let err = |msg: String| Error::Config { path: "config.json".into(), msg };
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| err(format!("invalid JSON: {e}")))?;
         let raw: RawConfig = deserialize_naming_field(&value).map_err(err)?;
-        let model_type = raw
-            .model_type
-            .clone()
-            .ok_or_else(|| err("missing field `model_type`".into()))?;
+        let model_type = raw.model_type.clone().ok_or_else(|| err("missing field `model_type`".into()))?;
         let architecture = match model_type.as_str() {
             "qwen2" | "llava_qwen" | "llava_qwen2" => Architecture::Qwen2,
             "llama" | "llava_llama" | "llava" => Architecture::Llama,
@@ -158,19 +145,11 @@ impl DecoderConfig {
         // HF defaults: Qwen2Config / LlamaConfig constructor arguments.
         let vocab_size = raw.vocab_size.unwrap_or(if qwen { 151936 } else { 32000 });
         let hidden_size = raw.hidden_size.unwrap_or(4096);
-        let intermediate_size = raw
-            .intermediate_size
-            .unwrap_or(if qwen { 22016 } else { 11008 });
+        let intermediate_size = raw.intermediate_size.unwrap_or(if qwen { 22016 } else { 11008 });
         let num_hidden_layers = raw.num_hidden_layers.unwrap_or(32);
         let num_attention_heads = raw.num_attention_heads.unwrap_or(32);
-        let num_key_value_heads = raw.num_key_value_heads.unwrap_or(if qwen {
-            32
-        } else {
-            num_attention_heads
-        });
-        let max_position_embeddings = raw
-            .max_position_embeddings
-            .unwrap_or(if qwen { 32768 } else { 2048 });
+        let num_key_value_heads = raw.num_key_value_heads.unwrap_or(if qwen { 32 } else { num_attention_heads });
+        let max_position_embeddings = raw.max_position_embeddings.unwrap_or(if qwen { 32768 } else { 2048 });
         let rms_norm_eps = raw.rms_norm_eps.unwrap_or(1e-6);
         let tie_word_embeddings = raw.tie_word_embeddings.unwrap_or(false);
         if num_attention_heads == 0 || num_key_value_heads == 0 {
@@ -197,14 +176,10 @@ impl DecoderConfig {
         }
         let act = raw.hidden_act.as_deref().unwrap_or("silu");
         if act != "silu" {
-            return Err(err(format!(
-                "hidden_act `{act}` is not supported (only `silu`)"
-            )));
+            return Err(err(format!("hidden_act `{act}` is not supported (only `silu`)")));
         }
         if qwen && raw.use_sliding_window == Some(true) {
-            return Err(err(
-                "use_sliding_window = true is not supported (sliding-window attention)".into(),
-            ));
+            return Err(err("use_sliding_window = true is not supported (sliding-window attention)".into()));
         }
         if let Some(tp) = raw.pretraining_tp {
             if tp == 0 {
@@ -214,41 +189,24 @@ impl DecoderConfig {
         // RoPE: `rope_theta` (transformers v4) or `rope_parameters.rope_theta` (v5); only the default
         // (unscaled) RoPE is implemented.
         let mut rope_theta = raw.rope_theta;
-        for (field, value) in [
-            ("rope_scaling", &raw.rope_scaling),
-            ("rope_parameters", &raw.rope_parameters),
-        ] {
+        for (field, value) in [("rope_scaling", &raw.rope_scaling), ("rope_parameters", &raw.rope_parameters)] {
             let Some(v) = value else { continue };
             if v.is_null() {
                 continue;
             }
-            let obj = v
-                .as_object()
-                .ok_or_else(|| err(format!("`{field}` must be an object or null")))?;
-            let kind = obj
-                .get("rope_type")
-                .or_else(|| obj.get("type"))
-                .and_then(|t| t.as_str())
-                .unwrap_or("default");
+            let obj = v.as_object().ok_or_else(|| err(format!("`{field}` must be an object or null")))?;
+            let kind = obj.get("rope_type").or_else(|| obj.get("type")).and_then(|t| t.as_str()).unwrap_or("default");
             if kind != "default" {
-                return Err(err(format!(
-                    "{field}: rope type `{kind}` is not supported (only `default`)"
-                )));
+                return Err(err(format!("{field}: rope type `{kind}` is not supported (only `default`)")));
             }
             if let Some(t) = obj.get("rope_theta") {
-                rope_theta = Some(
-                    t.as_f64()
-                        .ok_or_else(|| err(format!("`{field}.rope_theta` must be a number")))?,
-                );
+                rope_theta = Some(t.as_f64().ok_or_else(|| err(format!("`{field}.rope_theta` must be a number")))?);
             }
         }
         let rope_theta = rope_theta.unwrap_or(10000.0);
         let attention_bias = raw.attention_bias.unwrap_or(false);
-        let (qkv_bias, o_bias, mlp_bias) = if qwen {
-            (true, false, false)
-        } else {
-            (attention_bias, attention_bias, raw.mlp_bias.unwrap_or(false))
-        };
+        let (qkv_bias, o_bias, mlp_bias) =
+            if qwen { (true, false, false) } else { (attention_bias, attention_bias, raw.mlp_bias.unwrap_or(false)) };
         for (name, v) in [
             ("vocab_size", vocab_size),
             ("hidden_size", hidden_size),

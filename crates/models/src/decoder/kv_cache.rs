@@ -37,10 +37,7 @@ fn grow(x: &Tensor, old: Option<&Tensor>, filled: usize, capacity: usize) -> Res
 impl KvCache {
     /// An empty cache for `num_layers` layers.
     pub fn new(num_layers: usize) -> Self {
-        Self {
-            layers: vec![None; num_layers],
-            len: 0,
-        }
+        Self { layers: vec![None; num_layers], len: 0 }
     }
 
     /// Number of cached positions (the next token's position).

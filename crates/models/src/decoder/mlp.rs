@@ -3,8 +3,8 @@ use candle_core::{DType, Tensor};
 use candle_nn::{linear_b, Linear, VarBuilder};
 
 use super::DecoderConfig;
-use kernels::matmul::nn_linear;
 use crate::Result;
+use kernels::matmul::nn_linear;
 
 /// The feed-forward block of one decoder layer.
 #[derive(Debug, Clone)]
@@ -47,7 +47,8 @@ impl Mlp {
     pub(crate) fn convert_weights(&mut self, dtype: DType) -> Result<()> {
         self.down_proj = super::attention::convert_linear(&self.down_proj, dtype)?;
         let (fused, views) = super::attention::stack_linears(&[&self.gate_proj, &self.up_proj], dtype)?;
-        [self.gate_proj, self.up_proj] = <[Linear; 2]>::try_from(views).map_err(|_| crate::Error::Invalid("gate/up stacking".into()))?;
+        [self.gate_proj, self.up_proj] =
+            <[Linear; 2]>::try_from(views).map_err(|_| crate::Error::Invalid("gate/up stacking".into()))?;
         self.gate_up = Some(fused);
         Ok(())
     }

@@ -62,13 +62,8 @@ impl Decoder {
         } else {
             candle_nn::linear_no_bias(cfg.hidden_size, cfg.vocab_size, vb.pp("lm_head"))?
         };
-        let rope = RotaryEmbedding::new(
-            cfg.rope_theta,
-            cfg.head_dim,
-            cfg.max_position_embeddings,
-            vb.dtype(),
-            vb.device(),
-        )?;
+        let rope =
+            RotaryEmbedding::new(cfg.rope_theta, cfg.head_dim, cfg.max_position_embeddings, vb.dtype(), vb.device())?;
         Ok(Self {
             cfg: cfg.clone(),
             embed_tokens,
@@ -118,8 +113,7 @@ impl Decoder {
         let per_layer = h * q + 2 * h * kv + q * h + 3 * h * c.intermediate_size;
         let emb = c.vocab_size * h * if c.tie_word_embeddings { 1 } else { 2 };
         let matrices = emb + c.num_hidden_layers * per_layer;
-        matrices * self.weight_dtype.size_in_bytes()
-            + (c.num_parameters() - matrices) * self.dtype.size_in_bytes()
+        matrices * self.weight_dtype.size_in_bytes() + (c.num_parameters() - matrices) * self.dtype.size_in_bytes()
     }
 
     /// Stores the matrix weights (token embeddings, attention and MLP projections, LM head; a tied
@@ -211,14 +205,9 @@ impl Decoder {
             return Ok(None);
         }
         let total = start + l;
-        let mask: Vec<f32> = (0..l)
-            .flat_map(|i| {
-                (0..total).map(move |j| if j > start + i { f32::NEG_INFINITY } else { 0.0 })
-            })
-            .collect();
-        Ok(Some(
-            Tensor::from_vec(mask, (l, total), &self.device)?.to_dtype(self.dtype)?,
-        ))
+        let mask: Vec<f32> =
+            (0..l).flat_map(|i| (0..total).map(move |j| if j > start + i { f32::NEG_INFINITY } else { 0.0 })).collect();
+        Ok(Some(Tensor::from_vec(mask, (l, total), &self.device)?.to_dtype(self.dtype)?))
     }
 
     fn check_input(&self, embeds: &Tensor, start: usize) -> Result<(usize, usize)> {
@@ -241,10 +230,7 @@ impl Decoder {
             return Err(Error::Invalid("input embeddings are empty (B or L is 0)".into()));
         }
         if start + l > self.cfg.max_position_embeddings {
-            return Err(Error::ContextWindow {
-                len: start + l,
-                max: self.cfg.max_position_embeddings,
-            });
+            return Err(Error::ContextWindow { len: start + l, max: self.cfg.max_position_embeddings });
         }
         Ok((b, l))
     }
@@ -275,14 +261,7 @@ impl Decoder {
         let mask = self.causal_mask(l, start_pos)?;
         let mut xs = embeds.to_dtype(self.dtype)?;
         for (i, layer) in self.layers.iter().enumerate() {
-            xs = layer.forward(
-                &xs,
-                &self.rope,
-                start_pos,
-                mask.as_ref(),
-                Some((&mut self.cache, i)),
-                self.mode,
-            )?;
+            xs = layer.forward(&xs, &self.rope, start_pos, mask.as_ref(), Some((&mut self.cache, i)), self.mode)?;
         }
         self.cache.advance(l);
         self.norm.forward(&xs, self.mode)
@@ -338,9 +317,7 @@ impl Decoder {
             None => vec![l; b],
         };
         if lengths.len() != b || lengths.iter().any(|&n| n == 0 || n > l) {
-            return Err(Error::Invalid(format!(
-                "query lengths {lengths:?} do not fit ids of shape ({b}, {l})"
-            )));
+            return Err(Error::Invalid(format!("query lengths {lengths:?} do not fit ids of shape ({b}, {l})")));
         }
         let hidden = self.forward_hidden(&self.embed_tokens(ids)?)?;
         let rows = lengths

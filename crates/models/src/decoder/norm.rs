@@ -16,20 +16,13 @@ impl RmsNorm {
     /// Loads `{vb}.weight` of shape (size,). Errors: missing tensor or wrong shape (candle error naming it).
     /// A `VarMap`-backed builder (training) initialises the weight to ones, as HF does.
     pub fn new(size: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
-        Ok(Self {
-            weight: vb.get_with_hints(size, "weight", candle_nn::Init::Const(1.0))?,
-            eps,
-        })
+        Ok(Self { weight: vb.get_with_hints(size, "weight", candle_nn::Init::Const(1.0))?, eps })
     }
 
     /// `xs`: (…, size) → (…, size), same dtype.
     pub fn forward(&self, xs: &Tensor, mode: Mode) -> Result<Tensor> {
         match mode {
-            Mode::Inference => Ok(candle_nn::ops::rms_norm(
-                &xs.contiguous()?,
-                &self.weight,
-                self.eps as f32,
-            )?),
+            Mode::Inference => Ok(candle_nn::ops::rms_norm(&xs.contiguous()?, &self.weight, self.eps as f32)?),
             Mode::Differentiable if kernels::autograd::supports(xs) && xs.dtype() == self.weight.dtype() => {
                 kernels::autograd::rms_norm(xs, &self.weight, self.eps)
             }

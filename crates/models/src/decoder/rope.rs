@@ -14,17 +14,10 @@ pub struct RotaryEmbedding {
 
 impl RotaryEmbedding {
     /// Tables for positions `0..max_positions`; frequencies `θ^(-2i/head_dim)` computed in f32 as HF does.
-    pub fn new(
-        theta: f64,
-        head_dim: usize,
-        max_positions: usize,
-        dtype: DType,
-        dev: &Device,
-    ) -> Result<Self> {
+    pub fn new(theta: f64, head_dim: usize, max_positions: usize, dtype: DType, dev: &Device) -> Result<Self> {
         let half = head_dim / 2;
-        let inv_freq: Vec<f32> = (0..half)
-            .map(|i| 1.0f32 / (theta as f32).powf((2 * i) as f32 / head_dim as f32))
-            .collect();
+        let inv_freq: Vec<f32> =
+            (0..half).map(|i| 1.0f32 / (theta as f32).powf((2 * i) as f32 / head_dim as f32)).collect();
         let mut cos = Vec::with_capacity(max_positions * half);
         let mut sin = Vec::with_capacity(max_positions * half);
         for p in 0..max_positions {
@@ -76,11 +69,21 @@ impl RotaryEmbedding {
     /// `rotate_half` layout): out[i] = x[i]·cos − x[i + d/2]·sin, out[i + d/2] = x[i + d/2]·cos + x[i]·sin.
     /// Errors: [`crate::Error::Invalid`] unless `y` is an f32 CPU tensor of that width and the tables are
     /// f32; positions beyond the table (candle's narrow error).
-    pub fn split_qkv_rotated(&self, y: &Tensor, heads: (usize, usize), d: usize, start: usize) -> Result<(Tensor, Tensor, Tensor)> {
+    pub fn split_qkv_rotated(
+        &self,
+        y: &Tensor,
+        heads: (usize, usize),
+        d: usize,
+        start: usize,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
         use rayon::prelude::*;
         let (nh, nkv) = heads;
         let (b, l, width) = y.dims3()?;
-        if width != (nh + 2 * nkv) * d || !d.is_multiple_of(2) || y.dtype() != DType::F32 || self.cos.dtype() != DType::F32 {
+        if width != (nh + 2 * nkv) * d
+            || !d.is_multiple_of(2)
+            || y.dtype() != DType::F32
+            || self.cos.dtype() != DType::F32
+        {
             return Err(crate::Error::Invalid(format!(
                 "split_qkv_rotated: f32 (B, L, {}) input and f32 tables expected, got {:?} {:?}",
                 (nh + 2 * nkv) * d,
@@ -109,7 +112,8 @@ impl RotaryEmbedding {
                 }
             });
         };
-        let (mut q, mut k, mut v) = (vec![0f32; b * nh * l * d], vec![0f32; b * nkv * l * d], vec![0f32; b * nkv * l * d]);
+        let (mut q, mut k, mut v) =
+            (vec![0f32; b * nh * l * d], vec![0f32; b * nkv * l * d], vec![0f32; b * nkv * l * d]);
         if l * d > 0 {
             fill(&mut q, nh, 0, true);
             fill(&mut k, nkv, nh, true);
@@ -138,13 +142,16 @@ mod tests {
         let rope = RotaryEmbedding::new(10_000.0, d, 32, DType::F32, &dev).unwrap();
         let y = kernels::random::randn(&mut rng, 1.0, (b, l, (nh + 2 * nkv) * d), DType::F32, &dev).unwrap();
         let (q, k, v) = rope.split_qkv_rotated(&y, (nh, nkv), d, start).unwrap();
-        let part = |from: usize, heads: usize| y.narrow(2, from * d, heads * d).unwrap().reshape((b, l, heads, d)).unwrap().transpose(1, 2).unwrap();
+        let part = |from: usize, heads: usize| {
+            y.narrow(2, from * d, heads * d).unwrap().reshape((b, l, heads, d)).unwrap().transpose(1, 2).unwrap()
+        };
         let want_q = rope.apply(&part(0, nh), start, Mode::Inference).unwrap();
         let want_k = rope.apply(&part(nh, nkv), start, Mode::Inference).unwrap();
         let want_v = part(nh + nkv, nkv).contiguous().unwrap();
         for (got, want) in [(q, want_q), (k, want_k), (v, want_v)] {
             assert_eq!(got.dims(), want.dims());
-            let err = (got - want).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+            let err =
+                (got - want).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
             assert!(err < 1e-6, "max abs error {err}");
         }
         assert!(rope.split_qkv_rotated(&y, (nh, nkv + 1), d, start).is_err(), "wrong width must be an error");

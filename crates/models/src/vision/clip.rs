@@ -12,10 +12,10 @@
 use super::config::ClipVisionConfig;
 use crate::layers::{softmax_last, weight, Activation, LayerNorm, Linear};
 use crate::Mode;
-use kernels::matmul::{matmul, matmul_backend, MatmulBackend};
 use crate::{Error, Result};
 use candle_core::{Tensor, D};
 use candle_nn::{Init, VarBuilder};
+use kernels::matmul::{matmul, matmul_backend, MatmulBackend};
 
 /// Patch + class + position embeddings (HF `CLIPVisionEmbeddings`).
 #[derive(Debug, Clone)]
@@ -37,12 +37,7 @@ impl ClipVisionEmbeddings {
         Ok(Self {
             class_embedding: weight(&vb, d, "class_embedding", init)?,
             patch_embedding: weight(&vb.pp("patch_embedding"), (d, cfg.num_channels, p, p), "weight", init)?,
-            position_embedding: weight(
-                &vb.pp("position_embedding"),
-                (cfg.num_patches() + 1, d),
-                "weight",
-                init,
-            )?,
+            position_embedding: weight(&vb.pp("position_embedding"), (cfg.num_patches() + 1, d), "weight", init)?,
             patch_size: p,
             image_size: cfg.image_size,
             channels: cfg.num_channels,
@@ -147,9 +142,8 @@ impl ClipEncoderLayer {
     /// Loads one block's weights.
     pub fn new(cfg: &ClipVisionConfig, mode: Mode, vb: VarBuilder) -> Result<Self> {
         let d = cfg.hidden_size;
-        let act = cfg.activation().ok_or_else(|| {
-            Error::Invalid(format!("unsupported hidden_act {:?}", cfg.hidden_act))
-        })?;
+        let act =
+            cfg.activation().ok_or_else(|| Error::Invalid(format!("unsupported hidden_act {:?}", cfg.hidden_act)))?;
         Ok(Self {
             self_attn: ClipAttention::new(cfg, mode, vb.pp("self_attn"))?,
             layer_norm1: LayerNorm::new(d, cfg.layer_norm_eps, mode, vb.pp("layer_norm1"))?,
@@ -204,9 +198,8 @@ impl ClipVisionTower {
             )));
         }
         let layers_vb = vb.pp("encoder").pp("layers");
-        let layers = (0..depth)
-            .map(|i| ClipEncoderLayer::new(cfg, mode, layers_vb.pp(i)))
-            .collect::<Result<Vec<_>>>()?;
+        let layers =
+            (0..depth).map(|i| ClipEncoderLayer::new(cfg, mode, layers_vb.pp(i))).collect::<Result<Vec<_>>>()?;
         Ok(Self {
             cfg: cfg.clone(),
             embeddings: ClipVisionEmbeddings::new(cfg, vb.pp("embeddings"))?,

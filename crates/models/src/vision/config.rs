@@ -98,8 +98,7 @@ impl ClipVisionConfig {
     /// as a vision config. Errors: [`Error::Io`] (unreadable), [`Error::Config`] (malformed JSON, a field
     /// of the wrong type, or an unsupported value — see [`Self::validate`]).
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
         Self::from_json_str(&text).map_err(|e| match e {
             Error::Config { msg, .. } => Error::Config { path: path.to_path_buf(), msg },
             e => e,
@@ -109,8 +108,7 @@ impl ClipVisionConfig {
     /// Parses the JSON text of a `config.json` (see [`Self::from_file`]); errors carry an empty path.
     pub fn from_json_str(text: &str) -> Result<Self> {
         let cfg_err = |msg: String| Error::Config { path: Default::default(), msg };
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| cfg_err(format!("invalid JSON: {e}")))?;
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| cfg_err(format!("invalid JSON: {e}")))?;
         let obj = match value.get("vision_config") {
             Some(v) if v.is_object() => v.clone(),
             Some(v) if v.is_null() => serde_json::json!({}),

@@ -81,11 +81,8 @@ pub fn extract_features(tower: &ClipVisionTower, pixels: &Tensor, layers: &Featu
     let multi = if layers.multi.is_empty() {
         None
     } else {
-        let parts = layers
-            .multi
-            .iter()
-            .map(|&m| Ok(hs[FeatureLayers::resolve(m, n)?].clone()))
-            .collect::<Result<Vec<_>>>()?;
+        let parts =
+            layers.multi.iter().map(|&m| Ok(hs[FeatureLayers::resolve(m, n)?].clone())).collect::<Result<Vec<_>>>()?;
         Some(drop_cls(&Tensor::cat(&parts, 2)?)?)
     };
     Ok(VisionFeatures { single, multi, grid: tower.config().grid() })

@@ -57,11 +57,18 @@ impl LlmArch {
     /// Errors: [`Error::Io`] if unreadable, [`Error::Json`] naming the missing or malformed field.
     pub fn from_config_file(path: &Path) -> Result<LlmArch> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
-        let arch: LlmArch = serde_json::from_str(&text).map_err(|e| Error::Json { path: path.to_path_buf(), msg: e.to_string() })?;
-        if arch.hidden_size == 0 || arch.num_attention_heads == 0 || !arch.hidden_size.is_multiple_of(arch.num_attention_heads) {
+        let arch: LlmArch =
+            serde_json::from_str(&text).map_err(|e| Error::Json { path: path.to_path_buf(), msg: e.to_string() })?;
+        if arch.hidden_size == 0
+            || arch.num_attention_heads == 0
+            || !arch.hidden_size.is_multiple_of(arch.num_attention_heads)
+        {
             return Err(Error::Json {
                 path: path.to_path_buf(),
-                msg: format!("hidden_size {} is not a positive multiple of num_attention_heads {}", arch.hidden_size, arch.num_attention_heads),
+                msg: format!(
+                    "hidden_size {} is not a positive multiple of num_attention_heads {}",
+                    arch.hidden_size, arch.num_attention_heads
+                ),
             });
         }
         Ok(arch)
@@ -86,13 +93,16 @@ impl LlmArch {
             "qwen1.5-4b" => q(2560, 40, 20, 6912, false),
             "qwen1.5-7b" => q(4096, 32, 32, 11008, false),
             "qwen1.5-14b" => q(5120, 40, 40, 13696, false),
-            "vicuna-7b" => LlmArch { vocab_size: 32000, max_position_embeddings: Some(4096), ..q(4096, 32, 32, 11008, false) },
+            "vicuna-7b" => {
+                LlmArch { vocab_size: 32000, max_position_embeddings: Some(4096), ..q(4096, 32, 32, 11008, false) }
+            }
             _ => return None,
         })
     }
 
     /// Names accepted by [`LlmArch::preset`].
-    pub const PRESETS: [&'static str; 6] = ["qwen1.5-0.5b", "qwen1.5-1.8b", "qwen1.5-4b", "qwen1.5-7b", "qwen1.5-14b", "vicuna-7b"];
+    pub const PRESETS: [&'static str; 6] =
+        ["qwen1.5-0.5b", "qwen1.5-1.8b", "qwen1.5-4b", "qwen1.5-7b", "qwen1.5-14b", "vicuna-7b"];
 
     /// The Qwen-1.5 preset whose parameter count is nearest (in log scale) to `params` (raw count).
     pub fn nearest_qwen(params: f64) -> (&'static str, LlmArch) {
@@ -124,7 +134,14 @@ pub struct VisionArch {
 impl VisionArch {
     /// CLIP ViT-L/14-336 as LLaVA-1.5 uses it: 24 blocks of width 1024, run to block 23.
     pub fn clip_vit_l14_336() -> VisionArch {
-        VisionArch { hidden_size: 1024, intermediate_size: 4096, num_hidden_layers: 24, image_size: 336, patch_size: 14, layers_run: 23 }
+        VisionArch {
+            hidden_size: 1024,
+            intermediate_size: 4096,
+            num_hidden_layers: 24,
+            image_size: 336,
+            patch_size: 14,
+            layers_run: 23,
+        }
     }
 
     /// Patch tokens per image (576 for ViT-L/14-336).
@@ -157,8 +174,13 @@ pub enum CompressorKind {
 
 impl CompressorKind {
     /// Every kind, in the order of the CLI's help.
-    pub const ALL: [CompressorKind; 5] =
-        [CompressorKind::None, CompressorKind::Quecc, CompressorKind::QueccNoQuery, CompressorKind::Tokenpacker, CompressorKind::Avgpool];
+    pub const ALL: [CompressorKind; 5] = [
+        CompressorKind::None,
+        CompressorKind::Quecc,
+        CompressorKind::QueccNoQuery,
+        CompressorKind::Tokenpacker,
+        CompressorKind::Avgpool,
+    ];
 
     /// The name on the command line and in configs (`none`, `quecc`, `quecc-noquery`, `tokenpacker`,
     /// `avgpool`).

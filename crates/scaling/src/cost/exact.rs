@@ -78,7 +78,7 @@ pub fn compressor(kind: CompressorKind, patches: f64, d: f64, visual_tokens: f64
     let mha = 2.0 * visual_tokens * d * d   // query in-projection
         + 2.0 * 2.0 * patches * d * d        // key and value in-projections
         + 4.0 * patches * d                  // each query attends to its own window: V · (P / V) keys
-        + 2.0 * visual_tokens * d * d;       // output projection
+        + 2.0 * visual_tokens * d * d; // output projection
     match kind {
         CompressorKind::None => 0.0,
         CompressorKind::Avgpool => patches * d,
@@ -130,21 +130,43 @@ pub fn query_cost(llm: &LlmArch, vision: &VisionArch, q: &QuerySpec) -> QueryCos
     let ctx = q.text_tokens + q.visual_tokens;
     let lm_head = 2.0 * h * llm.vocab_size as f64;
     let (mm, att) = llm_forward(llm, ctx, 0.0);
-    let mut terms = vec![
-        Term { name: "vision_tower".into(), flops: vision_tower(vision),
-            formula: format!("patch embed 2·P·3p²·d + {} blocks × [2·(P+1)·(4d² + 2d·d_ff) + 4·(P+1)²·d], P = {}", vision.layers_run, vision.patches()) },
-    ];
+    let mut terms = vec![Term {
+        name: "vision_tower".into(),
+        flops: vision_tower(vision),
+        formula: format!(
+            "patch embed 2·P·3p²·d + {} blocks × [2·(P+1)·(4d² + 2d·d_ff) + 4·(P+1)²·d], P = {}",
+            vision.layers_run,
+            vision.patches()
+        ),
+    }];
     if q.compressor.uses_query() {
         let (qm, qa) = llm_forward(llm, q.question_tokens, 0.0);
-        terms.push(Term { name: "quecc.query_embedding".into(), flops: qm + qa,
-            formula: format!("LLM pass over the {} question tokens, no LM head", q.question_tokens) });
+        terms.push(Term {
+            name: "quecc.query_embedding".into(),
+            flops: qm + qa,
+            formula: format!("LLM pass over the {} question tokens, no LM head", q.question_tokens),
+        });
     }
-    terms.push(Term { name: "compressor".into(), flops: compressor(q.compressor, p, d, q.visual_tokens, h),
-        formula: format!("{:?}: MLPs on P tokens, windowed attention of V queries", q.compressor) });
-    terms.push(Term { name: "projector".into(), flops: projector(q.projector, q.visual_tokens, d, h),
-        formula: format!("{:?}: 2·V·(d·H [+ H·H])", q.projector) });
-    terms.push(Term { name: "llm.matmul".into(), flops: mm, formula: "2·(Q+V)·n_layers·(2H² + 2H·H_kv + 3H·d_ff)".into() });
-    terms.push(Term { name: "llm.attention".into(), flops: att, formula: "4·n_layers·H·Σ_i ctx_i, ctx_i = i (causal prefill)".into() });
+    terms.push(Term {
+        name: "compressor".into(),
+        flops: compressor(q.compressor, p, d, q.visual_tokens, h),
+        formula: format!("{:?}: MLPs on P tokens, windowed attention of V queries", q.compressor),
+    });
+    terms.push(Term {
+        name: "projector".into(),
+        flops: projector(q.projector, q.visual_tokens, d, h),
+        formula: format!("{:?}: 2·V·(d·H [+ H·H])", q.projector),
+    });
+    terms.push(Term {
+        name: "llm.matmul".into(),
+        flops: mm,
+        formula: "2·(Q+V)·n_layers·(2H² + 2H·H_kv + 3H·d_ff)".into(),
+    });
+    terms.push(Term {
+        name: "llm.attention".into(),
+        flops: att,
+        formula: "4·n_layers·H·Σ_i ctx_i, ctx_i = i (causal prefill)".into(),
+    });
     terms.push(Term { name: "llm.lm_head".into(), flops: lm_head, formula: "2·H·vocab, last position only".into() });
     let decode_per_token = 2.0 * l * llm.block_matmul_params() + 4.0 * l * h * (ctx + 1.0) + lm_head;
     QueryCost { terms, decode_per_token, paper: super::paper_flops(llm.params(), q.text_tokens, q.visual_tokens) }

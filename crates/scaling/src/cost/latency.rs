@@ -39,7 +39,8 @@ impl LatencyProfile {
     /// negative or not finite.
     pub fn from_file(path: &Path) -> Result<LatencyProfile> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
-        let p: LatencyProfile = serde_json::from_str(&text).map_err(|e| Error::Json { path: path.to_path_buf(), msg: e.to_string() })?;
+        let p: LatencyProfile =
+            serde_json::from_str(&text).map_err(|e| Error::Json { path: path.to_path_buf(), msg: e.to_string() })?;
         for (field, v) in [
             ("vision_ms", p.vision_ms),
             ("compressor_ms", p.compressor_ms),
@@ -47,11 +48,17 @@ impl LatencyProfile {
             ("decode_ms_per_token_per_billion", p.decode_ms_per_token_per_billion),
         ] {
             if !(v.is_finite() && v >= 0.0) {
-                return Err(Error::Json { path: path.to_path_buf(), msg: format!("field `{field}` must be a finite number ≥ 0, found {v}") });
+                return Err(Error::Json {
+                    path: path.to_path_buf(),
+                    msg: format!("field `{field}` must be a finite number ≥ 0, found {v}"),
+                });
             }
         }
         if p.prefill_ms_per_token_per_billion == 0.0 {
-            return Err(Error::Json { path: path.to_path_buf(), msg: "field `prefill_ms_per_token_per_billion` must be > 0".into() });
+            return Err(Error::Json {
+                path: path.to_path_buf(),
+                msg: "field `prefill_ms_per_token_per_billion` must be > 0".into(),
+            });
         }
         Ok(p)
     }

@@ -87,8 +87,7 @@ pub fn grid_search(cells: &Cells, form: LawForm, spec: &GridSpec) -> Option<Grid
     }
     let ln_n: Vec<f64> = cells.n.iter().map(|n| n.ln()).collect();
     let ln_t: Vec<f64> = cells.t.iter().map(|t| t.ln()).collect();
-    let pairs: Vec<(f64, f64)> =
-        spec.alpha.iter().flat_map(|&a| spec.beta.iter().map(move |&b| (a, b))).collect();
+    let pairs: Vec<(f64, f64)> = spec.alpha.iter().flat_map(|&a| spec.beta.iter().map(move |&b| (a, b))).collect();
     let mut ranked: Vec<(f64, Law)> = pairs
         .par_iter()
         .map(|&(alpha, beta)| {
@@ -155,14 +154,25 @@ pub fn on_boundary(law: &Law, spec: &GridSpec) -> Vec<String> {
     let mut out = Vec::new();
     match *law {
         Law::Multiplicative { a, alpha, beta, d } => {
-            for (name, x, axis) in [("A", a, &spec.scale), ("alpha", alpha, &spec.alpha), ("beta", beta, &spec.beta), ("D", d, &spec.offset)] {
+            for (name, x, axis) in [
+                ("A", a, &spec.scale),
+                ("alpha", alpha, &spec.alpha),
+                ("beta", beta, &spec.beta),
+                ("D", d, &spec.offset),
+            ] {
                 if edge(x, axis) {
                     out.push(name.to_string());
                 }
             }
         }
         Law::Additive { a, alpha, b, beta, e } => {
-            for (name, x, axis) in [("A", a, &spec.scale), ("alpha", alpha, &spec.alpha), ("B", b, &spec.scale), ("beta", beta, &spec.beta), ("E", e, &spec.offset)] {
+            for (name, x, axis) in [
+                ("A", a, &spec.scale),
+                ("alpha", alpha, &spec.alpha),
+                ("B", b, &spec.scale),
+                ("beta", beta, &spec.beta),
+                ("E", e, &spec.offset),
+            ] {
                 if edge(x, axis) {
                     out.push(name.to_string());
                 }

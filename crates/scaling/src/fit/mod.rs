@@ -136,12 +136,18 @@ impl FitReport {
     }
 }
 
-const CONSTRAINTS: &str = "A > 0 (exp), alpha >= 0, beta >= 0, D >= 0 (softplus reparametrisation; L-BFGS has no bounds)";
+const CONSTRAINTS: &str =
+    "A > 0 (exp), alpha >= 0, beta >= 0, D >= 0 (softplus reparametrisation; L-BFGS has no bounds)";
 
 /// Grid search then bounded squared refinement: the core fit, without bootstrap or hold-out.
 ///
 /// Errors: [`Error::Dataset`]-style [`Error::Invalid`] when there are fewer cells than parameters.
-pub fn fit_law(cells: &Cells, form: LawForm, spec: &GridSpec, starts: usize) -> Result<(grid::GridResult, refine::Refined)> {
+pub fn fit_law(
+    cells: &Cells,
+    form: LawForm,
+    spec: &GridSpec,
+    starts: usize,
+) -> Result<(grid::GridResult, refine::Refined)> {
     if cells.len() < form.n_params() {
         return Err(Error::Invalid(format!(
             "{} cells cannot determine the {} parameters of the {:?} law",
@@ -194,8 +200,8 @@ pub fn fit(ds: &Dataset, task: &str, opts: &FitOptions) -> Result<FitReport> {
 
     // Each resample is refitted from the full-data optimum and the same best grid cells as the fit.
     let boot_starts: Vec<Law> = std::iter::once(sq.law).chain(starts.iter().copied()).collect();
-    let bootstrap = (opts.bootstrap > 0)
-        .then(|| bootstrap::bootstrap(&cells, &boot_starts, opts.bootstrap, opts.level, opts.seed));
+    let bootstrap =
+        (opts.bootstrap > 0).then(|| bootstrap::bootstrap(&cells, &boot_starts, opts.bootstrap, opts.level, opts.seed));
     let leave_one_n_out = if opts.holdout { holdout(ds, opts, &spec)? } else { None };
 
     Ok(FitReport {

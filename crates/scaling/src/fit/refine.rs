@@ -84,7 +84,11 @@ fn huber(r: f64, delta: f64) -> (f64, f64) {
 }
 
 fn softplus(u: f64) -> f64 {
-    if u > 30.0 { u } else { u.exp().ln_1p() }
+    if u > 30.0 {
+        u
+    } else {
+        u.exp().ln_1p()
+    }
 }
 fn sigmoid(u: f64) -> f64 {
     1.0 / (1.0 + (-u).exp())
@@ -92,7 +96,11 @@ fn sigmoid(u: f64) -> f64 {
 /// Inverse of softplus, clamped so that 0 maps to a finite value (softplus(−36) ≈ 2e−16).
 fn softplus_inv(x: f64) -> f64 {
     let x = x.max(1e-12);
-    if x > 30.0 { x } else { x.exp_m1().ln() }
+    if x > 30.0 {
+        x
+    } else {
+        x.exp_m1().ln()
+    }
 }
 
 /// Which parameters are positive scales (exp) rather than non-negative (softplus).
@@ -238,13 +246,15 @@ pub fn refine(cells: &Cells, starts: &[Law], objective: Objective, constraint: C
 }
 
 fn run_lbfgs(problem: &Problem<'_>, u0: Vec<f64>) -> Option<(Law, f64)> {
-    let solver = LBFGS::new(MoreThuenteLineSearch::new(), 8)
-        .with_tolerance_grad(1e-14)
-        .ok()?
-        .with_tolerance_cost(1e-16)
-        .ok()?;
+    let solver =
+        LBFGS::new(MoreThuenteLineSearch::new(), 8).with_tolerance_grad(1e-14).ok()?.with_tolerance_cost(1e-16).ok()?;
     let res = Executor::new(
-        Problem { cells: problem.cells, form: problem.form, objective: problem.objective, constraint: problem.constraint },
+        Problem {
+            cells: problem.cells,
+            form: problem.form,
+            objective: problem.objective,
+            constraint: problem.constraint,
+        },
         solver,
     )
     .configure(|s| s.param(u0).max_iters(500))
