@@ -1,0 +1,231 @@
+//! `y = x·Wᵀ` with `W` a [`QuantMatrix`] (N, K) and `x` (M, K) f32, `y` (M, N) f32.
+//!
+//! Two drivers:
+//! - [`matmul_with`] (and [`matvec`] / [`matmul`] on the fastest path): each row of `x` is quantised
+//!   to Q8_0 ([`ActQ8`], GGML's `quantize_row_q8_0_ref`), then every output is a Q8_0·Q8_0 or
+//!   Q4_0·Q8_0 block dot product (GGML's `ggml_vec_dot_q8_0_q8_0` / `ggml_vec_dot_q4_0_q8_0`). The N
+//!   weight rows are split into `threads` contiguous ranges on rayon's pool, so each thread reads its
+//!   rows as one sequential stream (the scheme of `crate::matmul_bf16`'s mat-vec); for M > 1 each
+//!   weight row meets up to four rows of `x` per pass of the AVX-512 kernel (rows of `x` in chunks of
+//!   [`X_ROWS_CHUNK`], whose quantised data stay in L2 while the weight rows stream past).
+//! - [`matmul_bf16_panels`] (prefill): panels of [`PANEL_ROWS`] weight rows dequantised to bf16, then
+//!   the bf16 product of `crate::matmul_bf16` (AMX or AVX512-BF16 tiles). Its error: weights
+//!   rounded to bf16 after dequantisation (relative 2⁻⁹) and `x` rounded to bf16 (2⁻⁹), instead of
+//!   `x` quantised to 8 bits per block.
+use half::bf16;
+use rayon::prelude::*;
+
+use super::act::ActQ8;
+use super::block::QK;
+use super::matrix::{Blocks, QuantMatrix};
+use super::path::QuantPath;
+use super::{scalar, QuantError};
+
+/// Rows of `x` per pass over a thread's weight rows in the multi-row product.
+pub const X_ROWS_CHUNK: usize = 64;
+
+/// Weight rows per dequantised bf16 panel in [`matmul_bf16_panels`].
+pub const PANEL_ROWS: usize = 256;
+
+/// Raw output pointer shared by the threads; each writes the columns of its own weight-row range.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: threads write disjoint columns (disjoint weight-row ranges).
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+/// Splits `0..n` into at most `parts` ranges whose starts are multiples of `align`.
+fn split(n: usize, align: usize, parts: usize) -> Vec<(usize, usize)> {
+    let blocks = n.div_ceil(align);
+    let parts = parts.clamp(1, blocks.max(1));
+    (0..parts)
+        .map(|p| ((blocks * p / parts * align).min(n), (blocks * (p + 1) / parts * align).min(n)))
+        .filter(|(a, b)| a < b)
+        .collect()
+}
+
+fn check(w: &QuantMatrix, x: &[f32], m: usize, y: &[f32]) -> Result<(), QuantError> {
+    if x.len() != m * w.k {
+        return Err(QuantError::Length { what: format!("input x ({m}×{})", w.k), expected: m * w.k, found: x.len() });
+    }
+    if y.len() != m * w.rows {
+        return Err(QuantError::Length {
+            what: format!("output y ({m}×{})", w.rows),
+            expected: m * w.rows,
+            found: y.len(),
+        });
+    }
+    Ok(())
+}
+
+/// Decode mat-vec on the fastest path: `y` (N) = `W` (N, K) · `x` (K), over `threads` threads.
+/// Errors: [`QuantError::Length`] when `x` or `y` has the wrong length.
+pub fn matvec(w: &QuantMatrix, x: &[f32], y: &mut [f32], threads: usize) -> Result<(), QuantError> {
+    matmul_with(QuantPath::best(), w, x, 1, y, threads)
+}
+
+/// `y` (m, N) = `x` (m, K) · `W`ᵀ on the fastest path.
+pub fn matmul(w: &QuantMatrix, x: &[f32], m: usize, y: &mut [f32], threads: usize) -> Result<(), QuantError> {
+    matmul_with(QuantPath::best(), w, x, m, y, threads)
+}
+
+/// `y` (m, N) = `x` (m, K) · `W`ᵀ on `path` (a forced kernel, for tests and benchmarks).
+/// Errors: [`QuantError::PathUnavailable`] when this CPU cannot run `path`, [`QuantError::Length`].
+pub fn matmul_with(
+    path: QuantPath,
+    w: &QuantMatrix,
+    x: &[f32],
+    m: usize,
+    y: &mut [f32],
+    threads: usize,
+) -> Result<(), QuantError> {
+    check(w, x, m, y)?;
+    if !path.available() {
+        return Err(QuantError::PathUnavailable(path));
+    }
+    if m == 0 || w.rows == 0 {
+        return Ok(());
+    }
+    let act = ActQ8::quantize(x, m, w.k);
+    run(path, w, &act, y, threads);
+    Ok(())
+}
+
+/// The products of quantised activations `act` with `w`, into `y` (act.m, N).
+fn run(path: QuantPath, w: &QuantMatrix, act: &ActQ8, y: &mut [f32], threads: usize) {
+    let n = w.rows;
+    let kb = w.k / QK;
+    let out = OutPtr(y.as_mut_ptr());
+    #[cfg(target_arch = "x86_64")]
+    let prep = (path == QuantPath::Avx512Vnni).then(|| {
+        let offset = match w.blocks {
+            Blocks::Q8_0(_) => 128,
+            Blocks::Q4_0(_) => 8,
+        };
+        super::x86::Avx512Act::new(act, offset)
+    });
+    let work = |(j0, j1): (usize, usize)| {
+        let out = out;
+        for c0 in (0..act.m).step_by(X_ROWS_CHUNK) {
+            let c1 = (c0 + X_ROWS_CHUNK).min(act.m);
+            for j in j0..j1 {
+                // SAFETY (all writes): i < m, j < n inside y; column j belongs to this range only.
+                let put = |i: usize, v: f32| unsafe { *out.0.add(i * n + j) = v };
+                match (&w.blocks, path) {
+                    #[cfg(target_arch = "x86_64")]
+                    (Blocks::Q8_0(b), QuantPath::Avx512Vnni) => {
+                        let row = b[j * kb..].as_ptr() as *const u8;
+                        let prep = prep.as_ref().expect("prepared for AVX-512");
+                        // SAFETY: path available (checked); the matrix's padding covers the reads.
+                        unsafe {
+                            rows4(
+                                c0,
+                                c1,
+                                &put,
+                                |i| super::x86::dot_q8_0_avx512::<4>(row, prep, i),
+                                |i| super::x86::dot_q8_0_avx512::<1>(row, prep, i)[0],
+                            )
+                        }
+                    }
+                    #[cfg(target_arch = "x86_64")]
+                    (Blocks::Q4_0(b), QuantPath::Avx512Vnni) => {
+                        let row = b[j * kb..].as_ptr() as *const u8;
+                        let prep = prep.as_ref().expect("prepared for AVX-512");
+                        // SAFETY: as above.
+                        unsafe {
+                            rows4(
+                                c0,
+                                c1,
+                                &put,
+                                |i| super::x86::dot_q4_0_avx512::<4>(row, prep, i),
+                                |i| super::x86::dot_q4_0_avx512::<1>(row, prep, i)[0],
+                            )
+                        }
+                    }
+                    #[cfg(target_arch = "x86_64")]
+                    (Blocks::Q8_0(b), QuantPath::Avx2) => {
+                        for i in c0..c1 {
+                            // SAFETY: AVX2/FMA/F16C available (checked).
+                            put(i, unsafe { super::x86::dot_q8_0_avx2(&b[j * kb..(j + 1) * kb], act, i) });
+                        }
+                    }
+                    #[cfg(target_arch = "x86_64")]
+                    (Blocks::Q4_0(b), QuantPath::Avx2) => {
+                        for i in c0..c1 {
+                            // SAFETY: as above.
+                            put(i, unsafe { super::x86::dot_q4_0_avx2(&b[j * kb..(j + 1) * kb], act, i) });
+                        }
+                    }
+                    (Blocks::Q8_0(b), _) => {
+                        for i in c0..c1 {
+                            put(i, scalar::dot_q8_0(&b[j * kb..(j + 1) * kb], act, i));
+                        }
+                    }
+                    (Blocks::Q4_0(b), _) => {
+                        for i in c0..c1 {
+                            put(i, scalar::dot_q4_0(&b[j * kb..(j + 1) * kb], act, i));
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let ranges = split(n, 16, threads);
+    if ranges.len() == 1 {
+        work(ranges[0]);
+    } else {
+        ranges.into_par_iter().for_each(work);
+    }
+}
+
+/// Rows c0..c1 of `x` against one weight row: groups of four rows through `four`, the rest one by
+/// one through `one` (so no row past c1 is read).
+#[inline(always)]
+unsafe fn rows4(
+    c0: usize,
+    c1: usize,
+    put: &impl Fn(usize, f32),
+    four: impl Fn(usize) -> [f32; 4],
+    one: impl Fn(usize) -> f32,
+) {
+    let mut i = c0;
+    while i + 4 <= c1 {
+        for (r, v) in four(i).into_iter().enumerate() {
+            put(i + r, v);
+        }
+        i += 4;
+    }
+    while i < c1 {
+        put(i, one(i));
+        i += 1;
+    }
+}
+
+/// Prefill through bf16: `y` (m, N) = `x` (m, K) · `W`ᵀ with `W` dequantised to bf16 in panels of
+/// [`PANEL_ROWS`] rows (round-to-nearest-even after GGML's dequantisation), each panel multiplied by
+/// `crate::matmul_bf16`'s kernel (which splits its columns over the engine's thread count).
+/// Errors: [`QuantError::Length`].
+pub fn matmul_bf16_panels(w: &QuantMatrix, x: &[f32], m: usize, y: &mut [f32]) -> Result<(), QuantError> {
+    check(w, x, m, y)?;
+    let (n, k) = (w.rows, w.k);
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    let mut panel = vec![bf16::ZERO; PANEL_ROWS * k];
+    let mut yp = vec![0f32; m * PANEL_ROWS];
+    for j0 in (0..n).step_by(PANEL_ROWS) {
+        let nc = (n - j0).min(PANEL_ROWS);
+        panel[..nc * k].par_chunks_mut(k).enumerate().for_each_init(
+            || vec![0f32; k],
+            |buf, (r, dst)| {
+                w.dequantize_row(j0 + r, buf);
+                dst.iter_mut().zip(buf.iter()).for_each(|(o, v)| *o = bf16::from_f32(*v));
+            },
+        );
+        crate::matmul_bf16::gemm_bf16(x, &panel[..nc * k], &mut yp[..m * nc], m, nc, k);
+        for i in 0..m {
+            y[i * n + j0..i * n + j0 + nc].copy_from_slice(&yp[i * nc..(i + 1) * nc]);
+        }
+    }
+    Ok(())
+}

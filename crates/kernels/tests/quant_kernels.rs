@@ -1,0 +1,186 @@
+//! Quantised products on seeded random inputs (ChaCha8): every kernel path this CPU runs against an
+//! f64 product of the dequantised blocks, the bf16-panel prefill route, thread counts and shape edges
+//! (odd block counts, N not a multiple of 16, more rows than one chunk), and the errors.
+use kernels::quant::{
+    block::{dequantize_row_q8_0, quantize_row_q8_0},
+    matmul_bf16_panels, matmul_with, matvec, ActQ8, QuantError, QuantFormat, QuantMatrix, QuantPath, QK,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn random(rng: &mut ChaCha8Rng, len: usize, scale: f32) -> Vec<f32> {
+    (0..len).map(|_| rng.random_range(-1.0f32..1.0) * scale).collect()
+}
+
+/// x quantised to Q8_0 and dequantised, (m, k): the activation values every path multiplies.
+fn x_dequantised(x: &[f32], m: usize, k: usize) -> Vec<f32> {
+    let mut out = vec![0f32; m * k];
+    for i in 0..m {
+        dequantize_row_q8_0(&quantize_row_q8_0(&x[i * k..(i + 1) * k]), &mut out[i * k..(i + 1) * k]);
+    }
+    out
+}
+
+const SHAPES: [(usize, usize, usize); 9] = [
+    (1, 1, 32),
+    (1, 17, 64),
+    (1, 33, 96),
+    (3, 40, 160),
+    (4, 16, 1024),
+    (5, 50, 2816),
+    (9, 20, 32),
+    (70, 19, 96),
+    (67, 48, 320),
+];
+
+#[test]
+fn every_path_matches_f64_of_dequantised_blocks() {
+    let paths = QuantPath::available_paths();
+    eprintln!("quantised kernel paths on this CPU: {paths:?}");
+    assert_eq!(*paths.last().unwrap(), QuantPath::Scalar);
+    for (s, &(m, n, k)) in SHAPES.iter().enumerate() {
+        let mut rng = ChaCha8Rng::seed_from_u64(100 + s as u64);
+        let w = random(&mut rng, n * k, 0.1);
+        let mut x = random(&mut rng, m * k, 2.0);
+        x[..k / 2].iter_mut().for_each(|v| *v *= 30.0); // blocks of very different scales
+        let xd = x_dequantised(&x, m, k);
+        let kb = k / QK;
+        for fmt in [QuantFormat::Q8_0, QuantFormat::Q4_0] {
+            let wm = QuantMatrix::from_f32("w", fmt, n, k, &w).unwrap();
+            let wd = wm.dequantize();
+            for &path in &paths {
+                for threads in [1, 2, 4] {
+                    let mut y = vec![f32::NAN; m * n];
+                    matmul_with(path, &wm, &x, m, &mut y, threads).unwrap();
+                    for i in 0..m {
+                        for j in 0..n {
+                            let (mut want, mut s) = (0f64, 0f64);
+                            for c in 0..k {
+                                let p = xd[i * k + c] as f64 * wd[j * k + c] as f64;
+                                want += p;
+                                s += p.abs();
+                            }
+                            // Exact integer block sums; f32 rounding of kb scaled terms and their sum.
+                            let tol = (kb + 2) as f64 * 2f64.powi(-24) * s;
+                            let got = y[i * n + j] as f64;
+                            assert!((got - want).abs() <= tol, "{fmt} {path} m {m} n {n} k {k} threads {threads} ({i}, {j}): {got} vs {want} (tol {tol:e})");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn matvec_is_the_one_row_product() {
+    let (n, k) = (45, 288);
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let w = random(&mut rng, n * k, 1.0);
+    let x = random(&mut rng, k, 1.0);
+    for fmt in [QuantFormat::Q8_0, QuantFormat::Q4_0] {
+        let wm = QuantMatrix::from_f32("w", fmt, n, k, &w).unwrap();
+        let mut y = vec![0f32; n];
+        matvec(&wm, &x, &mut y, 2).unwrap();
+        let mut want = vec![0f32; n];
+        matmul_with(QuantPath::best(), &wm, &x, 1, &mut want, 1).unwrap();
+        assert_eq!(y, want, "{fmt}: matvec on 2 threads vs 1 (same path, same order per row)");
+        // And the scalar path, within summation-order rounding.
+        let mut sc = vec![0f32; n];
+        matmul_with(QuantPath::Scalar, &wm, &x, 1, &mut sc, 1).unwrap();
+        for j in 0..n {
+            assert!(
+                (y[j] - sc[j]).abs() <= 1e-5 * (1.0 + sc[j].abs()) * 4.0,
+                "{fmt} row {j}: {} vs scalar {}",
+                y[j],
+                sc[j]
+            );
+        }
+    }
+}
+
+/// The prefill route through bf16 panels: W dequantised then rounded to bf16 (relative 2⁻⁹), x
+/// rounded to bf16 (2⁻⁹), f32 sums: |error| ≤ (2·2⁻⁹ + k·2⁻²⁴)·Σ|w·x| against f64 of dequantised W and
+/// the unquantised x.
+#[test]
+fn bf16_panels_match_f64_of_dequantised_weights() {
+    for (s, &(m, n, k)) in [(20, 300, 96), (33, 513, 320), (3, 40, 64), (17, 16, 2816)].iter().enumerate() {
+        let mut rng = ChaCha8Rng::seed_from_u64(200 + s as u64);
+        let w = random(&mut rng, n * k, 0.1);
+        let x = random(&mut rng, m * k, 1.0);
+        for fmt in [QuantFormat::Q8_0, QuantFormat::Q4_0] {
+            let wm = QuantMatrix::from_f32("w", fmt, n, k, &w).unwrap();
+            let wd = wm.dequantize();
+            let mut y = vec![f32::NAN; m * n];
+            matmul_bf16_panels(&wm, &x, m, &mut y).unwrap();
+            for i in 0..m {
+                for j in 0..n {
+                    let (mut want, mut s) = (0f64, 0f64);
+                    for c in 0..k {
+                        let p = x[i * k + c] as f64 * wd[j * k + c] as f64;
+                        want += p;
+                        s += p.abs();
+                    }
+                    let tol = (2.0 * 2f64.powi(-9) + k as f64 * 2f64.powi(-24)) * s;
+                    assert!(
+                        (y[i * n + j] as f64 - want).abs() <= tol,
+                        "{fmt} m {m} n {n} k {k} ({i}, {j}): {} vs {want}",
+                        y[i * n + j]
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn activation_rows_quantise_as_the_reference_row_function() {
+    // m ≥ 8 takes the parallel route; both must equal quantize_row_q8_0_ref row by row.
+    for m in [1, 8, 13] {
+        let k = 96;
+        let mut rng = ChaCha8Rng::seed_from_u64(m as u64);
+        let x = random(&mut rng, m * k, 3.0);
+        let a = ActQ8::quantize(&x, m, k);
+        for i in 0..m {
+            assert_eq!(a.blocks(i), quantize_row_q8_0(&x[i * k..(i + 1) * k]), "m {m} row {i}");
+        }
+    }
+}
+
+#[test]
+fn bad_shapes_are_errors_naming_the_tensor() {
+    let name = "model.layers.0.mlp.down_proj.weight";
+    let e = QuantMatrix::from_f32(name, QuantFormat::Q4_0, 4, 100, &[0.0; 400]).unwrap_err();
+    assert!(matches!(e, QuantError::Width { k: 100, rows: 4, .. }), "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains(name) && msg.contains("(4, 100)") && msg.contains("multiple of 32"), "{msg}");
+    let e = QuantMatrix::from_f32(name, QuantFormat::Q8_0, 4, 64, &[0.0; 255]).unwrap_err();
+    assert!(matches!(e, QuantError::Length { expected: 256, found: 255, .. }) && e.to_string().contains(name), "{e}");
+    assert!(matches!(QuantMatrix::from_f32(name, QuantFormat::Q8_0, 1, 0, &[]), Err(QuantError::Width { .. })));
+
+    let wm = QuantMatrix::from_f32("w", QuantFormat::Q8_0, 3, 64, &[0.5; 192]).unwrap();
+    let mut y = vec![0f32; 3];
+    assert!(matches!(matvec(&wm, &[0.0; 63], &mut y, 1), Err(QuantError::Length { expected: 64, found: 63, .. })));
+    assert!(matches!(matvec(&wm, &[0.0; 64], &mut y[..2], 1), Err(QuantError::Length { expected: 3, found: 2, .. })));
+    assert!(matches!(
+        matmul_bf16_panels(&wm, &[0.0; 64], 2, &mut [0.0; 6]),
+        Err(QuantError::Length { expected: 128, .. })
+    ));
+
+    // A non-finite scale in blocks read from elsewhere.
+    let mut blocks = wm.q8_0_blocks().unwrap().to_vec();
+    blocks[4].d = half::f16::INFINITY;
+    assert!(matches!(QuantMatrix::from_q8_0_blocks("t", 3, 64, &blocks), Err(QuantError::Scale { block: 4, .. })));
+
+    // Forcing a path: an error exactly when this CPU cannot run it.
+    for path in QuantPath::ALL {
+        let r = matmul_with(path, &wm, &[1.0; 64], 1, &mut y, 1);
+        assert_eq!(r.is_ok(), path.available(), "{path}: {r:?}");
+        if r.is_ok() {
+            // All-0.5 weights and all-one inputs: q = 127 (d = 0.5/127) times q = 127 (d = 1/127).
+            let d = half::f16::from_f32(0.5 / 127.0).to_f32() * half::f16::from_f32(1.0 / 127.0).to_f32();
+            let want = 2.0 * (127 * 127 * 32) as f32 * d;
+            assert!(y.iter().all(|v| (v - want).abs() <= 1e-6 * want), "{path}: {y:?} vs {want}");
+        }
+    }
+}
