@@ -32,7 +32,7 @@ impl ActQ8 {
         let mut qs = vec![0i8; m * kp * QK];
         let mut d = vec![0f32; m * kp];
         let mut sum = vec![0i32; m * kp];
-        let row = |(i, ((q, d), s)): (usize, ((&mut [i8], &mut [f32]), &mut [i32]))| {
+        let row = |(i, ((q, d), s)): RowParts| {
             for b in 0..kb {
                 let src: &[f32; QK] = x[i * k + b * QK..i * k + (b + 1) * QK].try_into().expect("32 values");
                 let dst: &mut [i8; QK] = (&mut q[b * QK..(b + 1) * QK]).try_into().expect("32 values");
@@ -64,6 +64,9 @@ impl ActQ8 {
             .collect()
     }
 }
+
+/// Row i's quantised values, scales and sums, as the quantisation loop receives them.
+type RowParts<'a> = (usize, ((&'a mut [i8], &'a mut [f32]), &'a mut [i32]));
 
 /// One block of `quantize_row_q8_0_ref` (AVX-512 when available, else [`quantize_block_q8_0`]);
 /// returns (the f16 scale as f32, Σ of the quantised values).

@@ -34,6 +34,13 @@ struct OutPtr(*mut f32);
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
+impl OutPtr {
+    /// Pointer to element `i` (a method, so closures capture the whole `Sync` wrapper).
+    fn at(self, i: usize) -> *mut f32 {
+        self.0.wrapping_add(i)
+    }
+}
+
 /// Splits `0..n` into at most `parts` ranges whose starts are multiples of `align`.
 fn split(n: usize, align: usize, parts: usize) -> Vec<(usize, usize)> {
     let blocks = n.div_ceil(align);
@@ -105,12 +112,11 @@ fn run(path: QuantPath, w: &QuantMatrix, act: &ActQ8, y: &mut [f32], threads: us
         super::x86::Avx512Act::new(act, offset)
     });
     let work = |(j0, j1): (usize, usize)| {
-        let out = out;
         for c0 in (0..act.m).step_by(X_ROWS_CHUNK) {
             let c1 = (c0 + X_ROWS_CHUNK).min(act.m);
             for j in j0..j1 {
                 // SAFETY (all writes): i < m, j < n inside y; column j belongs to this range only.
-                let put = |i: usize, v: f32| unsafe { *out.0.add(i * n + j) = v };
+                let put = |i: usize, v: f32| unsafe { *out.at(i * n + j) = v };
                 match (&w.blocks, path) {
                     #[cfg(target_arch = "x86_64")]
                     (Blocks::Q8_0(b), QuantPath::Avx512Vnni) => {

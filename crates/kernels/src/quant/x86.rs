@@ -171,6 +171,7 @@ macro_rules! avx512_dot {
             // Pair p into acc[r]: one vpdpbusd per activation row, the correction preloaded.
             #[inline]
             #[target_feature(enable = "avx512f,avx512bw,avx512vnni,fma")]
+            #[allow(clippy::too_many_arguments)]
             unsafe fn step<const R: usize>(
                 acc: &mut [__m512; R],
                 q: __m512i,
