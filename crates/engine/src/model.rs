@@ -43,6 +43,14 @@ use models::Mode;
 /// The authors' multi-level feature layers (HF `hidden_states` indices) for QueCC / TokenPacker.
 pub const DEFAULT_MULTI_LAYERS: [i64; 4] = [12, 16, 22, 23];
 
+/// `config.json` key of the multi-level feature layers (a vlmscale extension; the authors' code
+/// hard-codes [`DEFAULT_MULTI_LAYERS`]). Written by the trainer, read here: one name on both sides.
+pub const MULTI_SELECT_LAYERS_KEY: &str = "mm_vision_multi_select_layers";
+
+/// `config.json` key naming the trained compressor when LLaVA's keys cannot tell it apart
+/// (`quecc-noquery`: QueCC without the query injection). Written by the trainer, read here.
+pub const COMPRESSOR_KEY: &str = "vlmscale_compressor";
+
 /// Sampling options for [`Vlm::answer`] (stop tokens come from the template).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AnswerOptions {
@@ -345,7 +353,7 @@ impl VlmSpec {
             }
         }
         let select_layer = mm.mm_vision_select_layer.unwrap_or(-2);
-        let multi = match raw.get("mm_vision_multi_select_layers") {
+        let multi = match raw.get(MULTI_SELECT_LAYERS_KEY) {
             None | Some(serde_json::Value::Null) => DEFAULT_MULTI_LAYERS.to_vec(),
             Some(v) => v
                 .as_array()
@@ -384,6 +392,8 @@ impl VlmSpec {
                 let cfg = QueccConfig {
                     kernel: mm.compression_kernel_size(),
                     stride: mm.compression_stride(),
+                    // The query-free ablation the trainer writes (same weights, no text injection).
+                    use_query: raw.get(COMPRESSOR_KEY).and_then(|v| v.as_str()) != Some("quecc-noquery"),
                     ..QueccConfig::new(d, grid, text_dim)
                 };
                 cfg.out_grid().map_err(|e| {
@@ -391,10 +401,29 @@ impl VlmSpec {
                 })?;
                 CompressorSpec::Quecc(cfg)
             }
+            // TokenPacker and 2-D average pooling with kernel = stride = G/√V (as the trainer writes
+            // them): V = (G / kernel)².
+            Some(kind @ ("token-packer" | "tokenpacker" | "avgpool")) => {
+                let (k, st) = (mm.compression_kernel_size(), mm.compression_stride());
+                if k == 0 || k != st || grid % k != 0 {
+                    return Err(config_err(
+                        &config_path,
+                        format!(
+                            "mm_vision_token_compression_kernel_size {k} / _stride {st}: `{kind}` needs kernel = stride dividing the {grid}×{grid} grid"
+                        ),
+                    ));
+                }
+                let v = (grid / k) * (grid / k);
+                let name = if kind == "avgpool" { "avgpool" } else { "tokenpacker" };
+                CompressorSpec::from_name(name, v, grid, d, llm.hidden_size)
+                    .map_err(|e| config_err(&config_path, format!("mm_vision_token_compression_type `{kind}`: {e}")))?
+            }
             Some(other) => {
                 return Err(config_err(
                     &config_path,
-                    format!("mm_vision_token_compression_type `{other}` is not supported (none or quecc)"),
+                    format!(
+                        "mm_vision_token_compression_type `{other}` is not supported (none, quecc, token-packer or avgpool)"
+                    ),
                 ))
             }
         };

@@ -33,7 +33,7 @@ fn fit_report_with_beta_zero_round_trips() {
         grid_seconds: 0.0,
         grid_boundary: vec!["beta".into()],
         refined: entry(law),
-        refined_huber: entry(law),
+        refined_huber: Some(entry(law)),
         unconstrained: entry(law),
         used: "refined".into(),
         constraints: String::new(),
@@ -56,7 +56,7 @@ fn fit_report_with_beta_zero_round_trips() {
     let back: FitReport = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
     assert_eq!(back.law(), law);
     assert_eq!(back.token_axis, TokenAxis::Visual);
-    for e in [&back.grid, &back.refined, &back.refined_huber, &back.unconstrained] {
+    for e in [&back.grid, &back.refined, back.refined_huber.as_ref().unwrap(), &back.unconstrained] {
         assert_eq!(e.alpha_over_beta, f64::INFINITY);
     }
     let b = back.bootstrap.unwrap();
@@ -75,4 +75,26 @@ fn finite_alpha_over_beta_still_reads_as_a_number_and_garbage_is_an_error() {
     let bad = text.replace("\"alpha_over_beta\":4.0", "\"alpha_over_beta\":\"x\"");
     assert_ne!(bad, text);
     assert!(serde_json::from_str::<FitEntry>(&bad).is_err());
+}
+
+#[test]
+fn a_perfect_score_fits_without_the_log_objective() {
+    // Scores in [0, 1] are valid; 1.0 is an error of 0, which the Huber-on-log comparison fit cannot
+    // take. The law (squared loss) is still fitted, and the Huber entry says it was not computed.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scores.csv");
+    let mut s = String::from("llm_params,visual_tokens,text_tokens,score,task\n");
+    for n in [0.5, 1.8, 4.0] {
+        for v in [1.0f64, 4.0, 16.0, 64.0] {
+            let err = 0.3 * f64::powf(n, -0.1) * v.powf(-0.02);
+            s += &format!("{n},{v},0,{},r\n", 1.0 - err);
+        }
+    }
+    s += "7,64,0,1.0,r\n";
+    std::fs::write(&path, s).unwrap();
+    let ds = scaling::data::Dataset::from_path(&path).unwrap();
+    let opts = scaling::fit::FitOptions { bootstrap: 0, ..Default::default() };
+    let rep = scaling::fit::fit(&ds, "r", &opts).unwrap();
+    assert!(rep.refined_huber.is_none());
+    assert!(rep.refined.r2.is_finite());
 }

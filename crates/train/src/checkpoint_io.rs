@@ -6,8 +6,9 @@
 //!   `mm_hidden_size` d, `mm_vision_tower` = the tower directory, `mm_vision_select_layer` −1,
 //!   `mm_vision_token_compression_type` `quecc` | `token-packer` | `avgpool`, kernel = stride = G/√V,
 //!   `mm_vision_output_token_count` G², `mm_vision_output_text_embedding_size` H) and three
-//!   `vlmscale_*` keys the authors' code lacks: `vlmscale_compressor` (which also tells the QueCC
-//!   ablation apart), `vlmscale_visual_tokens` V, `vlmscale_vision_multi_layers`;
+//!   keys the authors' code lacks: `vlmscale_compressor` (which also tells the QueCC ablation apart),
+//!   `vlmscale_visual_tokens` V, and the multi-level layers under the key the engine reads
+//!   (`engine::model::MULTI_SELECT_LAYERS_KEY`), so `generate`/`inspect` load what training writes;
 //! - `model.safetensors`: LLM (`model.*`; `lm_head` tied) and `model.mm_projector.*`;
 //! - `tokenizer.json`;
 //! - while training: `trainer_state.json` (step, settings, losses) and `optimizer.safetensors`
@@ -135,9 +136,9 @@ pub fn config_json(arch: &VlmArch, llm_config: &Value, tower_dir: &Path, multi_l
         "mm_use_im_start_end": false,
         "image_aspect_ratio": "square",
         "tokenizer_model_max_length": arch.llm.max_position_embeddings,
-        "vlmscale_compressor": arch.compressor.name(),
+        (engine::model::COMPRESSOR_KEY): arch.compressor.name(),
+        (engine::model::MULTI_SELECT_LAYERS_KEY): multi_layers,
         "vlmscale_visual_tokens": arch.visual_tokens,
-        "vlmscale_vision_multi_layers": multi_layers,
     });
     for (k, v) in extra.as_object().into_iter().flatten() {
         obj.insert(k.clone(), v.clone());
@@ -165,7 +166,9 @@ pub fn read_saved_vlm(dir: &Path) -> Result<SavedVlm> {
     let bad = |k: &str| Error::Checkpoint { path: path.clone(), msg: format!("missing or invalid key `{k}`") };
     let num = |k: &str| v.get(k).and_then(Value::as_u64).map(|x| x as usize).ok_or_else(|| bad(k));
     let compressor = crate::model::trainable_compressor(
-        v.get("vlmscale_compressor").and_then(Value::as_str).ok_or_else(|| bad("vlmscale_compressor"))?,
+        v.get(engine::model::COMPRESSOR_KEY)
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad(engine::model::COMPRESSOR_KEY))?,
     )?;
     let visual_tokens = num("vlmscale_visual_tokens")?;
     let vision_dim = num("mm_hidden_size")?;

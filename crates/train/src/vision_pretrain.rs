@@ -90,7 +90,7 @@ pub struct VisionPretrainConfig {
 
 impl Default for VisionPretrainConfig {
     fn default() -> Self {
-        Self { clip: tower_config(), images: 2000, eval_images: 200, seed: 0, steps: 600, batch_size: 32, lr: 2e-3 }
+        Self { clip: tower_config(), images: 2000, eval_images: 200, seed: 0, steps: 1200, batch_size: 32, lr: 2e-3 }
     }
 }
 

@@ -81,11 +81,16 @@ pub fn render(r: &FitReport) -> String {
     s += &format!("{:<10}{head}  {:>10} {:>7} {:>7}\n", "", "SSE", "R²", "α/β");
     s += &row("grid", &r.grid, &format!("full grid: {} points in {:.3} s", r.grid_points, r.grid_seconds));
     s += &row("refined", &r.refined, "L-BFGS, squared loss, bounded  ← used");
-    s += &row(
-        "huber",
-        &r.refined_huber,
-        &format!("L-BFGS, Huber(δ=1e-3) on ln Y, bounded (objective {:.3e})", r.refined_huber.objective_value),
-    );
+    match &r.refined_huber {
+        Some(h) => {
+            s += &row(
+                "huber",
+                h,
+                &format!("L-BFGS, Huber(δ=1e-3) on ln Y, bounded (objective {:.3e})", h.objective_value),
+            )
+        }
+        None => s += "huber      not fitted: a cell has error 0 (score 1.0), whose logarithm is undefined\n",
+    }
     s += &row("unbounded", &r.unconstrained, "L-BFGS, squared loss, no bounds (why the bounds)");
     s += &format!("\nbounds: {}\n", r.constraints);
     if !r.grid_boundary.is_empty() {

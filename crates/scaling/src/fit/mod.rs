@@ -115,8 +115,11 @@ pub struct FitReport {
     pub grid_boundary: Vec<String>,
     /// Bounded L-BFGS on the squared loss from the best grid points: the law used downstream.
     pub refined: FitEntry,
-    /// Bounded L-BFGS on Huber(δ = 1e-3) of the log error (Hoffmann et al.), for comparison.
-    pub refined_huber: FitEntry,
+    /// Bounded L-BFGS on Huber(δ = 1e-3) of the log error (Hoffmann et al.), for comparison;
+    /// `None` (JSON `null`) when a cell's error is 0 (a score of exactly 1), whose logarithm is
+    /// undefined.
+    #[serde(default)]
+    pub refined_huber: Option<FitEntry>,
     /// Unbounded L-BFGS on the squared loss, to show the degenerate solution the bounds exclude.
     pub unconstrained: FitEntry,
     /// Which entry downstream commands use (`refined`).
@@ -195,7 +198,12 @@ pub fn fit(ds: &Dataset, task: &str, opts: &FitOptions) -> Result<FitReport> {
     let starts: Vec<Law> = g.ranked.iter().take(opts.starts.max(1)).map(|(_, l)| *l).collect();
 
     let sq = refine(&cells, &starts, Objective::Squared, Constraint::Bounded)?;
-    let hub = refine(&cells, &starts, Objective::HOFFMANN, Constraint::Bounded)?;
+    // The log objective is undefined at an error of 0; the squared fits do not need it.
+    let hub = if cells.y.iter().all(|&y| y > 0.0) {
+        Some(refine(&cells, &starts, Objective::HOFFMANN, Constraint::Bounded)?)
+    } else {
+        None
+    };
     let unc = refine(&cells, &starts, Objective::Squared, Constraint::None)?;
 
     // Each resample is refitted from the full-data optimum and the same best grid cells as the fit.
@@ -214,7 +222,7 @@ pub fn fit(ds: &Dataset, task: &str, opts: &FitOptions) -> Result<FitReport> {
         grid_seconds,
         grid_boundary: grid::on_boundary(&g.law, &spec),
         refined: FitEntry::new(&cells, sq.law, Objective::Squared.name(), sq.objective),
-        refined_huber: FitEntry::new(&cells, hub.law, Objective::HOFFMANN.name(), hub.objective),
+        refined_huber: hub.map(|h| FitEntry::new(&cells, h.law, Objective::HOFFMANN.name(), h.objective)),
         unconstrained: FitEntry::new(&cells, unc.law, "squared_unbounded", unc.objective),
         used: "refined".into(),
         constraints: CONSTRAINTS.into(),
