@@ -93,6 +93,11 @@ pub struct LlmPretrainConfig {
     pub init_std: f64,
     /// Save a checkpoint every this many steps (and at the end).
     pub save_every: usize,
+    /// Text curriculum: the first this many steps ask every question in its short form
+    /// (`synth::short_question`: "shape red", …, the answer right after the colour word), then the
+    /// natural questions — the curriculum of VLM training, in text. 0 = natural questions only.
+    #[serde(default)]
+    pub short_question_steps: usize,
 }
 
 impl LlmPretrainConfig {
@@ -116,6 +121,7 @@ impl LlmPretrainConfig {
             max_grad_norm: 1.0,
             init_std: 0.125,
             save_every: 500,
+            short_question_steps: 0,
         }
     }
 
@@ -147,6 +153,12 @@ impl LlmPretrainConfig {
                 return Err(Error::config(name, format!("must be finite and > 0, got {v}")));
             }
         }
+        if self.short_question_steps > self.steps {
+            return Err(Error::config(
+                "short_question_steps",
+                format!("{} is more than the {} steps", self.short_question_steps, self.steps),
+            ));
+        }
         if !(0.0..1.0).contains(&self.warmup_ratio) {
             return Err(Error::config("warmup_ratio", format!("must be in [0, 1), got {}", self.warmup_ratio)));
         }
@@ -175,6 +187,16 @@ fn corpus_fine_detail() -> FineDetailConfig {
     }
 }
 
+/// The corpus's two generators with their scene counts: Sort-of-CLEVR (`per_family` questions per
+/// family) and fine detail ([`corpus_fine_detail`]), both with dataset seed `seed`.
+fn corpus_tasks(seed: u64, scenes: usize, per_family: usize, fine: usize) -> [(DatasetConfig, usize); 2] {
+    let sort_of_clevr =
+        DatasetConfig { task: Task::SortOfClevr, seed, questions_per_family: per_family, ..DatasetConfig::default() };
+    let fine_detail =
+        DatasetConfig { task: Task::FineDetail, seed, fine_detail: corpus_fine_detail(), ..DatasetConfig::default() };
+    [(sort_of_clevr, scenes), (fine_detail, fine)]
+}
+
 /// A multi-turn training document: tokens and, per token, whether it is a loss target.
 #[derive(Debug, Clone)]
 struct Document {
@@ -189,28 +211,10 @@ fn training_documents(
     scenes: usize,
     per_family: usize,
     fine: usize,
+    short: bool,
 ) -> Result<Vec<Document>> {
     let mut out = vec![];
-    let tasks = [
-        (
-            DatasetConfig {
-                task: Task::SortOfClevr,
-                seed,
-                questions_per_family: per_family,
-                ..DatasetConfig::default()
-            },
-            scenes,
-        ),
-        (
-            DatasetConfig {
-                task: Task::FineDetail,
-                seed,
-                fine_detail: corpus_fine_detail(),
-                ..DatasetConfig::default()
-            },
-            fine,
-        ),
-    ];
+    let tasks = corpus_tasks(seed, scenes, per_family, fine);
     let tok = encoder.tokenizer();
     for (config, n) in tasks {
         let generator = Generator::new(config)?;
@@ -222,6 +226,13 @@ fn training_documents(
             let caption = tok.encode(&content.caption(CAPTION_GRID), false)?;
             let mut doc = Document { tokens: vec![], target: vec![] };
             for (t, qa) in qas.iter().enumerate() {
+                let question = if short {
+                    synth::short_question(&qa.question, qa.family)
+                        .map_err(|e| Error::config("question", e.to_string()))?
+                } else {
+                    qa.question.clone()
+                };
+                let qa = &synth::Qa { question, ..qa.clone() };
                 let (prompt, answer) = if t == 0 {
                     let ex = encoder.example(0, &qa.question, &qa.answer, qa.family)?;
                     let mut p = ex.prefix;
@@ -282,26 +293,7 @@ fn documents(
     fine: usize,
 ) -> Result<Vec<Example>> {
     let mut out = vec![];
-    let tasks = [
-        (
-            DatasetConfig {
-                task: Task::SortOfClevr,
-                seed,
-                questions_per_family: per_family,
-                ..DatasetConfig::default()
-            },
-            scenes,
-        ),
-        (
-            DatasetConfig {
-                task: Task::FineDetail,
-                seed,
-                fine_detail: corpus_fine_detail(),
-                ..DatasetConfig::default()
-            },
-            fine,
-        ),
-    ];
+    let tasks = corpus_tasks(seed, scenes, per_family, fine);
     for (config, n) in tasks {
         let generator = Generator::new(config)?;
         for i in 0..n {
@@ -519,7 +511,14 @@ pub fn pretrain_llm(
     std::fs::write(&tok_path, &tokenizer_json).map_err(|e| Error::io(&tok_path, e))?;
     let encoder = ConversationEncoder::new(&tok_path)?;
     let corpus_seed = CORPUS_SEED_OFFSET + cfg.seed;
-    let docs = training_documents(&encoder, corpus_seed, cfg.scenes, cfg.questions_per_family, cfg.fine_detail_scenes)?;
+    let docs =
+        training_documents(&encoder, corpus_seed, cfg.scenes, cfg.questions_per_family, cfg.fine_detail_scenes, false)?;
+    // The short forms of the same documents, in the same order (the curriculum's first stage).
+    let short_docs = if cfg.short_question_steps > 0 {
+        training_documents(&encoder, corpus_seed, cfg.scenes, cfg.questions_per_family, cfg.fine_detail_scenes, true)?
+    } else {
+        vec![]
+    };
     let held = documents(&encoder, corpus_seed + 1, cfg.eval_scenes, 1, cfg.eval_scenes)?;
 
     let llm_cfg = size.decoder_config(encoder.vocab_size(), encoder.im_end())?;
@@ -569,7 +568,8 @@ pub fn pretrain_llm(
                     cfg.seed ^ (perm_epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
                 ));
             }
-            batch_docs.push(&docs[perm[p % n]]);
+            let pool = if step < cfg.short_question_steps { &short_docs } else { &docs };
+            batch_docs.push(&pool[perm[p % n]]);
         }
         let (ids, positions, targets) = collate_documents(&batch_docs, &dev)?;
         let loss = lm.loss(&ids, &positions, &targets)?;

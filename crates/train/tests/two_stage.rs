@@ -173,3 +173,33 @@ fn a_pretrained_llm_of_another_size_is_refused() {
     let err = train_vlm(&cfg, &mut |_| {}).unwrap_err().to_string();
     assert!(err.contains("config.json") && err.contains("another LLM"), "{err}");
 }
+
+#[test]
+fn the_text_curriculum_switches_from_short_to_natural_questions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = LlmPretrainConfig {
+        scenes: 12,
+        fine_detail_scenes: 4,
+        eval_scenes: 2,
+        batch_size: 4,
+        steps: 4,
+        save_every: 4,
+        ..LlmPretrainConfig::new("xs")
+    };
+    let run = |k: usize, name: &str| {
+        let cfg = LlmPretrainConfig { short_question_steps: k, ..base.clone() };
+        pretrain_llm(&cfg, &tmp.path().join(name), None, "x", &mut |_| {}).unwrap();
+        std::fs::read_to_string(tmp.path().join(name).join("losses.json")).unwrap()
+    };
+    let (natural, short2, short4) = (run(0, "k0"), run(2, "k2"), run(4, "k4"));
+    let parse = |s: &str| serde_json::from_str::<Vec<f64>>(s).unwrap();
+    let (n, s2, s4) = (parse(&natural), parse(&short2), parse(&short4));
+    // Same initialisation and batch order: the short form changes the first step's loss, and the
+    // staged run follows the all-short run for its 2 short steps, then leaves it.
+    assert_ne!(n[0], s4[0]);
+    assert_eq!(s2[..2], s4[..2]);
+    assert_ne!(s2[2], s4[2]);
+    let bad = LlmPretrainConfig { short_question_steps: 5, ..base };
+    let err = pretrain_llm(&bad, &tmp.path().join("bad"), None, "x", &mut |_| {}).unwrap_err().to_string();
+    assert!(err.contains("short_question_steps"), "{err}");
+}

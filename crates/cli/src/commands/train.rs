@@ -63,6 +63,10 @@ pub struct LlmArgs {
     /// Held-out scenes per task for the text accuracy (default 300).
     #[arg(long)]
     pub eval_scenes: Option<usize>,
+    /// Text curriculum: the first N steps ask the short question forms ("shape red"), then the
+    /// natural questions (default 0: natural questions only).
+    #[arg(long)]
+    pub short_question_steps: Option<usize>,
     /// Stop after this many steps of this invocation (a checkpoint is saved); run the same command
     /// again to resume. The learning-rate schedule still spans `--steps`.
     #[arg(long)]
@@ -267,6 +271,7 @@ fn train_llm(a: LlmArgs) -> Result<()> {
     set!(scenes, "scenes");
     set!(fine_detail_scenes, "fine-detail-scenes");
     set!(eval_scenes, "eval-scenes");
+    set!(short_question_steps, "short-question-steps");
     if a.stop_after == Some(0) {
         anyhow::bail!("--stop-after must be > 0");
     }

@@ -5,44 +5,95 @@ use candle_core::{CpuStorage, DType, Device, Storage, Tensor, D};
 use crate::Mode;
 use crate::Result;
 
-/// Precomputed cos/sin tables, each (max_position_embeddings, head_dim / 2).
-#[derive(Debug, Clone)]
+/// Cos/sin tables, each (positions computed so far, head_dim / 2). They cover the positions used so far,
+/// grown on demand (doubling, from [`INITIAL_POSITIONS`]) up to the context window: a checkpoint whose
+/// `max_position_embeddings` is far larger than its prompts (Qwen-1.5: 32 768) costs no memory for the
+/// positions it never reaches.
+#[derive(Debug)]
 pub struct RotaryEmbedding {
-    cos: Tensor,
-    sin: Tensor,
+    inv_freq: Vec<f32>,
+    max_positions: usize,
+    dtype: DType,
+    device: Device,
+    tables: std::sync::RwLock<(Tensor, Tensor)>,
+}
+
+/// Positions computed when the tables are first made (or fewer, with a smaller context window).
+pub const INITIAL_POSITIONS: usize = 512;
+
+impl Clone for RotaryEmbedding {
+    fn clone(&self) -> Self {
+        let tables = self.tables.read().unwrap_or_else(|p| p.into_inner()).clone();
+        Self {
+            inv_freq: self.inv_freq.clone(),
+            max_positions: self.max_positions,
+            dtype: self.dtype,
+            device: self.device.clone(),
+            tables: std::sync::RwLock::new(tables),
+        }
+    }
 }
 
 impl RotaryEmbedding {
-    /// Tables for positions `0..max_positions`; frequencies `θ^(-2i/head_dim)` computed in f32 as HF does.
+    /// Tables for positions `0..max_positions` (computed as they are needed); frequencies
+    /// `θ^(-2i/head_dim)` computed in f32 as HF does.
     pub fn new(theta: f64, head_dim: usize, max_positions: usize, dtype: DType, dev: &Device) -> Result<Self> {
         let half = head_dim / 2;
         let inv_freq: Vec<f32> =
             (0..half).map(|i| 1.0f32 / (theta as f32).powf((2 * i) as f32 / head_dim as f32)).collect();
-        let mut cos = Vec::with_capacity(max_positions * half);
-        let mut sin = Vec::with_capacity(max_positions * half);
-        for p in 0..max_positions {
-            for f in &inv_freq {
+        let tables = Self::compute(&inv_freq, INITIAL_POSITIONS.min(max_positions), dtype, dev)?;
+        Ok(Self { inv_freq, max_positions, dtype, device: dev.clone(), tables: std::sync::RwLock::new(tables) })
+    }
+
+    /// The (cos, sin) tables of positions `0..n`.
+    fn compute(inv_freq: &[f32], n: usize, dtype: DType, dev: &Device) -> Result<(Tensor, Tensor)> {
+        let half = inv_freq.len();
+        let mut cos = Vec::with_capacity(n * half);
+        let mut sin = Vec::with_capacity(n * half);
+        for p in 0..n {
+            for f in inv_freq {
                 let a = p as f32 * f;
                 cos.push(a.cos());
                 sin.push(a.sin());
             }
         }
-        let cos = Tensor::from_vec(cos, (max_positions, half), dev)?.to_dtype(dtype)?;
-        let sin = Tensor::from_vec(sin, (max_positions, half), dev)?.to_dtype(dtype)?;
-        Ok(Self { cos, sin })
+        let cos = Tensor::from_vec(cos, (n, half), dev)?.to_dtype(dtype)?;
+        let sin = Tensor::from_vec(sin, (n, half), dev)?.to_dtype(dtype)?;
+        Ok((cos, sin))
+    }
+
+    /// The cos and sin rows (len, head_dim / 2) of positions `start..start + len`, growing the tables if
+    /// needed. Errors: [`crate::Error::ContextWindow`] for positions beyond the context window.
+    fn rows(&self, start: usize, len: usize) -> Result<(Tensor, Tensor)> {
+        let end = start
+            .checked_add(len)
+            .filter(|&e| e <= self.max_positions)
+            .ok_or(crate::Error::ContextWindow { len: start.saturating_add(len), max: self.max_positions })?;
+        {
+            let t = self.tables.read().unwrap_or_else(|p| p.into_inner());
+            if t.0.dim(0)? >= end {
+                return Ok((t.0.narrow(0, start, len)?, t.1.narrow(0, start, len)?));
+            }
+        }
+        let mut t = self.tables.write().unwrap_or_else(|p| p.into_inner());
+        if t.0.dim(0)? < end {
+            let n = end.next_power_of_two().max(INITIAL_POSITIONS).min(self.max_positions);
+            *t = Self::compute(&self.inv_freq, n, self.dtype, &self.device)?;
+        }
+        Ok((t.0.narrow(0, start, len)?, t.1.narrow(0, start, len)?))
     }
 
     /// The cos and sin tables (len, head_dim / 2) of positions `start..start + len`, for the fused
     /// training attention ([`kernels::autograd::attention`]). Errors: positions beyond the table.
     pub fn tables(&self, start: usize, len: usize) -> Result<kernels::autograd::Rope> {
-        Ok(kernels::autograd::Rope { cos: self.cos.narrow(0, start, len)?, sin: self.sin.narrow(0, start, len)? })
+        let (cos, sin) = self.rows(start, len)?;
+        Ok(kernels::autograd::Rope { cos, sin })
     }
 
     /// Rotates `xs` (B, heads, L, head_dim) holding positions `start..start + L`.
     pub fn apply(&self, xs: &Tensor, start: usize, mode: Mode) -> Result<Tensor> {
         let (_b, _h, l, d) = xs.dims4()?;
-        let cos = self.cos.narrow(0, start, l)?;
-        let sin = self.sin.narrow(0, start, l)?;
+        let (cos, sin) = self.rows(start, l)?;
         match mode {
             Mode::Inference => Ok(candle_nn::rotary_emb::rope(&xs.contiguous()?, &cos, &sin)?),
             Mode::Differentiable => {
@@ -59,7 +110,7 @@ impl RotaryEmbedding {
 
     /// Whether the tables are f32 (what [`Self::split_qkv_rotated`] needs).
     pub fn is_f32(&self) -> bool {
-        self.cos.dtype() == DType::F32
+        self.dtype == DType::F32
     }
 
     /// Inference: splits the stacked q|k|v projection `y` (B, L, (nh + 2·nkv)·d) f32 into
@@ -79,11 +130,7 @@ impl RotaryEmbedding {
         use rayon::prelude::*;
         let (nh, nkv) = heads;
         let (b, l, width) = y.dims3()?;
-        if width != (nh + 2 * nkv) * d
-            || !d.is_multiple_of(2)
-            || y.dtype() != DType::F32
-            || self.cos.dtype() != DType::F32
-        {
+        if width != (nh + 2 * nkv) * d || !d.is_multiple_of(2) || y.dtype() != DType::F32 || self.dtype != DType::F32 {
             return Err(crate::Error::Invalid(format!(
                 "split_qkv_rotated: f32 (B, L, {}) input and f32 tables expected, got {:?} {:?}",
                 (nh + 2 * nkv) * d,
@@ -91,8 +138,9 @@ impl RotaryEmbedding {
                 y.dims()
             )));
         }
-        let cos = self.cos.narrow(0, start, l)?.flatten_all()?.to_vec1::<f32>()?;
-        let sin = self.sin.narrow(0, start, l)?.flatten_all()?.to_vec1::<f32>()?;
+        let (cos, sin) = self.rows(start, l)?;
+        let cos = cos.flatten_all()?.to_vec1::<f32>()?;
+        let sin = sin.flatten_all()?.to_vec1::<f32>()?;
         let y = y.contiguous()?;
         let (storage, layout) = y.storage_and_layout();
         let ys = match (&*storage, layout.contiguous_offsets()) {
