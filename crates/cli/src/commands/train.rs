@@ -16,8 +16,10 @@ pub enum Train {
     /// Writes an HF Qwen2 directory with a manifest (command, settings, held-out text accuracy,
     /// SHA-256 per file); resumable: rerun the same command to continue.
     Llm(LlmArgs),
-    /// Train compressor + projector + a Qwen2-architecture LLM from scratch on generated questions,
-    /// answer tokens as the only targets; checkpoints in the LLaVA layout, resumable.
+    /// Train compressor + projector + a Qwen2-architecture LLM on generated questions, the LLM from
+    /// scratch or from a pretrained one (`--llm-init`, with an optional stage 1 that trains only the
+    /// compressor and projector); answer tokens as the only targets; checkpoints in the LLaVA layout,
+    /// resumable.
     Vlm(VlmArgs),
 }
 
