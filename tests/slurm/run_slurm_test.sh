@@ -148,7 +148,9 @@ cmp "$tmp/local/aggregate.csv" "$tmp/cluster/aggregate.csv"
 [ "$(wc -l < "$tmp/cluster/aggregate.csv")" = 17 ] || { echo "expected 16 rows" >&2; exit 1; }
 [ -s "$tmp/cluster/report/report.md" ] || { echo "the aggregate job wrote no report" >&2; exit 1; }
 grep -q '"runner": "train"' "$tmp/cluster/cells/sort_of_clevr.xs.v1.quecc.json" || { echo "cells were not trained" >&2; exit 1; }
-[ -s "$tmp/cluster/tower/sweep_tower.json" ] && [ ! -e "$tmp/cluster/tower.lock" ] || { echo "tower missing or lock left behind" >&2; exit 1; }
+# The tower lock is an OS file lock (flock) on tower.lock: the file stays, the lock must be released.
+[ -s "$tmp/cluster/tower/sweep_tower.json" ] || { echo "tower missing" >&2; exit 1; }
+flock -n "$tmp/cluster/tower.lock" true || { echo "tower lock still held after the jobs ended" >&2; exit 1; }
 n_logs=$(ls "$tmp/slurm/logs" | grep -c '^cell-' || true)
 [ "$n_logs" = 16 ] || { echo "expected 16 array-task logs, found $n_logs" >&2; exit 1; }
 echo "== PASS: Slurm aggregate CSV identical to the local run's (16 trained cells), report written; $(( $(date +%s) - t_start )) s"
