@@ -167,11 +167,12 @@ fn squared_distance(scene: &Scene, a: usize, b: usize) -> i64 {
     dx * dx + dy * dy
 }
 
-/// The index of the object closest to (`furthest = false`) or furthest from object `i`, excluding
-/// `i` itself, and whether the answer is ambiguous (another object at the same distance has a
-/// different shape). Ties are broken by colour order, as in the canonical generator.
-fn extreme(scene: &Scene, i: usize, furthest: bool) -> (usize, bool) {
-    let others = (0..6).filter(|&j| j != i);
+/// The index of the object closest to (`furthest = false`) or furthest from object `i` among the
+/// objects of the colours in `present`, excluding `i` itself, and whether the answer is ambiguous
+/// (another object at the same distance has a different shape). Ties are broken by colour order, as
+/// in the canonical generator. `None` when no other object is present.
+fn extreme(scene: &Scene, i: usize, furthest: bool, present: &[Colour]) -> Option<(usize, bool)> {
+    let others = (0..6).filter(|&j| j != i && present.contains(&Colour::ALL[j]));
     let key = |j: usize| {
         let d = squared_distance(scene, i, j);
         if furthest {
@@ -180,15 +181,26 @@ fn extreme(scene: &Scene, i: usize, furthest: bool) -> (usize, bool) {
             d
         }
     };
-    let best = others.clone().min_by_key(|&j| (key(j), j)).unwrap_or(i);
+    let best = others.clone().min_by_key(|&j| (key(j), j))?;
     let ambiguous =
         others.filter(|&j| key(j) == key(best)).any(|j| scene.objects[j].shape != scene.objects[best].shape);
-    (best, ambiguous)
+    Some((best, ambiguous))
 }
 
 /// The answer to a Sort-of-CLEVR family about `colour`, and whether it is ambiguous (only
 /// closest/furthest can be, on exact distance ties between shapes). `None` for [`Family::Digits`].
 pub fn answer(scene: &Scene, family: Family, colour: Colour) -> Option<(String, bool)> {
+    answer_among(scene, family, colour, &Colour::ALL)
+}
+
+/// [`answer`] for the scene reduced to the objects whose colours `present` lists (as
+/// [`Scene::caption_of`] describes it): closest/furthest and count consider only those objects.
+/// `None` for [`Family::Digits`], for a `colour` not in `present`, and for closest/furthest when no
+/// other object is present.
+pub fn answer_among(scene: &Scene, family: Family, colour: Colour, present: &[Colour]) -> Option<(String, bool)> {
+    if !present.contains(&colour) {
+        return None;
+    }
     let i = colour as usize;
     let o = &scene.objects[i];
     let size = scene.config.image_size;
@@ -197,11 +209,11 @@ pub fn answer(scene: &Scene, family: Family, colour: Colour) -> Option<(String, 
         Family::Left => (yes_no(2 * o.x < size), false),
         Family::Top => (yes_no(2 * o.y < size), false),
         Family::Closest | Family::Furthest => {
-            let (j, ambiguous) = extreme(scene, i, family == Family::Furthest);
+            let (j, ambiguous) = extreme(scene, i, family == Family::Furthest, present)?;
             (scene.objects[j].shape.answer().to_string(), ambiguous)
         }
         Family::Count => {
-            let n = scene.objects.iter().filter(|p| p.shape == o.shape).count();
+            let n = scene.objects.iter().filter(|p| present.contains(&p.colour) && p.shape == o.shape).count();
             (n.to_string(), false)
         }
         Family::Digits => return None,
@@ -213,17 +225,30 @@ pub fn answer(scene: &Scene, family: Family, colour: Colour) -> Option<(String, 
 /// distance tie between a square and a circle) is re-drawn; if all six are ambiguous the canonical
 /// colour-order tie-break is kept.
 pub fn ask<R: Rng>(scene: &Scene, per_family: usize, rng: &mut R) -> Vec<Qa> {
+    ask_among(scene, per_family, &Colour::ALL, rng)
+}
+
+/// [`ask`] about the scene reduced to the objects whose colours `present` lists ([`answer_among`]):
+/// colours are drawn from `present`; a family with no answer (closest/furthest with one object) is
+/// skipped. With `present` = [`Colour::ALL`] this is [`ask`], draw for draw.
+pub fn ask_among<R: Rng>(scene: &Scene, per_family: usize, present: &[Colour], rng: &mut R) -> Vec<Qa> {
     let mut qas = Vec::with_capacity(6 * per_family);
+    if present.is_empty() {
+        return qas;
+    }
     for family in Family::SORT_OF_CLEVR {
         for _ in 0..per_family {
-            let mut colour = Colour::ALL[rng.random_range(0..6)];
-            let mut result = answer(scene, family, colour);
+            let mut colour = present[rng.random_range(0..present.len())];
+            let mut result = answer_among(scene, family, colour, present);
             if matches!(result, Some((_, true))) {
-                let clear: Vec<Colour> =
-                    Colour::ALL.into_iter().filter(|&c| matches!(answer(scene, family, c), Some((_, false)))).collect();
+                let clear: Vec<Colour> = present
+                    .iter()
+                    .copied()
+                    .filter(|&c| matches!(answer_among(scene, family, c, present), Some((_, false))))
+                    .collect();
                 if !clear.is_empty() {
                     colour = clear[rng.random_range(0..clear.len())];
-                    result = answer(scene, family, colour);
+                    result = answer_among(scene, family, colour, present);
                 }
             }
             if let Some((answer, _)) = result {

@@ -246,8 +246,19 @@ impl Scene {
     /// image–caption (CLIP-style) or scene-description objective when pretraining a vision tower.
     /// `grid` 0 is treated as 1.
     pub fn caption(&self, grid: u32) -> String {
-        let parts: Vec<String> =
-            self.objects.iter().map(|o| describe(o, grid.max(1), self.config.image_size)).collect();
+        self.caption_of(grid, &Colour::ALL)
+    }
+
+    /// [`Self::caption`] of the objects whose colours `present` lists only (still in colour order):
+    /// the scene as a reader sees it when the other objects are left out (the text-pretraining
+    /// curriculum over the number of objects). An empty `present` gives `"."`.
+    pub fn caption_of(&self, grid: u32, present: &[Colour]) -> String {
+        let parts: Vec<String> = self
+            .objects
+            .iter()
+            .filter(|o| present.contains(&o.colour))
+            .map(|o| describe(o, grid.max(1), self.config.image_size))
+            .collect();
         format!("{}.", parts.join(", "))
     }
 }

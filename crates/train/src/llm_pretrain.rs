@@ -34,7 +34,7 @@ use candle_core::{DType, Device, Tensor, D};
 use candle_nn::{VarBuilder, VarMap};
 use models::decoder::Decoder;
 use models::Mode;
-use rand::seq::SliceRandom;
+use rand::seq::{IndexedRandom, SliceRandom};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -98,6 +98,13 @@ pub struct LlmPretrainConfig {
     /// natural questions — the curriculum of VLM training, in text. 0 = natural questions only.
     #[serde(default)]
     pub short_question_steps: usize,
+    /// Text curriculum over the number of objects: during the first this many steps a Sort-of-CLEVR
+    /// document describes and asks about only k of its scene's six objects (a seeded subset per
+    /// scene, answers computed among them: `synth::questions::answer_among`), k = 1 + ⌊5 · step /
+    /// this⌋, then all six. Associative recall among few distractors is found quickly and carries
+    /// over as they are added. 0 = six objects throughout.
+    #[serde(default)]
+    pub object_ramp_steps: usize,
 }
 
 impl LlmPretrainConfig {
@@ -122,6 +129,7 @@ impl LlmPretrainConfig {
             init_std: 0.125,
             save_every: 500,
             short_question_steps: 0,
+            object_ramp_steps: 0,
         }
     }
 
@@ -157,6 +165,12 @@ impl LlmPretrainConfig {
             return Err(Error::config(
                 "short_question_steps",
                 format!("{} is more than the {} steps", self.short_question_steps, self.steps),
+            ));
+        }
+        if self.object_ramp_steps > self.steps {
+            return Err(Error::config(
+                "object_ramp_steps",
+                format!("{} is more than the {} steps", self.object_ramp_steps, self.steps),
             ));
         }
         if !(0.0..1.0).contains(&self.warmup_ratio) {
@@ -212,6 +226,7 @@ fn training_documents(
     per_family: usize,
     fine: usize,
     short: bool,
+    objects: usize,
 ) -> Result<Vec<Document>> {
     let mut out = vec![];
     let tasks = corpus_tasks(seed, scenes, per_family, fine);
@@ -222,8 +237,19 @@ fn training_documents(
             let (content, mut qas) = generator.draw(i as u64)?;
             let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x005e_ed0f_7e87);
             rng.set_stream(((config.task as u64) << 40) | i as u64);
+            let mut text = content.caption(CAPTION_GRID);
+            if let (synth::Content::SortOfClevr(scene), true) = (&content, objects < 6) {
+                // The curriculum's reduced scene: `objects` colours drawn per scene, kept in colour order.
+                let mut sub = ChaCha8Rng::seed_from_u64(seed ^ 0x0b1e_c7a5);
+                sub.set_stream(((objects as u64) << 40) | i as u64);
+                let mut present: Vec<synth::Colour> =
+                    synth::Colour::ALL.choose_multiple(&mut sub, objects.max(1)).copied().collect();
+                present.sort_by_key(|&c| c as usize);
+                qas = synth::questions::ask_among(scene, config.questions_per_family, &present, &mut sub);
+                text = scene.caption_of(CAPTION_GRID, &present);
+            }
             qas.shuffle(&mut rng);
-            let caption = tok.encode(&content.caption(CAPTION_GRID), false)?;
+            let caption = tok.encode(&text, false)?;
             let mut doc = Document { tokens: vec![], target: vec![] };
             for (t, qa) in qas.iter().enumerate() {
                 let question = if short {
@@ -511,14 +537,24 @@ pub fn pretrain_llm(
     std::fs::write(&tok_path, &tokenizer_json).map_err(|e| Error::io(&tok_path, e))?;
     let encoder = ConversationEncoder::new(&tok_path)?;
     let corpus_seed = CORPUS_SEED_OFFSET + cfg.seed;
-    let docs =
-        training_documents(&encoder, corpus_seed, cfg.scenes, cfg.questions_per_family, cfg.fine_detail_scenes, false)?;
-    // The short forms of the same documents, in the same order (the curriculum's first stage).
-    let short_docs = if cfg.short_question_steps > 0 {
-        training_documents(&encoder, corpus_seed, cfg.scenes, cfg.questions_per_family, cfg.fine_detail_scenes, true)?
-    } else {
-        vec![]
+    // The documents of a curriculum stage: (short questions?, objects per scene) → documents, the
+    // same scenes in the same order in every stage; only the current stage is held in memory.
+    let stage_of = |step: usize| {
+        let objects = if step < cfg.object_ramp_steps { 1 + 5 * step / cfg.object_ramp_steps } else { 6 };
+        (step < cfg.short_question_steps, objects)
     };
+    let make_stage = |(short, objects): (bool, usize)| {
+        training_documents(
+            &encoder,
+            corpus_seed,
+            cfg.scenes,
+            cfg.questions_per_family,
+            cfg.fine_detail_scenes,
+            short,
+            objects,
+        )
+    };
+    let (mut stage, mut docs) = (None, vec![]);
     let held = documents(&encoder, corpus_seed + 1, cfg.eval_scenes, 1, cfg.eval_scenes)?;
 
     let llm_cfg = size.decoder_config(encoder.vocab_size(), encoder.im_end())?;
@@ -551,14 +587,15 @@ pub fn pretrain_llm(
         state = saved;
     }
 
-    let n = docs.len();
+    // One document per scene in every curriculum stage.
+    let n = cfg.scenes + cfg.fine_detail_scenes;
     let (mut perm_epoch, mut perm) = (usize::MAX, vec![]);
     let t0 = Instant::now();
     let wall_before = state.wall_s;
     let mut ran = 0;
     while state.step < cfg.steps {
         let step = state.step;
-        let mut batch_docs: Vec<&Document> = Vec::with_capacity(cfg.batch_size);
+        let mut batch_docs: Vec<usize> = Vec::with_capacity(cfg.batch_size);
         for j in 0..cfg.batch_size {
             let p = step * cfg.batch_size + j;
             if p / n != perm_epoch {
@@ -568,9 +605,13 @@ pub fn pretrain_llm(
                     cfg.seed ^ (perm_epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
                 ));
             }
-            let pool = if step < cfg.short_question_steps { &short_docs } else { &docs };
-            batch_docs.push(&pool[perm[p % n]]);
+            batch_docs.push(perm[p % n]);
         }
+        if stage != Some(stage_of(step)) {
+            stage = Some(stage_of(step));
+            docs = make_stage(stage_of(step))?;
+        }
+        let batch_docs: Vec<&Document> = batch_docs.into_iter().map(|k| &docs[k]).collect();
         let (ids, positions, targets) = collate_documents(&batch_docs, &dev)?;
         let loss = lm.loss(&ids, &positions, &targets)?;
         let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;

@@ -203,3 +203,40 @@ fn the_text_curriculum_switches_from_short_to_natural_questions() {
     let err = pretrain_llm(&bad, &tmp.path().join("bad"), None, "x", &mut |_| {}).unwrap_err().to_string();
     assert!(err.contains("short_question_steps"), "{err}");
 }
+
+#[test]
+fn the_object_ramp_changes_the_documents_and_resumes_across_its_stages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = LlmPretrainConfig {
+        scenes: 12,
+        fine_detail_scenes: 4,
+        eval_scenes: 2,
+        batch_size: 4,
+        steps: 6,
+        save_every: 6,
+        ..LlmPretrainConfig::new("xs")
+    };
+    let losses = |name: &str| {
+        let text = std::fs::read_to_string(tmp.path().join(name).join("losses.json")).unwrap();
+        serde_json::from_str::<Vec<f64>>(&text).unwrap()
+    };
+    pretrain_llm(&base, &tmp.path().join("six"), None, "x", &mut |_| {}).unwrap();
+    // Ramp over 5 steps: 1, 2, 3, 4, 5 objects, then six at step 5.
+    let ramp = LlmPretrainConfig { object_ramp_steps: 5, ..base.clone() };
+    pretrain_llm(&ramp, &tmp.path().join("ramp"), None, "x", &mut |_| {}).unwrap();
+    // Interrupted inside the ramp and resumed: the same losses as the uninterrupted run.
+    let dir = tmp.path().join("resumed");
+    let first = pretrain_llm(&ramp, &dir, Some(3), "x", &mut |_| {}).unwrap();
+    assert!(!first.finished && first.steps == 3);
+    pretrain_llm(&ramp, &dir, None, "x", &mut |_| {}).unwrap();
+    let (six, straight, resumed) = (losses("six"), losses("ramp"), losses("resumed"));
+    // A one-object document is shorter and easier: the first step's loss differs from six objects'.
+    assert_ne!(six[0], straight[0]);
+    assert_eq!(straight.len(), 6);
+    for (x, y) in straight.iter().zip(&resumed) {
+        assert!((x - y).abs() <= 1e-6 * x.abs().max(1.0), "losses differ: {x} vs {y}");
+    }
+    let bad = LlmPretrainConfig { object_ramp_steps: 7, ..base };
+    let err = pretrain_llm(&bad, &tmp.path().join("bad"), None, "x", &mut |_| {}).unwrap_err().to_string();
+    assert!(err.contains("object_ramp_steps"), "{err}");
+}

@@ -69,6 +69,12 @@ pub struct LlmArgs {
     /// natural questions (default 0: natural questions only).
     #[arg(long)]
     pub short_question_steps: Option<usize>,
+    /// Text curriculum over the number of objects: during the first N steps a Sort-of-CLEVR
+    /// document describes only k of its scene's six objects, k = 1 + ⌊5 · step / N⌋, with its
+    /// questions answered among them; then all six (default 0: six throughout). Without it the
+    /// colour → object lookup stays at the answer prior (docs/training-notes.md).
+    #[arg(long)]
+    pub object_ramp_steps: Option<usize>,
     /// Stop after this many steps of this invocation (a checkpoint is saved); run the same command
     /// again to resume. The learning-rate schedule still spans `--steps`.
     #[arg(long)]
@@ -274,6 +280,7 @@ fn train_llm(a: LlmArgs) -> Result<()> {
     set!(fine_detail_scenes, "fine-detail-scenes");
     set!(eval_scenes, "eval-scenes");
     set!(short_question_steps, "short-question-steps");
+    set!(object_ramp_steps, "object-ramp-steps");
     if a.stop_after == Some(0) {
         anyhow::bail!("--stop-after must be > 0");
     }
