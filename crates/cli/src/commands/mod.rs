@@ -1,6 +1,8 @@
 //! One file per command. Errors are turned into messages and exit codes here, at the edge.
 pub mod bench;
 pub mod data;
+pub mod eval;
+pub mod eval_grid;
 pub mod fit;
 pub mod flops;
 pub mod frontier;
