@@ -17,7 +17,6 @@
 //! per-question work outside the model is tokenisation and one line of output.
 use crate::error::{Error, LineIssue, Result};
 use crate::formats::{read_questions, read_scienceqa_items, AnswerWriter, EvalItem, Loaded, ResumeReport};
-use crate::prompt::user_turn;
 use crate::pyjson;
 use crate::reduction::Reducer;
 use candle_core::{Device, Tensor};
@@ -217,9 +216,9 @@ pub struct Progress {
 }
 
 /// A loaded image, or why it could not be.
-type Loadedimage = std::result::Result<Option<Tensor>, String>;
+type LoadedImage = std::result::Result<Option<Tensor>, String>;
 
-fn load_pixels(proc: &ImageProcessorConfig, folder: &Path, image: Option<&str>) -> Loadedimage {
+fn load_pixels(proc: &ImageProcessorConfig, folder: &Path, image: Option<&str>) -> LoadedImage {
     let Some(rel) = image else { return Ok(None) };
     let path = folder.join(rel);
     if !path.is_file() {
@@ -260,7 +259,7 @@ pub fn answer_all(
     let started = Instant::now();
     let mut image_s = 0.0;
     progress(Progress { done: 0, total });
-    let (tx, rx) = mpsc::sync_channel::<(usize, Loadedimage, f64)>(2);
+    let (tx, rx) = mpsc::sync_channel::<(usize, LoadedImage, f64)>(2);
     let result = std::thread::scope(|s| -> Result<()> {
         let pending_ref = &pending;
         s.spawn(move || {
@@ -272,7 +271,8 @@ pub fn answer_all(
                 }
             }
         });
-        for (done, (i, loaded, load_s)) in rx.iter().enumerate() {
+        // `rx` is moved in here: an early return drops it, which stops the loader thread.
+        for (done, (i, loaded, load_s)) in rx.into_iter().enumerate() {
             image_s += load_s;
             let item = &items.items[i];
             let line = items.lines[i];

@@ -119,16 +119,15 @@ impl From<ConvMode> for Template {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    match (&a.data, &a.questions) {
-        (Some(data), _) => super::train::eval(super::train::EvalArgs {
-            model: a.model.clone(),
-            data: data.clone(),
+    if let Some(data) = a.data {
+        return super::train::eval(super::train::EvalArgs {
+            model: a.model,
+            data,
             max_questions: a.max_questions,
-            out: a.out.clone(),
-        }),
-        (None, Some(_)) => answer(a),
-        (None, None) => Err(UsageError("give --questions (LLaVA question file) or --data (generated split)".into()).into()),
+            out: a.out,
+        });
     }
+    answer(a)
 }
 
 /// The progress bar of an answering run: questions, questions/s, ETA (hidden when stderr is not a
@@ -137,7 +136,7 @@ pub fn progress_bar(total: usize, what: &str) -> ProgressBar {
     let pb = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
     pb.set_style(
         ProgressStyle::with_template(&format!(
-            "{what} {{bar:30}} {{pos}}/{{len}} questions  {{per_sec:.2}}  ETA {{eta}}"
+            "{what} {{bar:30}} {{pos}}/{{len}} questions  {{per_sec}}  ETA {{eta}}"
         ))
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
