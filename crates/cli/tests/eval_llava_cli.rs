@@ -364,3 +364,33 @@ fn eval_grid_then_fit_reads_its_scores() {
     let out = vlmscale(&["fit", "--data", &s(&csv), "--task", "gqa", "--json"]);
     ok(&out, "fit --data");
 }
+
+#[test]
+fn eval_answers_scienceqa_conversation_items() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = make_bench(dir.path(), 1, 3, 1);
+    // LLaVA's llava_test_CQM-A.json shape: one item with an image, one text-only.
+    let items = serde_json::json!([
+        {"id": "sqa1", "image": "img_0.png", "conversations": [
+            {"from": "human", "value": "<image>\nWhich colour is the square?\nA. red\nB. blue"},
+            {"from": "gpt", "value": "A"}]},
+        {"id": "sqa2", "conversations": [
+            {"from": "human", "value": "Which is a mammal?\nA. cat\nB. trout "},
+            {"from": "gpt", "value": "A"}]}
+    ]);
+    let q = dir.path().join("llava_test_CQM-A.json");
+    std::fs::write(&q, serde_json::to_string_pretty(&items).unwrap()).unwrap();
+    let answers = dir.path().join("sqa.jsonl");
+    let (m, qs, is, as_) = (model("llava15_llama"), s(&q), s(&b.images), s(&answers));
+    let mut args = eval_args(&m, &qs, &is, &as_);
+    args.push("--single-pred-prompt");
+    ok(&vlmscale(&args), "eval scienceqa");
+    let got: Vec<serde_json::Value> = lines(&answers).iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let single = "Answer with the option's letter from the given choices directly.";
+    // model_vqa_science.py: `<image>` removed and stripped, "<image>\n" in front of the recorded prompt
+    // when the item has an image.
+    assert_eq!(got[0]["question_id"], "sqa1");
+    assert_eq!(got[0]["prompt"], format!("<image>\nWhich colour is the square?\nA. red\nB. blue\n{single}"));
+    assert_eq!(got[1]["question_id"], "sqa2");
+    assert_eq!(got[1]["prompt"], format!("Which is a mammal?\nA. cat\nB. trout\n{single}"));
+}

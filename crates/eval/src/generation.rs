@@ -194,6 +194,10 @@ pub struct EvalSummary {
     /// Mean time per answered question spent outside the model on the answering thread (waiting
     /// for the loader, tokenising, writing the line), milliseconds.
     pub overhead_ms_per_question: Option<f64>,
+    /// Of [`overhead_ms_per_question`](Self::overhead_ms_per_question), the mean time the answering
+    /// thread waited for the loader thread (non-zero when images take longer to load than the model
+    /// takes to answer), milliseconds.
+    pub loader_wait_ms_per_question: Option<f64>,
     /// Mean time per answered question spent by the loader thread reading, decoding and
     /// preprocessing the image (overlapped with the model), milliseconds.
     pub image_ms_per_question: Option<f64>,
@@ -258,6 +262,7 @@ pub fn answer_all(
     let proc = answerer.vlm.image_processor().clone();
     let started = Instant::now();
     let mut image_s = 0.0;
+    let mut wait_s = 0.0;
     progress(Progress { done: 0, total });
     let (tx, rx) = mpsc::sync_channel::<(usize, LoadedImage, f64)>(2);
     let result = std::thread::scope(|s| -> Result<()> {
@@ -272,7 +277,11 @@ pub fn answer_all(
             }
         });
         // `rx` is moved in here: an early return drops it, which stops the loader thread.
-        for (done, (i, loaded, load_s)) in rx.into_iter().enumerate() {
+        let receiver = rx;
+        for done in 0.. {
+            let t = Instant::now();
+            let Ok((i, loaded, load_s)) = receiver.recv() else { break };
+            wait_s += t.elapsed().as_secs_f64();
             image_s += load_s;
             let item = &items.items[i];
             let line = items.lines[i];
@@ -305,6 +314,21 @@ pub fn answer_all(
         let n = summary.answered as f64;
         summary.overhead_ms_per_question = Some((summary.wall_seconds - summary.model_seconds) * 1e3 / n);
         summary.image_ms_per_question = Some(image_s * 1e3 / n);
+        summary.loader_wait_ms_per_question = Some(wait_s * 1e3 / n);
     }
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::model_id_from_path;
+    use std::path::Path;
+
+    #[test]
+    fn model_id_as_llava_names_it() {
+        // llava/mm_utils.py get_model_name_from_path: strip("/"), split("/"), checkpoint-* joined to its parent.
+        assert_eq!(model_id_from_path(Path::new("/ckpts/llava-v1.5-7b/")), "llava-v1.5-7b");
+        assert_eq!(model_id_from_path(Path::new("runs/llava-qwen/checkpoint-500")), "llava-qwen_checkpoint-500");
+        assert_eq!(model_id_from_path(Path::new("tiny")), "tiny");
+    }
 }

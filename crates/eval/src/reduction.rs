@@ -109,3 +109,31 @@ impl Reducer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::TokenReduction;
+    use models::compress::{CompressorSpec, QueccConfig};
+
+    #[test]
+    fn avgpool_produces_squares_whose_side_divides_the_grid() {
+        // 24×24 grid (ViT-L/14-336): side 1, 2, 3, 4, 6, 8, 12, 24 → V = 1, 4, 9, 16, 36, 64, 144, 576.
+        let plan = |v| TokenReduction::Avgpool.plan(&CompressorSpec::None, 576, 24, 8, Some(v));
+        for v in [1, 4, 9, 16, 36, 64, 144, 576] {
+            assert_eq!(plan(v).unwrap().visual_tokens(), v);
+        }
+        for v in [2, 25, 100, 256] {
+            assert!(plan(v).is_err(), "V = {v}");
+        }
+    }
+
+    #[test]
+    fn trained_and_compressed_checkpoints_keep_their_v() {
+        assert_eq!(TokenReduction::Trained.plan(&CompressorSpec::None, 576, 24, 8, None).unwrap().visual_tokens(), 576);
+        assert!(TokenReduction::Trained.plan(&CompressorSpec::None, 576, 24, 8, Some(64)).is_err());
+        let quecc = CompressorSpec::Quecc(QueccConfig::new(8, 24, 16).with_visual_tokens(36).unwrap());
+        assert_eq!(TokenReduction::Avgpool.plan(&quecc, 36, 24, 8, Some(36)).unwrap().visual_tokens(), 36);
+        let err = TokenReduction::Avgpool.plan(&quecc, 36, 24, 8, Some(16)).unwrap_err();
+        assert!(err.contains("trained compressor producing V = 36"), "{err}");
+    }
+}

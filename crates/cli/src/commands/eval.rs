@@ -171,8 +171,10 @@ pub fn print_summary(s: &EvalSummary, answers: &std::path::Path) {
         s.skipped.len()
     );
     if let (Some(qps), Some(over)) = (s.questions_per_second(), s.overhead_ms_per_question) {
+        let wait = s.loader_wait_ms_per_question.unwrap_or(0.0);
         eprintln!(
-            "{qps:.2} questions/s; outside the model {over:.2} ms/question (+ {:.2} ms/question of image loading on the loader thread, overlapped)",
+            "{qps:.2} questions/s; per question outside the model {over:.2} ms: {:.2} ms own work (tokenising, writing) + {wait:.2} ms waiting for the image loader (which spent {:.2} ms per image, overlapped with the model)",
+            over - wait,
             s.image_ms_per_question.unwrap_or(0.0)
         );
     }
