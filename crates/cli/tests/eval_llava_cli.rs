@@ -89,7 +89,8 @@ fn make_bench(dir: &Path, n_images: usize, n_pope: usize, n_gqa: usize) -> Bench
             "text": format!("{text}\n{SUFFIX}"), "category": cats[ci]});
         q += &format!("{line}\n");
         let label = if COLOURS[colour_of[k]].0 == name { "yes" } else { "no" };
-        let l = serde_json::json!({"question_id": i + 1, "image": format!("img_{k}.png"), "text": text, "label": label});
+        let l =
+            serde_json::json!({"question_id": i + 1, "image": format!("img_{k}.png"), "text": text, "label": label});
         labels[ci] += &format!("{l}\n");
     }
     let pope_questions = dir.join("pope.jsonl");
@@ -177,10 +178,17 @@ fn check_lines(answers: &Path, questions: &Path, model_id: &str) {
     assert_eq!(got.len(), qs.len());
     for (line, q) in got.iter().zip(&qs) {
         // Key order as model_vqa_loader.py's json.dumps writes it.
-        let keys: Vec<usize> = ["\"question_id\": ", ", \"prompt\": ", ", \"text\": ", ", \"answer_id\": ", ", \"model_id\": ", ", \"metadata\": {}}"]
-            .iter()
-            .map(|k| line.find(k).unwrap_or_else(|| panic!("{k} missing in {line}")))
-            .collect();
+        let keys: Vec<usize> = [
+            "\"question_id\": ",
+            ", \"prompt\": ",
+            ", \"text\": ",
+            ", \"answer_id\": ",
+            ", \"model_id\": ",
+            ", \"metadata\": {}}",
+        ]
+        .iter()
+        .map(|k| line.find(k).unwrap_or_else(|| panic!("{k} missing in {line}")))
+        .collect();
         assert!(keys.windows(2).all(|w| w[0] < w[1]), "key order in {line}");
         let a: serde_json::Value = serde_json::from_str(line).unwrap();
         assert_eq!(a["question_id"], q["question_id"]);
@@ -258,8 +266,15 @@ fn eval_skips_bad_lines_and_missing_images_and_reports_them() {
         serde_json::json!({"question_id": id, "image": img, "text": "Is there a red square?", "category": "random"})
             .to_string()
     };
-    let text = [good(1, "img_0.png"), "{\"question_id\": 2, \"text\": ".into(), good(3, "img_1.png"), good(4, "nope.png"), "[1, 2]".into(), good(6, "img_0.png")]
-        .join("\n");
+    let text = [
+        good(1, "img_0.png"),
+        "{\"question_id\": 2, \"text\": ".into(),
+        good(3, "img_1.png"),
+        good(4, "nope.png"),
+        "[1, 2]".into(),
+        good(6, "img_0.png"),
+    ]
+    .join("\n");
     std::fs::write(&q, text + "\n").unwrap();
     let answers = dir.path().join("a.jsonl");
     let summary = dir.path().join("summary.json");
@@ -307,16 +322,8 @@ fn eval_grid_then_fit_reads_its_scores() {
     let out_dir = dir.path().join("grid");
     let models = format!("{},{}", model("llava15_llama"), model("quecc_qwen2"));
     let grid = |extra: &[&str]| {
-        let mut a = vec![
-            "eval-grid",
-            "--models",
-            &models,
-            "--visual-tokens",
-            "1,4,16,64",
-            "--benchmark",
-            "gqa",
-            "--questions",
-        ];
+        let mut a =
+            vec!["eval-grid", "--models", &models, "--visual-tokens", "1,4,16,64", "--benchmark", "gqa", "--questions"];
         let (q, i, t, o) = (s(&b.gqa_questions), s(&b.images), s(&b.gqa_truth), s(&out_dir));
         let owned = [q, i, t, o];
         let mut tail: Vec<String> = vec![owned[0].clone(), "--image-folder".into(), owned[1].clone()];

@@ -118,11 +118,9 @@ pub fn score_file(benchmark: Benchmark, answers: &Path, truth: &GroundTruth) -> 
     let lines = read_answers(answers)?;
     Ok(match benchmark {
         Benchmark::Pope => {
-            let qpath = truth.questions.ok_or_else(|| {
-                Error::File {
-                    path: answers.to_path_buf(),
-                    message: "POPE scoring needs the question file (each question's category)".into(),
-                }
+            let qpath = truth.questions.ok_or_else(|| Error::File {
+                path: answers.to_path_buf(),
+                message: "POPE scoring needs the question file (each question's category)".into(),
             })?;
             let loaded = read_questions(qpath)?;
             if let Some(bad) = loaded.skipped.first() {

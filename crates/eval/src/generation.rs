@@ -255,8 +255,9 @@ pub fn answer_all(
 ) -> Result<EvalSummary> {
     let mut summary =
         EvalSummary { questions: items.items.len(), resume, bad_lines: items.skipped.clone(), ..Default::default() };
-    let pending: Vec<usize> =
-        (0..items.items.len()).filter(|&i| !writer.is_answered(&items.items[i].question_id, &items.items[i].prompt)).collect();
+    let pending: Vec<usize> = (0..items.items.len())
+        .filter(|&i| !writer.is_answered(&items.items[i].question_id, &items.items[i].prompt))
+        .collect();
     summary.already_answered = items.items.len() - pending.len();
     let total = pending.len();
     let proc = answerer.vlm.image_processor().clone();

@@ -81,7 +81,8 @@ pub struct Grid {
 }
 
 fn file_safe(s: &str) -> String {
-    let t: String = s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    let t: String =
+        s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
     if t.is_empty() {
         "model".into()
     } else {
@@ -236,10 +237,14 @@ impl GridRunner<'_> {
             &mut |_| {},
         )
         .map_err(|e| e.to_string())?;
-        let truth = GroundTruth { annotations: &spec.annotations, questions: Some(&spec.questions), split: &spec.split };
+        let truth =
+            GroundTruth { annotations: &spec.annotations, questions: Some(&spec.questions), split: &spec.split };
         let scores = score_file(spec.benchmark, &answers, &truth).map_err(|e| e.to_string())?;
         let score = scores.headline().ok_or_else(|| {
-            format!("{} has no headline score for these answers (e.g. a POPE category without any yes)", spec.benchmark.name())
+            format!(
+                "{} has no headline score for these answers (e.g. a POPE category without any yes)",
+                spec.benchmark.name()
+            )
         })?;
         let details = serde_json::json!({ "answers": answers, "generation": summary, "scores": scores });
         Ok(CellResult {

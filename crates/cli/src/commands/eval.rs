@@ -135,10 +135,8 @@ pub fn run(a: Args) -> Result<()> {
 pub fn progress_bar(total: usize, what: &str) -> ProgressBar {
     let pb = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
     pb.set_style(
-        ProgressStyle::with_template(&format!(
-            "{what} {{bar:30}} {{pos}}/{{len}} questions  {{per_sec}}  ETA {{eta}}"
-        ))
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(&format!("{what} {{bar:30}} {{pos}}/{{len}} questions  {{per_sec}}  ETA {{eta}}"))
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     pb
 }
@@ -214,20 +212,11 @@ fn answer(a: Args) -> Result<()> {
         reduction.name()
     );
     let mut pb: Option<ProgressBar> = None;
-    let summary = answer_all(
-        &mut answerer,
-        &items,
-        format,
-        questions,
-        image_folder,
-        &mut writer,
-        &model_id,
-        resume,
-        &mut |p| {
+    let summary =
+        answer_all(&mut answerer, &items, format, questions, image_folder, &mut writer, &model_id, resume, &mut |p| {
             let bar = pb.get_or_insert_with(|| progress_bar(p.total, "eval"));
             bar.set_position(p.done as u64);
-        },
-    )?;
+        })?;
     if let Some(bar) = pb {
         bar.finish_and_clear();
     }

@@ -203,7 +203,12 @@ pub fn run(a: Args) -> Result<()> {
     }
     if let Some(index) = a.index {
         let res = sweep::sweep::run_cell(cfg, &runner, index).map_err(super::sweep::usage)?;
-        println!("{} score {} ({})", res.cell_id, res.score, cfg.cells_dir().join(format!("{}.json", res.cell_id)).display());
+        println!(
+            "{} score {} ({})",
+            res.cell_id,
+            res.score,
+            cfg.cells_dir().join(format!("{}.json", res.cell_id)).display()
+        );
         return Ok(());
     }
     if !a.aggregate {
@@ -226,7 +231,12 @@ pub fn run(a: Args) -> Result<()> {
     let agg = eval::grid::write_aggregate(&grid)?;
     println!("scores: {} ({} of {} cells)", agg.path.display(), agg.rows, agg.total);
     if !agg.missing.is_empty() {
-        eprintln!("warning: {} cells have no result ({} failed): {}", agg.missing.len(), agg.failed.len(), agg.missing.join(", "));
+        eprintln!(
+            "warning: {} cells have no result ({} failed): {}",
+            agg.missing.len(),
+            agg.failed.len(),
+            agg.missing.join(", ")
+        );
     }
     Ok(())
 }

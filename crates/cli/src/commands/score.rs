@@ -51,9 +51,10 @@ struct Report<'a> {
 
 pub fn run(a: Args) -> Result<()> {
     if a.benchmark == Benchmark::Pope && a.questions.is_none() {
-        return Err(
-            super::UsageError("pope needs --questions (the question file with each question's category)".into()).into()
-        );
+        return Err(super::UsageError(
+            "pope needs --questions (the question file with each question's category)".into(),
+        )
+        .into());
     }
     let truth = GroundTruth { annotations: &a.annotations, questions: a.questions.as_deref(), split: &a.split };
     let scores = score_file(a.benchmark, &a.answers, &truth)?;
