@@ -384,13 +384,26 @@ fn fnv1a(bytes: &[u8], mut h: u64) -> u64 {
 }
 
 impl AnswerWriter {
-    /// Opens (creating it and its parent directory if needed) and repairs `path`. Errors: I/O.
+    /// Opens (creating it and its parent directory if needed), locks and repairs `path`. Errors: I/O;
+    /// [`Error::File`] when another writer (in this or another process) holds the file.
     pub fn open(path: &Path) -> Result<(Self, ResumeReport)> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
         let mut file =
             OpenOptions::new().read(true).append(true).create(true).open(path).map_err(|e| Error::io(path, e))?;
+        // One writer per answers file: an OS lock, released when the writer is dropped or the process
+        // ends (also by SIGKILL), so two runs cannot interleave their lines.
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::file(
+                    path,
+                    "is being written by another process (it holds the file's lock); wait for it to finish or use another answers file",
+                ))
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(path, e)),
+        }
         let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
         let mut report = ResumeReport::default();
         let complete_end = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);

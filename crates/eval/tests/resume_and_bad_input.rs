@@ -251,3 +251,17 @@ fn keyed_answer_ids_depend_only_on_seed_and_question() {
     assert_ne!(a[0], a[1], "1 and \"1\" are different questions");
     assert!(a.iter().all(|id| id.len() == 22 && id.bytes().all(|b| eval::formats::SHORTUUID_ALPHABET.contains(&b))));
 }
+
+#[test]
+fn a_second_writer_on_the_same_file_is_refused_until_the_first_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.jsonl");
+    let (mut first, _) = AnswerWriter::open(&path).unwrap();
+    first.write(&QuestionId::Int(1), "q", "yes", "m").unwrap();
+    let err = AnswerWriter::open(&path).err().expect("locked");
+    assert!(err.to_string().contains("is being written by another process"), "{err}");
+    drop(first);
+    let (second, report) = AnswerWriter::open(&path).unwrap();
+    assert_eq!(report.kept, 1);
+    assert!(second.is_answered(&QuestionId::Int(1), "q"));
+}
