@@ -73,7 +73,7 @@ pub struct Args {
     /// Cells run at once.
     #[arg(long, default_value_t = 1)]
     pub jobs: usize,
-    /// Compute threads per cell (default: the cores divided by --jobs).
+    /// Compute threads of the pool the cells share (default: all cores, or RAYON_NUM_THREADS).
     #[arg(long)]
     pub threads: Option<usize>,
     /// Run only the cell with this index (a Slurm array task); skipped if it has finished.
@@ -144,7 +144,9 @@ pub fn run(a: Args) -> Result<()> {
     if a.jobs == 0 {
         return Err(UsageError("--jobs must be at least 1".into()).into());
     }
-    super::sweep::set_threads(a.threads, if a.index.is_some() { 1 } else { a.jobs })?;
+    // One compute pool for the process, all cores by default: every cell's forward pass runs on it
+    // (`kernels::threads::in_pool`), so cells running at once share it rather than split it.
+    super::sweep::set_threads(a.threads, 1)?;
     super::prepare_inference();
     let spec = GridSpec {
         models: a.models.iter().map(|m| abs(m)).collect::<Result<_>>()?,
