@@ -44,8 +44,12 @@ enum Command {
     /// Train small VLMs on generated data on this CPU (vision tower, then compressor + projector + LLM).
     #[command(subcommand)]
     Train(commands::train::Train),
-    /// Evaluate a trained checkpoint on a held-out split (exact match per question family).
-    Eval(commands::train::EvalArgs),
+    /// Answer a LLaVA question file with a checkpoint (--questions; resumable, LLaVA's answer format),
+    /// or score a generated held-out split (--data; exact match per question family).
+    Eval(commands::eval::Args),
+    /// Evaluate checkpoints over visual-token budgets on a LLaVA benchmark: (model, V) cells, scored,
+    /// into the scores CSV that `fit --data` reads (resumable, parallel, --emit-slurm).
+    EvalGrid(commands::eval_grid::Args),
     /// Score a LLaVA answers file with a benchmark's reference rules (POPE, GQA, ScienceQA, TextVQA, MME).
     Score(commands::score::Args),
     /// Benchmarks (speed, with the peer's figure from the same run).
@@ -71,7 +75,8 @@ fn main() -> ExitCode {
         Command::Plot(a) => commands::plot::run(a),
         Command::Data(d) => commands::data::run(d),
         Command::Train(t) => commands::train::run(t),
-        Command::Eval(a) => commands::train::eval(a),
+        Command::Eval(a) => commands::eval::run(a),
+        Command::EvalGrid(a) => commands::eval_grid::run(a),
         Command::Score(a) => commands::score::run(a),
         Command::Bench(b) => commands::bench::run(b),
         Command::Generate(a) => commands::generate::run(a),

@@ -3,8 +3,9 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// Errors reading evaluation files or scoring them. All of them are caused by the input (a missing
-/// or malformed file, an id absent from the annotations), except [`Error::Io`] on writing.
+/// Errors reading evaluation files, generating answers or scoring them. All of them are caused by the
+/// input (a missing or malformed file, an id absent from the annotations), except [`Error::Io`] on
+/// writing and some [`Error::Model`] failures.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be opened, read or written.
@@ -25,6 +26,16 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// The model failed on one question (not a bad input line: a tensor or I/O error of the engine).
+    #[error("{}:{line}: {source}", path.display())]
+    Model {
+        /// The question file.
+        path: PathBuf,
+        /// 1-based line (item) number of the question.
+        line: usize,
+        /// The engine's error.
+        source: engine::Error,
+    },
     /// A problem with a file as a whole (not JSON, empty, missing a key, a bad directory entry).
     #[error("{}: {message}", path.display())]
     File {
@@ -39,10 +50,14 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// Whether the error is the user's to fix: every error of this crate is about an input file (the
-    /// CLI exits with code 2 for user errors).
+    /// Whether the error is the user's to fix: every error of this crate is about an input file,
+    /// except a model failure that is not the checkpoint's fault (the CLI exits with code 2 for user
+    /// errors).
     pub fn is_user_error(&self) -> bool {
-        true
+        match self {
+            Error::Model { source, .. } => source.is_user_error(),
+            _ => true,
+        }
     }
 
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {

@@ -187,6 +187,8 @@ impl From<Question> for EvalItem {
 pub struct Loaded<T> {
     /// Items in file order.
     pub items: Vec<T>,
+    /// The 1-based line (for a JSON array file: item) number of each item, parallel to `items`.
+    pub lines: Vec<usize>,
     /// Lines skipped as malformed (file, line, reason).
     pub skipped: Vec<LineIssue>,
 }
@@ -204,6 +206,7 @@ fn read_text(path: &Path) -> Result<String> {
 pub fn read_questions(path: &Path) -> Result<Loaded<Question>> {
     let text = read_text(path)?;
     let mut items = Vec::new();
+    let mut lines = Vec::new();
     let mut skipped = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -213,11 +216,14 @@ pub fn read_questions(path: &Path) -> Result<Loaded<Question>> {
             .map_err(|e| format!("malformed JSON: {e}"))
             .and_then(Question::from_json);
         match parsed {
-            Ok(q) => items.push(q),
+            Ok(q) => {
+                items.push(q);
+                lines.push(i + 1);
+            }
             Err(message) => skipped.push(LineIssue { path: path.to_path_buf(), line: i + 1, message }),
         }
     }
-    Ok(Loaded { items, skipped })
+    Ok(Loaded { items, lines, skipped })
 }
 
 /// Reads LLaVA's ScienceQA question file (a JSON array). A malformed item is skipped and reported
@@ -228,10 +234,14 @@ pub fn read_scienceqa_items(path: &Path) -> Result<Loaded<ScienceQaItem>> {
         serde_json::from_str(&text).map_err(|e| Error::line(path, e.line(), format!("malformed JSON: {e}")))?;
     let Value::Array(arr) = v else { return Err(Error::file(path, "expected a JSON array of conversation items")) };
     let mut items = Vec::new();
+    let mut lines = Vec::new();
     let mut skipped = Vec::new();
     for (i, item) in arr.into_iter().enumerate() {
         match serde_json::from_value::<ScienceQaItem>(item) {
-            Ok(x) if !x.conversations.is_empty() => items.push(x),
+            Ok(x) if !x.conversations.is_empty() => {
+                items.push(x);
+                lines.push(i + 1);
+            }
             Ok(_) => skipped.push(LineIssue {
                 path: path.to_path_buf(),
                 line: i + 1,
@@ -244,7 +254,7 @@ pub fn read_scienceqa_items(path: &Path) -> Result<Loaded<ScienceQaItem>> {
             }),
         }
     }
-    Ok(Loaded { items, skipped })
+    Ok(Loaded { items, lines, skipped })
 }
 
 /// One answer line as the scorers need it.
@@ -361,16 +371,39 @@ pub struct AnswerWriter {
     answered: HashSet<(QuestionId, String)>,
     ids: HashSet<QuestionId>,
     rng: ChaCha8Rng,
+    keyed_seed: Option<u64>,
+}
+
+/// FNV-1a, 64 bits: a stable hash (the same on every platform and release) for keyed answer ids.
+fn fnv1a(bytes: &[u8], mut h: u64) -> u64 {
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
 impl AnswerWriter {
-    /// Opens (creating it and its parent directory if needed) and repairs `path`. Errors: I/O.
+    /// Opens (creating it and its parent directory if needed), locks and repairs `path`. Errors: I/O;
+    /// [`Error::File`] when another writer (in this or another process) holds the file.
     pub fn open(path: &Path) -> Result<(Self, ResumeReport)> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
         let mut file =
             OpenOptions::new().read(true).append(true).create(true).open(path).map_err(|e| Error::io(path, e))?;
+        // One writer per answers file: an OS lock, released when the writer is dropped or the process
+        // ends (also by SIGKILL), so two runs cannot interleave their lines.
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::file(
+                    path,
+                    "is being written by another process (it holds the file's lock); wait for it to finish or use another answers file",
+                ))
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(path, e)),
+        }
         let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
         let mut report = ResumeReport::default();
         let complete_end = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
@@ -402,13 +435,28 @@ impl AnswerWriter {
                 Err(message) => report.bad_lines.push(LineIssue { path: path.to_path_buf(), line: i + 1, message }),
             }
         }
-        let writer = AnswerWriter { path: path.to_path_buf(), file, answered, ids, rng: ChaCha8Rng::from_os_rng() };
+        let writer = AnswerWriter {
+            path: path.to_path_buf(),
+            file,
+            answered,
+            ids,
+            rng: ChaCha8Rng::from_os_rng(),
+            keyed_seed: None,
+        };
         Ok((writer, report))
     }
 
     /// Draws answer ids from a generator seeded with `seed` (for reproducible files in tests).
     pub fn with_id_seed(mut self, seed: u64) -> Self {
         self.rng = ChaCha8Rng::seed_from_u64(seed);
+        self
+    }
+
+    /// Draws each answer id from a generator seeded with a stable hash of `(seed, question_id,
+    /// prompt)`: the id of a question does not depend on which questions were answered before it, so
+    /// an interrupted and resumed run writes the same bytes as an uninterrupted one.
+    pub fn with_keyed_ids(mut self, seed: u64) -> Self {
+        self.keyed_seed = Some(seed);
         self
     }
 
@@ -440,7 +488,13 @@ impl AnswerWriter {
     /// Appends one answer line (one `write` of the whole line, then a flush) and returns its
     /// `answer_id`. Errors: I/O.
     pub fn write(&mut self, question_id: &QuestionId, prompt: &str, text: &str, model_id: &str) -> Result<String> {
-        let answer_id = shortuuid(&mut self.rng);
+        let answer_id = match self.keyed_seed {
+            Some(seed) => {
+                let h = fnv1a(question_id.to_string().as_bytes(), fnv1a(&seed.to_le_bytes(), 0xcbf2_9ce4_8422_2325));
+                shortuuid(&mut ChaCha8Rng::seed_from_u64(fnv1a(prompt.as_bytes(), fnv1a(b"\n", h))))
+            }
+            None => shortuuid(&mut self.rng),
+        };
         let mut line = answer_line_json(question_id, prompt, text, &answer_id, model_id);
         line.push('\n');
         self.file.write_all(line.as_bytes()).map_err(|e| Error::io(&self.path, e))?;

@@ -14,17 +14,29 @@
 //! * [`pyjson`]: Python `json.dumps` byte-compatible encoding and Python string semantics (`strip`,
 //!   `split`), which the reference rules depend on.
 //!
+//! * [`generation`]: answers a question file with a loaded engine model as `model_vqa_loader.py` /
+//!   `model_vqa_science.py` do (greedy, resumable, bad lines and missing images reported and skipped);
+//!   [`reduction`] chooses how the model is made to read V visual tokens (the one place to add a
+//!   training-free token-reduction method).
+//! * [`benchmark`]: one entry point over the scorers, with each benchmark's headline number.
+//! * [`grid`]: the (model × V) evaluation grid through the sweep crate's cell machinery, scored into
+//!   the scaling crate's CSV schema.
+//!
 //! Parity with the reference scorers is tested on committed fixtures produced by
 //! `tests/fixtures/make_fixtures.py`, which runs the reference Python on small made-up files.
 
+pub mod benchmark;
 pub mod error;
 pub mod formats;
+pub mod generation;
 pub mod gqa;
+pub mod grid;
 pub mod m4c;
 pub mod mme;
 pub mod pope;
 pub mod prompt;
 pub mod pyjson;
+pub mod reduction;
 pub mod scienceqa;
 pub mod table;
 pub mod textvqa;

@@ -231,3 +231,37 @@ fn mme_odd_answer_count_is_an_error_and_missing_tasks_are_reported() {
     assert_eq!(r.missing_tasks.len(), 13);
     assert_eq!((r.perception, r.cognition), (None, None));
 }
+
+#[test]
+fn keyed_answer_ids_depend_only_on_seed_and_question() {
+    let dir = tempfile::tempdir().unwrap();
+    let qs = [(QuestionId::Int(1), "a"), (QuestionId::Str("1".into()), "a"), (QuestionId::Int(2), "b")];
+    let ids = |name: &str, order: &[usize], seed: u64| {
+        let (w, _) = AnswerWriter::open(&dir.path().join(name)).unwrap();
+        let mut w = w.with_keyed_ids(seed);
+        let mut out = vec![String::new(); qs.len()];
+        for &i in order {
+            out[i] = w.write(&qs[i].0, qs[i].1, "yes", "m").unwrap();
+        }
+        out
+    };
+    let a = ids("a.jsonl", &[0, 1, 2], 7);
+    assert_eq!(a, ids("b.jsonl", &[2, 0, 1], 7), "same ids whatever the order");
+    assert_ne!(a, ids("c.jsonl", &[0, 1, 2], 8), "another seed, other ids");
+    assert_ne!(a[0], a[1], "1 and \"1\" are different questions");
+    assert!(a.iter().all(|id| id.len() == 22 && id.bytes().all(|b| eval::formats::SHORTUUID_ALPHABET.contains(&b))));
+}
+
+#[test]
+fn a_second_writer_on_the_same_file_is_refused_until_the_first_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.jsonl");
+    let (mut first, _) = AnswerWriter::open(&path).unwrap();
+    first.write(&QuestionId::Int(1), "q", "yes", "m").unwrap();
+    let err = AnswerWriter::open(&path).err().expect("locked");
+    assert!(err.to_string().contains("is being written by another process"), "{err}");
+    drop(first);
+    let (second, report) = AnswerWriter::open(&path).unwrap();
+    assert_eq!(report.kept, 1);
+    assert!(second.is_answered(&QuestionId::Int(1), "q"));
+}

@@ -269,6 +269,10 @@ pub struct SweepConfig {
     pub compressors: Vec<String>,
     /// Compressors run only at some of the V values (`[compressor_visual_tokens]`).
     pub compressor_visual_tokens: std::collections::BTreeMap<String, Vec<u64>>,
+    /// LLMs run only at some of the V values, by LLM name (not read from the TOML: set by callers
+    /// that build a grid of existing checkpoints, such as `vlmscale eval-grid`, where a checkpoint
+    /// can only produce some V).
+    pub llm_visual_tokens: std::collections::BTreeMap<String, Vec<u64>>,
     /// Task names.
     pub tasks: Vec<String>,
     /// LLM sizes.
@@ -423,6 +427,7 @@ impl SweepConfig {
             visual_tokens: raw.visual_tokens,
             compressors: raw.compressors,
             compressor_visual_tokens: raw.compressor_visual_tokens,
+            llm_visual_tokens: Default::default(),
             tasks: raw.tasks,
             llms,
             train: raw.train,
@@ -436,12 +441,14 @@ impl SweepConfig {
         self.compressor_visual_tokens.get(compressor).is_none_or(|vs| vs.contains(&v))
     }
 
-    /// The grid's cells in index order (task, then LLM, then V, then compressor).
+    /// The grid's cells in index order (task, then LLM, then V, then compressor), without the V an
+    /// LLM or a compressor is restricted away from.
     pub fn cells(&self) -> Vec<Cell> {
         let mut out = Vec::new();
         for task in &self.tasks {
             for llm in &self.llms {
-                for &v in &self.visual_tokens {
+                let llm_runs = |v: &u64| self.llm_visual_tokens.get(&llm.name).is_none_or(|vs| vs.contains(v));
+                for &v in self.visual_tokens.iter().filter(|v| llm_runs(v)) {
                     for comp in self.compressors.iter().filter(|c| self.runs_at(c, v)) {
                         out.push(Cell {
                             index: out.len(),

@@ -1,6 +1,8 @@
 //! One file per command. Errors are turned into messages and exit codes here, at the edge.
 pub mod bench;
 pub mod data;
+pub mod eval;
+pub mod eval_grid;
 pub mod fit;
 pub mod flops;
 pub mod frontier;
@@ -21,7 +23,7 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
         || e.downcast_ref::<engine::Error>().is_some_and(engine::Error::is_user_error)
         || e.downcast_ref::<::train::Error>().is_some_and(::train::Error::is_user_error)
         || e.downcast_ref::<synth::Error>().is_some_and(synth::Error::is_user_error)
-        || e.downcast_ref::<eval::Error>().is_some_and(eval::Error::is_user_error);
+        || e.downcast_ref::<::eval::Error>().is_some_and(::eval::Error::is_user_error);
     if user {
         2
     } else {

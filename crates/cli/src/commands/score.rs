@@ -1,8 +1,7 @@
 //! `vlmscale score`: score a LLaVA answers file with the reference rules of a benchmark.
 use anyhow::Result;
-use eval::{gqa, mme, pope, read_answers, read_questions, scienceqa, textvqa, Error};
+use eval::benchmark::{score_file, Benchmark, GroundTruth, Scores};
 use serde::Serialize;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Score an answers JSONL file (LLaVA's `model_vqa_loader.py` format) as LLaVA-1.5's evaluation
@@ -42,32 +41,6 @@ pub struct Args {
     pub json: Option<PathBuf>,
 }
 
-/// Benchmarks with a reference scorer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Benchmark {
-    /// POPE (object hallucination): accuracy, precision, recall, F1, yes-ratio per category.
-    Pope,
-    /// GQA: exact-match accuracy over balanced questions.
-    Gqa,
-    /// ScienceQA: option-letter accuracy (all and with an image).
-    Scienceqa,
-    /// TextVQA: VQA accuracy with the m4c answer normalisation.
-    Textvqa,
-    /// MME: per-subtask acc and acc+, perception and cognition totals.
-    Mme,
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum Scores {
-    Pope(pope::PopeResult),
-    Gqa(gqa::GqaResult),
-    Scienceqa(scienceqa::SqaResult),
-    Textvqa(textvqa::TextVqaResult),
-    Mme(mme::MmeResult),
-}
-
 #[derive(Serialize)]
 struct Report<'a> {
     benchmark: Benchmark,
@@ -77,42 +50,20 @@ struct Report<'a> {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let answers = read_answers(&a.answers)?;
-    let scores = match a.benchmark {
-        Benchmark::Pope => {
-            let qpath = a.questions.as_deref().ok_or_else(|| {
-                super::UsageError("pope needs --questions (the question file with each question's category)".into())
-            })?;
-            let loaded = read_questions(qpath)?;
-            if let Some(bad) = loaded.skipped.first() {
-                return Err(Error::Line { path: bad.path.clone(), line: bad.line, message: bad.message.clone() }.into());
-            }
-            let questions: HashMap<_, _> = loaded.items.into_iter().map(|q| (q.question_id.clone(), q)).collect();
-            let labels = pope::read_annotations(&a.annotations)?;
-            Scores::Pope(pope::score(&answers, &a.answers, &questions, &labels)?)
-        }
-        Benchmark::Gqa => Scores::Gqa(gqa::score(&answers, &a.answers, &gqa::read_questions(&a.annotations)?)?),
-        Benchmark::Scienceqa => {
-            Scores::Scienceqa(scienceqa::score(&answers, &scienceqa::read_problems(&a.annotations, &a.split)?))
-        }
-        Benchmark::Textvqa => {
-            Scores::Textvqa(textvqa::score(&answers, &a.answers, &textvqa::read_annotations(&a.annotations)?)?)
-        }
-        Benchmark::Mme => Scores::Mme(mme::score(&answers, &a.answers, &mme::read_ground_truth(&a.annotations)?)?),
-    };
+    if a.benchmark == Benchmark::Pope && a.questions.is_none() {
+        return Err(super::UsageError(
+            "pope needs --questions (the question file with each question's category)".into(),
+        )
+        .into());
+    }
+    let truth = GroundTruth { annotations: &a.annotations, questions: a.questions.as_deref(), split: &a.split };
+    let scores = score_file(a.benchmark, &a.answers, &truth)?;
     if let Some(out) = &a.json {
         let report =
             Report { benchmark: a.benchmark, answers: &a.answers, annotations: &a.annotations, scores: &scores };
         let json = serde_json::to_string_pretty(&report)?;
         scaling::output::write_atomic(out, format!("{json}\n").as_bytes())?;
     }
-    let table = match &scores {
-        Scores::Pope(r) => r.table(),
-        Scores::Gqa(r) => r.table(),
-        Scores::Scienceqa(r) => r.table(),
-        Scores::Textvqa(r) => r.table(),
-        Scores::Mme(r) => r.table(),
-    };
-    print!("{table}");
+    print!("{}", scores.table());
     Ok(())
 }
