@@ -103,9 +103,9 @@ impl Planner {
     pub fn pick(&self, budget: Budget, candidates: &[Candidate], method: Option<Reduction>) -> Result<Pick, ApiError> {
         // Costs in the cost model's own unit (seconds for the profile).
         let (cost_model, limit, to_request_unit): (&dyn CostModel, f64, f64) = match budget {
-            Budget::Flops(f) => (&PaperCost, f, 1.0),
+            Budget::Flops(f) => (&PaperCost as &dyn CostModel, f, 1.0),
             Budget::TtftMs(ms) => match &self.latency {
-                Some(p) => (p, ms / 1e3, 1e3),
+                Some(p) => (p as &dyn CostModel, ms / 1e3, 1e3),
                 None => {
                     return Err(ApiError::invalid_param(
                         "latency_profile_missing",

@@ -75,8 +75,8 @@ fn greedy_answers_match_the_pytorch_reference_and_usage_counts_visual_tokens() {
         assert_eq!(j["usage"]["prompt_tokens"].as_u64().unwrap(), q + v, "prompt tokens count V");
         let completion = j["usage"]["completion_tokens"].as_u64().unwrap();
         assert_eq!(j["usage"]["total_tokens"].as_u64().unwrap(), q + v + completion);
-        // quecc_qwen2's reference produced 12 tokens (max_new_tokens); llava15_llama's 10 and the stop token.
-        let (want_tokens, want_finish) = if model == "quecc_qwen2" { (12, "length") } else { (10, "stop") };
+        // quecc_qwen2's reference produced 10 tokens and the stop token; llava15_llama's 12 (max_new_tokens).
+        let (want_tokens, want_finish) = if model == "quecc_qwen2" { (10, "stop") } else { (12, "length") };
         assert_eq!(completion, want_tokens, "{model}");
         assert_eq!(j["choices"][0]["finish_reason"], want_finish, "{model}");
         let n = j["vlmscale"]["llm_params"].as_f64().unwrap();

@@ -388,7 +388,7 @@ fn shutdown_finishes_in_flight_requests_and_refuses_new_ones() {
     s.release_worker();
     let done = in_flight.join().unwrap();
     assert_eq!(done.status, 200, "the in-flight request finishes: {}", done.text());
-    assert_eq!(done.json()["usage"]["completion_tokens"], 12);
+    assert_eq!(done.json()["usage"]["completion_tokens"], 10, "the whole answer (the reference stops after 10 tokens)");
     s.join();
     assert!(TcpStream::connect(addr).is_err(), "the server has stopped listening");
 }
