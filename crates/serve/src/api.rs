@@ -191,7 +191,8 @@ pub struct ServedInfo {
     pub prompt_flops: f64,
     /// Time from the request's arrival to the first token, ms (queueing included).
     pub ttft_ms: f64,
-    /// Time spent waiting in the queue, ms.
+    /// Time spent in the queue waiting for the generation worker, ms (parsing and image decoding
+    /// before it are in `ttft_ms` only).
     pub queue_ms: f64,
     /// Decode throughput after the first token, tokens/s (0 with one token or fewer).
     pub decode_tokens_per_s: f64,

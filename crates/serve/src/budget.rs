@@ -217,7 +217,10 @@ mod tests {
     fn ttft_budget_needs_a_profile_and_charges_the_vision_tower() {
         let plain = NativeTokens { visual_tokens: 64, grid: 8, compressor: "none" };
         let cands = [Candidate { llm_params: 1_000_000_000, text_tokens: 10, native: &plain }];
-        assert_eq!(planner(None).pick(Budget::TtftMs(100.0), &cands, None).unwrap_err().code, "latency_profile_missing");
+        assert_eq!(
+            planner(None).pick(Budget::TtftMs(100.0), &cands, None).unwrap_err().code,
+            "latency_profile_missing"
+        );
         let prof = LatencyProfile {
             machine: String::new(),
             vision_ms: 50.0,

@@ -66,7 +66,10 @@ struct Prepared {
 }
 
 /// The handler.
-pub(crate) async fn chat_completions(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Response {
+pub(crate) async fn chat_completions(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let arrived = Instant::now();
     let guard = RequestGuard::new(&state);
     match handle(&state, body, arrived, guard).await {
@@ -132,6 +135,7 @@ async fn handle(
         stop: p.stop.clone(),
         cancel: guard.cancel.clone(),
         arrived,
+        queued: Instant::now(),
         deadline: arrived + state.timeout,
         timeout_s: state.timeout.as_secs_f64(),
         events: tx,
@@ -164,7 +168,8 @@ fn body_too_large(limit: usize) -> ApiError {
 /// Rejects bodies whose declared length is over the limit before any of it is read (so a client
 /// sending `Expect: 100-continue` gets the 413 without uploading).
 pub(crate) fn check_content_length(headers: &axum::http::HeaderMap, limit: usize) -> Result<(), ApiError> {
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|s| s.parse::<u64>().ok());
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|s| s.parse::<u64>().ok());
     match declared {
         Some(n) if n > limit as u64 => Err(body_too_large(limit)),
         _ => Ok(()),
@@ -200,7 +205,11 @@ fn prepare(state: &AppState, req: &ChatRequest) -> Result<Prepared, ApiError> {
     let max_new_tokens = match req.max_completion_tokens.or(req.max_tokens) {
         Some(n) if n < 1 => {
             let param = if req.max_completion_tokens.is_some() { "max_completion_tokens" } else { "max_tokens" };
-            return Err(ApiError::invalid_param("invalid_value", param, format!("{param} must be at least 1, got {n}")));
+            return Err(ApiError::invalid_param(
+                "invalid_value",
+                param,
+                format!("{param} must be at least 1, got {n}"),
+            ));
         }
         Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
         None => state.default_max_tokens,
@@ -220,9 +229,10 @@ fn prepare(state: &AppState, req: &ChatRequest) -> Result<Prepared, ApiError> {
     if let Some(n) = req.n.filter(|&n| n != 1) {
         return Err(ApiError::invalid_param("invalid_value", "n", format!("only n = 1 is supported, got {n}")));
     }
-    let seed = req.seed.map(|s| s as u64).unwrap_or_else(|| {
-        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
-    });
+    let seed = req
+        .seed
+        .map(|s| s as u64)
+        .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0));
     let stop = match &req.stop {
         None => vec![],
         Some(Stop::One(s)) => vec![s.clone()],
@@ -248,8 +258,11 @@ fn prepare(state: &AppState, req: &ChatRequest) -> Result<Prepared, ApiError> {
             ))
         }
         Some(id) => Some(state.models.iter().position(|m| m.id == id).ok_or_else(|| {
-            ApiError::not_found("model_not_found", format!("model `{id}` is not served here; served: {}", model_ids(state)))
-                .with_param("model")
+            ApiError::not_found(
+                "model_not_found",
+                format!("model `{id}` is not served here; served: {}", model_ids(state)),
+            )
+            .with_param("model")
         })?),
     };
     let has_image = image.is_some();
@@ -289,7 +302,8 @@ fn prepare(state: &AppState, req: &ChatRequest) -> Result<Prepared, ApiError> {
             let mut cands = Vec::with_capacity(scope.len());
             for &i in &scope {
                 let m = &state.models[i];
-                let q = m.prompt(&question, true).map_err(|e| ApiError::from_engine(&e).with_param("messages"))?.text_len();
+                let q =
+                    m.prompt(&question, true).map_err(|e| ApiError::from_engine(&e).with_param("messages"))?.text_len();
                 cands.push(Candidate { llm_params: m.llm_params, text_tokens: q, native: &m.native });
             }
             let pick = planner.pick(budget, &cands, method)?;
@@ -353,10 +367,9 @@ fn conversation(req: &ChatRequest) -> Result<(String, Option<(String, String)>),
              vicuna_v1 / qwen_1_5 carry their own system prompt)",
         ));
     }
-    let content = req.messages[0]
-        .content
-        .as_ref()
-        .ok_or_else(|| ApiError::invalid_param("invalid_value", "messages[0].content", "the user message has no content"))?;
+    let content = req.messages[0].content.as_ref().ok_or_else(|| {
+        ApiError::invalid_param("invalid_value", "messages[0].content", "the user message has no content")
+    })?;
     let mut texts = vec![];
     let mut image = None;
     match content {
@@ -384,7 +397,10 @@ fn conversation(req: &ChatRequest) -> Result<(String, Option<(String, String)>),
         return Err(ApiError::invalid_param(
             "invalid_value",
             "messages[0].content",
-            format!("the text must not contain `{}`: send the image as an image_url part", engine::text::IMAGE_PLACEHOLDER),
+            format!(
+                "the text must not contain `{}`: send the image as an image_url part",
+                engine::text::IMAGE_PLACEHOLDER
+            ),
         ));
     }
     if question.trim().is_empty() {
@@ -446,7 +462,11 @@ impl ResponseCtx {
 
     fn usage(f: &Finished) -> Usage {
         let prompt_tokens = f.text_tokens + f.visual_tokens;
-        Usage { prompt_tokens, completion_tokens: f.completion_tokens, total_tokens: prompt_tokens + f.completion_tokens }
+        Usage {
+            prompt_tokens,
+            completion_tokens: f.completion_tokens,
+            total_tokens: prompt_tokens + f.completion_tokens,
+        }
     }
 
     fn chunk(&self, delta: serde_json::Value, finish: Option<&str>) -> String {

@@ -14,8 +14,8 @@
 //! signal the server answers new requests with 503, lets in-flight ones finish (up to a grace
 //! period), then stops.
 pub mod api;
-mod chat;
 pub mod budget;
+mod chat;
 pub mod error;
 pub mod media;
 pub mod metrics;
@@ -129,9 +129,9 @@ impl Server {
             return Err(ServeError::Config("give at least one --model DIR".into()));
         }
         if let Some(dir) = &config.media.allowed_local_dir {
-            let canonical = dir.canonicalize().map_err(|e| {
-                ServeError::Config(format!("--allowed-local-media-path {}: {e}", dir.display()))
-            })?;
+            let canonical = dir
+                .canonicalize()
+                .map_err(|e| ServeError::Config(format!("--allowed-local-media-path {}: {e}", dir.display())))?;
             if !canonical.is_dir() {
                 return Err(ServeError::Config(format!(
                     "--allowed-local-media-path {}: not a directory",
@@ -268,7 +268,11 @@ pub async fn shutdown_signal() {
 
 /// Binds `addr` and serves until SIGTERM / Ctrl-C (the CLI's entry point). `on_ready` gets the
 /// bound address.
-pub fn run_blocking(config: ServeConfig, addr: SocketAddr, on_ready: impl FnOnce(SocketAddr)) -> Result<(), ServeError> {
+pub fn run_blocking(
+    config: ServeConfig,
+    addr: SocketAddr,
+    on_ready: impl FnOnce(SocketAddr),
+) -> Result<(), ServeError> {
     let server = Server::new(config)?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {
@@ -379,9 +383,9 @@ async fn list_models(State(state): State<Arc<AppState>>) -> Response {
             })
         })
         .collect();
-    let law = state.planner.as_ref().map(|p| {
-        json!({"law": p.law, "token_axis": p.axis, "origin": p.origin, "latency_profile": p.latency.is_some()})
-    });
+    let law = state.planner.as_ref().map(
+        |p| json!({"law": p.law, "token_axis": p.axis, "origin": p.origin, "latency_profile": p.latency.is_some()}),
+    );
     Json(json!({"object": "list", "data": data, "vlmscale": {"budget": law}})).into_response()
 }
 

@@ -93,7 +93,9 @@ fn data_url_bytes(url: &str, policy: &MediaPolicy, param: &str) -> Result<Vec<u8
         .decode(payload.as_bytes())
         .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(payload.as_bytes()))
         .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(payload.as_bytes()))
-        .map_err(|e| ApiError::invalid_param("invalid_image", param, format!("the data: URL is not valid base64: {e}")))?;
+        .map_err(|e| {
+            ApiError::invalid_param("invalid_image", param, format!("the data: URL is not valid base64: {e}"))
+        })?;
     if bytes.len() > policy.max_image_bytes {
         return Err(too_many_bytes(bytes.len(), policy, param));
     }
@@ -125,7 +127,8 @@ fn local_file_bytes(url: &str, policy: &MediaPolicy, param: &str) -> Result<Vec<
         .or_else(|| rest.strip_prefix("//").map(str::to_string))
         .filter(|p| p.starts_with('/'))
         .ok_or_else(|| not_allowed("a file:// URL must be absolute: file:///path/to/image.png".into()))?;
-    let path = percent_decode(&path).ok_or_else(|| not_allowed("malformed percent-encoding in the file:// URL".into()))?;
+    let path =
+        percent_decode(&path).ok_or_else(|| not_allowed("malformed percent-encoding in the file:// URL".into()))?;
     // Canonicalise (resolves `..` and symlinks), then require the allowed directory as a prefix.
     let canonical = Path::new(&path)
         .canonicalize()

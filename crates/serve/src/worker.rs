@@ -98,6 +98,8 @@ pub struct Job {
     pub cancel: Arc<AtomicBool>,
     /// When the request arrived (TTFT counts from here).
     pub arrived: Instant,
+    /// When it entered the queue (after parsing and image decoding).
+    pub queued: Instant,
     /// When it must be finished.
     pub deadline: Instant,
     /// The per-request timeout in seconds, for the error message.
@@ -132,7 +134,7 @@ pub struct Finished {
     pub visual_tokens: usize,
     /// Arrival to first token, ms (arrival to the end when no token was produced).
     pub ttft_ms: f64,
-    /// Queue wait, ms.
+    /// Wait in the queue for the worker, ms.
     pub queue_ms: f64,
     /// Decode tokens/s after the first token.
     pub decode_tokens_per_s: f64,
@@ -187,7 +189,12 @@ pub fn run(mut models: Vec<Vlm>, names: Vec<String>, rx: Receiver<Job>, metrics:
         metrics.running(-1);
         let event = match outcome {
             Ok(Ok(Some(done))) => {
-                metrics.completion(name, done.visual_tokens, done.text_tokens + done.visual_tokens, done.completion_tokens);
+                metrics.completion(
+                    name,
+                    done.visual_tokens,
+                    done.text_tokens + done.visual_tokens,
+                    done.completion_tokens,
+                );
                 Event::Done(done)
             }
             // Cancelled: nobody is listening.
@@ -229,7 +236,12 @@ fn holdback(text: &str, stops: &[String]) -> usize {
     let mut best = 0;
     for s in stops {
         for k in (1..s.len()).rev() {
-            if k > best && text.len() >= k && s.is_char_boundary(k) && text.is_char_boundary(text.len() - k) && text.ends_with(&s[..k]) {
+            if k > best
+                && text.len() >= k
+                && s.is_char_boundary(k)
+                && text.is_char_boundary(text.len() - k)
+                && text.ends_with(&s[..k])
+            {
                 best = k;
                 break;
             }
@@ -242,7 +254,7 @@ fn holdback(text: &str, stops: &[String]) -> usize {
 fn run_job(vlm: &mut Vlm, job: &Job, metrics: &Metrics) -> Result<Option<Finished>, ApiError> {
     let start = Instant::now();
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
-    let queue_ms = ms(start - job.arrived);
+    let queue_ms = ms(start.saturating_duration_since(job.queued));
     let engine_err = |e: engine::Error| ApiError::from_engine(&e);
     let visual = match &job.image {
         Some(img) => {

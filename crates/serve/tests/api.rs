@@ -69,7 +69,8 @@ fn greedy_answers_match_the_pytorch_reference_and_usage_counts_visual_tokens() {
         assert_eq!(j["model"], model);
         assert!(j["id"].as_str().unwrap().starts_with("chatcmpl-"));
         assert_eq!(content(&j), expected_answer(model), "{model}: the reference's greedy answer");
-        let (q, served_v) = (j["vlmscale"]["text_tokens"].as_u64().unwrap(), j["vlmscale"]["visual_tokens"].as_u64().unwrap());
+        let (q, served_v) =
+            (j["vlmscale"]["text_tokens"].as_u64().unwrap(), j["vlmscale"]["visual_tokens"].as_u64().unwrap());
         assert_eq!(served_v, v, "{model}: native V");
         assert!(q > 10, "the template alone has more than 10 tokens");
         assert_eq!(j["usage"]["prompt_tokens"].as_u64().unwrap(), q + v, "prompt tokens count V");
@@ -286,7 +287,11 @@ fn side_endpoints() {
     assert_eq!(s.metric("vlmscale_visual_tokens_total"), Some(68.0), "64 + 4");
     assert_eq!(s.metric("vlmscale_ttft_seconds_count"), Some(2.0));
     assert_eq!(s.metric("vlmscale_completion_tokens_total"), Some(6.0));
-    assert_eq!(s.metric("vlmscale_token_latency_seconds_count"), Some(4.0), "two decode steps per request (neither reference answer stops before 3 tokens)");
+    assert_eq!(
+        s.metric("vlmscale_token_latency_seconds_count"),
+        Some(4.0),
+        "two decode steps per request (neither reference answer stops before 3 tokens)"
+    );
     assert_eq!(s.metric("vlmscale_queue_depth"), Some(0.0));
 }
 
@@ -298,7 +303,8 @@ fn text_only_and_local_files() {
     cfg.media.allowed_local_dir = Some(media.path().to_path_buf());
     let s = TestServer::start(cfg);
     // Text only: V = 0; `model` may be omitted with one model served.
-    let j = s.chat(&json!({"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 3, "temperature": 0})).json();
+    let j =
+        s.chat(&json!({"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 3, "temperature": 0})).json();
     assert_eq!(j["vlmscale"]["visual_tokens"], 0);
     assert_eq!(j["usage"]["prompt_tokens"], j["vlmscale"]["text_tokens"]);
     // A file:// URL inside the allowed directory (percent-encoded space) answers as the data: URL does.

@@ -102,9 +102,8 @@ fn bad_requests_get_json_errors_and_the_server_keeps_serving() {
     let s = TestServer::start(cfg);
     let inside_c = inside.canonicalize().unwrap();
 
-    let text_with_image = |text: &str, url: &str| {
-        with("/messages/0/content", json!([{"type": "text", "text": text}, image_part(url)]))
-    };
+    let text_with_image =
+        |text: &str, url: &str| with("/messages/0/content", json!([{"type": "text", "text": text}, image_part(url)]));
     let url_case = |url: &str| text_with_image(QUESTION, url);
     let long_text = "describe ".repeat(400);
 
@@ -195,7 +194,8 @@ fn bad_requests_get_json_errors_and_the_server_keeps_serving() {
     for (label, body, status, code) in &cases {
         let r = s.chat_raw(body);
         assert_eq!(r.status, *status, "{label}: status; body {}", r.text());
-        let j: Value = serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("{label}: not JSON ({e}): {}", r.text()));
+        let j: Value =
+            serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("{label}: not JSON ({e}): {}", r.text()));
         assert_eq!(j["error"]["code"], *code, "{label}: {j}");
         assert!(j["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{label}: {j}");
         assert!(j["error"]["type"].is_string() && j["error"].get("param").is_some(), "{label}: {j}");
@@ -303,6 +303,11 @@ fn client_disconnect_mid_stream_cancels_and_the_server_keeps_serving() {
     }
     let m = s.get("/metrics").text();
     assert!(m.contains("vlmscale_requests_total{path=\"/v1/chat/completions\",status=\"200\"}"), "{m}");
+    println!(
+        "mid-stream disconnects: {:?} cancelled, {:?} completion tokens in all",
+        s.metric("vlmscale_errors_total{kind=\"client_disconnected\"}"),
+        s.metric("vlmscale_completion_tokens_total")
+    );
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::{json, Value};
-use serve::{Server, ServeConfig};
+use serve::{ServeConfig, Server};
 
 /// One of the engine's tiny LLaVA-layout checkpoints: `quecc_qwen2` (QueCC, V = 4) or
 /// `llava15_llama` (plain LLaVA-1.5, 8 × 8 grid, V = 64).
@@ -174,13 +174,11 @@ pub fn parse_response(raw: &[u8]) -> Resp {
     let head = String::from_utf8_lossy(&raw[..end]).into_owned();
     let mut lines = head.split("\r\n");
     let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
-        .collect();
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))).collect();
     let rest = &raw[end + 4..];
-    let chunked = headers
-        .iter()
-        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked"));
+    let chunked =
+        headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked"));
     let body = if chunked { dechunk(rest) } else { rest.to_vec() };
     Resp { status, headers, body }
 }
@@ -189,8 +187,8 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = vec![];
     loop {
         let Some(nl) = b.windows(2).position(|w| w == b"\r\n") else { break };
-        let size = usize::from_str_radix(String::from_utf8_lossy(&b[..nl]).split(';').next().unwrap().trim(), 16)
-            .unwrap_or(0);
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&b[..nl]).split(';').next().unwrap().trim(), 16).unwrap_or(0);
         if size == 0 {
             break;
         }
