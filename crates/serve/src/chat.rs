@@ -93,9 +93,11 @@ async fn handle(
     })?;
     let req = parse(&body)?;
     let p = prepare(state, &req)?;
-    // Decoding is CPU work: off the async threads.
+    // Decoding is CPU work: off the async threads, and at most `DECODE_SLOTS` at once so that
+    // concurrent large images cannot add up to more memory than a few decoded images.
     let image = match p.image.clone() {
         Some((url, param)) => {
+            let _slot = state.decode_slots.acquire().await.map_err(|_| ApiError::shutting_down())?;
             let media = state.media.clone();
             let img = tokio::task::spawn_blocking(move || crate::media::load_image(&url, &media, &param))
                 .await

@@ -109,7 +109,12 @@ pub(crate) struct AppState {
     pub(crate) in_flight: AtomicUsize,
     pub(crate) started: u64,
     pub(crate) next_id: AtomicU64,
+    /// Image decodes running at once, at most [`DECODE_SLOTS`].
+    pub(crate) decode_slots: tokio::sync::Semaphore,
 }
+
+/// Images decoded concurrently, at most (each may take up to `max_pixels` × 8 bytes).
+pub const DECODE_SLOTS: usize = 2;
 
 /// A loaded server: models in memory, worker thread running; [`Server::serve`] answers HTTP.
 pub struct Server {
@@ -184,6 +189,7 @@ impl Server {
             in_flight: AtomicUsize::new(0),
             started: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
             next_id: AtomicU64::new(0),
+            decode_slots: tokio::sync::Semaphore::new(DECODE_SLOTS),
         });
         Ok(Self { state, worker, gate, grace: config.shutdown_grace })
     }
