@@ -51,14 +51,19 @@ fn serves_a_streamed_request_and_stops_gracefully_on_sigterm() {
     )
     .unwrap();
     // The response has started (head and first event) when SIGTERM is sent.
-    let mut first = [0u8; 256];
-    let n = c.read(&mut first).unwrap();
-    assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
+    let mut head = vec![];
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = c.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before the response head");
+        head.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&head).starts_with("HTTP/1.1 200"));
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
-    let mut rest = String::new();
-    let _ = c.read_to_string(&mut rest);
-    assert!(rest.contains("data: [DONE]"), "the in-flight stream finishes: {rest}");
+    let _ = c.read_to_end(&mut head);
+    let all = String::from_utf8_lossy(&head);
+    assert!(all.contains("data: [DONE]"), "the in-flight stream finishes: {all}");
     let exit = child.wait().unwrap();
     assert!(exit.success(), "exit status {exit:?}");
     let mut out = String::new();

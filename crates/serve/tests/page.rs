@@ -11,9 +11,9 @@ use serve::ServeConfig;
 #[test]
 fn page_answers_an_uploaded_image_in_chromium() {
     let has_python = Command::new("python3").arg("--version").output().is_ok_and(|o| o.status.success());
-    let has_chromium = ["chromium", "chromium-browser"]
-        .iter()
-        .any(|b| Command::new("sh").args(["-c", &format!("command -v {b}")]).output().is_ok_and(|o| o.status.success()));
+    let has_chromium = ["chromium", "chromium-browser"].iter().any(|b| {
+        Command::new("sh").args(["-c", &format!("command -v {b}")]).output().is_ok_and(|o| o.status.success())
+    });
     if !(has_python && has_chromium) {
         println!("skipped: needs python3 and Chromium (apt-get install chromium)");
         return;

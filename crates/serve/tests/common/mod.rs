@@ -160,6 +160,18 @@ pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &st
     read_response(&mut s)
 }
 
+/// Reads until the end of the response head; returns what was read.
+pub fn read_head(s: &mut TcpStream) -> String {
+    let mut got = vec![];
+    let mut buf = [0u8; 1024];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "connection closed before the response head: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
 /// Reads a whole response (Content-Length, chunked, or to EOF).
 pub fn read_response(s: &mut TcpStream) -> Resp {
     let mut raw = vec![];
