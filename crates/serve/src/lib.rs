@@ -65,7 +65,8 @@ pub struct ServeConfig {
     /// A request must finish within this from its arrival (else 504, or an error event when
     /// streaming).
     pub request_timeout: Duration,
-    /// After the shutdown signal, how long in-flight requests may take to finish.
+    /// After the shutdown signal, how long in-flight requests may take to finish; those still running
+    /// then are cut.
     pub shutdown_grace: Duration,
     /// `max_tokens` when a request gives none.
     pub default_max_tokens: usize,
@@ -225,6 +226,7 @@ impl Server {
         let Server { state, worker, gate, grace } = self;
         let app = router(state.clone());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (force_tx, force_rx) = tokio::sync::oneshot::channel::<()>();
         let drain_state = state.clone();
         tokio::spawn(async move {
             shutdown.await;
@@ -235,12 +237,26 @@ impl Server {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             let _ = stop_tx.send(());
+            // Graceful shutdown closes idle connections at once; requests still running after the
+            // grace period are cut (their jobs are cancelled at the next token).
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let _ = force_tx.send(());
         });
-        let served = axum::serve(listener, app.into_make_service())
-            .with_graceful_shutdown(async {
-                let _ = stop_rx.await;
-            })
-            .await;
+        let graceful = async {
+            axum::serve(listener, app.into_make_service())
+                .with_graceful_shutdown(async {
+                    let _ = stop_rx.await;
+                })
+                .await
+        };
+        let served = tokio::select! {
+            r = graceful => r,
+            _ = force_rx => {
+                tracing::warn!("shutdown grace period over: cutting the requests still running");
+                gate.cut_all();
+                Ok(())
+            }
+        };
         // Close the queue (the worker ends after its current job), let a held worker run out.
         state.queue.lock().unwrap_or_else(|p| p.into_inner()).take();
         gate.release();

@@ -140,17 +140,25 @@ pub struct Finished {
     pub decode_tokens_per_s: f64,
 }
 
-/// Holds the worker before it takes a job (tests use it to fix what is queued when).
+/// Holds the worker before it takes a job (tests use it to fix what is queued when), and cuts every
+/// job when the shutdown grace period is over.
 #[derive(Debug, Default)]
 pub struct Gate {
     held: Mutex<bool>,
     cv: Condvar,
+    cut: AtomicBool,
 }
 
 impl Gate {
     /// A gate, held or open.
     pub fn new(held: bool) -> Self {
-        Self { held: Mutex::new(held), cv: Condvar::new() }
+        Self { held: Mutex::new(held), cv: Condvar::new(), cut: AtomicBool::new(false) }
+    }
+
+    /// From now on every job is cancelled (queued ones never start, the running one stops at its next
+    /// token).
+    pub fn cut_all(&self) {
+        self.cut.store(true, Ordering::SeqCst);
     }
 
     /// Opens the gate.
@@ -173,6 +181,10 @@ pub fn run(mut models: Vec<Vlm>, names: Vec<String>, rx: Receiver<Job>, metrics:
         gate.wait();
         let Ok(job) = rx.recv() else { return };
         metrics.dequeued();
+        if gate.cut.load(Ordering::SeqCst) {
+            let _ = job.events.send(Event::Error(ApiError::shutting_down()));
+            continue;
+        }
         if job.cancel.load(Ordering::Relaxed) {
             metrics.error("client_disconnected");
             continue;
@@ -185,7 +197,7 @@ pub fn run(mut models: Vec<Vlm>, names: Vec<String>, rx: Receiver<Job>, metrics:
         let events = job.events.clone();
         let vlm = &mut models[job.model];
         let name = &names[job.model];
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| run_job(vlm, &job, &metrics)));
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| run_job(vlm, &job, &metrics, &gate.cut)));
         metrics.running(-1);
         let event = match outcome {
             Ok(Ok(Some(done))) => {
@@ -197,6 +209,8 @@ pub fn run(mut models: Vec<Vlm>, names: Vec<String>, rx: Receiver<Job>, metrics:
                 );
                 Event::Done(done)
             }
+            // Cut by the shutdown: tell the client if it still listens.
+            Ok(Ok(None)) if gate.cut.load(Ordering::SeqCst) => Event::Error(ApiError::shutting_down()),
             // Cancelled: nobody is listening.
             Ok(Ok(None)) => {
                 metrics.error("client_disconnected");
@@ -251,7 +265,7 @@ fn holdback(text: &str, stops: &[String]) -> usize {
 }
 
 /// Runs one job. `Ok(None)`: cancelled by the client.
-fn run_job(vlm: &mut Vlm, job: &Job, metrics: &Metrics) -> Result<Option<Finished>, ApiError> {
+fn run_job(vlm: &mut Vlm, job: &Job, metrics: &Metrics, cut: &AtomicBool) -> Result<Option<Finished>, ApiError> {
     let start = Instant::now();
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
     let queue_ms = ms(start.saturating_duration_since(job.queued));
@@ -291,7 +305,7 @@ fn run_job(vlm: &mut Vlm, job: &Job, metrics: &Metrics) -> Result<Option<Finishe
         last = now;
         produced += 1;
         let stop_with = |a| engine::Error::Invalid(format!("generation stopped: {a:?}"));
-        if job.cancel.load(Ordering::Relaxed) {
+        if job.cancel.load(Ordering::Relaxed) || cut.load(Ordering::Relaxed) {
             abort = Some(Abort::Cancelled);
             return Err(stop_with(Abort::Cancelled));
         }

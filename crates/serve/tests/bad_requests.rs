@@ -435,3 +435,39 @@ fn a_request_whose_client_left_while_queued_never_runs() {
     assert_eq!(s.metric("vlmscale_errors_total{kind=\"client_disconnected\"}"), Some(1.0));
     assert_eq!(s.metric("vlmscale_completions_total{model=\"quecc_qwen2\"}"), Some(1.0), "only the normal request ran");
 }
+
+#[test]
+fn requests_still_running_after_the_shutdown_grace_are_cut() {
+    let mut cfg = config();
+    cfg.hold_worker = true;
+    cfg.shutdown_grace = Duration::ZERO;
+    let mut s = TestServer::start(cfg);
+    let body = image_request("quecc_qwen2", 2).to_string();
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    c.write_all(head.as_bytes()).unwrap();
+    c.write_all(body.as_bytes()).unwrap();
+    let mut queued = false;
+    for _ in 0..2000 {
+        if s.metric("vlmscale_queue_depth") == Some(1.0) {
+            queued = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(queued, "the request is queued behind the held worker");
+    // The worker stays held: the request cannot finish, so the server cuts it and stops.
+    s.signal_shutdown();
+    s.join();
+    // The cut request gets a 503 if its connection is still served at that moment, else the
+    // connection just closes.
+    let mut raw = vec![];
+    let _ = c.read_to_end(&mut raw);
+    if !raw.is_empty() {
+        assert_error(&parse_response(&raw), 503, "shutting_down");
+    }
+}

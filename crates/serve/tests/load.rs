@@ -32,7 +32,7 @@ fn eight_clients_mixed_requests_all_succeed() {
                         2 => ("llava15_llama", Some(16)),
                         _ => ("llava15_llama", Some(1)),
                     };
-                    let stream = k % 2 == 0;
+                    let stream = k.is_multiple_of(2);
                     let mut req = json!({
                         "model": model,
                         "messages": [{"role": "user", "content": [
