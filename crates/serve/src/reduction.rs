@@ -6,7 +6,7 @@
 //! LLaVA checkpoint (all G² patch tokens) can be reduced training-free by the methods in
 //! [`Reduction`]; today that is 2-D average pooling of the patch grid (Matryoshka-style, the models
 //! crate's `AvgPool`, V = (G/r)²). The training-free methods of the token-reduction literature
-//! (VisionZip, [CLS]-attention top-k, PruMerge, FastV) are recognised by name and answered with a
+//! (VisionZip, CLS-attention top-k, PruMerge, FastV) are recognised by name and answered with a
 //! clear 400 until the engine provides them: adding one is one arm in [`Reduction::parse`],
 //! [`Reduction::options`] and [`visual_embeddings`].
 use candle_core::Tensor;
