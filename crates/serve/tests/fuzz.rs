@@ -41,7 +41,7 @@ fn base_request(url: &str, k: usize) -> Value {
             {"type": "text", "text": "What colour is it?"},
             {"type": "image_url", "image_url": {"url": url}},
         ]}],
-        "max_tokens": 2, "temperature": 0, "stream": k % 3 == 0,
+        "max_tokens": 2, "temperature": 0, "stream": k.is_multiple_of(3),
     })
 }
 
@@ -100,7 +100,7 @@ fn random_malformations_get_4xx_json_errors_and_never_break_the_server() {
     let (mut ok, mut errors) = (0, 0);
     for k in 0..CASES {
         let base = base_request(&url, k);
-        let body: Vec<u8> = if k % 2 == 0 {
+        let body: Vec<u8> = if k.is_multiple_of(2) {
             // Field replaced by an odd value (or removed).
             let mut v = base.clone();
             let field = FIELDS[rng.below(FIELDS.len())];
@@ -152,7 +152,7 @@ fn random_malformations_get_4xx_json_errors_and_never_break_the_server() {
                 .unwrap_or_else(|e| panic!("case {k}: error body not JSON ({e}): {}", r.text()));
             assert!(j["error"]["code"].is_string() && j["error"]["message"].is_string(), "case {k}: {j}");
         }
-        if k % 25 == 0 {
+        if k.is_multiple_of(25) {
             let r = s.chat(&base_request(&url, k));
             assert_eq!(r.status, 200, "case {k}: a normal request still succeeds: {}", r.text());
         }
