@@ -9,8 +9,9 @@
 //! [`budget`] (the frontier's choice for a budget), [`worker`] (the generation thread and its queue),
 //! [`metrics`] (Prometheus text), [`error`] (OpenAI-style errors).
 //!
-//! Concurrency: tokio serves HTTP; one OS thread ([`worker::run`]) owns the models and generates one
-//! request at a time, fed by a bounded queue (429 with `Retry-After` when full). On the shutdown
+//! Concurrency: tokio serves HTTP; one OS thread ([`worker::run`]) owns the models and generates up
+//! to [`worker::MAX_RUNNING`] requests with interleaved decode steps, fed by a bounded queue (429
+//! with `Retry-After` when full). On the shutdown
 //! signal the server answers new requests with 503, lets in-flight ones finish (up to a grace
 //! period), then stops.
 pub mod api;

@@ -1,21 +1,27 @@
-//! The generation worker: one OS thread owns every loaded [`Vlm`] and runs queued jobs one at a time
-//! (the engine is CPU-bound and parallel inside each op, so tokio's threads never run model code).
-//! Jobs arrive through a bounded channel; text goes back through a per-job channel as it is
-//! generated. Between two tokens the worker checks the job's cancel flag (set when the client
-//! disconnects) and its deadline (the per-request timeout); a job cancelled while queued never starts.
-//! A panic inside the engine fails that job with a 500 and the worker goes on.
+//! The generation worker: one OS thread owns every loaded [`Vlm`] and generates up to
+//! [`MAX_RUNNING`] queued jobs at once, one decode step of each per round (see [`run`]); the engine is
+//! CPU-bound and parallel inside each op, so tokio's threads never run model code. Jobs arrive through
+//! a bounded channel; text goes back through a per-job channel as it is generated. Before each token
+//! the worker checks the job's cancel flag (set when the client disconnects) and after it the deadline
+//! (the per-request timeout); a job cancelled while queued never starts. A panic inside the engine
+//! fails that job with a 500 and the worker goes on.
+//!
+//! The per-token loop follows `engine::generate::generate` (prefill, sample, stop on a stop token, max
+//! new tokens or a full context) but runs step by step so that sequences can take turns.
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
-use candle_core::{DType, Device};
-use engine::generate::{generate, GenerateConfig, StopReason};
+use candle_core::IndexOp;
+use candle_core::{DType, Device, Tensor};
+use engine::generate::{GenerateConfig, Sampler};
 use engine::model::Vlm;
 use engine::text::{input_embeddings, PromptTokens, Template, TextTokenizer, TokenStream};
 use image::DynamicImage;
+use models::decoder::KvCache;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::error::{ApiError, ServeError};
@@ -175,68 +181,293 @@ impl Gate {
     }
 }
 
-/// The worker loop: runs until every sender of `rx` is dropped.
+/// Sequences generated at once: their decode steps are interleaved, one step each per round.
+pub const MAX_RUNNING: usize = 4;
+
+/// The worker loop: runs until every sender of `rx` is dropped and nothing is running.
+///
+/// Each round admits at most one queued job (its image encoding and prefill), then runs one decode
+/// step of every running sequence, each with its own KV cache swapped into its model's decoder
+/// (`Decoder::take_kv_cache` / `set_kv_cache`). So a new request's first token waits for at most one
+/// step of each running sequence, not for their whole answers, and a long prefill holds running
+/// decodes back by one step. (Steps are interleaved, not batched: each still reads the weights once.)
 pub fn run(mut models: Vec<Vlm>, names: Vec<String>, rx: Receiver<Job>, metrics: Arc<Metrics>, gate: Arc<Gate>) {
+    let mut running: Vec<Sequence> = Vec::with_capacity(MAX_RUNNING);
+    let mut closed = false;
     loop {
-        gate.wait();
-        let Ok(job) = rx.recv() else { return };
-        metrics.dequeued();
-        if gate.cut.load(Ordering::SeqCst) {
-            let _ = job.events.send(Event::Error(ApiError::shutting_down()));
+        if !closed && running.len() < MAX_RUNNING {
+            let next = if running.is_empty() {
+                gate.wait();
+                rx.recv().ok()
+            } else {
+                match rx.try_recv() {
+                    Ok(job) => Some(job),
+                    Err(TryRecvError::Empty) => None,
+                    Err(TryRecvError::Disconnected) => None,
+                }
+            };
+            match next {
+                Some(job) => {
+                    metrics.dequeued();
+                    if let Some(seq) = admit(&mut models, job, &metrics, &gate) {
+                        running.push(seq);
+                    }
+                }
+                None if running.is_empty() => closed = true,
+                None => {}
+            }
+        }
+        if running.is_empty() {
+            if closed {
+                return;
+            }
             continue;
         }
-        if job.cancel.load(Ordering::Relaxed) {
-            metrics.error("client_disconnected");
-            continue;
-        }
-        if Instant::now() > job.deadline {
-            let _ = job.events.send(Event::Error(ApiError::timeout(job.timeout_s)));
-            continue;
-        }
-        metrics.running(1);
-        let events = job.events.clone();
-        let vlm = &mut models[job.model];
-        let name = &names[job.model];
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| run_job(vlm, &job, &metrics, &gate.cut)));
-        metrics.running(-1);
-        let event = match outcome {
-            Ok(Ok(Some(done))) => {
-                metrics.completion(
-                    name,
-                    done.visual_tokens,
-                    done.text_tokens + done.visual_tokens,
-                    done.completion_tokens,
-                );
-                Event::Done(done)
+        running.retain_mut(|seq| {
+            let vlm = &mut models[seq.job.model];
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| seq.step(vlm, &metrics, &gate.cut)));
+            let done = match outcome {
+                Ok(Step::Continue) => return true,
+                Ok(Step::Finished(Ok(f))) => {
+                    metrics.completion(
+                        &names[seq.job.model],
+                        f.visual_tokens,
+                        f.text_tokens + f.visual_tokens,
+                        f.completion_tokens,
+                    );
+                    Some(Event::Done(f))
+                }
+                Ok(Step::Finished(Err(e))) => Some(Event::Error(e)),
+                Ok(Step::Cancelled) if gate.cut.load(Ordering::SeqCst) => Some(Event::Error(ApiError::shutting_down())),
+                Ok(Step::Cancelled) => {
+                    metrics.error("client_disconnected");
+                    None
+                }
+                Err(panic) => Some(Event::Error(panic_error(panic))),
+            };
+            metrics.running(-1);
+            if let Some(ev) = done {
+                let _ = seq.job.events.send(ev);
             }
-            // Cut by the shutdown: tell the client if it still listens.
-            Ok(Ok(None)) if gate.cut.load(Ordering::SeqCst) => Event::Error(ApiError::shutting_down()),
-            // Cancelled: nobody is listening.
-            Ok(Ok(None)) => {
-                metrics.error("client_disconnected");
-                continue;
-            }
-            Ok(Err(e)) => Event::Error(e),
-            Err(panic) => {
-                let msg = panic
-                    .downcast_ref::<String>()
-                    .map(String::as_str)
-                    .or_else(|| panic.downcast_ref::<&str>().copied())
-                    .unwrap_or("unknown panic");
-                tracing::error!("generation panicked: {msg}");
-                Event::Error(ApiError::internal(format!("the engine failed on this request: {msg}")))
-            }
-        };
-        let _ = events.send(event);
+            false
+        });
     }
 }
 
-/// Why the token callback stopped generation early.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Abort {
+fn panic_error(panic: Box<dyn std::any::Any + Send>) -> ApiError {
+    let msg = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    tracing::error!("generation panicked: {msg}");
+    ApiError::internal(format!("the engine failed on this request: {msg}"))
+}
+
+/// Checks a dequeued job and runs its image encoding and prefill; `None` if it ended there (an error
+/// or outcome has been sent, or nobody listens).
+fn admit(models: &mut [Vlm], job: Job, metrics: &Metrics, gate: &Gate) -> Option<Sequence> {
+    if gate.cut.load(Ordering::SeqCst) {
+        let _ = job.events.send(Event::Error(ApiError::shutting_down()));
+        return None;
+    }
+    if job.cancel.load(Ordering::Relaxed) {
+        metrics.error("client_disconnected");
+        return None;
+    }
+    if Instant::now() > job.deadline {
+        let _ = job.events.send(Event::Error(ApiError::timeout(job.timeout_s)));
+        return None;
+    }
+    let vlm = &mut models[job.model];
+    match std::panic::catch_unwind(AssertUnwindSafe(|| prefill(vlm, &job))) {
+        Ok(Ok((kv, logits, sampler, visual_tokens, start))) => {
+            metrics.running(1);
+            Some(Sequence {
+                stream: TokenStream::new(vlm.tokenizer().clone()),
+                stop_ids: vlm.stop_token_ids().to_vec(),
+                max_pos: vlm.decoder().config().max_position_embeddings,
+                kv: Some(kv),
+                logits,
+                sampler,
+                visual_tokens,
+                start,
+                text: String::new(),
+                sent: 0,
+                produced: 0,
+                first: None,
+                last: start,
+                job,
+            })
+        }
+        Ok(Err(e)) => {
+            let _ = job.events.send(Event::Error(e));
+            None
+        }
+        Err(panic) => {
+            let _ = job.events.send(Event::Error(panic_error(panic)));
+            None
+        }
+    }
+}
+
+/// Vision tower, compressor / reduction, projector, splice, prefill: the KV cache, the first token's
+/// logits, the sampler, V and when the work started.
+fn prefill(vlm: &mut Vlm, job: &Job) -> Result<(KvCache, Tensor, Sampler, usize, Instant), ApiError> {
+    let start = Instant::now();
+    let engine_err = |e: engine::Error| ApiError::from_engine(&e);
+    let cfg = GenerateConfig {
+        max_new_tokens: job.max_new_tokens,
+        temperature: job.temperature,
+        top_p: job.top_p,
+        seed: job.seed,
+        stop_token_ids: vlm.stop_token_ids().to_vec(),
+    };
+    let sampler = Sampler::new(&cfg).map_err(engine_err)?;
+    let visual = match &job.image {
+        Some(img) => {
+            let pixels = vlm.preprocess(img).map_err(engine_err)?;
+            Some(reduction::visual_embeddings(vlm, &job.plan, &pixels, &job.question).map_err(engine_err)?)
+        }
+        None => None,
+    };
+    let visual_tokens = if visual.is_some() { job.plan.visual_tokens } else { 0 };
+    let embeds = input_embeddings(vlm.decoder(), &job.prompt, visual.as_ref()).map_err(engine_err)?;
+    let l = embeds.dim(1).map_err(|e| engine_err(e.into()))?;
+    let decoder = vlm.decoder_mut();
+    decoder.clear_kv_cache();
+    let logits = (|| -> engine::Result<Tensor> {
+        let hidden = decoder.forward_embeds(&embeds, 0)?;
+        Ok(decoder.lm_head(&hidden.narrow(1, l - 1, 1)?)?.i((0, 0))?)
+    })()
+    .map_err(engine_err)?;
+    Ok((decoder.take_kv_cache(), logits, sampler, visual_tokens, start))
+}
+
+/// What one decode step of a sequence came to.
+enum Step {
+    Continue,
+    Finished(Result<Finished, ApiError>),
+    /// The client went away (or the shutdown cut it).
     Cancelled,
-    Timeout,
-    StopSequence,
+}
+
+/// A running generation.
+struct Sequence {
+    job: Job,
+    /// Its KV cache while another sequence's is in the decoder.
+    kv: Option<KvCache>,
+    /// Logits of the next token.
+    logits: Tensor,
+    sampler: Sampler,
+    stream: TokenStream,
+    stop_ids: Vec<u32>,
+    max_pos: usize,
+    visual_tokens: usize,
+    start: Instant,
+    text: String,
+    sent: usize,
+    produced: usize,
+    first: Option<Instant>,
+    last: Instant,
+}
+
+impl Sequence {
+    /// Samples one token, streams its text, and runs the decoder on it (unless generation ends).
+    fn step(&mut self, vlm: &mut Vlm, metrics: &Metrics, cut: &AtomicBool) -> Step {
+        match self.try_step(vlm, metrics, cut) {
+            Ok(s) => s,
+            Err(e) => Step::Finished(Err(e)),
+        }
+    }
+
+    fn try_step(&mut self, vlm: &mut Vlm, metrics: &Metrics, cut: &AtomicBool) -> Result<Step, ApiError> {
+        let engine_err = |e: engine::Error| ApiError::from_engine(&e);
+        let job = &self.job;
+        if job.cancel.load(Ordering::Relaxed) || cut.load(Ordering::Relaxed) {
+            return Ok(Step::Cancelled);
+        }
+        let next = self.sampler.sample(&self.logits).map_err(engine_err)?;
+        let now = Instant::now();
+        match self.first {
+            None => {
+                self.first = Some(now);
+                metrics.ttft((now - job.arrived).as_secs_f64());
+            }
+            Some(_) => metrics.token_latency((now - self.last).as_secs_f64()),
+        }
+        self.last = now;
+        if self.stop_ids.contains(&next) {
+            return Ok(Step::Finished(self.finish("stop", false)));
+        }
+        self.produced += 1;
+        if now > job.deadline {
+            return Err(ApiError::timeout(job.timeout_s));
+        }
+        self.text.push_str(&self.stream.push(next).map_err(engine_err)?);
+        if let Some(pos) = find_stop(&self.text, &job.stop) {
+            self.text.truncate(pos);
+            return Ok(Step::Finished(self.finish("stop", true)));
+        }
+        let safe = self.text.len() - holdback(&self.text, &job.stop);
+        if safe > self.sent {
+            if job.events.send(Event::Text(self.text[self.sent..safe].to_string())).is_err() {
+                return Ok(Step::Cancelled);
+            }
+            self.sent = safe;
+        }
+        let kv = self.kv.take().unwrap_or_default();
+        if self.produced >= job.max_new_tokens || kv.len() >= self.max_pos {
+            self.kv = Some(kv);
+            return Ok(Step::Finished(self.finish("length", false)));
+        }
+        let decoder = vlm.decoder_mut();
+        let pos = kv.len();
+        decoder.set_kv_cache(kv).map_err(engine_err)?;
+        let logits = (|| -> engine::Result<Tensor> {
+            let ids = Tensor::new(&[[next]], decoder.device())?;
+            let h = decoder.forward_embeds(&decoder.embed_tokens(&ids)?, pos)?;
+            Ok(decoder.lm_head(&h)?.i((0, 0))?)
+        })();
+        self.kv = Some(decoder.take_kv_cache());
+        self.logits = logits.map_err(engine_err)?;
+        Ok(Step::Continue)
+    }
+
+    /// The outcome. `cut`: the text already ends at a stop sequence; else it is re-decoded from all
+    /// tokens (the incremental detokeniser may hold back an incomplete character at the very end).
+    fn finish(&mut self, reason: &'static str, cut: bool) -> Result<Finished, ApiError> {
+        if !cut {
+            let streamed = self.text[..self.sent].to_string();
+            self.text = self.stream.text().map_err(|e| ApiError::from_engine(&e))?;
+            if let Some(pos) = find_stop(&self.text, &self.job.stop) {
+                self.text.truncate(pos);
+            }
+            if !self.text.starts_with(&streamed) {
+                self.sent = self.text.len();
+            }
+        }
+        if self.text.len() > self.sent {
+            let _ = self.job.events.send(Event::Text(self.text[self.sent..].to_string()));
+            self.sent = self.text.len();
+        }
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        let end = Instant::now();
+        let decode_tokens_per_s = match self.first {
+            Some(f) if self.produced > 1 && self.last > f => (self.produced - 1) as f64 / (self.last - f).as_secs_f64(),
+            _ => 0.0,
+        };
+        Ok(Finished {
+            text: std::mem::take(&mut self.text),
+            finish_reason: reason,
+            completion_tokens: self.produced,
+            text_tokens: self.job.prompt.text_len(),
+            visual_tokens: self.visual_tokens,
+            ttft_ms: ms(self.first.unwrap_or(end) - self.job.arrived),
+            queue_ms: ms(self.start.saturating_duration_since(self.job.queued)),
+            decode_tokens_per_s,
+        })
+    }
 }
 
 /// Earliest position of any stop sequence in `text`.
@@ -262,118 +493,6 @@ fn holdback(text: &str, stops: &[String]) -> usize {
         }
     }
     best
-}
-
-/// Runs one job. `Ok(None)`: cancelled by the client.
-fn run_job(vlm: &mut Vlm, job: &Job, metrics: &Metrics, cut: &AtomicBool) -> Result<Option<Finished>, ApiError> {
-    let start = Instant::now();
-    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
-    let queue_ms = ms(start.saturating_duration_since(job.queued));
-    let engine_err = |e: engine::Error| ApiError::from_engine(&e);
-    let visual = match &job.image {
-        Some(img) => {
-            let pixels = vlm.preprocess(img).map_err(engine_err)?;
-            Some(reduction::visual_embeddings(vlm, &job.plan, &pixels, &job.question).map_err(engine_err)?)
-        }
-        None => None,
-    };
-    let visual_tokens = if visual.is_some() { job.plan.visual_tokens } else { 0 };
-    let embeds = input_embeddings(vlm.decoder(), &job.prompt, visual.as_ref()).map_err(engine_err)?;
-    let cfg = GenerateConfig {
-        max_new_tokens: job.max_new_tokens,
-        temperature: job.temperature,
-        top_p: job.top_p,
-        seed: job.seed,
-        stop_token_ids: vlm.stop_token_ids().to_vec(),
-    };
-    let mut stream = TokenStream::new(vlm.tokenizer().clone());
-    let mut text = String::new();
-    let mut sent = 0usize;
-    let mut abort = None;
-    let mut first: Option<Instant> = None;
-    let mut last = Instant::now();
-    let mut produced = 0usize;
-    let result = generate(vlm.decoder_mut(), &embeds, &cfg, |id| {
-        let now = Instant::now();
-        match first {
-            None => {
-                first = Some(now);
-                metrics.ttft((now - job.arrived).as_secs_f64());
-            }
-            Some(_) => metrics.token_latency((now - last).as_secs_f64()),
-        }
-        last = now;
-        produced += 1;
-        let stop_with = |a| engine::Error::Invalid(format!("generation stopped: {a:?}"));
-        if job.cancel.load(Ordering::Relaxed) || cut.load(Ordering::Relaxed) {
-            abort = Some(Abort::Cancelled);
-            return Err(stop_with(Abort::Cancelled));
-        }
-        if now > job.deadline {
-            abort = Some(Abort::Timeout);
-            return Err(stop_with(Abort::Timeout));
-        }
-        text.push_str(&stream.push(id)?);
-        if let Some(pos) = find_stop(&text, &job.stop) {
-            text.truncate(pos);
-            if pos > sent {
-                let _ = job.events.send(Event::Text(text[sent..].to_string()));
-                sent = pos;
-            }
-            abort = Some(Abort::StopSequence);
-            return Err(stop_with(Abort::StopSequence));
-        }
-        let safe = text.len() - holdback(&text, &job.stop);
-        if safe > sent {
-            if job.events.send(Event::Text(text[sent..safe].to_string())).is_err() {
-                abort = Some(Abort::Cancelled);
-                return Err(stop_with(Abort::Cancelled));
-            }
-            sent = safe;
-        }
-        Ok(())
-    });
-    let finish_reason = match (result, abort) {
-        (_, Some(Abort::Cancelled)) => return Ok(None),
-        (_, Some(Abort::Timeout)) => return Err(ApiError::timeout(job.timeout_s)),
-        (_, Some(Abort::StopSequence)) => "stop",
-        (Err(e), None) => return Err(engine_err(e)),
-        (Ok(gen), None) => {
-            // The answer is the decode of all tokens (the incremental detokeniser may hold back an
-            // incomplete character at the very end); the stream gets what it has not seen.
-            let streamed = text[..sent].to_string();
-            text = stream.text().map_err(engine_err)?;
-            if let Some(pos) = find_stop(&text, &job.stop) {
-                text.truncate(pos);
-            }
-            if !text.starts_with(&streamed) {
-                sent = text.len();
-            }
-            match gen.stop {
-                StopReason::StopToken => "stop",
-                StopReason::MaxNewTokens | StopReason::ContextFull => "length",
-            }
-        }
-    };
-    if text.len() > sent {
-        let _ = job.events.send(Event::Text(text[sent..].to_string()));
-    }
-    let end = Instant::now();
-    let ttft_ms = ms(first.unwrap_or(end) - job.arrived);
-    let decode_tokens_per_s = match first {
-        Some(f) if produced > 1 && last > f => (produced - 1) as f64 / (last - f).as_secs_f64(),
-        _ => 0.0,
-    };
-    Ok(Some(Finished {
-        text,
-        finish_reason,
-        completion_tokens: produced,
-        text_tokens: job.prompt.text_len(),
-        visual_tokens,
-        ttft_ms,
-        queue_ms,
-        decode_tokens_per_s,
-    }))
 }
 
 #[cfg(test)]
