@@ -40,11 +40,11 @@ class Browser:
         self.buf = b""
         self.next_id = 0
 
-    def send(self, method, params=None, session=None):
+    def send(self, method, params=None, sid=None):
         self.next_id += 1
         msg = {"id": self.next_id, "method": method, "params": params or {}}
-        if session:
-            msg["sessionId"] = session
+        if sid:
+            msg["sessionId"] = sid
         os.write(self.to_child, json.dumps(msg).encode() + b"\0")
         want = self.next_id
         deadline = time.time() + 30
@@ -82,11 +82,11 @@ def main() -> int:
     try:
         target = b.send("Target.createTarget", {"url": "about:blank"})["targetId"]
         s = b.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        b.send("Page.enable", session=s)
-        b.send("Page.navigate", {"url": a.url}, session=s)
+        b.send("Page.enable", sid=s)
+        b.send("Page.navigate", {"url": a.url}, sid=s)
 
         def js(expr):
-            r = b.send("Runtime.evaluate", {"expression": expr, "returnByValue": True}, session=s)
+            r = b.send("Runtime.evaluate", {"expression": expr, "returnByValue": True}, sid=s)
             return r.get("result", {}).get("value")
 
         def wait(expr, what):
@@ -98,15 +98,15 @@ def main() -> int:
 
         wait("document.readyState === 'complete' && document.getElementById('model').options.length > 1",
              "the model list")
-        doc = b.send("DOM.getDocument", session=s)["root"]["nodeId"]
-        node = b.send("DOM.querySelector", {"nodeId": doc, "selector": "#image"}, session=s)["nodeId"]
-        b.send("DOM.setFileInputFiles", {"nodeId": node, "files": [os.path.abspath(a.image)]}, session=s)
+        doc = b.send("DOM.getDocument", sid=s)["root"]["nodeId"]
+        node = b.send("DOM.querySelector", {"nodeId": doc, "selector": "#image"}, sid=s)["nodeId"]
+        b.send("DOM.setFileInputFiles", {"nodeId": node, "files": [os.path.abspath(a.image)]}, sid=s)
         js("document.getElementById('max').value = '8'; document.getElementById('ask').click(); true")
         wait("document.getElementById('stats').textContent.includes('TTFT')", "the V / TTFT line")
         answer = js("document.getElementById('answer').textContent")
         stats = js("document.getElementById('stats').textContent")
         if a.screenshot:
-            png = b.send("Page.captureScreenshot", {"format": "png"}, session=s)["data"]
+            png = b.send("Page.captureScreenshot", {"format": "png"}, sid=s)["data"]
             with open(a.screenshot, "wb") as f:
                 f.write(base64.b64decode(png))
         ok = bool(answer) and "V = " in stats and "tokens/s" in stats
