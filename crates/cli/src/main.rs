@@ -57,6 +57,8 @@ enum Command {
     Bench(commands::bench::Bench),
     /// Answer a question about an image with a LLaVA-layout checkpoint (streams the answer, then timings).
     Generate(commands::generate::Args),
+    /// Serve checkpoints over an OpenAI-compatible HTTP API; each request may choose V or a budget.
+    Serve(commands::serve::Args),
     /// Describe a LLaVA-layout checkpoint: architecture, N, V, compressor, projector, FLOPs of one query.
     Inspect(commands::inspect::Args),
     /// The paper's grid sweep (N × V × compressor × task): run, resume, emit for Slurm, aggregate, report.
@@ -81,6 +83,7 @@ fn main() -> ExitCode {
         Command::Bench(b) => commands::bench::run(b),
         Command::Generate(a) => commands::generate::run(a),
         Command::Inspect(a) => commands::inspect::run(a),
+        Command::Serve(a) => commands::serve::run(a),
         Command::Sweep(a) => commands::sweep::run(a),
         Command::Reproduce(a) => commands::reproduce::run(a),
     };
