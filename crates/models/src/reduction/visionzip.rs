@@ -87,7 +87,7 @@ pub fn reduce(hidden: &Tensor, maps: &AttentionMaps, split: Split) -> Result<Red
                     m
                 })
                 .collect();
-            let step = (rest.len() / contextual).max(1);
+            let step = rest.len().checked_div(contextual).unwrap_or(1).max(1);
             let targets: Vec<usize> = (0..rest.len()).step_by(step).take(contextual).collect();
             let mut sums = vec![vec![0f32; d]; contextual];
             let mut counts = vec![0usize; contextual];
