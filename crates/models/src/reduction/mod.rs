@@ -215,3 +215,50 @@ pub(crate) fn stack(rows: Vec<Vec<f32>>, d: usize, like: &Tensor) -> Result<Tens
     }
     Ok(Tensor::from_vec(rows.concat(), (b, v, d), like.device())?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// VisionZip's published splits (54 + 10 at 64, 108 + 20 at 128, 162 + 30 at 192; `main.py` /
+    /// README), and CLS alone at V = 1.
+    #[test]
+    fn visionzip_split_follows_the_reference_settings() {
+        for (v, d, c) in [(64, 54, 10), (128, 108, 20), (192, 162, 30), (16, 14, 2), (1, 1, 0)] {
+            assert_eq!(visionzip::Split::for_visual_tokens(v), visionzip::Split { dominant: d, contextual: c });
+        }
+    }
+
+    /// Ties go to the lower index; order is largest first.
+    #[test]
+    fn top_k_is_largest_first_with_low_index_ties() {
+        assert_eq!(top_k(&[0.1, 0.5, 0.5, 0.9, 0.2], 3), vec![3, 1, 2]);
+        assert_eq!(top_k(&[1.0], 0), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn validate_names_the_problem() {
+        let ok = |m, v| TokenReduction::new(m, v).validate(24, 24);
+        assert!(ok(ReductionMethod::ClsTopK, Some(576)).is_ok());
+        assert!(ok(ReductionMethod::VisionZip, Some(1)).is_ok());
+        assert!(ok(ReductionMethod::PruMergePlus, None).is_ok());
+        assert!(ok(ReductionMethod::AvgPool, Some(144)).is_ok());
+        for (m, v) in [
+            (ReductionMethod::ClsTopK, Some(0)),
+            (ReductionMethod::ClsTopK, Some(577)),
+            (ReductionMethod::ClsTopK, None),
+            (ReductionMethod::PruMergePlus, Some(64)),
+            (ReductionMethod::AvgPool, Some(100)),
+        ] {
+            assert!(matches!(ok(m, v), Err(Error::Invalid(_))), "{m} {v:?}");
+        }
+        let fastv = |k| TokenReduction { fastv_layer: k, ..TokenReduction::new(ReductionMethod::FastV, Some(64)) };
+        assert!(fastv(2).validate(24, 24).is_ok());
+        assert!(fastv(23).validate(24, 24).is_ok());
+        assert!(fastv(24).validate(24, 24).is_err());
+        assert!(fastv(0).validate(24, 24).is_err());
+        for m in ReductionMethod::ALL {
+            assert_eq!(ReductionMethod::parse(m.name()).unwrap(), m);
+        }
+    }
+}

@@ -124,3 +124,24 @@ pub fn reduce(hidden: &Tensor, score: &SingleHeadAttention, keep: Keep) -> Resul
     }
     Ok(Reduced { tokens: stack(rows, d, hidden)?, kept })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// numpy: `np.percentile([4, 1, 3, 2], 25) == 1.75`, `np.percentile([4, 1, 3, 2], 75) == 3.25`.
+    #[test]
+    fn percentile_is_numpys_linear_default() {
+        assert!((percentile(&[4.0, 1.0, 3.0, 2.0], 25.0) - 1.75).abs() < 1e-12);
+        assert!((percentile(&[4.0, 1.0, 3.0, 2.0], 75.0) - 3.25).abs() < 1e-12);
+    }
+
+    /// One clear outlier among 16 scores: r = 1/16, stride ⌊16/3⌋ = 5 through 0..15, the outlier first.
+    #[test]
+    fn adaptive_keeps_outliers_then_strided_samples() {
+        let mut a = vec![0.01f32; 16];
+        a[7] = 0.5;
+        a.iter_mut().enumerate().for_each(|(i, x)| *x += i as f32 * 1e-4);
+        assert_eq!(adaptive_indices(&a), vec![7, 0, 5, 10]);
+    }
+}
