@@ -8,7 +8,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
 use crate::{Error, Result};
-use models::decoder::Decoder;
+use models::decoder::{Decoder, FastV};
 
 /// How to pick tokens and when to stop.
 #[derive(Debug, Clone, PartialEq)]
@@ -149,6 +149,19 @@ pub fn generate(
     decoder: &mut Decoder,
     embeds: &Tensor,
     cfg: &GenerateConfig,
+    on_token: impl FnMut(u32) -> Result<()>,
+) -> Result<Generation> {
+    generate_with_fastv(decoder, embeds, cfg, None, on_token)
+}
+
+/// [`generate`] whose prefill prunes image tokens with FastV ([`Decoder::prefill_fastv`]) when `fastv`
+/// is given; decode steps then run over the per-layer KV lengths it leaves. Errors: those of
+/// [`generate`] and of [`Decoder::prefill_fastv`].
+pub fn generate_with_fastv(
+    decoder: &mut Decoder,
+    embeds: &Tensor,
+    cfg: &GenerateConfig,
+    fastv: Option<&FastV>,
     mut on_token: impl FnMut(u32) -> Result<()>,
 ) -> Result<Generation> {
     let (b, l, _) = embeds.dims3()?;
@@ -164,8 +177,10 @@ pub fn generate(
         return Ok(Generation { tokens, stop: StopReason::MaxNewTokens, timings });
     }
     let t0 = Instant::now();
-    let hidden = decoder.forward_embeds(embeds, 0)?;
-    let last = hidden.narrow(1, l - 1, 1)?;
+    let last = match fastv {
+        Some(f) => decoder.prefill_fastv(embeds, f)?.0,
+        None => decoder.forward_embeds(embeds, 0)?.narrow(1, l - 1, 1)?,
+    };
     let mut logits = decoder.lm_head(&last)?.i((0, 0))?;
     // Force the computation before reading the clock (candle CPU ops are eager).
     timings.prefill_ms = t0.elapsed().as_secs_f64() * 1e3;

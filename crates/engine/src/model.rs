@@ -29,15 +29,17 @@ use candle_core::{DType, Device, Tensor};
 use image::DynamicImage;
 
 use crate::checkpoint::{Checkpoint, MultimodalConfig, VisionTowerSource, PROJECTOR_PREFIX};
-use crate::generate::{generate, GenerateConfig, StopReason};
+use crate::generate::{generate_with_fastv, GenerateConfig, StopReason};
 use crate::text::{input_embeddings, PromptTokens, Template, TextTokenizer, TokenStream};
 use crate::vision::load::load_clip_tower_with_config;
 use crate::vision::{ImageProcessorConfig, LLAVA_VISION_PREFIX};
 use crate::{Error, Result};
 use models::compress::{Compressor, CompressorSpec, QueccConfig};
+use models::decoder::FastV;
 use models::decoder::{Architecture, Decoder, DecoderConfig};
 use models::projector::{Projector, ProjectorKind};
-use models::vision::{extract_features, ClipVisionConfig, ClipVisionTower, FeatureLayers};
+use models::reduction::{Reduced, TokenReduction};
+use models::vision::{extract_features, extract_with_maps, ClipVisionConfig, ClipVisionTower, FeatureLayers};
 use models::Mode;
 
 /// The authors' multi-level feature layers (HF `hidden_states` indices) for QueCC / TokenPacker.
@@ -62,12 +64,33 @@ pub struct AnswerOptions {
     pub top_p: f64,
     /// Sampler seed.
     pub seed: u64,
+    /// Training-free visual-token reduction for this query (method and V; `None` = every token the
+    /// checkpoint's compressor emits). Only for checkpoints without a trained compressor (plain
+    /// LLaVA-1.5); see [`models::reduction`].
+    pub token_reduction: Option<TokenReduction>,
 }
 
 impl Default for AnswerOptions {
     fn default() -> Self {
-        Self { max_new_tokens: 128, temperature: 0.0, top_p: 1.0, seed: 0 }
+        Self { max_new_tokens: 128, temperature: 0.0, top_p: 1.0, seed: 0, token_reduction: None }
     }
+}
+
+/// Load-time options of [`Vlm::load_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LoadOptions {
+    /// Also load the vision block after the select layer (when the tower has one), which PruMerge+
+    /// scores with; VisionZip, CLS top-k, avgpool and FastV need nothing more than a plain load.
+    pub token_reduction: bool,
+}
+
+/// The visual tokens of one image after a [`TokenReduction`] (see [`Vlm::reduced_visual_embeddings`]).
+#[derive(Debug, Clone)]
+pub struct ReducedVisual {
+    /// Projected visual tokens (1, V, H) (all G² for FastV, which prunes in the LLM).
+    pub visual: Tensor,
+    /// The reduction's tokens before the projector (1, V, d) and kept indices.
+    pub reduced: Reduced,
 }
 
 /// Wall-clock timings of one [`Vlm::answer`], in milliseconds unless stated.
@@ -218,12 +241,28 @@ impl Vlm {
     /// tensor; [`Error::Tokenizer`] if `tokenizer.json` is unreadable or lacks the template's special
     /// tokens; [`Error::Checkpoint`] if it is missing.
     pub fn load(dir: &Path, vision_tower_override: Option<&Path>, dtype: DType, device: &Device) -> Result<Self> {
+        Self::load_with(dir, vision_tower_override, dtype, device, &LoadOptions::default())
+    }
+
+    /// [`Vlm::load`] with [`LoadOptions`]. Errors: those of [`Vlm::load`].
+    pub fn load_with(
+        dir: &Path,
+        vision_tower_override: Option<&Path>,
+        dtype: DType,
+        device: &Device,
+        options: &LoadOptions,
+    ) -> Result<Self> {
         let VlmSpec { ckpt, vision_cfg, clip_dir, image_processor, layers, spec, projector_kind, template, .. } =
             VlmSpec::resolve(dir, vision_tower_override)?;
         let mm = ckpt.multimodal_config().clone();
         let llm = ckpt.llm_config().clone();
         let (grid, d) = (vision_cfg.grid(), vision_cfg.hidden_size);
-        let depth = layers.depth(vision_cfg.num_hidden_layers)?;
+        let mut depth = layers.depth(vision_cfg.num_hidden_layers)?;
+        if options.token_reduction && spec == CompressorSpec::None {
+            // PruMerge+ scores with the block after the select layer.
+            let select = FeatureLayers::resolve(layers.select_layer, vision_cfg.num_hidden_layers)?;
+            depth = depth.max((select + 1).min(vision_cfg.num_hidden_layers));
+        }
         let mode = Mode::Inference;
         let tower = match &clip_dir {
             Some(cd) => {
@@ -530,6 +569,11 @@ impl Vlm {
         self.template
     }
 
+    /// The vision tower.
+    pub fn vision_tower(&self) -> &ClipVisionTower {
+        &self.tower
+    }
+
     /// The vision tower's config.
     pub fn vision_config(&self) -> &ClipVisionConfig {
         &self.vision_cfg
@@ -616,6 +660,30 @@ impl Vlm {
         self.project(&self.compress(pixels, query.as_ref())?)
     }
 
+    /// Vision tower with the maps `reduction` reads, then the reduction and the projector: pixels
+    /// (1, 3, S, S) → [`ReducedVisual`] (projected (1, V, H)).
+    ///
+    /// Errors: [`Error::Invalid`] when the checkpoint has a trained compressor (reduction applies to
+    /// fixed-grid LLaVA checkpoints), for a request [`TokenReduction::validate`] rejects (V = 0, V larger
+    /// than the grid, FastV's K beyond the LLM's layers, …), or PruMerge+ on a tower loaded without the
+    /// block it scores with ([`LoadOptions::token_reduction`]); tensor errors.
+    pub fn reduced_visual_embeddings(&self, pixels: &Tensor, reduction: &TokenReduction) -> Result<ReducedVisual> {
+        self.check_reduction(reduction)?;
+        let out = extract_with_maps(&self.tower, pixels, &self.layers, reduction.maps_request())?;
+        let reduced = reduction.reduce(&out)?;
+        Ok(ReducedVisual { visual: self.projector.forward(&reduced.tokens)?, reduced })
+    }
+
+    fn check_reduction(&self, reduction: &TokenReduction) -> Result<()> {
+        if self.spec != CompressorSpec::None {
+            return Err(Error::Invalid(format!(
+                "token reduction ({}) applies to LLaVA checkpoints without a trained compressor; this one has {:?}",
+                reduction.method, self.spec
+            )));
+        }
+        reduction.validate(self.vision_cfg.grid(), self.decoder.config().num_hidden_layers)
+    }
+
     /// The templated prompt for `question` with one `<image>`, tokenised LLaVA-style.
     pub fn prompt_tokens(&self, question: &str) -> Result<PromptTokens> {
         self.tokenizer.tokenize_with_image(&self.template.prompt(question, true))
@@ -678,7 +746,16 @@ impl Vlm {
         };
         crate::generate::Sampler::new(&gen_cfg)?; // validate options before any work
         let prompt = self.prompt_tokens(question)?;
-        let v = self.visual_tokens();
+        let reduction = opts.token_reduction;
+        if let Some(r) = &reduction {
+            self.check_reduction(r)?;
+        }
+        // V entering the LLM (FastV: all G² enter, V survive layer K; adaptive PruMerge+: at most G² + 1).
+        let v = match reduction {
+            Some(r) if r.method.adaptive() => self.vision_cfg.num_patches() + 1,
+            Some(r) if r.fastv().is_none() => r.visual_tokens.unwrap_or(0),
+            _ => self.visual_tokens(),
+        };
         let max = self.decoder.config().max_position_embeddings;
         if prompt.input_len(v) > max {
             return Err(Error::ContextWindow { len: prompt.input_len(v), max });
@@ -688,7 +765,13 @@ impl Vlm {
         let pixels = self.preprocess(image)?;
         t.preprocess_ms = ms(t0);
         let s = Instant::now();
-        let feats = extract_features(&self.tower, &pixels, &self.layers)?;
+        let (feats, maps) = match &reduction {
+            Some(r) => {
+                let out = extract_with_maps(&self.tower, &pixels, &self.layers, r.maps_request())?;
+                (out.features.clone(), Some(out))
+            }
+            None => (extract_features(&self.tower, &pixels, &self.layers)?, None),
+        };
         t.vision_ms = ms(s);
         let query = if self.compressor.needs_query() {
             let s = Instant::now();
@@ -699,17 +782,33 @@ impl Vlm {
             None
         };
         let s = Instant::now();
-        let compressed = self.compressor.compress(&feats, query.as_ref())?;
+        let compressed = match (&reduction, &maps) {
+            (Some(r), Some(out)) => r.reduce(out)?.tokens,
+            _ => self.compressor.compress(&feats, query.as_ref())?,
+        };
         t.compressor_ms = ms(s);
         let s = Instant::now();
         let visual = self.projector.forward(&compressed)?;
         t.projector_ms = ms(s);
         let embeds = input_embeddings(&self.decoder, &prompt, Some(&visual))?;
+        let entering = visual.dim(1)?;
+        let fastv = match reduction.and_then(|r| r.fastv()) {
+            Some((layer, keep)) => {
+                let image_start = *prompt
+                    .image_positions(entering)
+                    .first()
+                    .ok_or_else(|| Error::Invalid("FastV needs an <image> in the prompt".into()))?;
+                Some(FastV { layer, image_start, image_len: entering, keep })
+            }
+            None => None,
+        };
+        // V reported: what the LLM's layers ≥ K see for FastV, the reduced count otherwise.
+        t.visual_tokens = fastv.map_or(entering, |f| f.keep);
         let before_llm = ms(t0);
 
         let mut stream = TokenStream::new(self.tokenizer.clone());
         let mut streamed = 0usize;
-        let gen = generate(&mut self.decoder, &embeds, &gen_cfg, |id| {
+        let gen = generate_with_fastv(&mut self.decoder, &embeds, &gen_cfg, fastv.as_ref(), |id| {
             let piece = stream.push(id)?;
             if !piece.is_empty() {
                 streamed += piece.len();

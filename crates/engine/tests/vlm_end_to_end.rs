@@ -267,7 +267,7 @@ fn bad_inputs_are_typed_errors() {
     let bad = AnswerOptions { top_p: 0.0, temperature: 0.7, ..opts.clone() };
     assert!(matches!(vlm.answer(&image(), QUESTION, &bad, |_| Ok(())).unwrap_err(), Error::Invalid(_)));
     // Seeded sampling is reproducible.
-    let s = AnswerOptions { temperature: 0.8, top_p: 0.9, seed: 7, max_new_tokens: 6 };
+    let s = AnswerOptions { temperature: 0.8, top_p: 0.9, seed: 7, max_new_tokens: 6, ..Default::default() };
     let a = vlm.answer(&image(), QUESTION, &s, |_| Ok(())).unwrap();
     let b = vlm.answer(&image(), QUESTION, &s, |_| Ok(())).unwrap();
     assert_eq!(a.tokens, b.tokens);

@@ -3,7 +3,8 @@
 //! with HF / LLaVA weight names, then `forward`):
 //!
 //! image features → [`vision`] (CLIP tower with HF-indexed hidden states, feature selection) →
-//! [`compress`] (none | QueCC | TokenPacker | average pooling) → [`projector`] → [`decoder`] (Qwen2 /
+//! [`compress`] (none | QueCC | TokenPacker | average pooling) or training-free [`reduction`] →
+//! [`projector`] → [`decoder`] (Qwen2 /
 //! Llama with rotary embeddings and a KV cache). [`layers`] holds the blocks they share; [`Mode`]
 //! selects inference kernels or differentiable ops for every module.
 //!
@@ -14,6 +15,7 @@ pub mod decoder;
 pub mod layers;
 pub mod mode;
 pub mod projector;
+pub mod reduction;
 pub mod vision;
 
 pub use kernels::{Error, Result};

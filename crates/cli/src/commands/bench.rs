@@ -128,6 +128,13 @@ pub struct InferArgs {
     /// binary, in its install prefix's `share/vlmscale/peers`, or in `./peers`).
     #[arg(long, value_name = "DIR")]
     pub peers_dir: Option<PathBuf>,
+    /// Time a training-free token reduction on plain LLaVA-1.5 instead: TTFT per V (`--visual-tokens`)
+    /// and its speed-up over all 576 tokens (docs/token-reduction.md). No peers, no decode.
+    #[arg(long, value_enum, value_name = "METHOD")]
+    pub token_reduction: Option<super::generate::Reduction>,
+    /// FastV's layer K (with `--token-reduction fastv`).
+    #[arg(long, value_name = "K", default_value_t = models::reduction::DEFAULT_FASTV_LAYER)]
+    pub fastv_layer: usize,
 }
 
 /// The LLM shapes `bench infer` builds.
@@ -290,6 +297,25 @@ fn vision(a: VisionArgs) -> Result<()> {
     Ok(())
 }
 
+/// `bench infer --token-reduction METHOD`: one table per weight dtype.
+fn infer_reduction(a: &InferArgs, method: models::reduction::ReductionMethod) -> Result<()> {
+    use candle_core::DType;
+    let cfg = bench::infer::qwen15_config(a.size.name())?;
+    for w in &a.weights {
+        let dtype = if *w == super::generate::Weights::Bf16 { DType::BF16 } else { DType::F32 };
+        println!(
+            "token reduction {method}: LLaVA-1.5 (CLIP ViT-L/14-336, mlp2x_gelu) + Qwen1.5-{} shape, {dtype:?} weights, Q = {} text tokens, best of {}",
+            a.size.name(),
+            a.text_tokens + 1,
+            a.repeats
+        );
+        bench::reduction::run(&cfg, method, &a.visual_tokens, a.fastv_layer, a.text_tokens, a.repeats, dtype, |r| {
+            println!("{r}")
+        })?;
+    }
+    Ok(())
+}
+
 fn infer(a: InferArgs) -> Result<()> {
     super::prepare_inference();
     use bench::infer::{latency_profile, qwen15_config, InferBench, InferRow};
@@ -300,6 +326,9 @@ fn infer(a: InferArgs) -> Result<()> {
     }
     if a.text_tokens == 0 {
         return Err(super::UsageError("--text-tokens must be ≥ 1".into()).into());
+    }
+    if let Some(m) = a.token_reduction {
+        return infer_reduction(&a, m.into());
     }
     let allowed = models::compress::allowed_visual_tokens(24);
     if let Some(v) = vs.iter().find(|v| !allowed.contains(v)) {

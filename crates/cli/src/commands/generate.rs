@@ -1,8 +1,10 @@
 //! `vlmscale generate`: answer one question about one image with a LLaVA-layout checkpoint
-//! (QueCC or plain LLaVA-1.5), streaming the answer to stdout, then one timing line.
+//! (QueCC or plain LLaVA-1.5), streaming the answer to stdout, then one timing line; optionally with a
+//! training-free visual-token reduction (`--token-reduction METHOD --visual-tokens V`).
 use anyhow::Result;
 use candle_core::{DType, Device};
-use engine::model::{AnswerOptions, Vlm};
+use engine::model::{AnswerOptions, LoadOptions, Vlm};
+use models::reduction::{ReductionMethod, TokenReduction};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -43,6 +45,61 @@ pub struct Args {
     /// the test models).
     #[arg(long, value_enum, default_value_t = Weights::F32)]
     pub weights: Weights,
+    /// Training-free visual-token reduction for plain LLaVA checkpoints (docs/token-reduction.md):
+    /// keep V of the grid's tokens (`--visual-tokens`); prumerge-plus chooses V itself.
+    #[arg(long, value_enum, value_name = "METHOD")]
+    pub token_reduction: Option<Reduction>,
+    /// V, visual tokens kept by `--token-reduction` (1 ..= grid², e.g. 576, 64, 16, 4, 1; avgpool: a
+    /// square whose side divides the grid).
+    #[arg(long, value_name = "V")]
+    pub visual_tokens: Option<usize>,
+    /// FastV's layer K: layers 0..K see every image token, layers ≥ K the V kept ones.
+    #[arg(long, value_name = "K", default_value_t = models::reduction::DEFAULT_FASTV_LAYER)]
+    pub fastv_layer: usize,
+}
+
+/// `--token-reduction` methods (see `models::reduction`).
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reduction {
+    /// VisionZip: CLS + dominant patches by CLS attention, plus contextual tokens merged by key similarity.
+    Visionzip,
+    /// FasterVLM: the V patches with the highest mean-over-heads CLS attention.
+    ClsTopk,
+    /// PruMerge+: IQR outliers of CLS attention + spatial samples, merged with their nearest keys (adaptive V).
+    PrumergePlus,
+    /// PruMerge+ keeping the top V − 1 by the same score, plus its merged remainder token.
+    PrumergePlusFixed,
+    /// 2-D average pooling of the grid to √V × √V.
+    Avgpool,
+    /// FastV: prune image tokens inside the LLM at layer K by the last prompt token's attention.
+    Fastv,
+}
+
+impl From<Reduction> for ReductionMethod {
+    fn from(r: Reduction) -> Self {
+        match r {
+            Reduction::Visionzip => Self::VisionZip,
+            Reduction::ClsTopk => Self::ClsTopK,
+            Reduction::PrumergePlus => Self::PruMergePlus,
+            Reduction::PrumergePlusFixed => Self::PruMergePlusFixed,
+            Reduction::Avgpool => Self::AvgPool,
+            Reduction::Fastv => Self::FastV,
+        }
+    }
+}
+
+/// The `--token-reduction` / `--visual-tokens` / `--fastv-layer` request. Errors ([`super::UsageError`],
+/// exit 2): `--visual-tokens` without a method; the rest is checked against the model when it answers.
+pub fn token_reduction(
+    method: Option<Reduction>,
+    visual_tokens: Option<usize>,
+    fastv_layer: usize,
+) -> std::result::Result<Option<TokenReduction>, super::UsageError> {
+    match (method, visual_tokens) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err(super::UsageError("--visual-tokens needs --token-reduction METHOD".into())),
+        (Some(m), v) => Ok(Some(TokenReduction { fastv_layer, ..TokenReduction::new(m.into(), v) })),
+    }
 }
 
 /// Activation dtype of the LLM (`--dtype`).
@@ -78,8 +135,14 @@ pub enum Weights {
 pub fn run(a: Args) -> Result<()> {
     super::prepare_inference();
     let dtype = DType::from(a.dtype);
-    let opts =
-        AnswerOptions { max_new_tokens: a.max_new_tokens, temperature: a.temperature, top_p: a.top_p, seed: a.seed };
+    let reduction = token_reduction(a.token_reduction, a.visual_tokens, a.fastv_layer)?;
+    let opts = AnswerOptions {
+        max_new_tokens: a.max_new_tokens,
+        temperature: a.temperature,
+        top_p: a.top_p,
+        seed: a.seed,
+        token_reduction: reduction,
+    };
     let weights = match a.weights {
         Weights::F32 => None,
         Weights::Bf16 if dtype == DType::F32 => Some(DType::BF16),
@@ -87,7 +150,8 @@ pub fn run(a: Args) -> Result<()> {
             return Err(super::UsageError("--weights bf16 needs --dtype f32 (f32 activations)".into()).into())
         }
     };
-    let mut vlm = Vlm::load(&a.model, a.vision_tower.as_deref(), dtype, &Device::Cpu)?;
+    let load = LoadOptions { token_reduction: reduction.is_some() };
+    let mut vlm = Vlm::load_with(&a.model, a.vision_tower.as_deref(), dtype, &Device::Cpu, &load)?;
     if let Some(w) = weights {
         vlm.convert_weights(w)?;
     }

@@ -128,6 +128,54 @@ impl Attention {
         }
     }
 
+    /// Inference with explicit positions (FastV's kept tokens after layer K): `xs` (B, L', H) whose row t
+    /// holds position `positions[t]` (ascending), appended to this layer's cache, causal among the rows
+    /// and over what the layer cached before → (B, L', H).
+    pub(crate) fn forward_at(
+        &self,
+        xs: &Tensor,
+        rope: &RotaryEmbedding,
+        positions: &[usize],
+        cache: (&mut KvCache, usize),
+    ) -> Result<Tensor> {
+        let (b, l, _) = xs.dims3()?;
+        let (nh, nkv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let (q, k, v) = self.project_qkv(xs)?;
+        let q = rope.apply_positions(&q.reshape((b, l, nh, d))?.transpose(1, 2)?, positions)?;
+        let k = rope.apply_positions(&k.reshape((b, l, nkv, d))?.transpose(1, 2)?, positions)?;
+        let v = v.reshape((b, l, nkv, d))?.transpose(1, 2)?.contiguous()?;
+        let (k, v) = cache.0.append(cache.1, &k, &v)?;
+        let scale = 1.0 / (d as f64).sqrt();
+        if q.dtype() == DType::F32 && q.device().is_cpu() {
+            return nn_linear(&kernels::attention::cached_attention(&q, &k, &v, scale)?, &self.o_proj);
+        }
+        let lk = k.dim(2)?;
+        let past = lk - l;
+        let mask: Vec<f32> =
+            (0..l).flat_map(|i| (0..lk).map(move |j| if j > past + i { f32::NEG_INFINITY } else { 0.0 })).collect();
+        let mask = Tensor::from_vec(mask, (l, lk), q.device())?.to_dtype(q.dtype())?;
+        let n_rep = nh / nkv;
+        let qg = (q * scale)?.reshape((b, nkv, n_rep * l, d))?;
+        let scores = matmul(&qg, &k.t()?)?.reshape((b, nh, l, lk))?.broadcast_add(&mask)?;
+        let probs = crate::layers::softmax_last(&scores, Mode::Inference)?.reshape((b, nkv, n_rep * l, lk))?;
+        let out = matmul(&probs, &v)?.reshape((b, nh, l, d))?.transpose(1, 2)?.reshape((b, l, nh * d))?;
+        nn_linear(&out, &self.o_proj)
+    }
+
+    /// The attention probabilities of one query row over `keys`: `h` (B, 1, H) the normalised input of
+    /// the row at position `pos`, `keys` (B, kv_heads, L, head_dim) this layer's cached keys (after RoPE,
+    /// ending at `pos`) → softmax(q kᵀ/√d) (B, heads, L), f32 (HF eager attention's weights of that row).
+    pub(crate) fn row_probs(&self, h: &Tensor, rope: &RotaryEmbedding, pos: usize, keys: &Tensor) -> Result<Tensor> {
+        let (b, _, _) = h.dims3()?;
+        let (nh, nkv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let (q, _, _) = self.project_qkv(h)?;
+        let q = rope.apply_positions(&q.reshape((b, 1, nh, d))?.transpose(1, 2)?, &[pos])?;
+        let lk = keys.dim(2)?;
+        let qg = (q.to_dtype(DType::F32)? * (1.0 / (d as f64).sqrt()))?.reshape((b, nkv, nh / nkv, d))?;
+        let scores = matmul(&qg.contiguous()?, &keys.to_dtype(DType::F32)?.t()?.contiguous()?)?;
+        Ok(crate::layers::softmax_last(&scores, Mode::Inference)?.reshape((b, nh, lk))?)
+    }
+
     /// `xs` (B, L, H) at positions `start..start + L` → (B, L, H).
     ///
     /// `mask`: additive causal mask (L, start + L) or `None` when L = 1. `cache`: the model's KV cache

@@ -40,7 +40,8 @@ impl KvCache {
         Self { layers: vec![None; num_layers], len: 0 }
     }
 
-    /// Number of cached positions (the next token's position).
+    /// Number of positions processed (the next token's position). FastV's pruned layers cache fewer
+    /// ([`Self::layer_len`]); positions keep their original numbering.
     pub fn len(&self) -> usize {
         self.len
     }
@@ -79,6 +80,18 @@ impl KvCache {
         let out = (kb.narrow(D::Minus2, 0, filled + l)?, vb.narrow(D::Minus2, 0, filled + l)?);
         self.layers[layer] = Some((kb, vb, filled + l));
         Ok(out)
+    }
+
+    /// Layer `layer`'s cached keys (B, kv_heads, filled, head_dim), if any. With FastV the layers hold
+    /// different lengths: layers ≥ K only the kept tokens.
+    pub fn keys(&self, layer: usize) -> Option<Tensor> {
+        let (kb, _, filled) = self.layers.get(layer)?.as_ref()?;
+        kb.narrow(D::Minus2, 0, *filled).ok()
+    }
+
+    /// Positions layer `layer` holds (≤ [`Self::len`]; less for FastV's pruned layers).
+    pub fn layer_len(&self, layer: usize) -> usize {
+        self.layers.get(layer).and_then(|l| l.as_ref()).map_or(0, |l| l.2)
     }
 
     pub(crate) fn advance(&mut self, n: usize) {

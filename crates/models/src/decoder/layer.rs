@@ -36,6 +36,34 @@ impl DecoderLayer {
         self.mlp.convert_weights(dtype)
     }
 
+    /// Inference at explicit positions (FastV's kept tokens): (B, L', H) → (B, L', H), see
+    /// [`Attention::forward_at`].
+    pub(crate) fn forward_at(
+        &self,
+        xs: &Tensor,
+        rope: &RotaryEmbedding,
+        positions: &[usize],
+        cache: (&mut KvCache, usize),
+    ) -> Result<Tensor> {
+        let h = self.input_layernorm.forward(xs, Mode::Inference)?;
+        let xs = (xs + self.self_attn.forward_at(&h, rope, positions, cache)?)?;
+        let h = self.post_attention_layernorm.forward(&xs, Mode::Inference)?;
+        Ok((&xs + self.mlp.forward(&h)?)?)
+    }
+
+    /// This layer's attention probabilities of the row `x` (B, 1, H) (the layer's input) at position
+    /// `pos` over `keys` (its cached keys) → (B, heads, L); see [`Attention::row_probs`].
+    pub(crate) fn row_attention(
+        &self,
+        x: &Tensor,
+        rope: &RotaryEmbedding,
+        pos: usize,
+        keys: &Tensor,
+    ) -> Result<Tensor> {
+        let h = self.input_layernorm.forward(x, Mode::Inference)?;
+        self.self_attn.row_probs(&h, rope, pos, keys)
+    }
+
     /// (B, L, H) → (B, L, H); see [`Attention::forward`] for `start`, `mask`, `cache`.
     pub fn forward(
         &self,

@@ -1,13 +1,15 @@
 //! One config-driven decoder for Qwen2 (Qwen-1.5) and Llama (Vicuna-1.5), after HF transformers'
 //! `modeling_qwen2.py` / `modeling_llama.py`, with what a VLM needs: an input-embeddings entry point
 //! ([`Decoder::forward_embeds`]), hidden states and logits for every position, a KV cache owned by the
-//! model, QueCC's query embedding ([`Decoder::query_embedding`], paper §4) and a
+//! model, QueCC's query embedding ([`Decoder::query_embedding`], paper §4), FastV's pruned prefill
+//! ([`Decoder::prefill_fastv`], per-layer KV lengths) and a
 //! [`Mode::Differentiable`] switch for training.
 //!
 //! Weight names are HF's: `model.embed_tokens.weight`, `model.layers.{i}.self_attn.q_proj.weight`, …,
 //! `model.norm.weight`, `lm_head.weight` (absent when `tie_word_embeddings`).
 mod attention;
 mod config;
+mod fastv;
 mod kv_cache;
 mod layer;
 mod mlp;
@@ -17,6 +19,7 @@ mod rope;
 pub use attention::Attention;
 pub use config::deserialize_naming_field;
 pub use config::{Architecture, DecoderConfig};
+pub use fastv::FastV;
 pub use kv_cache::KvCache;
 pub use layer::DecoderLayer;
 pub use mlp::Mlp;

@@ -108,6 +108,21 @@ impl RotaryEmbedding {
         }
     }
 
+    /// Rotates `xs` (B, heads, L, head_dim) whose row t holds position `positions[t]` (any positions,
+    /// e.g. the original ones of the tokens FastV keeps). Inference only. Errors: `positions` not of
+    /// length L, positions beyond the context window.
+    pub fn apply_positions(&self, xs: &Tensor, positions: &[usize]) -> Result<Tensor> {
+        let (_b, _h, l, _d) = xs.dims4()?;
+        if positions.len() != l {
+            return Err(crate::Error::Invalid(format!("{} positions for {l} rows", positions.len())));
+        }
+        let end = positions.iter().max().map_or(0, |&p| p + 1);
+        let (cos, sin) = self.rows(0, end)?;
+        let ids = Tensor::from_vec(positions.iter().map(|&p| p as u32).collect::<Vec<_>>(), l, &self.device)?;
+        let (cos, sin) = (cos.index_select(&ids, 0)?, sin.index_select(&ids, 0)?);
+        Ok(candle_nn::rotary_emb::rope(&xs.contiguous()?, &cos.contiguous()?, &sin.contiguous()?)?)
+    }
+
     /// Whether the tables are f32 (what [`Self::split_qkv_rotated`] needs).
     pub fn is_f32(&self) -> bool {
         self.dtype == DType::F32

@@ -97,6 +97,32 @@ impl ClipAttention {
         Ok(())
     }
 
+    /// Like [`Self::forward`], also returning the block's [`AttentionMaps`]: the CLS row of the
+    /// attention probabilities per head and the keys split into heads. The extra work is one CLS query
+    /// row against the keys (T·d products), so the maps cost nothing when this is not called.
+    pub fn forward_with_maps(&self, x: &Tensor) -> Result<(Tensor, AttentionMaps)> {
+        let (b, t, d) = x.dims3()?;
+        let h = self.num_heads;
+        let hd = d / h;
+        let keys = self.k_proj.forward(x)?.reshape((b, t, h, hd))?.transpose(1, 2)?.contiguous()?;
+        let q_cls = self.q_proj.forward(&x.narrow(1, 0, 1)?)?.reshape((b, 1, h, hd))?.transpose(1, 2)?;
+        let scores = (matmul(&q_cls.contiguous()?, &keys.t()?.contiguous()?)? * (1.0 / (hd as f64).sqrt()))?;
+        let cls_attention = softmax_last(&scores, self.mode)?.reshape((b, h, t))?;
+        Ok((self.forward(x)?, AttentionMaps { cls_attention, keys }))
+    }
+
+    /// PruMerge's single-head score (42Shawn/LLaVA-PruMerge, `clip_encoder.py`,
+    /// `token_prune_merge_advanced_plus`): the raw `q_proj` / `k_proj` outputs over the full width d (no
+    /// split into heads), CLS row of `softmax(q kᵀ · d^-½)`. `x` (B, T, d) is this block's normalised
+    /// input → (CLS attention (B, T), keys (B, T, d)).
+    pub fn single_head_cls_attention(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (b, t, d) = x.dims3()?;
+        let keys = self.k_proj.forward(x)?.contiguous()?;
+        let q_cls = self.q_proj.forward(&x.narrow(1, 0, 1)?)?.contiguous()?; // (B, 1, d)
+        let scores = (matmul(&q_cls, &keys.t()?.contiguous()?)? * (1.0 / (d as f64).sqrt()))?;
+        Ok((softmax_last(&scores, self.mode)?.reshape((b, t))?, keys))
+    }
+
     /// (B, T, d) → (B, T, d), full (unmasked) attention.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, t, d) = x.dims3()?;
@@ -159,6 +185,22 @@ impl ClipEncoderLayer {
         self.self_attn.convert_weights(dtype)?;
         self.fc1.convert_weights(dtype)?;
         self.fc2.convert_weights(dtype)
+    }
+
+    /// As [`Self::forward`], also returning the attention maps of this block
+    /// ([`ClipAttention::forward_with_maps`]).
+    pub fn forward_with_maps(&self, x: &Tensor) -> Result<(Tensor, AttentionMaps)> {
+        let (a, maps) = self.self_attn.forward_with_maps(&self.layer_norm1.forward(x)?)?;
+        let x = (x + a)?;
+        let h = self.fc1.forward(&self.layer_norm2.forward(&x)?)?;
+        let h = self.fc2.forward(&self.act.forward(&h)?)?;
+        Ok(((x + h)?, maps))
+    }
+
+    /// PruMerge's score of this block on its input `x` (B, T, d) (the previous hidden state):
+    /// `layer_norm1`, then [`ClipAttention::single_head_cls_attention`] → ((B, T), (B, T, d)).
+    pub fn single_head_cls_attention(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        self.self_attn.single_head_cls_attention(&self.layer_norm1.forward(x)?)
     }
 
     /// (B, T, d) → (B, T, d).
@@ -234,21 +276,86 @@ impl ClipVisionTower {
     }
 
     fn hidden_states_here(&self, pixels: &Tensor, depth: usize) -> Result<Vec<Tensor>> {
+        Ok(self.hidden_states_with_maps_here(pixels, depth, None)?.0)
+    }
+
+    /// [`Self::hidden_states`], also returning the [`AttentionMaps`] of block `maps_block` (1-based: the
+    /// block whose output is hidden state `maps_block`; LLaVA's select layer −2 is block 23 of 24, HF
+    /// `attentions[-2]`), or none when `maps_block` is `None`.
+    /// Errors: as [`Self::hidden_states`]; `maps_block` 0 (the embeddings have no attention) or beyond
+    /// `depth` ([`Error::Invalid`]).
+    pub fn hidden_states_with_maps(
+        &self,
+        pixels: &Tensor,
+        depth: usize,
+        maps_block: Option<usize>,
+    ) -> Result<(Vec<Tensor>, Option<AttentionMaps>)> {
+        kernels::threads::in_pool(|| self.hidden_states_with_maps_here(pixels, depth, maps_block))
+    }
+
+    fn hidden_states_with_maps_here(
+        &self,
+        pixels: &Tensor,
+        depth: usize,
+        maps_block: Option<usize>,
+    ) -> Result<(Vec<Tensor>, Option<AttentionMaps>)> {
         if depth > self.layers.len() {
             return Err(Error::Invalid(format!(
                 "hidden state {depth} requested but only {} vision blocks are loaded",
                 self.layers.len()
             )));
         }
+        if let Some(m) = maps_block {
+            if m == 0 || m > depth {
+                return Err(Error::Invalid(format!(
+                    "attention maps of vision block {m} requested, but blocks 1..={depth} run (hidden state 0, the \
+                     embeddings, has no attention)"
+                )));
+            }
+        }
         let mut x = self.pre_layrnorm.forward(&self.embeddings.forward(pixels)?)?;
         let mut out = Vec::with_capacity(depth + 1);
+        let mut maps = None;
         out.push(x.clone());
-        for layer in &self.layers[..depth] {
-            x = layer.forward(&x)?;
+        for (i, layer) in self.layers[..depth].iter().enumerate() {
+            if maps_block == Some(i + 1) {
+                let (y, m) = layer.forward_with_maps(&x)?;
+                (x, maps) = (y, Some(m));
+            } else {
+                x = layer.forward(&x)?;
+            }
             out.push(x.clone());
         }
-        Ok(out)
+        Ok((out, maps))
     }
+
+    /// PruMerge's CLS attention and keys at the block that reads hidden state `k` (block k + 1,
+    /// 1-based), on `hidden` = hidden state k (B, T, d) → ((B, T), (B, T, d)); see
+    /// [`ClipAttention::single_head_cls_attention`]. Errors: block k + 1 not loaded ([`Error::Invalid`]).
+    pub fn single_head_cls_attention(&self, hidden: &Tensor, k: usize) -> Result<(Tensor, Tensor)> {
+        let layer = self.layers.get(k).ok_or_else(|| {
+            Error::Invalid(format!(
+                "PruMerge+ scores tokens with vision block {} (the block after the select layer), but only {} \
+                 blocks are loaded{}",
+                k + 1,
+                self.layers.len(),
+                if k < self.cfg.num_hidden_layers { " (load the model with token reduction enabled)" } else { "" }
+            ))
+        })?;
+        kernels::threads::in_pool(|| layer.single_head_cls_attention(hidden))
+    }
+}
+
+/// The attention of one CLIP block, as the training-free token-reduction methods read it (HF
+/// `output_attentions=True` gives the probabilities; VisionZip's `utils.py`, `CLIPAttention_forward`,
+/// returns the keys).
+#[derive(Debug, Clone)]
+pub struct AttentionMaps {
+    /// CLS row of the softmax attention probabilities per head, (B, heads, T), T = grid² + 1 with
+    /// column 0 the CLS→CLS weight.
+    pub cls_attention: Tensor,
+    /// Keys `k_proj(layer_norm1(x))` (bias included, unscaled) split into heads, (B, heads, T, head_dim).
+    pub keys: Tensor,
 }
 
 /// Drops CLS: (B, T+1, d) → (B, T, d).
