@@ -224,6 +224,7 @@ impl InferBench {
     /// `on_row` gets each row as soon as it is measured.
     /// Errors: V not producible from the 24×24 grid, Q + V + decode steps over the context window,
     /// an unsupported weight format.
+    #[allow(clippy::too_many_arguments)] // the run's knobs, each named at the one call site
     pub fn run(
         &self,
         visual_tokens: &[usize],

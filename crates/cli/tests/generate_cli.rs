@@ -142,7 +142,8 @@ fn bad_input_is_a_clear_error_with_exit_code_2() {
     let q4_f16 = ["generate", "--model", "/nonexistent/ckpt", "--image", &img, "--prompt", "hi", "--weights", "q4_0"];
     fails_with(&[&q4_f16[..], &["--dtype", "f16"]].concat(), 2, "--weights q4_0 needs --dtype f32");
     fails_with(&[&q4_f16[..], &["--quant-parts", "vision,decoder"]].concat(), 2, "unknown part `decoder`");
-    let bf16_parts = ["generate", "--model", &m, "--image", &img, "--prompt", "hi", "--weights", "bf16", "--quant-parts", "llm"];
+    let bf16_parts =
+        ["generate", "--model", &m, "--image", &img, "--prompt", "hi", "--weights", "bf16", "--quant-parts", "llm"];
     fails_with(&bf16_parts, 2, "--quant-parts applies to --weights q8_0 or q4_0");
     // A width that is not a multiple of 32 (the Llama fixture: H = 48) names the tensor.
     let llama = model("llava15_llama");

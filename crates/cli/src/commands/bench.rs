@@ -405,7 +405,7 @@ fn infer(a: InferArgs) -> Result<()> {
             Some(p) => println!(
                 "vlm {tag} memory: peak resident {:.2} GiB during the run, weights {:.2} GiB (LLM {:.2} GiB in {}; tower, compressors, projector: {}) → {:.2}× the weights",
                 gib(p), gib(run.weight_bytes), gib(run.llm_weight_bytes), run.weight_format,
-                if matches!(fmt, WeightFormat::Quant(_)) { format!("{fmt} for {parts}, else bf16") } else { fmt.name() },
+                if matches!(fmt, WeightFormat::Quant(_)) { format!("bf16 unless in the {fmt} parts ({parts})") } else { fmt.name() },
                 p as f64 / run.weight_bytes as f64
             ),
             None => println!("vlm {tag} memory: weights {:.2} GiB; peak resident set not available here", gib(run.weight_bytes)),
