@@ -128,8 +128,8 @@ impl Decoder {
         }
     }
 
-    /// Bytes held by the weights: matrices at [`Decoder::weight_dtype`], norms and biases at
-    /// [`Decoder::dtype`] (a tied LM head counted once).
+    /// Bytes held by the weights: matrices as stored ([`Decoder::weight_format`]: a dtype, or GGML
+    /// blocks of 32 weights), norms and biases at [`Decoder::dtype`] (a tied LM head counted once).
     pub fn weight_bytes(&self) -> usize {
         let c = &self.cfg;
         let (h, q, kv) = (c.hidden_size, c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim);
