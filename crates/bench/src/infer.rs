@@ -19,6 +19,7 @@ use scaling::cost::exact::llm_forward;
 use scaling::cost::latency::LatencyProfile;
 
 use crate::vision::VisionBench;
+use engine::model::{WeightFormat, WeightParts};
 use engine::{Error, Result};
 use models::compress::{Compressor, CompressorSpec};
 use models::decoder::{Decoder, DecoderConfig};
@@ -32,18 +33,23 @@ pub const PAPER_VISUAL_TOKENS: [usize; 7] = [1, 4, 16, 36, 64, 144, 576];
 /// The `config.json` of a Qwen-1.5 shape: `0.5b` (Qwen/Qwen1.5-0.5B) or `1.8b` (Qwen/Qwen1.5-1.8B).
 /// Errors: [`Error::Invalid`] for another name.
 pub fn qwen15_config(size: &str) -> Result<DecoderConfig> {
+    DecoderConfig::from_json_str(&qwen15_config_json(size)?.to_string())
+}
+
+/// The HF `config.json` of [`qwen15_config`] as JSON (what a peer reads beside the exported weights).
+/// Errors: [`Error::Invalid`] for another name.
+pub fn qwen15_config_json(size: &str) -> Result<serde_json::Value> {
     let (h, i, l, heads) = match size {
         "0.5b" => (1024, 2816, 24, 16),
         "1.8b" => (2048, 5504, 24, 16),
         other => return Err(Error::Invalid(format!("unknown LLM size `{other}` (0.5b or 1.8b)"))),
     };
-    let json = serde_json::json!({
+    Ok(serde_json::json!({
         "model_type": "qwen2", "vocab_size": 151936, "hidden_size": h, "intermediate_size": i,
         "num_hidden_layers": l, "num_attention_heads": heads, "num_key_value_heads": heads,
         "max_position_embeddings": 32768, "rope_theta": 1000000.0, "rms_norm_eps": 1e-6,
         "tie_word_embeddings": size == "0.5b", "hidden_act": "silu", "use_sliding_window": false,
-    });
-    DecoderConfig::from_json_str(&json.to_string())
+    }))
 }
 
 /// The scaling crate's architecture description of an LLM config (for FLOPs).
@@ -136,12 +142,14 @@ fn best_ms(repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
 pub struct InferRun {
     /// One row per V.
     pub rows: Vec<InferRow>,
-    /// dtype of the matrix weights of the vision tower, compressors, projector and LLM in this run
-    /// (f32, or bf16 via [`Decoder::convert_weights`] / [`ClipVisionTower::convert_weights`] /
-    /// [`Compressor::convert_weights`]).
-    pub weight_dtype: DType,
+    /// Storage of the LLM's matrix weights in this run (f32, or bf16 / q8_0 / q4_0 via
+    /// [`Decoder::convert_weights`]); the vision tower, compressors and projector hold the same, or bf16
+    /// when a quantised format does not apply to them (see [`InferBench::run`]).
+    pub weight_format: WeightFormat,
+    /// Bytes of the LLM's weights as stored ([`Decoder::weight_bytes`]).
+    pub llm_weight_bytes: u64,
     /// Bytes of all weights held in memory during the run: vision tower, compressors, projector and
-    /// LLM (matrices at `weight_dtype`, norms and biases f32).
+    /// LLM (matrices as stored, norms and biases f32).
     pub weight_bytes: u64,
     /// Peak resident set size of the process during the run (Linux `VmHWM`, reset at the start of the
     /// run through `/proc/self/clear_refs` after freed memory went back to the system,
@@ -149,16 +157,17 @@ pub struct InferRun {
     pub peak_rss_bytes: Option<u64>,
 }
 
-/// Bytes of a CLIP tower's weights with `depth` blocks whose matrices are in `dtype` (patch embedding,
-/// position embeddings, norms and biases f32), as [`ClipVisionTower::convert_weights`] leaves them.
-pub fn tower_weight_bytes(cfg: &models::vision::ClipVisionConfig, depth: usize, dtype: DType) -> u64 {
+/// Bytes of a CLIP tower's weights with `depth` blocks whose matrices are in `format` (patch
+/// embedding, position embeddings, norms and biases f32), as [`ClipVisionTower::convert_weights`]
+/// leaves them.
+pub fn tower_weight_bytes(cfg: &models::vision::ClipVisionConfig, depth: usize, format: WeightFormat) -> u64 {
     let (d, i) = (cfg.hidden_size, cfg.intermediate_size);
     let matrices = depth * (4 * d * d + 2 * d * i);
     let other = cfg.num_channels * cfg.patch_size * cfg.patch_size * d // patch embedding
         + (cfg.num_patches() + 2) * d // position embeddings + CLS
         + 2 * d // pre-layernorm
         + depth * (4 * d + i + d + 4 * d); // biases, two layernorms per block
-    (matrices * dtype.size_in_bytes() + other * 4) as u64
+    ((matrices as f64 * format.bytes_per_weight()).round() as usize + other * 4) as u64
 }
 
 /// The real-size VLM with in-memory weights.
@@ -193,6 +202,14 @@ impl InferBench {
         crate::vision::frozen(&self.llm_vars, &self.device)
     }
 
+    /// Writes the LLM's f32 weights (created first if needed) under their HF names to the safetensors
+    /// file `path`, for a peer to run on the same values (the llama.cpp peer converts them to GGUF).
+    /// Errors: creating the weights, writing the file.
+    pub fn export_llm(&self, path: &std::path::Path) -> Result<()> {
+        self.decoder()?;
+        Ok(self.llm_vars.save(path)?)
+    }
+
     /// Our decoder on [`Self::llm_var_builder`] (weights created on first call).
     pub fn decoder(&self) -> Result<Decoder> {
         Decoder::new(&self.llm_cfg, self.llm_var_builder())
@@ -201,17 +218,21 @@ impl InferBench {
     /// Times one query per V in `visual_tokens` with Q = `text_tokens` (the question alone is also Q
     /// tokens long for the query embedding), `decode_steps` decode steps after each prefill, best of
     /// `repeats`, with the matrix weights of the LLM and the vision tower in `weights` (f32, or
-    /// bf16: then their f32 originals are dropped from this bench, so [`Self::llm_var_builder`] is
-    /// empty afterwards — time peers on them first). `on_row` gets each row as soon as it is measured.
+    /// bf16 / q8_0 / q4_0: then their f32 originals are dropped from this bench, so
+    /// [`Self::llm_var_builder`] is empty afterwards — time peers on them first — and a later run
+    /// creates new random weights). For q8_0/q4_0, the parts not in `parts` are bf16.
+    /// `on_row` gets each row as soon as it is measured.
     /// Errors: V not producible from the 24×24 grid, Q + V + decode steps over the context window,
-    /// an unsupported weight dtype.
+    /// an unsupported weight format.
+    #[allow(clippy::too_many_arguments)] // the run's knobs, each named at the one call site
     pub fn run(
         &self,
         visual_tokens: &[usize],
         text_tokens: usize,
         decode_steps: usize,
         repeats: usize,
-        weights: DType,
+        weights: WeightFormat,
+        parts: WeightParts,
         mut on_row: impl FnMut(&InferRow),
     ) -> Result<InferRun> {
         let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
@@ -254,20 +275,27 @@ impl InferBench {
             (tower, projector_of(fvb.clone())?, comps_of(&fvb)?, decoder)
         };
         let mut converted_bytes = 0; // weights held converted (tower, compressors, projector)
-        if weights != DType::F32 {
+        let dense = weights == WeightFormat::Dense(DType::F32);
+        if !dense {
+            let part = |on: bool| match weights {
+                WeightFormat::Quant(_) if !on => WeightFormat::Dense(DType::BF16),
+                w => w,
+            };
+            let (vision_f, comp_f, proj_f) = (part(parts.vision), part(parts.compressor), part(parts.projector));
             // The tower's and the LLM's matrices in `weights`; their f32 originals leave the bench's
             // stores (and memory).
-            tower.convert_weights(weights)?;
+            tower.convert_weights(vision_f)?;
             for (_, _, comp) in comps.iter_mut() {
-                comp.convert_weights(weights)?;
+                comp.convert_weights(comp_f)?;
             }
-            projector.convert_weights(weights)?;
+            projector.convert_weights(proj_f)?;
             // The converted compressors and projector replace their f32 originals too.
-            converted_bytes += self.vision.converted_bytes("mm_projector", weights);
+            converted_bytes += self.vision.converted_bytes("mm_projector_mlp2x_gelu", proj_f);
+            converted_bytes += self.vision.converted_bytes("mm_projector_quecc", comp_f);
             self.vision.drop_weights("mm_projector");
             self.vision.drop_weights("vision_model.");
-            converted_bytes += tower_weight_bytes(&vcfg, depth, weights);
-            decoder.convert_weights(weights)?;
+            converted_bytes += tower_weight_bytes(&vcfg, depth, vision_f);
+            decoder.convert_weights(part(parts.llm))?;
             if let Ok(mut d) = self.llm_vars.data().lock() {
                 d.clear();
             }
@@ -354,10 +382,11 @@ impl InferBench {
         let weight_bytes = crate::vision::varmap_bytes(&self.llm_vars)
             + self.vision.weight_bytes()
             + converted_bytes
-            + if weights != DType::F32 { decoder.weight_bytes() as u64 } else { 0 };
+            + if !dense { decoder.weight_bytes() as u64 } else { 0 };
         Ok(InferRun {
             rows,
-            weight_dtype: weights,
+            weight_format: decoder.weight_format(),
+            llm_weight_bytes: decoder.weight_bytes() as u64,
             weight_bytes,
             peak_rss_bytes: if rss_reset { kernels::memory::peak_rss_bytes() } else { None },
         })

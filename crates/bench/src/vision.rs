@@ -163,16 +163,17 @@ impl VisionBench {
     }
 
     /// Bytes that the weights under `prefix` occupy once their matrices (rank-2 tensors: every
-    /// `Linear` and attention projection) are stored in `dtype` and the rest (norms, biases, convs)
+    /// `Linear` and attention projection) are stored in `format` (a dtype, or q8_0/q4_0 blocks) and the rest (norms, biases, convs)
     /// stays f32 — what [`models::compress::Compressor::convert_weights`] and
     /// [`models::projector::Projector::convert_weights`] keep in memory.
-    pub fn converted_bytes(&self, prefix: &str, dtype: DType) -> u64 {
+    pub fn converted_bytes(&self, prefix: &str, format: impl Into<engine::model::WeightFormat>) -> u64 {
+        let per_weight = format.into().bytes_per_weight();
         let Ok(d) = self.varmap.data().lock() else { return 0 };
         d.iter()
             .filter(|(name, _)| name.starts_with(prefix))
             .map(|(_, v)| {
-                let size = if v.rank() == 2 { dtype.size_in_bytes() } else { v.dtype().size_in_bytes() };
-                (v.elem_count() * size) as u64
+                let size = if v.rank() == 2 { per_weight } else { v.dtype().size_in_bytes() as f64 };
+                (v.elem_count() as f64 * size).round() as u64
             })
             .sum()
     }

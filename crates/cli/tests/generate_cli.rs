@@ -138,6 +138,20 @@ fn bad_input_is_a_clear_error_with_exit_code_2() {
         "top_p",
     );
     fails_with(&["generate", "--model", &m, "--image", &img, "--prompt", "hi", "--dtype", "f64"], 2, "--dtype");
+    // Meaningless weight combinations, refused before anything is loaded.
+    let q4_f16 = ["generate", "--model", "/nonexistent/ckpt", "--image", &img, "--prompt", "hi", "--weights", "q4_0"];
+    fails_with(&[&q4_f16[..], &["--dtype", "f16"]].concat(), 2, "--weights q4_0 needs --dtype f32");
+    fails_with(&[&q4_f16[..], &["--quant-parts", "vision,decoder"]].concat(), 2, "unknown part `decoder`");
+    let bf16_parts =
+        ["generate", "--model", &m, "--image", &img, "--prompt", "hi", "--weights", "bf16", "--quant-parts", "llm"];
+    fails_with(&bf16_parts, 2, "--quant-parts applies to --weights q8_0 or q4_0");
+    // A width that is not a multiple of 32 (the Llama fixture: H = 48) names the tensor.
+    let llama = model("llava15_llama");
+    fails_with(
+        &["generate", "--model", &llama, "--image", &img, "--prompt", "hi", "--weights", "q8_0"],
+        2,
+        "model.embed_tokens.weight",
+    );
     // An unsupported compressor in config.json.
     let tmp = tempfile::tempdir().unwrap();
     for e in std::fs::read_dir(fixtures().join("vlm/quecc_qwen2")).unwrap() {
@@ -157,4 +171,6 @@ fn bench_infer_rejects_bad_arguments_before_building_anything() {
     fails_with(&["bench", "infer", "--visual-tokens", "1,5", "--no-peer"], 2, "V = 5");
     fails_with(&["bench", "infer", "--size", "7b", "--no-peer"], 2, "7b");
     fails_with(&["bench", "infer", "--visual-tokens", "x"], 2, "--visual-tokens");
+    fails_with(&["bench", "infer", "--weights", "bf16,f32", "--no-peer"], 2, "f32 must come first");
+    fails_with(&["bench", "infer", "--weights", "bf16", "--quant-parts", "llm", "--no-peer"], 2, "--quant-parts");
 }

@@ -42,6 +42,8 @@ use models::reduction::{Reduced, TokenReduction};
 use models::vision::{extract_features, extract_with_maps, ClipVisionConfig, ClipVisionTower, FeatureLayers};
 use models::Mode;
 
+pub use kernels::quant::{QuantFormat, WeightFormat};
+
 /// The authors' multi-level feature layers (HF `hidden_states` indices) for QueCC / TokenPacker.
 pub const DEFAULT_MULTI_LAYERS: [i64; 4] = [12, 16, 22, 23];
 
@@ -52,6 +54,68 @@ pub const MULTI_SELECT_LAYERS_KEY: &str = "mm_vision_multi_select_layers";
 /// `config.json` key naming the trained compressor when LLaVA's keys cannot tell it apart
 /// (`quecc-noquery`: QueCC without the query injection). Written by the trainer, read here.
 pub const COMPRESSOR_KEY: &str = "vlmscale_compressor";
+
+/// Which parts of the VLM [`Vlm::convert_weights_of`] stores in q8_0/q4_0 (the others in bf16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WeightParts {
+    /// The LLM's matrices (embeddings, projections, LM head).
+    pub llm: bool,
+    /// The CLIP vision tower's block matrices.
+    pub vision: bool,
+    /// The compressor's matrices (QueCC, TokenPacker).
+    pub compressor: bool,
+    /// The projector's matrices.
+    pub projector: bool,
+}
+
+impl Default for WeightParts {
+    /// The LLM only: decode, bound by reading its weights, gains most.
+    fn default() -> Self {
+        Self { llm: true, vision: false, compressor: false, projector: false }
+    }
+}
+
+impl WeightParts {
+    /// Every part.
+    pub const ALL: WeightParts = WeightParts { llm: true, vision: true, compressor: true, projector: true };
+
+    /// Parses a comma-separated list of `llm`, `vision`, `compressor`, `projector`, or `all`.
+    /// Errors: [`Error::Invalid`] naming an unknown part, or an empty list.
+    pub fn parse(list: &str) -> Result<Self> {
+        let mut p = WeightParts { llm: false, vision: false, compressor: false, projector: false };
+        for part in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match part {
+                "llm" => p.llm = true,
+                "vision" => p.vision = true,
+                "compressor" => p.compressor = true,
+                "projector" => p.projector = true,
+                "all" => p = Self::ALL,
+                other => {
+                    return Err(Error::Invalid(format!(
+                        "unknown part `{other}` (llm, vision, compressor, projector or all)"
+                    )))
+                }
+            }
+        }
+        if p == (WeightParts { llm: false, vision: false, compressor: false, projector: false }) {
+            return Err(Error::Invalid("no part named (llm, vision, compressor, projector or all)".into()));
+        }
+        Ok(p)
+    }
+}
+
+impl std::fmt::Display for WeightParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names = [
+            (self.llm, "llm"),
+            (self.vision, "vision"),
+            (self.compressor, "compressor"),
+            (self.projector, "projector"),
+        ];
+        let on: Vec<&str> = names.iter().filter(|(b, _)| *b).map(|(_, n)| *n).collect();
+        f.write_str(&on.join(","))
+    }
+}
 
 /// Sampling options for [`Vlm::answer`] (stop tokens come from the template).
 #[derive(Debug, Clone, PartialEq)]
@@ -306,16 +370,44 @@ impl Vlm {
     }
 
     /// Stores the matrix weights of the vision tower, the compressor, the projector and the LLM in
-    /// `dtype` for inference — bf16 with the default f32 activations: products through
+    /// `format` for inference — bf16 with the default f32 activations: products through
     /// [`kernels::matmul_bf16`], half the weight memory (see [`Decoder::convert_weights`],
     /// [`ClipVisionTower::convert_weights`], [`Compressor::convert_weights`],
-    /// [`Projector::convert_weights`]). Errors: those of [`Decoder::convert_weights`].
-    pub fn convert_weights(&mut self, dtype: DType) -> Result<()> {
-        self.decoder.convert_weights(dtype)?;
+    /// [`Projector::convert_weights`]). q8_0 / q4_0: the parts of [`WeightParts::default`] (the LLM)
+    /// in GGML blocks, the others in bf16 (see [`Vlm::convert_weights_of`]).
+    /// Errors: those of [`Vlm::convert_weights_of`].
+    pub fn convert_weights(&mut self, format: impl Into<WeightFormat>) -> Result<()> {
+        self.convert_weights_of(format.into(), WeightParts::default())
+    }
+
+    /// [`Vlm::convert_weights`] with a choice of parts for q8_0 / q4_0: the parts in `parts` get
+    /// `format`, the others bf16 (the dense fast path); for a dense `format` every part gets it and
+    /// `parts` is ignored. Made from the weights as loaded (the checkpoint's f32/bf16/f16 values widened
+    /// to f32 exactly), with GGML's reference quantisation.
+    ///
+    /// Errors: those of [`Decoder::convert_weights`]; q8_0/q4_0 with LLM activations other than f32
+    /// ([`Error::Invalid`]) or a matrix whose width is not a multiple of 32 ([`Error::Quant`] naming
+    /// the tensor). The LLM is checked and converted first (all or nothing); a later error leaves the
+    /// layers converted before it converted (each layer is either converted or not: the model still runs).
+    pub fn convert_weights_of(&mut self, format: WeightFormat, parts: WeightParts) -> Result<()> {
+        let (llm, vision, compressor, projector) = match format {
+            WeightFormat::Dense(_) => (format, format, format, format),
+            WeightFormat::Quant(_) => {
+                if self.decoder.dtype() != DType::F32 {
+                    return Err(Error::Invalid(format!(
+                        "{format} weights need f32 LLM activations (--dtype f32); the LLM runs in {:?}",
+                        self.decoder.dtype()
+                    )));
+                }
+                let pick = |on: bool| if on { format } else { WeightFormat::Dense(DType::BF16) };
+                (pick(parts.llm), pick(parts.vision), pick(parts.compressor), pick(parts.projector))
+            }
+        };
+        self.decoder.convert_weights(llm)?;
         if self.decoder.dtype() == DType::F32 {
-            self.tower.convert_weights(dtype)?;
-            self.compressor.convert_weights(dtype)?;
-            self.projector.convert_weights(dtype)?;
+            self.tower.convert_weights(vision)?;
+            self.compressor.convert_weights(compressor)?;
+            self.projector.convert_weights(projector)?;
         }
         kernels::memory::release_free_memory();
         Ok(())

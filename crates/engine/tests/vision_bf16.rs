@@ -70,7 +70,7 @@ fn bf16_compressors_and_projectors_stay_within_tolerance_of_reference() {
         qvb.pp("model.mm_projector"),
     )
     .unwrap();
-    quecc.convert_weights(DType::BF16).unwrap();
+    quecc.convert_weights(DType::BF16.into()).unwrap();
     proj.convert_weights(DType::BF16).unwrap();
     let z = quecc.compress(&feats, Some(&io["query"])).unwrap();
     let ez = rel_err(&z, &io["quecc_k4_s4"]);
@@ -82,7 +82,7 @@ fn bf16_compressors_and_projectors_stay_within_tolerance_of_reference() {
     let tvb = vb("tokenpacker_v4.safetensors");
     let cfg = TokenPackerConfig { visual_tokens: 4, ..TokenPackerConfig::new(d, 8) };
     let mut tp = TokenPacker::new(&cfg, Mode::Inference, tvb.pp("model.mm_projector")).unwrap();
-    tp.convert_weights(DType::BF16).unwrap();
+    tp.convert_weights(DType::BF16.into()).unwrap();
     let z = tp.compress(&feats, None).unwrap();
     let et = rel_err(&z, &io["tokenpacker_v4"]);
     println!("bf16 TokenPacker: {et:.2e}");

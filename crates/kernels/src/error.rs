@@ -80,6 +80,10 @@ pub enum Error {
     /// An argument is invalid (e.g. a visual-token count the compressor cannot produce).
     #[error("{0}")]
     Invalid(String),
+    /// A weight cannot be stored or multiplied as q8_0/q4_0 (e.g. its width is not a multiple of 32,
+    /// naming the tensor).
+    #[error(transparent)]
+    Quant(#[from] crate::quant::QuantError),
 }
 
 impl Error {
@@ -87,6 +91,7 @@ impl Error {
     /// prompt length or argument); `false` only for a failure inside a tensor op ([`Error::Candle`]).
     /// The CLI exits with code 2 for user errors, 1 for the others.
     pub fn is_user_error(&self) -> bool {
-        !matches!(self, Error::Candle(_))
+        use crate::quant::QuantError;
+        !matches!(self, Error::Candle(_) | Error::Quant(QuantError::Length { .. } | QuantError::PathUnavailable(_)))
     }
 }

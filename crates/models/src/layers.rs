@@ -8,6 +8,7 @@ use crate::{Error, Mode, Result};
 use candle_core::{DType, Shape, Tensor, D};
 use candle_nn::{Init, VarBuilder};
 use kernels::matmul::matmul;
+use kernels::quant::{QuantLinear, WeightFormat};
 
 /// Strips candle's backtrace/context wrappers to find the underlying error.
 fn root(err: &candle_core::Error) -> &candle_core::Error {
@@ -46,6 +47,11 @@ pub fn weight(vb: &VarBuilder, shape: impl Into<Shape>, name: &str, init: Init) 
 pub struct Linear {
     weight: Tensor,
     bias: Option<Tensor>,
+    /// The weight's checkpoint name (`{prefix}.weight`), for errors of a conversion.
+    name: String,
+    /// The weight as GGML blocks after [`Linear::convert_weights`] to q8_0/q4_0 (then `weight` is an
+    /// empty (0, in) placeholder and the bias lives here too).
+    quant: Option<QuantLinear>,
 }
 
 impl Linear {
@@ -55,26 +61,63 @@ impl Linear {
         let bound = 1.0 / (in_dim as f64).sqrt();
         let w = weight(&vb, (out_dim, in_dim), "weight", Init::Uniform { lo: -bound, up: bound })?;
         let b = if bias { Some(weight(&vb, out_dim, "bias", Init::Uniform { lo: -bound, up: bound })?) } else { None };
-        Ok(Self { weight: w, bias: b })
+        let name = if vb.prefix().is_empty() { "weight".to_string() } else { format!("{}.weight", vb.prefix()) };
+        Ok(Self { weight: w, bias: b, name, quant: None })
     }
 
     /// Builds from tensors already in memory (weight (out, in), bias (out)).
     pub fn from_tensors(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Self { weight, bias }
+        Self { weight, bias, name: "linear weight".to_string(), quant: None }
     }
 
-    /// Stores the weight in `dtype` for inference (bias unchanged). bf16 with f32 inputs runs through
-    /// [`kernels::matmul_bf16`]; such a layer has no backward pass. Errors: candle conversion errors.
-    pub fn convert_weights(&mut self, dtype: candle_core::DType) -> Result<()> {
-        // Detached: the converted weight must not keep the original alive through candle's graph.
-        self.weight = self.weight.to_dtype(dtype)?.detach();
+    /// The same layer with `name` as its weight's name in errors.
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Stores the weight in `format` for inference (see [`WeightFormat`]): a dtype (bias unchanged;
+    /// bf16 with f32 inputs runs through [`kernels::matmul_bf16`]), or q8_0 / q4_0 GGML blocks
+    /// ([`QuantLinear`]: f32 inputs on the CPU; the bias kept in f32). A converted layer has no
+    /// backward pass. Errors: candle conversion errors; for q8_0/q4_0, an input width that is not a
+    /// multiple of 32 ([`kernels::Error::Quant`] naming the tensor) or a layer already quantised.
+    pub fn convert_weights(&mut self, format: impl Into<WeightFormat>) -> Result<()> {
+        if self.quant.is_some() {
+            return Err(Error::Invalid(format!("tensor `{}` is already stored as GGML blocks", self.name)));
+        }
+        match format.into() {
+            WeightFormat::Dense(dtype) => {
+                // Detached: the converted weight must not keep the original alive through candle's graph.
+                self.weight = self.weight.to_dtype(dtype)?.detach();
+            }
+            WeightFormat::Quant(q) => {
+                let layer = QuantLinear::quantize(&self.name, q, &self.weight, self.bias.as_ref())?;
+                self.weight = Tensor::zeros((0, layer.in_features()), DType::F32, self.weight.device())?;
+                self.bias = None;
+                self.quant = Some(layer);
+            }
+        }
         Ok(())
+    }
+
+    /// Bytes of the weight and bias as stored (blocks for q8_0/q4_0).
+    pub fn weight_bytes(&self) -> usize {
+        match &self.quant {
+            Some(q) => q.bytes(),
+            None => {
+                let b = self.bias.as_ref().map_or(0, |b| b.elem_count() * b.dtype().size_in_bytes());
+                self.weight.elem_count() * self.weight.dtype().size_in_bytes() + b
+            }
+        }
     }
 
     /// (…, in) → (…, out), through the selected [`kernels::matmul`] backend; when autograd tracks the
     /// input or the weights (training), through the fused differentiable op
     /// ([`kernels::autograd::linear`]: no input gradient for frozen inputs).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if let Some(q) = &self.quant {
+            return q.forward(x);
+        }
         let tracked = x.track_op() || self.weight.track_op() || self.bias.as_ref().is_some_and(|b| b.track_op());
         if tracked && kernels::autograd::supports(x) && x.dtype() == self.weight.dtype() {
             return kernels::autograd::linear(x, &self.weight, self.bias.as_ref());
@@ -195,11 +238,14 @@ impl MultiheadAttention {
         let bound = (6.0 / (4.0 * embed_dim as f64)).sqrt();
         let w = weight(&vb, (3 * embed_dim, embed_dim), "in_proj_weight", Init::Uniform { lo: -bound, up: bound })?;
         let b = weight(&vb, 3 * embed_dim, "in_proj_bias", Init::Const(0.0))?;
+        let in_proj =
+            if vb.prefix().is_empty() { "in_proj_weight".into() } else { format!("{}.in_proj_weight", vb.prefix()) };
         let part = |i: usize| -> Result<Linear> {
             Ok(Linear::from_tensors(
                 w.narrow(0, i * embed_dim, embed_dim)?,
                 Some(b.narrow(0, i * embed_dim, embed_dim)?),
-            ))
+            )
+            .named(format!("{in_proj} (rows {}..{})", i * embed_dim, (i + 1) * embed_dim)))
         };
         Ok(Self {
             wq: part(0)?,
@@ -212,11 +258,13 @@ impl MultiheadAttention {
         })
     }
 
-    /// Stores the q/k/v and output projection weights in `dtype` for inference (see
-    /// [`Linear::convert_weights`]; biases, scores and softmax stay f32). Errors: candle conversion errors.
-    pub fn convert_weights(&mut self, dtype: candle_core::DType) -> Result<()> {
+    /// Stores the q/k/v and output projection weights in `format` for inference (see
+    /// [`Linear::convert_weights`]; biases, scores and softmax stay f32). Errors: those of
+    /// [`Linear::convert_weights`].
+    pub fn convert_weights(&mut self, format: impl Into<WeightFormat>) -> Result<()> {
+        let format = format.into();
         for l in [&mut self.wq, &mut self.wk, &mut self.wv, &mut self.out_proj] {
-            l.convert_weights(dtype)?;
+            l.convert_weights(format)?;
         }
         Ok(())
     }

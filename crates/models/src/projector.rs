@@ -103,11 +103,12 @@ impl Projector {
         Ok(Self { layers })
     }
 
-    /// Stores the Linear layers' weights in `dtype` for inference ([`Linear::convert_weights`]: bf16
-    /// products through [`kernels::matmul_bf16`], biases f32, no backward pass). Errors: candle
-    /// conversion errors.
-    pub fn convert_weights(&mut self, dtype: candle_core::DType) -> Result<()> {
-        self.layers.iter_mut().try_for_each(|l| l.convert_weights(dtype))
+    /// Stores the Linear layers' weights in `format` for inference ([`Linear::convert_weights`]: bf16
+    /// products through [`kernels::matmul_bf16`], q8_0/q4_0 through [`kernels::quant::QuantLinear`],
+    /// biases f32, no backward pass). Errors: those of [`Linear::convert_weights`].
+    pub fn convert_weights(&mut self, format: impl Into<kernels::quant::WeightFormat>) -> Result<()> {
+        let format = format.into();
+        self.layers.iter_mut().try_for_each(|l| l.convert_weights(format))
     }
 
     /// (…, d) → (…, H). GELU is exact (erf) as `torch.nn.GELU()`.

@@ -110,11 +110,22 @@ pub struct InferArgs {
     /// Timed repetitions (best reported).
     #[arg(long, default_value_t = 1)]
     pub repeats: usize,
-    /// Weight dtypes to run, in order (comma-separated): f32 (the parity path) and/or bf16 (matrix
-    /// weights of the vision tower, compressors, projector and LLM in bf16, activations f32; the f32 weights are dropped
-    /// before it runs).
+    /// Weight formats to run, in order (comma-separated): f32 (the parity path), bf16 (matrix
+    /// weights of the vision tower, compressors, projector and LLM in bf16, activations f32; the f32
+    /// weights are dropped before it runs), q8_0 / q4_0 (GGML blocks for the parts of --quant-parts,
+    /// the rest bf16). f32 must come first; each later format runs on newly created random weights.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "f32,bf16")]
     pub weights: Vec<super::generate::Weights>,
+    /// The parts stored as q8_0 / q4_0 in those runs (comma-separated: llm, vision, compressor,
+    /// projector, or all); default llm.
+    #[arg(long, value_name = "PARTS")]
+    pub quant_parts: Option<String>,
+    /// Also run llama.cpp (peers/llama_cpp_peer.py: built once from the llama-cpp-python sdist into a
+    /// cache outside the sources, which takes tens of minutes on 2 cores) on the same LLM weights as
+    /// GGUF, in each of the bf16 / q8_0 / q4_0 formats of --weights: prefill at each Q + V and decode
+    /// at depth 0 and at the largest Q + V (llama-bench). If it cannot be built, the bench says so.
+    #[arg(long)]
+    pub llama_cpp: bool,
     /// Skip the peers (candle-transformers in-process, PyTorch via peers/bench_infer_torch.py).
     #[arg(long)]
     pub no_peer: bool,
@@ -338,14 +349,20 @@ fn infer(a: InferArgs) -> Result<()> {
         .into());
     }
     use super::generate::Weights;
-    let dtypes: Vec<DType> =
-        a.weights.iter().map(|w| if *w == Weights::Bf16 { DType::BF16 } else { DType::F32 }).collect();
-    if dtypes.iter().skip_while(|d| **d == DType::F32).any(|d| *d == DType::F32) {
+    use engine::model::{WeightFormat, WeightParts};
+    if a.weights.iter().skip_while(|w| **w == Weights::F32).any(|w| *w == Weights::F32) {
         return Err(super::UsageError(
-            "--weights: f32 must come before bf16 (the bf16 run drops the f32 weights)".into(),
+            "--weights: f32 must come first (the other formats drop the f32 weights)".into(),
         )
         .into());
     }
+    let quantised = a.weights.iter().any(|w| matches!(w, Weights::Q8_0 | Weights::Q4_0));
+    let parts = match &a.quant_parts {
+        Some(p) if quantised => WeightParts::parse(p).map_err(|e| super::UsageError(format!("--quant-parts: {e}")))?,
+        Some(_) => return Err(super::UsageError("--quant-parts applies to --weights q8_0 or q4_0".into()).into()),
+        None => WeightParts::default(),
+    };
+    let formats: Vec<WeightFormat> = a.weights.iter().map(|w| w.format()).collect();
     let cfg = qwen15_config(a.size.name())?;
     let n = cfg.num_parameters();
     let dev = Device::Cpu;
@@ -361,24 +378,44 @@ fn infer(a: InferArgs) -> Result<()> {
         kernels::matmul::matmul_backend(),
         kernels::matmul_bf16::bf16_kernels()
     );
+    if quantised {
+        println!(
+            "quantised kernels: {} (decode: int8 block dot products; prefill from {} rows: dequantised bf16 panels into the bf16 tile kernel); q8_0/q4_0 parts: {parts}, other parts bf16",
+            kernels::quant::QuantPath::best(),
+            kernels::quant::linear::PANEL_MIN_ROWS
+        );
+        if let Some(note) = kernels::quant::fallback_note() {
+            println!("{note}");
+        }
+    }
     let peers = if a.no_peer { None } else { locate_peers(a.peers_dir.as_deref(), &a.python)? };
     let bench = InferBench::new(cfg.clone(), &dev);
+    // The llama.cpp peer runs after ours, on the LLM weights as they are now (exported before the
+    // first conversion drops them).
+    let llama = if a.llama_cpp { Some(prepare_llama_cpp_peer(&a, &bench)?) } else { None };
     let mut last_rows: Vec<InferRow> = vec![];
     let mut peer_done = a.no_peer;
-    for &dt in &dtypes {
-        let tag = if dt == DType::BF16 { "bf16" } else { "f32 " };
-        if dt == DType::BF16 && !peer_done {
+    for &fmt in &formats {
+        let tag = format!("{:<4}", fmt.name());
+        if fmt != WeightFormat::Dense(DType::F32) && !peer_done {
             candle_transformers_peer(&a, &bench, &vs)?;
             peer_done = true;
         }
-        // A decode step reads every LLM weight once (a tied head once): N · bytes per weight.
-        let gb_per_token = n as f64 * dt.size_in_bytes() as f64 / 1e9;
-        let run = bench.run(&vs, a.text_tokens, a.decode_steps, a.repeats, dt, |r| {
+        // A decode step reads every LLM weight once (a tied head once): N · bytes per weight (the
+        // norms and biases, f32, are a negligible part); and the KV cache of the context (f32 K and V
+        // per layer), here taken at the prompt's length Q + V.
+        let weight_gb = n as f64 * fmt.bytes_per_weight() / 1e9;
+        let kv_gb =
+            |ctx: usize| (2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * 4 * ctx) as f64 / 1e9;
+        let run = bench.run(&vs, a.text_tokens, a.decode_steps, a.repeats, fmt, parts, |r| {
+            let kv = kv_gb(r.text_tokens + r.visual_tokens);
+            let gbps = (weight_gb + kv) / (r.decode_ms_per_token / 1e3);
             println!(
-                "vlm {tag} {r} ({:.0} % of the f32 limit); decode {:.1} GB/s ({:.0} % of the read bandwidth)",
+                "vlm {tag} {r} ({:.0} % of the f32 limit); decode reads {:.0} MB weights + {:.0} MB KV cache per token: {gbps:.1} GB/s ({:.0} % of the read bandwidth)",
                 100.0 * r.prefill_gflops_per_s / limit,
-                gb_per_token / (r.decode_ms_per_token / 1e3),
-                100.0 * gb_per_token / (r.decode_ms_per_token / 1e3) / bandwidth
+                weight_gb * 1e3,
+                kv * 1e3,
+                100.0 * gbps / bandwidth
             )
         })?;
         let rows = run.rows;
@@ -395,8 +432,10 @@ fn infer(a: InferArgs) -> Result<()> {
         let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
         match run.peak_rss_bytes {
             Some(p) => println!(
-                "vlm {tag} memory: peak resident {:.2} GiB during the run, weights {:.2} GiB (matrices of the tower, compressors, projector and LLM in {:?}) → {:.2}× the weights",
-                gib(p), gib(run.weight_bytes), run.weight_dtype, p as f64 / run.weight_bytes as f64
+                "vlm {tag} memory: peak resident {:.2} GiB during the run, weights {:.2} GiB (LLM {:.2} GiB in {}; tower, compressors, projector: {}) → {:.2}× the weights",
+                gib(p), gib(run.weight_bytes), gib(run.llm_weight_bytes), run.weight_format,
+                if matches!(fmt, WeightFormat::Quant(_)) { format!("bf16 unless in the {fmt} parts ({parts})") } else { fmt.name() },
+                p as f64 / run.weight_bytes as f64
             ),
             None => println!("vlm {tag} memory: weights {:.2} GiB; peak resident set not available here", gib(run.weight_bytes)),
         }
@@ -406,10 +445,18 @@ fn infer(a: InferArgs) -> Result<()> {
         candle_transformers_peer(&a, &bench, &vs)?;
     }
     if let Some(peers) = &peers {
-        for dt in &dtypes {
-            pytorch_infer_peer(&a, peers, &vs, if *dt == DType::BF16 { "bfloat16" } else { "float32" });
+        for fmt in &formats {
+            match fmt {
+                WeightFormat::Dense(DType::F32) => pytorch_infer_peer(&a, peers, &vs, "float32"),
+                WeightFormat::Dense(DType::BF16) => pytorch_infer_peer(&a, peers, &vs, "bfloat16"),
+                _ => {}
+            }
         }
     }
+    if let Some(dir) = &llama {
+        llama_cpp_peer(&a, dir.path(), &formats, &vs, threads);
+    }
+    println!("after the run: {}", load_average());
     if let Some(p) = &a.profile {
         let machine = format!("{threads} threads, candle CPU; vlmscale bench infer --size {}", a.size.name());
         let prof = latency_profile(&last_rows, n, &machine)?;
@@ -588,6 +635,85 @@ fn train(a: TrainArgs) -> Result<()> {
         std::fs::write(path, serde_json::to_string_pretty(&v)?)?;
     }
     Ok(())
+}
+
+/// The LLM weights (f32 safetensors) and `config.json` written to a temporary folder for the llama.cpp
+/// peer. Errors: writing them.
+fn prepare_llama_cpp_peer(a: &InferArgs, bench: &bench::infer::InferBench) -> Result<tempfile::TempDir> {
+    let dir = tempfile::Builder::new().prefix("vlmscale-llama-cpp-").tempdir()?;
+    bench.export_llm(&dir.path().join("model.safetensors"))?;
+    let cfg = bench::infer::qwen15_config_json(a.size.name())?;
+    std::fs::write(dir.path().join("config.json"), serde_json::to_string_pretty(&cfg)?)?;
+    Ok(dir)
+}
+
+/// llama.cpp's `llama-bench` on the exported weights (peers/llama_cpp_peer.py) in each of the bf16 /
+/// q8_0 / q4_0 `formats`: prefill at each Q + V, decode at depth 0 and at the largest Q + V. Prints
+/// its rows, or why it did not run.
+fn llama_cpp_peer(
+    a: &InferArgs,
+    dir: &std::path::Path,
+    formats: &[engine::model::WeightFormat],
+    vs: &[usize],
+    threads: usize,
+) {
+    let fmts: Vec<String> = formats.iter().map(|f| f.name()).filter(|f| f != "f32").collect();
+    if fmts.is_empty() {
+        println!("peer llama.cpp: NOT run (it runs the bf16, q8_0 and q4_0 formats of --weights; none given)");
+        return;
+    }
+    let peers = match PeersDir::locate(a.peers_dir.as_deref()) {
+        Ok(p) => p,
+        Err(e) => {
+            println!("peer llama.cpp: NOT run: {e}");
+            return;
+        }
+    };
+    let lens: Vec<String> = vs.iter().map(|v| (v + a.text_tokens).to_string()).collect();
+    let depth = vs.iter().max().map_or(0, |v| v + a.text_tokens);
+    let spin = ProgressBar::new_spinner();
+    spin.set_message("llama.cpp peer (first run: builds llama.cpp, tens of minutes)…");
+    spin.enable_steady_tick(std::time::Duration::from_millis(500));
+    let out = std::process::Command::new(&a.python)
+        .arg(peers.script("llama_cpp_peer.py"))
+        .arg("bench")
+        .arg("--weights")
+        .arg(dir.join("model.safetensors"))
+        .arg("--config")
+        .arg(dir.join("config.json"))
+        .arg("--workdir")
+        .arg(dir.join("gguf"))
+        .args(["--formats", &fmts.join(","), "--prompts", &lens.join(","), "--depth", &depth.to_string()])
+        .args(["--threads", &threads.to_string(), "--repeats", &a.repeats.max(2).to_string()])
+        .args(["--decode-tokens", &a.decode_steps.max(1).to_string()])
+        .output();
+    spin.finish_and_clear();
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => return println!("peer llama.cpp: could not run `{}` ({e})", a.python),
+    };
+    let mut any = false;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        if let Some(e) = v["error"].as_str() {
+            println!("peer llama.cpp: could not build or run it: {e}");
+            continue;
+        }
+        any = true;
+        let ms = v["ms"].as_f64().unwrap_or(f64::NAN);
+        let f = v["format"].as_str().unwrap_or("?");
+        match v["test"].as_str() {
+            Some("prefill") => println!("peer llama.cpp {f:<4} prefill {:>4} tokens {ms:>8.1} ms", v["tokens"]),
+            _ => println!("peer llama.cpp {f:<4} decode at depth {:>4} {ms:>6.1} ms/token", v["depth"]),
+        }
+    }
+    if !out.status.success() && !any {
+        println!(
+            "peer llama.cpp: NOT run ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+        );
+    }
 }
 
 /// PyTorch (transformers' CLIPVisionModel + Qwen2ForCausalLM, `dtype` float32 or bfloat16, 2 threads)

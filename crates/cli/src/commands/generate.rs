@@ -42,7 +42,9 @@ pub struct Args {
     pub dtype: Dtype,
     /// Matrix weights of the vision tower, compressor, projector and LLM: f32, or bf16 with f32
     /// activations (AMX / AVX512-BF16 / AVX-512 kernels; half the memory; within about 2 % of f32 on
-    /// the test models).
+    /// the test models), or GGML's q8_0 / q4_0 blocks made at load time for the parts named by
+    /// --quant-parts (the others bf16; f32 activations; int8 dot products for decode). A matrix
+    /// whose width is not a multiple of 32 cannot be quantised: the error names it.
     #[arg(long, value_enum, default_value_t = Weights::F32)]
     pub weights: Weights,
     /// Training-free visual-token reduction for plain LLaVA checkpoints (docs/token-reduction.md):
@@ -56,6 +58,10 @@ pub struct Args {
     /// FastV's layer K: layers 0..K see every image token, layers ≥ K the V kept ones.
     #[arg(long, value_name = "K", default_value_t = models::reduction::DEFAULT_FASTV_LAYER)]
     pub fastv_layer: usize,
+    /// With --weights q8_0 or q4_0: the parts stored in that format (comma-separated: llm, vision,
+    /// compressor, projector, or all); the others are bf16.
+    #[arg(long, value_name = "PARTS")]
+    pub quant_parts: Option<String>,
 }
 
 /// `--token-reduction` methods (see `models::reduction`).
@@ -130,6 +136,47 @@ pub enum Weights {
     F32,
     /// bf16 matrices with f32 activations.
     Bf16,
+    /// GGML Q8_0 blocks (32 int8 weights, one f16 scale: 8.5 bits per weight), f32 activations.
+    #[value(name = "q8_0")]
+    Q8_0,
+    /// GGML Q4_0 blocks (32 4-bit weights, one f16 scale: 4.5 bits per weight), f32 activations.
+    #[value(name = "q4_0")]
+    Q4_0,
+}
+
+impl Weights {
+    /// The engine's weight format.
+    pub fn format(self) -> engine::model::WeightFormat {
+        use engine::model::{QuantFormat, WeightFormat};
+        match self {
+            Weights::F32 => WeightFormat::Dense(DType::F32),
+            Weights::Bf16 => WeightFormat::Dense(DType::BF16),
+            Weights::Q8_0 => WeightFormat::Quant(QuantFormat::Q8_0),
+            Weights::Q4_0 => WeightFormat::Quant(QuantFormat::Q4_0),
+        }
+    }
+
+    /// Checks `--weights` against the activation dtype and `--quant-parts` before anything is loaded:
+    /// bf16, q8_0 and q4_0 weights need f32 activations; `--quant-parts` needs q8_0 or q4_0. Returns the
+    /// parts to quantise. Errors: a usage error naming the meaningless combination.
+    pub fn check(self, dtype: DType, quant_parts: Option<&str>) -> Result<engine::model::WeightParts> {
+        let name = self.format().name();
+        if self != Weights::F32 && dtype != DType::F32 {
+            return Err(super::UsageError(format!(
+                "--weights {name} needs --dtype f32 (f32 activations); got --dtype {}",
+                dtype.as_str()
+            ))
+            .into());
+        }
+        match (self, quant_parts) {
+            (Weights::Q8_0 | Weights::Q4_0, Some(p)) => engine::model::WeightParts::parse(p)
+                .map_err(|e| super::UsageError(format!("--quant-parts: {e}")).into()),
+            (_, Some(_)) => {
+                Err(super::UsageError(format!("--quant-parts applies to --weights q8_0 or q4_0, not {name}")).into())
+            }
+            _ => Ok(engine::model::WeightParts::default()),
+        }
+    }
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -143,17 +190,16 @@ pub fn run(a: Args) -> Result<()> {
         seed: a.seed,
         token_reduction: reduction,
     };
-    let weights = match a.weights {
-        Weights::F32 => None,
-        Weights::Bf16 if dtype == DType::F32 => Some(DType::BF16),
-        Weights::Bf16 => {
-            return Err(super::UsageError("--weights bf16 needs --dtype f32 (f32 activations)".into()).into())
+    let parts = a.weights.check(dtype, a.quant_parts.as_deref())?;
+    if matches!(a.weights, Weights::Q8_0 | Weights::Q4_0) {
+        if let Some(note) = kernels::quant::fallback_note() {
+            eprintln!("{note}");
         }
-    };
+    }
     let load = LoadOptions { token_reduction: reduction.is_some() };
     let mut vlm = Vlm::load_with(&a.model, a.vision_tower.as_deref(), dtype, &Device::Cpu, &load)?;
-    if let Some(w) = weights {
-        vlm.convert_weights(w)?;
+    if a.weights != Weights::F32 {
+        vlm.convert_weights_of(a.weights.format(), parts)?;
     }
     let stdout = std::io::stdout();
     let ans = vlm.answer(&a.image, &a.prompt, &opts, |piece| {

@@ -10,11 +10,14 @@
 //!   forcible through [`matmul_with`].
 //! - [`matvec`] (decode) / [`matmul`] (several rows) / [`matmul_bf16_panels`] (prefill through the
 //!   bf16 tile kernel).
+//! - [`QuantLinear`]: the inference layer on candle tensors (decode through the int8 dot kernel,
+//!   prefill through bf16 panels), and [`WeightFormat`], what `convert_weights` converts to.
 //!
 //! Source of record: ggml `ggml-common.h` and `ggml-quants.c` (llama.cpp repository); the `gguf`
 //! Python package's `gguf.quants` (committed fixtures in `tests/fixtures/quant`).
 pub mod act;
 pub mod block;
+pub mod linear;
 pub mod matrix;
 pub mod path;
 pub mod product;
@@ -24,6 +27,7 @@ mod x86;
 
 pub use act::ActQ8;
 pub use block::{BlockQ4_0, BlockQ8_0, QK};
+pub use linear::{fallback_note, QuantLinear, WeightFormat};
 pub use matrix::{QuantFormat, QuantMatrix};
 pub use path::QuantPath;
 pub use product::{matmul, matmul_bf16_panels, matmul_with, matvec};

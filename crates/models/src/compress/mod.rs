@@ -42,12 +42,14 @@ pub trait Compressor: Send + Sync {
     fn needs_query(&self) -> bool;
     /// Whether [`Self::compress`] needs the multi-level features.
     fn needs_multi(&self) -> bool;
-    /// Stores the compressor's matrix weights in `dtype` for inference: bf16 with f32 activations runs
-    /// the products through [`kernels::matmul_bf16`] (norms, biases, the conv and attention scores stay
-    /// f32); a converted compressor has no backward pass. Compressors without matrices (pooling, none)
-    /// keep the default, which does nothing. Errors: candle conversion errors.
-    fn convert_weights(&mut self, dtype: candle_core::DType) -> Result<()> {
-        let _ = dtype;
+    /// Stores the compressor's matrix weights in `format` for inference: bf16 with f32 activations runs
+    /// the products through [`kernels::matmul_bf16`], q8_0/q4_0 through [`kernels::quant::QuantLinear`]
+    /// (norms, biases, the conv and attention scores stay f32); a converted compressor has no backward
+    /// pass. Compressors without matrices (pooling, none) keep the default, which does nothing.
+    /// Errors: candle conversion errors; q8_0/q4_0 with a matrix width not a multiple of 32 (naming
+    /// the tensor).
+    fn convert_weights(&mut self, format: kernels::quant::WeightFormat) -> Result<()> {
+        let _ = format;
         Ok(())
     }
 }

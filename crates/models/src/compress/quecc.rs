@@ -204,14 +204,14 @@ impl Compressor for Quecc {
         let values = self.v_proj.1.forward(&self.v_proj.0.forward(multi)?)?;
         self.attn.forward(&q, &keys, &values, self.cfg.grid, h)
     }
-    fn convert_weights(&mut self, dtype: candle_core::DType) -> Result<()> {
+    fn convert_weights(&mut self, format: kernels::quant::WeightFormat) -> Result<()> {
         if let Some((linear, _)) = &mut self.text_projection {
-            linear.convert_weights(dtype)?;
+            linear.convert_weights(format)?;
         }
         for (mlp, _) in [&mut self.q_proj, &mut self.k_proj, &mut self.v_proj] {
-            mlp.convert_weights(dtype)?;
+            mlp.convert_weights(format)?;
         }
-        self.attn.convert_weights(dtype)
+        self.attn.convert_weights(format)
     }
 
     fn visual_tokens(&self) -> usize {

@@ -135,11 +135,11 @@ impl Compressor for TokenPacker {
         let q = self.ln_q_1.forward(&self.q_proj_1.forward(&q)?)?;
         self.attn.forward(&q, &keys, &values, self.cfg.grid, self.out_grid)
     }
-    fn convert_weights(&mut self, dtype: candle_core::DType) -> Result<()> {
-        self.q_proj_1.convert_weights(dtype)?;
-        self.k_proj_1.convert_weights(dtype)?;
-        self.v_proj_1.convert_weights(dtype)?;
-        self.attn.convert_weights(dtype)
+    fn convert_weights(&mut self, format: kernels::quant::WeightFormat) -> Result<()> {
+        self.q_proj_1.convert_weights(format)?;
+        self.k_proj_1.convert_weights(format)?;
+        self.v_proj_1.convert_weights(format)?;
+        self.attn.convert_weights(format)
     }
 
     fn visual_tokens(&self) -> usize {

@@ -21,11 +21,12 @@ impl FeatureMlp {
         Ok(Self { fc1: Linear::new(in_dim, dim, true, vb.pp(0))?, fc2: Linear::new(dim, dim, true, vb.pp(2))? })
     }
 
-    /// Stores both weight matrices in `dtype` for inference ([`Linear::convert_weights`]).
+    /// Stores both weight matrices in `format` for inference ([`Linear::convert_weights`]).
     /// Errors: candle conversion errors.
-    pub fn convert_weights(&mut self, dtype: candle_core::DType) -> Result<()> {
-        self.fc1.convert_weights(dtype)?;
-        self.fc2.convert_weights(dtype)
+    pub fn convert_weights(&mut self, format: impl Into<kernels::quant::WeightFormat>) -> Result<()> {
+        let format = format.into();
+        self.fc1.convert_weights(format)?;
+        self.fc2.convert_weights(format)
     }
 
     /// (…, in) → (…, d).
@@ -47,10 +48,11 @@ impl WindowAttention {
         Ok(Self { attn: MultiheadAttention::new(dim, num_heads, mode, vb)? })
     }
 
-    /// Stores the attention's projection weights in `dtype` for inference
+    /// Stores the attention's projection weights in `format` for inference
     /// ([`MultiheadAttention::convert_weights`]). Errors: candle conversion errors.
-    pub fn convert_weights(&mut self, dtype: candle_core::DType) -> Result<()> {
-        self.attn.convert_weights(dtype)
+    pub fn convert_weights(&mut self, format: impl Into<kernels::quant::WeightFormat>) -> Result<()> {
+        let format = format.into();
+        self.attn.convert_weights(format)
     }
 
     /// queries (B, g², d) in row-major grid order; keys, values (B, G², d) → (B, g², d).

@@ -6,6 +6,7 @@ use super::{DecoderConfig, KvCache, RotaryEmbedding};
 use crate::Mode;
 use crate::Result;
 use kernels::matmul::{matmul, nn_linear};
+use kernels::quant::{QuantLinear, WeightFormat};
 
 /// Multi-head attention of one decoder layer: q/k/v/o projections (`{vb}.q_proj` …), GQA with
 /// `num_attention_heads / num_key_value_heads` query heads per key/value head.
@@ -19,6 +20,9 @@ pub struct Attention {
     /// for inference: one product (one pass over the input, one thread dispatch) instead of three.
     /// `q_proj`/`k_proj`/`v_proj` then hold row views of it (no second copy).
     qkv: Option<Linear>,
+    /// The stacked q|k|v and the o projection as GGML blocks after [`Attention::convert_weights`] to
+    /// q8_0/q4_0 (the candle layers above are then empty (0, in) placeholders).
+    quant: Option<(QuantLinear, QuantLinear)>,
     num_heads: usize,
     num_kv_heads: usize,
     head_dim: usize,
@@ -66,6 +70,7 @@ impl Attention {
             v_proj: linear_b(h, kv, cfg.qkv_bias, vb.pp("v_proj"))?,
             o_proj: linear_b(q, h, cfg.o_bias, vb.pp("o_proj"))?,
             qkv: None,
+            quant: None,
             num_heads: cfg.num_attention_heads,
             num_kv_heads: cfg.num_key_value_heads,
             head_dim: cfg.head_dim,
@@ -105,9 +110,38 @@ impl Attention {
         }
     }
 
-    /// Converts the projection weights to `dtype` (biases stay as they are) and stacks q/k/v into one
-    /// matrix; see [`super::Decoder::convert_weights`].
-    pub(crate) fn convert_weights(&mut self, dtype: DType) -> Result<()> {
+    /// Converts the projection weights to `format` (biases stay as they are; for q8_0/q4_0 kept in f32
+    /// beside the blocks) and stacks q/k/v into one matrix; `prefix` (`model.layers.{i}.self_attn`)
+    /// names the tensors in errors. See [`super::Decoder::convert_weights`].
+    pub(crate) fn convert_weights(&mut self, format: WeightFormat, prefix: &str) -> Result<()> {
+        let dtype = match format {
+            WeightFormat::Dense(dtype) => dtype,
+            WeightFormat::Quant(q) => {
+                let (fused, _) =
+                    stack_linears(&[&self.q_proj, &self.k_proj, &self.v_proj], self.o_proj.weight().dtype())?;
+                let qkv = QuantLinear::quantize(
+                    &format!("{prefix}.q_proj.weight (stacked with k_proj, v_proj)"),
+                    q,
+                    fused.weight(),
+                    fused.bias(),
+                )?;
+                let o = QuantLinear::quantize(
+                    &format!("{prefix}.o_proj.weight"),
+                    q,
+                    self.o_proj.weight(),
+                    self.o_proj.bias(),
+                )?;
+                let empty = |l: &Linear| -> Result<Linear> {
+                    let w = l.weight();
+                    Ok(Linear::new(Tensor::zeros((0, w.dim(1)?), w.dtype(), w.device())?, None))
+                };
+                [self.q_proj, self.k_proj, self.v_proj, self.o_proj] =
+                    [empty(&self.q_proj)?, empty(&self.k_proj)?, empty(&self.v_proj)?, empty(&self.o_proj)?];
+                self.qkv = None;
+                self.quant = Some((qkv, o));
+                return Ok(());
+            }
+        };
         self.o_proj = convert_linear(&self.o_proj, dtype)?;
         let (fused, views) = stack_linears(&[&self.q_proj, &self.k_proj, &self.v_proj], dtype)?;
         [self.q_proj, self.k_proj, self.v_proj] =
@@ -116,12 +150,28 @@ impl Attention {
         Ok(())
     }
 
+    /// The stacked q|k|v projection of `xs` (B, L, H) → (B, L, q + 2·kv) when converted, else `None`.
+    fn stacked_qkv(&self, xs: &Tensor) -> Result<Option<Tensor>> {
+        match (&self.quant, &self.qkv) {
+            (Some((qkv, _)), _) => Ok(Some(qkv.forward(xs)?)),
+            (None, Some(fused)) => Ok(Some(nn_linear(xs, fused)?)),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// The output projection of the attention output (B, L, nh·d) → (B, L, H).
+    fn project_out(&self, out: &Tensor) -> Result<Tensor> {
+        match &self.quant {
+            Some((_, o)) => o.forward(out),
+            None => nn_linear(out, &self.o_proj),
+        }
+    }
+
     /// q, k, v projections of `xs` (B, L, H), each (B, L, width): one stacked product when converted.
     fn project_qkv(&self, xs: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
-        match &self.qkv {
-            Some(fused) => {
+        match self.stacked_qkv(xs)? {
+            Some(y) => {
                 let (q, kv) = (self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim);
-                let y = nn_linear(xs, fused)?;
                 Ok((y.narrow(D::Minus1, 0, q)?, y.narrow(D::Minus1, q, kv)?, y.narrow(D::Minus1, q + kv, kv)?))
             }
             None => Ok((nn_linear(xs, &self.q_proj)?, nn_linear(xs, &self.k_proj)?, nn_linear(xs, &self.v_proj)?)),
@@ -192,19 +242,15 @@ impl Attention {
     ) -> Result<Tensor> {
         let (b, l, _) = xs.dims3()?;
         let (nh, nkv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let fused_split = match &self.qkv {
-            Some(fused)
-                if mode == Mode::Inference
-                    && xs.dtype() == DType::F32
-                    && rope.is_f32()
-                    && xs.device().is_cpu()
-                    && !xs.track_op() =>
-            {
-                let y = nn_linear(xs, fused)?;
-                // Converted weights, CPU inference: split and rotate the stacked output in one pass.
-                Some(rope.split_qkv_rotated(&y, (nh, nkv), d, start)?)
-            }
-            _ => None,
+        let inference_f32 = mode == Mode::Inference
+            && xs.dtype() == DType::F32
+            && rope.is_f32()
+            && xs.device().is_cpu()
+            && !xs.track_op();
+        let fused_split = match inference_f32 {
+            // Converted weights, CPU inference: split and rotate the stacked output in one pass.
+            true => self.stacked_qkv(xs)?.map(|y| rope.split_qkv_rotated(&y, (nh, nkv), d, start)).transpose()?,
+            false => None,
         };
         let (q, k, v) = match fused_split {
             Some(qkv) => qkv,
@@ -224,7 +270,7 @@ impl Attention {
         if mode == Mode::Inference && q.dtype() == DType::F32 && q.device().is_cpu() {
             // One op: causal, GQA, over the cache's views (no score/mask tensors, no K/V copies).
             let out = kernels::attention::cached_attention(&q, &k, &v, scale)?;
-            return nn_linear(&out, &self.o_proj);
+            return self.project_out(&out);
         }
         let lk = k.dim(2)?;
         // GQA without copying K/V: the n_rep query heads sharing a K/V head are adjacent, so
@@ -244,6 +290,6 @@ impl Attention {
         };
         let probs = crate::layers::softmax_last(&scores, mode)?.reshape((b, nkv, n_rep * l, lk))?;
         let out = matmul(&probs, &v)?.reshape((b, nh, l, d))?.transpose(1, 2)?.reshape((b, l, nh * d))?;
-        nn_linear(&out, &self.o_proj)
+        self.project_out(&out)
     }
 }

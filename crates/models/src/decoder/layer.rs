@@ -30,10 +30,11 @@ impl DecoderLayer {
         })
     }
 
-    /// Converts the attention and MLP weights to `dtype` (norms and biases unchanged).
-    pub(crate) fn convert_weights(&mut self, dtype: candle_core::DType) -> Result<()> {
-        self.self_attn.convert_weights(dtype)?;
-        self.mlp.convert_weights(dtype)
+    /// Converts the attention and MLP weights to `format` (norms and biases unchanged); `prefix`
+    /// (`model.layers.{i}`) names the tensors in errors.
+    pub(crate) fn convert_weights(&mut self, format: kernels::quant::WeightFormat, prefix: &str) -> Result<()> {
+        self.self_attn.convert_weights(format, &format!("{prefix}.self_attn"))?;
+        self.mlp.convert_weights(format, &format!("{prefix}.mlp"))
     }
 
     /// Inference at explicit positions (FastV's kept tokens): (B, L', H) → (B, L', H), see

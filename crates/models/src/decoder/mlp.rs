@@ -1,10 +1,11 @@
 //! SwiGLU MLP (HF `Qwen2MLP` / `LlamaMLP`): `down(silu(gate(x)) · up(x))`.
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 use candle_nn::{linear_b, Linear, VarBuilder};
 
 use super::DecoderConfig;
 use crate::Result;
 use kernels::matmul::nn_linear;
+use kernels::quant::{QuantLinear, WeightFormat};
 
 /// The feed-forward block of one decoder layer.
 #[derive(Debug, Clone)]
@@ -15,6 +16,9 @@ pub struct Mlp {
     /// gate|up stacked into one (2·I, H) matrix by [`Mlp::convert_weights`] for inference (one product
     /// instead of two); `gate_proj`/`up_proj` then hold row views of it.
     gate_up: Option<Linear>,
+    /// The stacked gate|up and the down projection as GGML blocks after [`Mlp::convert_weights`] to
+    /// q8_0/q4_0 (the candle layers above are then empty (0, in) placeholders).
+    quant: Option<(QuantLinear, QuantLinear)>,
 }
 
 impl Mlp {
@@ -26,6 +30,7 @@ impl Mlp {
             up_proj: linear_b(h, i, b, vb.pp("up_proj"))?,
             down_proj: linear_b(i, h, b, vb.pp("down_proj"))?,
             gate_up: None,
+            quant: None,
         })
     }
 
@@ -43,8 +48,37 @@ impl Mlp {
         }
     }
 
-    /// Converts the projection weights to `dtype` (biases unchanged).
-    pub(crate) fn convert_weights(&mut self, dtype: DType) -> Result<()> {
+    /// Converts the projection weights to `format` (biases unchanged; for q8_0/q4_0 kept in f32 beside
+    /// the blocks); `prefix` (`model.layers.{i}.mlp`) names the tensors in errors.
+    pub(crate) fn convert_weights(&mut self, format: WeightFormat, prefix: &str) -> Result<()> {
+        let dtype = match format {
+            WeightFormat::Dense(dtype) => dtype,
+            WeightFormat::Quant(q) => {
+                let dt = self.down_proj.weight().dtype();
+                let (fused, _) = super::attention::stack_linears(&[&self.gate_proj, &self.up_proj], dt)?;
+                let gate_up = QuantLinear::quantize(
+                    &format!("{prefix}.gate_proj.weight (stacked with up_proj)"),
+                    q,
+                    fused.weight(),
+                    fused.bias(),
+                )?;
+                let down = QuantLinear::quantize(
+                    &format!("{prefix}.down_proj.weight"),
+                    q,
+                    self.down_proj.weight(),
+                    self.down_proj.bias(),
+                )?;
+                let empty = |l: &Linear| -> Result<Linear> {
+                    let w = l.weight();
+                    Ok(Linear::new(Tensor::zeros((0, w.dim(1)?), w.dtype(), w.device())?, None))
+                };
+                [self.gate_proj, self.up_proj, self.down_proj] =
+                    [empty(&self.gate_proj)?, empty(&self.up_proj)?, empty(&self.down_proj)?];
+                self.gate_up = None;
+                self.quant = Some((gate_up, down));
+                return Ok(());
+            }
+        };
         self.down_proj = super::attention::convert_linear(&self.down_proj, dtype)?;
         let (fused, views) = super::attention::stack_linears(&[&self.gate_proj, &self.up_proj], dtype)?;
         [self.gate_proj, self.up_proj] =
@@ -55,6 +89,10 @@ impl Mlp {
 
     /// (B, L, H) → (B, L, H). `silu` has a backward pass in candle, so one path serves both modes.
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        if let Some((gate_up, down)) = &self.quant {
+            // q8_0/q4_0 weights (f32 CPU inference only): silu(gate)·up straight from the stacked output.
+            return down.forward(&kernels::autograd::silu_mul_halves(&gate_up.forward(xs)?)?);
+        }
         let (gate, up) = match &self.gate_up {
             Some(fused) => {
                 let y = nn_linear(xs, fused)?;

@@ -31,6 +31,17 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, Linear, VarBuilder};
 
 use crate::{Error, Mode, Result};
+use kernels::quant::{QuantFormat, QuantLinear, WeightFormat};
+
+/// The token embeddings and LM head as GGML blocks (after [`Decoder::convert_weights`] to q8_0/q4_0).
+#[derive(Debug, Clone)]
+struct QuantEnds {
+    format: QuantFormat,
+    /// `model.embed_tokens.weight` (vocab, H): rows dequantised on lookup; the LM head when tied.
+    embed: QuantLinear,
+    /// `lm_head.weight` (vocab, H) when not tied.
+    lm_head: Option<QuantLinear>,
+}
 
 /// The language model: token embeddings, decoder layers, final norm and LM head.
 #[derive(Debug, Clone)]
@@ -45,6 +56,8 @@ pub struct Decoder {
     mode: Mode,
     dtype: DType,
     weight_dtype: DType,
+    /// Set when the matrices are GGML blocks; the candle embedding and head are then empty placeholders.
+    quant: Option<QuantEnds>,
     device: Device,
 }
 
@@ -78,6 +91,7 @@ impl Decoder {
             mode: Mode::Inference,
             dtype: vb.dtype(),
             weight_dtype: vb.dtype(),
+            quant: None,
             device: vb.device().clone(),
         })
     }
@@ -103,20 +117,31 @@ impl Decoder {
     }
 
     /// dtype of the matrix weights (embeddings, projections, LM head): [`Decoder::dtype`] unless
-    /// converted with [`Decoder::convert_weights`].
+    /// converted with [`Decoder::convert_weights`] (for q8_0/q4_0 blocks: the dtype they were made from;
+    /// see [`Decoder::weight_format`]).
     pub fn weight_dtype(&self) -> DType {
         self.weight_dtype
     }
 
-    /// Bytes held by the weights: matrices at [`Decoder::weight_dtype`], norms and biases at
-    /// [`Decoder::dtype`] (a tied LM head counted once).
+    /// Storage of the matrix weights: a dtype, or q8_0/q4_0 GGML blocks.
+    pub fn weight_format(&self) -> WeightFormat {
+        match &self.quant {
+            Some(q) => WeightFormat::Quant(q.format),
+            None => WeightFormat::Dense(self.weight_dtype),
+        }
+    }
+
+    /// Bytes held by the weights: matrices as stored ([`Decoder::weight_format`]: a dtype, or GGML
+    /// blocks of 32 weights), norms and biases at [`Decoder::dtype`] (a tied LM head counted once).
     pub fn weight_bytes(&self) -> usize {
         let c = &self.cfg;
         let (h, q, kv) = (c.hidden_size, c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim);
         let per_layer = h * q + 2 * h * kv + q * h + 3 * h * c.intermediate_size;
         let emb = c.vocab_size * h * if c.tie_word_embeddings { 1 } else { 2 };
         let matrices = emb + c.num_hidden_layers * per_layer;
-        matrices * self.weight_dtype.size_in_bytes() + (c.num_parameters() - matrices) * self.dtype.size_in_bytes()
+        // Exact for q8_0/q4_0 too: every quantised matrix holds a whole number of 32-weight blocks.
+        let matrix_bytes = (matrices as f64 * self.weight_format().bytes_per_weight()).round() as usize;
+        matrix_bytes + (c.num_parameters() - matrices) * self.dtype.size_in_bytes()
     }
 
     /// Stores the matrix weights (token embeddings, attention and MLP projections, LM head; a tied
@@ -126,9 +151,22 @@ impl Decoder {
     /// latter). The original tensors are released (their memory is freed unless something else, e.g.
     /// a `VarMap`, still holds them).
     ///
-    /// Errors: [`Error::Invalid`] for a dtype other than bf16 or the activation dtype, or bf16 weights
-    /// with activations other than f32 on the CPU.
-    pub fn convert_weights(&mut self, dtype: DType) -> Result<()> {
+    /// q8_0 / q4_0 ([`WeightFormat::Quant`]): every matrix becomes GGML blocks
+    /// ([`kernels::quant::QuantLinear`]; q|k|v and gate|up stacked as for bf16; the token embeddings
+    /// too, rows dequantised on lookup, the tied LM head sharing them), biases kept in f32; decode runs
+    /// the int8 block dot products, prefill dequantised bf16 panels. Needs f32 activations on the CPU.
+    ///
+    /// Errors: [`Error::Invalid`] for a dtype other than bf16 or the activation dtype, bf16 or q8_0/q4_0
+    /// weights with activations other than f32 on the CPU, or weights already in GGML blocks;
+    /// [`Error::Quant`] naming the tensor when a matrix width is not a multiple of 32.
+    pub fn convert_weights(&mut self, format: impl Into<WeightFormat>) -> Result<()> {
+        if self.quant.is_some() {
+            return Err(Error::Invalid(format!("the LLM weights are already {}", self.weight_format())));
+        }
+        let dtype = match format.into() {
+            WeightFormat::Dense(dtype) => dtype,
+            WeightFormat::Quant(q) => return self.quantize_weights(q),
+        };
         if dtype != self.dtype && !(dtype == DType::BF16 && self.dtype == DType::F32 && self.device.is_cpu()) {
             return Err(Error::Invalid(format!(
                 "weights in {dtype:?} are supported only as bf16 with f32 activations on the CPU (activations: {:?})",
@@ -142,11 +180,65 @@ impl Decoder {
         } else {
             attention::convert_linear(&self.lm_head, dtype)?
         };
-        for layer in &mut self.layers {
-            layer.convert_weights(dtype)?;
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            layer.convert_weights(dtype.into(), &format!("model.layers.{i}"))?;
         }
         self.weight_dtype = dtype;
         Ok(())
+    }
+
+    /// [`Decoder::convert_weights`] to q8_0/q4_0. The widths are checked before anything changes, so a
+    /// matrix that cannot be quantised leaves the decoder as it was.
+    fn quantize_weights(&mut self, q: QuantFormat) -> Result<()> {
+        if self.dtype != DType::F32 || !self.device.is_cpu() {
+            return Err(Error::Invalid(format!(
+                "{q} weights need f32 activations on the CPU (activations: {:?})",
+                self.dtype
+            )));
+        }
+        let c = &self.cfg;
+        let widths = [
+            ("model.embed_tokens.weight", c.hidden_size),
+            ("model.layers.0.self_attn.q_proj.weight", c.hidden_size),
+            ("model.layers.0.self_attn.o_proj.weight", c.num_attention_heads * c.head_dim),
+            ("model.layers.0.mlp.gate_proj.weight", c.hidden_size),
+            ("model.layers.0.mlp.down_proj.weight", c.intermediate_size),
+        ];
+        if let Some((name, k)) = widths.iter().find(|(_, k)| !k.is_multiple_of(kernels::quant::QK)) {
+            return Err(kernels::quant::QuantError::Width {
+                tensor: name.to_string(),
+                rows: self.rows_of(name),
+                k: *k,
+            }
+            .into());
+        }
+        let table = self.embed_tokens.embeddings();
+        let embed = QuantLinear::quantize("model.embed_tokens.weight", q, table, None)?;
+        let lm_head = if self.cfg.tie_word_embeddings {
+            None
+        } else {
+            Some(QuantLinear::quantize("lm_head.weight", q, self.lm_head.weight(), self.lm_head.bias())?)
+        };
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            layer.convert_weights(q.into(), &format!("model.layers.{i}"))?;
+        }
+        let h = self.cfg.hidden_size;
+        let empty = Tensor::zeros((0, h), self.dtype, &self.device)?;
+        self.embed_tokens = Embedding::new(empty.clone(), h);
+        self.lm_head = Linear::new(empty, None);
+        self.quant = Some(QuantEnds { format: q, embed, lm_head });
+        Ok(())
+    }
+
+    /// Rows (output features) of the tensor `name` of layer 0 or the embeddings, for error messages.
+    fn rows_of(&self, name: &str) -> usize {
+        let c = &self.cfg;
+        match name {
+            n if n.contains("embed_tokens") => c.vocab_size,
+            n if n.contains("q_proj") => c.num_attention_heads * c.head_dim,
+            n if n.contains("gate_proj") => c.intermediate_size,
+            _ => c.hidden_size,
+        }
     }
 
     /// Device of weights and activations.
@@ -167,6 +259,18 @@ impl Decoder {
                     self.cfg.vocab_size
                 )));
             }
+        }
+        if let Some(q) = &self.quant {
+            // GGML blocks: each id's row dequantised (GGML's `get_rows` on a quantised table).
+            let (w, h) = (q.embed.weight(), self.cfg.hidden_size);
+            let flat = ids.flatten_all()?.to_vec1::<u32>()?;
+            let mut out = vec![0f32; flat.len() * h];
+            for (row, &id) in out.chunks_exact_mut(h).zip(&flat) {
+                w.dequantize_row(id as usize, row);
+            }
+            let mut shape = ids.dims().to_vec();
+            shape.push(h);
+            return Ok(Tensor::from_vec(out, shape, &self.device)?);
         }
         Ok(self.embed_tokens.forward(&ids)?.to_dtype(self.dtype)?)
     }
@@ -214,6 +318,13 @@ impl Decoder {
     }
 
     fn check_input(&self, embeds: &Tensor, start: usize) -> Result<(usize, usize)> {
+        if self.mode == Mode::Differentiable && self.quant.is_some() {
+            return Err(Error::Invalid(format!(
+                "the differentiable mode needs {:?} weights; these were converted to {} for inference",
+                self.dtype,
+                self.weight_format()
+            )));
+        }
         if self.mode == Mode::Differentiable && self.weight_dtype != self.dtype {
             return Err(Error::Invalid(format!(
                 "the differentiable mode needs {:?} weights; these were converted to {:?} for inference",
@@ -293,6 +404,9 @@ impl Decoder {
 
     /// LM head on any hidden states: (B, L, H) → logits (B, L, vocab_size).
     pub fn lm_head(&self, hidden: &Tensor) -> Result<Tensor> {
+        if let Some(q) = &self.quant {
+            return q.lm_head.as_ref().unwrap_or(&q.embed).forward(hidden);
+        }
         if self.mode == Mode::Differentiable && kernels::autograd::supports(hidden) {
             return kernels::autograd::linear(hidden, self.lm_head.weight(), self.lm_head.bias());
         }

@@ -89,10 +89,11 @@ impl ClipAttention {
         })
     }
 
-    /// Converts the four projection weights to `dtype` (see [`Linear::convert_weights`]).
-    pub fn convert_weights(&mut self, dtype: candle_core::DType) -> Result<()> {
+    /// Converts the four projection weights to `format` (see [`Linear::convert_weights`]).
+    pub fn convert_weights(&mut self, format: impl Into<kernels::quant::WeightFormat>) -> Result<()> {
+        let format = format.into();
         for l in [&mut self.q_proj, &mut self.k_proj, &mut self.v_proj, &mut self.out_proj] {
-            l.convert_weights(dtype)?;
+            l.convert_weights(format)?;
         }
         Ok(())
     }
@@ -180,11 +181,12 @@ impl ClipEncoderLayer {
         })
     }
 
-    /// Converts the attention and MLP weights to `dtype` (norms and biases unchanged).
-    pub fn convert_weights(&mut self, dtype: candle_core::DType) -> Result<()> {
-        self.self_attn.convert_weights(dtype)?;
-        self.fc1.convert_weights(dtype)?;
-        self.fc2.convert_weights(dtype)
+    /// Converts the attention and MLP weights to `format` (norms unchanged; see [`Linear::convert_weights`]).
+    pub fn convert_weights(&mut self, format: impl Into<kernels::quant::WeightFormat>) -> Result<()> {
+        let format = format.into();
+        self.self_attn.convert_weights(format)?;
+        self.fc1.convert_weights(format)?;
+        self.fc2.convert_weights(format)
     }
 
     /// As [`Self::forward`], also returning the attention maps of this block
@@ -250,11 +252,13 @@ impl ClipVisionTower {
         })
     }
 
-    /// Stores every block's projection weights in `dtype` for inference (bf16: products through
-    /// [`kernels::matmul_bf16`] with f32 activations; patch embedding, norms and biases stay f32). The
-    /// f32 path is the parity path; bf16 is for speed and memory. Errors: candle conversion errors.
-    pub fn convert_weights(&mut self, dtype: candle_core::DType) -> Result<()> {
-        self.layers.iter_mut().try_for_each(|l| l.convert_weights(dtype))
+    /// Stores every block's projection weights in `format` for inference (bf16: products through
+    /// [`kernels::matmul_bf16`] with f32 activations; q8_0/q4_0: [`kernels::quant::QuantLinear`]; patch
+    /// embedding, norms and biases stay f32). The f32 path is the parity path; the others are for speed
+    /// and memory. Errors: candle conversion errors; q8_0/q4_0 with a width not a multiple of 32.
+    pub fn convert_weights(&mut self, format: impl Into<kernels::quant::WeightFormat>) -> Result<()> {
+        let format = format.into();
+        self.layers.iter_mut().try_for_each(|l| l.convert_weights(format))
     }
 
     /// The configuration.
