@@ -315,6 +315,37 @@ fn eval_skips_bad_lines_and_missing_images_and_reports_them() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("trained compressor producing V = 4"));
 }
 
+/// `eval --token-reduction METHOD --visual-tokens 16` on the plain tiny checkpoint runs the engine's
+/// reductions: the greedy answer is the engine's reduction parity fixture's
+/// (crates/engine/tests/fixtures/reduction, generated from the reference implementations).
+#[test]
+fn eval_runs_the_engine_token_reductions() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/tests/fixtures");
+    let want: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures.join("reduction/expected.json")).unwrap()).unwrap();
+    let tokenizer = engine::text::TextTokenizer::from_file(&fixtures.join("vlm/llava15_llama/tokenizer.json")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let questions = dir.path().join("q.jsonl");
+    let line = serde_json::json!({"question_id": 1, "image": "chelsea.png", "text": want["question"]});
+    std::fs::write(&questions, format!("{line}\n")).unwrap();
+    let (m, q, imgs) = (model("llava15_llama"), s(&questions), s(&fixtures.join("images")));
+    let max = want["max_new_tokens"].to_string();
+    let k = want["fastv_k"].to_string();
+    for (method, key) in [("visionzip", "visionzip_v16"), ("fastv", "fastv_k1_v16")] {
+        let answers = dir.path().join(format!("{method}.jsonl"));
+        let a = s(&answers);
+        let mut args = eval_args(&m, &q, &imgs, &a);
+        *args.last_mut().unwrap() = &max; // --max-new-tokens: the fixture's
+        args.extend(["--token-reduction", method, "--visual-tokens", "16", "--fastv-layer", &k]);
+        let out = vlmscale(&args);
+        ok(&out, method);
+        assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("V = 16 ({method})")), "{method}");
+        let got: serde_json::Value = serde_json::from_str(&lines(&answers)[0]).unwrap();
+        let ids: Vec<u32> = want[key].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        assert_eq!(got["text"].as_str().unwrap(), tokenizer.decode(&ids, true).unwrap().trim(), "{method}");
+    }
+}
+
 #[test]
 fn eval_grid_then_fit_reads_its_scores() {
     let dir = tempfile::tempdir().unwrap();

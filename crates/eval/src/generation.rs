@@ -20,10 +20,11 @@ use crate::formats::{read_questions, read_scienceqa_items, AnswerWriter, EvalIte
 use crate::pyjson;
 use crate::reduction::Reducer;
 use candle_core::{Device, Tensor};
-use engine::generate::{generate, GenerateConfig};
+use engine::generate::{generate_with_fastv, GenerateConfig};
 use engine::model::Vlm;
 use engine::text::{input_embeddings, Template};
 use engine::vision::{load_image, ImageProcessorConfig};
+use models::decoder::FastV;
 use serde::Serialize;
 use std::path::Path;
 use std::sync::mpsc;
@@ -138,7 +139,7 @@ impl<'a> Answerer<'a> {
         let t0 = Instant::now();
         let prompt = self.template.prompt(text, pixels.is_some());
         let tokens = self.vlm.tokenizer().tokenize_with_image(&prompt)?;
-        let v = if pixels.is_some() { self.reducer.visual_tokens() } else { 0 };
+        let v = if pixels.is_some() { self.reducer.entering_tokens() } else { 0 };
         let max = self.vlm.decoder().config().max_position_embeddings;
         if tokens.input_len(v) > max {
             return Err(engine::Error::ContextWindow { len: tokens.input_len(v), max });
@@ -156,7 +157,19 @@ impl<'a> Answerer<'a> {
             seed: 0,
             stop_token_ids: self.stop_token_ids.clone(),
         };
-        let gen = generate(self.vlm.decoder_mut(), &embeds, &cfg, |_| Ok(()))?;
+        // FastV: every patch token enters, the V kept ones survive layer K.
+        let fastv = match (&visual, self.reducer.reduction().and_then(|r| r.fastv())) {
+            (Some(vis), Some((layer, keep))) => {
+                let image_len = vis.dim(1)?;
+                let image_start = *tokens
+                    .image_positions(image_len)
+                    .first()
+                    .ok_or_else(|| engine::Error::Invalid("FastV needs an <image> in the prompt".into()))?;
+                Some(FastV { layer, image_start, image_len, keep })
+            }
+            _ => None,
+        };
+        let gen = generate_with_fastv(self.vlm.decoder_mut(), &embeds, &cfg, fastv.as_ref(), |_| Ok(()))?;
         let out = self.vlm.tokenizer().decode(&gen.tokens, true)?;
         let timing = AnswerTiming { tokenize_s: (t1 - t0).as_secs_f64(), model_s: t1.elapsed().as_secs_f64() };
         Ok((out, timing))

@@ -15,7 +15,7 @@ use crate::formats::AnswerWriter;
 use crate::generation::{answer_all, load_items, model_id_from_path, Answerer};
 use crate::reduction::TokenReduction;
 use candle_core::{DType, Device};
-use engine::model::{Vlm, VlmSpec};
+use engine::model::{LoadOptions, Vlm, VlmSpec};
 use engine::text::Template;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -32,6 +32,8 @@ pub struct GridSpec {
     pub visual_tokens: Vec<u64>,
     /// How each checkpoint is made to read V tokens.
     pub reduction: TokenReduction,
+    /// FastV's layer K (`fastv` only).
+    pub fastv_layer: usize,
     /// The benchmark (its scorer, and the `task` of the CSV rows).
     pub benchmark: Benchmark,
     /// The question file (JSONL, or ScienceQA's JSON array).
@@ -118,10 +120,10 @@ impl Grid {
                     dir.display()
                 )));
             }
-            let (grid, dim, trained) = (s.vision_cfg.grid(), s.vision_cfg.hidden_size, s.visual_tokens());
+            let (grid, layers, trained) = (s.vision_cfg.grid(), s.llm_config().num_hidden_layers, s.visual_tokens());
             let (mut ok, mut excluded) = (Vec::new(), Vec::new());
             for &v in &spec.visual_tokens {
-                match spec.reduction.plan(&s.spec, trained, grid, dim, Some(v as usize)) {
+                match spec.reduction.plan(&s.spec, trained, grid, layers, Some(v as usize), spec.fastv_layer) {
                     Ok(_) => ok.push(v),
                     Err(why) => excluded.push((v, why)),
                 }
@@ -215,8 +217,10 @@ impl GridRunner<'_> {
     fn run_cell(&self, cell: &Cell, out_dir: &Path) -> std::result::Result<CellResult, String> {
         let spec = &self.grid.spec;
         let m = self.model(cell).ok_or_else(|| format!("no checkpoint named `{}` in the grid", cell.llm))?;
-        let mut vlm = Vlm::load(&m.dir, None, DType::F32, &Device::Cpu).map_err(|e| e.to_string())?;
-        let reducer = spec.reduction.plan_for(&vlm, Some(cell.visual_tokens as usize))?;
+        // PruMerge+ scores with the vision block after the select layer.
+        let load = LoadOptions { token_reduction: spec.reduction.method().is_some() };
+        let mut vlm = Vlm::load_with(&m.dir, None, DType::F32, &Device::Cpu, &load).map_err(|e| e.to_string())?;
+        let reducer = spec.reduction.plan_for(&vlm, Some(cell.visual_tokens as usize), spec.fastv_layer)?;
         let (format, items) = load_items(&spec.questions, spec.single_pred).map_err(|e| e.to_string())?;
         let answers = out_dir.join("answers.jsonl");
         let (writer, resume) = AnswerWriter::open(&answers).map_err(|e| e.to_string())?;

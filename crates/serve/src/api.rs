@@ -44,6 +44,9 @@ pub struct ChatRequest {
     /// vlmscale extension: how to reach V (`avgpool`, …; see [`crate::reduction`]).
     #[serde(default)]
     pub token_reduction: Option<String>,
+    /// vlmscale extension: FastV's layer K (`token_reduction: "fastv"`; default 2).
+    #[serde(default)]
+    pub fastv_layer: Option<i64>,
     /// vlmscale extension: a budget for which the server picks (model, V).
     #[serde(default)]
     pub budget: Option<BudgetRequest>,

@@ -9,7 +9,8 @@ use scaling::law::{Law, TokenAxis};
 
 use crate::api::BudgetRequest;
 use crate::error::ApiError;
-use crate::reduction::{NativeTokens, Reduction, VisualPlan};
+use crate::reduction::{NativeTokens, VisualPlan};
+use models::reduction::ReductionMethod;
 
 /// The law and cost models the server decides with.
 #[derive(Debug, Clone)]
@@ -100,7 +101,12 @@ impl Planner {
     ///
     /// Errors: 400 `latency_profile_missing` for a `ttft_ms` budget on a server started without
     /// --latency-profile; 400 `budget_too_small` when no (model, V) fits, naming the cheapest.
-    pub fn pick(&self, budget: Budget, candidates: &[Candidate], method: Option<Reduction>) -> Result<Pick, ApiError> {
+    pub fn pick(
+        &self,
+        budget: Budget,
+        candidates: &[Candidate],
+        method: Option<ReductionMethod>,
+    ) -> Result<Pick, ApiError> {
         // Costs in the cost model's own unit (seconds for the profile).
         let (cost_model, limit, to_request_unit): (&dyn CostModel, f64, f64) = match budget {
             Budget::Flops(f) => (&PaperCost as &dyn CostModel, f, 1.0),
@@ -147,7 +153,7 @@ impl Planner {
                 let plan = if v == c.native.visual_tokens {
                     VisualPlan::native(c.native)
                 } else {
-                    VisualPlan { visual_tokens: v, method, requested: None, note: None }
+                    VisualPlan { visual_tokens: v, method, ..VisualPlan::native(c.native) }
                 };
                 best = Some(Pick {
                     model: i,
@@ -193,29 +199,29 @@ mod tests {
 
     #[test]
     fn flops_budget_picks_the_most_tokens_and_parameters_it_affords() {
-        let small = NativeTokens { visual_tokens: 64, grid: 8, compressor: "none" };
-        let big = NativeTokens { visual_tokens: 4, grid: 8, compressor: "quecc" };
+        let small = NativeTokens { visual_tokens: 64, grid: 8, compressor: "none", llm_layers: 4 };
+        let big = NativeTokens { visual_tokens: 4, grid: 8, compressor: "quecc", llm_layers: 4 };
         let cands = [
             Candidate { llm_params: 1_000_000, text_tokens: 10, native: &small },
             Candidate { llm_params: 4_000_000, text_tokens: 10, native: &big },
         ];
         let p = planner(None);
         // 2·N·(Q+V): small at V=64 costs 2e6·74 = 1.48e8; big at V=4 costs 8e6·14 = 1.12e8.
-        let pick = p.pick(Budget::Flops(1.2e8), &cands, Some(Reduction::AvgPool)).unwrap();
+        let pick = p.pick(Budget::Flops(1.2e8), &cands, Some(ReductionMethod::AvgPool)).unwrap();
         assert_eq!(pick.model, 1, "the bigger model with V = 4 fits and the law prefers N");
         assert_eq!(pick.plan.visual_tokens, 4);
         assert!((pick.cost - 1.12e8).abs() < 1.0);
         assert_eq!(pick.weighed, 5, "small: 1, 4, 16, 64; big: 4");
         // Too small for the big model: the small one, pooled to what fits (V = 16: 2e6·26 = 5.2e7).
-        let pick = p.pick(Budget::Flops(6e7), &cands, Some(Reduction::AvgPool)).unwrap();
-        assert_eq!((pick.model, pick.plan.visual_tokens, pick.plan.method), (0, 16, Some(Reduction::AvgPool)));
+        let pick = p.pick(Budget::Flops(6e7), &cands, Some(ReductionMethod::AvgPool)).unwrap();
+        assert_eq!((pick.model, pick.plan.visual_tokens, pick.plan.method), (0, 16, Some(ReductionMethod::AvgPool)));
         // Without a reduction method the small model has only V = 64, which does not fit.
         assert_eq!(p.pick(Budget::Flops(6e7), &cands, None).unwrap_err().code, "budget_too_small");
     }
 
     #[test]
     fn ttft_budget_needs_a_profile_and_charges_the_vision_tower() {
-        let plain = NativeTokens { visual_tokens: 64, grid: 8, compressor: "none" };
+        let plain = NativeTokens { visual_tokens: 64, grid: 8, compressor: "none", llm_layers: 4 };
         let cands = [Candidate { llm_params: 1_000_000_000, text_tokens: 10, native: &plain }];
         assert_eq!(
             planner(None).pick(Budget::TtftMs(100.0), &cands, None).unwrap_err().code,
@@ -231,10 +237,10 @@ mod tests {
         };
         let p = planner(Some(prof));
         // TTFT = 50 + 1·(10 + V) ms: V = 16 → 76 ms, V = 64 → 124 ms.
-        let pick = p.pick(Budget::TtftMs(100.0), &cands, Some(Reduction::AvgPool)).unwrap();
+        let pick = p.pick(Budget::TtftMs(100.0), &cands, Some(ReductionMethod::AvgPool)).unwrap();
         assert_eq!(pick.plan.visual_tokens, 16);
         assert!((pick.cost - 76.0).abs() < 1e-9, "cost in ms: {}", pick.cost);
-        let err = p.pick(Budget::TtftMs(55.0), &cands, Some(Reduction::AvgPool)).unwrap_err();
+        let err = p.pick(Budget::TtftMs(55.0), &cands, Some(ReductionMethod::AvgPool)).unwrap_err();
         assert_eq!(err.code, "budget_too_small");
         assert!(err.message.contains("6.100000e1"), "{}", err.message);
     }

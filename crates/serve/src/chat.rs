@@ -20,7 +20,7 @@ use crate::api::{
 };
 use crate::budget::{Budget, Candidate};
 use crate::error::ApiError;
-use crate::reduction::{self, Reduction, VisualPlan};
+use crate::reduction::{self, VisualPlan};
 use crate::worker::{Event, Finished, Job};
 use crate::AppState;
 
@@ -109,7 +109,7 @@ async fn handle(
     let info = &state.models[p.model];
     let prompt =
         info.prompt(&p.question, image.is_some()).map_err(|e| ApiError::from_engine(&e).with_param("messages"))?;
-    let v = if image.is_some() { p.plan.visual_tokens } else { 0 };
+    let v = if image.is_some() { p.plan.entering_tokens(&state.models[p.model].native) } else { 0 };
     let input_len = prompt.text_len() + v;
     if input_len > info.context {
         return Err(ApiError::invalid_param(
@@ -287,7 +287,7 @@ fn prepare(state: &AppState, req: &ChatRequest) -> Result<Prepared, ApiError> {
             }
             let budget = Budget::parse(b)?;
             let method = match req.token_reduction.as_deref() {
-                Some(m) => Reduction::parse(m)?,
+                Some(m) => reduction::parse_method(m)?,
                 None => None,
             };
             let Some(planner) = &state.planner else {
@@ -310,20 +310,29 @@ fn prepare(state: &AppState, req: &ChatRequest) -> Result<Prepared, ApiError> {
             }
             let pick = planner.pick(budget, &cands, method)?;
             let model = scope[pick.model];
+            let mut plan = pick.plan;
+            if plan.method.is_some() {
+                plan.fastv_layer = reduction::fastv_layer(&state.models[model].native, req.fastv_layer)?;
+            }
             let choice = BudgetChoice {
                 kind: budget.kind(),
                 budget: budget.value(),
                 cost: pick.cost,
                 predicted_error: pick.predicted_error,
                 model: state.models[model].id.clone(),
-                visual_tokens: pick.plan.visual_tokens,
+                visual_tokens: plan.visual_tokens,
                 candidates: pick.weighed,
             };
-            (model, pick.plan, Some(choice))
+            (model, plan, Some(choice))
         }
         None => {
             let model = named.expect("a model is named unless a budget is given");
-            let plan = reduction::plan(&state.models[model].native, req.visual_tokens, req.token_reduction.as_deref())?;
+            let plan = reduction::plan(
+                &state.models[model].native,
+                req.visual_tokens,
+                req.token_reduction.as_deref(),
+                req.fastv_layer,
+            )?;
             (model, plan, None)
         }
     };

@@ -382,9 +382,11 @@ async fn list_models(State(state): State<Arc<AppState>>) -> Response {
         .iter()
         .map(|m| {
             let reductions: Vec<_> = if m.native.reducible() {
-                reduction::Reduction::ALL
+                models::reduction::ReductionMethod::ALL
                     .iter()
-                    .map(|r| json!({"token_reduction": r.name(), "visual_tokens": r.options(m.native.grid)}))
+                    .map(|&r| {
+                        json!({"token_reduction": r.name(), "visual_tokens": reduction::method_options(r, m.native.grid)})
+                    })
                     .collect()
             } else {
                 vec![]

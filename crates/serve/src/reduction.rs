@@ -1,82 +1,58 @@
 //! The one seam where a request's visual-token count V and reduction method are decided
-//! ([`plan`]) and applied ([`visual_embeddings`]).
+//! ([`plan`]) and applied ([`visual_embeddings`]); the methods, their names, their validation and
+//! their math are `models::reduction`'s (the same as `vlmscale generate --token-reduction`).
 //!
 //! A checkpoint with a trained compressor (QueCC, TokenPacker, trained 2-D pooling) produces exactly
 //! its trained V; a request for another V is served at the trained V and the response says so. A plain
-//! LLaVA checkpoint (all G² patch tokens) can be reduced training-free by the methods in
-//! [`Reduction`]; today that is 2-D average pooling of the patch grid (Matryoshka-style, the models
-//! crate's `AvgPool`, V = (G/r)²). The training-free methods of the token-reduction literature
-//! (VisionZip, CLS-attention top-k, PruMerge, FastV) are recognised by name and answered with a
-//! clear 400 until the engine provides them: adding one is one arm in [`Reduction::parse`],
-//! [`Reduction::options`] and [`visual_embeddings`].
+//! LLaVA checkpoint (all G² patch tokens) can be reduced training-free by any [`ReductionMethod`]:
+//! `visionzip`, `cls-topk`, `prumerge-plus` (V chosen per image), `prumerge-plus-fixed`, `avgpool`
+//! (V = (G/r)²) and `fastv` (pruning inside the LLM at layer K = 2). This module maps the request onto
+//! them and their errors onto OpenAI-style 400s.
 use candle_core::Tensor;
 use engine::model::Vlm;
-use models::compress::{allowed_visual_tokens, AvgPool, Compressor, CompressorSpec};
-use models::vision::VisionFeatures;
+use models::compress::{allowed_visual_tokens, CompressorSpec};
+use models::reduction::{ReductionMethod, TokenReduction, DEFAULT_FASTV_LAYER};
 
 use crate::error::ApiError;
 
 /// The largest V the API accepts (ViT-L/14-336's 24 × 24 grid).
 pub const MAX_VISUAL_TOKENS: i64 = 576;
 
-/// Method names of training-free reductions the server knows of but the engine does not run yet.
-pub const PENDING_METHODS: [&str; 6] = ["visionzip", "fastervlm", "cls-attention", "prumerge", "prumerge+", "fastv"];
+/// The method used when a request gives `visual_tokens` below a plain checkpoint's G² and no
+/// `token_reduction`.
+pub const DEFAULT_METHOD: ReductionMethod = ReductionMethod::AvgPool;
 
-/// A training-free reduction of a plain checkpoint's G² patch tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reduction {
-    /// 2-D average pooling of the G × G patch grid with window r: V = (G/r)².
-    AvgPool,
+/// Parses `token_reduction` ([`ReductionMethod::parse`]'s names). `None` for `"none"` (the
+/// checkpoint's own tokens).
+///
+/// Errors: 400 `invalid_token_reduction` for an unknown name, listing the available ones.
+pub fn parse_method(name: &str) -> Result<Option<ReductionMethod>, ApiError> {
+    let n = name.trim().to_ascii_lowercase();
+    if n == "none" || n.is_empty() {
+        return Ok(None);
+    }
+    ReductionMethod::parse(&n).map(Some).map_err(|_| {
+        ApiError::invalid_param(
+            "invalid_token_reduction",
+            "token_reduction",
+            format!("unknown token_reduction `{name}`; available: {}", available_names()),
+        )
+    })
 }
 
-impl Reduction {
-    /// The method used when a request gives `visual_tokens` below a plain checkpoint's G² and no
-    /// `token_reduction`.
-    pub const DEFAULT: Reduction = Reduction::AvgPool;
-
-    /// Every method the server runs.
-    pub const ALL: [Reduction; 1] = [Reduction::AvgPool];
-
-    /// The request's name of the method.
-    pub fn name(self) -> &'static str {
-        match self {
-            Reduction::AvgPool => "avgpool",
-        }
-    }
-
-    /// Parses `token_reduction`. `None` for `"none"` (the checkpoint's own tokens).
-    ///
-    /// Errors: 400 `token_reduction_unavailable` for a known method the engine does not run yet,
-    /// 400 `invalid_token_reduction` for an unknown name.
-    pub fn parse(name: &str) -> Result<Option<Reduction>, ApiError> {
-        let n = name.trim().to_ascii_lowercase();
-        match n.as_str() {
-            "none" | "" => Ok(None),
-            "avgpool" | "avg-pool" | "pool" => Ok(Some(Reduction::AvgPool)),
-            m if PENDING_METHODS.contains(&m) => Err(ApiError::invalid_param(
-                "token_reduction_unavailable",
-                "token_reduction",
-                format!("token_reduction `{m}` is not available in this build; available: {}", available_names()),
-            )),
-            _ => Err(ApiError::invalid_param(
-                "invalid_token_reduction",
-                "token_reduction",
-                format!("unknown token_reduction `{name}`; available: {}", available_names()),
-            )),
-        }
-    }
-
-    /// The V this method can produce from a G × G grid, ascending.
-    pub fn options(self, grid: usize) -> Vec<usize> {
-        match self {
-            Reduction::AvgPool => allowed_visual_tokens(grid),
-        }
+/// The V `method` can produce from a G × G grid, ascending (empty for the adaptive `prumerge-plus`,
+/// which chooses V per image).
+pub fn method_options(method: ReductionMethod, grid: usize) -> Vec<usize> {
+    match method {
+        ReductionMethod::AvgPool => allowed_visual_tokens(grid),
+        m if m.adaptive() => vec![],
+        _ => (1..=grid * grid).collect(),
     }
 }
 
 fn available_names() -> String {
     let mut v = vec!["none"];
-    v.extend(Reduction::ALL.iter().map(|r| r.name()));
+    v.extend(ReductionMethod::ALL.iter().map(|r| r.name()));
     v.join(", ")
 }
 
@@ -89,6 +65,8 @@ pub struct NativeTokens {
     pub grid: usize,
     /// The trained compressor's name (`none`, `quecc`, `tokenpacker`, `avgpool`).
     pub compressor: &'static str,
+    /// Layers of the LLM (FastV's layer K must be below it).
+    pub llm_layers: usize,
 }
 
 impl NativeTokens {
@@ -100,7 +78,12 @@ impl NativeTokens {
             CompressorSpec::TokenPacker(_) => "tokenpacker",
             CompressorSpec::AvgPool { .. } => "avgpool",
         };
-        Self { visual_tokens: vlm.visual_tokens(), grid: vlm.vision_config().grid(), compressor }
+        Self {
+            visual_tokens: vlm.visual_tokens(),
+            grid: vlm.vision_config().grid(),
+            compressor,
+            llm_layers: vlm.decoder().config().num_hidden_layers,
+        }
     }
 
     /// Whether training-free reductions apply (a plain checkpoint: all G² patch tokens).
@@ -118,9 +101,9 @@ impl NativeTokens {
     }
 
     /// The V a request may get with `method` (`None`: only the native V).
-    pub fn options(&self, method: Option<Reduction>) -> Vec<usize> {
+    pub fn options(&self, method: Option<ReductionMethod>) -> Vec<usize> {
         let mut v = match method {
-            Some(m) if self.reducible() => m.options(self.grid),
+            Some(m) if self.reducible() => method_options(m, self.grid),
             _ => vec![],
         };
         if !v.contains(&self.visual_tokens) {
@@ -134,10 +117,13 @@ impl NativeTokens {
 /// How one request's visual tokens are produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VisualPlan {
-    /// V.
+    /// V: the visual tokens the LLM works with (FastV: those its layers ≥ K keep; the adaptive
+    /// `prumerge-plus`: an upper bound, G² + 1, until the image is seen).
     pub visual_tokens: usize,
     /// `None`: the checkpoint's own tokens (all patches, or its trained compressor).
-    pub method: Option<Reduction>,
+    pub method: Option<ReductionMethod>,
+    /// FastV's layer K (used only by `fastv`).
+    pub fastv_layer: usize,
     /// The V the request asked for, when it was not served.
     pub requested: Option<usize>,
     /// A remark for the response (`visual_tokens` not served as asked, a default applied).
@@ -147,7 +133,13 @@ pub struct VisualPlan {
 impl VisualPlan {
     /// The checkpoint's own V.
     pub fn native(native: &NativeTokens) -> Self {
-        Self { visual_tokens: native.visual_tokens, method: None, requested: None, note: None }
+        Self {
+            visual_tokens: native.visual_tokens,
+            method: None,
+            fastv_layer: DEFAULT_FASTV_LAYER,
+            requested: None,
+            note: None,
+        }
     }
 
     /// `token_reduction` as the response reports it.
@@ -157,18 +149,41 @@ impl VisualPlan {
             None => native.label(),
         }
     }
+
+    /// Visual tokens entering the LLM's input (the context-window check): V, but every patch token
+    /// for FastV, which prunes inside the LLM.
+    pub fn entering_tokens(&self, native: &NativeTokens) -> usize {
+        match self.method {
+            Some(ReductionMethod::FastV) => native.grid * native.grid,
+            _ => self.visual_tokens,
+        }
+    }
+
+    /// The engine's [`TokenReduction`] (`None`: the checkpoint's own tokens).
+    pub fn reduction(&self) -> Option<TokenReduction> {
+        let m = self.method?;
+        let v = (!m.adaptive()).then_some(self.visual_tokens);
+        Some(TokenReduction { method: m, visual_tokens: v, fastv_layer: self.fastv_layer })
+    }
 }
 
 /// Validates the request's `visual_tokens` / `token_reduction` against a model.
 ///
 /// Errors (400): `invalid_visual_tokens` for V < 1 or V > 576, or a V the method cannot produce from
-/// this checkpoint (listing the V it can); those of [`Reduction::parse`]; `token_reduction_not_applicable`
-/// for a training-free method on a checkpoint with a trained compressor.
-pub fn plan(native: &NativeTokens, visual_tokens: Option<i64>, method: Option<&str>) -> Result<VisualPlan, ApiError> {
+/// this checkpoint ([`TokenReduction::validate`]'s reason; for `avgpool`, the V it can); those of
+/// [`parse_method`]; `token_reduction_not_applicable` for a training-free method on a checkpoint with
+/// a trained compressor; `invalid_fastv_layer` for a FastV layer K outside 1 ..= (LLM layers − 1).
+pub fn plan(
+    native: &NativeTokens,
+    visual_tokens: Option<i64>,
+    method: Option<&str>,
+    fastv_layer: Option<i64>,
+) -> Result<VisualPlan, ApiError> {
     let method = match method {
-        Some(m) => Reduction::parse(m)?,
+        Some(m) => parse_method(m)?,
         None => None,
     };
+    let fastv_layer = self::fastv_layer(native, fastv_layer)?;
     let v = match visual_tokens {
         Some(v) if !(1..=MAX_VISUAL_TOKENS).contains(&v) => {
             return Err(ApiError::invalid_param(
@@ -203,54 +218,79 @@ pub fn plan(native: &NativeTokens, visual_tokens: Option<i64>, method: Option<&s
         }
         return Ok(p);
     }
-    let Some(v) = v else {
+    let (m, defaulted) = match (method, v) {
+        // PruMerge+ chooses V itself.
+        (Some(m), _) if m.adaptive() => (m, false),
         // A method without V means nothing to reduce to: the native tokens.
-        return Ok(VisualPlan::native(native));
+        (_, None) => return Ok(VisualPlan::native(native)),
+        (None, Some(v)) if v == native.visual_tokens => return Ok(VisualPlan::native(native)),
+        (Some(m), Some(_)) => (m, false),
+        (None, Some(_)) => (DEFAULT_METHOD, true),
     };
-    if v == native.visual_tokens && method.is_none() {
-        return Ok(VisualPlan::native(native));
+    if m == ReductionMethod::FastV && !(1..native.llm_layers).contains(&fastv_layer) {
+        return Err(fastv_layer_error(fastv_layer as i64, native.llm_layers));
     }
-    let (m, defaulted) = match method {
-        Some(m) => (m, false),
-        None => (Reduction::DEFAULT, true),
-    };
-    let options = m.options(native.grid);
-    if !options.contains(&v) {
+    let request = TokenReduction { method: m, visual_tokens: v, fastv_layer };
+    if let Err(e) = request.validate(native.grid, native.llm_layers) {
+        let reason = match e {
+            models::Error::Invalid(s) => s,
+            e => e.to_string(),
+        };
+        let g = native.grid;
+        let options = match m {
+            ReductionMethod::AvgPool => format!("; it can produce V ∈ {:?}", method_options(m, g)),
+            _ => String::new(),
+        };
         return Err(ApiError::invalid_param(
             "invalid_visual_tokens",
             "visual_tokens",
             format!(
-                "`{}` cannot produce V = {v} from this checkpoint's {g}×{g} patch grid; it can produce V ∈ {options:?}",
+                "`{}` cannot produce V = {} from this checkpoint's {g}×{g} patch grid: {reason}{options}",
                 m.name(),
-                g = native.grid
+                v.map_or("(adaptive)".to_string(), |v| v.to_string())
             ),
         ));
     }
-    if v == native.visual_tokens {
+    if m == ReductionMethod::AvgPool && v == Some(native.visual_tokens) {
         // Pooling with window 1 is the identity: serve the native tokens.
         return Ok(VisualPlan::native(native));
     }
     Ok(VisualPlan {
-        visual_tokens: v,
+        visual_tokens: v.unwrap_or(native.grid * native.grid + 1),
         method: Some(m),
+        fastv_layer,
         requested: None,
         note: defaulted.then(|| format!("no token_reduction given: used `{}`", m.name())),
     })
 }
 
-/// The projected visual tokens (1, V, H) of `pixels` (1, 3, S, S) under `plan`.
+/// The request's `fastv_layer` (default [`DEFAULT_FASTV_LAYER`]). Errors: 400 `invalid_fastv_layer`
+/// for a given K outside 1 ..= (LLM layers − 1).
+pub fn fastv_layer(native: &NativeTokens, fastv_layer: Option<i64>) -> Result<usize, ApiError> {
+    match fastv_layer {
+        None => Ok(DEFAULT_FASTV_LAYER),
+        Some(k) if (1..native.llm_layers as i64).contains(&k) => Ok(k as usize),
+        Some(k) => Err(fastv_layer_error(k, native.llm_layers)),
+    }
+}
+
+fn fastv_layer_error(k: i64, layers: usize) -> ApiError {
+    ApiError::invalid_param(
+        "invalid_fastv_layer",
+        "fastv_layer",
+        format!(
+            "fastv_layer K = {k} is out of range: the LLM has {layers} layers and K must be in 1..={}",
+            layers.saturating_sub(1)
+        ),
+    )
+}
+
+/// The projected visual tokens (1, V, H) of `pixels` (1, 3, S, S) under `plan` (FastV: all G², pruned
+/// in the LLM). Errors: the model's.
 pub fn visual_embeddings(vlm: &Vlm, plan: &VisualPlan, pixels: &Tensor, question: &str) -> engine::Result<Tensor> {
-    match plan.method {
+    match plan.reduction() {
         None => vlm.visual_embeddings(pixels, question),
-        Some(Reduction::AvgPool) => {
-            // A plain checkpoint's compressor is the identity: its output is the (1, G², d) patch grid.
-            let patches = vlm.compress(pixels, None)?;
-            let (_, _, d) = patches.dims3()?;
-            let grid = vlm.vision_config().grid();
-            let pool = AvgPool::new(plan.visual_tokens, grid, d)?;
-            let pooled = pool.compress(&VisionFeatures { single: patches, multi: None, grid }, None)?;
-            vlm.project(&pooled)
-        }
+        Some(r) => Ok(vlm.reduced_visual_embeddings(pixels, &r)?.visual),
     }
 }
 
@@ -259,45 +299,72 @@ mod tests {
     use super::*;
 
     fn plain() -> NativeTokens {
-        NativeTokens { visual_tokens: 64, grid: 8, compressor: "none" }
+        NativeTokens { visual_tokens: 64, grid: 8, compressor: "none", llm_layers: 4 }
     }
     fn quecc() -> NativeTokens {
-        NativeTokens { visual_tokens: 4, grid: 8, compressor: "quecc" }
+        NativeTokens { visual_tokens: 4, grid: 8, compressor: "quecc", llm_layers: 4 }
     }
 
     #[test]
     fn plain_checkpoint_pools_to_square_divisors() {
-        assert_eq!(plan(&plain(), None, None).unwrap(), VisualPlan::native(&plain()));
-        let p = plan(&plain(), Some(16), None).unwrap();
-        assert_eq!((p.visual_tokens, p.method), (16, Some(Reduction::AvgPool)));
+        assert_eq!(plan(&plain(), None, None, None).unwrap(), VisualPlan::native(&plain()));
+        let p = plan(&plain(), Some(16), None, None).unwrap();
+        assert_eq!((p.visual_tokens, p.method), (16, Some(ReductionMethod::AvgPool)));
         assert!(p.note.is_some(), "the default method is reported");
-        let p = plan(&plain(), Some(4), Some("avgpool")).unwrap();
-        assert_eq!((p.visual_tokens, p.method, p.note), (4, Some(Reduction::AvgPool), None));
-        assert_eq!(plan(&plain(), Some(9), None).unwrap_err().code, "invalid_visual_tokens");
-        assert_eq!(plan(&plain(), Some(144), None).unwrap_err().code, "invalid_visual_tokens");
-        assert_eq!(plan(&plain(), Some(64), Some("avgpool")).unwrap().method, None);
-        assert_eq!(plain().options(Some(Reduction::AvgPool)), vec![1, 4, 16, 64]);
+        let p = plan(&plain(), Some(4), Some("avgpool"), None).unwrap();
+        assert_eq!((p.visual_tokens, p.method, p.note), (4, Some(ReductionMethod::AvgPool), None));
+        assert_eq!(plan(&plain(), Some(9), None, None).unwrap_err().code, "invalid_visual_tokens");
+        assert_eq!(plan(&plain(), Some(144), None, None).unwrap_err().code, "invalid_visual_tokens");
+        assert_eq!(plan(&plain(), Some(64), Some("avgpool"), None).unwrap().method, None);
+        assert_eq!(plain().options(Some(ReductionMethod::AvgPool)), vec![1, 4, 16, 64]);
         assert_eq!(plain().options(None), vec![64]);
     }
 
     #[test]
     fn trained_checkpoint_serves_its_v_and_says_so() {
-        let p = plan(&quecc(), Some(16), None).unwrap();
+        let p = plan(&quecc(), Some(16), None, None).unwrap();
         assert_eq!((p.visual_tokens, p.requested), (4, Some(16)));
         assert!(p.note.unwrap().contains("quecc"));
-        assert_eq!(plan(&quecc(), Some(4), None).unwrap().note, None);
-        assert_eq!(plan(&quecc(), Some(4), Some("avgpool")).unwrap_err().code, "token_reduction_not_applicable");
-        assert_eq!(quecc().options(Some(Reduction::AvgPool)), vec![4]);
+        assert_eq!(plan(&quecc(), Some(4), None, None).unwrap().note, None);
+        assert_eq!(plan(&quecc(), Some(4), Some("avgpool"), None).unwrap_err().code, "token_reduction_not_applicable");
+        assert_eq!(quecc().options(Some(ReductionMethod::AvgPool)), vec![4]);
         assert_eq!(quecc().label(), "trained:quecc");
+    }
+
+    #[test]
+    fn every_engine_method_is_served_under_its_engine_name() {
+        for m in ReductionMethod::ALL {
+            assert_eq!(parse_method(m.name()).unwrap(), Some(m));
+        }
+        for (m, v) in [("visionzip", 16), ("cls-topk", 9), ("prumerge-plus-fixed", 5), ("fastv", 16)] {
+            let p = plan(&plain(), Some(v), Some(m), Some(1)).unwrap();
+            assert_eq!((p.visual_tokens, p.method.map(|m| m.name()), p.note), (v as usize, Some(m), None));
+        }
+        assert_eq!(plan(&plain(), Some(16), Some("fastv"), None).unwrap().entering_tokens(&plain()), 64);
+        let adaptive = plan(&plain(), None, Some("prumerge-plus"), None).unwrap();
+        assert_eq!(
+            (adaptive.method, adaptive.reduction().unwrap().visual_tokens),
+            (Some(ReductionMethod::PruMergePlus), None)
+        );
+        assert_eq!(plan(&plain(), Some(16), Some("prumerge-plus"), None).unwrap_err().code, "invalid_visual_tokens");
+        assert_eq!(plan(&plain(), Some(65), Some("visionzip"), None).unwrap_err().code, "invalid_visual_tokens");
+        let shallow = NativeTokens { llm_layers: 2, ..plain() };
+        assert_eq!(plan(&shallow, Some(16), Some("fastv"), None).unwrap_err().code, "invalid_fastv_layer");
+        assert_eq!(plan(&shallow, Some(16), Some("fastv"), Some(1)).unwrap().reduction().unwrap().fastv_layer, 1);
+        assert_eq!(plan(&plain(), Some(16), Some("fastv"), Some(0)).unwrap_err().code, "invalid_fastv_layer");
+        assert_eq!(
+            plan(&quecc(), Some(4), Some("visionzip"), None).unwrap_err().code,
+            "token_reduction_not_applicable"
+        );
     }
 
     #[test]
     fn bounds_and_names() {
         for v in [0, -1, 577, i64::MAX] {
-            assert_eq!(plan(&plain(), Some(v), None).unwrap_err().code, "invalid_visual_tokens", "V = {v}");
+            assert_eq!(plan(&plain(), Some(v), None, None).unwrap_err().code, "invalid_visual_tokens", "V = {v}");
         }
-        assert_eq!(plan(&plain(), Some(16), Some("visionzip")).unwrap_err().code, "token_reduction_unavailable");
-        assert_eq!(plan(&plain(), Some(16), Some("magic")).unwrap_err().code, "invalid_token_reduction");
-        assert_eq!(plan(&plain(), None, Some("none")).unwrap(), VisualPlan::native(&plain()));
+        assert_eq!(plan(&plain(), Some(16), Some("prumerge+"), None).unwrap_err().code, "invalid_token_reduction");
+        assert_eq!(plan(&plain(), Some(16), Some("magic"), None).unwrap_err().code, "invalid_token_reduction");
+        assert_eq!(plan(&plain(), None, Some("none"), None).unwrap(), VisualPlan::native(&plain()));
     }
 }

@@ -18,10 +18,10 @@ use std::time::Instant;
 use candle_core::IndexOp;
 use candle_core::{DType, Device, Tensor};
 use engine::generate::{GenerateConfig, Sampler};
-use engine::model::Vlm;
+use engine::model::{LoadOptions, Vlm};
 use engine::text::{input_embeddings, PromptTokens, Template, TextTokenizer, TokenStream};
 use image::DynamicImage;
-use models::decoder::KvCache;
+use models::decoder::{FastV, KvCache};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::error::{ApiError, ServeError};
@@ -59,7 +59,9 @@ impl ModelInfo {
 /// Loads one checkpoint. `bf16`: matrix weights in bf16 with f32 activations (`--weights bf16`).
 pub fn load_model(id: String, dir: PathBuf, bf16: bool) -> Result<(ModelInfo, Vlm), ServeError> {
     let load_err = |source| ServeError::Load { dir: dir.clone(), source };
-    let mut vlm = Vlm::load(&dir, None, DType::F32, &Device::Cpu).map_err(load_err)?;
+    // With the vision block PruMerge+ scores with (one block, run only by PruMerge+).
+    let load = LoadOptions { token_reduction: true };
+    let mut vlm = Vlm::load_with(&dir, None, DType::F32, &Device::Cpu, &load).map_err(load_err)?;
     if bf16 {
         vlm.convert_weights(DType::BF16).map_err(load_err)?;
     }
@@ -331,14 +333,35 @@ fn prefill(vlm: &mut Vlm, job: &Job) -> Result<(KvCache, Tensor, Sampler, usize,
         }
         None => None,
     };
-    let visual_tokens = if visual.is_some() { job.plan.visual_tokens } else { 0 };
     let embeds = input_embeddings(vlm.decoder(), &job.prompt, visual.as_ref()).map_err(engine_err)?;
     let l = embeds.dim(1).map_err(|e| engine_err(e.into()))?;
+    // FastV: every patch token enters, the V kept ones survive layer K.
+    let fastv = match (&visual, job.plan.reduction().and_then(|r| r.fastv())) {
+        (Some(vis), Some((layer, keep))) => {
+            let image_len = vis.dim(1).map_err(|e| engine_err(e.into()))?;
+            let image_start = *job
+                .prompt
+                .image_positions(image_len)
+                .first()
+                .ok_or_else(|| engine_err(engine::Error::Invalid("FastV needs an <image> in the prompt".into())))?;
+            Some(FastV { layer, image_start, image_len, keep })
+        }
+        _ => None,
+    };
+    let visual_tokens = match (&visual, &fastv) {
+        (_, Some(f)) => f.keep,
+        // The V produced (the adaptive PruMerge+ chooses it per image).
+        (Some(vis), None) => vis.dim(1).map_err(|e| engine_err(e.into()))?,
+        (None, None) => 0,
+    };
     let decoder = vlm.decoder_mut();
     decoder.clear_kv_cache();
     let logits = (|| -> engine::Result<Tensor> {
-        let hidden = decoder.forward_embeds(&embeds, 0)?;
-        Ok(decoder.lm_head(&hidden.narrow(1, l - 1, 1)?)?.i((0, 0))?)
+        let last = match &fastv {
+            Some(f) => decoder.prefill_fastv(&embeds, f)?.0,
+            None => decoder.forward_embeds(&embeds, 0)?.narrow(1, l - 1, 1)?,
+        };
+        Ok(decoder.lm_head(&last)?.i((0, 0))?)
     })()
     .map_err(engine_err)?;
     Ok((decoder.take_kv_cache(), logits, sampler, visual_tokens, start))

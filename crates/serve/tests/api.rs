@@ -161,6 +161,32 @@ fn visual_tokens_per_request() {
     assert_eq!(j["vlmscale"]["visual_tokens"], 16);
     assert!(j["vlmscale"].get("note").is_none(), "explicit method: no note");
 
+    // Every engine method under its engine name: the greedy answer is the engine's reduction parity
+    // fixture's (crates/engine/tests/fixtures/reduction, from the reference implementations), and the
+    // prompt costs Q + V (FastV: the V its layers ≥ K keep).
+    let fixture_ids: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("../reduction/expected.json")).unwrap()).unwrap();
+    let tokenizer = engine::text::TextTokenizer::from_file(&fixture("llava15_llama").join("tokenizer.json")).unwrap();
+    let max = fixture_ids["max_new_tokens"].as_u64().unwrap() as usize;
+    for (method, key) in
+        [("visionzip", "visionzip_v16"), ("fastv", "fastv_k1_v16"), ("prumerge-plus-fixed", "prumerge-plus-fixed_v16")]
+    {
+        let mut req = image_request("llava15_llama", max);
+        req["visual_tokens"] = json!(16);
+        req["token_reduction"] = json!(method);
+        if method == "fastv" {
+            req["fastv_layer"] = fixture_ids["fastv_k"].clone();
+        }
+        let r = s.chat(&req);
+        assert_eq!(r.status, 200, "{method}: {}", r.text());
+        let j = r.json();
+        assert_eq!(j["vlmscale"]["visual_tokens"], 16, "{method}");
+        assert_eq!(j["vlmscale"]["token_reduction"], method);
+        assert_eq!(j["usage"]["prompt_tokens"].as_u64().unwrap(), q + 16, "{method}: Q + V");
+        let ids: Vec<u32> = fixture_ids[key].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        assert_eq!(content(&j), tokenizer.decode(&ids, true).unwrap(), "{method}: the reference's greedy answer");
+    }
+
     // The QueCC checkpoint serves its trained V = 4 and says so.
     let mut req = image_request("quecc_qwen2", 4);
     req["visual_tokens"] = json!(16);
@@ -182,7 +208,9 @@ fn brute_force(s: &TestServer, cost: &dyn Fn(f64, f64, f64) -> f64, budget: f64)
         let n_b = m["vlmscale"]["llm_params"].as_f64().unwrap() / 1e9;
         let q = s.chat(&image_request(&id, 1)).json()["vlmscale"]["text_tokens"].as_f64().unwrap();
         let mut vs: Vec<u64> = vec![m["vlmscale"]["visual_tokens"].as_u64().unwrap()];
-        for r in m["vlmscale"]["token_reductions"].as_array().unwrap() {
+        for r in
+            m["vlmscale"]["token_reductions"].as_array().unwrap().iter().filter(|r| r["token_reduction"] == "avgpool")
+        {
             vs.extend(r["visual_tokens"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()));
         }
         for v in vs {
@@ -270,7 +298,11 @@ fn side_endpoints() {
     assert_eq!(m["data"][0]["vlmscale"]["visual_tokens"], 4);
     assert_eq!(m["data"][0]["vlmscale"]["compressor"], "quecc");
     assert_eq!(m["data"][1]["vlmscale"]["visual_tokens"], 64);
-    assert_eq!(m["data"][1]["vlmscale"]["token_reductions"][0]["visual_tokens"], json!([1, 4, 16, 64]));
+    let reductions = m["data"][1]["vlmscale"]["token_reductions"].as_array().unwrap();
+    let names: Vec<&str> = reductions.iter().map(|r| r["token_reduction"].as_str().unwrap()).collect();
+    assert_eq!(names, ["visionzip", "cls-topk", "prumerge-plus", "prumerge-plus-fixed", "avgpool", "fastv"]);
+    assert_eq!(reductions[4]["visual_tokens"], json!([1, 4, 16, 64]));
+    assert_eq!(reductions[0]["visual_tokens"], json!((1..=64).collect::<Vec<u64>>()));
     let page = s.get("/");
     assert_eq!(page.status, 200);
     assert!(page.text().contains("<title>vlmscale serve</title>"));

@@ -9,7 +9,7 @@ use super::generate::Weights;
 use super::UsageError;
 use anyhow::Result;
 use candle_core::{DType, Device};
-use engine::model::Vlm;
+use engine::model::{LoadOptions, Vlm};
 use engine::text::Template;
 use eval::formats::AnswerWriter;
 use eval::generation::{answer_all, load_items, model_id_from_path, Answerer, EvalSummary, DEFAULT_MAX_NEW_TOKENS};
@@ -69,9 +69,13 @@ pub struct Args {
     /// Visual tokens per image (default: the checkpoint's trained V).
     #[arg(long, value_name = "V", requires = "questions")]
     pub visual_tokens: Option<usize>,
-    /// How V is reached when it differs from the trained V (default with --visual-tokens: avgpool).
+    /// How V is reached: the trained V, or a training-free reduction of a plain checkpoint's patch
+    /// tokens (the methods and names of `generate --token-reduction`; default with --visual-tokens: avgpool).
     #[arg(long, value_enum, requires = "questions")]
     pub token_reduction: Option<TokenReduction>,
+    /// FastV's layer K (`--token-reduction fastv`): layers 0..K see every image token, layers ≥ K the V kept.
+    #[arg(long, value_name = "K", default_value_t = models::reduction::DEFAULT_FASTV_LAYER)]
+    pub fastv_layer: usize,
     /// Maximum new tokens per answer (model_vqa_loader.py's default).
     #[arg(long, default_value_t = DEFAULT_MAX_NEW_TOKENS, requires = "questions")]
     pub max_new_tokens: usize,
@@ -191,11 +195,13 @@ fn answer(a: Args) -> Result<()> {
     };
     // Inputs first (cheap, and a bad file should not wait for the model).
     let (format, items) = load_items(questions, a.single_pred_prompt)?;
-    let mut vlm = Vlm::load(&a.model, a.vision_tower.as_deref(), DType::F32, &Device::Cpu)?;
+    // PruMerge+ scores with the vision block after the select layer.
+    let load = LoadOptions { token_reduction: reduction.method().is_some() };
+    let mut vlm = Vlm::load_with(&a.model, a.vision_tower.as_deref(), DType::F32, &Device::Cpu, &load)?;
     if a.weights == Weights::Bf16 {
         vlm.convert_weights(DType::BF16)?;
     }
-    let reducer = reduction.plan_for(&vlm, a.visual_tokens).map_err(UsageError)?;
+    let reducer = reduction.plan_for(&vlm, a.visual_tokens, a.fastv_layer).map_err(UsageError)?;
     let (writer, resume) = AnswerWriter::open(answers)?;
     let mut writer = match a.answer_id_seed {
         Some(seed) => writer.with_keyed_ids(seed),

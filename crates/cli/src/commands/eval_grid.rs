@@ -38,6 +38,9 @@ pub struct Args {
     /// How each checkpoint is made to read V tokens.
     #[arg(long, value_enum, default_value_t = TokenReduction::Avgpool)]
     pub token_reduction: TokenReduction,
+    /// FastV's layer K (`--token-reduction fastv`): layers 0..K see every image token, layers ≥ K the V kept.
+    #[arg(long, value_name = "K", default_value_t = models::reduction::DEFAULT_FASTV_LAYER)]
+    pub fastv_layer: usize,
     /// The benchmark (scorer; `task` of the CSV rows).
     #[arg(long, value_enum)]
     pub benchmark: Benchmark,
@@ -114,6 +117,8 @@ fn grid_args(a: &Args) -> Result<Vec<String>> {
         join(a.visual_tokens.iter().map(u64::to_string).collect()),
         "--token-reduction".into(),
         a.token_reduction.name().into(),
+        "--fastv-layer".into(),
+        a.fastv_layer.to_string(),
         "--benchmark".into(),
         a.benchmark.name().into(),
         "--questions".into(),
@@ -152,6 +157,7 @@ pub fn run(a: Args) -> Result<()> {
         models: a.models.iter().map(|m| abs(m)).collect::<Result<_>>()?,
         visual_tokens: a.visual_tokens.clone(),
         reduction: a.token_reduction,
+        fastv_layer: a.fastv_layer,
         benchmark: a.benchmark,
         questions: abs(&a.questions)?,
         image_folder: abs(&a.image_folder)?,
