@@ -142,7 +142,7 @@ pub struct InferArgs {
     /// Time a training-free token reduction on plain LLaVA-1.5 instead: TTFT per V (`--visual-tokens`)
     /// and its speed-up over all 576 tokens (docs/token-reduction.md). No peers, no decode.
     #[arg(long, value_enum, value_name = "METHOD")]
-    pub token_reduction: Option<super::generate::Reduction>,
+    pub token_reduction: Option<eval::reduction::TokenReduction>,
     /// FastV's layer K (with `--token-reduction fastv`).
     #[arg(long, value_name = "K", default_value_t = models::reduction::DEFAULT_FASTV_LAYER)]
     pub fastv_layer: usize,
@@ -338,8 +338,8 @@ fn infer(a: InferArgs) -> Result<()> {
     if a.text_tokens == 0 {
         return Err(super::UsageError("--text-tokens must be ≥ 1".into()).into());
     }
-    if let Some(m) = a.token_reduction {
-        return infer_reduction(&a, m.into());
+    if let Some(m) = a.token_reduction.and_then(|r| r.method()) {
+        return infer_reduction(&a, m);
     }
     let allowed = models::compress::allowed_visual_tokens(24);
     if let Some(v) = vs.iter().find(|v| !allowed.contains(v)) {

@@ -4,7 +4,7 @@
 use anyhow::Result;
 use candle_core::{DType, Device};
 use engine::model::{AnswerOptions, LoadOptions, Vlm};
-use models::reduction::{ReductionMethod, TokenReduction};
+use models::reduction::TokenReduction;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -48,9 +48,10 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Weights::F32)]
     pub weights: Weights,
     /// Training-free visual-token reduction for plain LLaVA checkpoints (docs/token-reduction.md):
-    /// keep V of the grid's tokens (`--visual-tokens`); prumerge-plus chooses V itself.
+    /// keep V of the grid's tokens (`--visual-tokens`); prumerge-plus chooses V itself; `trained` (the
+    /// checkpoint's own visual tokens) is the same as no reduction. The names `eval` takes.
     #[arg(long, value_enum, value_name = "METHOD")]
-    pub token_reduction: Option<Reduction>,
+    pub token_reduction: Option<eval::reduction::TokenReduction>,
     /// V, visual tokens kept by `--token-reduction` (1 ..= grid², e.g. 576, 64, 16, 4, 1; avgpool: a
     /// square whose side divides the grid).
     #[arg(long, value_name = "V")]
@@ -64,47 +65,22 @@ pub struct Args {
     pub quant_parts: Option<String>,
 }
 
-/// `--token-reduction` methods (see `models::reduction`).
-#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reduction {
-    /// VisionZip: CLS + dominant patches by CLS attention, plus contextual tokens merged by key similarity.
-    Visionzip,
-    /// FasterVLM: the V patches with the highest mean-over-heads CLS attention.
-    ClsTopk,
-    /// PruMerge+: IQR outliers of CLS attention + spatial samples, merged with their nearest keys (adaptive V).
-    PrumergePlus,
-    /// PruMerge+ keeping the top V − 1 by the same score, plus its merged remainder token.
-    PrumergePlusFixed,
-    /// 2-D average pooling of the grid to √V × √V.
-    Avgpool,
-    /// FastV: prune image tokens inside the LLM at layer K by the last prompt token's attention.
-    Fastv,
-}
-
-impl From<Reduction> for ReductionMethod {
-    fn from(r: Reduction) -> Self {
-        match r {
-            Reduction::Visionzip => Self::VisionZip,
-            Reduction::ClsTopk => Self::ClsTopK,
-            Reduction::PrumergePlus => Self::PruMergePlus,
-            Reduction::PrumergePlusFixed => Self::PruMergePlusFixed,
-            Reduction::Avgpool => Self::AvgPool,
-            Reduction::Fastv => Self::FastV,
-        }
-    }
-}
-
 /// The `--token-reduction` / `--visual-tokens` / `--fastv-layer` request. Errors ([`super::UsageError`],
 /// exit 2): `--visual-tokens` without a method; the rest is checked against the model when it answers.
 pub fn token_reduction(
-    method: Option<Reduction>,
+    method: Option<eval::reduction::TokenReduction>,
     visual_tokens: Option<usize>,
     fastv_layer: usize,
 ) -> std::result::Result<Option<TokenReduction>, super::UsageError> {
     match (method, visual_tokens) {
         (None, None) => Ok(None),
         (None, Some(_)) => Err(super::UsageError("--visual-tokens needs --token-reduction METHOD".into())),
-        (Some(m), v) => Ok(Some(TokenReduction { fastv_layer, ..TokenReduction::new(m.into(), v) })),
+        (Some(m), v) => match m.method() {
+            // `trained`: the checkpoint's own visual tokens, no training-free reduction.
+            None if v.is_none() => Ok(None),
+            None => Err(super::UsageError("--visual-tokens needs a training-free --token-reduction METHOD".into())),
+            Some(m) => Ok(Some(TokenReduction { fastv_layer, ..TokenReduction::new(m, v) })),
+        },
     }
 }
 
