@@ -105,6 +105,12 @@ pub struct LlmPretrainConfig {
     /// over as they are added. 0 = six objects throughout.
     #[serde(default)]
     pub object_ramp_steps: usize,
+    /// Questions per training document: a Sort-of-CLEVR scene's shuffled questions are split into
+    /// documents of this many turns, each opening with the caption (the last may be shorter).
+    /// 1 = every question is a single-turn document, as a VLM is asked; 0 = one document per scene
+    /// holding all its questions.
+    #[serde(default)]
+    pub questions_per_document: usize,
 }
 
 impl LlmPretrainConfig {
@@ -130,6 +136,7 @@ impl LlmPretrainConfig {
             save_every: 500,
             short_question_steps: 0,
             object_ramp_steps: 0,
+            questions_per_document: 0,
         }
     }
 
@@ -221,15 +228,13 @@ struct Document {
 /// The training documents (see the module docs).
 fn training_documents(
     encoder: &ConversationEncoder,
+    cfg: &LlmPretrainConfig,
     seed: u64,
-    scenes: usize,
-    per_family: usize,
-    fine: usize,
     short: bool,
     objects: usize,
 ) -> Result<Vec<Document>> {
     let mut out = vec![];
-    let tasks = corpus_tasks(seed, scenes, per_family, fine);
+    let tasks = corpus_tasks(seed, cfg.scenes, cfg.questions_per_family, cfg.fine_detail_scenes);
     let tok = encoder.tokenizer();
     for (config, n) in tasks {
         let generator = Generator::new(config)?;
@@ -250,39 +255,45 @@ fn training_documents(
             }
             qas.shuffle(&mut rng);
             let caption = tok.encode(&text, false)?;
-            let mut doc = Document { tokens: vec![], target: vec![] };
-            for (t, qa) in qas.iter().enumerate() {
-                let question = if short {
-                    synth::short_question(&qa.question, qa.family)
-                        .map_err(|e| Error::config("question", e.to_string()))?
-                } else {
-                    qa.question.clone()
-                };
-                let qa = &synth::Qa { question, ..qa.clone() };
-                let (prompt, answer) = if t == 0 {
-                    let ex = encoder.example(0, &qa.question, &qa.answer, qa.family)?;
-                    let mut p = ex.prefix;
-                    p.extend_from_slice(&caption);
-                    p.extend_from_slice(&ex.suffix);
-                    (p, ex.answer)
-                } else {
-                    let p = tok.encode(
-                        &format!("\n<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n", qa.question),
-                        false,
-                    )?;
-                    let mut a = tok.encode(&qa.answer, false)?;
-                    a.push(encoder.im_end());
-                    (p, a)
-                };
-                doc.target.extend(std::iter::repeat_n(false, prompt.len()));
-                doc.target.extend(std::iter::repeat_n(true, answer.len()));
-                doc.tokens.extend(prompt);
-                doc.tokens.extend(answer);
+            let chunk = if cfg.questions_per_document == 0 { qas.len().max(1) } else { cfg.questions_per_document };
+            for turns in qas.chunks(chunk) {
+                out.push(document(encoder, &caption, turns, short)?);
             }
-            out.push(doc);
         }
     }
     Ok(out)
+}
+
+/// One training document: the caption read once, then `turns` as ChatML turns (see the module docs).
+fn document(encoder: &ConversationEncoder, caption: &[u32], turns: &[synth::Qa], short: bool) -> Result<Document> {
+    let tok = encoder.tokenizer();
+    let mut doc = Document { tokens: vec![], target: vec![] };
+    for (t, qa) in turns.iter().enumerate() {
+        let question = if short {
+            synth::short_question(&qa.question, qa.family).map_err(|e| Error::config("question", e.to_string()))?
+        } else {
+            qa.question.clone()
+        };
+        let qa = &synth::Qa { question, ..qa.clone() };
+        let (prompt, answer) = if t == 0 {
+            let ex = encoder.example(0, &qa.question, &qa.answer, qa.family)?;
+            let mut p = ex.prefix;
+            p.extend_from_slice(caption);
+            p.extend_from_slice(&ex.suffix);
+            (p, ex.answer)
+        } else {
+            let p =
+                tok.encode(&format!("\n<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n", qa.question), false)?;
+            let mut a = tok.encode(&qa.answer, false)?;
+            a.push(encoder.im_end());
+            (p, a)
+        };
+        doc.target.extend(std::iter::repeat_n(false, prompt.len()));
+        doc.target.extend(std::iter::repeat_n(true, answer.len()));
+        doc.tokens.extend(prompt);
+        doc.tokens.extend(answer);
+    }
+    Ok(doc)
 }
 
 /// Right-padded token ids (B, L), the flattened positions whose next token is a target, and those
@@ -433,7 +444,7 @@ pub struct LlmManifest {
     pub corpus: String,
     /// N: LLM parameters (embedding counted once, tied).
     pub parameters: usize,
-    /// Training documents (one per scene).
+    /// Training documents of the final (six-object) curriculum stage.
     pub documents: usize,
     /// Steps completed.
     pub steps: usize,
@@ -543,17 +554,7 @@ pub fn pretrain_llm(
         let objects = if step < cfg.object_ramp_steps { 1 + 5 * step / cfg.object_ramp_steps } else { 6 };
         (step < cfg.short_question_steps, objects)
     };
-    let make_stage = |(short, objects): (bool, usize)| {
-        training_documents(
-            &encoder,
-            corpus_seed,
-            cfg.scenes,
-            cfg.questions_per_family,
-            cfg.fine_detail_scenes,
-            short,
-            objects,
-        )
-    };
+    let make_stage = |(short, objects): (bool, usize)| training_documents(&encoder, cfg, corpus_seed, short, objects);
     let (mut stage, mut docs) = (None, vec![]);
     let held = documents(&encoder, corpus_seed + 1, cfg.eval_scenes, 1, cfg.eval_scenes)?;
 
@@ -587,29 +588,30 @@ pub fn pretrain_llm(
         state = saved;
     }
 
-    // One document per scene in every curriculum stage.
-    let n = cfg.scenes + cfg.fine_detail_scenes;
-    let (mut perm_epoch, mut perm) = (usize::MAX, vec![]);
+    // Each curriculum stage is read in epochs of its own seeded permutation (a stage's document
+    // count depends on its questions: `ask_among` skips ambiguous ones).
+    let (mut perm_epoch, mut perm) = ((usize::MAX, 0), vec![]);
     let t0 = Instant::now();
     let wall_before = state.wall_s;
     let mut ran = 0;
     while state.step < cfg.steps {
         let step = state.step;
-        let mut batch_docs: Vec<usize> = Vec::with_capacity(cfg.batch_size);
-        for j in 0..cfg.batch_size {
-            let p = step * cfg.batch_size + j;
-            if p / n != perm_epoch {
-                perm_epoch = p / n;
-                perm = (0..n).collect();
-                perm.shuffle(&mut ChaCha8Rng::seed_from_u64(
-                    cfg.seed ^ (perm_epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-                ));
-            }
-            batch_docs.push(perm[p % n]);
-        }
         if stage != Some(stage_of(step)) {
             stage = Some(stage_of(step));
             docs = make_stage(stage_of(step))?;
+        }
+        let n = docs.len();
+        let mut batch_docs: Vec<usize> = Vec::with_capacity(cfg.batch_size);
+        for j in 0..cfg.batch_size {
+            let p = step * cfg.batch_size + j;
+            if (p / n, n) != perm_epoch {
+                perm_epoch = (p / n, n);
+                perm = (0..n).collect();
+                perm.shuffle(&mut ChaCha8Rng::seed_from_u64(
+                    cfg.seed ^ ((p / n) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                ));
+            }
+            batch_docs.push(perm[p % n]);
         }
         let batch_docs: Vec<&Document> = batch_docs.into_iter().map(|k| &docs[k]).collect();
         let (ids, positions, targets) = collate_documents(&batch_docs, &dev)?;
@@ -657,7 +659,7 @@ pub fn pretrain_llm(
         config: cfg.clone(),
         corpus: CORPUS_VERSION.into(),
         parameters: size.num_parameters(encoder.vocab_size()),
-        documents: n,
+        documents: docs.len(),
         steps: state.step,
         wall_s: state.wall_s,
         final_loss: recent.iter().sum::<f64>() / recent.len().max(1) as f64,

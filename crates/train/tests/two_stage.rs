@@ -240,3 +240,31 @@ fn the_object_ramp_changes_the_documents_and_resumes_across_its_stages() {
     let err = pretrain_llm(&bad, &tmp.path().join("bad"), None, "x", &mut |_| {}).unwrap_err().to_string();
     assert!(err.contains("object_ramp_steps"), "{err}");
 }
+
+#[test]
+fn single_turn_documents_split_every_scene_into_one_document_per_question() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = LlmPretrainConfig {
+        scenes: 10,
+        fine_detail_scenes: 3,
+        eval_scenes: 2,
+        batch_size: 4,
+        steps: 4,
+        save_every: 4,
+        ..LlmPretrainConfig::new("xs")
+    };
+    let documents = |cfg: &LlmPretrainConfig, name: &str| {
+        let rep = pretrain_llm(cfg, &tmp.path().join(name), None, "x", &mut |_| {}).unwrap();
+        rep.manifest.unwrap().documents
+    };
+    // Six families × one question each per Sort-of-CLEVR scene, one question per fine-detail scene.
+    assert_eq!(documents(&base, "whole"), 10 + 3);
+    let single = LlmPretrainConfig { questions_per_document: 1, ..base.clone() };
+    assert_eq!(documents(&single, "single"), 10 * 6 + 3);
+    // Four turns per document: each scene's six questions make a document of 4 and one of 2.
+    let four = LlmPretrainConfig { questions_per_document: 4, ..base.clone() };
+    assert_eq!(documents(&four, "four"), 10 * 2 + 3);
+    // The setting is part of the run: a finished run with another value is refused.
+    let err = pretrain_llm(&single, &tmp.path().join("whole"), None, "x", &mut |_| {}).unwrap_err().to_string();
+    assert!(err.contains("other settings"), "{err}");
+}

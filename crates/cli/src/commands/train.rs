@@ -75,6 +75,11 @@ pub struct LlmArgs {
     /// colour → object lookup stays at the answer prior (docs/training-notes.md).
     #[arg(long)]
     pub object_ramp_steps: Option<usize>,
+    /// Questions per training document: a scene's questions are split into documents of this many
+    /// ChatML turns, each opening with the caption; 1 = single-turn documents, as a VLM is asked;
+    /// 0 (default) = one document per scene with all its questions.
+    #[arg(long)]
+    pub questions_per_document: Option<usize>,
     /// Stop after this many steps of this invocation (a checkpoint is saved); run the same command
     /// again to resume. The learning-rate schedule still spans `--steps`.
     #[arg(long)]
@@ -281,6 +286,7 @@ fn train_llm(a: LlmArgs) -> Result<()> {
     set!(eval_scenes, "eval-scenes");
     set!(short_question_steps, "short-question-steps");
     set!(object_ramp_steps, "object-ramp-steps");
+    set!(questions_per_document, "questions-per-document");
     if a.stop_after == Some(0) {
         anyhow::bail!("--stop-after must be > 0");
     }
