@@ -76,6 +76,26 @@ impl Content {
             Content::FineDetail(s) => s.caption(grid),
         }
     }
+
+    /// The scene as its patch-grid caption ([`crate::grid_caption`]) on a `grid × grid` layout.
+    pub fn grid_caption(&self, grid: u32) -> String {
+        match self {
+            Content::SortOfClevr(s) => s.grid_caption_of(grid, &crate::Colour::ALL),
+            Content::FineDetail(s) => s.grid_caption(grid),
+        }
+    }
+}
+
+/// How a text corpus writes a scene in the place of its image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum CaptionFormat {
+    /// A sentence per object: "red circle at row 0 column 3, …" ([`Content::caption`]).
+    #[default]
+    Sentence,
+    /// One word per patch of the tower's grid ([`crate::grid_caption`], [`Content::grid_caption`]).
+    Grid,
 }
 
 /// One image with its questions.

@@ -230,6 +230,19 @@ impl FineDetailScene {
         text
     }
 
+    /// The centre (x, y) px of each digit's glyph, most significant first: the glyph's top-left
+    /// corner is (x + i · pitch, y), pitch = `digit_cell`, or the font's advance
+    /// (`GLYPH_WIDTH + GLYPH_SPACING`) · `glyph_scale` when `digit_cell` is 0 (as [`Self::render`] draws).
+    pub fn digit_centres(&self) -> Vec<(u32, u32)> {
+        let (gw, gh) = font::text_size(1, self.config.glyph_scale);
+        let pitch = if self.config.digit_cell > 0 {
+            self.config.digit_cell
+        } else {
+            (font::GLYPH_WIDTH + font::GLYPH_SPACING) * self.config.glyph_scale
+        };
+        (0..self.digits.len() as u32).map(|i| (self.x + i * pitch + gw / 2, self.y + gh / 2)).collect()
+    }
+
     /// Renders the scene: white background, distractors, then the black text.
     pub fn render(&self) -> image::RgbImage {
         let s = self.config.image_size;

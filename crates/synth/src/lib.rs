@@ -11,14 +11,15 @@ pub mod dataset;
 pub mod error;
 pub mod fine_detail;
 pub mod font;
+pub mod grid_caption;
 pub mod questions;
 pub mod render;
 pub mod scene;
 pub mod tokenizer;
 
 pub use dataset::{
-    load_image, read_dataset, read_records, write_dataset, Content, DatasetConfig, Generator, ImageSample, Record,
-    Task, IMAGE_TOKEN,
+    load_image, read_dataset, read_records, write_dataset, CaptionFormat, Content, DatasetConfig, Generator,
+    ImageSample, Record, Task, IMAGE_TOKEN,
 };
 pub use error::{Error, Result};
 pub use fine_detail::{FineDetailConfig, FineDetailScene};

@@ -40,7 +40,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use synth::{DatasetConfig, FineDetailConfig, Generator, Task};
+use synth::{CaptionFormat, DatasetConfig, FineDetailConfig, Generator, Task};
 
 use crate::batch::{ConversationEncoder, Example};
 use crate::checkpoint_io::{load_trainer_state, save_checkpoint, write_json_atomic, TrainerState};
@@ -111,6 +111,10 @@ pub struct LlmPretrainConfig {
     /// holding all its questions.
     #[serde(default)]
     pub questions_per_document: usize,
+    /// How the caption writes the scene in the place of the image: a sentence per object, or one
+    /// word per patch of the tower's 8×8 grid (`synth::grid_caption`; its words join the vocabulary).
+    #[serde(default)]
+    pub caption: CaptionFormat,
 }
 
 impl LlmPretrainConfig {
@@ -137,6 +141,7 @@ impl LlmPretrainConfig {
             short_question_steps: 0,
             object_ramp_steps: 0,
             questions_per_document: 0,
+            caption: CaptionFormat::Sentence,
         }
     }
 
@@ -218,6 +223,14 @@ fn corpus_tasks(seed: u64, scenes: usize, per_family: usize, fine: usize) -> [(D
     [(sort_of_clevr, scenes), (fine_detail, fine)]
 }
 
+/// The scene written in `format` on the [`CAPTION_GRID`].
+fn caption_text(content: &synth::Content, format: CaptionFormat) -> String {
+    match format {
+        CaptionFormat::Sentence => content.caption(CAPTION_GRID),
+        CaptionFormat::Grid => content.grid_caption(CAPTION_GRID),
+    }
+}
+
 /// A multi-turn training document: tokens and, per token, whether it is a loss target.
 #[derive(Debug, Clone)]
 struct Document {
@@ -242,7 +255,7 @@ fn training_documents(
             let (content, mut qas) = generator.draw(i as u64)?;
             let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x005e_ed0f_7e87);
             rng.set_stream(((config.task as u64) << 40) | i as u64);
-            let mut text = content.caption(CAPTION_GRID);
+            let mut text = caption_text(&content, cfg.caption);
             if let (synth::Content::SortOfClevr(scene), true) = (&content, objects < 6) {
                 // The curriculum's reduced scene: `objects` colours drawn per scene, kept in colour order.
                 let mut sub = ChaCha8Rng::seed_from_u64(seed ^ 0x0b1e_c7a5);
@@ -251,7 +264,10 @@ fn training_documents(
                     synth::Colour::ALL.choose_multiple(&mut sub, objects.max(1)).copied().collect();
                 present.sort_by_key(|&c| c as usize);
                 qas = synth::questions::ask_among(scene, config.questions_per_family, &present, &mut sub);
-                text = scene.caption_of(CAPTION_GRID, &present);
+                text = match cfg.caption {
+                    CaptionFormat::Sentence => scene.caption_of(CAPTION_GRID, &present),
+                    CaptionFormat::Grid => scene.grid_caption_of(CAPTION_GRID, &present),
+                };
             }
             qas.shuffle(&mut rng);
             let caption = tok.encode(&text, false)?;
@@ -324,6 +340,7 @@ fn collate_documents(docs: &[&Document], dev: &Device) -> Result<(Tensor, Tensor
 /// `<|im_end|>`.
 fn documents(
     encoder: &ConversationEncoder,
+    caption: CaptionFormat,
     seed: u64,
     scenes: usize,
     per_family: usize,
@@ -335,7 +352,7 @@ fn documents(
         let generator = Generator::new(config)?;
         for i in 0..n {
             let (content, qas) = generator.draw(i as u64)?;
-            let caption = encoder.tokenizer().encode(&content.caption(CAPTION_GRID), false)?;
+            let caption = encoder.tokenizer().encode(&caption_text(&content, caption), false)?;
             for qa in qas {
                 let mut ex = encoder.example(0, &qa.question, &qa.answer, qa.family)?;
                 ex.prefix.extend_from_slice(&caption);
@@ -524,7 +541,11 @@ pub fn pretrain_llm(
     cfg.check()?;
     let dev = Device::Cpu;
     let size = LlmSize::from_name(&cfg.llm)?;
-    let tokenizer_json = synth::build_tokenizer(&[])?
+    let extra_words = match cfg.caption {
+        CaptionFormat::Sentence => vec![],
+        CaptionFormat::Grid => synth::grid_caption::vocabulary(),
+    };
+    let tokenizer_json = synth::build_tokenizer(&extra_words)?
         .to_string(false)
         .map_err(|e| Error::config("tokenizer", e.to_string()))?
         .into_bytes();
@@ -556,7 +577,7 @@ pub fn pretrain_llm(
     };
     let make_stage = |(short, objects): (bool, usize)| training_documents(&encoder, cfg, corpus_seed, short, objects);
     let (mut stage, mut docs) = (None, vec![]);
-    let held = documents(&encoder, corpus_seed + 1, cfg.eval_scenes, 1, cfg.eval_scenes)?;
+    let held = documents(&encoder, cfg.caption, corpus_seed + 1, cfg.eval_scenes, 1, cfg.eval_scenes)?;
 
     let llm_cfg = size.decoder_config(encoder.vocab_size(), encoder.im_end())?;
     let hf_config = size.hf_config(encoder.vocab_size(), encoder.im_end());

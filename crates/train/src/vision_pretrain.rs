@@ -128,14 +128,7 @@ pub fn patch_targets(scene: &Scene, grid: usize) -> (Vec<u32>, Vec<f32>, Vec<f32
 pub fn fine_detail_targets(scene: &FineDetailScene, grid: usize) -> (Vec<u32>, Vec<f32>, Vec<f32>) {
     let size = scene.config.image_size;
     let (mut classes, centres, mask) = object_targets(&scene.distractors, size, grid);
-    let (gw, gh) = synth::font::text_size(1, scene.config.glyph_scale);
-    let pitch = if scene.config.digit_cell > 0 {
-        scene.config.digit_cell
-    } else {
-        (synth::font::GLYPH_WIDTH + synth::font::GLYPH_SPACING) * scene.config.glyph_scale
-    };
-    for (i, &d) in scene.digits.iter().enumerate() {
-        let (cx, cy) = (scene.x + i as u32 * pitch + gw / 2, scene.y + gh / 2);
+    for (&d, (cx, cy)) in scene.digits.iter().zip(scene.digit_centres()) {
         let (c, r) =
             ((cx as usize * grid / size as usize).min(grid - 1), (cy as usize * grid / size as usize).min(grid - 1));
         classes[r * grid + c] = DIGIT_CLASS + d as u32;

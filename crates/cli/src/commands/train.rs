@@ -80,6 +80,11 @@ pub struct LlmArgs {
     /// 0 (default) = one document per scene with all its questions.
     #[arg(long)]
     pub questions_per_document: Option<usize>,
+    /// How the corpus writes a scene in the place of its image: `sentence` ("red circle at row 0
+    /// column 3, …") or `grid` (one word per patch of the tower's 8×8 grid: "nothing redcircle …",
+    /// the per-patch classes the tower is pretrained to predict). Default: sentence.
+    #[arg(long, value_enum)]
+    pub caption: Option<synth::CaptionFormat>,
     /// Stop after this many steps of this invocation (a checkpoint is saved); run the same command
     /// again to resume. The learning-rate schedule still spans `--steps`.
     #[arg(long)]
@@ -287,6 +292,13 @@ fn train_llm(a: LlmArgs) -> Result<()> {
     set!(short_question_steps, "short-question-steps");
     set!(object_ramp_steps, "object-ramp-steps");
     set!(questions_per_document, "questions-per-document");
+    if let Some(c) = a.caption {
+        cfg.caption = c;
+        command.push_str(&format!(
+            " --caption {}",
+            clap::ValueEnum::to_possible_value(&c).map(|v| v.get_name().to_string()).unwrap_or_default()
+        ));
+    }
     if a.stop_after == Some(0) {
         anyhow::bail!("--stop-after must be > 0");
     }
