@@ -77,6 +77,15 @@ impl Content {
         }
     }
 
+    /// What each patch of a `grid × grid` layout holds ([`Scene::grid_cells_of`] with every object,
+    /// [`FineDetailScene::grid_cells`]).
+    pub fn grid_cells(&self, grid: u32) -> Vec<crate::grid_caption::Cell> {
+        match self {
+            Content::SortOfClevr(s) => s.grid_cells_of(grid, &crate::Colour::ALL),
+            Content::FineDetail(s) => s.grid_cells(grid),
+        }
+    }
+
     /// The scene as its patch-grid caption ([`crate::grid_caption`]) on a `grid × grid` layout.
     pub fn grid_caption(&self, grid: u32) -> String {
         match self {
@@ -96,6 +105,11 @@ pub enum CaptionFormat {
     Sentence,
     /// One word per patch of the tower's grid ([`crate::grid_caption`], [`Content::grid_caption`]).
     Grid,
+    /// One input vector per patch of the tower's grid: the sum of the embeddings of the patch's
+    /// content, row and column words ([`crate::grid_caption::grid_sum_words`]).
+    #[serde(rename = "grid-sum")]
+    #[cfg_attr(feature = "clap", value(name = "grid-sum"))]
+    GridSum,
 }
 
 /// One image with its questions.

@@ -80,3 +80,33 @@ fn the_vocabulary_covers_every_word_a_caption_can_hold_and_the_tokenizer_keeps_t
     let unk = tok.token_to_id(synth::tokenizer::UNK).unwrap();
     assert!(!ids.get_ids().contains(&unk));
 }
+
+#[test]
+fn a_grid_sum_patch_is_its_content_row_and_column_words() {
+    use synth::grid_caption::{grid_sum_vocabulary, grid_sum_words, Cell};
+    let s = scene();
+    let cells = s.grid_cells_of(8, &Colour::ALL);
+    // Red square at (10, 10): row 1, column 1 (index 9); grey square at (40, 60): row 6, column 4.
+    assert_eq!(cells[9], Cell::Object(Colour::Red, Shape::Square));
+    assert_eq!(grid_sum_words(cells[9], 1, 1), [" red", "rectangle", "rowone", "columnone"]);
+    assert_eq!(grid_sum_words(cells[6 * 8 + 4], 6, 4), [" grey", "rectangle", "rowsix", "columnfour"]);
+    assert_eq!(grid_sum_words(cells[0], 0, 0), ["nothing", "rowzero", "columnzero"]);
+    assert_eq!(grid_sum_words(Cell::Digit(7), 3, 4), ["7", "rowthree", "columnfour"]);
+    // Every word of every patch of generated scenes is one vocabulary entry of a tokenizer built
+    // with the grid-sum words (colours as the questions tokenize them, shapes and digits as answers).
+    let tok = synth::build_tokenizer(&grid_sum_vocabulary(8)).unwrap();
+    for task in [synth::Task::SortOfClevr, synth::Task::FineDetail] {
+        let generator = synth::Generator::new(synth::DatasetConfig { task, seed: 3, ..Default::default() }).unwrap();
+        for i in 0..50 {
+            let (content, _) = generator.draw(i).unwrap();
+            for (p, &cell) in content.grid_cells(8).iter().enumerate() {
+                for w in grid_sum_words(cell, p / 8, p % 8) {
+                    assert!(tok.token_to_id(&w).is_some(), "{w:?} is not in the vocabulary");
+                }
+            }
+        }
+    }
+    // The question's colour token is the patch's colour word.
+    let q = tok.encode("What shape is the red object?", false).unwrap();
+    assert!(q.get_ids().contains(&tok.token_to_id(" red").unwrap()));
+}

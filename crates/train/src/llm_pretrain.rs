@@ -111,8 +111,9 @@ pub struct LlmPretrainConfig {
     /// holding all its questions.
     #[serde(default)]
     pub questions_per_document: usize,
-    /// How the caption writes the scene in the place of the image: a sentence per object, or one
-    /// word per patch of the tower's 8×8 grid (`synth::grid_caption`; its words join the vocabulary).
+    /// How the caption writes the scene in the place of the image: a sentence per object, one word
+    /// per patch of the tower's 8×8 grid, or one summed vector of words per patch
+    /// (`synth::grid_caption`; the grid formats' words join the vocabulary).
     #[serde(default)]
     pub caption: CaptionFormat,
 }
@@ -223,18 +224,70 @@ fn corpus_tasks(seed: u64, scenes: usize, per_family: usize, fine: usize) -> [(D
     [(sort_of_clevr, scenes), (fine_detail, fine)]
 }
 
-/// The scene written in `format` on the [`CAPTION_GRID`].
-fn caption_text(content: &synth::Content, format: CaptionFormat) -> String {
-    match format {
-        CaptionFormat::Sentence => content.caption(CAPTION_GRID),
-        CaptionFormat::Grid => content.grid_caption(CAPTION_GRID),
+/// A caption as model input: token ids, and per token up to [`EXTRA_SLOTS`] more token ids whose
+/// embeddings are added to its own (0 = none; used by [`CaptionFormat::GridSum`]).
+#[derive(Debug, Clone, Default)]
+struct Caption {
+    ids: Vec<u32>,
+    extras: Vec<[u32; EXTRA_SLOTS]>,
+}
+
+/// Words summed into one input vector besides the first (content, row, column: at most 3 more).
+const EXTRA_SLOTS: usize = 3;
+
+/// The caption of `content` (of the objects `present` only, for a Sort-of-CLEVR scene) in `format` on
+/// the [`CAPTION_GRID`]. Errors: a word missing from the vocabulary, tokenizer errors.
+fn encode_caption(
+    encoder: &ConversationEncoder,
+    content: &synth::Content,
+    present: &[synth::Colour],
+    format: CaptionFormat,
+) -> Result<Caption> {
+    let tok = encoder.tokenizer();
+    let text = |c: &synth::Content| -> Result<Caption> {
+        let t = match (c, format) {
+            (synth::Content::SortOfClevr(s), CaptionFormat::Sentence) => s.caption_of(CAPTION_GRID, present),
+            (synth::Content::SortOfClevr(s), _) => s.grid_caption_of(CAPTION_GRID, present),
+            (c, CaptionFormat::Sentence) => c.caption(CAPTION_GRID),
+            (c, _) => c.grid_caption(CAPTION_GRID),
+        };
+        let ids = tok.encode(&t, false)?;
+        Ok(Caption { extras: vec![[0; EXTRA_SLOTS]; ids.len()], ids })
+    };
+    if format != CaptionFormat::GridSum {
+        return text(content);
     }
+    let cells = match content {
+        synth::Content::SortOfClevr(s) => s.grid_cells_of(CAPTION_GRID, present),
+        c => c.grid_cells(CAPTION_GRID),
+    };
+    let g = CAPTION_GRID as usize;
+    let mut caption = Caption::default();
+    for (i, &cell) in cells.iter().enumerate() {
+        let ids = synth::grid_caption::grid_sum_words(cell, i / g, i % g)
+            .iter()
+            .map(|w| {
+                tok.inner()
+                    .token_to_id(w)
+                    .ok_or_else(|| Error::config("caption", format!("word {w:?} is not in the vocabulary")))
+            })
+            .collect::<Result<Vec<u32>>>()?;
+        let mut extras = [0; EXTRA_SLOTS];
+        for (slot, &id) in extras.iter_mut().zip(&ids[1..]) {
+            *slot = id;
+        }
+        caption.ids.push(ids[0]);
+        caption.extras.push(extras);
+    }
+    Ok(caption)
 }
 
 /// A multi-turn training document: tokens and, per token, whether it is a loss target.
 #[derive(Debug, Clone)]
 struct Document {
     tokens: Vec<u32>,
+    /// Per token, the ids whose embeddings are added to its own ([`Caption::extras`]).
+    extras: Vec<[u32; EXTRA_SLOTS]>,
     target: Vec<bool>,
 }
 
@@ -248,29 +301,23 @@ fn training_documents(
 ) -> Result<Vec<Document>> {
     let mut out = vec![];
     let tasks = corpus_tasks(seed, cfg.scenes, cfg.questions_per_family, cfg.fine_detail_scenes);
-    let tok = encoder.tokenizer();
     for (config, n) in tasks {
         let generator = Generator::new(config)?;
         for i in 0..n {
             let (content, mut qas) = generator.draw(i as u64)?;
             let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x005e_ed0f_7e87);
             rng.set_stream(((config.task as u64) << 40) | i as u64);
-            let mut text = caption_text(&content, cfg.caption);
+            let mut present = synth::Colour::ALL.to_vec();
             if let (synth::Content::SortOfClevr(scene), true) = (&content, objects < 6) {
                 // The curriculum's reduced scene: `objects` colours drawn per scene, kept in colour order.
                 let mut sub = ChaCha8Rng::seed_from_u64(seed ^ 0x0b1e_c7a5);
                 sub.set_stream(((objects as u64) << 40) | i as u64);
-                let mut present: Vec<synth::Colour> =
-                    synth::Colour::ALL.choose_multiple(&mut sub, objects.max(1)).copied().collect();
+                present = synth::Colour::ALL.choose_multiple(&mut sub, objects.max(1)).copied().collect();
                 present.sort_by_key(|&c| c as usize);
                 qas = synth::questions::ask_among(scene, config.questions_per_family, &present, &mut sub);
-                text = match cfg.caption {
-                    CaptionFormat::Sentence => scene.caption_of(CAPTION_GRID, &present),
-                    CaptionFormat::Grid => scene.grid_caption_of(CAPTION_GRID, &present),
-                };
             }
             qas.shuffle(&mut rng);
-            let caption = tok.encode(&text, false)?;
+            let caption = encode_caption(encoder, &content, &present, cfg.caption)?;
             let chunk = if cfg.questions_per_document == 0 { qas.len().max(1) } else { cfg.questions_per_document };
             for turns in qas.chunks(chunk) {
                 out.push(document(encoder, &caption, turns, short)?);
@@ -281,9 +328,9 @@ fn training_documents(
 }
 
 /// One training document: the caption read once, then `turns` as ChatML turns (see the module docs).
-fn document(encoder: &ConversationEncoder, caption: &[u32], turns: &[synth::Qa], short: bool) -> Result<Document> {
+fn document(encoder: &ConversationEncoder, caption: &Caption, turns: &[synth::Qa], short: bool) -> Result<Document> {
     let tok = encoder.tokenizer();
-    let mut doc = Document { tokens: vec![], target: vec![] };
+    let mut doc = Document { tokens: vec![], extras: vec![], target: vec![] };
     for (t, qa) in turns.iter().enumerate() {
         let question = if short {
             synth::short_question(&qa.question, qa.family).map_err(|e| Error::config("question", e.to_string()))?
@@ -293,9 +340,8 @@ fn document(encoder: &ConversationEncoder, caption: &[u32], turns: &[synth::Qa],
         let qa = &synth::Qa { question, ..qa.clone() };
         let (prompt, answer) = if t == 0 {
             let ex = encoder.example(0, &qa.question, &qa.answer, qa.family)?;
-            let mut p = ex.prefix;
-            p.extend_from_slice(caption);
-            p.extend_from_slice(&ex.suffix);
+            let (p, extras) = with_caption(&ex, caption);
+            doc.extras.extend(extras);
             (p, ex.answer)
         } else {
             let p =
@@ -308,18 +354,43 @@ fn document(encoder: &ConversationEncoder, caption: &[u32], turns: &[synth::Qa],
         doc.target.extend(std::iter::repeat_n(true, answer.len()));
         doc.tokens.extend(prompt);
         doc.tokens.extend(answer);
+        doc.extras.resize(doc.tokens.len(), [0; EXTRA_SLOTS]);
     }
     Ok(doc)
 }
 
-/// Right-padded token ids (B, L), the flattened positions whose next token is a target, and those
-/// targets.
-fn collate_documents(docs: &[&Document], dev: &Device) -> Result<(Tensor, Tensor, Tensor)> {
+/// The prompt of `ex` with `caption` in the place of the image, and its per-token extras.
+fn with_caption(ex: &Example, caption: &Caption) -> (Vec<u32>, Vec<[u32; EXTRA_SLOTS]>) {
+    let mut p = ex.prefix.clone();
+    let mut extras = vec![[0; EXTRA_SLOTS]; p.len()];
+    p.extend_from_slice(&caption.ids);
+    extras.extend_from_slice(&caption.extras);
+    p.extend_from_slice(&ex.suffix);
+    extras.resize(p.len(), [0; EXTRA_SLOTS]);
+    (p, extras)
+}
+
+/// A batch as model input: right-padded token ids (B, L), the extra ids (B, L, [`EXTRA_SLOTS`]) and
+/// their weights (1 where an extra is present), the flattened positions whose next token is a
+/// target, and those targets.
+struct Batch {
+    ids: Tensor,
+    extras: Tensor,
+    extra_weights: Tensor,
+    positions: Tensor,
+    targets: Tensor,
+}
+
+fn collate_documents(docs: &[&Document], dev: &Device) -> Result<Batch> {
     let l = docs.iter().map(|d| d.tokens.len()).max().unwrap_or(0);
     let mut ids = vec![0u32; docs.len() * l];
+    let mut extras = vec![0u32; docs.len() * l * EXTRA_SLOTS];
     let (mut positions, mut targets) = (vec![], vec![]);
     for (i, d) in docs.iter().enumerate() {
         ids[i * l..i * l + d.tokens.len()].copy_from_slice(&d.tokens);
+        for (t, e) in d.extras.iter().enumerate() {
+            extras[(i * l + t) * EXTRA_SLOTS..(i * l + t + 1) * EXTRA_SLOTS].copy_from_slice(e);
+        }
         for (t, (&tok, &is_target)) in d.tokens.iter().zip(&d.target).enumerate() {
             if is_target && t > 0 {
                 positions.push((i * l + t - 1) as u32);
@@ -328,16 +399,27 @@ fn collate_documents(docs: &[&Document], dev: &Device) -> Result<(Tensor, Tensor
         }
     }
     let n = positions.len();
-    Ok((
-        Tensor::from_vec(ids, (docs.len(), l), dev)?,
-        Tensor::from_vec(positions, n, dev)?,
-        Tensor::from_vec(targets, n, dev)?,
-    ))
+    let weights: Vec<f32> = extras.iter().map(|&e| f32::from(u8::from(e != 0))).collect();
+    Ok(Batch {
+        ids: Tensor::from_vec(ids, (docs.len(), l), dev)?,
+        extras: Tensor::from_vec(extras, (docs.len(), l, EXTRA_SLOTS), dev)?,
+        extra_weights: Tensor::from_vec(weights, (docs.len(), l, EXTRA_SLOTS), dev)?,
+        positions: Tensor::from_vec(positions, n, dev)?,
+        targets: Tensor::from_vec(targets, n, dev)?,
+    })
 }
 
-/// Single-turn held-out documents: an [`Example`] whose `prefix` is the ChatML prompt up to the
-/// image with the caption in its place, `suffix` the rest of the prompt, `answer` the answer +
-/// `<|im_end|>`.
+/// A single-turn held-out question: the ChatML prompt with the caption in the place of the image
+/// (and its extras), the answer + `<|im_end|>`, the family.
+struct HeldOut {
+    prompt: Vec<u32>,
+    extras: Vec<[u32; EXTRA_SLOTS]>,
+    answer: Vec<u32>,
+    family: synth::Family,
+}
+
+/// The held-out questions: `per_family` per family of `scenes` Sort-of-CLEVR scenes and one per
+/// `fine` fine-detail scene, every scene with all its objects.
 fn documents(
     encoder: &ConversationEncoder,
     caption: CaptionFormat,
@@ -345,18 +427,18 @@ fn documents(
     scenes: usize,
     per_family: usize,
     fine: usize,
-) -> Result<Vec<Example>> {
+) -> Result<Vec<HeldOut>> {
     let mut out = vec![];
     let tasks = corpus_tasks(seed, scenes, per_family, fine);
     for (config, n) in tasks {
         let generator = Generator::new(config)?;
         for i in 0..n {
             let (content, qas) = generator.draw(i as u64)?;
-            let caption = encoder.tokenizer().encode(&caption_text(&content, caption), false)?;
+            let cap = encode_caption(encoder, &content, &synth::Colour::ALL, caption)?;
             for qa in qas {
-                let mut ex = encoder.example(0, &qa.question, &qa.answer, qa.family)?;
-                ex.prefix.extend_from_slice(&caption);
-                out.push(ex);
+                let ex = encoder.example(0, &qa.question, &qa.answer, qa.family)?;
+                let (prompt, extras) = with_caption(&ex, &cap);
+                out.push(HeldOut { prompt, extras, answer: ex.answer, family: qa.family });
             }
         }
     }
@@ -371,13 +453,24 @@ struct TextLm {
 impl TextLm {
     /// Mean cross-entropy of the target tokens: `ids` (B, L), `positions` into the flattened
     /// (B·L) positions, `targets` the token each position predicts.
-    fn loss(&self, ids: &Tensor, positions: &Tensor, targets: &Tensor) -> Result<Tensor> {
-        let (b, l) = ids.dims2()?;
-        let hidden = self.decoder.forward_hidden(&self.decoder.embed_tokens(ids)?)?;
+    fn loss(&self, batch: &Batch) -> Result<Tensor> {
+        let (b, l) = batch.ids.dims2()?;
+        let hidden = self.decoder.forward_hidden(&self.embed(&batch.ids, &batch.extras, &batch.extra_weights)?)?;
         let h = hidden.dim(D::Minus1)?;
-        let picked = hidden.reshape((b * l, h))?.index_select(positions, 0)?;
+        let picked = hidden.reshape((b * l, h))?.index_select(&batch.positions, 0)?;
         let logits = self.decoder.lm_head(&picked.unsqueeze(0)?)?.squeeze(0)?;
-        Ok(candle_nn::loss::cross_entropy(&logits, targets)?)
+        Ok(candle_nn::loss::cross_entropy(&logits, &batch.targets)?)
+    }
+
+    /// Input vectors (B, L, H): each token's embedding plus its extras' (`extras` (B, L, S) ids
+    /// weighted by `weights` (B, L, S)).
+    fn embed(&self, ids: &Tensor, extras: &Tensor, weights: &Tensor) -> Result<Tensor> {
+        let (b, l, slots) = extras.dims3()?;
+        let base = self.decoder.embed_tokens(ids)?;
+        let h = base.dim(D::Minus1)?;
+        let extra = self.decoder.embed_tokens(&extras.reshape((b, l * slots))?)?.reshape((b, l, slots, h))?;
+        let extra = extra.broadcast_mul(&weights.unsqueeze(D::Minus1)?.to_dtype(extra.dtype())?)?.sum(2)?;
+        Ok((base + extra)?)
     }
 }
 
@@ -397,12 +490,11 @@ impl TextAccuracy {
 
 /// Greedy answers of `lm` to `docs` (batches of 64 right-padded prompts; at most the longest answer
 /// + 1 new tokens), scored by exact match of the answer tokens and `<|im_end|>`.
-fn text_accuracy(lm: &TextLm, docs: &[Example], dev: &Device) -> Result<TextAccuracy> {
+fn text_accuracy(lm: &TextLm, docs: &[HeldOut], dev: &Device) -> Result<TextAccuracy> {
     let mut families: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     let max_new = docs.iter().map(|d| d.answer.len()).max().unwrap_or(1);
     for chunk in docs.chunks(64) {
-        let mut seqs: Vec<Vec<u32>> =
-            chunk.iter().map(|d| d.prefix.iter().chain(&d.suffix).copied().collect()).collect();
+        let mut seqs: Vec<Vec<u32>> = chunk.iter().map(|d| d.prompt.clone()).collect();
         let start: Vec<usize> = seqs.iter().map(Vec::len).collect();
         let mut done = vec![false; chunk.len()];
         for _ in 0..max_new {
@@ -411,8 +503,17 @@ fn text_accuracy(lm: &TextLm, docs: &[Example], dev: &Device) -> Result<TextAccu
             for (i, s) in seqs.iter().enumerate() {
                 ids[i * l..i * l + s.len()].copy_from_slice(s);
             }
+            let mut extras = vec![0u32; chunk.len() * l * EXTRA_SLOTS];
+            for (i, d) in chunk.iter().enumerate() {
+                for (t, e) in d.extras.iter().enumerate() {
+                    extras[(i * l + t) * EXTRA_SLOTS..(i * l + t + 1) * EXTRA_SLOTS].copy_from_slice(e);
+                }
+            }
+            let weights: Vec<f32> = extras.iter().map(|&e| f32::from(u8::from(e != 0))).collect();
             let ids = Tensor::from_vec(ids, (chunk.len(), l), dev)?;
-            let hidden = lm.decoder.forward_hidden(&lm.decoder.embed_tokens(&ids)?)?.detach();
+            let extras = Tensor::from_vec(extras, (chunk.len(), l, EXTRA_SLOTS), dev)?;
+            let weights = Tensor::from_vec(weights, (chunk.len(), l, EXTRA_SLOTS), dev)?;
+            let hidden = lm.decoder.forward_hidden(&lm.embed(&ids, &extras, &weights)?)?.detach();
             for (i, s) in seqs.iter_mut().enumerate() {
                 if done[i] {
                     continue;
@@ -544,6 +645,7 @@ pub fn pretrain_llm(
     let extra_words = match cfg.caption {
         CaptionFormat::Sentence => vec![],
         CaptionFormat::Grid => synth::grid_caption::vocabulary(),
+        CaptionFormat::GridSum => synth::grid_caption::grid_sum_vocabulary(CAPTION_GRID as usize),
     };
     let tokenizer_json = synth::build_tokenizer(&extra_words)?
         .to_string(false)
@@ -635,8 +737,8 @@ pub fn pretrain_llm(
             batch_docs.push(perm[p % n]);
         }
         let batch_docs: Vec<&Document> = batch_docs.into_iter().map(|k| &docs[k]).collect();
-        let (ids, positions, targets) = collate_documents(&batch_docs, &dev)?;
-        let loss = lm.loss(&ids, &positions, &targets)?;
+        let batch = collate_documents(&batch_docs, &dev)?;
+        let loss = lm.loss(&batch)?;
         let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
         if !value.is_finite() {
             return Err(Error::NonFiniteLoss { step, loss: value });

@@ -268,3 +268,43 @@ fn single_turn_documents_split_every_scene_into_one_document_per_question() {
     let err = pretrain_llm(&single, &tmp.path().join("whole"), None, "x", &mut |_| {}).unwrap_err().to_string();
     assert!(err.contains("other settings"), "{err}");
 }
+
+#[test]
+fn grid_captions_pretrain_resume_bit_exactly_and_ship_their_words() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = LlmPretrainConfig {
+        scenes: 10,
+        fine_detail_scenes: 3,
+        eval_scenes: 2,
+        batch_size: 4,
+        steps: 6,
+        save_every: 6,
+        questions_per_document: 1,
+        object_ramp_steps: 3,
+        ..LlmPretrainConfig::new("xs")
+    };
+    let losses = |name: &str| {
+        let text = std::fs::read_to_string(tmp.path().join(name).join("losses.json")).unwrap();
+        serde_json::from_str::<Vec<f64>>(&text).unwrap()
+    };
+    let grid = LlmPretrainConfig { caption: synth::CaptionFormat::Grid, ..base.clone() };
+    let sum = LlmPretrainConfig { caption: synth::CaptionFormat::GridSum, ..base.clone() };
+    pretrain_llm(&grid, &tmp.path().join("grid"), None, "x", &mut |_| {}).unwrap();
+    pretrain_llm(&sum, &tmp.path().join("sum"), None, "x", &mut |_| {}).unwrap();
+    let dir = tmp.path().join("sum-resumed");
+    assert!(!pretrain_llm(&sum, &dir, Some(4), "x", &mut |_| {}).unwrap().finished);
+    let rep = pretrain_llm(&sum, &dir, None, "x", &mut |_| {}).unwrap();
+    assert_eq!(rep.manifest.unwrap().config.caption, synth::CaptionFormat::GridSum);
+    for (x, y) in losses("sum").iter().zip(&losses("sum-resumed")) {
+        assert!((x - y).abs() <= 1e-6 * x.abs().max(1.0), "losses differ: {x} vs {y}");
+    }
+    // Same documents but each patch's row and column words added to its input: other losses.
+    assert_ne!(losses("grid")[0], losses("sum")[0]);
+    // Each directory's tokenizer holds its caption's words.
+    let vocab = |name: &str| {
+        let tok = synth::load_tokenizer(&tmp.path().join(name).join("tokenizer.json")).unwrap();
+        (tok.token_to_id("redcircle").is_some(), tok.token_to_id("columnseven").is_some())
+    };
+    assert_eq!(vocab("grid"), (true, false));
+    assert_eq!(vocab("sum"), (false, true));
+}

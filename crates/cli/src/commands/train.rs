@@ -81,8 +81,9 @@ pub struct LlmArgs {
     #[arg(long)]
     pub questions_per_document: Option<usize>,
     /// How the corpus writes a scene in the place of its image: `sentence` ("red circle at row 0
-    /// column 3, …") or `grid` (one word per patch of the tower's 8×8 grid: "nothing redcircle …",
-    /// the per-patch classes the tower is pretrained to predict). Default: sentence.
+    /// column 3, …"), `grid` (one word per patch of the tower's 8×8 grid: "nothing redcircle …", the
+    /// per-patch classes the tower is pretrained to predict) or `grid-sum` (one input vector per
+    /// patch: the summed embeddings of its content, row and column words). Default: sentence.
     #[arg(long, value_enum)]
     pub caption: Option<synth::CaptionFormat>,
     /// Stop after this many steps of this invocation (a checkpoint is saved); run the same command
