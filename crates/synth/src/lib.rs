@@ -24,6 +24,6 @@ pub use dataset::{
 pub use error::{Error, Result};
 pub use fine_detail::{FineDetailConfig, FineDetailScene};
 pub use questions::{short_question, Family, Group, Qa};
-pub use render::{batch_chw_f32, render_scene, to_chw_f32};
+pub use render::{batch_chw_f32, render_scene, render_scene_of, to_chw_f32};
 pub use scene::{Colour, Object, Scene, SceneConfig, Shape};
 pub use tokenizer::{build_tokenizer, load_tokenizer, save_tokenizer};

@@ -30,9 +30,15 @@ pub fn draw_object(img: &mut RgbImage, object: &Object, half: u32) {
 /// Renders a scene: a white `image_size × image_size` RGB image with the six objects drawn in
 /// colour order (later objects over earlier ones, as in the canonical generator).
 pub fn render_scene(scene: &Scene) -> RgbImage {
+    render_scene_of(scene, &crate::Colour::ALL)
+}
+
+/// [`render_scene`] of the objects whose colours `present` lists only (the curriculum over the
+/// number of objects: the scene with the others left out).
+pub fn render_scene_of(scene: &Scene, present: &[crate::Colour]) -> RgbImage {
     let s = scene.config.image_size;
     let mut img = RgbImage::from_pixel(s, s, Rgb(BACKGROUND));
-    for object in &scene.objects {
+    for object in scene.objects.iter().filter(|o| present.contains(&o.colour)) {
         draw_object(&mut img, object, scene.config.half_size);
     }
     img

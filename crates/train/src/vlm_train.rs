@@ -113,6 +113,13 @@ pub struct VlmTrainConfig {
     pub stage1_steps: usize,
     /// Stage 1's peak learning rate (LLaVA: 1e-3).
     pub stage1_lr: f64,
+    /// Curriculum over the number of objects (generated Sort-of-CLEVR data): during the first this
+    /// many steps (stage 1 and 2 counted together) each image shows only k of its scene's six
+    /// objects — a seeded subset per image, rendered without the others, its questions asked and
+    /// answered among them (`synth::questions::ask_among`) — k = 1 + ⌊5 · step / this⌋; then the
+    /// full images. As in text pretraining (`llm_pretrain`), the colour → object lookup is found with
+    /// one object and sharpened as distractors are added. 0 = six objects throughout.
+    pub object_ramp_steps: usize,
     /// Data-parallel worker threads per step ([`TrainableVlm::loss_and_grads`]; 1 = one pass over
     /// the batch). Not part of the resume check: it changes only the gradients' summation order.
     pub threads: usize,
@@ -149,6 +156,7 @@ impl VlmTrainConfig {
             llm_init: None,
             stage1_steps: 0,
             stage1_lr: 1e-3,
+            object_ramp_steps: 0,
             threads: 1,
         }
     }
@@ -163,8 +171,44 @@ impl VlmTrainConfig {
             "warmup_ratio": self.warmup_ratio, "weight_decay": self.weight_decay,
             "max_grad_norm": self.max_grad_norm, "data": format!("{:?}", self.data),
             "init_std": self.init_std, "short_question_steps": self.short_question_steps,
+            "object_ramp_steps": self.object_ramp_steps,
         })
     }
+}
+
+/// The training set of one curriculum stage.
+struct Stage {
+    examples: Vec<Example>,
+    short_examples: Vec<Example>,
+    features: Option<FeatureSet>,
+}
+
+/// The samples with each Sort-of-CLEVR image reduced to `objects` of its objects (a subset drawn per
+/// image from `seed`, the image re-rendered without the others, questions asked among them); other
+/// samples unchanged. Errors: a sample without its scene.
+fn reduce_samples(samples: &[synth::ImageSample], objects: usize, seed: u64) -> Result<Vec<synth::ImageSample>> {
+    use rand::seq::IndexedRandom;
+    samples
+        .iter()
+        .enumerate()
+        .map(|(i, s)| match &s.content {
+            Some(synth::Content::SortOfClevr(scene)) => {
+                let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0b1e_c7a5_1a6e);
+                rng.set_stream(((objects as u64) << 40) | i as u64);
+                let mut present: Vec<synth::Colour> =
+                    synth::Colour::ALL.choose_multiple(&mut rng, objects.max(1)).copied().collect();
+                present.sort_by_key(|&c| c as usize);
+                let per_family = s.qas.len().div_ceil(6).max(1);
+                Ok(synth::ImageSample {
+                    image: synth::render_scene_of(scene, &present),
+                    qas: synth::questions::ask_among(scene, per_family, &present, &mut rng),
+                    ..s.clone()
+                })
+            }
+            Some(_) => Ok(s.clone()),
+            None => Err(Error::config("object_ramp_steps", format!("image {} has no scene", s.id))),
+        })
+        .collect()
 }
 
 /// Name prefix of the compressor and projector weights (LLaVA's `model.mm_projector.*`).
@@ -288,6 +332,12 @@ pub fn train_vlm(cfg: &VlmTrainConfig, progress: &mut dyn FnMut(&StepInfo)) -> R
             format!("{} is more than the {} training steps", cfg.short_question_steps, cfg.steps),
         ));
     }
+    if cfg.object_ramp_steps > cfg.stage1_steps + cfg.steps {
+        return Err(Error::config(
+            "object_ramp_steps",
+            format!("{} is more than the {} steps", cfg.object_ramp_steps, cfg.stage1_steps + cfg.steps),
+        ));
+    }
     // Checked here, before data and tower features are built, not only when the weights are drawn.
     if !(cfg.init_std.is_finite() && cfg.init_std > 0.0) {
         return Err(Error::config("init_std", format!("must be finite and > 0, got {}", cfg.init_std)));
@@ -326,28 +376,48 @@ pub fn train_vlm(cfg: &VlmTrainConfig, progress: &mut dyn FnMut(&StepInfo)) -> R
         std::fs::write(&tok_path, &tokenizer_json).map_err(|e| Error::io(&tok_path, e))?;
     }
     let encoder = ConversationEncoder::new(tokenizer_file.as_deref().unwrap_or(&tok_path))?;
-    let samples = cfg.data.load()?;
-    let mut examples: Vec<Example> = vec![];
-    // The short forms, one per natural question in the same order (stage 1 of the curriculum).
-    let mut short_examples: Vec<Example> = vec![];
-    for (i, s) in samples.iter().enumerate() {
-        for qa in &s.qas {
-            examples.push(encoder.example(i, &qa.question, &qa.answer, qa.family)?);
-            if cfg.short_question_steps > 0 {
-                short_examples.push(encoder.short_example(i, &qa.question, &qa.answer, qa.family)?);
+    let full_samples = cfg.data.load()?;
+    if cfg.object_ramp_steps > 0 && full_samples.iter().any(|s| s.content.is_none()) {
+        return Err(Error::config("object_ramp_steps", "needs generated data (images read from disk have no scene)"));
+    }
+    let tower = load_clip_tower(&cfg.tower_dir, tower_cfg.num_hidden_layers, models::Mode::Inference, &dev)?;
+    // The training set of a curriculum stage (objects per image): examples, short examples, features.
+    let make_stage = |objects: usize| -> Result<Stage> {
+        let reduced;
+        let samples = if objects < 6 {
+            reduced = reduce_samples(&full_samples, objects, cfg.seed)?;
+            &reduced
+        } else {
+            &full_samples
+        };
+        let mut stage = Stage { examples: vec![], short_examples: vec![], features: None };
+        for (i, s) in samples.iter().enumerate() {
+            for qa in &s.qas {
+                stage.examples.push(encoder.example(i, &qa.question, &qa.answer, qa.family)?);
+                if cfg.short_question_steps > 0 {
+                    stage.short_examples.push(encoder.short_example(i, &qa.question, &qa.answer, qa.family)?);
+                }
             }
         }
-    }
-    if examples.is_empty() {
-        return Err(Error::config("data", "no training questions"));
-    }
-
-    // 3. Frozen-tower features, once.
+        if stage.examples.is_empty() {
+            return Err(Error::config("data", "no training questions"));
+        }
+        stage.features = Some(FeatureSet::compute(&tower, &samples.iter().map(|s| &s.image).collect::<Vec<_>>(), 64)?);
+        Ok(stage)
+    };
+    let objects_at = |step: usize| {
+        if step < cfg.object_ramp_steps {
+            1 + 5 * step / cfg.object_ramp_steps
+        } else {
+            6
+        }
+    };
+    // 3. Frozen-tower features of the first stage (the full set unless the curriculum starts).
     let t_feat = Instant::now();
-    let tower = load_clip_tower(&cfg.tower_dir, tower_cfg.num_hidden_layers, models::Mode::Inference, &dev)?;
-    let features = FeatureSet::compute(&tower, &samples.iter().map(|s| &s.image).collect::<Vec<_>>(), 64)?;
-    drop(tower);
+    let mut stage_objects = objects_at(0);
+    let mut stage = make_stage(stage_objects)?;
     let feature_s = t_feat.elapsed().as_secs_f64();
+    let n_examples_full = full_samples.iter().map(|s| s.qas.len()).sum::<usize>();
 
     // 4. Model, seeded initialisation, optimiser.
     let llm = size.decoder_config(encoder.vocab_size(), encoder.im_end())?;
@@ -413,9 +483,8 @@ pub fn train_vlm(cfg: &VlmTrainConfig, progress: &mut dyn FnMut(&StepInfo)) -> R
         }
     }
 
-    // 6. The loop.
-    let n = examples.len();
-    let mut perm_epoch = usize::MAX;
+    // 6. The loop. Each curriculum stage is read in epochs of its own seeded permutation.
+    let mut perm_epoch = (usize::MAX, 0);
     let mut perm: Vec<usize> = vec![];
     let t0 = Instant::now();
     let start = state.step;
@@ -428,20 +497,26 @@ pub fn train_vlm(cfg: &VlmTrainConfig, progress: &mut dyn FnMut(&StepInfo)) -> R
             in_stage1 = false;
             opt = AdamW::new(vars.clone(), cfg.weight_decay)?;
         }
-        let pool = if step < cfg.short_question_steps { &short_examples } else { &examples };
+        if objects_at(step) != stage_objects {
+            stage_objects = objects_at(step);
+            stage = make_stage(stage_objects)?;
+        }
+        let pool = if step < cfg.short_question_steps { &stage.short_examples } else { &stage.examples };
+        let n = stage.examples.len();
         let mut batch_examples: Vec<&Example> = Vec::with_capacity(cfg.batch_size);
         for j in 0..cfg.batch_size {
             let p = step * cfg.batch_size + j;
-            if p / n != perm_epoch {
-                perm_epoch = p / n;
+            if (p / n, n) != perm_epoch {
+                perm_epoch = (p / n, n);
                 perm = (0..n).collect();
                 perm.shuffle(&mut ChaCha8Rng::seed_from_u64(
-                    cfg.seed ^ (perm_epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                    cfg.seed ^ ((p / n) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
                 ));
             }
             batch_examples.push(&pool[perm[p % n]]);
         }
         let batch = collate(&batch_examples, cfg.visual_tokens, &dev)?;
+        let features = stage.features.as_ref().ok_or_else(|| Error::config("data", "no features"))?;
         let feats = features.gather(&batch.image_index, DType::F32)?;
         let (loss_value, mut grads) = model.loss_and_grads(&batch, &feats, opt.vars(), cfg.threads)?;
         if !loss_value.is_finite() {
@@ -482,8 +557,8 @@ pub fn train_vlm(cfg: &VlmTrainConfig, progress: &mut dyn FnMut(&StepInfo)) -> R
         losses: state.losses.clone(),
         llm_parameters: size.num_parameters(encoder.vocab_size()),
         trainable_parameters,
-        examples: n,
-        images: samples.len(),
+        examples: n_examples_full,
+        images: full_samples.len(),
         feature_s,
         train_s,
         samples_per_s: ((state.step - start) * cfg.batch_size) as f64 / train_s.max(1e-9),

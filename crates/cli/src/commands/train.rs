@@ -143,6 +143,11 @@ pub struct VlmArgs {
     /// again to resume. The learning-rate schedule still spans `--steps`.
     #[arg(long)]
     pub stop_after: Option<usize>,
+    /// Curriculum over the number of objects (generated data): during the first N steps (stage 1
+    /// and 2 together) each image shows only k of its six objects, k = 1 + ⌊5 · step / N⌋, with its
+    /// questions asked among them; then the full images (default 0: six throughout).
+    #[arg(long)]
+    pub object_ramp_steps: Option<usize>,
     /// A pretrained LLM directory (from `vlmscale train llm`; its manifest is checked) to start the
     /// LLM from instead of a random initialisation; its tokenizer is used.
     #[arg(long)]
@@ -235,6 +240,9 @@ pub fn run(t: Train) -> Result<()> {
             }
             if let Some(n) = a.short_question_steps {
                 cfg.short_question_steps = n;
+            }
+            if let Some(n) = a.object_ramp_steps {
+                cfg.object_ramp_steps = n;
             }
             cfg.llm_init = a.llm_init;
             if let Some(n) = a.stage1_steps {
