@@ -25,7 +25,8 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
         || e.downcast_ref::<::train::Error>().is_some_and(::train::Error::is_user_error)
         || e.downcast_ref::<synth::Error>().is_some_and(synth::Error::is_user_error)
         || e.downcast_ref::<::eval::Error>().is_some_and(::eval::Error::is_user_error)
-        || e.downcast_ref::<::serve::ServeError>().is_some_and(::serve::ServeError::is_user_error);
+        || e.downcast_ref::<::serve::ServeError>().is_some_and(::serve::ServeError::is_user_error)
+        || e.downcast_ref::<::sweep::Error>().is_some_and(::sweep::Error::is_user_error);
     if user {
         2
     } else {
