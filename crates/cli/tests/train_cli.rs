@@ -56,6 +56,25 @@ fn tiny_train_then_eval() {
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("eval.json")).unwrap()).unwrap();
     assert_eq!(v["overall"]["total"].as_u64(), Some(18)); // 3 images × 6 question families
     assert!(v["families"]["closest"]["total"].as_u64().is_some());
+    faults_on_a_trained_checkpoint(dir.path());
+}
+
+/// Fault cases that need a checkpoint `train vlm` wrote (`root/vlm`, with the held-out split in
+/// `root/test`).
+fn faults_on_a_trained_checkpoint(root: &std::path::Path) {
+    let p = |s: &str| root.join(s).display().to_string();
+    let stderr = |o: &Output| String::from_utf8_lossy(&o.stderr).into_owned();
+
+    // eval --out onto an existing folder: refused before any work, nothing left behind.
+    std::fs::create_dir(root.join("DIR")).unwrap();
+    let before: std::collections::BTreeSet<_> =
+        std::fs::read_dir(root).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let o = vlmscale(&["eval", "--model", &p("vlm"), "--data", &p("test/sort_of_clevr_s5.jsonl"), "--out", &p("DIR")]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&p("DIR")) && stderr(&o).contains("folder"), "{}", stderr(&o));
+    let after: std::collections::BTreeSet<_> =
+        std::fs::read_dir(root).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(before, after);
 }
 
 #[test]

@@ -268,8 +268,13 @@ pub fn llava_record(sample: &ImageSample, k: usize, image: &str) -> LlavaRecord 
 }
 
 /// Writes `bytes` to `path` atomically (the `atomic-write-file` crate: a temporary file in the same
-/// directory, synced to disk, renamed over `path`).
+/// directory, synced to disk, renamed over `path`). Errors: I/O naming `path`, also when it is an
+/// existing folder (checked first: nothing is written).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    if path.is_dir() {
+        let e = std::io::Error::new(std::io::ErrorKind::IsADirectory, "is an existing folder, not a file");
+        return Err(Error::io(path, e));
+    }
     let mut file = atomic_write_file::AtomicWriteFile::open(path).map_err(|e| Error::io(path, e))?;
     file.write_all(bytes).map_err(|e| Error::io(path, e))?;
     file.commit().map_err(|e| Error::io(path, e))

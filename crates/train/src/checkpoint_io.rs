@@ -87,9 +87,11 @@ pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 }
 
 /// Writes `bytes` to `path` atomically (the `atomic-write-file` crate: a temporary file in the same
-/// directory, synced to disk, renamed over `path`). Errors: I/O naming `path`.
+/// directory, synced to disk, renamed over `path`; mode 0666 less the umask). Errors: I/O naming
+/// `path`, also when it is an existing folder (checked first: nothing is written).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
+    scaling::output::refuse_folder(path).map_err(|e| Error::io(path, e))?;
     let mut file = atomic_write_file::AtomicWriteFile::open(path).map_err(|e| Error::io(path, e))?;
     file.write_all(bytes).map_err(|e| Error::io(path, e))?;
     file.commit().map_err(|e| Error::io(path, e))

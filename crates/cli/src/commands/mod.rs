@@ -39,6 +39,20 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
 #[error("{0}")]
 pub struct UsageError(pub String);
 
+/// Checks, before any work, that an output file given by `flag` can be written as a file: not an
+/// existing folder (the atomic write would fail only at the end).
+///
+/// Errors: a [`UsageError`] naming the flag and the path.
+pub fn check_output_file(flag: &str, path: &std::path::Path) -> Result<(), UsageError> {
+    if path.is_dir() {
+        return Err(UsageError(format!(
+            "{flag} {}: is an existing folder, not a file: give the path of the file to write",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Parses a comma-separated list of numbers (`0.5,1.8,4`). Errors name the flag.
 pub fn parse_list(flag: &str, s: &str) -> Result<Vec<f64>, UsageError> {
     s.split(',')

@@ -298,6 +298,9 @@ fn train_llm(a: LlmArgs) -> Result<()> {
 }
 
 pub fn eval(a: EvalArgs) -> Result<()> {
+    if let Some(out) = &a.out {
+        super::check_output_file("--out", out)?;
+    }
     super::prepare_inference();
     let samples = synth::read_dataset(&a.data)?;
     let total: usize = samples.iter().map(|s| s.qas.len()).sum::<usize>().min(a.max_questions.unwrap_or(usize::MAX));
