@@ -417,9 +417,16 @@ pub fn load_image(path: &Path) -> Result<RgbImage> {
 /// Reads a dataset back: [`read_records`], then the images, grouping questions by image in order of
 /// first appearance. Sample ids are the image file stems; `content` is `None`.
 /// Errors: as [`read_records`], plus [`Error::Image`] for an undecodable image and
-/// [`Error::BadRecord`] if one image's records disagree on the task.
+/// [`Error::BadRecord`] if one image's records disagree on the task or the file has no record (line 1).
 pub fn read_dataset(path: &Path) -> Result<Vec<ImageSample>> {
     let records = read_records(path)?;
+    if records.is_empty() {
+        return Err(Error::BadRecord {
+            path: path.to_path_buf(),
+            line: 1,
+            message: "no records: the file has no question line".into(),
+        });
+    }
     let mut index: HashMap<PathBuf, usize> = HashMap::new();
     let mut groups: Vec<(PathBuf, Task, Vec<Qa>)> = Vec::new();
     for r in records {
