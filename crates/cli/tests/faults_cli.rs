@@ -74,6 +74,25 @@ fn generate(model: &str, extra: &[&str]) -> Output {
 }
 
 #[test]
+fn unbounded_requests_are_refused_at_once() {
+    // 10⁸ budgets would run for days.
+    let o = run_within(&["frontier", "--budget-range", "1e9,1e13,100000000"], Duration::from_secs(20));
+    exits_2(&o, &["--budget-range", "more than the 1000"]);
+    // A fit of 20 001 cells would run for minutes (≈ 2 ms per cell per grid pass).
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("big.csv");
+    let mut text = String::from("llm_params,visual_tokens,score\n");
+    for i in 0..20_001 {
+        text += &format!("{},{},0.5\n", 0.5 + (i / 576) as f64, 1 + i % 576); // distinct (N, V)
+    }
+    std::fs::write(&csv, text).unwrap();
+    let p = csv.display().to_string();
+    let o = run_within(&["fit", "--data", &p, "--bootstrap", "0"], Duration::from_secs(20));
+    exits_2(&o, &[&p, "20001 cells", "20000"]);
+}
+
+
+#[test]
 fn an_empty_tokenizer_vocabulary_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let m = damaged(dir.path(), "m", |_| {});
