@@ -93,6 +93,85 @@ fn unbounded_requests_are_refused_at_once() {
 
 
 #[test]
+fn law_parameters_outside_the_fit_constraints_are_refused_by_name() {
+    let o = run(&["frontier", "--A=-1", "--alpha", "0.07", "--beta", "0.01", "--D", "0", "--budget", "1e12"]);
+    exits_2(&o, &["A = -1", "> 0"]);
+    let o = run(&["frontier", "--A", "0.5", "--alpha=-0.1", "--beta", "0.01", "--D", "0", "--budget", "1e12"]);
+    exits_2(&o, &["alpha = -0.1"]);
+    // A saved fit whose α is negative.
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(&["fit", "--json", "--bootstrap", "0"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut fit: Value = serde_json::from_slice(&o.stdout).unwrap();
+    fit["refined"]["alpha"] = Value::from(-0.5);
+    let path = dir.path().join("fit.json");
+    std::fs::write(&path, serde_json::to_string(&fit).unwrap()).unwrap();
+    let p = path.display().to_string();
+    let o = run(&["frontier", "--fit", &p, "--budget", "1e12"]);
+    exits_2(&o, &[&p, "alpha = -0.5"]);
+    // A missing fit file is bad input (2).
+    let missing = dir.path().join("missing.json").display().to_string();
+    let o = run(&["frontier", "--fit", &missing, "--budget", "1e12"]);
+    exits_2(&o, &[&missing]);
+}
+
+
+#[test]
+fn flops_overflow_is_an_error_and_unit_traps_warn() {
+    for extra in [&[][..], &["--exact"][..]] {
+        let mut args = vec!["flops", "--llm-params", "7e9", "--visual-tokens", "1e300"];
+        args.extend_from_slice(extra);
+        let o = run(&args);
+        let e = exits_2(&o, &["overflow"]);
+        assert!(!String::from_utf8_lossy(&o.stdout).contains("NaN"), "{e}");
+    }
+    // flops takes a raw count: 7 is not 7 billion.
+    let o = run(&["flops", "--llm-params", "7", "--visual-tokens", "16"]);
+    assert!(o.status.success());
+    assert!(stderr(&o).contains("warning") && stderr(&o).contains("7e9"), "{}", stderr(&o));
+    let o = run(&["flops", "--llm-params", "7e9", "--visual-tokens", "16"]);
+    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+    // frontier takes billions: 7e9 is not 7 billion.
+    let o = run(&["frontier", "--llm-params", "7e9", "--budget", "1e12"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("warning") && stderr(&o).contains("billions"), "{}", stderr(&o));
+    let o = run(&["frontier", "--llm-params", "7", "--budget", "1e12"]);
+    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+}
+
+
+#[test]
+fn config_values_that_break_inference_are_refused_by_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    for (name, field, value) in
+        [("eps", "rms_norm_eps", Value::from(-1.0)), ("layers", "num_hidden_layers", Value::from(0))]
+    {
+        let m = damaged(root, name, |c| {
+            c.insert(field.into(), value);
+        });
+        let o = generate(&m, &["--prompt", "What is shown?"]);
+        exits_2(&o, &[&format!("`{field}`"), "config.json"]);
+    }
+    let m = damaged(root, "theta", |c| {
+        c.insert("rope_parameters".into(), serde_json::json!({"rope_theta": 0.0, "rope_type": "default"}));
+    });
+    exits_2(&generate(&m, &["--prompt", "What is shown?"]), &["`rope_theta`", "config.json"]);
+    // Without mm_projector_type (LLaVA's default `linear`, one layer) the weights' second projector
+    // layer would be ignored.
+    let m = damaged(root, "projector", |c| {
+        c.remove("mm_projector_type");
+    });
+    exits_2(&generate(&m, &["--prompt", "What is shown?"]), &["mm_projector_type", "model.mm_projector.3.weight"]);
+    // A weight whose shape disagrees with config.json: exit 2, naming the checkpoint and the tensor.
+    let m = damaged(root, "shape", |c| {
+        c.insert("intermediate_size".into(), Value::from(96));
+    });
+    exits_2(&generate(&m, &["--prompt", "What is shown?"]), &[&m, "mlp"]);
+}
+
+
+#[test]
 fn an_empty_tokenizer_vocabulary_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let m = damaged(dir.path(), "m", |_| {});

@@ -47,7 +47,26 @@ pub struct Args {
     pub json: bool,
 }
 
+/// Above this many billions an `--llm-params` value is taken for a raw parameter count (10⁵ billion
+/// = 10¹⁴ parameters, far beyond any LLM).
+pub const IMPLAUSIBLE_BILLIONS: f64 = 1e5;
+
+/// A warning for `--llm-params` values (billions) that look like raw parameter counts.
+fn warn_units(llm_params: &Option<String>) {
+    let Some(s) = llm_params else { return };
+    for n in parse_list("--llm-params", s).unwrap_or_default() {
+        if n > IMPLAUSIBLE_BILLIONS {
+            eprintln!(
+                "warning: --llm-params takes billions of parameters: {n:e} billion is {:e} parameters; for {n:e} parameters write {}",
+                n * 1e9,
+                n / 1e9
+            );
+        }
+    }
+}
+
 fn spec_of(a: &Args, r: &super::law_source::Resolved) -> Result<FrontierSpec> {
+    warn_units(&a.llm_params);
     let spec = FrontierSpec {
         law: r.law,
         axis: r.axis,
