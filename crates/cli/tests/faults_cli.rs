@@ -91,7 +91,6 @@ fn unbounded_requests_are_refused_at_once() {
     exits_2(&o, &[&p, "20001 cells", "20000"]);
 }
 
-
 #[test]
 fn law_parameters_outside_the_fit_constraints_are_refused_by_name() {
     let o = run(&["frontier", "--A=-1", "--alpha", "0.07", "--beta", "0.01", "--D", "0", "--budget", "1e12"]);
@@ -109,12 +108,12 @@ fn law_parameters_outside_the_fit_constraints_are_refused_by_name() {
     let p = path.display().to_string();
     let o = run(&["frontier", "--fit", &p, "--budget", "1e12"]);
     exits_2(&o, &[&p, "alpha = -0.5"]);
-    // A missing fit file is bad input (2).
+    // A missing fit file is bad input (2), named once.
     let missing = dir.path().join("missing.json").display().to_string();
     let o = run(&["frontier", "--fit", &missing, "--budget", "1e12"]);
-    exits_2(&o, &[&missing]);
+    let e = exits_2(&o, &[&missing]);
+    assert_eq!(e.matches("No such file").count(), 1, "{e}");
 }
-
 
 #[test]
 fn flops_overflow_is_an_error_and_unit_traps_warn() {
@@ -139,6 +138,14 @@ fn flops_overflow_is_an_error_and_unit_traps_warn() {
     assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
 }
 
+#[test]
+fn os_errors_are_printed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.csv").display().to_string();
+    let o = run(&["fit", "--data", &missing]);
+    let e = exits_2(&o, &[&missing]);
+    assert_eq!(e.matches("No such file").count(), 1, "{e}");
+}
 
 #[test]
 fn config_values_that_break_inference_are_refused_by_field() {
@@ -170,6 +177,35 @@ fn config_values_that_break_inference_are_refused_by_field() {
     exits_2(&generate(&m, &["--prompt", "What is shown?"]), &[&m, "mlp"]);
 }
 
+#[test]
+fn shard_paths_must_stay_inside_the_checkpoint_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = damaged(dir.path(), "m", |_| {});
+    std::fs::remove_file(Path::new(&m).join("model.safetensors")).unwrap();
+    let index = serde_json::json!({"weight_map": {"model.embed_tokens.weight": "../../../../etc/passwd"}});
+    std::fs::write(Path::new(&m).join("model.safetensors.index.json"), index.to_string()).unwrap();
+    exits_2(
+        &generate(&m, &["--prompt", "What is shown?"]),
+        &["model.safetensors.index.json", "leaves the checkpoint folder"],
+    );
+}
+
+#[test]
+fn prompt_file_gives_the_same_answer_as_prompt() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp: Value = serde_json::from_str(&std::fs::read_to_string(fixture().join("expected.json")).unwrap()).unwrap();
+    let q = exp["question"].as_str().unwrap();
+    let f = dir.path().join("q.txt");
+    std::fs::write(&f, format!("{q}\n")).unwrap();
+    let m = fixture().display().to_string();
+    let a = generate(&m, &["--prompt", q]);
+    let b = generate(&m, &["--prompt-file", &f.display().to_string()]);
+    assert!(a.status.success() && b.status.success(), "{}\n{}", stderr(&a), stderr(&b));
+    let first = |o: &Output| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or_default().to_string();
+    assert_eq!(first(&a), first(&b));
+    let missing = dir.path().join("missing.txt").display().to_string();
+    exits_2(&generate(&m, &["--prompt-file", &missing]), &["--prompt-file", &missing]);
+}
 
 #[test]
 fn an_empty_tokenizer_vocabulary_is_named() {

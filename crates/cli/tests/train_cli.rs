@@ -62,8 +62,14 @@ fn tiny_train_then_eval() {
 /// Fault cases that need a checkpoint `train vlm` wrote (`root/vlm`, with the held-out split in
 /// `root/test`).
 fn faults_on_a_trained_checkpoint(root: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
     let p = |s: &str| root.join(s).display().to_string();
     let stderr = |o: &Output| String::from_utf8_lossy(&o.stderr).into_owned();
+
+    // The weights get the mode of any new file (0666 less the umask), not a scratch file's 0600.
+    std::fs::write(root.join("plain"), b"x").unwrap();
+    let mode = |f: &str| std::fs::metadata(root.join(f)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode("vlm/model.safetensors"), mode("plain"), "model.safetensors");
 
     // eval --out onto an existing folder: refused before any work, nothing left behind.
     std::fs::create_dir(root.join("DIR")).unwrap();

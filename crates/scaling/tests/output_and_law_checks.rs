@@ -16,6 +16,19 @@ fn atomic_write_onto_a_folder_fails_naming_it_and_leaves_nothing_behind() {
 }
 
 #[test]
+fn atomic_write_gives_a_new_file_the_mode_of_a_plain_new_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    // The mode the OS gives a new file under this process's umask: the independent reference.
+    let plain = dir.path().join("plain");
+    std::fs::write(&plain, b"x").unwrap();
+    let want = std::fs::metadata(&plain).unwrap().permissions().mode() & 0o777;
+    let p = dir.path().join("atomic.json");
+    write_atomic(&p, b"{}").unwrap();
+    assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, want);
+}
+
+#[test]
 fn law_check_names_the_parameter_outside_the_fit_constraints() {
     let ok = Law::Multiplicative { a: 0.5, alpha: 0.07, beta: 0.0, d: 0.0 };
     assert!(ok.check().is_ok());

@@ -14,6 +14,19 @@ pub enum Error {
         /// What is wrong.
         msg: String,
     },
+    /// The sweep config is not valid TOML, or a value has the wrong type: `file`, 1-based `line` and
+    /// `column` (in characters) of the error's start, and what is wrong.
+    #[error("{file}:{line}:{column}: {msg}")]
+    Syntax {
+        /// The config file.
+        file: String,
+        /// Line, from 1.
+        line: usize,
+        /// Column in characters, from 1.
+        column: usize,
+        /// The TOML parser's message.
+        msg: String,
+    },
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io {
@@ -99,7 +112,7 @@ impl Error {
     /// results folder in use by a run with other settings): the CLI exits with code 2 for these, 1 for
     /// the others (a failed cell, a stale result, I/O during a run).
     pub fn is_user_error(&self) -> bool {
-        matches!(self, Error::Config { .. } | Error::Index { .. } | Error::Busy { .. })
+        matches!(self, Error::Config { .. } | Error::Syntax { .. } | Error::Index { .. } | Error::Busy { .. })
     }
 }
 

@@ -34,6 +34,21 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
     }
 }
 
+/// The message of an error with its causes, each joined by `: `, leaving out a cause whose text the
+/// message already ends with (a typed error that prints its OS error would otherwise show it twice:
+/// "X: No such file: No such file").
+pub fn message(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.ends_with(&c) {
+            msg += ": ";
+            msg += &c;
+        }
+    }
+    msg
+}
+
 /// A bad combination of command-line values (exit code 2).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
