@@ -102,7 +102,7 @@ fn failed_cell_is_reported_and_the_others_finish() {
 /// Starts a synthetic sweep of `config` on `results` (each cell `delay_ms` long, one at a time) and
 /// waits until it holds the results folder's lock and has recorded its settings in it.
 fn start_locked(config: &Path, results: &Path, delay_ms: u64) -> std::process::Child {
-    let child = bin()
+    let mut child = bin()
         .args(["sweep", "--config"])
         .arg(config)
         .args(["--runner", "synthetic", "--jobs", "1", "--synthetic-delay-ms", &delay_ms.to_string()])
@@ -113,13 +113,16 @@ fn start_locked(config: &Path, results: &Path, delay_ms: u64) -> std::process::C
         .spawn()
         .unwrap();
     let lock = results.join("sweep.lock");
-    for _ in 0..2000 {
-        if std::fs::metadata(&lock).is_ok_and(|m| m.len() > 0) {
-            return child;
+    let t0 = std::time::Instant::now();
+    while !std::fs::metadata(&lock).is_ok_and(|m| m.len() > 0) {
+        if t0.elapsed() > Duration::from_secs(10) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("the first sweep did not record itself in {}", lock.display());
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    panic!("the first sweep did not record itself in {}", lock.display());
+    child
 }
 
 /// quick.toml with 25 steps per cell instead of 15 (other settings, same cells).
