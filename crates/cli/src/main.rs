@@ -90,7 +90,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", commands::message(&e));
             ExitCode::from(commands::exit_code(&e))
         }
     }

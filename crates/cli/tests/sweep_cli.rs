@@ -98,3 +98,90 @@ fn failed_cell_is_reported_and_the_others_finish() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("16 cells"));
 }
+
+/// Starts a synthetic sweep of `config` on `results` (each cell `delay_ms` long, one at a time) and
+/// waits until it holds the results folder's lock and has recorded its settings in it.
+fn start_locked(config: &Path, results: &Path, delay_ms: u64) -> std::process::Child {
+    let mut child = bin()
+        .args(["sweep", "--config"])
+        .arg(config)
+        .args(["--runner", "synthetic", "--jobs", "1", "--synthetic-delay-ms", &delay_ms.to_string()])
+        .arg("--results-dir")
+        .arg(results)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lock = results.join("sweep.lock");
+    let t0 = std::time::Instant::now();
+    while !std::fs::metadata(&lock).is_ok_and(|m| m.len() > 0) {
+        if t0.elapsed() > Duration::from_secs(10) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("the first sweep did not record itself in {}", lock.display());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child
+}
+
+/// quick.toml with 25 steps per cell instead of 15 (other settings, same cells).
+fn quick_25_steps(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(quick()).unwrap();
+    assert!(text.contains("steps = 15"));
+    let p = dir.join("q25.toml");
+    std::fs::write(&p, text.replace("steps = 15", "steps = 25")).unwrap();
+    p
+}
+
+#[test]
+fn second_run_with_other_settings_on_a_busy_results_folder_exits_2_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("Y");
+    let q25 = quick_25_steps(dir.path());
+    // 16 cells × 150 ms: the first run holds the folder for ≥ 2.4 s.
+    let first = start_locked(&quick(), &results, 150);
+    let second = bin()
+        .args(["sweep", "--config"])
+        .arg(&q25)
+        .args(["--runner", "synthetic", "--results-dir"])
+        .arg(&results)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(2), "{err}");
+    assert!(err.contains(&results.display().to_string()) && err.contains("other settings"), "{err}");
+    // reproduce takes the same lock.
+    let third = bin()
+        .args(["reproduce", "--runner", "synthetic", "--bootstrap", "0", "--config"])
+        .arg(&q25)
+        .arg("--out")
+        .arg(&results)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&third.stderr);
+    assert_eq!(third.status.code(), Some(2), "{err}");
+    assert!(err.contains(&results.display().to_string()) && err.contains("other settings"), "{err}");
+    assert!(!results.join("report").exists(), "the refused reproduce wrote a report");
+
+    let out = first.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("16 cells — 0 already finished (skipped), 16 ran now, 0 failed"), "{text}");
+}
+
+#[test]
+fn second_run_with_the_same_settings_waits_and_trains_no_cell_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("Y");
+    let first = start_locked(&quick(), &results, 100);
+    // Without the lock the second run would start the cells the first has not finished yet.
+    let second = sweep(&results, &["--jobs", "2"]);
+    let first = first.wait_with_output().unwrap();
+    let (t1, t2) = (String::from_utf8_lossy(&first.stdout), String::from_utf8_lossy(&second.stdout));
+    assert!(first.status.success() && second.status.success(), "{t1}\n{t2}");
+    assert!(t1.contains("16 ran now, 0 failed"), "{t1}");
+    assert!(t2.contains("16 already finished (skipped), 0 ran now, 0 failed"), "{t2}");
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("waiting") && err.contains(&results.display().to_string()), "{err}");
+}

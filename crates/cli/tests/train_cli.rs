@@ -56,6 +56,57 @@ fn tiny_train_then_eval() {
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("eval.json")).unwrap()).unwrap();
     assert_eq!(v["overall"]["total"].as_u64(), Some(18)); // 3 images × 6 question families
     assert!(v["families"]["closest"]["total"].as_u64().is_some());
+    faults_on_a_trained_checkpoint(dir.path());
+}
+
+/// Fault cases that need a checkpoint `train vlm` wrote (`root/vlm`, with the held-out split in
+/// `root/test`).
+fn faults_on_a_trained_checkpoint(root: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let p = |s: &str| root.join(s).display().to_string();
+    let stderr = |o: &Output| String::from_utf8_lossy(&o.stderr).into_owned();
+
+    // The weights get the mode of any new file (0666 less the umask), not a scratch file's 0600.
+    std::fs::write(root.join("plain"), b"x").unwrap();
+    let mode = |f: &str| std::fs::metadata(root.join(f)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode("vlm/model.safetensors"), mode("plain"), "model.safetensors");
+
+    // eval --out onto an existing folder: refused before any work, nothing left behind.
+    std::fs::create_dir(root.join("DIR")).unwrap();
+    let before: std::collections::BTreeSet<_> =
+        std::fs::read_dir(root).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let o = vlmscale(&["eval", "--model", &p("vlm"), "--data", &p("test/sort_of_clevr_s5.jsonl"), "--out", &p("DIR")]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&p("DIR")) && stderr(&o).contains("folder"), "{}", stderr(&o));
+    let after: std::collections::BTreeSet<_> =
+        std::fs::read_dir(root).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(before, after);
+
+    // An empty held-out file is named with a line.
+    std::fs::write(root.join("test/empty.jsonl"), "").unwrap();
+    let o = vlmscale(&["eval", "--model", &p("vlm"), "--data", &p("test/empty.jsonl")]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&format!("{}:1:", p("test/empty.jsonl"))), "{}", stderr(&o));
+
+    // A question longer than the context window is named by file and line (line 2 here).
+    let jsonl = std::fs::read_to_string(root.join("test/sort_of_clevr_s5.jsonl")).unwrap();
+    let lines: Vec<&str> = jsonl.lines().collect();
+    let long = lines[1].replacen("<image>\\n", &format!("<image>\\n{}", "the red object ".repeat(2000)), 1);
+    assert_ne!(long, lines[1], "the question was not lengthened");
+    std::fs::write(root.join("test/long.jsonl"), format!("{}\n{long}\n", lines[0])).unwrap();
+    let o = vlmscale(&["eval", "--model", &p("vlm"), "--data", &p("test/long.jsonl")]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains(&format!("{}:2:", p("test/long.jsonl"))) && e.contains("context window"), "{e}");
+
+    // A user-typed <image> is moved to the front, as LLaVA does: the same answer as without it.
+    let image = root.join("test/images").read_dir().unwrap().next().unwrap().unwrap().path();
+    let gen = |q: &str| {
+        let o = vlmscale(&["generate", "--model", &p("vlm"), "--image", &image.display().to_string(), "--prompt", q]);
+        assert!(o.status.success(), "{q}: {}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or_default().to_string()
+    };
+    assert_eq!(gen("<image>\nWhat is the shape of the red object?"), gen("What is the shape of the red object?"));
 }
 
 #[test]

@@ -183,7 +183,8 @@ impl Checkpoint {
     ///
     /// Errors: [`Error::Io`] for a missing/unreadable file; [`Error::Config`] for a malformed or
     /// unsupported `config.json` (naming the field); [`Error::Checkpoint`] naming the file for missing
-    /// weights, a truncated/corrupt safetensors file or an index that lists a tensor its shard lacks.
+    /// weights, a truncated/corrupt safetensors file, an index that lists a tensor its shard lacks or
+    /// a shard path outside `dir` (`..`, absolute; refused before it is opened).
     pub fn open(dir: &Path) -> Result<Self> {
         if !dir.is_dir() {
             return Err(checkpoint_err(dir, "not a directory"));
@@ -215,6 +216,16 @@ impl Checkpoint {
             files.dedup();
             let mut paths = vec![];
             for f in &files {
+                // Shards live inside the checkpoint folder: a relative path of plain names only
+                // (checked before anything is opened: no `..`, no absolute path).
+                let inside =
+                    !f.is_empty() && Path::new(f).components().all(|c| matches!(c, std::path::Component::Normal(_)));
+                if !inside {
+                    return Err(checkpoint_err(
+                        &index_path,
+                        format!("`weight_map` shard path {f:?} leaves the checkpoint folder: shards must be relative paths inside it"),
+                    ));
+                }
                 let p = dir.join(f);
                 if !p.is_file() {
                     return Err(checkpoint_err(&p, format!("shard listed in {WEIGHTS_INDEX_FILE} is missing")));

@@ -282,13 +282,20 @@ fn locate(e: Error, location: &Path) -> Error {
     }
 }
 
-/// Maps candle's "cannot find tensor" errors (from VarBuilder) to [`Error::MissingTensor`].
+/// Maps candle's "cannot find tensor" errors (from VarBuilder) to [`Error::MissingTensor`], and its
+/// "shape mismatch for <tensor>" errors to [`Error::Checkpoint`] naming `location` (both bad input,
+/// exit code 2, not a failed tensor op).
 fn missing_tensor(e: Error, location: &Path) -> Error {
     if let Error::Candle(c) = &e {
         let msg = c.to_string();
         if let Some(rest) = msg.split("cannot find tensor ").nth(1) {
             let name = rest.split_whitespace().next().unwrap_or(rest).to_string();
             return Error::MissingTensor { name, location: location.display().to_string() };
+        }
+        if let Some(i) = msg.find("shape mismatch for ") {
+            // The first line only: candle may append a backtrace.
+            let what = msg[i + "shape mismatch for ".len()..].lines().next().unwrap_or_default();
+            return Error::Checkpoint { path: location.to_path_buf(), msg: format!("shape mismatch: tensor {what}") };
         }
     }
     locate(e, location)
@@ -587,6 +594,20 @@ impl VlmSpec {
         }
         let projector_kind = ProjectorKind::parse(mm.projector_type())
             .map_err(|e| config_err(&config_path, format!("mm_projector_type: {e}")))?;
+        // A projector layer beyond the configured depth would be ignored silently (a missing
+        // `mm_projector_type` means LLaVA's default `linear`, which reads only the first layer).
+        let beyond =
+            format!("{PROJECTOR_PREFIX}{}.weight", spec.projector_layout().linear_name(projector_kind.depth()));
+        if ckpt.contains(&beyond) {
+            return Err(config_err(
+                &config_path,
+                format!(
+                    "mm_projector_type {} has {} Linear layer(s), but the weights hold a further projector layer `{beyond}`: set mm_projector_type to match the weights (e.g. mlp2x_gelu)",
+                    mm.mm_projector_type.as_deref().map_or("is missing (default `linear`)".to_string(), |t| format!("`{t}`")),
+                    projector_kind.depth()
+                ),
+            ));
+        }
         let template = Template::for_architecture(llm.architecture);
         Ok(Self { ckpt, vision_source, vision_cfg, clip_dir, image_processor, layers, spec, projector_kind, template })
     }

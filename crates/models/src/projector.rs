@@ -44,7 +44,8 @@ impl ProjectorKind {
         )))
     }
 
-    fn depth(&self) -> usize {
+    /// Linear layers: 1 for `linear`, N for `mlpNx_gelu`.
+    pub fn depth(&self) -> usize {
         match self {
             Self::Linear => 1,
             Self::MlpGelu { depth } => *depth,

@@ -137,6 +137,24 @@ impl Law {
         }
     }
 
+    /// Checks the parameters against the constraints the fit imposes (multiplicative: A > 0, α ≥ 0,
+    /// β ≥ 0, D ≥ 0; additive: A > 0, B > 0, α ≥ 0, β ≥ 0, E ≥ 0), all finite: a law outside them
+    /// predicts negative or growing errors.
+    ///
+    /// Errors: a message naming the first offending parameter (its serialised name) and its value.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let names = self.form().param_names();
+        for (name, v) in names.iter().zip(self.params()) {
+            let positive = matches!(*name, "A" | "B");
+            let ok = v.is_finite() && if positive { v > 0.0 } else { v >= 0.0 };
+            if !ok {
+                let want = if positive { "a finite number > 0" } else { "a finite number ≥ 0" };
+                return Err(format!("law parameter {name} = {v}: must be {want}"));
+            }
+        }
+        Ok(())
+    }
+
     /// Predicted error Y for an LLM of `n` billion parameters reading `t` tokens (T per [`TokenAxis`]).
     pub fn predict(&self, n: f64, t: f64) -> f64 {
         match *self {

@@ -14,6 +14,19 @@ pub enum Error {
         /// What is wrong.
         msg: String,
     },
+    /// The sweep config is not valid TOML, or a value has the wrong type: `file`, 1-based `line` and
+    /// `column` (in characters) of the error's start, and what is wrong.
+    #[error("{file}:{line}:{column}: {msg}")]
+    Syntax {
+        /// The config file.
+        file: String,
+        /// Line, from 1.
+        line: usize,
+        /// Column in characters, from 1.
+        column: usize,
+        /// The TOML parser's message.
+        msg: String,
+    },
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io {
@@ -63,6 +76,14 @@ pub enum Error {
         /// What is wrong.
         msg: String,
     },
+    /// Another run holds the results folder `dir` with other settings ([`crate::lock::SweepLock`]).
+    #[error("results folder {dir} {msg}")]
+    Busy {
+        /// The results folder.
+        dir: PathBuf,
+        /// Who holds it and what to do.
+        msg: String,
+    },
     /// `--index` is outside the grid.
     #[error("cell index {index} is out of range: the grid of {file} has {cells} cells (0..{cells})")]
     Index {
@@ -87,10 +108,11 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether the error is bad input the user can fix (a config key, a `--index` out of range): the
-    /// CLI exits with code 2 for these, 1 for the others (a failed cell, a stale result, I/O during a run).
+    /// Whether the error is bad input the user can fix (a config key, a `--index` out of range, a
+    /// results folder in use by a run with other settings): the CLI exits with code 2 for these, 1 for
+    /// the others (a failed cell, a stale result, I/O during a run).
     pub fn is_user_error(&self) -> bool {
-        matches!(self, Error::Config { .. } | Error::Index { .. })
+        matches!(self, Error::Config { .. } | Error::Syntax { .. } | Error::Index { .. } | Error::Busy { .. })
     }
 }
 

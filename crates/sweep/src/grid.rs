@@ -352,10 +352,13 @@ impl SweepConfig {
     /// Same errors as [`SweepConfig::from_path`].
     pub fn from_toml_str(text: &str, path: &Path) -> Result<SweepConfig> {
         let file = path.display().to_string();
-        let raw: RawConfig = toml::from_str(text).map_err(|e| Error::Config {
-            file: file.clone(),
-            key: e.span().map(|s| format!("bytes {}..{}", s.start, s.end)).unwrap_or_else(|| "<file>".into()),
-            msg: e.message().to_string(),
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            // Line and column (1-based, columns in characters) of the error's start, as editors show.
+            let start = e.span().map_or(0, |s| s.start).min(text.len());
+            let before = text.get(..start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+            Error::Syntax { file: file.clone(), line, column, msg: e.message().trim_end().to_string() }
         })?;
         let cfg = |key: &str, msg: String| Error::Config { file: file.clone(), key: key.into(), msg };
         check_name(&file, "name", &raw.name)?;

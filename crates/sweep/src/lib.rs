@@ -6,13 +6,15 @@
 //! — locally in parallel, resumable ([`sweep`]), or as a Slurm job array ([`slurm`]); the per-cell JSONs
 //! are aggregated into the scaling crate's scores CSV ([`aggregate`]) and the law is fitted per task
 //! family into a report stating which of the paper's claims reproduced ([`report`]); [`reproduce`]
-//! runs all of it end to end.
+//! runs all of it end to end; [`lock`] keeps two runs on one results folder from mixing or
+//! duplicating cells.
 //!
 //! Units: N in billions of parameters; V and Q as token counts; score as accuracy in [0, 1].
 pub mod aggregate;
 pub mod error;
 pub mod grid;
 pub mod llm_preset;
+pub mod lock;
 pub mod report;
 pub mod reproduce;
 pub mod runner;

@@ -3,6 +3,7 @@
 //! progress bar (cells done, ETA, best score so far).
 use crate::error::{io, Error, Result};
 use crate::grid::{Cell, SweepConfig};
+use crate::lock::CellLock;
 use crate::runner::{check_result, check_reusable, failure_path, read_result, result_path, CellResult, CellRunner};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
@@ -39,15 +40,24 @@ struct FailureRecord<'a> {
     wall_seconds: f64,
 }
 
-/// Runs one cell now (regardless of whether it finished before) and records the outcome: the result
-/// JSON on success (removing an old failure record), the failure record on error.
+/// Runs one cell now and records the outcome: the result JSON on success (removing an old failure
+/// record), the failure record on error. The cell runs under its lock ([`CellLock`]): when another
+/// process is running it, this waits, and reuses the result that process wrote (if
+/// [`check_reusable`]) instead of training the cell again.
 ///
 /// Errors: the runner's error (after recording it); [`Error::Io`] when the results folder is not
-/// writable; [`Error::Runner`] when the runner returns a result for another cell or an invalid score.
+/// writable; [`Error::Runner`] when the runner returns a result for another cell or an invalid score;
+/// [`Error::Stale`] or [`Error::CellFile`] when the result another process wrote meanwhile cannot be
+/// reused.
 pub fn run_one(cfg: &SweepConfig, runner: &dyn CellRunner, cell: &Cell) -> Result<CellResult> {
     let cells_dir = cfg.cells_dir();
     let out_dir = cells_dir.join(&cell.id);
     std::fs::create_dir_all(&out_dir).map_err(io(&out_dir))?;
+    let _lock = CellLock::acquire(&cells_dir, cell)?;
+    if let Some(r) = read_result(&cells_dir, cell)? {
+        check_reusable(&cells_dir, cell, &r, runner)?;
+        return Ok(r);
+    }
     let t0 = Instant::now();
     let res = runner.run(cell, &out_dir).and_then(|mut r| {
         r.wall_seconds = t0.elapsed().as_secs_f64();

@@ -158,6 +158,9 @@ fn invalid_configs_name_file_and_key() {
     assert!(e.contains("`compressor_visual_tokens.quecc-noquery`") && e.contains("V = 2"), "{e}");
     let e = err(&THREE_SIZES.replace("\"quecc\",", "\"que cc\","));
     assert!(e.contains("`compressors[0]`"), "{e}");
+    // TOML errors as FILE:LINE:COLUMN (the value `"zero"` starts at line 2, column 8), not byte offsets.
+    let e = err("name = \"x\"\nseed = \"zero\"\nvisual_tokens = [1]\n");
+    assert!(e.contains("bad.toml:2:8:") && !e.contains("bytes"), "{e}");
     // The train runner rejects what it cannot train before any cell runs: an unknown LLM preset, an
     // unknown compressor.
     std::fs::write(&p, THREE_SIZES.replace("\"quecc\",", "\"quec\",")).unwrap();

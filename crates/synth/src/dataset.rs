@@ -302,8 +302,13 @@ pub fn llava_record(sample: &ImageSample, k: usize, image: &str) -> LlavaRecord 
 }
 
 /// Writes `bytes` to `path` atomically (the `atomic-write-file` crate: a temporary file in the same
-/// directory, synced to disk, renamed over `path`).
+/// directory, synced to disk, renamed over `path`). Errors: I/O naming `path`, also when it is an
+/// existing folder (checked first: nothing is written).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    if path.is_dir() {
+        let e = std::io::Error::new(std::io::ErrorKind::IsADirectory, "is an existing folder, not a file");
+        return Err(Error::io(path, e));
+    }
     let mut file = atomic_write_file::AtomicWriteFile::open(path).map_err(|e| Error::io(path, e))?;
     file.write_all(bytes).map_err(|e| Error::io(path, e))?;
     file.commit().map_err(|e| Error::io(path, e))
@@ -446,9 +451,16 @@ pub fn load_image(path: &Path) -> Result<RgbImage> {
 /// Reads a dataset back: [`read_records`], then the images, grouping questions by image in order of
 /// first appearance. Sample ids are the image file stems; `content` is `None`.
 /// Errors: as [`read_records`], plus [`Error::Image`] for an undecodable image and
-/// [`Error::BadRecord`] if one image's records disagree on the task.
+/// [`Error::BadRecord`] if one image's records disagree on the task or the file has no record (line 1).
 pub fn read_dataset(path: &Path) -> Result<Vec<ImageSample>> {
     let records = read_records(path)?;
+    if records.is_empty() {
+        return Err(Error::BadRecord {
+            path: path.to_path_buf(),
+            line: 1,
+            message: "no records: the file has no question line".into(),
+        });
+    }
     let mut index: HashMap<PathBuf, usize> = HashMap::new();
     let mut groups: Vec<(PathBuf, Task, Vec<Qa>)> = Vec::new();
     for r in records {

@@ -80,6 +80,21 @@ pub fn write_dir_atomic(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> R
     Ok(())
 }
 
+/// Writes `varmap`'s variables as a safetensors file at `path` ([`save_tensors`]).
+/// Errors: I/O naming `path`.
+pub fn save_varmap(varmap: &VarMap, path: &Path) -> Result<()> {
+    let data = varmap.data().lock().unwrap_or_else(|p| p.into_inner());
+    save_tensors(path, data.iter().map(|(k, v)| (k.as_str(), v.as_tensor())))
+}
+
+/// Writes named tensors as a safetensors file at `path` through [`write_atomic`], so the file gets
+/// the mode of any new file (0666 less the umask; `safetensors::serialize_to_file`, which candle's
+/// `save` uses, publishes a 0600 scratch file instead). Errors: I/O naming `path`.
+pub fn save_tensors<'a>(path: &Path, tensors: impl IntoIterator<Item = (&'a str, &'a Tensor)>) -> Result<()> {
+    let bytes = safetensors::serialize(tensors, None).map_err(|e| Error::io(path, std::io::Error::other(e)))?;
+    write_atomic(path, &bytes)
+}
+
 /// Writes `value` as pretty JSON to `path` atomically ([`write_atomic`]). Errors: I/O.
 pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let text = serde_json::to_string_pretty(value).map_err(|e| Error::config("json", e.to_string()))?;
@@ -87,9 +102,11 @@ pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 }
 
 /// Writes `bytes` to `path` atomically (the `atomic-write-file` crate: a temporary file in the same
-/// directory, synced to disk, renamed over `path`). Errors: I/O naming `path`.
+/// directory, synced to disk, renamed over `path`; mode 0666 less the umask). Errors: I/O naming
+/// `path`, also when it is an existing folder (checked first: nothing is written).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
+    scaling::output::refuse_folder(path).map_err(|e| Error::io(path, e))?;
     let mut file = atomic_write_file::AtomicWriteFile::open(path).map_err(|e| Error::io(path, e))?;
     file.write_all(bytes).map_err(|e| Error::io(path, e))?;
     file.commit().map_err(|e| Error::io(path, e))
@@ -192,11 +209,12 @@ pub fn save_checkpoint(
     write_dir_atomic(dir, |tmp| {
         let text = serde_json::to_string_pretty(config).map_err(|e| Error::config("config", e.to_string()))?;
         std::fs::write(tmp.join("config.json"), text).map_err(|e| Error::io(tmp.join("config.json"), e))?;
-        varmap.save(tmp.join(engine::checkpoint::WEIGHTS_FILE))?;
+        save_varmap(varmap, &tmp.join(engine::checkpoint::WEIGHTS_FILE))?;
         std::fs::write(tmp.join("tokenizer.json"), tokenizer_json)
             .map_err(|e| Error::io(tmp.join("tokenizer.json"), e))?;
         if let Some((st, opt)) = state {
-            candle_core::safetensors::save(&opt.state_tensors()?, tmp.join(OPTIMIZER_FILE))?;
+            let state = opt.state_tensors()?;
+            save_tensors(&tmp.join(OPTIMIZER_FILE), state.iter().map(|(k, v)| (k.as_str(), v)))?;
             write_json_atomic(&tmp.join(TRAINER_STATE_FILE), st)?;
         }
         Ok(())

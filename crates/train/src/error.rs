@@ -46,6 +46,17 @@ pub enum Error {
         /// What is wrong.
         msg: String,
     },
+    /// Answering one question of an evaluation set failed (e.g. a prompt longer than the context
+    /// window): `image` is the sample id (its image file's stem), `question` the question's text.
+    #[error("image `{image}`, question {question:?}: {inner}")]
+    Question {
+        /// The sample id.
+        image: String,
+        /// The question.
+        question: String,
+        /// Why it failed.
+        inner: Box<Error>,
+    },
     /// The loss became NaN or infinite.
     #[error("loss is not finite at step {step}: {loss}")]
     NonFiniteLoss {
@@ -62,6 +73,7 @@ impl Error {
     pub fn is_user_error(&self) -> bool {
         match self {
             Error::Vlm(e) => e.is_user_error(),
+            Error::Question { inner, .. } => inner.is_user_error(),
             _ => true,
         }
     }

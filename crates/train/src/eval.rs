@@ -105,7 +105,8 @@ fn score(correct: usize, total: usize) -> FamilyScore {
 
 /// Exact-match accuracy of checkpoint `model_dir` on `samples` (at most `max_questions` questions,
 /// in order). `progress(done, total)` after each question.
-/// Errors: loading the checkpoint, images of the wrong size, generation errors.
+/// Errors: loading the checkpoint, images of the wrong size; a question that cannot be answered (e.g.
+/// longer than the context window) as [`Error::Question`] naming its image and text.
 pub fn evaluate(
     model_dir: &Path,
     samples: &[ImageSample],
@@ -125,7 +126,11 @@ pub fn evaluate(
                 break 'outer;
             }
             let q = qa.question.strip_prefix("<image>\n").unwrap_or(&qa.question);
-            let got = vlm.answer(&f, q, 8)?;
+            let got = vlm.answer(&f, q, 8).map_err(|e| Error::Question {
+                image: s.id.clone(),
+                question: q.to_string(),
+                inner: Box::new(e),
+            })?;
             tally.add(qa, &got);
             done += 1;
             progress(done, total_q);

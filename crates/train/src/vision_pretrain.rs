@@ -227,7 +227,7 @@ pub fn save_tower(dir: &Path, cfg: &ClipVisionConfig, varmap: &VarMap) -> Result
     write_dir_atomic(dir, |tmp| {
         std::fs::write(tmp.join("config.json"), serde_json::to_string_pretty(&config).unwrap_or_default())
             .map_err(|e| Error::io(tmp.join("config.json"), e))?;
-        varmap.save(tmp.join("model.safetensors"))?;
+        crate::checkpoint_io::save_varmap(varmap, &tmp.join("model.safetensors"))?;
         Ok(())
     })
 }

@@ -187,6 +187,9 @@ fn answer(a: Args) -> Result<()> {
     let (Some(questions), Some(image_folder), Some(answers)) = (&a.questions, &a.image_folder, &a.answers_file) else {
         return Err(UsageError("--questions needs --image-folder and --answers-file".into()).into());
     };
+    if let Some(out) = &a.summary_json {
+        super::check_output_file("--summary-json", out)?;
+    }
     super::prepare_inference();
     let reduction = match (a.token_reduction, a.visual_tokens) {
         (Some(r), _) => r,

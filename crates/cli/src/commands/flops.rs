@@ -43,6 +43,34 @@ pub struct Args {
     pub json: bool,
 }
 
+/// Below this an `--llm-params` value (a raw count) is taken for billions: no LLM has fewer than
+/// 10⁵ parameters.
+pub const IMPLAUSIBLE_PARAMS: f64 = 1e5;
+
+/// `--llm-params` checked (a finite count ≥ 1), with a warning when it looks like billions.
+fn llm_params(n: f64) -> Result<f64> {
+    let n = check("--llm-params", n, 1.0)?;
+    if n < IMPLAUSIBLE_PARAMS {
+        eprintln!(
+            "warning: --llm-params takes a raw parameter count: {n} is {n} parameters; for {n} billion write {:e}",
+            n * 1e9
+        );
+    }
+    Ok(n)
+}
+
+/// `FLOPs` checked: a finite number (the inputs were too large otherwise).
+fn finite_flops(f: f64) -> Result<f64> {
+    if f.is_finite() {
+        Ok(f)
+    } else {
+        Err(super::UsageError(format!(
+            "the FLOPs overflow ({f}): --llm-params, --visual-tokens and --text-tokens are too large"
+        ))
+        .into())
+    }
+}
+
 fn check(flag: &str, x: f64, min: f64) -> Result<f64> {
     if x.is_finite() && x >= min {
         Ok(x)
@@ -58,8 +86,8 @@ pub fn run(a: Args) -> Result<()> {
         let n = a.llm_params.ok_or_else(|| {
             super::UsageError("--llm-params is required (or use --exact with --config/--preset)".into())
         })?;
-        let n = check("--llm-params", n, 1.0)?;
-        let f = paper_flops(n, q, v);
+        let n = llm_params(n)?;
+        let f = finite_flops(paper_flops(n, q, v))?;
         if a.json {
             println!(
                 "{}",
@@ -79,7 +107,7 @@ pub fn run(a: Args) -> Result<()> {
             })?,
         ),
         (None, None, Some(n)) => {
-            let (p, arch) = LlmArch::nearest_qwen(check("--llm-params", n, 1.0)?);
+            let (p, arch) = LlmArch::nearest_qwen(llm_params(n)?);
             (format!("{p} (nearest Qwen-1.5 preset to N = {n:.3e})"), arch)
         }
         (None, None, None) => {
@@ -94,6 +122,7 @@ pub fn run(a: Args) -> Result<()> {
         projector: a.projector,
     };
     let c = query_cost(&llm, &VisionArch::clip_vit_l14_336(), &spec);
+    finite_flops(c.total())?;
     if a.json {
         println!(
             "{}",

@@ -20,7 +20,7 @@ pub struct Args {
     /// Budget(s) in FLOPs per query (repeat the flag for several); default: a table over --budget-range.
     #[arg(long, value_name = "FLOPS")]
     pub budget: Vec<f64>,
-    /// Table of budgets: LO,HI,COUNT (log-spaced FLOPs).
+    /// Table of budgets: LO,HI,COUNT (log-spaced FLOPs; COUNT at most 1000).
     #[arg(long, value_name = "LO,HI,COUNT", default_value = "1e10,1e15,11")]
     pub budget_range: String,
     /// Candidate LLM sizes in billions, comma-separated (default: continuous).
@@ -47,7 +47,26 @@ pub struct Args {
     pub json: bool,
 }
 
+/// Above this many billions an `--llm-params` value is taken for a raw parameter count (10⁵ billion
+/// = 10¹⁴ parameters, far beyond any LLM).
+pub const IMPLAUSIBLE_BILLIONS: f64 = 1e5;
+
+/// A warning for `--llm-params` values (billions) that look like raw parameter counts.
+fn warn_units(llm_params: &Option<String>) {
+    let Some(s) = llm_params else { return };
+    for n in parse_list("--llm-params", s).unwrap_or_default() {
+        if n > IMPLAUSIBLE_BILLIONS {
+            eprintln!(
+                "warning: --llm-params takes billions of parameters: {n:e} billion is {:e} parameters; for {n:e} parameters write {}",
+                n * 1e9,
+                n / 1e9
+            );
+        }
+    }
+}
+
 fn spec_of(a: &Args, r: &super::law_source::Resolved) -> Result<FrontierSpec> {
+    warn_units(&a.llm_params);
     let spec = FrontierSpec {
         law: r.law,
         axis: r.axis,
@@ -188,7 +207,13 @@ struct Out<'a> {
     optima: Vec<Option<Optimum>>,
 }
 
+/// Most budgets one `--budget-range` table (or `--budget` list) holds.
+pub const MAX_BUDGETS: usize = 1_000;
+
 pub fn run(a: Args) -> Result<()> {
+    if a.budget.len() > MAX_BUDGETS {
+        return Err(UsageError(format!("--budget: {} budgets, more than {MAX_BUDGETS}", a.budget.len())).into());
+    }
     if a.latency_profile.is_some() {
         return run_latency(a);
     }
@@ -196,10 +221,16 @@ pub fn run(a: Args) -> Result<()> {
     let spec = spec_of(&a, &r)?;
     let budgets = if a.budget.is_empty() {
         match parse_list("--budget-range", &a.budget_range)?.as_slice() {
+            [_, _, k] if *k > MAX_BUDGETS as f64 => {
+                return Err(UsageError(format!(
+                    "--budget-range: COUNT {k} is more than the {MAX_BUDGETS} budgets a table holds (each is an optimisation: {MAX_BUDGETS} take about ten seconds)"
+                ))
+                .into())
+            }
             [lo, hi, k] if *lo > 0.0 && hi >= lo && *k >= 1.0 && k.fract() == 0.0 => logspace(*lo, *hi, *k as usize),
             _ => {
                 return Err(UsageError(format!(
-                    "--budget-range: expected LO,HI,COUNT with 0 < LO ≤ HI, got `{}`",
+                    "--budget-range: expected LO,HI,COUNT with 0 < LO ≤ HI and a whole COUNT ≥ 1, got `{}`",
                     a.budget_range
                 ))
                 .into())

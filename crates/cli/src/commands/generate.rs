@@ -20,8 +20,12 @@ pub struct Args {
     #[arg(long, value_name = "PATH")]
     pub image: PathBuf,
     /// The question.
-    #[arg(long, value_name = "TEXT")]
-    pub prompt: String,
+    #[arg(long, value_name = "TEXT", required_unless_present = "prompt_file", conflicts_with = "prompt_file")]
+    pub prompt: Option<String>,
+    /// Read the question from this UTF-8 file instead (for prompts too long for the command line; one
+    /// trailing newline is dropped).
+    #[arg(long, value_name = "FILE")]
+    pub prompt_file: Option<PathBuf>,
     /// Local CLIP directory overriding the checkpoint's `mm_vision_tower`.
     #[arg(long, value_name = "DIR")]
     pub vision_tower: Option<PathBuf>,
@@ -155,7 +159,24 @@ impl Weights {
     }
 }
 
+/// The question: `--prompt`, or the text of `--prompt-file` without one trailing newline.
+///
+/// Errors: an unreadable or non-UTF-8 file (exit code 2, naming it).
+fn prompt(a: &Args) -> Result<String> {
+    match (&a.prompt, &a.prompt_file) {
+        (Some(p), _) => Ok(p.clone()),
+        (None, Some(f)) => {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| super::UsageError(format!("--prompt-file {}: {e}", f.display())))?;
+            let text = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
+            Ok(text.to_string())
+        }
+        (None, None) => Err(super::UsageError("--prompt TEXT or --prompt-file FILE is required".into()).into()),
+    }
+}
+
 pub fn run(a: Args) -> Result<()> {
+    let question = prompt(&a)?;
     super::prepare_inference();
     let dtype = DType::from(a.dtype);
     let reduction = token_reduction(a.token_reduction, a.visual_tokens, a.fastv_layer)?;
@@ -178,7 +199,7 @@ pub fn run(a: Args) -> Result<()> {
         vlm.convert_weights_of(a.weights.format(), parts)?;
     }
     let stdout = std::io::stdout();
-    let ans = vlm.answer(&a.image, &a.prompt, &opts, |piece| {
+    let ans = vlm.answer(&a.image, &question, &opts, |piece| {
         let mut out = stdout.lock();
         // A closed stdout (e.g. `| head`) ends generation quietly rather than panicking.
         out.write_all(piece.as_bytes())

@@ -1,7 +1,7 @@
 //! Where `frontier` and `plot` get their law: a fit of data (the embedded paper scores by default), a
 //! saved `vlmscale fit --json` report, or explicit parameters.
 use super::UsageError;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use scaling::data::Dataset;
 use scaling::fit::{fit, FitOptions, FitReport};
 use scaling::law::{Law, LawForm, TokenAxis};
@@ -112,12 +112,19 @@ pub struct Resolved {
 }
 
 impl LawArgs {
-    /// Resolves the law. Errors: unreadable or malformed fit JSON, bad data, non-finite parameters.
+    /// Resolves the law. Errors (all exit code 2): a missing, unreadable or malformed fit JSON (naming
+    /// the file), bad data, parameters outside the fit's constraints ([`Law::check`]: A > 0, α, β,
+    /// D ≥ 0, finite) from the command line (naming the flag) or from the fit JSON (naming the file
+    /// and field).
     pub fn resolve(&self) -> Result<Resolved> {
         if let Some(path) = &self.fit {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let text =
+                std::fs::read_to_string(path).map_err(|source| scaling::Error::Io { path: path.clone(), source })?;
             let rep: FitReport = serde_json::from_str(&text)
                 .map_err(|e| scaling::Error::Json { path: path.clone(), msg: e.to_string() })?;
+            rep.law()
+                .check()
+                .map_err(|msg| scaling::Error::Json { path: path.clone(), msg: format!("`refined`: {msg}") })?;
             return Ok(Resolved {
                 law: rep.law(),
                 axis: rep.token_axis,
@@ -126,15 +133,9 @@ impl LawArgs {
             });
         }
         if let (Some(a), Some(alpha), Some(beta), Some(d)) = (self.a, self.alpha, self.beta, self.d) {
-            if ![a, alpha, beta, d].iter().all(|x| x.is_finite()) {
-                return Err(UsageError("--A, --alpha, --beta, --D must be finite numbers".into()).into());
-            }
-            return Ok(Resolved {
-                law: Law::Multiplicative { a, alpha, beta, d },
-                axis: self.data.axis.into(),
-                data: None,
-                origin: "explicit parameters".into(),
-            });
+            let law = Law::Multiplicative { a, alpha, beta, d };
+            law.check().map_err(|msg| UsageError(format!("--A, --alpha, --beta, --D: {msg}")))?;
+            return Ok(Resolved { law, axis: self.data.axis.into(), data: None, origin: "explicit parameters".into() });
         }
         let (ds, task) = self.data.load()?;
         let opts = FitOptions {

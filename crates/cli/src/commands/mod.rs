@@ -25,7 +25,8 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
         || e.downcast_ref::<::train::Error>().is_some_and(::train::Error::is_user_error)
         || e.downcast_ref::<synth::Error>().is_some_and(synth::Error::is_user_error)
         || e.downcast_ref::<::eval::Error>().is_some_and(::eval::Error::is_user_error)
-        || e.downcast_ref::<::serve::ServeError>().is_some_and(::serve::ServeError::is_user_error);
+        || e.downcast_ref::<::serve::ServeError>().is_some_and(::serve::ServeError::is_user_error)
+        || e.downcast_ref::<::sweep::Error>().is_some_and(::sweep::Error::is_user_error);
     if user {
         2
     } else {
@@ -33,10 +34,39 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
     }
 }
 
+/// The message of an error with its causes, each joined by `: `, leaving out a cause whose text the
+/// message already ends with (a typed error that prints its OS error would otherwise show it twice:
+/// "X: No such file: No such file").
+pub fn message(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.ends_with(&c) {
+            msg += ": ";
+            msg += &c;
+        }
+    }
+    msg
+}
+
 /// A bad combination of command-line values (exit code 2).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct UsageError(pub String);
+
+/// Checks, before any work, that an output file given by `flag` can be written as a file: not an
+/// existing folder (the atomic write would fail only at the end).
+///
+/// Errors: a [`UsageError`] naming the flag and the path.
+pub fn check_output_file(flag: &str, path: &std::path::Path) -> Result<(), UsageError> {
+    if path.is_dir() {
+        return Err(UsageError(format!(
+            "{flag} {}: is an existing folder, not a file: give the path of the file to write",
+            path.display()
+        )));
+    }
+    Ok(())
+}
 
 /// Parses a comma-separated list of numbers (`0.5,1.8,4`). Errors name the flag.
 pub fn parse_list(flag: &str, s: &str) -> Result<Vec<f64>, UsageError> {

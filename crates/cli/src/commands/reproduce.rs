@@ -2,7 +2,7 @@
 //! grid sweep with real training, the scaling law fitted per task family, α and β with bootstrap
 //! intervals, the compute-optimal frontier for Q = 0 and Q = the mean question length, and a report
 //! folder stating which of the paper's claims reproduced (crate `sweep`, module `reproduce`).
-use super::sweep::{load, prepare, runner, set_threads, usage, Common, RunnerKind, SYNTHETIC_NOTE};
+use super::sweep::{load, lock, prepare, runner, set_threads, usage, Common, RunnerKind, SYNTHETIC_NOTE};
 use super::UsageError;
 use anyhow::Result;
 use std::path::PathBuf;
@@ -114,6 +114,7 @@ pub fn run(a: Args) -> Result<()> {
             std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into()),
             cfg.results_dir.display()
         );
+        let guard = lock(&cfg, r.as_ref())?;
         let t_setup = std::time::Instant::now();
         prepare(&common, &cfg)?;
         let opts = sweep::reproduce::ReproduceOptions {
@@ -130,6 +131,7 @@ pub fn run(a: Args) -> Result<()> {
         };
         let rep = sweep::reproduce::reproduce(&cfg, r.as_ref(), &opts)?;
         scaling::output::write_atomic(&report_dir.join("sweep.toml"), text.as_bytes())?;
+        drop(guard);
         print!("{}", render(&rep));
         runs.push((cfg.seed, rep));
     }

@@ -156,6 +156,22 @@ pub fn prepare(c: &Common, cfg: &SweepConfig) -> Result<()> {
     Ok(())
 }
 
+/// Takes the results folder's sweep-wide lock for a run of `cfg` with `r` (crate `sweep`, module
+/// `lock`), saying so on stderr when it waits for another run with the same settings.
+///
+/// Errors: another run holds the folder with other settings (exit code 2, naming the folder); the
+/// lock file cannot be opened.
+pub fn lock(cfg: &SweepConfig, r: &dyn CellRunner) -> Result<sweep::lock::SweepLock> {
+    let on_wait = &mut |h: &sweep::lock::LockRecord| {
+        eprintln!(
+            "waiting: results folder {} is in use by another run with the same settings (process {}); its finished cells will be reused",
+            cfg.results_dir.display(),
+            h.pid
+        )
+    };
+    sweep::lock::SweepLock::acquire(cfg, r, on_wait).map_err(usage)
+}
+
 /// Sets the compute threads of this process (candle's matmuls and rayon read RAYON_NUM_THREADS): an
 /// explicit `threads`, else — unless the environment already sets it — the cores divided by `jobs`.
 /// Must run before any computation starts (the rayon pool reads it once).
@@ -257,6 +273,7 @@ pub fn run(a: Args) -> Result<()> {
             }
             set_threads(a.threads, a.jobs)?;
             let r = runner(&a.common, &cfg)?;
+            let _lock = lock(&cfg, r.as_ref())?;
             prepare(&a.common, &cfg)?;
             let s = sweep::sweep::run_sweep(&cfg, r.as_ref(), a.jobs, true)?;
             println!(

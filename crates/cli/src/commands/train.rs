@@ -324,13 +324,35 @@ fn train_llm(a: LlmArgs) -> Result<()> {
     Ok(())
 }
 
+/// A question's error prefixed with `FILE:LINE` of its record in the held-out JSONL `data` (found
+/// by image and question text); other errors unchanged.
+fn with_line(data: &std::path::Path, e: ::train::Error) -> anyhow::Error {
+    let line = match &e {
+        ::train::Error::Question { image, question, .. } => synth::read_records(data).ok().and_then(|rs| {
+            rs.iter()
+                .find(|r| {
+                    r.question == *question && r.image_path.file_stem().is_some_and(|s| s.to_string_lossy() == *image)
+                })
+                .map(|r| r.line)
+        }),
+        _ => None,
+    };
+    match line {
+        Some(line) => anyhow::Error::from(e).context(format!("{}:{line}", data.display())),
+        None => e.into(),
+    }
+}
+
 pub fn eval(a: EvalArgs) -> Result<()> {
+    if let Some(out) = &a.out {
+        super::check_output_file("--out", out)?;
+    }
     super::prepare_inference();
     let samples = synth::read_dataset(&a.data)?;
     let total: usize = samples.iter().map(|s| s.qas.len()).sum::<usize>().min(a.max_questions.unwrap_or(usize::MAX));
     let pb = bar(total as u64, "eval");
-    let rep =
-        ::train::eval::evaluate(&a.model, &samples, a.max_questions, &mut |done, _| pb.set_position(done as u64))?;
+    let rep = ::train::eval::evaluate(&a.model, &samples, a.max_questions, &mut |done, _| pb.set_position(done as u64))
+        .map_err(|e| with_line(&a.data, e))?;
     pb.finish_and_clear();
     if let Some(out) = &a.out {
         ::train::eval::write_report(out, &rep)?;

@@ -56,9 +56,18 @@ impl Template {
     }
 
     /// The single-turn prompt ending where the assistant's answer starts. With `image`, the user
-    /// message is `"<image>\n" + question` (LLaVA's `DEFAULT_IMAGE_TOKEN + '\n' + qs`).
+    /// message is `"<image>\n" + question` (LLaVA's `DEFAULT_IMAGE_TOKEN + '\n' + qs`); a question
+    /// that already holds `<image>` has it removed and is stripped first, so the prompt has one
+    /// placeholder, as LLaVA's `preprocess_multimodal` (`llava/train/train.py`) and
+    /// `model_vqa_science.py` treat a user-typed `<image>`.
     pub fn prompt(&self, question: &str, image: bool) -> String {
-        let user = if image { format!("{IMAGE_PLACEHOLDER}\n{question}") } else { question.to_string() };
+        let user = if !image {
+            question.to_string()
+        } else if question.contains(IMAGE_PLACEHOLDER) {
+            format!("{IMAGE_PLACEHOLDER}\n{}", question.replace(IMAGE_PLACEHOLDER, "").trim())
+        } else {
+            format!("{IMAGE_PLACEHOLDER}\n{question}")
+        };
         match self {
             // SeparatorStyle.TWO: system + sep, "USER: " + msg + sep, then "ASSISTANT:".
             Self::VicunaV1 => format!("{VICUNA_V1_SYSTEM} USER: {user} ASSISTANT:"),

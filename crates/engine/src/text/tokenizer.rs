@@ -69,11 +69,18 @@ impl PromptTokens {
 impl TextTokenizer {
     /// Loads `path` (a `tokenizer.json`).
     ///
-    /// Errors: [`Error::Io`] if the file is missing; [`Error::Tokenizer`] if it cannot be parsed.
+    /// Errors: [`Error::Io`] if the file is missing; [`Error::Tokenizer`] if it cannot be parsed or
+    /// its vocabulary is empty.
     pub fn from_file(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
         let inner = tokenizers::Tokenizer::from_bytes(&bytes)
             .map_err(|e| Error::Tokenizer { path: path.to_path_buf(), msg: format!("cannot parse: {e}") })?;
+        if inner.get_vocab_size(false) == 0 {
+            return Err(Error::Tokenizer {
+                path: path.to_path_buf(),
+                msg: "`model.vocab` is empty: no text can be tokenised".into(),
+            });
+        }
         Ok(Self { inner, path: path.to_path_buf() })
     }
 

@@ -211,10 +211,17 @@ impl DecoderConfig {
             ("vocab_size", vocab_size),
             ("hidden_size", hidden_size),
             ("intermediate_size", intermediate_size),
+            ("num_hidden_layers", num_hidden_layers),
             ("max_position_embeddings", max_position_embeddings),
         ] {
             if v == 0 {
                 return Err(err(format!("`{name}` must be > 0")));
+            }
+        }
+        // A non-positive epsilon or RoPE base gives NaN activations (an empty answer), not an error.
+        for (name, v) in [("rms_norm_eps", rms_norm_eps), ("rope_theta", rope_theta)] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(err(format!("`{name}` must be a finite number > 0, found {v}")));
             }
         }
         let eos_token_ids = match raw.eos_token_id {

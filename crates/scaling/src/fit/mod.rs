@@ -165,13 +165,26 @@ pub fn fit_law(
     Ok((g, r))
 }
 
+/// Most cells (rows of one task) [`fit`] accepts. Its cost grows with the cells times the grid's
+/// points (≈ 2 ms per cell per grid pass on one core) and again for each bootstrap resample: 20 000
+/// cells already take minutes. A sweep has tens to hundreds of cells; more rows usually mean per-item
+/// rows that should be averaged per (N, V) cell first.
+pub const MAX_FIT_CELLS: usize = 20_000;
+
 /// Fits `ds` (one task) with `opts`.
 ///
-/// Errors: [`Error::Dataset`] when there are fewer cells than parameters, or fewer than two distinct N
-/// or T values (the exponents are then unidentifiable); optimiser errors.
+/// Errors: [`Error::Dataset`] when there are fewer cells than parameters, more than
+/// [`MAX_FIT_CELLS`], or fewer than two distinct N or T values (the exponents are then
+/// unidentifiable); optimiser errors.
 pub fn fit(ds: &Dataset, task: &str, opts: &FitOptions) -> Result<FitReport> {
     let cells = Cells::from_dataset(ds, opts.axis);
     let ds_err = |msg: String| Error::Dataset { file: ds.source.clone(), msg };
+    if cells.len() > MAX_FIT_CELLS {
+        return Err(ds_err(format!(
+            "task `{task}` has {} cells, more than the {MAX_FIT_CELLS} a fit accepts (its time grows with cells × grid points × bootstrap resamples): average the rows of each (N, V) cell first",
+            cells.len()
+        )));
+    }
     if cells.len() < opts.form.n_params() {
         return Err(ds_err(format!(
             "task `{task}` has {} cells, fewer than the {} parameters of the law",

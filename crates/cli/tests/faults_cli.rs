@@ -1,0 +1,220 @@
+//! Fault cases through the binary: bad values and hostile inputs exit with code 2 and a message that
+//! names the flag, file, field or line at fault; unbounded requests are refused at once; a long
+//! prompt can come from a file. The checkpoint cases start from the engine crate's tiny QueCC
+//! fixture (crates/engine/tests/fixtures/vlm/quecc_qwen2) copied and damaged in a temporary folder.
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_vlmscale"))
+}
+
+/// Runs `vlmscale args`, killing it (and failing) after `limit`.
+fn run_within(args: &[&str], limit: Duration) -> Output {
+    let mut child = bin().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("the binary starts");
+    let t0 = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t0.elapsed() > limit {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("`vlmscale {}` still running after {limit:?}", args.join(" "));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn run(args: &[&str]) -> Output {
+    run_within(args, Duration::from_secs(50))
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts exit code 2 and that stderr contains every needle; returns stderr.
+fn exits_2(o: &Output, needles: &[&str]) -> String {
+    let e = stderr(o);
+    assert_eq!(o.status.code(), Some(2), "exit {:?}: {e}", o.status);
+    for n in needles {
+        assert!(e.contains(n), "stderr lacks {n:?}: {e}");
+    }
+    e
+}
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/tests/fixtures/vlm/quecc_qwen2")
+}
+
+fn image() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/tests/fixtures/images/chelsea.png").display().to_string()
+}
+
+/// A copy of the fixture checkpoint in `root/name` with `edit` applied to its config.json.
+fn damaged(root: &Path, name: &str, edit: impl FnOnce(&mut serde_json::Map<String, Value>)) -> String {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["model.safetensors", "tokenizer.json"] {
+        std::fs::copy(fixture().join(f), dir.join(f)).unwrap();
+    }
+    let mut cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture().join("config.json")).unwrap()).unwrap();
+    edit(cfg.as_object_mut().unwrap());
+    std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&cfg).unwrap()).unwrap();
+    dir.display().to_string()
+}
+
+fn generate(model: &str, extra: &[&str]) -> Output {
+    let image = image();
+    let mut args = vec!["generate", "--model", model, "--image", &image, "--max-new-tokens", "4"];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+#[test]
+fn unbounded_requests_are_refused_at_once() {
+    // 10⁸ budgets would run for days.
+    let o = run_within(&["frontier", "--budget-range", "1e9,1e13,100000000"], Duration::from_secs(20));
+    exits_2(&o, &["--budget-range", "more than the 1000"]);
+    // A fit of 20 001 cells would run for minutes (≈ 2 ms per cell per grid pass).
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("big.csv");
+    let mut text = String::from("llm_params,visual_tokens,score\n");
+    for i in 0..20_001 {
+        text += &format!("{},{},0.5\n", 0.5 + (i / 576) as f64, 1 + i % 576); // distinct (N, V)
+    }
+    std::fs::write(&csv, text).unwrap();
+    let p = csv.display().to_string();
+    let o = run_within(&["fit", "--data", &p, "--bootstrap", "0"], Duration::from_secs(20));
+    exits_2(&o, &[&p, "20001 cells", "20000"]);
+}
+
+#[test]
+fn law_parameters_outside_the_fit_constraints_are_refused_by_name() {
+    let o = run(&["frontier", "--A=-1", "--alpha", "0.07", "--beta", "0.01", "--D", "0", "--budget", "1e12"]);
+    exits_2(&o, &["A = -1", "> 0"]);
+    let o = run(&["frontier", "--A", "0.5", "--alpha=-0.1", "--beta", "0.01", "--D", "0", "--budget", "1e12"]);
+    exits_2(&o, &["alpha = -0.1"]);
+    // A saved fit whose α is negative.
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(&["fit", "--json", "--bootstrap", "0"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut fit: Value = serde_json::from_slice(&o.stdout).unwrap();
+    fit["refined"]["alpha"] = Value::from(-0.5);
+    let path = dir.path().join("fit.json");
+    std::fs::write(&path, serde_json::to_string(&fit).unwrap()).unwrap();
+    let p = path.display().to_string();
+    let o = run(&["frontier", "--fit", &p, "--budget", "1e12"]);
+    exits_2(&o, &[&p, "alpha = -0.5"]);
+    // A missing fit file is bad input (2), named once.
+    let missing = dir.path().join("missing.json").display().to_string();
+    let o = run(&["frontier", "--fit", &missing, "--budget", "1e12"]);
+    let e = exits_2(&o, &[&missing]);
+    assert_eq!(e.matches("No such file").count(), 1, "{e}");
+}
+
+#[test]
+fn flops_overflow_is_an_error_and_unit_traps_warn() {
+    for extra in [&[][..], &["--exact"][..]] {
+        let mut args = vec!["flops", "--llm-params", "7e9", "--visual-tokens", "1e300"];
+        args.extend_from_slice(extra);
+        let o = run(&args);
+        let e = exits_2(&o, &["overflow"]);
+        assert!(!String::from_utf8_lossy(&o.stdout).contains("NaN"), "{e}");
+    }
+    // flops takes a raw count: 7 is not 7 billion.
+    let o = run(&["flops", "--llm-params", "7", "--visual-tokens", "16"]);
+    assert!(o.status.success());
+    assert!(stderr(&o).contains("warning") && stderr(&o).contains("7e9"), "{}", stderr(&o));
+    let o = run(&["flops", "--llm-params", "7e9", "--visual-tokens", "16"]);
+    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+    // frontier takes billions: 7e9 is not 7 billion.
+    let o = run(&["frontier", "--llm-params", "7e9", "--budget", "1e12"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("warning") && stderr(&o).contains("billions"), "{}", stderr(&o));
+    let o = run(&["frontier", "--llm-params", "7", "--budget", "1e12"]);
+    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+}
+
+#[test]
+fn os_errors_are_printed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.csv").display().to_string();
+    let o = run(&["fit", "--data", &missing]);
+    let e = exits_2(&o, &[&missing]);
+    assert_eq!(e.matches("No such file").count(), 1, "{e}");
+}
+
+#[test]
+fn config_values_that_break_inference_are_refused_by_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    for (name, field, value) in
+        [("eps", "rms_norm_eps", Value::from(-1.0)), ("layers", "num_hidden_layers", Value::from(0))]
+    {
+        let m = damaged(root, name, |c| {
+            c.insert(field.into(), value);
+        });
+        let o = generate(&m, &["--prompt", "What is shown?"]);
+        exits_2(&o, &[&format!("`{field}`"), "config.json"]);
+    }
+    let m = damaged(root, "theta", |c| {
+        c.insert("rope_parameters".into(), serde_json::json!({"rope_theta": 0.0, "rope_type": "default"}));
+    });
+    exits_2(&generate(&m, &["--prompt", "What is shown?"]), &["`rope_theta`", "config.json"]);
+    // Without mm_projector_type (LLaVA's default `linear`, one layer) the weights' second projector
+    // layer would be ignored.
+    let m = damaged(root, "projector", |c| {
+        c.remove("mm_projector_type");
+    });
+    exits_2(&generate(&m, &["--prompt", "What is shown?"]), &["mm_projector_type", "model.mm_projector.3.weight"]);
+    // A weight whose shape disagrees with config.json: exit 2, naming the checkpoint and the tensor.
+    let m = damaged(root, "shape", |c| {
+        c.insert("intermediate_size".into(), Value::from(96));
+    });
+    exits_2(&generate(&m, &["--prompt", "What is shown?"]), &[&m, "mlp"]);
+}
+
+#[test]
+fn shard_paths_must_stay_inside_the_checkpoint_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = damaged(dir.path(), "m", |_| {});
+    std::fs::remove_file(Path::new(&m).join("model.safetensors")).unwrap();
+    let index = serde_json::json!({"weight_map": {"model.embed_tokens.weight": "../../../../etc/passwd"}});
+    std::fs::write(Path::new(&m).join("model.safetensors.index.json"), index.to_string()).unwrap();
+    exits_2(
+        &generate(&m, &["--prompt", "What is shown?"]),
+        &["model.safetensors.index.json", "leaves the checkpoint folder"],
+    );
+}
+
+#[test]
+fn prompt_file_gives_the_same_answer_as_prompt() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp: Value = serde_json::from_str(&std::fs::read_to_string(fixture().join("expected.json")).unwrap()).unwrap();
+    let q = exp["question"].as_str().unwrap();
+    let f = dir.path().join("q.txt");
+    std::fs::write(&f, format!("{q}\n")).unwrap();
+    let m = fixture().display().to_string();
+    let a = generate(&m, &["--prompt", q]);
+    let b = generate(&m, &["--prompt-file", &f.display().to_string()]);
+    assert!(a.status.success() && b.status.success(), "{}\n{}", stderr(&a), stderr(&b));
+    let first = |o: &Output| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or_default().to_string();
+    assert_eq!(first(&a), first(&b));
+    let missing = dir.path().join("missing.txt").display().to_string();
+    exits_2(&generate(&m, &["--prompt-file", &missing]), &["--prompt-file", &missing]);
+}
+
+#[test]
+fn an_empty_tokenizer_vocabulary_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = damaged(dir.path(), "m", |_| {});
+    let path = Path::new(&m).join("tokenizer.json");
+    let mut tok: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    tok["model"]["vocab"] = serde_json::json!({});
+    tok["model"]["merges"] = serde_json::json!([]);
+    std::fs::write(&path, tok.to_string()).unwrap();
+    exits_2(&generate(&m, &["--prompt", "What is shown?"]), &[&path.display().to_string(), "vocab"]);
+}
