@@ -97,3 +97,47 @@ fn more_short_steps_than_steps_is_a_config_error() {
     let err = train_vlm(&cfg, &mut |_| {}).unwrap_err();
     assert!(err.to_string().contains("short_question_steps"), "{err}");
 }
+
+#[test]
+fn the_image_object_ramp_changes_the_inputs_and_resumes_across_its_stages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tower = tmp.path().join("tower");
+    tiny_tower(&tower);
+    let run = |name: &str, ramp: usize| {
+        let mut cfg = tiny_run(&tower, &tmp.path().join(name), 0);
+        cfg.object_ramp_steps = ramp;
+        cfg
+    };
+    let six = train_vlm(&run("six", 0), &mut |_| {}).unwrap();
+    // Ramp over 5 steps: 1, 2, 3, 4, 5 objects, then six at step 5.
+    let straight = train_vlm(&run("ramp", 5), &mut |_| {}).unwrap();
+    let mut first = run("resumed", 5);
+    first.stop_after = Some(3);
+    assert!(!train_vlm(&first, &mut |_| {}).unwrap().finished);
+    let resumed = train_vlm(&run("resumed", 5), &mut |_| {}).unwrap();
+    // One object per image: other images and questions than the full scenes'.
+    assert_ne!(six.losses[0], straight.losses[0]);
+    assert_eq!(straight.losses.len(), 6);
+    for (x, y) in straight.losses.iter().zip(&resumed.losses) {
+        assert!((x - y).abs() <= 1e-6 * x.abs().max(1.0), "losses differ: {x} vs {y}");
+    }
+    // More ramp steps than steps are refused by name.
+    let err = train_vlm(&run("bad", 7), &mut |_| {}).unwrap_err().to_string();
+    assert!(err.contains("object_ramp_steps"), "{err}");
+}
+
+#[test]
+fn a_reduced_image_shows_only_its_present_objects() {
+    use synth::{render_scene, render_scene_of, Colour};
+    let generator = synth::Generator::new(DatasetConfig::default()).unwrap();
+    let (content, _) = generator.draw(0).unwrap();
+    let synth::Content::SortOfClevr(scene) = content else { panic!("not a scene") };
+    let full = render_scene(&scene);
+    let red_only = render_scene_of(&scene, &[Colour::Red]);
+    let background = *red_only.get_pixel(0, 0);
+    // The red object's centre keeps its colour; the green one's centre is background now.
+    let (r, g) = (scene.object(Colour::Red), scene.object(Colour::Green));
+    assert_eq!(red_only.get_pixel(r.x, r.y), full.get_pixel(r.x, r.y));
+    assert_ne!(full.get_pixel(g.x, g.y), &background);
+    assert_eq!(red_only.get_pixel(g.x, g.y), &background);
+}
