@@ -83,6 +83,9 @@ pub struct TrainSettings {
     pub stage1_steps: Option<usize>,
     /// Stage 1's peak learning rate (> 0).
     pub stage1_lr: Option<f64>,
+    /// Curriculum over the number of objects per image during the first this many steps (stage 1
+    /// and 2 together; `train::vlm_train::VlmTrainConfig::object_ramp_steps`; 0 = off).
+    pub object_ramp_steps: Option<usize>,
     /// Generated training images.
     pub images: Option<usize>,
     /// Sort-of-CLEVR questions per family per training image (fine-detail images always have one).
@@ -107,6 +110,7 @@ impl TrainSettings {
             init_std: over.init_std.or(self.init_std),
             short_question_steps: over.short_question_steps.or(self.short_question_steps),
             stage1_steps: over.stage1_steps.or(self.stage1_steps),
+            object_ramp_steps: over.object_ramp_steps.or(self.object_ramp_steps),
             stage1_lr: over.stage1_lr.or(self.stage1_lr),
             images: over.images.or(self.images),
             questions_per_family: over.questions_per_family.or(self.questions_per_family),
@@ -166,6 +170,11 @@ impl TrainSettings {
         if let (Some(k), Some(steps)) = (self.short_question_steps, self.steps) {
             if k > steps {
                 return cfg("short_question_steps", format!("{k}: more than the {steps} steps"));
+            }
+        }
+        if let (Some(k), Some(steps)) = (self.object_ramp_steps, self.steps) {
+            if k > steps + self.stage1_steps.unwrap_or(0) {
+                return cfg("object_ramp_steps", format!("{k}: more than the stage 1 + stage 2 steps"));
             }
         }
         Ok(())

@@ -81,6 +81,9 @@ pub struct CellSettings {
     /// Stage 1's peak learning rate.
     #[serde(default)]
     pub stage1_lr: f64,
+    /// Steps of the curriculum over the number of objects per image (0 = off).
+    #[serde(default)]
+    pub object_ramp_steps: usize,
     /// SHA-256 of the pretrained LLM's weights the cell starts from (its manifest's), `None`
     /// without one; a cell trained from other weights is stale.
     #[serde(default)]
@@ -212,6 +215,7 @@ impl TrainRunner {
             init_std: s.init_std.unwrap_or(d.init_std),
             short_question_steps: s.short_question_steps.unwrap_or(d.short_question_steps),
             stage1_steps: s.stage1_steps.unwrap_or(d.stage1_steps),
+            object_ramp_steps: s.object_ramp_steps.unwrap_or(d.object_ramp_steps),
             stage1_lr: s.stage1_lr.unwrap_or(d.stage1_lr),
             llm_init_sha256: self.pretrained_llm(cell).and_then(|dir| pretrained_sha256(&dir)),
             images: s.images.unwrap_or(d_images),
@@ -395,6 +399,7 @@ impl CellRunner for TrainRunner {
         tc.init_std = s.init_std;
         tc.short_question_steps = s.short_question_steps;
         tc.stage1_steps = s.stage1_steps;
+        tc.object_ramp_steps = s.object_ramp_steps;
         tc.stage1_lr = s.stage1_lr;
         tc.llm_init = self.pretrained_llm(cell);
         let rep = train_vlm(&tc, &mut |_| {}).map_err(|e| fail(format!("training: {e}")))?;
