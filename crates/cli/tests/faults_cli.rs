@@ -218,3 +218,28 @@ fn an_empty_tokenizer_vocabulary_is_named() {
     std::fs::write(&path, tok.to_string()).unwrap();
     exits_2(&generate(&m, &["--prompt", "What is shown?"]), &[&path.display().to_string(), "vocab"]);
 }
+
+/// The "peak resident memory X MiB" line `generate` prints on stderr, in MiB.
+fn peak_mib(o: &Output) -> f64 {
+    let err = stderr(o);
+    let line = err.lines().find(|l| l.starts_with("peak resident memory")).unwrap_or_else(|| panic!("{err}"));
+    line.split_whitespace().nth(3).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{line}"))
+}
+
+#[test]
+fn the_kv_cache_grows_with_the_prompt_not_with_max_position_embeddings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let small = damaged(tmp.path(), "p256", |c| {
+        c.insert("max_position_embeddings".into(), 256.into());
+    });
+    let huge = damaged(tmp.path(), "p1e12", |c| {
+        c.insert("max_position_embeddings".into(), 1_000_000_000_000u64.into());
+    });
+    let prompt = ["--prompt", "What is in the image?"];
+    let (a, b) = (generate(&small, &prompt), generate(&huge, &prompt));
+    assert!(a.status.success() && b.status.success(), "{}\n{}", stderr(&a), stderr(&b));
+    // The same answer, and peak memory within 10 % (a cache sized by the config would need terabytes).
+    assert_eq!(String::from_utf8_lossy(&a.stdout).lines().next(), String::from_utf8_lossy(&b.stdout).lines().next());
+    let (pa, pb) = (peak_mib(&a), peak_mib(&b));
+    assert!((pb - pa).abs() <= 0.1 * pa, "peak {pb} MiB at 10^12 positions vs {pa} MiB at 256");
+}
