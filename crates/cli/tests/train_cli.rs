@@ -135,3 +135,24 @@ fn bad_training_input_exits_2() {
     ]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn train_llm_defaults_to_the_documented_recipe_and_scales_its_curriculum_with_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("llm").display().to_string();
+    let args = ["train", "llm", "--llm", "xs", "--out", &out_dir, "--steps", "20", "--scenes", "12"];
+    let out = vlmscale(&[&args[..], &["--fine-detail-scenes", "4", "--eval-scenes", "2"]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("llm/manifest.json")).unwrap()).unwrap();
+    let c = &manifest["config"];
+    // Single-turn documents, sentence captions, lr 1e-3, and the object ramp over 15 % of 20 steps.
+    assert_eq!((c["questions_per_document"].as_u64(), c["object_ramp_steps"].as_u64()), (Some(1), Some(3)));
+    assert_eq!((c["lr"].as_f64(), c["caption"].as_str()), (Some(1e-3), Some("sentence")));
+    // 12 scenes × 6 single-question documents + 4 fine-detail documents.
+    assert_eq!(manifest["documents"].as_u64(), Some(12 * 6 + 4));
+    // A ramp longer than the run is refused by name, exit 2.
+    let bad = vlmscale(&["train", "llm", "--llm", "xs", "--out", &out_dir, "--steps", "5", "--object-ramp-steps", "9"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", String::from_utf8_lossy(&bad.stderr));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("object_ramp_steps"));
+}

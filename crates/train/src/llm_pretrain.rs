@@ -14,10 +14,13 @@
 //! text. A VLM built on it (`vlm_train`, stage 1) then only has to make its visual tokens play the
 //! caption's part, as LLaVA's projector learns to make CLIP features readable by a pretrained LLM.
 //!
-//! Training documents are multi-turn (LLaVA's instruction data is too): a Sort-of-CLEVR scene's
-//! caption is read once and all its questions follow as further ChatML turns
-//! (`\n<|im_start|>user\n{QUESTION}<|im_end|>\n<|im_start|>assistant\n{ANSWER}<|im_end|>`), in a seeded
-//! random order so every family is also asked first; a fine-detail scene has one turn. Loss: every
+//! A Sort-of-CLEVR scene's questions (in a seeded random order) are split into training documents
+//! of `questions_per_document` turns, each opening with the caption; later turns follow as further
+//! ChatML turns (`\n<|im_start|>user\n{QUESTION}<|im_end|>\n<|im_start|>assistant\n{ANSWER}<|im_end|>`).
+//! The default, one question per document, is what breaks the binding plateau together with the
+//! curriculum over the number of objects (`object_ramp_steps`); six turns after one caption keep
+//! every size on it (docs/training-notes.md). A fine-detail scene has one turn. The caption is a
+//! sentence per object by default, or the tower's patch grid in words (`caption`). Loss: every
 //! answer's tokens and `<|im_end|>` (nats per answer token), as in VLM training. Documents of both
 //! tasks are shuffled together. The held-out accuracy asks single-turn questions, as a VLM is asked.
 //!
@@ -119,10 +122,11 @@ pub struct LlmPretrainConfig {
 }
 
 impl LlmPretrainConfig {
-    /// The defaults for preset `llm`: 40 000 Sort-of-CLEVR scenes × 1 question per family (a document
-    /// of six turns, ≈ 200 tokens, within the presets' 256-token context) and
-    /// 20 000 fine-detail scenes, 300 held-out scenes per task, batch 16 documents, lr 2e-3 with 3 % warm-up,
-    /// init std 0.125, 10 000 steps, seed 0.
+    /// The defaults for preset `llm` (the best recipe measured, docs/training-notes.md): 40 000
+    /// Sort-of-CLEVR scenes × 1 question per family, each question its own single-turn document, and
+    /// 20 000 fine-detail scenes; sentence captions; the object curriculum over the first 3000 steps;
+    /// 300 held-out scenes per task, batch 16 documents, lr 1e-3 with 3 % warm-up, init std 0.125,
+    /// 20 000 steps, seed 0.
     pub fn new(llm: &str) -> Self {
         Self {
             llm: llm.into(),
@@ -132,16 +136,16 @@ impl LlmPretrainConfig {
             fine_detail_scenes: 20_000,
             eval_scenes: 300,
             batch_size: 16,
-            steps: 10_000,
-            lr: 2e-3,
+            steps: 20_000,
+            lr: 1e-3,
             warmup_ratio: 0.03,
             weight_decay: 0.0,
             max_grad_norm: 1.0,
             init_std: 0.125,
             save_every: 500,
             short_question_steps: 0,
-            object_ramp_steps: 0,
-            questions_per_document: 0,
+            object_ramp_steps: 3000,
+            questions_per_document: 1,
             caption: CaptionFormat::Sentence,
         }
     }

@@ -25,6 +25,9 @@ fn tiny_llm(dir: &Path) -> LlmPretrainConfig {
         batch_size: 4,
         steps: 6,
         save_every: 2,
+        object_ramp_steps: 0,
+        questions_per_document: 0,
+        lr: 2e-3,
         ..LlmPretrainConfig::new("xs")
     };
     let rep = pretrain_llm(&cfg, dir, None, "vlmscale train llm --llm xs --out tiny", &mut |_| {}).unwrap();
@@ -184,6 +187,9 @@ fn the_text_curriculum_switches_from_short_to_natural_questions() {
         batch_size: 4,
         steps: 4,
         save_every: 4,
+        object_ramp_steps: 0,
+        questions_per_document: 0,
+        lr: 2e-3,
         ..LlmPretrainConfig::new("xs")
     };
     let run = |k: usize, name: &str| {
@@ -214,6 +220,9 @@ fn the_object_ramp_changes_the_documents_and_resumes_across_its_stages() {
         batch_size: 4,
         steps: 6,
         save_every: 6,
+        object_ramp_steps: 0,
+        questions_per_document: 0,
+        lr: 2e-3,
         ..LlmPretrainConfig::new("xs")
     };
     let losses = |name: &str| {
@@ -251,6 +260,9 @@ fn single_turn_documents_split_every_scene_into_one_document_per_question() {
         batch_size: 4,
         steps: 4,
         save_every: 4,
+        object_ramp_steps: 0,
+        questions_per_document: 0,
+        lr: 2e-3,
         ..LlmPretrainConfig::new("xs")
     };
     let documents = |cfg: &LlmPretrainConfig, name: &str| {

@@ -44,19 +44,19 @@ pub struct LlmArgs {
     /// Output directory (resumed from if it holds a run with the same settings).
     #[arg(long)]
     pub out: PathBuf,
-    /// Optimisation steps (default 10000).
+    /// Optimisation steps (default 20000).
     #[arg(long)]
     pub steps: Option<usize>,
     /// Batch size in documents (default 16).
     #[arg(long)]
     pub batch_size: Option<usize>,
-    /// Peak learning rate (default 2e-3; warm-up 3 %, cosine to 0).
+    /// Peak learning rate (default 1e-3; warm-up 3 %, cosine to 0).
     #[arg(long)]
     pub lr: Option<f64>,
     /// Seed of corpus, initialisation and batch order (default 0).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Sort-of-CLEVR scenes in the corpus, one 6-question document each (default 40000).
+    /// Sort-of-CLEVR scenes in the corpus, one question per family each (default 40000).
     #[arg(long)]
     pub scenes: Option<usize>,
     /// Fine-detail scenes in the corpus, one question each (default 20000).
@@ -71,13 +71,14 @@ pub struct LlmArgs {
     pub short_question_steps: Option<usize>,
     /// Text curriculum over the number of objects: during the first N steps a Sort-of-CLEVR
     /// document describes only k of its scene's six objects, k = 1 + ⌊5 · step / N⌋, with its
-    /// questions answered among them; then all six (default 0: six throughout). Without it the
+    /// questions answered among them; then all six (default 15 % of `--steps`, 3000 of the default
+    /// 20000; 0 = six throughout). Without it the
     /// colour → object lookup stays at the answer prior (docs/training-notes.md).
     #[arg(long)]
     pub object_ramp_steps: Option<usize>,
     /// Questions per training document: a scene's questions are split into documents of this many
-    /// ChatML turns, each opening with the caption; 1 = single-turn documents, as a VLM is asked;
-    /// 0 (default) = one document per scene with all its questions.
+    /// ChatML turns, each opening with the caption; 1 (default) = single-turn documents, as a VLM is
+    /// asked; 0 = one document per scene with all its questions.
     #[arg(long)]
     pub questions_per_document: Option<usize>,
     /// How the corpus writes a scene in the place of its image: `sentence` ("red circle at row 0
@@ -292,6 +293,10 @@ fn train_llm(a: LlmArgs) -> Result<()> {
         };
     }
     set!(steps, "steps");
+    if a.object_ramp_steps.is_none() {
+        // The default curriculum scales with a shorter or longer run: 15 % of the steps.
+        cfg.object_ramp_steps = cfg.steps * 3 / 20;
+    }
     set!(batch_size, "batch-size");
     set!(lr, "lr");
     set!(seed, "seed");
