@@ -172,9 +172,66 @@ fn read_safetensors_names(path: &Path) -> Result<Vec<String>> {
     let file = std::fs::File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
     // SAFETY: read-only map; the file must not be modified while the checkpoint is in use.
     let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
-    let st = safetensors::SafeTensors::deserialize(&mmap)
+    safetensors_names_from_bytes(path, &mmap)
+}
+
+/// Parses the bytes of a whole safetensors file (8-byte header length, JSON header, data) and
+/// returns the tensor names; `path` names the file in errors. The byte-level entry point of
+/// [`Checkpoint::open`]'s weight check (also fed by the fuzz targets).
+///
+/// Errors: [`Error::Checkpoint`] naming `path` for a file too short to hold a header, a header
+/// length beyond the file, a header that is not valid JSON / safetensors metadata, or tensor data
+/// that does not match the file's length (truncated or corrupt).
+pub fn safetensors_names_from_bytes(path: &Path, bytes: &[u8]) -> Result<Vec<String>> {
+    let st = safetensors::SafeTensors::deserialize(bytes)
         .map_err(|e| checkpoint_err(path, format!("not a valid safetensors file (truncated or corrupt?): {e}")))?;
     Ok(st.names().into_iter().map(|s| s.to_string()).collect())
+}
+
+/// Parses the text of `model.safetensors.index.json` and returns its `weight_map` (tensor name →
+/// shard file), every shard path checked to be a plain relative path inside the checkpoint folder.
+/// `index_path` names the file in errors. Used by [`Checkpoint::open`] before any shard is opened.
+///
+/// Errors: [`Error::Checkpoint`] naming `index_path` for invalid JSON, a missing or mistyped
+/// `weight_map`, or a shard path that is empty, absolute or contains `..` / `.`.
+pub fn parse_weights_index(index_path: &Path, text: &str) -> Result<BTreeMap<String, String>> {
+    #[derive(Deserialize)]
+    struct Index {
+        weight_map: BTreeMap<String, String>,
+    }
+    let index: Index =
+        serde_json::from_str(text).map_err(|e| checkpoint_err(index_path, format!("invalid index: {e}")))?;
+    for f in index.weight_map.values() {
+        // Shards live inside the checkpoint folder: a relative path of plain names only
+        // (checked before anything is opened: no `..`, no absolute path).
+        let inside = !f.is_empty() && Path::new(f).components().all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !inside {
+            return Err(checkpoint_err(
+                index_path,
+                format!("`weight_map` shard path {f:?} leaves the checkpoint folder: shards must be relative paths inside it"),
+            ));
+        }
+    }
+    Ok(index.weight_map)
+}
+
+/// Parses the text of a LLaVA checkpoint's `config.json`: the LLM's HF config and the `mm_*` keys,
+/// both validated. `config_path` names the file in errors. The text-level entry point of
+/// [`Checkpoint::open`].
+///
+/// Errors: [`Error::Config`] naming `config_path` and the field for invalid JSON, a mistyped or
+/// missing key, or a value the engine does not support.
+pub fn parse_config_json(config_path: &Path, text: &str) -> Result<(DecoderConfig, MultimodalConfig)> {
+    let llm = DecoderConfig::from_json_str(text).map_err(|e| match e {
+        Error::Config { msg, .. } => Error::Config { path: config_path.to_path_buf(), msg },
+        other => other,
+    })?;
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| Error::Config { path: config_path.to_path_buf(), msg: format!("invalid JSON: {e}") })?;
+    let mm: MultimodalConfig = models::decoder::deserialize_naming_field(&value)
+        .map_err(|msg| Error::Config { path: config_path.to_path_buf(), msg })?;
+    mm.validate(config_path)?;
+    Ok((llm, mm))
 }
 
 impl Checkpoint {
@@ -190,48 +247,28 @@ impl Checkpoint {
             return Err(checkpoint_err(dir, "not a directory"));
         }
         let config_path = dir.join("config.json");
-        let llm = DecoderConfig::from_file(&config_path)?;
         let text =
             std::fs::read_to_string(&config_path).map_err(|source| Error::Io { path: config_path.clone(), source })?;
-        let value: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| Error::Config { path: config_path.clone(), msg: format!("invalid JSON: {e}") })?;
-        let mm: MultimodalConfig = models::decoder::deserialize_naming_field(&value)
-            .map_err(|msg| Error::Config { path: config_path.clone(), msg })?;
-        mm.validate(&config_path)?;
+        let (llm, mm) = parse_config_json(&config_path, &text)?;
 
         let index_path = dir.join(WEIGHTS_INDEX_FILE);
         let single = dir.join(WEIGHTS_FILE);
         let mut tensors = BTreeMap::new();
         let weight_files = if index_path.exists() {
-            #[derive(Deserialize)]
-            struct Index {
-                weight_map: BTreeMap<String, String>,
-            }
             let text = std::fs::read_to_string(&index_path)
                 .map_err(|source| Error::Io { path: index_path.clone(), source })?;
-            let index: Index =
-                serde_json::from_str(&text).map_err(|e| checkpoint_err(&index_path, format!("invalid index: {e}")))?;
-            let mut files: Vec<String> = index.weight_map.values().cloned().collect();
+            let weight_map = parse_weights_index(&index_path, &text)?;
+            let mut files: Vec<String> = weight_map.values().cloned().collect();
             files.sort();
             files.dedup();
             let mut paths = vec![];
             for f in &files {
-                // Shards live inside the checkpoint folder: a relative path of plain names only
-                // (checked before anything is opened: no `..`, no absolute path).
-                let inside =
-                    !f.is_empty() && Path::new(f).components().all(|c| matches!(c, std::path::Component::Normal(_)));
-                if !inside {
-                    return Err(checkpoint_err(
-                        &index_path,
-                        format!("`weight_map` shard path {f:?} leaves the checkpoint folder: shards must be relative paths inside it"),
-                    ));
-                }
                 let p = dir.join(f);
                 if !p.is_file() {
                     return Err(checkpoint_err(&p, format!("shard listed in {WEIGHTS_INDEX_FILE} is missing")));
                 }
                 let names: std::collections::HashSet<String> = read_safetensors_names(&p)?.into_iter().collect();
-                for (name, file) in index.weight_map.iter().filter(|(_, file)| *file == f) {
+                for (name, file) in weight_map.iter().filter(|(_, file)| *file == f) {
                     if !names.contains(name) {
                         return Err(checkpoint_err(
                             &p,

@@ -50,6 +50,55 @@ fn st_dtype(d: safetensors::Dtype) -> Option<DType> {
     })
 }
 
+/// One tensor of a parsed safetensors header.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeaderTensor {
+    /// Tensor name.
+    pub name: String,
+    /// Its dtype.
+    pub dtype: DType,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// Absolute byte offset of its data in the file.
+    pub start: u64,
+}
+
+/// Parses and validates the header of a safetensors file given as `bytes` (the whole file, or at
+/// least as many bytes as the file holds: data offsets are checked against `bytes.len()`); `path`
+/// names the file in errors. The byte-level entry point of [`SafetensorsReader::open`] (also fed by
+/// the fuzz targets).
+///
+/// Errors: [`Error::Checkpoint`] naming `path` for fewer than 8 bytes, a header length beyond the
+/// file, a header that is not valid JSON / safetensors metadata, data past the end (truncated), or a
+/// tensor dtype candle cannot hold.
+pub fn parse_header(path: &Path, bytes: &[u8]) -> Result<Vec<HeaderTensor>> {
+    let err = |msg: String| Error::Checkpoint { path: path.to_path_buf(), msg };
+    if bytes.len() < 8 {
+        return Err(err(format!("{} bytes: too short for a safetensors file (truncated or empty)", bytes.len())));
+    }
+    let (n, meta) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| {
+        err(match e {
+            safetensors::SafeTensorError::MetadataIncompleteBuffer => {
+                format!(
+                    "the tensors' data does not match the file's length ({} bytes): truncated or corrupt",
+                    bytes.len()
+                )
+            }
+            e => format!("not a valid safetensors file: {e}"),
+        })
+    })?;
+    let mut out = Vec::new();
+    for (name, info) in meta.tensors() {
+        let dtype = st_dtype(info.dtype)
+            .ok_or_else(|| err(format!("tensor `{name}` has dtype {:?}, which is not supported", info.dtype)))?;
+        let start = (8 + n)
+            .checked_add(info.data_offsets.0)
+            .ok_or_else(|| err(format!("tensor `{name}`: data offset overflows")))? as u64;
+        out.push(HeaderTensor { name, dtype, shape: info.shape.clone(), start });
+    }
+    Ok(out)
+}
+
 impl SafetensorsReader {
     /// Opens `paths` and parses their headers (no tensor data is read).
     ///
@@ -60,37 +109,21 @@ impl SafetensorsReader {
         let mut files = Vec::new();
         let mut tensors = HashMap::new();
         for (i, p) in paths.iter().enumerate() {
-            let err = |msg: String| Error::Checkpoint { path: p.clone(), msg };
             let io = |source| Error::Io { path: p.clone(), source };
             let f = File::open(p).map_err(io)?;
             let size = f.metadata().map_err(io)?.len();
             if size < 8 {
-                return Err(err(format!("{size} bytes: too short for a safetensors file (truncated or empty)")));
+                // Too short to map usefully (an empty file cannot be mapped): the parser's error.
+                parse_header(p, &[0u8; 8][..size as usize])?;
             }
             // SAFETY: the map is read-only and dropped before this function returns; only the header
             // bytes are read through it (the crate checks the data offsets against the file's length).
             let map = unsafe { memmap2::Mmap::map(&f) }.map_err(io)?;
-            let (n, meta) = safetensors::SafeTensors::read_metadata(&map).map_err(|e| {
-                err(match e {
-                    safetensors::SafeTensorError::MetadataIncompleteBuffer => {
-                        format!(
-                            "the tensors' data does not match the file's length ({} bytes): truncated or corrupt",
-                            map.len()
-                        )
-                    }
-                    e => format!("not a valid safetensors file: {e}"),
-                })
-            })?;
-            drop(map);
-            for (name, info) in meta.tensors() {
-                let dtype = st_dtype(info.dtype).ok_or_else(|| {
-                    err(format!("tensor `{name}` has dtype {:?}, which is not supported", info.dtype))
-                })?;
-                tensors.insert(
-                    name,
-                    Entry { file: i, dtype, shape: info.shape.clone(), start: (8 + n + info.data_offsets.0) as u64 },
-                );
+            debug_assert_eq!(map.len() as u64, size);
+            for h in parse_header(p, &map)? {
+                tensors.insert(h.name, Entry { file: i, dtype: h.dtype, shape: h.shape, start: h.start });
             }
+            drop(map);
             files.push((p.clone(), f));
         }
         Ok(Self { files, tensors })
