@@ -116,6 +116,19 @@ fn bad_training_input_exits_2() {
     let out = vlmscale(&["train", "vlm", "--tower", &p("missing"), "--out", &p("vlm"), "--compressor", "nope"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
+    // Names are checked by the parser, which lists the accepted ones: `none` is a compressor of the
+    // engine, not one the trainer trains; presets and tasks likewise.
+    for (args, listed) in [
+        (vec!["train", "vlm", "--tower", "t", "--out", "o", "--compressor", "none"], "quecc-noquery"),
+        (vec!["train", "vlm", "--tower", "t", "--out", "o", "--llm", "xxl"], "[possible values: xs, s, m, l]"),
+        (vec!["train", "llm", "--out", "o", "--llm", "xxl"], "[possible values: xs, s, m, l]"),
+        (vec!["data", "make", "--out", "o", "--task", "ocr"], "[possible values: sort_of_clevr, fine_detail]"),
+    ] {
+        let out = vlmscale(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(listed), "{args:?}: {err}");
+    }
     let out = vlmscale(&["eval", "--model", &p("missing"), "--data", &p("missing.jsonl")]);
     assert_eq!(out.status.code(), Some(2));
     // --images only applies to generated data

@@ -33,11 +33,14 @@ pub const IMAGE_TOKEN: &str = "<image>";
 
 /// Which generated benchmark an image belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum Task {
     /// Sort-of-CLEVR relational reasoning (families shape … count).
+    #[cfg_attr(feature = "clap", value(name = "sort_of_clevr"))]
     SortOfClevr,
     /// Fine detail: read a small number (family digits).
+    #[cfg_attr(feature = "clap", value(name = "fine_detail"))]
     FineDetail,
 }
 

@@ -33,11 +33,11 @@ pub enum Bench {
 
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
-    /// LLM size presets (comma-separated): xs, s, m, l.
-    #[arg(long, value_delimiter = ',', default_value = "xs,s,m,l")]
+    /// LLM size presets (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "xs,s,m,l", value_parser = super::llm_preset_parser())]
     pub llm: Vec<String>,
-    /// Compressor: quecc, quecc-noquery, tokenpacker, avgpool.
-    #[arg(long, default_value = "quecc")]
+    /// Compressor.
+    #[arg(long, default_value = "quecc", value_parser = super::trainable_compressor_parser())]
     pub compressor: String,
     /// V, visual tokens per image (1, 4, 16, 64 on the 8×8 grid).
     #[arg(long, default_value_t = 16)]
@@ -477,12 +477,9 @@ struct PeerRow {
 
 fn train(a: TrainArgs) -> Result<()> {
     use bench::train::{bench_train, BenchConfig};
-    let sizes: Vec<&str> = a.llm.iter().map(|s| s.trim()).filter(|s| !s.is_empty()).collect();
+    let sizes: Vec<&str> = a.llm.iter().map(String::as_str).collect();
     if sizes.is_empty() {
         return Err(super::UsageError("--llm: give at least one size (xs, s, m, l)".into()).into());
-    }
-    for s in &sizes {
-        ::train::sizes::LlmSize::from_name(s)?;
     }
     if a.steps == 0 || a.batch == 0 {
         return Err(super::UsageError("--steps and --batch must be ≥ 1".into()).into());

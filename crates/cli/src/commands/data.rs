@@ -13,8 +13,8 @@ pub enum Data {
 #[derive(clap::Args, Debug)]
 pub struct MakeArgs {
     /// Task: `sort_of_clevr` (relational reasoning, 6 question families) or `fine_detail` (read small digits).
-    #[arg(long, default_value = "sort_of_clevr")]
-    pub task: String,
+    #[arg(long, value_enum, default_value_t = synth::Task::SortOfClevr)]
+    pub task: synth::Task,
     /// Number of images.
     #[arg(long, default_value_t = 1000)]
     pub images: u64,
@@ -39,9 +39,7 @@ pub fn run(d: Data) -> Result<()> {
 }
 
 fn make(a: MakeArgs) -> Result<()> {
-    let task = synth::Task::from_name(&a.task).ok_or_else(|| {
-        super::UsageError(format!("--task: unknown `{}` (known: sort_of_clevr, fine_detail)", a.task))
-    })?;
+    let task = a.task;
     if a.images == 0 {
         return Err(super::UsageError("--images must be ≥ 1".into()).into());
     }

@@ -238,13 +238,6 @@ pub fn run(a: Args) -> Result<()> {
     }
     let agg = eval::grid::write_aggregate(&grid)?;
     println!("scores: {} ({} of {} cells)", agg.path.display(), agg.rows, agg.total);
-    if !agg.missing.is_empty() {
-        eprintln!(
-            "warning: {} cells have no result ({} failed): {}",
-            agg.missing.len(),
-            agg.failed.len(),
-            agg.missing.join(", ")
-        );
-    }
+    super::warn_missing_cells(&agg.missing, agg.failed.len());
     Ok(())
 }

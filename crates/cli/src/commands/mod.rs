@@ -88,3 +88,26 @@ pub fn prepare_inference() {
     kernels::threads::pin_rayon_threads();
     kernels::memory::keep_freed_buffers();
 }
+
+/// clap's parser for an LLM size preset of the train crate (`train::sizes::SIZES`: xs, s, m, l), so
+/// that `--help` lists them and a wrong name is refused before any work.
+pub fn llm_preset_parser() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(::train::sizes::SIZES.iter().map(|s| s.name))
+}
+
+/// clap's parser for a compressor the trainer can train: every `CompressorKind` but `none`
+/// (`train::model::trainable_compressor`).
+pub fn trainable_compressor_parser() -> clap::builder::PossibleValuesParser {
+    use scaling::cost::arch::CompressorKind;
+    clap::builder::PossibleValuesParser::new(
+        CompressorKind::ALL.into_iter().filter(|&k| k != CompressorKind::None).map(CompressorKind::name),
+    )
+}
+
+/// Warns on stderr that the grid cells `missing` (ids; `failed` of them failed) have no result in an
+/// aggregate just written (`sweep aggregate`, `eval-grid`).
+pub fn warn_missing_cells(missing: &[String], failed: usize) {
+    if !missing.is_empty() {
+        eprintln!("warning: {} cells have no result ({failed} failed): {}", missing.len(), missing.join(", "));
+    }
+}

@@ -206,14 +206,7 @@ pub fn run(a: Args) -> Result<()> {
             let cfg = load(&common)?;
             let agg = sweep::aggregate::write_aggregate(&cfg)?;
             println!("{}: {} of {} cells", agg.path.display(), agg.rows, agg.total);
-            if !agg.missing.is_empty() {
-                eprintln!(
-                    "warning: {} cells have no result ({} failed): {}",
-                    agg.missing.len(),
-                    agg.failed.len(),
-                    agg.missing.join(", ")
-                );
-            }
+            super::warn_missing_cells(&agg.missing, agg.failed.len());
             Ok(())
         }
         Some(Sub::Report { common, out, bootstrap }) => {

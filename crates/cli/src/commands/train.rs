@@ -38,8 +38,8 @@ pub struct VisionArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct LlmArgs {
-    /// LLM size preset: xs, s, m, l.
-    #[arg(long)]
+    /// LLM size preset.
+    #[arg(long, value_parser = super::llm_preset_parser())]
     pub llm: String,
     /// Output directory (resumed from if it holds a run with the same settings).
     #[arg(long)]
@@ -95,14 +95,14 @@ pub struct LlmArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct VlmArgs {
-    /// LLM size preset: xs, s, m, l.
-    #[arg(long, default_value = "s")]
+    /// LLM size preset.
+    #[arg(long, default_value = "s", value_parser = super::llm_preset_parser())]
     pub llm: String,
     /// V, visual tokens (1, 4, 16, 64 on the 8×8 grid).
     #[arg(long, default_value_t = 16)]
     pub visual_tokens: usize,
-    /// Compressor: quecc, quecc-noquery, tokenpacker, avgpool.
-    #[arg(long, default_value = "quecc")]
+    /// Compressor.
+    #[arg(long, default_value = "quecc", value_parser = super::trainable_compressor_parser())]
     pub compressor: String,
     /// The pretrained tower (from `vlmscale train vision`).
     #[arg(long)]
