@@ -266,7 +266,7 @@ impl BenchCase {
         let lm_head = 2.0 * n * h * input.vocab_size as f64;
         let (g2, d) = ((input.config.grid * input.config.grid) as f64, input.config.vision_dim as f64);
         let vision_side =
-            compressor(input.kind, g2, d, v as f64, h) + projector(ProjectorKind::Mlp2xGelu, v as f64, d, h);
+            compressor(input.kind, g2, d, v as f64, h) + projector(ProjectorKind::MLP2X_GELU, v as f64, d, h);
         let forward = b as f64 * vision_side + decoder_flops(&arch, b, lt + v) + lm_head;
         let query_forward = if input.kind.uses_query() { decoder_flops(&arch, b, lq) } else { 0.0 };
         StepFlops { forward, query_forward }

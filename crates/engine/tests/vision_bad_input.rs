@@ -192,6 +192,13 @@ fn missing_query_or_features_are_invalid() {
     let pixels = Tensor::zeros((1, 3, 55, 56), DType::F32, &dev).unwrap();
     assert!(matches!(tower.hidden_states(&pixels, 6), Err(Error::Invalid(_))));
     assert!(matches!(tower.hidden_states(&pixels, 7), Err(Error::Invalid(_))));
-    assert!(matches!(ProjectorKind::parse("mlp0x_gelu"), Err(Error::Invalid(_))));
-    assert!(matches!(ProjectorKind::parse("resampler"), Err(Error::Invalid(_))));
+    for bad in ["mlp0x_gelu", "resampler", "mlpx_gelu", "mlp2x_relu"] {
+        let e = ProjectorKind::parse(bad).unwrap_err();
+        assert!(e.to_string().contains(&format!("{bad:?}")), "{e}");
+    }
+    // Every accepted name round-trips through its spelling (what `inspect` and the cost model print).
+    for good in ["linear", "mlp1x_gelu", "mlp2x_gelu", "mlp3x_gelu"] {
+        assert_eq!(ProjectorKind::parse(good).unwrap().name(), good);
+    }
+    assert_eq!(ProjectorKind::parse("mlp3x_gelu").unwrap().depth(), 3);
 }

@@ -14,44 +14,9 @@ use crate::{Error, Result};
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
-/// Projector type, parsed from LLaVA's `mm_projector_type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProjectorKind {
-    /// `linear`.
-    Linear,
-    /// `mlp{depth}x_gelu` (LLaVA-1.5 uses depth 2).
-    MlpGelu {
-        /// Number of Linear layers.
-        depth: usize,
-    },
-}
-
-impl ProjectorKind {
-    /// Parses `linear`, `mlp2x_gelu`, `mlp{N}x_gelu`. Errors: anything else → [`Error::Invalid`] naming it.
-    pub fn parse(name: &str) -> Result<Self> {
-        if name == "linear" {
-            return Ok(Self::Linear);
-        }
-        if let Some(n) = name.strip_prefix("mlp").and_then(|r| r.strip_suffix("x_gelu")) {
-            if let Ok(depth) = n.parse::<usize>() {
-                if depth >= 1 {
-                    return Ok(Self::MlpGelu { depth });
-                }
-            }
-        }
-        Err(Error::Invalid(format!(
-            "unsupported mm_projector_type {name:?} (supported: linear, mlp2x_gelu, mlpNx_gelu)"
-        )))
-    }
-
-    /// Linear layers: 1 for `linear`, N for `mlpNx_gelu`.
-    pub fn depth(&self) -> usize {
-        match self {
-            Self::Linear => 1,
-            Self::MlpGelu { depth } => *depth,
-        }
-    }
-}
+/// Projector type, parsed from LLaVA's `mm_projector_type`: the workspace's one type, defined with
+/// the cost model that counts it.
+pub use scaling::cost::arch::{ProjectorKind, UnknownProjector};
 
 /// Where the projector's Linear layers live relative to the `mm_projector` prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

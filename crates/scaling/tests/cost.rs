@@ -69,7 +69,7 @@ fn exact_breakdown_sums_and_decode() {
         visual_tokens: 16.0,
         question_tokens: 20.0,
         compressor: CompressorKind::Quecc,
-        projector: ProjectorKind::Mlp2xGelu,
+        projector: ProjectorKind::MLP2X_GELU,
     };
     let llm = LlmArch::preset("qwen1.5-0.5b").unwrap();
     let c = query_cost(&llm, &VisionArch::clip_vit_l14_336(), &spec);
@@ -87,7 +87,13 @@ fn exact_breakdown_sums_and_decode() {
         ]
     );
     assert_eq!(c.total(), c.terms.iter().map(|t| t.flops).sum::<f64>());
-    assert_eq!(projector(ProjectorKind::Mlp2xGelu, 16.0, 1024.0, 1024.0), 2.0 * 16.0 * (1024.0 * 1024.0 * 2.0));
+    assert_eq!(projector(ProjectorKind::MLP2X_GELU, 16.0, 1024.0, 1024.0), 2.0 * 16.0 * (1024.0 * 1024.0 * 2.0));
+    // LLaVA's builder: linear = one Linear(d → H); mlp3x_gelu = Linear(d → H) + 2 × Linear(H → H).
+    assert_eq!(projector(ProjectorKind::Linear, 16.0, 1024.0, 4096.0), 2.0 * 16.0 * 1024.0 * 4096.0);
+    assert_eq!(
+        projector(ProjectorKind::parse("mlp3x_gelu").unwrap(), 16.0, 1024.0, 4096.0),
+        2.0 * 16.0 * (1024.0 * 4096.0 + 2.0 * 4096.0 * 4096.0)
+    );
     // without QueCC there is no query-embedding pass
     let c2 = query_cost(&llm, &VisionArch::clip_vit_l14_336(), &QuerySpec { compressor: CompressorKind::None, ..spec });
     assert!(!c2.terms.iter().any(|t| t.name == "quecc.query_embedding"));

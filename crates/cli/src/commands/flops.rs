@@ -32,8 +32,8 @@ pub struct Args {
     /// Compressor (exact model).
     #[arg(long, value_enum, default_value_t = CompressorKind::Quecc)]
     pub compressor: CompressorKind,
-    /// Projector (exact model).
-    #[arg(long, value_enum, default_value_t = ProjectorKind::Mlp2xGelu)]
+    /// Projector (exact model): `linear` or `mlp{N}x_gelu` (LLaVA-1.5: `mlp2x_gelu`).
+    #[arg(long, default_value_t = ProjectorKind::MLP2X_GELU)]
     pub projector: ProjectorKind,
     /// Tokens of the question alone, for QueCC's query-embedding pass (default: Q).
     #[arg(long)]
@@ -131,7 +131,7 @@ pub fn run(a: Args) -> Result<()> {
         return Ok(());
     }
     println!(
-        "exact cost of one query — LLM {name}: N = {:.4e} parameters, Q = {q}, V = {v}, {:?} + {:?}",
+        "exact cost of one query — LLM {name}: N = {:.4e} parameters, Q = {q}, V = {v}, {:?} + {}",
         llm.params(),
         spec.compressor,
         spec.projector

@@ -4,8 +4,7 @@
 use anyhow::Result;
 use engine::model::{architecture_name, VlmSpec};
 use models::compress::CompressorSpec;
-use models::projector::ProjectorKind;
-use scaling::cost::arch::{CompressorKind, LlmArch, ProjectorKind as CostProjector, VisionArch};
+use scaling::cost::arch::{CompressorKind, LlmArch, VisionArch};
 use scaling::cost::exact::{query_cost, QuerySpec};
 use std::path::PathBuf;
 
@@ -64,11 +63,7 @@ pub fn run(a: Args) -> Result<()> {
         CompressorSpec::AvgPool { .. } => (CompressorKind::Avgpool, "avgpool".to_string()),
         CompressorSpec::TokenPacker(_) => (CompressorKind::Tokenpacker, "tokenpacker".to_string()),
     };
-    let (projector, projector_note) = match s.projector_kind {
-        ProjectorKind::Linear => (CostProjector::Linear, ""),
-        ProjectorKind::MlpGelu { depth: 2 } => (CostProjector::Mlp2xGelu, ""),
-        ProjectorKind::MlpGelu { .. } => (CostProjector::Mlp2xGelu, " (costed as mlp2x_gelu)"),
-    };
+    let projector = s.projector_kind;
     let q = a.text_tokens;
     let spec = QuerySpec {
         text_tokens: q,
@@ -121,7 +116,7 @@ pub fn run(a: Args) -> Result<()> {
         vc.num_patches()
     );
     println!("compressor     {compressor_desc}");
-    println!("projector      {projector_name}{projector_note}");
+    println!("projector      {projector_name}");
     println!("V              {v} visual tokens");
     println!("FLOPs of one query (Q = {q}, V = {v}; scaling::cost::exact):");
     for t in &cost.terms {

@@ -205,15 +205,82 @@ impl CompressorKind {
     }
 }
 
-/// The projector from vision width to LLM width, as the cost model counts it (the engine's module,
-/// `models::projector::ProjectorKind`, also builds deeper `mlp{N}x_gelu` stacks).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
-#[serde(rename_all = "snake_case")]
+/// LLaVA's multimodal projector (`mm_projector_type`, `llava/model/multimodal_projector/builder.py`)
+/// from vision width d to LLM width H: the one projector type of the workspace (the cost model
+/// counts it, `models::projector` builds it, the CLI parses it). Names: `linear`, `mlp{N}x_gelu`
+/// ([`ProjectorKind::name`]; serialized as that name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum ProjectorKind {
-    /// One Linear(d → H).
+    /// `linear`: one Linear(d → H).
     Linear,
-    /// Linear(d → H) → GELU → Linear(H → H) (LLaVA-1.5).
-    #[cfg_attr(feature = "clap", value(name = "mlp2x_gelu"))]
-    Mlp2xGelu,
+    /// `mlp{depth}x_gelu`: Linear(d → H), then depth − 1 × [GELU, Linear(H → H)] (LLaVA-1.5: depth 2).
+    MlpGelu {
+        /// Number of Linear layers (≥ 1).
+        depth: usize,
+    },
+}
+
+impl ProjectorKind {
+    /// LLaVA-1.5's projector, `mlp2x_gelu`.
+    pub const MLP2X_GELU: ProjectorKind = ProjectorKind::MlpGelu { depth: 2 };
+
+    /// Parses `linear`, `mlp2x_gelu`, `mlp{N}x_gelu` (N ≥ 1), as LLaVA's `build_vision_projector`
+    /// does. Errors: anything else → [`UnknownProjector`] naming it.
+    pub fn parse(name: &str) -> std::result::Result<Self, UnknownProjector> {
+        if name == "linear" {
+            return Ok(Self::Linear);
+        }
+        match name.strip_prefix("mlp").and_then(|r| r.strip_suffix("x_gelu")).map(str::parse::<usize>) {
+            Some(Ok(depth)) if depth >= 1 => Ok(Self::MlpGelu { depth }),
+            _ => Err(UnknownProjector(name.to_string())),
+        }
+    }
+
+    /// The `mm_projector_type` spelling: `linear` or `mlp{N}x_gelu`.
+    pub fn name(&self) -> String {
+        match self {
+            Self::Linear => "linear".to_string(),
+            Self::MlpGelu { depth } => format!("mlp{depth}x_gelu"),
+        }
+    }
+
+    /// Linear layers: 1 for `linear`, N for `mlp{N}x_gelu`.
+    pub fn depth(&self) -> usize {
+        match self {
+            Self::Linear => 1,
+            Self::MlpGelu { depth } => *depth,
+        }
+    }
+}
+
+/// An `mm_projector_type` that LLaVA's builder does not know (the name is kept).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unsupported mm_projector_type {0:?} (supported: linear, mlp2x_gelu, mlpNx_gelu)")]
+pub struct UnknownProjector(pub String);
+
+impl std::fmt::Display for ProjectorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+impl std::str::FromStr for ProjectorKind {
+    type Err = UnknownProjector;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl TryFrom<String> for ProjectorKind {
+    type Error = UnknownProjector;
+    fn try_from(s: String) -> std::result::Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+
+impl From<ProjectorKind> for String {
+    fn from(k: ProjectorKind) -> String {
+        k.name()
+    }
 }

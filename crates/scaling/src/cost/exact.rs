@@ -98,12 +98,10 @@ pub fn compressor(kind: CompressorKind, patches: f64, d: f64, visual_tokens: f64
     }
 }
 
-/// Projector FLOPs for `visual_tokens` tokens from width d to LLM width H.
+/// Projector FLOPs for `visual_tokens` tokens from width d to LLM width H: the first Linear(d → H)
+/// plus depth − 1 × Linear(H → H) (`linear`: 2·V·d·H; `mlp2x_gelu`: 2·V·(d·H + H·H)).
 pub fn projector(kind: ProjectorKind, visual_tokens: f64, d: f64, h: f64) -> f64 {
-    match kind {
-        ProjectorKind::Linear => 2.0 * visual_tokens * d * h,
-        ProjectorKind::Mlp2xGelu => 2.0 * visual_tokens * (d * h + h * h),
-    }
+    2.0 * visual_tokens * (d * h + kind.depth().saturating_sub(1) as f64 * h * h)
 }
 
 /// What the query is made of.
@@ -155,7 +153,7 @@ pub fn query_cost(llm: &LlmArch, vision: &VisionArch, q: &QuerySpec) -> QueryCos
     terms.push(Term {
         name: "projector".into(),
         flops: projector(q.projector, q.visual_tokens, d, h),
-        formula: format!("{:?}: 2·V·(d·H [+ H·H])", q.projector),
+        formula: format!("{}: 2·V·(d·H + (depth − 1)·H·H)", q.projector),
     });
     terms.push(Term {
         name: "llm.matmul".into(),
