@@ -1,0 +1,40 @@
+//! The pretrained LLMs shipped under `models/llm/<preset>` (what `reproduce` and `train vlm
+//! --llm-init` start from): each directory passes its manifest's SHA-256 check, was made by the
+//! documented default command with the default recipe, and holds as many parameters as its manifest
+//! and its preset say (counted from the safetensors file itself).
+use std::path::PathBuf;
+
+use candle_core::Device;
+use train::llm_pretrain::{verify_manifest, LlmPretrainConfig, MANIFEST_FILE};
+use train::sizes::SIZES;
+
+fn models_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/llm")
+}
+
+#[test]
+fn shipped_pretrained_llms_match_their_manifests_and_the_default_recipe() {
+    let mut checked = vec![];
+    for size in SIZES {
+        let dir = models_dir().join(size.name);
+        if !dir.join(MANIFEST_FILE).is_file() {
+            continue;
+        }
+        let m = verify_manifest(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        assert_eq!(m.command, format!("vlmscale train llm --llm {0} --out models/llm/{0}", size.name));
+        assert_eq!(m.config, LlmPretrainConfig::new(size.name), "{}: not the default recipe", size.name);
+        assert_eq!(m.steps, m.config.steps);
+        let tensors = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
+        let stored: usize = tensors.values().map(|t| t.elem_count()).sum();
+        assert_eq!(stored, m.parameters, "{}: parameters in the file vs the manifest", size.name);
+        let vocab = tensors["model.embed_tokens.weight"].dims()[0];
+        assert_eq!(m.parameters, size.num_parameters(vocab), "{}: parameters vs the preset", size.name);
+        for (family, acc) in &m.held_out_accuracy {
+            assert!((0.0..=1.0).contains(acc), "{}: {family} accuracy {acc}", size.name);
+            assert!(m.held_out_questions[family] >= 100, "{}: {family} asked too few questions", size.name);
+        }
+        checked.push(size.name);
+    }
+    // The smallest preset is always shipped; the others as their pretraining finishes.
+    assert!(checked.contains(&"xs"), "no pretrained xs under {}", models_dir().display());
+}
