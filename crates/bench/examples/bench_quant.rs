@@ -1,4 +1,4 @@
-//! Times the GGML Q8_0 / Q4_0 products of `kernels::quant` beside the bf16 products of `kernels::matmul_bf16`
+//! Times the GGML Q8_0 / Q4_0 products of `quant` beside the bf16 products of `kernels::matmul_bf16`
 //! at Qwen1.5-0.5B shapes, and a plain read of memory for the bandwidth they are held against:
 //! `cargo run --release -p vlmscale-bench --example bench_quant [-- REPS]`. A benchmark, not a test.
 //!
@@ -8,7 +8,7 @@
 //! weight bytes read (bytes / time). Prefill (M rows): the int8 dot kernel, the bf16-panel route, and
 //! bf16 weights. `RAYON_NUM_THREADS` sets the pool; the quantised products are also run on 1 thread.
 use candle_core::{DType, Device, Tensor};
-use kernels::quant::{matmul_bf16_panels, matmul_with, QuantFormat, QuantMatrix, QuantPath};
+use quant::{matmul_bf16_panels, matmul_with, QuantFormat, QuantMatrix, QuantPath};
 use std::hint::black_box;
 use std::time::Instant;
 

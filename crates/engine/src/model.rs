@@ -42,7 +42,7 @@ use models::reduction::{Reduced, TokenReduction};
 use models::vision::{extract_features, extract_with_maps, ClipVisionConfig, ClipVisionTower, FeatureLayers};
 use models::Mode;
 
-pub use kernels::quant::{QuantFormat, WeightFormat};
+pub use quant::{QuantFormat, WeightFormat};
 
 /// The authors' multi-level feature layers (HF `hidden_states` indices) for QueCC / TokenPacker.
 pub const DEFAULT_MULTI_LAYERS: [i64; 4] = [12, 16, 22, 23];

@@ -80,10 +80,15 @@ pub enum Error {
     /// An argument is invalid (e.g. a visual-token count the compressor cannot produce).
     #[error("{0}")]
     Invalid(String),
-    /// A weight cannot be stored or multiplied as q8_0/q4_0 (e.g. its width is not a multiple of 32,
-    /// naming the tensor).
-    #[error(transparent)]
-    Quant(#[from] crate::quant::QuantError),
+    /// A weight cannot be stored or multiplied as q8_0/q4_0 (the quant crate's `QuantError`, e.g. a
+    /// width that is not a multiple of 32, naming the tensor); `user_error` as [`Error::is_user_error`].
+    #[error("{error}")]
+    Quant {
+        /// The quantised format's error.
+        error: Box<dyn std::error::Error + Send + Sync>,
+        /// Whether it is bad input (a shape or a block read from a file) rather than a misuse of the API.
+        user_error: bool,
+    },
 }
 
 impl Error {
@@ -91,7 +96,10 @@ impl Error {
     /// prompt length or argument); `false` only for a failure inside a tensor op ([`Error::Candle`]).
     /// The CLI exits with code 2 for user errors, 1 for the others.
     pub fn is_user_error(&self) -> bool {
-        use crate::quant::QuantError;
-        !matches!(self, Error::Candle(_) | Error::Quant(QuantError::Length { .. } | QuantError::PathUnavailable(_)))
+        match self {
+            Error::Candle(_) => false,
+            Error::Quant { user_error, .. } => *user_error,
+            _ => true,
+        }
     }
 }

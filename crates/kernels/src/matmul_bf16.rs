@@ -179,8 +179,10 @@ struct OutPtr(*mut f32);
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
-/// `y` (m, n) = `x` (m, k) · `w` (n, k)ᵀ, all row-major and contiguous.
-pub(crate) fn gemm_bf16(x: &[f32], w: &[bf16], y: &mut [f32], m: usize, n: usize, k: usize) {
+/// `y` (m, n) = `x` (m, k) · `w` (n, k)ᵀ, all row-major and contiguous, on the fastest path of
+/// [`bf16_kernels`] (the quant crate's prefill route multiplies bf16 panels with it). Panics when a
+/// buffer is shorter than its shape.
+pub fn gemm_bf16(x: &[f32], w: &[bf16], y: &mut [f32], m: usize, n: usize, k: usize) {
     gemm_bf16_on(bf16_kernels(), x, w, y, m, n, k)
 }
 

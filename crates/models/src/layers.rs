@@ -8,7 +8,7 @@ use crate::{Error, Mode, Result};
 use candle_core::{DType, Shape, Tensor, D};
 use candle_nn::{Init, VarBuilder};
 use kernels::matmul::matmul;
-use kernels::quant::{QuantLinear, WeightFormat};
+use quant::{QuantLinear, WeightFormat};
 
 /// Strips candle's backtrace/context wrappers to find the underlying error.
 fn root(err: &candle_core::Error) -> &candle_core::Error {

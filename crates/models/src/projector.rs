@@ -70,9 +70,9 @@ impl Projector {
     }
 
     /// Stores the Linear layers' weights in `format` for inference ([`Linear::convert_weights`]: bf16
-    /// products through [`kernels::matmul_bf16`], q8_0/q4_0 through [`kernels::quant::QuantLinear`],
+    /// products through [`kernels::matmul_bf16`], q8_0/q4_0 through [`quant::QuantLinear`],
     /// biases f32, no backward pass). Errors: those of [`Linear::convert_weights`].
-    pub fn convert_weights(&mut self, format: impl Into<kernels::quant::WeightFormat>) -> Result<()> {
+    pub fn convert_weights(&mut self, format: impl Into<quant::WeightFormat>) -> Result<()> {
         let format = format.into();
         self.layers.iter_mut().try_for_each(|l| l.convert_weights(format))
     }

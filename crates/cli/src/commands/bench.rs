@@ -381,10 +381,10 @@ fn infer(a: InferArgs) -> Result<()> {
     if quantised {
         println!(
             "quantised kernels: {} (decode: int8 block dot products; prefill from {} rows: dequantised bf16 panels into the bf16 tile kernel); q8_0/q4_0 parts: {parts}, other parts bf16",
-            kernels::quant::QuantPath::best(),
-            kernels::quant::linear::PANEL_MIN_ROWS
+            quant::QuantPath::best(),
+            quant::linear::PANEL_MIN_ROWS
         );
-        if let Some(note) = kernels::quant::fallback_note() {
+        if let Some(note) = quant::fallback_note() {
             println!("{note}");
         }
     }

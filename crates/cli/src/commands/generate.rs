@@ -189,7 +189,7 @@ pub fn run(a: Args) -> Result<()> {
     };
     let parts = a.weights.check(dtype, a.quant_parts.as_deref())?;
     if matches!(a.weights, Weights::Q8_0 | Weights::Q4_0) {
-        if let Some(note) = kernels::quant::fallback_note() {
+        if let Some(note) = quant::fallback_note() {
             eprintln!("{note}");
         }
     }

@@ -43,12 +43,12 @@ pub trait Compressor: Send + Sync {
     /// Whether [`Self::compress`] needs the multi-level features.
     fn needs_multi(&self) -> bool;
     /// Stores the compressor's matrix weights in `format` for inference: bf16 with f32 activations runs
-    /// the products through [`kernels::matmul_bf16`], q8_0/q4_0 through [`kernels::quant::QuantLinear`]
+    /// the products through [`kernels::matmul_bf16`], q8_0/q4_0 through [`quant::QuantLinear`]
     /// (norms, biases, the conv and attention scores stay f32); a converted compressor has no backward
     /// pass. Compressors without matrices (pooling, none) keep the default, which does nothing.
     /// Errors: candle conversion errors; q8_0/q4_0 with a matrix width not a multiple of 32 (naming
     /// the tensor).
-    fn convert_weights(&mut self, format: kernels::quant::WeightFormat) -> Result<()> {
+    fn convert_weights(&mut self, format: quant::WeightFormat) -> Result<()> {
         let _ = format;
         Ok(())
     }

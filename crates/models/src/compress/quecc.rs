@@ -204,7 +204,7 @@ impl Compressor for Quecc {
         let values = self.v_proj.1.forward(&self.v_proj.0.forward(multi)?)?;
         self.attn.forward(&q, &keys, &values, self.cfg.grid, h)
     }
-    fn convert_weights(&mut self, format: kernels::quant::WeightFormat) -> Result<()> {
+    fn convert_weights(&mut self, format: quant::WeightFormat) -> Result<()> {
         if let Some((linear, _)) = &mut self.text_projection {
             linear.convert_weights(format)?;
         }

@@ -135,7 +135,7 @@ impl Compressor for TokenPacker {
         let q = self.ln_q_1.forward(&self.q_proj_1.forward(&q)?)?;
         self.attn.forward(&q, &keys, &values, self.cfg.grid, self.out_grid)
     }
-    fn convert_weights(&mut self, format: kernels::quant::WeightFormat) -> Result<()> {
+    fn convert_weights(&mut self, format: quant::WeightFormat) -> Result<()> {
         self.q_proj_1.convert_weights(format)?;
         self.k_proj_1.convert_weights(format)?;
         self.v_proj_1.convert_weights(format)?;

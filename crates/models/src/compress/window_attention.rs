@@ -23,7 +23,7 @@ impl FeatureMlp {
 
     /// Stores both weight matrices in `format` for inference ([`Linear::convert_weights`]).
     /// Errors: candle conversion errors.
-    pub fn convert_weights(&mut self, format: impl Into<kernels::quant::WeightFormat>) -> Result<()> {
+    pub fn convert_weights(&mut self, format: impl Into<quant::WeightFormat>) -> Result<()> {
         let format = format.into();
         self.fc1.convert_weights(format)?;
         self.fc2.convert_weights(format)
@@ -50,7 +50,7 @@ impl WindowAttention {
 
     /// Stores the attention's projection weights in `format` for inference
     /// ([`MultiheadAttention::convert_weights`]). Errors: candle conversion errors.
-    pub fn convert_weights(&mut self, format: impl Into<kernels::quant::WeightFormat>) -> Result<()> {
+    pub fn convert_weights(&mut self, format: impl Into<quant::WeightFormat>) -> Result<()> {
         let format = format.into();
         self.attn.convert_weights(format)
     }

@@ -6,7 +6,7 @@ use super::{DecoderConfig, KvCache, RotaryEmbedding};
 use crate::Mode;
 use crate::Result;
 use kernels::matmul::{matmul, nn_linear};
-use kernels::quant::{QuantLinear, WeightFormat};
+use quant::{QuantLinear, WeightFormat};
 
 /// Multi-head attention of one decoder layer: q/k/v/o projections (`{vb}.q_proj` …), GQA with
 /// `num_attention_heads / num_key_value_heads` query heads per key/value head.

@@ -32,7 +32,7 @@ impl DecoderLayer {
 
     /// Converts the attention and MLP weights to `format` (norms and biases unchanged); `prefix`
     /// (`model.layers.{i}`) names the tensors in errors.
-    pub(crate) fn convert_weights(&mut self, format: kernels::quant::WeightFormat, prefix: &str) -> Result<()> {
+    pub(crate) fn convert_weights(&mut self, format: quant::WeightFormat, prefix: &str) -> Result<()> {
         self.self_attn.convert_weights(format, &format!("{prefix}.self_attn"))?;
         self.mlp.convert_weights(format, &format!("{prefix}.mlp"))
     }

@@ -5,7 +5,7 @@ use candle_nn::{linear_b, Linear, VarBuilder};
 use super::DecoderConfig;
 use crate::Result;
 use kernels::matmul::nn_linear;
-use kernels::quant::{QuantLinear, WeightFormat};
+use quant::{QuantLinear, WeightFormat};
 
 /// The feed-forward block of one decoder layer.
 #[derive(Debug, Clone)]

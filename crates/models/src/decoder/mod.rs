@@ -31,7 +31,7 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, Linear, VarBuilder};
 
 use crate::{Error, Mode, Result};
-use kernels::quant::{QuantFormat, QuantLinear, WeightFormat};
+use quant::{QuantFormat, QuantLinear, WeightFormat};
 
 /// The token embeddings and LM head as GGML blocks (after [`Decoder::convert_weights`] to q8_0/q4_0).
 #[derive(Debug, Clone)]
@@ -152,7 +152,7 @@ impl Decoder {
     /// a `VarMap`, still holds them).
     ///
     /// q8_0 / q4_0 ([`WeightFormat::Quant`]): every matrix becomes GGML blocks
-    /// ([`kernels::quant::QuantLinear`]; q|k|v and gate|up stacked as for bf16; the token embeddings
+    /// ([`quant::QuantLinear`]; q|k|v and gate|up stacked as for bf16; the token embeddings
     /// too, rows dequantised on lookup, the tied LM head sharing them), biases kept in f32; decode runs
     /// the int8 block dot products, prefill dequantised bf16 panels. Needs f32 activations on the CPU.
     ///
@@ -204,13 +204,8 @@ impl Decoder {
             ("model.layers.0.mlp.gate_proj.weight", c.hidden_size),
             ("model.layers.0.mlp.down_proj.weight", c.intermediate_size),
         ];
-        if let Some((name, k)) = widths.iter().find(|(_, k)| !k.is_multiple_of(kernels::quant::QK)) {
-            return Err(kernels::quant::QuantError::Width {
-                tensor: name.to_string(),
-                rows: self.rows_of(name),
-                k: *k,
-            }
-            .into());
+        if let Some((name, k)) = widths.iter().find(|(_, k)| !k.is_multiple_of(quant::QK)) {
+            return Err(quant::QuantError::Width { tensor: name.to_string(), rows: self.rows_of(name), k: *k }.into());
         }
         let table = self.embed_tokens.embeddings();
         let embed = QuantLinear::quantize("model.embed_tokens.weight", q, table, None)?;

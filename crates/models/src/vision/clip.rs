@@ -90,7 +90,7 @@ impl ClipAttention {
     }
 
     /// Converts the four projection weights to `format` (see [`Linear::convert_weights`]).
-    pub fn convert_weights(&mut self, format: impl Into<kernels::quant::WeightFormat>) -> Result<()> {
+    pub fn convert_weights(&mut self, format: impl Into<quant::WeightFormat>) -> Result<()> {
         let format = format.into();
         for l in [&mut self.q_proj, &mut self.k_proj, &mut self.v_proj, &mut self.out_proj] {
             l.convert_weights(format)?;
@@ -182,7 +182,7 @@ impl ClipEncoderLayer {
     }
 
     /// Converts the attention and MLP weights to `format` (norms unchanged; see [`Linear::convert_weights`]).
-    pub fn convert_weights(&mut self, format: impl Into<kernels::quant::WeightFormat>) -> Result<()> {
+    pub fn convert_weights(&mut self, format: impl Into<quant::WeightFormat>) -> Result<()> {
         let format = format.into();
         self.self_attn.convert_weights(format)?;
         self.fc1.convert_weights(format)?;
@@ -253,10 +253,10 @@ impl ClipVisionTower {
     }
 
     /// Stores every block's projection weights in `format` for inference (bf16: products through
-    /// [`kernels::matmul_bf16`] with f32 activations; q8_0/q4_0: [`kernels::quant::QuantLinear`]; patch
+    /// [`kernels::matmul_bf16`] with f32 activations; q8_0/q4_0: [`quant::QuantLinear`]; patch
     /// embedding, norms and biases stay f32). The f32 path is the parity path; the others are for speed
     /// and memory. Errors: candle conversion errors; q8_0/q4_0 with a width not a multiple of 32.
-    pub fn convert_weights(&mut self, format: impl Into<kernels::quant::WeightFormat>) -> Result<()> {
+    pub fn convert_weights(&mut self, format: impl Into<quant::WeightFormat>) -> Result<()> {
         let format = format.into();
         self.layers.iter_mut().try_for_each(|l| l.convert_weights(format))
     }

@@ -1,5 +1,6 @@
+#![warn(missing_docs)]
 //! GGML's Q8_0 and Q4_0 weight formats and their CPU kernels, self-contained (std, `half`, `rayon`;
-//! the bf16 prefill route alone calls `crate::matmul_bf16`).
+//! the bf16 prefill route alone calls the kernels crate's `matmul_bf16`).
 //!
 //! - [`block`]: `block_q8_0` / `block_q4_0` (32 weights, one f16 scale; Q4_0's nibble order), GGML's
 //!   reference quantisation and dequantisation, bit-exact.
@@ -14,7 +15,7 @@
 //!   prefill through bf16 panels), and [`WeightFormat`], what `convert_weights` converts to.
 //!
 //! Source of record: ggml `ggml-common.h` and `ggml-quants.c` (llama.cpp repository); the `gguf`
-//! Python package's `gguf.quants` (committed fixtures in `tests/fixtures/quant`).
+//! Python package's `gguf.quants` (committed fixtures in `tests/fixtures`).
 pub mod act;
 pub mod block;
 pub mod linear;
@@ -68,4 +69,13 @@ pub enum QuantError {
     /// A forced kernel path this CPU cannot run.
     #[error("quantised kernel path {0} is not available on this CPU")]
     PathUnavailable(QuantPath),
+}
+
+impl From<QuantError> for kernels::Error {
+    /// Carried as [`kernels::Error::Quant`]: a bad shape or block is the user's input; a wrong buffer
+    /// length or a forced path this CPU lacks is not.
+    fn from(e: QuantError) -> Self {
+        let user_error = !matches!(e, QuantError::Length { .. } | QuantError::PathUnavailable(_));
+        kernels::Error::Quant { error: Box::new(e), user_error }
+    }
 }

@@ -1,15 +1,15 @@
 //! GGML Q8_0 / Q4_0 against the `gguf` Python package: blocks byte-identical, dequantised values
 //! bit-identical, the activation quantisation identical to GGML's, and the products of every kernel
 //! path this CPU runs within a stated bound of an f64 product of the dequantised blocks.
-//! Fixtures: `tests/fixtures/quant/quant.safetensors`, made by `make_quant_fixtures.py` (beside it).
+//! Fixtures: `tests/fixtures/quant.safetensors`, made by `make_quant_fixtures.py` (beside it).
 use half::bf16;
-use kernels::quant::{
+use quant::{
     block::{dequantize_row_q4_0, dequantize_row_q8_0, quantize_row_q4_0, quantize_row_q8_0},
     matmul_with, ActQ8, BlockQ4_0, BlockQ8_0, QuantFormat, QuantMatrix, QuantPath, QK,
 };
 use safetensors::SafeTensors;
 
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/quant/quant.safetensors");
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/quant.safetensors");
 
 struct Fixture(Vec<u8>);
 

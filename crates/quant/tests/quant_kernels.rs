@@ -1,7 +1,7 @@
 //! Quantised products on seeded random inputs (ChaCha8): every kernel path this CPU runs against an
 //! f64 product of the dequantised blocks, the bf16-panel prefill route, thread counts and shape edges
 //! (odd block counts, N not a multiple of 16, more rows than one chunk), and the errors.
-use kernels::quant::{
+use quant::{
     block::{dequantize_row_q8_0, quantize_row_q8_0},
     matmul_bf16_panels, matmul_with, matvec, ActQ8, QuantError, QuantFormat, QuantMatrix, QuantPath, QK,
 };

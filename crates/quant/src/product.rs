@@ -5,11 +5,11 @@
 //!   to Q8_0 ([`ActQ8`], GGML's `quantize_row_q8_0_ref`), then every output is a Q8_0·Q8_0 or
 //!   Q4_0·Q8_0 block dot product (GGML's `ggml_vec_dot_q8_0_q8_0` / `ggml_vec_dot_q4_0_q8_0`). The N
 //!   weight rows are split into `threads` contiguous ranges on rayon's pool, so each thread reads its
-//!   rows as one sequential stream (the scheme of `crate::matmul_bf16`'s mat-vec); for M > 1 each
+//!   rows as one sequential stream (the scheme of `kernels::matmul_bf16`'s mat-vec); for M > 1 each
 //!   weight row meets up to four rows of `x` per pass of the AVX-512 kernel (rows of `x` in chunks of
 //!   [`X_ROWS_CHUNK`], whose quantised data stay in L2 while the weight rows stream past).
 //! - [`matmul_bf16_panels`] (prefill): panels of [`PANEL_ROWS`] weight rows dequantised to bf16, then
-//!   the bf16 product of `crate::matmul_bf16` (AMX or AVX512-BF16 tiles). Its error: weights
+//!   the bf16 product of `kernels::matmul_bf16` (AMX or AVX512-BF16 tiles). Its error: weights
 //!   rounded to bf16 after dequantisation (relative 2⁻⁹) and `x` rounded to bf16 (2⁻⁹), instead of
 //!   `x` quantised to 8 bits per block.
 use half::bf16;
@@ -209,7 +209,7 @@ unsafe fn rows4(
 
 /// Prefill through bf16: `y` (m, N) = `x` (m, K) · `W`ᵀ with `W` dequantised to bf16 in panels of
 /// [`PANEL_ROWS`] rows (round-to-nearest-even after GGML's dequantisation), each panel multiplied by
-/// `crate::matmul_bf16`'s kernel (which splits its columns over the engine's thread count).
+/// `kernels::matmul_bf16`'s kernel (which splits its columns over the engine's thread count).
 /// Errors: [`QuantError::Length`].
 pub fn matmul_bf16_panels(w: &QuantMatrix, x: &[f32], m: usize, y: &mut [f32]) -> Result<(), QuantError> {
     check(w, x, m, y)?;
@@ -228,7 +228,7 @@ pub fn matmul_bf16_panels(w: &QuantMatrix, x: &[f32], m: usize, y: &mut [f32]) -
                 dst.iter_mut().zip(buf.iter()).for_each(|(o, v)| *o = bf16::from_f32(*v));
             },
         );
-        crate::matmul_bf16::gemm_bf16(x, &panel[..nc * k], &mut yp[..m * nc], m, nc, k);
+        kernels::matmul_bf16::gemm_bf16(x, &panel[..nc * k], &mut yp[..m * nc], m, nc, k);
         for i in 0..m {
             y[i * n + j0..i * n + j0 + nc].copy_from_slice(&yp[i * nc..(i + 1) * nc]);
         }

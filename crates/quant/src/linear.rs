@@ -14,8 +14,8 @@ use candle_core::{DType, Storage, Tensor};
 use half::{bf16, f16};
 
 use super::{QuantError, QuantFormat, QuantMatrix, QuantPath};
-use crate::matmul_bf16::{bf16_kernels, Bf16Path};
-use crate::{Error, Result};
+use kernels::matmul_bf16::{bf16_kernels, Bf16Path};
+use kernels::{Error, Result};
 
 /// Rows of `x` from which a product goes through dequantised bf16 panels when this CPU has a bf16
 /// tile kernel (AMX or AVX512-BF16); fewer rows use the int8 dot kernel.
@@ -24,7 +24,7 @@ pub const PANEL_MIN_ROWS: usize = 16;
 /// Storage of a model's matrix weights for inference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WeightFormat {
-    /// A dense candle dtype (f32: the parity path; bf16 with f32 activations: [`crate::matmul_bf16`]).
+    /// A dense candle dtype (f32: the parity path; bf16 with f32 activations: [`kernels::matmul_bf16`]).
     Dense(DType),
     /// GGML blocks ([`QuantFormat`]) with f32 activations: [`QuantLinear`].
     Quant(QuantFormat),
@@ -206,7 +206,7 @@ impl QuantLinear {
             if uses_panels(m, n, k) {
                 super::matmul_bf16_panels(&self.weight, xs, m, &mut y)?;
             } else {
-                super::matmul(&self.weight, xs, m, &mut y, crate::threads::num_threads())?;
+                super::matmul(&self.weight, xs, m, &mut y, kernels::threads::num_threads())?;
             }
         }
         if let Some(bias) = &self.bias {
