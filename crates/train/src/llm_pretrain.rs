@@ -38,7 +38,7 @@ use candle_nn::{VarBuilder, VarMap};
 use models::decoder::Decoder;
 use models::Mode;
 use rand::seq::{IndexedRandom, SliceRandom};
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -108,6 +108,12 @@ pub struct LlmPretrainConfig {
     /// over as they are added. 0 = six objects throughout.
     #[serde(default)]
     pub object_ramp_steps: usize,
+    /// After the object ramp, this fraction of the Sort-of-CLEVR scenes (a seeded draw per scene)
+    /// stays reduced to k of its objects, k uniform in 1..=5 (a seeded subset, answers among them as
+    /// during the ramp), so that the easy form of every lookup keeps giving gradient after the ramp.
+    /// 0 = every scene has its six objects after the ramp. In [0, 1).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reduced_scenes: f64,
     /// Questions per training document: a Sort-of-CLEVR scene's shuffled questions are split into
     /// documents of this many turns, each opening with the caption (the last may be shorter).
     /// 1 = every question is a single-turn document, as a VLM is asked; 0 = one document per scene
@@ -145,6 +151,7 @@ impl LlmPretrainConfig {
             save_every: 500,
             short_question_steps: 0,
             object_ramp_steps: 3000,
+            reduced_scenes: 0.0,
             questions_per_document: 1,
             caption: CaptionFormat::Sentence,
         }
@@ -190,11 +197,18 @@ impl LlmPretrainConfig {
                 format!("{} is more than the {} steps", self.object_ramp_steps, self.steps),
             ));
         }
+        if !(0.0..1.0).contains(&self.reduced_scenes) {
+            return Err(Error::config("reduced_scenes", format!("must be in [0, 1), got {}", self.reduced_scenes)));
+        }
         if !(0.0..1.0).contains(&self.warmup_ratio) {
             return Err(Error::config("warmup_ratio", format!("must be in [0, 1), got {}", self.warmup_ratio)));
         }
         Ok(())
     }
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 /// Added to the run's seed for the corpus's dataset seed (see [`LlmPretrainConfig::seed`]).
@@ -312,6 +326,7 @@ fn training_documents(
             let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x005e_ed0f_7e87);
             rng.set_stream(((config.task as u64) << 40) | i as u64);
             let mut present = synth::Colour::ALL.to_vec();
+            let objects = scene_objects(cfg.reduced_scenes, seed, i, objects);
             if let (synth::Content::SortOfClevr(scene), true) = (&content, objects < 6) {
                 // The curriculum's reduced scene: `objects` colours drawn per scene, kept in colour order.
                 let mut sub = ChaCha8Rng::seed_from_u64(seed ^ 0x0b1e_c7a5);
@@ -329,6 +344,22 @@ fn training_documents(
         }
     }
     Ok(out)
+}
+
+/// Objects shown of Sort-of-CLEVR scene `i` at a curriculum stage of `objects`: the stage's count
+/// during the ramp; after it (`objects` = 6) six, or with probability `reduced_scenes` (a seeded draw
+/// per scene, the same in every epoch) k uniform in 1..=5.
+fn scene_objects(reduced_scenes: f64, seed: u64, i: usize, objects: usize) -> usize {
+    if objects < 6 || reduced_scenes <= 0.0 {
+        return objects;
+    }
+    let mut mix = ChaCha8Rng::seed_from_u64(seed ^ 0x0de0_5ced);
+    mix.set_stream(i as u64);
+    if mix.random::<f64>() < reduced_scenes {
+        mix.random_range(1..=5)
+    } else {
+        6
+    }
 }
 
 /// One training document: the caption read once, then `turns` as ChatML turns (see the module docs).
@@ -797,4 +828,43 @@ pub fn pretrain_llm(
     write_json_atomic(&out_dir.join(LOSSES_FILE), &state.losses)?;
     write_json_atomic(&out_dir.join(MANIFEST_FILE), &manifest)?;
     Ok(LlmPretrainReport { steps: state.step, finished: true, manifest: Some(manifest) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reduced_scenes_keep_the_drawn_fraction_after_the_ramp_only() {
+        let n = 4000;
+        for (fraction, seed) in [(0.5, 3), (0.2, 4)] {
+            let ks: Vec<usize> = (0..n).map(|i| scene_objects(fraction, seed, i, 6)).collect();
+            let reduced = ks.iter().filter(|&&k| k < 6).count() as f64 / n as f64;
+            // Binomial(4000, p): 4 standard deviations are below 0.032.
+            assert!((reduced - fraction).abs() < 0.032, "fraction {fraction}: {reduced} reduced");
+            for k in 1..=5 {
+                let share = ks.iter().filter(|&&x| x == k).count() as f64 / n as f64;
+                assert!((share - fraction / 5.0).abs() < 0.025, "k = {k}: share {share}");
+            }
+            // The same draw every time it is asked (every epoch of the stage).
+            assert!((0..n).all(|i| scene_objects(fraction, seed, i, 6) == ks[i]));
+        }
+        // During the ramp the stage's count holds; with no fraction, six.
+        assert!((0..100).all(|i| scene_objects(0.5, 0, i, 3) == 3));
+        assert!((0..100).all(|i| scene_objects(0.0, 0, i, 6) == 6));
+    }
+
+    #[test]
+    fn reduced_scenes_is_checked_and_absent_from_the_fingerprint_when_zero() {
+        let mut cfg = LlmPretrainConfig::new("xs");
+        // Runs made before the setting existed resume and verify unchanged.
+        assert!(cfg.fingerprint().get("reduced_scenes").is_none());
+        cfg.reduced_scenes = 0.25;
+        assert_eq!(cfg.fingerprint()["reduced_scenes"], 0.25);
+        for bad in [1.0, -0.1, f64::NAN] {
+            cfg.reduced_scenes = bad;
+            let e = cfg.check().unwrap_err().to_string();
+            assert!(e.contains("reduced_scenes"), "{e}");
+        }
+    }
 }

@@ -76,6 +76,11 @@ pub struct LlmArgs {
     /// colour → object lookup stays at the answer prior (docs/training-notes.md).
     #[arg(long)]
     pub object_ramp_steps: Option<usize>,
+    /// After the object ramp, keep this fraction of the Sort-of-CLEVR scenes (a seeded draw per
+    /// scene) reduced to 1–5 of their objects, so the easy form of every lookup keeps giving gradient
+    /// (default 0: all six objects after the ramp). In [0, 1).
+    #[arg(long)]
+    pub reduced_scenes: Option<f64>,
     /// Questions per training document: a scene's questions are split into documents of this many
     /// ChatML turns, each opening with the caption; 1 (default) = single-turn documents, as a VLM is
     /// asked; 0 = one document per scene with all its questions.
@@ -305,6 +310,7 @@ fn train_llm(a: LlmArgs) -> Result<()> {
     set!(eval_scenes, "eval-scenes");
     set!(short_question_steps, "short-question-steps");
     set!(object_ramp_steps, "object-ramp-steps");
+    set!(reduced_scenes, "reduced-scenes");
     set!(questions_per_document, "questions-per-document");
     if let Some(c) = a.caption {
         cfg.caption = c;
