@@ -432,3 +432,36 @@ fn eval_answers_scienceqa_conversation_items() {
     assert_eq!(got[1]["question_id"], "sqa2");
     assert_eq!(got[1]["prompt"], format!("Which is a mammal?\nA. cat\nB. trout\n{single}"));
 }
+
+/// `--num-chunks N --chunk-idx K` answers LLaVA's `get_chunk` share of the questions: chunks of
+/// ⌈10 / 4⌉ = 3 in file order (3, 3, 3, 1), whose answers files concatenate to the unchunked file.
+#[test]
+fn eval_chunks_concatenate_to_the_unchunked_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = make_bench(dir.path(), 4, 3, 10);
+    let m = model("llava15_llama");
+    let (q, imgs) = (s(&b.gqa_questions), s(&b.images));
+    let full = dir.path().join("full.jsonl");
+    let full_s = s(&full);
+    ok(&vlmscale(&eval_args(&m, &q, &imgs, &full_s)), "unchunked eval");
+    let mut joined = Vec::new();
+    for (k, want) in [3, 3, 3, 1].into_iter().enumerate() {
+        let part = dir.path().join(format!("part{k}.jsonl"));
+        let (part_s, k_s) = (s(&part), k.to_string());
+        let mut args = eval_args(&m, &q, &imgs, &part_s);
+        args.extend(["--num-chunks", "4", "--chunk-idx", &k_s]);
+        ok(&vlmscale(&args), "chunked eval");
+        assert_eq!(lines(&part).len(), want, "chunk {k}");
+        joined.extend(std::fs::read(&part).unwrap());
+    }
+    assert_eq!(joined, std::fs::read(&full).unwrap());
+    // A chunk index not below the chunk count, or no chunks: usage errors.
+    for (n, k) in [("4", "4"), ("0", "0")] {
+        let part = s(&dir.path().join("bad.jsonl"));
+        let mut args = eval_args(&m, &q, &imgs, &part);
+        args.extend(["--num-chunks", n, "--chunk-idx", k]);
+        let out = vlmscale(&args);
+        assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("chunk"), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}

@@ -193,6 +193,32 @@ pub struct Loaded<T> {
     pub skipped: Vec<LineIssue>,
 }
 
+impl<T> Loaded<T> {
+    /// Chunk `chunk_idx` of `num_chunks`, as `model_vqa_loader.py`'s `--num-chunks` / `--chunk-idx`
+    /// split the questions (`split_list` / `get_chunk`): chunks of ⌈len / num_chunks⌉ items in file
+    /// order, so fewer than `num_chunks` chunks when the division is uneven. A `chunk_idx` past the
+    /// last chunk gives no items (the reference raises IndexError there; an array job of a fixed size
+    /// then finishes instead). Each skipped line goes to the chunk whose items surround it, so every
+    /// bad line is reported by exactly one chunk. `num_chunks` = 0 is taken as 1.
+    pub fn chunk(self, num_chunks: usize, chunk_idx: usize) -> Self {
+        let len = self.items.len();
+        let size = len.div_ceil(num_chunks.max(1)).max(1);
+        let (start, end) =
+            (chunk_idx.saturating_mul(size).min(len), chunk_idx.saturating_add(1).saturating_mul(size).min(len));
+        // Lines owned by this chunk: from its first item's line (from the start for chunk 0) up to the
+        // next chunk's first item's line (to the end for the last chunk with items).
+        let line_at = |i: usize| if i < len { self.lines[i] } else { usize::MAX };
+        let lo = if chunk_idx == 0 { 0 } else { line_at(start) };
+        let hi = line_at(end);
+        let skipped = self.skipped.into_iter().filter(|b| (lo..hi).contains(&b.line)).collect();
+        let mut items = self.items;
+        let mut lines = self.lines;
+        items.truncate(end);
+        lines.truncate(end);
+        Loaded { items: items.split_off(start), lines: lines.split_off(start), skipped }
+    }
+}
+
 fn read_text(path: &Path) -> Result<String> {
     let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
     String::from_utf8(bytes).map_err(|e| {
@@ -502,5 +528,44 @@ impl AnswerWriter {
         self.ids.insert(question_id.clone());
         self.answered.insert((question_id.clone(), prompt.to_string()));
         Ok(answer_id)
+    }
+}
+
+#[cfg(test)]
+mod chunk_tests {
+    use super::*;
+
+    fn loaded(n: usize, bad: &[usize]) -> Loaded<usize> {
+        // Items on the lines that are not bad, numbered from 1.
+        let lines: Vec<usize> = (1..=n + bad.len()).filter(|l| !bad.contains(l)).collect();
+        let skipped =
+            bad.iter().map(|&line| LineIssue { path: "q.jsonl".into(), line, message: "bad".into() }).collect();
+        Loaded { items: (0..n).collect(), lines, skipped }
+    }
+
+    /// LLaVA's `split_list(lst, n)`: chunk size ceil(len / n), chunks `lst[i:i + size]`.
+    #[test]
+    fn chunks_follow_split_list_and_each_bad_line_goes_to_one_chunk() {
+        // (items, chunks, expected item ranges), sizes worked out from ceil(len / n) by hand.
+        let cases: [(usize, usize, &[(usize, usize)]); 4] = [
+            (10, 3, &[(0, 4), (4, 8), (8, 10)]),
+            (5, 4, &[(0, 2), (2, 4), (4, 5), (5, 5)]),
+            (3, 1, &[(0, 3)]),
+            (2, 3, &[(0, 1), (1, 2), (2, 2)]),
+        ];
+        for (n, chunks, want) in cases {
+            for (k, &(a, b)) in want.iter().enumerate() {
+                let c = loaded(n, &[]).chunk(chunks, k);
+                assert_eq!(c.items, (a..b).collect::<Vec<_>>(), "{n} items, chunk {k} of {chunks}");
+            }
+        }
+        // Bad lines 1, 5 and 13 among 10 items (lines 2-4, 6-12): chunks of 4 own lines [0, 7), [7, 11),
+        // [11, ∞).
+        let owners: Vec<Vec<usize>> =
+            (0..3).map(|k| loaded(10, &[1, 5, 13]).chunk(3, k).skipped.iter().map(|b| b.line).collect()).collect();
+        assert_eq!(owners, [vec![1, 5], vec![], vec![13]]);
+        // Only bad lines: chunk 0 reports them.
+        assert_eq!(loaded(0, &[1, 2]).chunk(2, 0).skipped.len(), 2);
+        assert!(loaded(0, &[1, 2]).chunk(2, 1).skipped.is_empty());
     }
 }

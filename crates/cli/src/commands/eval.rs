@@ -38,6 +38,8 @@ Examples:
       --answers-file answers/sqa.jsonl --single-pred-prompt
   vlmscale eval --model ckpt --questions gqa.jsonl --image-folder gqa/images --answers-file a.jsonl \\
       --visual-tokens 16                      # 2-D average pooling of a LLaVA-1.5 checkpoint's grid
+  for k in 0 1; do vlmscale eval --model ckpt --questions gqa.jsonl --image-folder gqa/images \
+      --answers-file a.$k.jsonl --num-chunks 2 --chunk-idx $k & done; wait; cat a.0.jsonl a.1.jsonl > a.jsonl
   vlmscale eval --model ckpt --data heldout.jsonl   # the generated benchmark (exact match)"
 )]
 pub struct Args {
@@ -100,6 +102,15 @@ pub struct Args {
     /// Write the run's summary (counts, skipped lines, timings) as JSON to this file.
     #[arg(long, value_name = "OUT.json", requires = "questions")]
     pub summary_json: Option<PathBuf>,
+    /// Split the questions into this many chunks of ⌈questions / N⌉ in file order and answer only
+    /// `--chunk-idx` (model_vqa_loader.py's --num-chunks: one process per chunk, each with its own
+    /// answers file, concatenated afterwards).
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "questions",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub num_chunks: u32,
+    /// Which chunk this process answers, 0-based (< --num-chunks).
+    #[arg(long, value_name = "K", default_value_t = 0, requires = "questions")]
+    pub chunk_idx: u32,
 }
 
 /// LLaVA's `--conv-mode` names.
@@ -196,8 +207,14 @@ fn answer(a: Args) -> Result<()> {
         (None, Some(_)) => TokenReduction::Avgpool,
         (None, None) => TokenReduction::Trained,
     };
+    if a.chunk_idx >= a.num_chunks {
+        return Err(
+            UsageError(format!("--chunk-idx {} must be below --num-chunks {}", a.chunk_idx, a.num_chunks)).into()
+        );
+    }
     // Inputs first (cheap, and a bad file should not wait for the model).
     let (format, items) = load_items(questions, a.single_pred_prompt)?;
+    let items = items.chunk(a.num_chunks as usize, a.chunk_idx as usize);
     // PruMerge+ scores with the vision block after the select layer.
     let load = LoadOptions { token_reduction: reduction.method().is_some() };
     let mut vlm = Vlm::load_with(&a.model, a.vision_tower.as_deref(), DType::F32, &Device::Cpu, &load)?;
