@@ -547,7 +547,8 @@ mod chunk_tests {
     #[test]
     fn chunks_follow_split_list_and_each_bad_line_goes_to_one_chunk() {
         // (items, chunks, expected item ranges), sizes worked out from ceil(len / n) by hand.
-        let cases: [(usize, usize, &[(usize, usize)]); 4] = [
+        type Case = (usize, usize, &'static [(usize, usize)]);
+        let cases: [Case; 4] = [
             (10, 3, &[(0, 4), (4, 8), (8, 10)]),
             (5, 4, &[(0, 2), (2, 4), (4, 5), (5, 5)]),
             (3, 1, &[(0, 3)]),
