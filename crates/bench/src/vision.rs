@@ -76,6 +76,7 @@ pub fn tower_gflop(cfg: &ClipVisionConfig, depth: usize) -> f64 {
         image_size: cfg.image_size,
         patch_size: cfg.patch_size,
         layers_run: depth,
+        num_attention_heads: cfg.num_attention_heads,
     };
     scaling::cost::exact::vision_tower(&arch) / 1e9
 }

@@ -59,7 +59,7 @@ fn indices(t: &Tensor) -> Vec<usize> {
 }
 
 fn reduction(name: &str, v: Option<usize>) -> TokenReduction {
-    TokenReduction::new(ReductionMethod::parse(name).unwrap(), v)
+    TokenReduction::new(name.parse::<ReductionMethod>().unwrap(), v)
 }
 
 /// The select block's CLS attention (per head) and keys against HF `output_attentions` and the
@@ -206,7 +206,7 @@ fn bad_reduction_requests_are_user_errors() {
         println!("{r:?}: {e}");
         assert!(matches!(e, Error::Invalid(_)) && e.is_user_error(), "{r:?}: {e:?}");
     }
-    assert!(ReductionMethod::parse("tome").is_err());
+    assert!("tome".parse::<ReductionMethod>().is_err());
     // A checkpoint with a trained compressor (QueCC) takes no training-free reduction.
     let mut quecc = Vlm::load(&dir("vlm/quecc_qwen2"), None, DType::F32, &Device::Cpu).unwrap();
     let opts = AnswerOptions {

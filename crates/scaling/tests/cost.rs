@@ -1,6 +1,6 @@
 //! Cost models against hand-computed closed forms and a published figure.
-use scaling::cost::arch::{CompressorKind, LlmArch, ProjectorKind, VisionArch};
-use scaling::cost::exact::{llm_forward, projector, query_cost, vision_tower, QuerySpec};
+use scaling::cost::arch::{CompressorKind, LlmArch, ProjectorKind, ReductionMethod, VisionArch};
+use scaling::cost::exact::{llm_forward, projector, query_cost, reduction, vision_tower, QuerySpec, Reduction};
 use scaling::cost::paper_flops;
 
 #[test]
@@ -70,6 +70,7 @@ fn exact_breakdown_sums_and_decode() {
         question_tokens: 20.0,
         compressor: CompressorKind::Quecc,
         projector: ProjectorKind::MLP2X_GELU,
+        reduction: None,
     };
     let llm = LlmArch::preset("qwen1.5-0.5b").unwrap();
     let c = query_cost(&llm, &VisionArch::clip_vit_l14_336(), &spec);
@@ -110,4 +111,59 @@ fn config_file_errors_name_the_file() {
     std::fs::write(&p, r#"{"hidden_size": 63, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 8, "vocab_size": 10}"#).unwrap();
     assert!(LlmArch::from_config_file(&p).unwrap_err().to_string().contains("multiple"));
     assert!(LlmArch::from_config_file(&dir.path().join("missing.json")).is_err());
+}
+
+fn term(c: &scaling::cost::exact::QueryCost, name: &str) -> f64 {
+    c.terms.iter().find(|t| t.name == name).map(|t| t.flops).unwrap_or_else(|| panic!("no term {name}"))
+}
+
+/// FastV at layer K splits the LLM: K = 0 is the LLM over Q + V, K = n_layers the LLM over Q + P, and
+/// in between the per-layer costs add (independent of the formula: the layers' costs are separable).
+#[test]
+fn fastv_splits_the_llm_prefill_and_decode_at_layer_k() {
+    let llm = LlmArch::preset("qwen1.5-0.5b").unwrap();
+    let vision = VisionArch::clip_vit_l14_336();
+    let p = vision.patches() as f64;
+    let spec = |v: f64, reduction: Option<Reduction>| QuerySpec {
+        text_tokens: 50.0,
+        visual_tokens: v,
+        question_tokens: 50.0,
+        compressor: CompressorKind::None,
+        projector: ProjectorKind::MLP2X_GELU,
+        reduction,
+    };
+    let fastv = |k| Some(Reduction { method: ReductionMethod::FastV, fastv_layer: k });
+    let plain_v = query_cost(&llm, &vision, &spec(64.0, None));
+    let plain_p = query_cost(&llm, &vision, &spec(p, None));
+    let l = llm.num_hidden_layers;
+    for name in ["llm.matmul", "llm.attention"] {
+        let at = |k| term(&query_cost(&llm, &vision, &spec(64.0, fastv(k))), name);
+        assert_eq!(at(0), term(&plain_v, name), "{name}, K = 0");
+        assert!((at(l) - term(&plain_p, name)).abs() <= 1e-9 * term(&plain_p, name), "{name}, K = L");
+        // Linear in K: each layer costs the same at a given context.
+        let per_layer = (at(l) - at(0)) / l as f64;
+        assert!((at(2) - at(0) - 2.0 * per_layer).abs() <= 1e-9 * at(l), "{name}, K = 2");
+    }
+    // FastV projects all P patch tokens; the decode step attends over Q + P + 1 in the first K layers.
+    let k2 = query_cost(&llm, &vision, &spec(64.0, fastv(2)));
+    assert_eq!(term(&k2, "projector"), projector(ProjectorKind::MLP2X_GELU, p, 1024.0, llm.hidden_size as f64));
+    let extra = 4.0 * llm.hidden_size as f64 * 2.0 * (p - 64.0);
+    assert!((k2.decode_per_token - plain_v.decode_per_token - extra).abs() <= 1e-9 * k2.decode_per_token);
+}
+
+/// The vision-side reductions are tiny beside the tower they read (the issue's ≤ 3 % overhead in
+/// FLOPs), and avgpool adds each patch once.
+#[test]
+fn vision_side_reductions_cost_little_beside_the_tower() {
+    let vision = VisionArch::clip_vit_l14_336();
+    let tower = vision_tower(&vision);
+    for m in ReductionMethod::ALL.into_iter().filter(|&m| m != ReductionMethod::FastV) {
+        for v in [1.0, 16.0, 64.0, 144.0] {
+            let (f, formula) = reduction(m, &vision, v);
+            assert!(f > 0.0 && f < 0.03 * tower, "{m} at V = {v}: {f:e} ({formula}) vs tower {tower:e}");
+        }
+    }
+    assert_eq!(reduction(ReductionMethod::AvgPool, &vision, 64.0).0, 576.0 * 1024.0);
+    // CLS top-k: the mean over 16 heads of the CLS row over the 577 tokens.
+    assert_eq!(reduction(ReductionMethod::ClsTopK, &vision, 64.0).0, 16.0 * 577.0);
 }

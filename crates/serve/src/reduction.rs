@@ -22,7 +22,7 @@ pub const MAX_VISUAL_TOKENS: i64 = 576;
 /// `token_reduction`.
 pub const DEFAULT_METHOD: ReductionMethod = ReductionMethod::AvgPool;
 
-/// Parses `token_reduction` ([`ReductionMethod::parse`]'s names). `None` for `"none"` (the
+/// Parses `token_reduction` ([`ReductionMethod::name`]s). `None` for `"none"` (the
 /// checkpoint's own tokens).
 ///
 /// Errors: 400 `invalid_token_reduction` for an unknown name, listing the available ones.
@@ -31,7 +31,7 @@ pub fn parse_method(name: &str) -> Result<Option<ReductionMethod>, ApiError> {
     if n == "none" || n.is_empty() {
         return Ok(None);
     }
-    ReductionMethod::parse(&n).map(Some).map_err(|_| {
+    n.parse::<ReductionMethod>().map(Some).map_err(|_| {
         ApiError::invalid_param(
             "invalid_token_reduction",
             "token_reduction",

@@ -1,7 +1,7 @@
 //! `vlmscale flops`: inference FLOPs of one query.
 use anyhow::Result;
-use scaling::cost::arch::{CompressorKind, LlmArch, ProjectorKind, VisionArch};
-use scaling::cost::exact::{query_cost, QuerySpec};
+use scaling::cost::arch::{CompressorKind, LlmArch, ProjectorKind, ReductionMethod, VisionArch};
+use scaling::cost::exact::{query_cost, QuerySpec, Reduction};
 use scaling::cost::paper_flops;
 use std::path::PathBuf;
 
@@ -29,9 +29,16 @@ pub struct Args {
     /// Built-in LLM shape for --exact: qwen1.5-0.5b, qwen1.5-1.8b, qwen1.5-4b, qwen1.5-7b, qwen1.5-14b, vicuna-7b.
     #[arg(long, requires = "exact", conflicts_with = "config")]
     pub preset: Option<String>,
-    /// Compressor (exact model).
-    #[arg(long, value_enum, default_value_t = CompressorKind::Quecc)]
-    pub compressor: CompressorKind,
+    /// Compressor (exact model; default quecc, or none with --token-reduction).
+    #[arg(long, value_enum)]
+    pub compressor: Option<CompressorKind>,
+    /// A training-free reduction of a plain checkpoint's 576 patch tokens to V (exact model): the
+    /// method's own FLOPs as a term; FastV splits the LLM prefill at layer --fastv-layer.
+    #[arg(long, value_enum, requires = "exact")]
+    pub token_reduction: Option<ReductionMethod>,
+    /// FastV's layer K: layers 0..K run over all Q + 576 tokens, layers ≥ K over Q + V.
+    #[arg(long, value_name = "K", default_value_t = models::reduction::DEFAULT_FASTV_LAYER)]
+    pub fastv_layer: usize,
     /// Projector (exact model): `linear` or `mlp{N}x_gelu` (LLaVA-1.5: `mlp2x_gelu`).
     #[arg(long, default_value_t = ProjectorKind::MLP2X_GELU)]
     pub projector: ProjectorKind,
@@ -69,6 +76,32 @@ fn finite_flops(f: f64) -> Result<f64> {
         ))
         .into())
     }
+}
+
+/// V and K a reduction can take (as the engine's plan checks them): 1 ≤ V ≤ P patches, a square
+/// for avgpool, and for FastV 1 ≤ K < the LLM's layers.
+pub fn check_reduction(r: Reduction, v: f64, patches: usize, layers: usize) -> Result<()> {
+    if !(v >= 1.0 && v <= patches as f64 && v.fract() == 0.0) {
+        return Err(super::UsageError(format!(
+            "--visual-tokens {v}: {} keeps a whole number of tokens from 1 to the {patches} patch tokens",
+            r.method
+        ))
+        .into());
+    }
+    let side = v.sqrt().round();
+    if r.method == ReductionMethod::AvgPool && side * side != v {
+        return Err(
+            super::UsageError(format!("--visual-tokens {v}: avgpool pools the grid to √V × √V, a square")).into()
+        );
+    }
+    if r.method == ReductionMethod::FastV && !(1..layers).contains(&r.fastv_layer) {
+        return Err(super::UsageError(format!(
+            "--fastv-layer {}: FastV prunes after layer K with 1 ≤ K < {layers} (the LLM's layers)",
+            r.fastv_layer
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 fn check(flag: &str, x: f64, min: f64) -> Result<f64> {
@@ -114,14 +147,31 @@ pub fn run(a: Args) -> Result<()> {
             return Err(super::UsageError("--exact needs --config, --preset or --llm-params".into()).into())
         }
     };
+    let vision = VisionArch::clip_vit_l14_336();
+    let reduction = a.token_reduction.map(|method| Reduction { method, fastv_layer: a.fastv_layer });
+    let compressor = match (a.compressor, reduction) {
+        (Some(c), Some(r)) if c != CompressorKind::None => {
+            return Err(super::UsageError(format!(
+                "--token-reduction {} reduces a plain checkpoint's patch tokens: it needs --compressor none, not {}",
+                r.method,
+                c.name()
+            ))
+            .into())
+        }
+        (c, r) => c.unwrap_or(if r.is_some() { CompressorKind::None } else { CompressorKind::Quecc }),
+    };
+    if let Some(r) = reduction {
+        check_reduction(r, v, vision.patches(), llm.num_hidden_layers)?;
+    }
     let spec = QuerySpec {
         text_tokens: q,
         visual_tokens: v,
         question_tokens: a.question_tokens.unwrap_or(q),
-        compressor: a.compressor,
+        compressor,
         projector: a.projector,
+        reduction,
     };
-    let c = query_cost(&llm, &VisionArch::clip_vit_l14_336(), &spec);
+    let c = query_cost(&llm, &vision, &spec);
     finite_flops(c.total())?;
     if a.json {
         println!(
@@ -130,8 +180,13 @@ pub fn run(a: Args) -> Result<()> {
         );
         return Ok(());
     }
+    let reduced = match reduction {
+        Some(r) if r.method == ReductionMethod::FastV => format!(", FastV at layer {}", r.fastv_layer),
+        Some(r) => format!(", {} of the {} patch tokens", r.method, vision.patches()),
+        None => String::new(),
+    };
     println!(
-        "exact cost of one query — LLM {name}: N = {:.4e} parameters, Q = {q}, V = {v}, {:?} + {}",
+        "exact cost of one query — LLM {name}: N = {:.4e} parameters, Q = {q}, V = {v}, {:?} + {}{reduced}",
         llm.params(),
         spec.compressor,
         spec.projector

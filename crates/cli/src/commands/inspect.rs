@@ -4,8 +4,8 @@
 use anyhow::Result;
 use engine::model::{architecture_name, VlmSpec};
 use models::compress::CompressorSpec;
-use scaling::cost::arch::{CompressorKind, LlmArch, VisionArch};
-use scaling::cost::exact::{query_cost, QuerySpec};
+use scaling::cost::arch::{CompressorKind, LlmArch, ReductionMethod, VisionArch};
+use scaling::cost::exact::{query_cost, QuerySpec, Reduction};
 use std::path::PathBuf;
 
 /// Describe a checkpoint and the FLOPs of one query through it.
@@ -23,6 +23,16 @@ pub struct Args {
     /// Tokens of the question alone, for QueCC's query-embedding pass (default: Q).
     #[arg(long)]
     pub question_tokens: Option<f64>,
+    /// Count a training-free reduction of this plain checkpoint's patch tokens to --visual-tokens
+    /// (the methods of `generate --token-reduction`).
+    #[arg(long, value_enum, requires = "visual_tokens")]
+    pub token_reduction: Option<ReductionMethod>,
+    /// V kept by --token-reduction.
+    #[arg(long, value_name = "V", requires = "token_reduction")]
+    pub visual_tokens: Option<f64>,
+    /// FastV's layer K (--token-reduction fastv).
+    #[arg(long, value_name = "K", default_value_t = models::reduction::DEFAULT_FASTV_LAYER)]
+    pub fastv_layer: usize,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -54,6 +64,7 @@ pub fn run(a: Args) -> Result<()> {
         image_size: vc.image_size,
         patch_size: vc.patch_size,
         layers_run: s.vision_layers_run(),
+        num_attention_heads: vc.num_attention_heads,
     };
     let (compressor, compressor_desc) = match &s.spec {
         CompressorSpec::Quecc(c) => {
@@ -65,12 +76,29 @@ pub fn run(a: Args) -> Result<()> {
     };
     let projector = s.projector_kind;
     let q = a.text_tokens;
+    let reduction = a.token_reduction.map(|method| Reduction { method, fastv_layer: a.fastv_layer });
+    let (v, compressor_desc) = match (reduction, a.visual_tokens) {
+        (Some(r), Some(kept)) => {
+            if compressor != CompressorKind::None {
+                return Err(super::UsageError(format!(
+                    "--token-reduction {} reduces a plain checkpoint's patch tokens; {} has a trained compressor ({compressor_desc}, V = {v})",
+                    r.method,
+                    a.model.display()
+                ))
+                .into());
+            }
+            super::flops::check_reduction(r, kept, vision.patches(), llm.num_hidden_layers)?;
+            (kept, format!("none; token reduction {} to V = {kept}", r.method))
+        }
+        _ => (v as f64, compressor_desc),
+    };
     let spec = QuerySpec {
         text_tokens: q,
-        visual_tokens: v as f64,
+        visual_tokens: v,
         question_tokens: a.question_tokens.unwrap_or(q),
         compressor,
         projector,
+        reduction,
     };
     let cost = query_cost(&arch, &vision, &spec);
     let arch_name = architecture_name(llm.architecture);
@@ -83,7 +111,7 @@ pub fn run(a: Args) -> Result<()> {
                 "architecture": arch_name,
                 "template": s.template.name(),
                 "llm_params": n,
-                "visual_tokens": v,
+                "visual_tokens": v as u64,
                 "compressor": compressor_desc,
                 "projector": projector_name,
                 "vision_tower": {"hidden_size": vc.hidden_size, "layers": vc.num_hidden_layers, "layers_run": vision.layers_run,

@@ -23,59 +23,9 @@ pub mod visionzip;
 /// FastV's default pruning layer K (the paper's K = 2).
 pub const DEFAULT_FASTV_LAYER: usize = 2;
 
-/// A training-free token-reduction method.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ReductionMethod {
-    /// VisionZip: dominant + contextual tokens ([`visionzip`]).
-    VisionZip,
-    /// FasterVLM's [CLS]-attention top-k ([`cls_topk`]).
-    ClsTopK,
-    /// PruMerge+ with its adaptive (IQR) token count ([`prumerge`]); V depends on the image.
-    PruMergePlus,
-    /// PruMerge+ at a fixed V ([`prumerge`]).
-    PruMergePlusFixed,
-    /// 2-D average pooling ([`pool`]).
-    AvgPool,
-    /// FastV: pruning inside the LLM at layer K.
-    FastV,
-}
-
-impl ReductionMethod {
-    /// Every method, in the order of the docs.
-    pub const ALL: [Self; 6] =
-        [Self::VisionZip, Self::ClsTopK, Self::PruMergePlus, Self::PruMergePlusFixed, Self::AvgPool, Self::FastV];
-
-    /// The method's name on the command line (`visionzip`, `cls-topk`, `prumerge-plus`,
-    /// `prumerge-plus-fixed`, `avgpool`, `fastv`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::VisionZip => "visionzip",
-            Self::ClsTopK => "cls-topk",
-            Self::PruMergePlus => "prumerge-plus",
-            Self::PruMergePlusFixed => "prumerge-plus-fixed",
-            Self::AvgPool => "avgpool",
-            Self::FastV => "fastv",
-        }
-    }
-
-    /// Parses [`Self::name`]. Errors: unknown name ([`Error::Invalid`] listing the names).
-    pub fn parse(name: &str) -> Result<Self> {
-        Self::ALL.into_iter().find(|m| m.name() == name).ok_or_else(|| {
-            Error::Invalid(format!("unknown token reduction {name:?} ({})", Self::ALL.map(|m| m.name()).join(", ")))
-        })
-    }
-
-    /// Whether V is chosen by the method (PruMerge+'s outlier count) rather than by the caller.
-    pub fn adaptive(self) -> bool {
-        self == Self::PruMergePlus
-    }
-}
-
-impl std::fmt::Display for ReductionMethod {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
+/// A training-free token-reduction method: defined with the cost model that counts it
+/// (`scaling::cost::arch`), re-exported here.
+pub use scaling::cost::arch::{ReductionMethod, UnknownReduction};
 
 /// One query's token reduction: the method, V and FastV's layer K.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,7 +208,7 @@ mod tests {
         assert!(fastv(24).validate(24, 24).is_err());
         assert!(fastv(0).validate(24, 24).is_err());
         for m in ReductionMethod::ALL {
-            assert_eq!(ReductionMethod::parse(m.name()).unwrap(), m);
+            assert_eq!(m.name().parse::<ReductionMethod>().unwrap(), m);
         }
     }
 }

@@ -129,6 +129,8 @@ pub struct VisionArch {
     pub patch_size: usize,
     /// Blocks actually run (LLaVA's `select_layer = −2` stops after block L − 1).
     pub layers_run: usize,
+    /// Attention heads (CLIP ViT-L: 16 of width 64); the token reductions that read per-head keys.
+    pub num_attention_heads: usize,
 }
 
 impl VisionArch {
@@ -141,6 +143,7 @@ impl VisionArch {
             image_size: 336,
             patch_size: 14,
             layers_run: 23,
+            num_attention_heads: 16,
         }
     }
 
@@ -282,5 +285,74 @@ impl TryFrom<String> for ProjectorKind {
 impl From<ProjectorKind> for String {
     fn from(k: ProjectorKind) -> String {
         k.name()
+    }
+}
+
+/// A training-free visual-token reduction for a fixed-grid checkpoint (the engine's
+/// `models::reduction`, which re-exports this type; the cost model counts each in
+/// [`crate::cost::exact::reduction`]). Names as on the command line: [`ReductionMethod::name`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum ReductionMethod {
+    /// VisionZip: CLS + dominant patches by CLS attention, plus contextual tokens merged by key similarity.
+    #[cfg_attr(feature = "clap", value(name = "visionzip"))]
+    VisionZip,
+    /// FasterVLM's [CLS]-attention top-k.
+    #[cfg_attr(feature = "clap", value(name = "cls-topk"))]
+    ClsTopK,
+    /// PruMerge+ with its adaptive (IQR) token count; V depends on the image.
+    #[cfg_attr(feature = "clap", value(name = "prumerge-plus"))]
+    PruMergePlus,
+    /// PruMerge+ at a fixed V.
+    #[cfg_attr(feature = "clap", value(name = "prumerge-plus-fixed"))]
+    PruMergePlusFixed,
+    /// 2-D average pooling of the patch grid to √V × √V.
+    #[cfg_attr(feature = "clap", value(name = "avgpool"))]
+    AvgPool,
+    /// FastV: pruning of image tokens inside the LLM at layer K.
+    #[cfg_attr(feature = "clap", value(name = "fastv"))]
+    FastV,
+}
+
+impl ReductionMethod {
+    /// Every method, in the order of the docs.
+    pub const ALL: [Self; 6] =
+        [Self::VisionZip, Self::ClsTopK, Self::PruMergePlus, Self::PruMergePlusFixed, Self::AvgPool, Self::FastV];
+
+    /// The method's name on the command line (`visionzip`, `cls-topk`, `prumerge-plus`,
+    /// `prumerge-plus-fixed`, `avgpool`, `fastv`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::VisionZip => "visionzip",
+            Self::ClsTopK => "cls-topk",
+            Self::PruMergePlus => "prumerge-plus",
+            Self::PruMergePlusFixed => "prumerge-plus-fixed",
+            Self::AvgPool => "avgpool",
+            Self::FastV => "fastv",
+        }
+    }
+
+    /// Whether V is chosen by the method (PruMerge+'s outlier count) rather than by the caller.
+    pub fn adaptive(self) -> bool {
+        self == Self::PruMergePlus
+    }
+}
+
+/// A token-reduction name that is not one of [`ReductionMethod::ALL`] (the name is kept).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown token reduction {0:?} (visionzip, cls-topk, prumerge-plus, prumerge-plus-fixed, avgpool, fastv)")]
+pub struct UnknownReduction(pub String);
+
+impl std::fmt::Display for ReductionMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for ReductionMethod {
+    type Err = UnknownReduction;
+    /// Parses [`ReductionMethod::name`].
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        Self::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| UnknownReduction(s.to_string()))
     }
 }

@@ -6,7 +6,7 @@
 //! Attention note: Kaplan et al. 2020 (Table 1) write 2 · n_layers · ctx · d_model per token for
 //! attention, which counts one of the two products; here each costs 2 · ctx · d_model per token per
 //! layer, so 4 · n_layers · ctx · d_model in all.
-use super::arch::{CompressorKind, LlmArch, ProjectorKind, VisionArch};
+use super::arch::{CompressorKind, LlmArch, ProjectorKind, ReductionMethod, VisionArch};
 use serde::Serialize;
 
 /// One named term of a cost breakdown.
@@ -49,6 +49,61 @@ pub fn llm_forward(arch: &LlmArch, tokens: f64, past: f64) -> (f64, f64) {
     let ctx_sum = tokens * past + tokens * (tokens + 1.0) / 2.0;
     let attention = 4.0 * l * h * ctx_sum;
     (matmul, attention)
+}
+
+/// [`llm_forward`] over `layers` of the decoder's blocks only (FastV's two parts).
+fn llm_layers(arch: &LlmArch, layers: f64, tokens: f64, past: f64) -> (f64, f64) {
+    let h = arch.hidden_size as f64;
+    let ctx_sum = tokens * past + tokens * (tokens + 1.0) / 2.0;
+    (2.0 * tokens * layers * arch.block_matmul_params(), 4.0 * layers * h * ctx_sum)
+}
+
+/// FLOPs of a vision-side training-free reduction of one image to `visual_tokens` tokens from the
+/// select layer's P patch tokens (+ CLS) of width d, with the formula, as the engine computes them
+/// (`models::reduction`): products count 2 per multiply-add, and here — unlike the LLM's terms —
+/// element-wise sums are counted too, since they are all these methods do. FastV's cost is in the
+/// LLM ([`query_cost`]); the attention maps these methods read are the tower's own (no extra FLOPs).
+/// - VisionZip (`visionzip.py`): CLS scores summed over heads (heads·T), keys averaged over heads and
+///   L2-normalised (T·d + 3·T·d_head), cosine similarity of the R = T − dominant remaining tokens to
+///   the c contextual targets (2·(R − c)·c·d_head), and the merge (R − c)·d + 2·c·d.
+/// - CLS top-k: the mean over heads of the CLS row, heads·T.
+/// - PruMerge+ (fixed V or adaptive, counted at V): the next block's single-head CLS attention
+///   (layer norm 5·T·d, `k_proj` on T tokens 2·T·d², `q_proj` on CLS 2·d², scores 2·T·d), keys
+///   normalised (3·T·d), each of the V − 1 kept patches' similarity to the other patches
+///   (2·(V − 1)·P·d) and weighted sum of its 32 nearest (2·(V − 1)·32·d), and the remainder token
+///   (2·(P − V + 1)·d).
+/// - avgpool: P·d.
+pub fn reduction(method: ReductionMethod, vision: &VisionArch, visual_tokens: f64) -> (f64, String) {
+    let p = vision.patches() as f64;
+    let t = p + 1.0;
+    let d = vision.hidden_size as f64;
+    let heads = vision.num_attention_heads.max(1) as f64;
+    let hd = d / heads;
+    let v = visual_tokens.min(t);
+    match method {
+        ReductionMethod::VisionZip => {
+            let c = (10.0 * v / 64.0).floor();
+            let r = t - (v - c);
+            let f =
+                heads * t + t * d + 3.0 * t * hd + 2.0 * (r - c).max(0.0) * c * hd + (r - c).max(0.0) * d + 2.0 * c * d;
+            (f, format!("heads·T + T·d + 3·T·d_head + 2·(R−c)·c·d_head + (R−c)·d + 2·c·d, c = {c}, R = {r}"))
+        }
+        ReductionMethod::ClsTopK => (heads * t, "heads·T (mean over heads of the CLS row)".into()),
+        ReductionMethod::PruMergePlus | ReductionMethod::PruMergePlusFixed => {
+            let kept = (v - 1.0).max(0.0);
+            let f = 5.0 * t * d
+                + 2.0 * t * d * d
+                + 2.0 * d * d
+                + 2.0 * t * d
+                + 3.0 * t * d
+                + 2.0 * kept * p * d
+                + 2.0 * kept * 32.0_f64.min(p - 1.0) * d
+                + 2.0 * (p - kept) * d;
+            (f, "5·T·d + 2·T·d² + 2·d² + 2·T·d + 3·T·d + 2·(V−1)·P·d + 2·(V−1)·32·d + 2·(P−V+1)·d".into())
+        }
+        ReductionMethod::AvgPool => (p * d, "P·d (each patch added once)".into()),
+        ReductionMethod::FastV => (0.0, "in the LLM".into()),
+    }
 }
 
 /// FLOPs of a training forward pass of `arch` over one sequence of `tokens` tokens, without the LM
@@ -117,6 +172,18 @@ pub struct QuerySpec {
     pub compressor: CompressorKind,
     /// Projector.
     pub projector: ProjectorKind,
+    /// A training-free token reduction of a plain checkpoint's patch tokens (compressor `None`) to V.
+    pub reduction: Option<Reduction>,
+}
+
+/// A training-free reduction in a query: the method and FastV's layer K (layers 0..K see every patch
+/// token, layers ≥ K the V kept; ignored by the other methods).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reduction {
+    /// The method.
+    pub method: ReductionMethod,
+    /// FastV's K.
+    pub fastv_layer: usize,
 }
 
 /// The full breakdown of one query through vision tower, compressor, projector and LLM.
@@ -127,7 +194,16 @@ pub fn query_cost(llm: &LlmArch, vision: &VisionArch, q: &QuerySpec) -> QueryCos
     let p = vision.patches() as f64;
     let ctx = q.text_tokens + q.visual_tokens;
     let lm_head = 2.0 * h * llm.vocab_size as f64;
-    let (mm, att) = llm_forward(llm, ctx, 0.0);
+    // FastV: layers 0..K over Q + P tokens, layers K.. over Q + V (K capped at the layer count).
+    let fastv = q.reduction.filter(|r| r.method == ReductionMethod::FastV).map(|r| (r.fastv_layer as f64).min(l));
+    let (mm, att) = match fastv {
+        None => llm_forward(llm, ctx, 0.0),
+        Some(k) => {
+            let (m1, a1) = llm_layers(llm, k, q.text_tokens + p, 0.0);
+            let (m2, a2) = llm_layers(llm, l - k, ctx, 0.0);
+            (m1 + m2, a1 + a2)
+        }
+    };
     let mut terms = vec![Term {
         name: "vision_tower".into(),
         flops: vision_tower(vision),
@@ -150,22 +226,38 @@ pub fn query_cost(llm: &LlmArch, vision: &VisionArch, q: &QuerySpec) -> QueryCos
         flops: compressor(q.compressor, p, d, q.visual_tokens, h),
         formula: format!("{:?}: MLPs on P tokens, windowed attention of V queries", q.compressor),
     });
+    if let Some(r) = q.reduction {
+        let (flops, formula) = match fastv {
+            // The last prompt token's attention probabilities at layer K − 1, averaged over heads.
+            Some(_) => {
+                (2.0 * h * (q.text_tokens + p), "2·H·(Q+P): the last prompt token's scores at layer K − 1".into())
+            }
+            None => reduction(r.method, vision, q.visual_tokens),
+        };
+        terms.push(Term { name: format!("reduction.{}", r.method), flops, formula });
+    }
+    // FastV projects every patch token; the others project the V they keep.
+    let projected = if fastv.is_some() { p } else { q.visual_tokens };
     terms.push(Term {
         name: "projector".into(),
-        flops: projector(q.projector, q.visual_tokens, d, h),
+        flops: projector(q.projector, projected, d, h),
         formula: format!("{}: 2·V·(d·H + (depth − 1)·H·H)", q.projector),
     });
-    terms.push(Term {
-        name: "llm.matmul".into(),
-        flops: mm,
-        formula: "2·(Q+V)·n_layers·(2H² + 2H·H_kv + 3H·d_ff)".into(),
-    });
-    terms.push(Term {
-        name: "llm.attention".into(),
-        flops: att,
-        formula: "4·n_layers·H·Σ_i ctx_i, ctx_i = i (causal prefill)".into(),
-    });
+    let (mm_formula, att_formula) = match fastv {
+        None => ("2·(Q+V)·n_layers·(2H² + 2H·H_kv + 3H·d_ff)", "4·n_layers·H·Σ_i ctx_i, ctx_i = i (causal prefill)"),
+        Some(_) => (
+            "2·[K·(Q+P) + (n_layers−K)·(Q+V)]·(2H² + 2H·H_kv + 3H·d_ff)",
+            "4·H·[K·Σ_{i≤Q+P} i + (n_layers−K)·Σ_{i≤Q+V} i] (causal prefill, FastV)",
+        ),
+    };
+    terms.push(Term { name: "llm.matmul".into(), flops: mm, formula: mm_formula.into() });
+    terms.push(Term { name: "llm.attention".into(), flops: att, formula: att_formula.into() });
     terms.push(Term { name: "llm.lm_head".into(), flops: lm_head, formula: "2·H·vocab, last position only".into() });
-    let decode_per_token = 2.0 * l * llm.block_matmul_params() + 4.0 * l * h * (ctx + 1.0) + lm_head;
+    // One more token: every layer's matrices, attention over its own cached context.
+    let attention_ctx = match fastv {
+        None => l * (ctx + 1.0),
+        Some(k) => k * (q.text_tokens + p + 1.0) + (l - k) * (ctx + 1.0),
+    };
+    let decode_per_token = 2.0 * l * llm.block_matmul_params() + 4.0 * h * attention_ctx + lm_head;
     QueryCost { terms, decode_per_token, paper: super::paper_flops(llm.params(), q.text_tokens, q.visual_tokens) }
 }
