@@ -274,3 +274,49 @@ fn llama_bias_mqa_embeds_query_and_greedy_match_hf() {
 fn llama_bias_mqa_gradients_flow_in_differentiable_mode() {
     gradients_flow("llama_bias_tiny");
 }
+
+/// Continuous batching: three sequences of different lengths decoded together by `decode_batch`.
+/// Sequence A (HF's prompt and decode ids) gives HF's logits; B and C equal their own one-by-one
+/// decode; f32 weights and bf16 weights (one read of each matrix for all rows) alike.
+#[test]
+fn decode_batch_equals_per_sequence_decoding_and_hf() {
+    for bf16 in [false, true] {
+        let (mut dec, exp) = load("qwen2_tiny");
+        if bf16 {
+            dec.convert_weights(DType::BF16).unwrap();
+        }
+        let prompt = ids(&exp["prefill_ids"]);
+        let steps = ids(&exp["decode_ids"]);
+        let b = Tensor::new(&[[3u32, 9, 27, 81, 5, 7, 11]], &Device::Cpu).unwrap();
+        let c = Tensor::new(&[[2u32, 4]], &Device::Cpu).unwrap();
+        let mut caches = Vec::new();
+        for p in [&prompt, &b, &c] {
+            dec.forward_ids(p, 0).unwrap();
+            caches.push(dec.take_kv_cache());
+        }
+        // The one-by-one reference for B and C, from copies of their caches.
+        let (mut ref_b, mut ref_c) = (caches[1].clone(), caches[2].clone());
+        let n = steps.dim(1).unwrap();
+        let step_ids: Vec<u32> = steps.flatten_all().unwrap().to_vec1().unwrap();
+        for t in 0..n {
+            let others = [(step_ids[t] * 7 + 1) % 50, (step_ids[t] * 3 + 2) % 50];
+            let logits = dec.decode_batch(&[step_ids[t], others[0], others[1]], &mut caches).unwrap();
+            assert_eq!(logits.dims(), &[3, exp["decode_logits"].dim(2).unwrap()]);
+            let tol = if bf16 { 2e-2 } else { TOL };
+            let e = rel_err(&logits.i(0).unwrap(), &exp["decode_logits"].i((0, t)).unwrap());
+            assert!(e <= tol, "bf16 {bf16}: seq A step {t} vs HF: {e}");
+            for (row, (cache, id)) in [(&mut ref_b, others[0]), (&mut ref_c, others[1])].into_iter().enumerate() {
+                dec.set_kv_cache(std::mem::take(cache)).unwrap();
+                let pos = dec.kv_len();
+                let want = dec.forward_ids(&Tensor::new(&[[id]], &Device::Cpu).unwrap(), pos).unwrap();
+                *cache = dec.take_kv_cache();
+                let e = rel_err(&logits.i(row + 1).unwrap(), &want.i((0, 0)).unwrap());
+                assert!(e <= 1e-5, "bf16 {bf16}: seq {} step {t} batched vs alone: {e}", row + 1);
+            }
+        }
+        assert_eq!(caches.iter().map(|c| c.len()).collect::<Vec<_>>(), [prompt.dim(1).unwrap() + n, 7 + n, 2 + n]);
+        // Mismatched inputs are errors.
+        assert!(dec.decode_batch(&[1, 2], &mut caches).is_err());
+        assert!(dec.decode_batch(&[], &mut []).is_err());
+    }
+}

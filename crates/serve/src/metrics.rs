@@ -56,6 +56,9 @@ struct Inner {
     prompt_tokens: u64,
     completion_tokens: u64,
     completions: BTreeMap<String, u64>,
+    decode_steps: u64,
+    decode_rows: u64,
+    max_decode_rows: u64,
 }
 
 /// The server's metrics.
@@ -79,6 +82,9 @@ impl Default for Metrics {
                 prompt_tokens: 0,
                 completion_tokens: 0,
                 completions: BTreeMap::new(),
+                decode_steps: 0,
+                decode_rows: 0,
+                max_decode_rows: 0,
             }),
             queue_depth: AtomicI64::new(0),
             running: AtomicI64::new(0),
@@ -121,6 +127,15 @@ impl Metrics {
     /// The worker started (+1) or finished (−1) a job.
     pub fn running(&self, delta: i64) {
         self.running.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// One batched decode step of `rows` sequences (continuous batching).
+    pub fn decode_step(&self, rows: usize) {
+        self.with(|m| {
+            m.decode_steps += 1;
+            m.decode_rows += rows as u64;
+            m.max_decode_rows = m.max_decode_rows.max(rows as u64);
+        });
     }
 
     /// Time to first token (request arrival to first token), seconds.
@@ -189,6 +204,15 @@ impl Metrics {
             out.push_str("# HELP vlmscale_completion_tokens_total Generated tokens, summed.\n");
             out.push_str("# TYPE vlmscale_completion_tokens_total counter\n");
             let _ = writeln!(out, "vlmscale_completion_tokens_total {}", m.completion_tokens);
+            out.push_str("# HELP vlmscale_decode_steps_total Batched decode steps (one weight read each).\n");
+            out.push_str("# TYPE vlmscale_decode_steps_total counter\n");
+            let _ = writeln!(out, "vlmscale_decode_steps_total {}", m.decode_steps);
+            out.push_str("# HELP vlmscale_decode_rows_total Sequences decoded, summed over batched steps (÷ steps = mean batch).\n");
+            out.push_str("# TYPE vlmscale_decode_rows_total counter\n");
+            let _ = writeln!(out, "vlmscale_decode_rows_total {}", m.decode_rows);
+            out.push_str("# HELP vlmscale_decode_batch_max Most sequences decoded in one step.\n");
+            out.push_str("# TYPE vlmscale_decode_batch_max gauge\n");
+            let _ = writeln!(out, "vlmscale_decode_batch_max {}", m.max_decode_rows);
         });
         out
     }

@@ -183,16 +183,17 @@ impl Gate {
     }
 }
 
-/// Sequences generated at once: their decode steps are interleaved, one step each per round.
+/// Sequences generated at once: one batched decode step of all of them per round.
 pub const MAX_RUNNING: usize = 4;
 
 /// The worker loop: runs until every sender of `rx` is dropped and nothing is running.
 ///
-/// Each round admits at most one queued job (its image encoding and prefill), then runs one decode
-/// step of every running sequence, each with its own KV cache swapped into its model's decoder
-/// (`Decoder::take_kv_cache` / `set_kv_cache`). So a new request's first token waits for at most one
-/// step of each running sequence, not for their whole answers, and a long prefill holds running
-/// decodes back by one step. (Steps are interleaved, not batched: each still reads the weights once.)
+/// Each round admits at most one queued job (its image encoding and prefill), then every running
+/// sequence samples its next token, and the continuing sequences of each model are decoded together
+/// in one batched step (`Decoder::decode_batch`, each over its own KV cache): continuous batching, so
+/// the weights are read once per round for all of them while decode is memory-bound. A new request's
+/// first token waits for at most one round, not for the running answers, and a long prefill holds
+/// running decodes back by one round.
 pub fn run(mut models: Vec<Vlm>, names: Vec<String>, rx: Receiver<Job>, metrics: Arc<Metrics>, gate: Arc<Gate>) {
     let mut running: Vec<Sequence> = Vec::with_capacity(MAX_RUNNING);
     let mut closed = false;
@@ -225,12 +226,59 @@ pub fn run(mut models: Vec<Vlm>, names: Vec<String>, rx: Receiver<Job>, metrics:
             }
             continue;
         }
+        // 1. Each sequence samples its next token and streams it, or ends.
+        let mut ends: Vec<Option<Step>> = Vec::with_capacity(running.len());
+        let mut next: Vec<Option<u32>> = Vec::with_capacity(running.len());
+        for seq in running.iter_mut() {
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| seq.advance(&metrics, &gate.cut)));
+            let (end, id) = match outcome {
+                Ok(Ok(Advance::Decode(id))) => (None, Some(id)),
+                Ok(Ok(Advance::End(step))) => (Some(step), None),
+                Ok(Err(e)) => (Some(Step::Finished(Err(e))), None),
+                Err(panic) => (Some(Step::Finished(Err(panic_error(panic)))), None),
+            };
+            ends.push(end);
+            next.push(id);
+        }
+        // 2. One batched decode step per model over its continuing sequences (continuous batching).
+        for (m, vlm) in models.iter_mut().enumerate() {
+            let rows: Vec<usize> =
+                (0..running.len()).filter(|&i| next[i].is_some() && running[i].job.model == m).collect();
+            if rows.is_empty() {
+                continue;
+            }
+            let ids: Vec<u32> = rows.iter().filter_map(|&i| next[i]).collect();
+            let mut caches: Vec<KvCache> = rows.iter().map(|&i| running[i].kv.take().unwrap_or_default()).collect();
+            metrics.decode_step(rows.len());
+            let decoder = vlm.decoder_mut();
+            let step = std::panic::catch_unwind(AssertUnwindSafe(|| decoder.decode_batch(&ids, &mut caches)));
+            match step {
+                Ok(Ok(logits)) => {
+                    for (row, (&i, cache)) in rows.iter().zip(caches).enumerate() {
+                        let seq = &mut running[i];
+                        seq.kv = Some(cache);
+                        match logits.i(row) {
+                            Ok(l) => seq.logits = l,
+                            Err(e) => ends[i] = Some(Step::Finished(Err(ApiError::from_engine(&e.into())))),
+                        }
+                    }
+                }
+                Ok(Err(e)) => {
+                    let e = ApiError::from_engine(&e.into());
+                    rows.iter().for_each(|&i| ends[i] = Some(Step::Finished(Err(e.clone()))));
+                }
+                Err(panic) => {
+                    let e = panic_error(panic);
+                    rows.iter().for_each(|&i| ends[i] = Some(Step::Finished(Err(e.clone()))));
+                }
+            }
+        }
+        // 3. Sequences that ended send their outcome and leave.
+        let mut ends = ends.into_iter();
         running.retain_mut(|seq| {
-            let vlm = &mut models[seq.job.model];
-            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| seq.step(vlm, &metrics, &gate.cut)));
-            let done = match outcome {
-                Ok(Step::Continue) => return true,
-                Ok(Step::Finished(Ok(f))) => {
+            let done = match ends.next().flatten() {
+                None => return true,
+                Some(Step::Finished(Ok(f))) => {
                     metrics.completion(
                         &names[seq.job.model],
                         f.visual_tokens,
@@ -239,13 +287,14 @@ pub fn run(mut models: Vec<Vlm>, names: Vec<String>, rx: Receiver<Job>, metrics:
                     );
                     Some(Event::Done(f))
                 }
-                Ok(Step::Finished(Err(e))) => Some(Event::Error(e)),
-                Ok(Step::Cancelled) if gate.cut.load(Ordering::SeqCst) => Some(Event::Error(ApiError::shutting_down())),
-                Ok(Step::Cancelled) => {
+                Some(Step::Finished(Err(e))) => Some(Event::Error(e)),
+                Some(Step::Cancelled) if gate.cut.load(Ordering::SeqCst) => {
+                    Some(Event::Error(ApiError::shutting_down()))
+                }
+                Some(Step::Cancelled) => {
                     metrics.error("client_disconnected");
                     None
                 }
-                Err(panic) => Some(Event::Error(panic_error(panic))),
             };
             metrics.running(-1);
             if let Some(ev) = done {
@@ -367,12 +416,19 @@ fn prefill(vlm: &mut Vlm, job: &Job) -> Result<(KvCache, Tensor, Sampler, usize,
     Ok((decoder.take_kv_cache(), logits, sampler, visual_tokens, start))
 }
 
-/// What one decode step of a sequence came to.
+/// How a sequence ended.
 enum Step {
-    Continue,
     Finished(Result<Finished, ApiError>),
     /// The client went away (or the shutdown cut it).
     Cancelled,
+}
+
+/// What a sequence does after sampling its next token.
+enum Advance {
+    /// Run the decoder on this token (in the round's batched step).
+    Decode(u32),
+    /// The generation ends.
+    End(Step),
 }
 
 /// A running generation.
@@ -396,19 +452,13 @@ struct Sequence {
 }
 
 impl Sequence {
-    /// Samples one token, streams its text, and runs the decoder on it (unless generation ends).
-    fn step(&mut self, vlm: &mut Vlm, metrics: &Metrics, cut: &AtomicBool) -> Step {
-        match self.try_step(vlm, metrics, cut) {
-            Ok(s) => s,
-            Err(e) => Step::Finished(Err(e)),
-        }
-    }
-
-    fn try_step(&mut self, vlm: &mut Vlm, metrics: &Metrics, cut: &AtomicBool) -> Result<Step, ApiError> {
+    /// Samples one token and streams its text; then either the generation ends or the token is to be
+    /// decoded (by the worker's batched step, which puts the next logits and the cache back).
+    fn advance(&mut self, metrics: &Metrics, cut: &AtomicBool) -> Result<Advance, ApiError> {
         let engine_err = |e: engine::Error| ApiError::from_engine(&e);
         let job = &self.job;
         if job.cancel.load(Ordering::Relaxed) || cut.load(Ordering::Relaxed) {
-            return Ok(Step::Cancelled);
+            return Ok(Advance::End(Step::Cancelled));
         }
         let next = self.sampler.sample(&self.logits).map_err(engine_err)?;
         let now = Instant::now();
@@ -421,7 +471,7 @@ impl Sequence {
         }
         self.last = now;
         if self.stop_ids.contains(&next) {
-            return Ok(Step::Finished(self.finish("stop", false)));
+            return Ok(Advance::End(Step::Finished(self.finish("stop", false))));
         }
         self.produced += 1;
         if now > job.deadline {
@@ -430,31 +480,20 @@ impl Sequence {
         self.text.push_str(&self.stream.push(next).map_err(engine_err)?);
         if let Some(pos) = find_stop(&self.text, &job.stop) {
             self.text.truncate(pos);
-            return Ok(Step::Finished(self.finish("stop", true)));
+            return Ok(Advance::End(Step::Finished(self.finish("stop", true))));
         }
         let safe = self.text.len() - holdback(&self.text, &job.stop);
         if safe > self.sent {
             if job.events.send(Event::Text(self.text[self.sent..safe].to_string())).is_err() {
-                return Ok(Step::Cancelled);
+                return Ok(Advance::End(Step::Cancelled));
             }
             self.sent = safe;
         }
-        let kv = self.kv.take().unwrap_or_default();
-        if self.produced >= job.max_new_tokens || kv.len() >= self.max_pos {
-            self.kv = Some(kv);
-            return Ok(Step::Finished(self.finish("length", false)));
+        let kv_len = self.kv.as_ref().map_or(0, KvCache::len);
+        if self.produced >= job.max_new_tokens || kv_len >= self.max_pos {
+            return Ok(Advance::End(Step::Finished(self.finish("length", false))));
         }
-        let decoder = vlm.decoder_mut();
-        let pos = kv.len();
-        decoder.set_kv_cache(kv).map_err(engine_err)?;
-        let logits = (|| -> engine::Result<Tensor> {
-            let ids = Tensor::new(&[[next]], decoder.device())?;
-            let h = decoder.forward_embeds(&decoder.embed_tokens(&ids)?, pos)?;
-            Ok(decoder.lm_head(&h)?.i((0, 0))?)
-        })();
-        self.kv = Some(decoder.take_kv_cache());
-        self.logits = logits.map_err(engine_err)?;
-        Ok(Step::Continue)
+        Ok(Advance::Decode(next))
     }
 
     /// The outcome. `cut`: the text already ends at a stop sequence; else it is re-decoded from all

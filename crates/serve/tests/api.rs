@@ -368,3 +368,51 @@ fn api_key_is_required_when_set() {
     assert_error(&s.get("/v1/models"), 401, "invalid_api_key");
     assert_eq!(s.get("/health").status, 200, "health needs no key");
 }
+
+/// Continuous batching: four greedy requests queued together (two models, two V, one without an
+/// image) are decoded in shared steps and answer exactly what each answers alone.
+#[test]
+fn concurrent_requests_share_decode_steps_and_answer_as_alone() {
+    let mut requests = vec![image_request("quecc_qwen2", 12), image_request("llava15_llama", 12)];
+    let mut v16 = image_request("llava15_llama", 10);
+    v16["visual_tokens"] = json!(16);
+    requests.push(v16);
+    requests.push(json!({"model": "llava15_llama", "messages": [{"role": "user", "content": "Say something."}],
+                         "max_tokens": 8, "temperature": 0}));
+    let alone: Vec<String> = {
+        let s = TestServer::start(both_models());
+        requests.iter().map(|r| content(&s.chat(r).json())).collect()
+    };
+    let s = TestServer::start(ServeConfig { hold_worker: true, ..both_models() });
+    let addr = s.addr;
+    let threads: Vec<_> = requests
+        .iter()
+        .map(|r| {
+            let body = serde_json::to_vec(r).unwrap();
+            std::thread::spawn(move || request(addr, "POST", "/v1/chat/completions", &[], &body))
+        })
+        .collect();
+    let mut queued = false;
+    for _ in 0..2000 {
+        if s.metric("vlmscale_queue_depth") == Some(requests.len() as f64) {
+            queued = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(queued, "all requests queued behind the held worker");
+    s.release_worker();
+    let together: Vec<String> = threads
+        .into_iter()
+        .map(|t| {
+            let r = t.join().unwrap();
+            assert_eq!(r.status, 200, "{}", r.text());
+            content(&r.json())
+        })
+        .collect();
+    assert_eq!(together, alone, "batched answers = answers alone");
+    let (steps, rows) =
+        (s.metric("vlmscale_decode_steps_total").unwrap(), s.metric("vlmscale_decode_rows_total").unwrap());
+    assert!(s.metric("vlmscale_decode_batch_max").unwrap() >= 3.0, "the llava15_llama requests shared steps");
+    assert!(rows > steps, "mean batch {rows}/{steps} above one");
+}

@@ -212,6 +212,36 @@ impl Attention {
         nn_linear(&out, &self.o_proj)
     }
 
+    /// One decode step of S independent sequences (continuous batching): `xs` (S, 1, H), row s at
+    /// position `caches[s].len()`, its key and value appended to layer `layer` of `caches[s]`, attending
+    /// over that cache only → (S, 1, H). The q/k/v and output projections run on the S rows at once,
+    /// so each weight matrix is read once per step for all sequences. f32 CPU inference only (the
+    /// caller, [`super::Decoder::decode_batch`], checks).
+    pub(crate) fn forward_decode_rows(
+        &self,
+        xs: &Tensor,
+        rope: &RotaryEmbedding,
+        caches: &mut [KvCache],
+        layer: usize,
+    ) -> Result<Tensor> {
+        let (nh, nkv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let (q, k, v) = self.project_qkv(xs)?;
+        let scale = 1.0 / (d as f64).sqrt();
+        let mut outs = Vec::with_capacity(caches.len());
+        for (i, cache) in caches.iter_mut().enumerate() {
+            let pos = cache.len();
+            let heads = |t: &Tensor, n: usize| -> Result<Tensor> {
+                Ok(t.narrow(0, i, 1)?.reshape((1, 1, n, d))?.transpose(1, 2)?)
+            };
+            let qi = rope.apply(&heads(&q, nh)?, pos, Mode::Inference)?.contiguous()?;
+            let ki = rope.apply(&heads(&k, nkv)?, pos, Mode::Inference)?.contiguous()?;
+            let vi = heads(&v, nkv)?.contiguous()?;
+            let (kc, vc) = cache.append(layer, &ki, &vi)?;
+            outs.push(kernels::attention::cached_attention(&qi, &kc, &vc, scale)?);
+        }
+        self.project_out(&Tensor::cat(&outs, 0)?)
+    }
+
     /// The attention probabilities of one query row over `keys`: `h` (B, 1, H) the normalised input of
     /// the row at position `pos`, `keys` (B, kv_heads, L, head_dim) this layer's cached keys (after RoPE,
     /// ending at `pos`) → softmax(q kᵀ/√d) (B, heads, L), f32 (HF eager attention's weights of that row).

@@ -52,6 +52,21 @@ impl DecoderLayer {
         Ok((&xs + self.mlp.forward(&h)?)?)
     }
 
+    /// One decode step of S sequences, each over its own cache: (S, 1, H) → (S, 1, H); see
+    /// [`super::Attention::forward_decode_rows`].
+    pub(crate) fn forward_decode_rows(
+        &self,
+        xs: &Tensor,
+        rope: &RotaryEmbedding,
+        caches: &mut [KvCache],
+        layer: usize,
+    ) -> Result<Tensor> {
+        let h = self.input_layernorm.forward(xs, Mode::Inference)?;
+        let xs = (xs + self.self_attn.forward_decode_rows(&h, rope, caches, layer)?)?;
+        let h = self.post_attention_layernorm.forward(&xs, Mode::Inference)?;
+        Ok((&xs + self.mlp.forward(&h)?)?)
+    }
+
     /// This layer's attention probabilities of the row `x` (B, 1, H) (the layer's input) at position
     /// `pos` over `keys` (its cached keys) → (B, heads, L); see [`Attention::row_probs`].
     pub(crate) fn row_attention(

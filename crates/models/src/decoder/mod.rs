@@ -376,6 +376,70 @@ impl Decoder {
         self.norm.forward(&xs, self.mode)
     }
 
+    /// One decode step of S sequences at once (continuous batching): token `ids[s]` of sequence s at
+    /// position `caches[s].len()`, appended to `caches[s]` (each cache as [`Decoder::take_kv_cache`]
+    /// returns it, FastV's included) → logits (S, vocab_size). The matrices are read once for all S
+    /// rows (the bf16 and quantised mat-vec kernels stream each weight row once for every input row),
+    /// so a step of S sequences costs little more than a step of one while decode is memory-bound;
+    /// attention runs per sequence over its own cache. Equal to S separate [`Decoder::forward_embeds`]
+    /// steps up to float rounding. Outside f32 CPU inference the sequences are stepped one by one.
+    ///
+    /// Errors: [`Error::Invalid`] for no sequences, `ids`/`caches` of different lengths, or a cache
+    /// made for another layer count; [`Error::ContextWindow`] when a sequence is full. On an error
+    /// inside the layers the caches are left part-way through the step: drop them.
+    pub fn decode_batch(&mut self, ids: &[u32], caches: &mut [KvCache]) -> Result<Tensor> {
+        if ids.is_empty() || ids.len() != caches.len() {
+            return Err(Error::Invalid(format!(
+                "decode_batch: {} token ids for {} KV caches (need the same number, at least one)",
+                ids.len(),
+                caches.len()
+            )));
+        }
+        for c in caches.iter() {
+            if c.num_layers() != self.cfg.num_hidden_layers {
+                return Err(Error::Invalid(format!(
+                    "KV cache has {} layers, decoder has {}",
+                    c.num_layers(),
+                    self.cfg.num_hidden_layers
+                )));
+            }
+            if c.len() + 1 > self.cfg.max_position_embeddings {
+                return Err(Error::ContextWindow { len: c.len() + 1, max: self.cfg.max_position_embeddings });
+            }
+        }
+        let batched =
+            self.mode == Mode::Inference && self.dtype == DType::F32 && self.device.is_cpu() && self.rope.is_f32();
+        if !batched {
+            let own = self.take_kv_cache();
+            let mut rows = Vec::with_capacity(ids.len());
+            let mut step_all = || -> Result<()> {
+                for (&id, cache) in ids.iter().zip(caches.iter_mut()) {
+                    self.cache = std::mem::take(cache);
+                    let pos = self.cache.len();
+                    let step =
+                        Tensor::new(&[[id]], &self.device).map_err(Error::from).and_then(|t| self.forward_ids(&t, pos));
+                    *cache = self.take_kv_cache();
+                    rows.push(step?.squeeze(1)?);
+                }
+                Ok(())
+            };
+            let done = step_all();
+            self.cache = own;
+            done?;
+            return Ok(Tensor::cat(&rows, 0)?);
+        }
+        kernels::threads::in_pool(|| {
+            let ids = Tensor::from_vec(ids.to_vec(), (ids.len(), 1), &self.device)?;
+            let mut xs = self.embed_tokens(&ids)?;
+            for (i, layer) in self.layers.iter().enumerate() {
+                xs = layer.forward_decode_rows(&xs, &self.rope, caches, i)?;
+            }
+            caches.iter_mut().for_each(|c| c.advance(1));
+            let h = self.norm.forward(&xs, Mode::Inference)?;
+            Ok(self.lm_head(&h)?.squeeze(1)?)
+        })
+    }
+
     /// Like [`Decoder::forward_embeds`] from position 0 but without touching the KV cache (training,
     /// query embedding). Returns final-norm hidden states (B, L, H). Sequences shorter than L must be
     /// right-padded: with causal attention the padding cannot affect the valid positions.
