@@ -264,7 +264,7 @@ pub fn run(mut models: Vec<Vlm>, names: Vec<String>, rx: Receiver<Job>, metrics:
                     }
                 }
                 Ok(Err(e)) => {
-                    let e = ApiError::from_engine(&e.into());
+                    let e = ApiError::from_engine(&e);
                     rows.iter().for_each(|&i| ends[i] = Some(Step::Finished(Err(e.clone()))));
                 }
                 Err(panic) => {
