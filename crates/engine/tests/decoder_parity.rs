@@ -298,9 +298,9 @@ fn decode_batch_equals_per_sequence_decoding_and_hf() {
         let (mut ref_b, mut ref_c) = (caches[1].clone(), caches[2].clone());
         let n = steps.dim(1).unwrap();
         let step_ids: Vec<u32> = steps.flatten_all().unwrap().to_vec1().unwrap();
-        for t in 0..n {
-            let others = [(step_ids[t] * 7 + 1) % 50, (step_ids[t] * 3 + 2) % 50];
-            let logits = dec.decode_batch(&[step_ids[t], others[0], others[1]], &mut caches).unwrap();
+        for (t, &id) in step_ids.iter().enumerate() {
+            let others = [(id * 7 + 1) % 50, (id * 3 + 2) % 50];
+            let logits = dec.decode_batch(&[id, others[0], others[1]], &mut caches).unwrap();
             assert_eq!(logits.dims(), &[3, exp["decode_logits"].dim(2).unwrap()]);
             let tol = if bf16 { 2e-2 } else { TOL };
             let e = rel_err(&logits.i(0).unwrap(), &exp["decode_logits"].i((0, t)).unwrap());
