@@ -2,7 +2,7 @@
 //! layer's weight is a bf16 tensor (see `Decoder::convert_weights` in the models crate).
 //!
 //! Shapes: `x` (M, K) f32, `W` (N, K) bf16 in torch `nn.Linear` layout (row-major, as stored in a
-//! checkpoint), `y` (M, N) f32. Four CPU kernels, chosen per call ([`Bf16Path::choose`]):
+//! checkpoint), `y` (M, N) f32. Five CPU kernels, chosen per call ([`Bf16Path::choose`]):
 //! - **AMX** (Intel AMX-BF16, e.g. Sapphire Rapids) for M ≥ [`AMX_MIN_ROWS`] and K a multiple of 32: `x`
 //!   is rounded to bf16 (round-to-nearest-even, AVX512-BF16) into AMX's pair-interleaved ("VNNI") tile
 //!   layout, `W` is read in place as the tiles' left operand, products accumulate in f32 tiles
@@ -16,6 +16,9 @@
 //! - **AVX-512** dot products (mat-vec: decode, the LM head, short inputs): weights widened to f32 in
 //!   registers, `x` stays f32, f32 accumulation — memory-bound, reading each weight once (2 bytes instead
 //!   of 4 for f32 weights).
+//! - **AVX2 + FMA** dot products (CPUs without AVX-512): the same widening in 256-bit registers; each
+//!   16-weight block is widened once and multiplied into up to [`AVX2_ROWS`] rows of `x`, so several
+//!   rows (a batched decode step, a prefill) share the widening and the weight read.
 //! - a portable scalar loop (other CPUs).
 //!
 //! Threads: the N output columns are split over candle's thread count (rayon). Inference only: the op
@@ -31,6 +34,10 @@ use std::sync::OnceLock;
 
 use crate::{Error, Result};
 
+/// Rows of `x` the AVX2 kernel multiplies by one widened weight block (8 f32 accumulators per pair of
+/// rows' even/odd halves: 2 · this ≤ the 16 ymm registers with the widened block and the mask).
+pub const AVX2_ROWS: usize = 4;
+
 /// Smallest M (rows of `x`) sent to the AMX kernel; shorter inputs take the mat-vec kernel, which
 /// reads the weights once per row of `x` anyway and keeps `x` in f32.
 pub const AMX_MIN_ROWS: usize = 16;
@@ -45,6 +52,8 @@ pub struct Bf16Kernels {
     /// AVX512-BF16 dot products (`vdpbf16ps`): the M ≥ 16 kernel when AMX is not usable. Off with the
     /// environment variable `VLM_NO_DPBF16` (benchmark comparisons).
     pub dpbf16: bool,
+    /// AVX2 + FMA mat-vec kernel (used when AVX-512F is absent).
+    pub avx2: bool,
 }
 
 /// The kernel [`gemm_bf16`] runs for an (m, k) · (n, k)ᵀ product on this CPU.
@@ -56,6 +65,8 @@ pub enum Bf16Path {
     DpBf16,
     /// AVX-512 mat-vec; `x` stays f32.
     MatVec,
+    /// AVX2 + FMA, up to [`AVX2_ROWS`] rows of `x` per widened weight block; `x` stays f32.
+    Avx2,
     /// Portable scalar loop; `x` stays f32.
     Scalar,
 }
@@ -70,6 +81,8 @@ impl Bf16Path {
             Bf16Path::DpBf16
         } else if kernels.avx512 {
             Bf16Path::MatVec
+        } else if kernels.avx2 {
+            Bf16Path::Avx2
         } else {
             Bf16Path::Scalar
         }
@@ -92,10 +105,11 @@ pub fn bf16_kernels() -> Bf16Kernels {
             let bf16 = avx512 && std::arch::is_x86_feature_detected!("avx512bf16");
             let amx = bf16 && std::env::var("VLM_NO_AMX").is_err() && x86::amx_available();
             let dpbf16 = bf16 && std::env::var("VLM_NO_DPBF16").is_err();
-            Bf16Kernels { avx512, amx, dpbf16 }
+            let avx2 = std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
+            Bf16Kernels { avx512, amx, dpbf16, avx2 }
         }
         #[cfg(not(target_arch = "x86_64"))]
-        Bf16Kernels { avx512: false, amx: false, dpbf16: false }
+        Bf16Kernels { avx512: false, amx: false, dpbf16: false, avx2: false }
     })
 }
 
@@ -229,6 +243,14 @@ fn gemm_bf16_on(kernels: Bf16Kernels, x: &[f32], w: &[bf16], y: &mut [f32], m: u
             });
             return;
         }
+        Bf16Path::Avx2 => {
+            let xs = x86::split_even_odd_16(x, m, k);
+            split(n, 8, threads).into_par_iter().for_each(|(n0, n1)| {
+                // SAFETY: AVX2 and FMA detected; ranges are disjoint; buffers sized above.
+                unsafe { x86::dot_rows_avx2(&xs, x, w, out, m, n, k, n0, n1) }
+            });
+            return;
+        }
         Bf16Path::Scalar => {}
     }
     let _ = path;
@@ -308,6 +330,77 @@ mod x86 {
             }
         }
         out
+    }
+
+    /// `x` (m, k) split per 16-element block into its 8 even then 8 odd elements (the order in which
+    /// a 256-bit load of 16 bf16 widens: low halves of the 32-bit lanes, then high halves); the tail
+    /// k % 16 is not copied.
+    pub(super) fn split_even_odd_16(x: &[f32], m: usize, k: usize) -> Vec<f32> {
+        let kb = k / 16;
+        let mut out = vec![0f32; m * kb * 16];
+        for i in 0..m {
+            for b in 0..kb {
+                let src = &x[i * k + 16 * b..i * k + 16 * b + 16];
+                let dst = &mut out[(i * kb + b) * 16..(i * kb + b) * 16 + 16];
+                for c in 0..8 {
+                    dst[c] = src[2 * c];
+                    dst[8 + c] = src[2 * c + 1];
+                }
+            }
+        }
+        out
+    }
+
+    /// AVX2 kernel: y[i][j] = Σ_k x[i][k]·w[j][k] for i < m, j in n0..n1. For each weight row and each
+    /// chunk of up to [`super::AVX2_ROWS`] rows of `x`, every 16-weight block is loaded and widened
+    /// once (even elements: the low bf16 of each 32-bit lane shifted up; odd: the high one masked) and
+    /// multiplied into every row of the chunk, two accumulators per row; the k % 16 tail is scalar.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn dot_rows_avx2(
+        xs: &[f32],
+        x: &[f32],
+        w: &[bf16],
+        y: OutPtr,
+        m: usize,
+        n: usize,
+        k: usize,
+        n0: usize,
+        n1: usize,
+    ) {
+        const R: usize = super::AVX2_ROWS;
+        let kb = k / 16;
+        let wp = w.as_ptr() as *const u16;
+        let hi_mask = _mm256_set1_epi32(0xFFFF_0000u32 as i32);
+        for j in n0..n1 {
+            let row = wp.add(j * k);
+            let mut i0 = 0;
+            while i0 < m {
+                let rows = (m - i0).min(R);
+                let mut acc = [[_mm256_setzero_ps(); 2]; R];
+                for b in 0..kb {
+                    let v = _mm256_loadu_si256(row.add(16 * b) as *const __m256i);
+                    let even = _mm256_castsi256_ps(_mm256_slli_epi32::<16>(v));
+                    let odd = _mm256_castsi256_ps(_mm256_and_si256(v, hi_mask));
+                    for (r, a) in acc.iter_mut().enumerate().take(rows) {
+                        let xr = xs.as_ptr().add(((i0 + r) * kb + b) * 16);
+                        a[0] = _mm256_fmadd_ps(even, _mm256_loadu_ps(xr), a[0]);
+                        a[1] = _mm256_fmadd_ps(odd, _mm256_loadu_ps(xr.add(8)), a[1]);
+                    }
+                }
+                for (r, a) in acc.iter().enumerate().take(rows) {
+                    let i = i0 + r;
+                    let sum = _mm256_add_ps(a[0], a[1]);
+                    let hi = _mm256_extractf128_ps::<1>(sum);
+                    let quad = _mm_add_ps(_mm256_castps256_ps128(sum), hi);
+                    let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
+                    let single = _mm_add_ss(pair, _mm_shuffle_ps::<0b01>(pair, pair));
+                    let tail: f32 = (16 * kb..k).map(|c| x[i * k + c] * w[j * k + c].to_f32()).sum();
+                    *y.0.add(i * n + j) = _mm_cvtss_f32(single) + tail;
+                }
+                i0 += rows;
+            }
+        }
     }
 
     /// Mat-vec kernel: y[i][j] = Σ_k x[i][k]·w[j][k] for all i < m, j in n0..n1, one weight row at a
@@ -793,11 +886,12 @@ mod tests {
     #[test]
     fn matches_f64_reference_on_every_path() {
         let here = bf16_kernels();
-        let none = Bf16Kernels { avx512: false, amx: false, dpbf16: false };
+        let none = Bf16Kernels { avx512: false, amx: false, dpbf16: false, avx2: false };
         let forced = [
             ("AMX", here.amx, here),
             ("AVX512-BF16", here.dpbf16, Bf16Kernels { amx: false, ..here }),
             ("AVX-512 mat-vec", here.avx512, Bf16Kernels { amx: false, dpbf16: false, ..here }),
+            ("AVX2", here.avx2, Bf16Kernels { avx2: here.avx2, ..none }),
             ("scalar", true, none),
         ];
         for (name, available, kernels) in forced {
@@ -831,7 +925,7 @@ mod tests {
 
     #[test]
     fn path_choice_follows_the_tile_constraints() {
-        let all = Bf16Kernels { avx512: true, amx: true, dpbf16: true };
+        let all = Bf16Kernels { avx512: true, amx: true, dpbf16: true, avx2: true };
         let no_amx = Bf16Kernels { amx: false, ..all };
         assert_eq!(Bf16Path::choose(all, 16, 32, 64), Bf16Path::Amx);
         assert_eq!(Bf16Path::choose(all, 16, 32, 66), Bf16Path::DpBf16); // K not a multiple of 32
@@ -839,8 +933,11 @@ mod tests {
         assert_eq!(Bf16Path::choose(no_amx, 15, 32, 64), Bf16Path::MatVec);
         assert_eq!(Bf16Path::choose(no_amx, 16, 40, 64), Bf16Path::MatVec); // N not a multiple of 16
         assert_eq!(Bf16Path::choose(no_amx, 16, 32, 63), Bf16Path::MatVec); // K odd
-        let none = Bf16Kernels { avx512: false, amx: false, dpbf16: false };
+        let none = Bf16Kernels { avx512: false, amx: false, dpbf16: false, avx2: false };
         assert_eq!(Bf16Path::choose(none, 64, 64, 64), Bf16Path::Scalar);
+        let avx2 = Bf16Kernels { avx2: true, ..none };
+        assert_eq!(Bf16Path::choose(avx2, 1, 64, 64), Bf16Path::Avx2);
+        assert_eq!(Bf16Path::choose(avx2, 64, 64, 64), Bf16Path::Avx2);
         // The f64 comparison above runs this CPU's paths; say which, so a log shows the coverage.
         eprintln!("bf16 kernels here: {:?}", bf16_kernels());
     }
