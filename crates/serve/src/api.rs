@@ -258,3 +258,15 @@ pub struct AssistantMessage {
     /// The text.
     pub content: String,
 }
+
+/// A conversation as the templates write it: an optional system prompt (replacing the template's),
+/// earlier (user, assistant) exchanges, and the question now asked.
+#[derive(Debug, Clone, Default)]
+pub struct Dialogue {
+    /// The request's `system` / `developer` messages, joined; `None` keeps the template's own.
+    pub system: Option<String>,
+    /// Earlier exchanges, in order.
+    pub history: Vec<(String, String)>,
+    /// The last user message: what is asked now (also the text QueCC's query embedding reads).
+    pub question: String,
+}

@@ -16,7 +16,8 @@ use serde_json::json;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::api::{
-    AssistantMessage, BudgetChoice, ChatRequest, ChatResponse, Choice, Content, Part, ServedInfo, Stop, Usage,
+    AssistantMessage, BudgetChoice, ChatRequest, ChatResponse, Choice, Content, Dialogue, Message, Part, ServedInfo,
+    Stop, Usage,
 };
 use crate::budget::{Budget, Candidate};
 use crate::error::ApiError;
@@ -52,7 +53,7 @@ impl Drop for RequestGuard {
 /// The validated request, ready to queue.
 struct Prepared {
     model: usize,
-    question: String,
+    dialogue: Dialogue,
     image: Option<(String, String)>,
     plan: VisualPlan,
     budget: Option<BudgetChoice>,
@@ -108,7 +109,7 @@ async fn handle(
     };
     let info = &state.models[p.model];
     let prompt =
-        info.prompt(&p.question, image.is_some()).map_err(|e| ApiError::from_engine(&e).with_param("messages"))?;
+        info.prompt(&p.dialogue, image.is_some()).map_err(|e| ApiError::from_engine(&e).with_param("messages"))?;
     let v = if image.is_some() { p.plan.entering_tokens(&state.models[p.model].native) } else { 0 };
     let input_len = prompt.text_len() + v;
     if input_len > info.context {
@@ -126,7 +127,7 @@ async fn handle(
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let job = Job {
         model: p.model,
-        question: p.question.clone(),
+        question: p.dialogue.question.clone(),
         prompt,
         image,
         plan: p.plan.clone(),
@@ -202,8 +203,7 @@ fn parse(body: &[u8]) -> Result<ChatRequest, ApiError> {
 }
 
 fn prepare(state: &AppState, req: &ChatRequest) -> Result<Prepared, ApiError> {
-    // The conversation: one user message (the engine's templates are single-turn with one image).
-    let (question, image) = conversation(req)?;
+    let (dialogue, image) = conversation(req)?;
     let max_new_tokens = match req.max_completion_tokens.or(req.max_tokens) {
         Some(n) if n < 1 => {
             let param = if req.max_completion_tokens.is_some() { "max_completion_tokens" } else { "max_tokens" };
@@ -305,7 +305,7 @@ fn prepare(state: &AppState, req: &ChatRequest) -> Result<Prepared, ApiError> {
             for &i in &scope {
                 let m = &state.models[i];
                 let q =
-                    m.prompt(&question, true).map_err(|e| ApiError::from_engine(&e).with_param("messages"))?.text_len();
+                    m.prompt(&dialogue, true).map_err(|e| ApiError::from_engine(&e).with_param("messages"))?.text_len();
                 cands.push(Candidate { llm_params: m.llm_params, text_tokens: q, native: &m.native });
             }
             let pick = planner.pick(budget, &cands, method)?;
@@ -338,7 +338,7 @@ fn prepare(state: &AppState, req: &ChatRequest) -> Result<Prepared, ApiError> {
     };
     Ok(Prepared {
         model,
-        question,
+        dialogue,
         image,
         plan,
         budget,
@@ -356,30 +356,10 @@ fn model_ids(state: &AppState) -> String {
     state.models.iter().map(|m| format!("`{}`", m.id)).collect::<Vec<_>>().join(", ")
 }
 
-/// The question and the image URL (with its param path) of a single-turn conversation.
-fn conversation(req: &ChatRequest) -> Result<(String, Option<(String, String)>), ApiError> {
-    if req.messages.is_empty() {
-        return Err(ApiError::invalid_param("invalid_value", "messages", "messages must not be empty"));
-    }
-    for (i, m) in req.messages.iter().enumerate() {
-        if !matches!(m.role.as_str(), "system" | "developer" | "user" | "assistant" | "tool") {
-            return Err(ApiError::invalid_param(
-                "invalid_value",
-                format!("messages[{i}].role"),
-                format!("unknown role `{}`", m.role),
-            ));
-        }
-    }
-    if req.messages.len() != 1 || req.messages[0].role != "user" {
-        return Err(ApiError::invalid_param(
-            "unsupported_conversation",
-            "messages",
-            "this server answers single-turn conversations: exactly one `user` message (the LLaVA templates \
-             vicuna_v1 / qwen_1_5 carry their own system prompt)",
-        ));
-    }
-    let content = req.messages[0].content.as_ref().ok_or_else(|| {
-        ApiError::invalid_param("invalid_value", "messages[0].content", "the user message has no content")
+/// The text of message `i`'s content and the image URL (with its param path) it carries, if any.
+fn message_parts(m: &Message, i: usize) -> Result<(String, Option<(String, String)>), ApiError> {
+    let content = m.content.as_ref().ok_or_else(|| {
+        ApiError::invalid_param("invalid_value", format!("messages[{i}].content"), "the message has no content")
     })?;
     let mut texts = vec![];
     let mut image = None;
@@ -393,31 +373,105 @@ fn conversation(req: &ChatRequest) -> Result<(String, Option<(String, String)>),
                         if image.is_some() {
                             return Err(ApiError::invalid_param(
                                 "too_many_images",
-                                format!("messages[0].content[{j}]"),
+                                format!("messages[{i}].content[{j}]"),
                                 "one image per request: the LLaVA-style models served here take one image",
                             ));
                         }
-                        image = Some((image_url.url.clone(), format!("messages[0].content[{j}].image_url.url")));
+                        image = Some((image_url.url.clone(), format!("messages[{i}].content[{j}].image_url.url")));
                     }
                 }
             }
         }
     }
-    let question = texts.join("\n");
-    if question.contains(engine::text::IMAGE_PLACEHOLDER) {
+    let text = texts.join("\n");
+    if text.contains(engine::text::IMAGE_PLACEHOLDER) {
         return Err(ApiError::invalid_param(
             "invalid_value",
-            "messages[0].content",
+            format!("messages[{i}].content"),
             format!(
                 "the text must not contain `{}`: send the image as an image_url part",
                 engine::text::IMAGE_PLACEHOLDER
             ),
         ));
     }
-    if question.trim().is_empty() {
-        return Err(ApiError::invalid_param("empty_prompt", "messages[0].content", "the user message has no text"));
+    Ok((text, image))
+}
+
+/// The dialogue and the image URL (with its param path) of a conversation: optional `system` /
+/// `developer` messages first, then `user` and `assistant` messages alternating, starting and ending
+/// with `user`; at most one image in all, in a user message (the template puts it in the first user
+/// turn, as LLaVA's `get_prompt` does).
+fn conversation(req: &ChatRequest) -> Result<(Dialogue, Option<(String, String)>), ApiError> {
+    if req.messages.is_empty() {
+        return Err(ApiError::invalid_param("invalid_value", "messages", "messages must not be empty"));
     }
-    Ok((question, image))
+    for (i, m) in req.messages.iter().enumerate() {
+        if !matches!(m.role.as_str(), "system" | "developer" | "user" | "assistant" | "tool") {
+            return Err(ApiError::invalid_param(
+                "invalid_value",
+                format!("messages[{i}].role"),
+                format!("unknown role `{}`", m.role),
+            ));
+        }
+    }
+    let unsupported = |i: usize, why: &str| {
+        ApiError::invalid_param(
+            "unsupported_conversation",
+            format!("messages[{i}]"),
+            format!(
+                "{why}: this server takes optional system messages, then user and assistant messages \
+                 alternating, starting and ending with a user message"
+            ),
+        )
+    };
+    let first_chat = req.messages.iter().position(|m| !matches!(m.role.as_str(), "system" | "developer"));
+    let Some(first_chat) = first_chat else { return Err(unsupported(0, "no user message")) };
+    let mut system = vec![];
+    for (i, m) in req.messages[..first_chat].iter().enumerate() {
+        let (text, image) = message_parts(m, i)?;
+        if image.is_some() {
+            return Err(unsupported(i, "an image in a system message"));
+        }
+        system.push(text);
+    }
+    let mut image = None;
+    let mut texts = vec![];
+    for (i, m) in req.messages.iter().enumerate().skip(first_chat) {
+        let want = if (i - first_chat) % 2 == 0 { "user" } else { "assistant" };
+        if m.role != want {
+            return Err(unsupported(i, &format!("a `{}` message where a `{want}` message belongs", m.role)));
+        }
+        let (text, img) = message_parts(m, i)?;
+        if let Some(img) = img {
+            if m.role != "user" {
+                return Err(unsupported(i, "an image in an assistant message"));
+            }
+            if image.is_some() {
+                return Err(ApiError::invalid_param(
+                    "too_many_images",
+                    format!("messages[{i}]"),
+                    "one image per request: the LLaVA-style models served here take one image",
+                ));
+            }
+            image = Some(img);
+        }
+        texts.push(text);
+    }
+    let last = req.messages.len() - 1;
+    if req.messages[last].role != "user" {
+        return Err(unsupported(last, "the conversation does not end with a user message"));
+    }
+    let question = texts.pop().unwrap_or_default();
+    if question.trim().is_empty() {
+        return Err(ApiError::invalid_param(
+            "empty_prompt",
+            format!("messages[{last}].content"),
+            "the user message has no text",
+        ));
+    }
+    let history = texts.chunks_exact(2).map(|p| (p[0].clone(), p[1].clone())).collect();
+    let system = (!system.is_empty()).then(|| system.join("\n"));
+    Ok((Dialogue { system, history, question }, image))
 }
 
 fn enqueue(state: &AppState, job: Job) -> Result<(), ApiError> {

@@ -50,9 +50,10 @@ pub struct ModelInfo {
 }
 
 impl ModelInfo {
-    /// The templated, tokenised single-turn prompt.
-    pub fn prompt(&self, question: &str, image: bool) -> engine::Result<PromptTokens> {
-        self.tokenizer.tokenize_with_image(&self.template.prompt(question, image))
+    /// The templated, tokenised prompt of a dialogue (`Template::chat_prompt`).
+    pub fn prompt(&self, d: &crate::api::Dialogue, image: bool) -> engine::Result<PromptTokens> {
+        let prompt = self.template.chat_prompt(d.system.as_deref(), &d.history, &d.question, image);
+        self.tokenizer.tokenize_with_image(&prompt)
     }
 }
 

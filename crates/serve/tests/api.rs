@@ -416,3 +416,31 @@ fn concurrent_requests_share_decode_steps_and_answer_as_alone() {
     assert!(s.metric("vlmscale_decode_batch_max").unwrap() >= 3.0, "the llava15_llama requests shared steps");
     assert!(rows > steps, "mean batch {rows}/{steps} above one");
 }
+
+/// Multi-turn: a system message and an earlier exchange are written as LLaVA's `get_prompt` writes
+/// them (the image in the first user turn): the prompt's text-token count equals that of the string
+/// spelt out here by hand, tokenised by the model's tokenizer.
+#[test]
+fn multi_turn_conversations_use_the_templates_history() {
+    let s = TestServer::start(both_models());
+    let req = json!({
+        "model": "llava15_llama",
+        "messages": [
+            {"role": "system", "content": "Answer briefly."},
+            {"role": "user", "content": [{"type": "text", "text": QUESTION}, {"type": "image_url", "image_url": {"url": image_url()}}]},
+            {"role": "assistant", "content": "A cat."},
+            {"role": "user", "content": "What colour is it?"},
+        ],
+        "max_tokens": 4,
+        "temperature": 0,
+    });
+    let r = s.chat(&req);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let j = r.json();
+    let tokenizer = engine::text::TextTokenizer::from_file(&fixture("llava15_llama").join("tokenizer.json")).unwrap();
+    let want =
+        format!("Answer briefly. USER: <image>\n{QUESTION} ASSISTANT: A cat.</s>USER: What colour is it? ASSISTANT:");
+    let q = tokenizer.tokenize_with_image(&want).unwrap().text_len() as u64;
+    assert_eq!(j["vlmscale"]["text_tokens"].as_u64().unwrap(), q, "Q of the hand-written prompt");
+    assert_eq!(j["vlmscale"]["visual_tokens"], 64);
+}

@@ -1,4 +1,4 @@
-//! Conversation templates of the LLaVA family (single turn, generation prompt appended).
+//! Conversation templates of the LLaVA family (single or multi-turn, generation prompt appended).
 //!
 //! Sources: LLaVA `llava/conversation.py` (`conv_vicuna_v1`, also in the authors' repository
 //! locuslab/llava-token-compression) and LLaVA-NeXT `llava/conversation.py` (`conv_qwen`, registered
@@ -61,20 +61,55 @@ impl Template {
     /// placeholder, as LLaVA's `preprocess_multimodal` (`llava/train/train.py`) and
     /// `model_vqa_science.py` treat a user-typed `<image>`.
     pub fn prompt(&self, question: &str, image: bool) -> String {
-        let user = if !image {
-            question.to_string()
-        } else if question.contains(IMAGE_PLACEHOLDER) {
-            format!("{IMAGE_PLACEHOLDER}\n{}", question.replace(IMAGE_PLACEHOLDER, "").trim())
-        } else {
-            format!("{IMAGE_PLACEHOLDER}\n{question}")
+        self.chat_prompt(None, &[], question, image)
+    }
+
+    /// A multi-turn prompt, as LLaVA's `Conversation.get_prompt` writes one: the system prompt
+    /// (`system`, or the template's own), the earlier `(user, assistant)` exchanges of `history`, then
+    /// `question` and the opening of the assistant's answer. With `image`, the *first* user message
+    /// carries `"<image>\n"` (LLaVA puts the image in the first turn), treated as in [`Self::prompt`].
+    /// `vicuna_v1` (`SeparatorStyle.TWO`): `system + " "`, then `"USER: " + msg + " "` and
+    /// `"ASSISTANT: " + msg + "</s>"` alternately, ending in `"ASSISTANT:"`. `qwen_1_5`
+    /// (`SeparatorStyle.CHATML`): `"<|im_start|>" + role + "\n" + msg + "<|im_end|>\n"` per message,
+    /// ending in `"<|im_start|>assistant\n"`.
+    pub fn chat_prompt(
+        &self,
+        system: Option<&str>,
+        history: &[(String, String)],
+        question: &str,
+        image: bool,
+    ) -> String {
+        let with_image = |text: &str| {
+            if text.contains(IMAGE_PLACEHOLDER) {
+                format!("{IMAGE_PLACEHOLDER}\n{}", text.replace(IMAGE_PLACEHOLDER, "").trim())
+            } else {
+                format!("{IMAGE_PLACEHOLDER}\n{text}")
+            }
         };
+        let mut users: Vec<String> = history.iter().map(|(u, _)| u.clone()).chain([question.to_string()]).collect();
+        if image {
+            users[0] = with_image(&users[0]);
+        }
+        let question = users.pop().unwrap_or_default();
         match self {
-            // SeparatorStyle.TWO: system + sep, "USER: " + msg + sep, then "ASSISTANT:".
-            Self::VicunaV1 => format!("{VICUNA_V1_SYSTEM} USER: {user} ASSISTANT:"),
-            // SeparatorStyle.CHATML: system + sep + "\n", role + "\n" + msg + sep + "\n", role + "\n".
-            Self::Qwen15 => format!(
-                "<|im_start|>system\n{QWEN_1_5_SYSTEM}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
-            ),
+            Self::VicunaV1 => {
+                let mut out = format!("{} ", system.unwrap_or(VICUNA_V1_SYSTEM));
+                for (user, (_, answer)) in users.iter().zip(history) {
+                    out.push_str(&format!("USER: {user} ASSISTANT: {answer}</s>"));
+                }
+                out.push_str(&format!("USER: {question} ASSISTANT:"));
+                out
+            }
+            Self::Qwen15 => {
+                let mut out = format!("<|im_start|>system\n{}<|im_end|>\n", system.unwrap_or(QWEN_1_5_SYSTEM));
+                for (user, (_, answer)) in users.iter().zip(history) {
+                    out.push_str(&format!(
+                        "<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n{answer}<|im_end|>\n"
+                    ));
+                }
+                out.push_str(&format!("<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n"));
+                out
+            }
         }
     }
 
@@ -92,6 +127,31 @@ impl Template {
         match self {
             Self::VicunaV1 => &["</s>"],
             Self::Qwen15 => &["<|im_end|>", "<|endoftext|>"],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Expected strings written out by hand from LLaVA's `Conversation.get_prompt` (`conv_vicuna_v1`:
+    /// SeparatorStyle.TWO, sep " ", sep2 "</s>"; `conv_qwen`: CHATML, sep "<|im_end|>").
+    #[test]
+    fn multi_turn_prompts_follow_get_prompt() {
+        let history = vec![("What is it?".to_string(), "A cat.".to_string())];
+        assert_eq!(
+            Template::VicunaV1.chat_prompt(None, &history, "What colour?", true),
+            format!("{VICUNA_V1_SYSTEM} USER: <image>\nWhat is it? ASSISTANT: A cat.</s>USER: What colour? ASSISTANT:")
+        );
+        assert_eq!(
+            Template::Qwen15.chat_prompt(Some("Be brief."), &history, "What colour?", false),
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nWhat is it?<|im_end|>\n\
+             <|im_start|>assistant\nA cat.<|im_end|>\n<|im_start|>user\nWhat colour?<|im_end|>\n<|im_start|>assistant\n"
+        );
+        // One turn is the single-turn prompt.
+        for t in [Template::VicunaV1, Template::Qwen15] {
+            assert_eq!(t.chat_prompt(None, &[], "Why?", true), t.prompt("Why?", true));
         }
     }
 }
