@@ -74,6 +74,11 @@ pub struct ServeConfig {
     /// Start with the worker held until [`Server::release_worker`] (tests use it to fix what is
     /// queued and in flight at a given moment).
     pub hold_worker: bool,
+    /// A connection must deliver a request's complete header within this, else it is closed
+    /// (slow-header clients, "slowloris", cannot hold connections open).
+    pub header_timeout: Duration,
+    /// Open connections at most; further clients wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 impl ServeConfig {
@@ -91,6 +96,8 @@ impl ServeConfig {
             shutdown_grace: Duration::from_secs(30),
             default_max_tokens: 256,
             hold_worker: false,
+            header_timeout: Duration::from_secs(10),
+            max_connections: 512,
         }
     }
 }
@@ -124,6 +131,8 @@ pub struct Server {
     worker: std::thread::JoinHandle<()>,
     gate: Arc<Gate>,
     grace: Duration,
+    header_timeout: Duration,
+    max_connections: usize,
 }
 
 impl Server {
@@ -193,7 +202,14 @@ impl Server {
             next_id: AtomicU64::new(0),
             decode_slots: tokio::sync::Semaphore::new(DECODE_SLOTS),
         });
-        Ok(Self { state, worker, gate, grace: config.shutdown_grace })
+        Ok(Self {
+            state,
+            worker,
+            gate,
+            grace: config.shutdown_grace,
+            header_timeout: config.header_timeout,
+            max_connections: config.max_connections.max(1),
+        })
     }
 
     /// Ids of the served models.
@@ -224,7 +240,7 @@ impl Server {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
-        let Server { state, worker, gate, grace } = self;
+        let Server { state, worker, gate, grace, header_timeout, max_connections } = self;
         let app = router(state.clone());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (force_tx, force_rx) = tokio::sync::oneshot::channel::<()>();
@@ -244,11 +260,40 @@ impl Server {
             let _ = force_tx.send(());
         });
         let graceful = async {
-            axum::serve(listener, app.into_make_service())
-                .with_graceful_shutdown(async {
-                    let _ = stop_rx.await;
-                })
-                .await
+            // HTTP/1 connections with a header-read timeout, at most `max_connections` at once; on
+            // the stop signal the listener closes and open connections end after their request.
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout);
+            let watcher = hyper_util::server::graceful::GracefulShutdown::new();
+            let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
+            let mut stop_rx = stop_rx;
+            loop {
+                let permit = tokio::select! {
+                    p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+                    _ = &mut stop_rx => break,
+                };
+                let stream = tokio::select! {
+                    r = listener.accept() => match r {
+                        Ok((stream, _)) => stream,
+                        Err(e) => {
+                            // Out of file descriptors and the like: wait instead of spinning.
+                            tracing::warn!("accept failed: {e}");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    },
+                    _ = &mut stop_rx => break,
+                };
+                let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                let conn = watcher.watch(http.serve_connection(hyper_util::rt::TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                    drop(permit);
+                });
+            }
+            drop(listener);
+            watcher.shutdown().await;
+            Ok::<(), std::io::Error>(())
         };
         let served = tokio::select! {
             r = graceful => r,

@@ -479,3 +479,34 @@ fn requests_still_running_after_the_shutdown_grace_are_cut() {
         assert_error(&parse_response(&raw), 503, "shutting_down");
     }
 }
+
+/// Slow clients ("slowloris"): a connection that sends nothing, and one that sends half a header
+/// and stalls, are closed once the header timeout passes, while other clients are served meanwhile.
+#[test]
+fn connections_that_stall_in_the_header_are_closed() {
+    let config =
+        ServeConfig { header_timeout: Duration::from_millis(800), ..ServeConfig::new(vec![fixture("quecc_qwen2")]) };
+    let s = TestServer::start(config);
+    let mut silent = TcpStream::connect(s.addr).unwrap();
+    let mut partial = TcpStream::connect(s.addr).unwrap();
+    partial.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: app").unwrap();
+    // Served while the two stall.
+    still_serving(&s);
+    let t0 = std::time::Instant::now();
+    for stream in [&mut silent, &mut partial] {
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 512];
+        // Closed by the server: EOF (possibly after a 408 response) or a reset, not a read timeout.
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                Err(e) => panic!("the stalled connection was not closed: {e}"),
+            }
+        }
+    }
+    let waited = t0.elapsed();
+    assert!(waited < Duration::from_secs(8), "closed after {waited:?}");
+    still_serving(&s);
+}

@@ -57,6 +57,13 @@ pub struct Args {
     /// After SIGTERM, seconds in-flight requests may take to finish.
     #[arg(long, default_value_t = 30.0)]
     pub shutdown_grace: f64,
+    /// Seconds a connection has to send a request's complete header before it is closed (slow
+    /// clients cannot hold connections open).
+    #[arg(long, default_value_t = 10.0)]
+    pub header_timeout: f64,
+    /// Open connections at most; more clients wait in the listen backlog.
+    #[arg(long, default_value_t = 512)]
+    pub max_connections: usize,
     /// max_tokens of a request that gives none.
     #[arg(long, default_value_t = 256)]
     pub default_max_tokens: usize,
@@ -86,6 +93,11 @@ pub fn run(a: Args) -> Result<()> {
         queue_capacity: a.queue,
         request_timeout: seconds("--request-timeout", a.request_timeout)?,
         shutdown_grace: seconds("--shutdown-grace", a.shutdown_grace)?,
+        header_timeout: seconds("--header-timeout", a.header_timeout)?,
+        max_connections: match a.max_connections {
+            0 => return Err(super::UsageError("--max-connections must be at least 1".into()).into()),
+            n => n,
+        },
         default_max_tokens: a.default_max_tokens,
         ..ServeConfig::new(a.model)
     };
