@@ -10,8 +10,9 @@
 //! [`metrics`] (Prometheus text), [`error`] (OpenAI-style errors).
 //!
 //! Concurrency: tokio serves HTTP; one OS thread ([`worker::run`]) owns the models and generates up
-//! to [`worker::MAX_RUNNING`] requests with interleaved decode steps, fed by a bounded queue (429
-//! with `Retry-After` when full). On the shutdown
+//! to [`worker::MAX_RUNNING`] requests, their decode steps batched (continuous batching), fed by a
+//! bounded queue (429 with `Retry-After` when full). Connections must send a request's header within
+//! [`ServeConfig::header_timeout`]. On the shutdown
 //! signal the server answers new requests with 503, lets in-flight ones finish (up to a grace
 //! period), then stops.
 pub mod api;
