@@ -150,16 +150,30 @@ fn run(path: QuantPath, w: &QuantMatrix, act: &ActQ8, y: &mut [f32], threads: us
                     }
                     #[cfg(target_arch = "x86_64")]
                     (Blocks::Q8_0(b), QuantPath::Avx2) => {
-                        for i in c0..c1 {
-                            // SAFETY: AVX2/FMA/F16C available (checked).
-                            put(i, unsafe { super::x86::dot_q8_0_avx2(&b[j * kb..(j + 1) * kb], act, i) });
+                        let row = &b[j * kb..(j + 1) * kb];
+                        // SAFETY: AVX2/FMA/F16C available (checked); rows4 reads rows c0..c1 only.
+                        unsafe {
+                            rows4(
+                                c0,
+                                c1,
+                                &put,
+                                |i| super::x86::dot_q8_0_avx2_rows::<4>(row, act, i),
+                                |i| super::x86::dot_q8_0_avx2(row, act, i),
+                            )
                         }
                     }
                     #[cfg(target_arch = "x86_64")]
                     (Blocks::Q4_0(b), QuantPath::Avx2) => {
-                        for i in c0..c1 {
-                            // SAFETY: as above.
-                            put(i, unsafe { super::x86::dot_q4_0_avx2(&b[j * kb..(j + 1) * kb], act, i) });
+                        let row = &b[j * kb..(j + 1) * kb];
+                        // SAFETY: as above.
+                        unsafe {
+                            rows4(
+                                c0,
+                                c1,
+                                &put,
+                                |i| super::x86::dot_q4_0_avx2_rows::<4>(row, act, i),
+                                |i| super::x86::dot_q4_0_avx2(row, act, i),
+                            )
                         }
                     }
                     (Blocks::Q8_0(b), _) => {

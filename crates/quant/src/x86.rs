@@ -78,6 +78,71 @@ pub(crate) unsafe fn dot_q4_0_avx2(w: &[BlockQ4_0], a: &ActQ8, i: usize) -> f32 
     hsum256(_mm256_add_ps(acc[0], acc[1]))
 }
 
+/// [`dot_q8_0_avx2`] of activation rows i..i + R against one weight row: each weight block is loaded
+/// and its sign split once for the R rows (batched decode, short prefills); every row's sum is
+/// accumulated exactly as the one-row kernel accumulates it, so the results are identical.
+///
+/// # Safety
+/// As [`dot_q8_0_avx2`], for activation rows i..i + R.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn dot_q8_0_avx2_rows<const R: usize>(w: &[BlockQ8_0], a: &ActQ8, i: usize) -> [f32; R] {
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [[_mm256_setzero_ps(); 2]; R];
+    for (b2, pair) in w.chunks(2).enumerate() {
+        for (h, blk) in pair.iter().enumerate() {
+            let b = 2 * b2 + h;
+            let wv = _mm256_loadu_si256(blk.qs.as_ptr() as *const __m256i);
+            let wabs = _mm256_sign_epi8(wv, wv);
+            let dw = f16_to_f32(blk.d.to_bits());
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let row = i + r;
+                let av = _mm256_loadu_si256(a.qs.as_ptr().add((row * a.kp + b) * QK) as *const __m256i);
+                let p32 = _mm256_madd_epi16(_mm256_maddubs_epi16(wabs, _mm256_sign_epi8(av, wv)), ones);
+                let s = _mm256_set1_ps(dw * a.d[row * a.kp + b]);
+                acc[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), s, acc[h]);
+            }
+        }
+    }
+    let mut out = [0f32; R];
+    for (o, acc) in out.iter_mut().zip(acc) {
+        *o = hsum256(_mm256_add_ps(acc[0], acc[1]));
+    }
+    out
+}
+
+/// [`dot_q4_0_avx2`] of activation rows i..i + R against one weight row, each block's nibbles
+/// unpacked once for the R rows; per-row accumulation as in the one-row kernel (identical results).
+///
+/// # Safety
+/// As [`dot_q4_0_avx2`], for activation rows i..i + R.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn dot_q4_0_avx2_rows<const R: usize>(w: &[BlockQ4_0], a: &ActQ8, i: usize) -> [f32; R] {
+    let ones = _mm256_set1_epi16(1);
+    let low = _mm256_set1_epi8(0x0F);
+    let mut acc = [[_mm256_setzero_ps(); 2]; R];
+    for (b2, pair) in w.chunks(2).enumerate() {
+        for (h, blk) in pair.iter().enumerate() {
+            let b = 2 * b2 + h;
+            let t = _mm_loadu_si128(blk.qs.as_ptr() as *const __m128i);
+            let q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16::<4>(t), t), low);
+            let dw = f16_to_f32(blk.d.to_bits());
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let row = i + r;
+                let av = _mm256_loadu_si256(a.qs.as_ptr().add((row * a.kp + b) * QK) as *const __m256i);
+                let p32 = _mm256_madd_epi16(_mm256_maddubs_epi16(q, av), ones);
+                let p32 = _mm256_add_epi32(p32, _mm256_setr_epi32(-8 * a.sum[row * a.kp + b], 0, 0, 0, 0, 0, 0, 0));
+                let s = _mm256_set1_ps(dw * a.d[row * a.kp + b]);
+                acc[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), s, acc[h]);
+            }
+        }
+    }
+    let mut out = [0f32; R];
+    for (o, acc) in out.iter_mut().zip(acc) {
+        *o = hsum256(_mm256_add_ps(acc[0], acc[1]));
+    }
+    out
+}
+
 /// Activation data laid out for the AVX-512 kernels, per row and per pair of blocks (b, b + 1):
 /// `scale` = [d_b ×8, d_(b+1) ×8] and `bias` = [−c·Σa_b, 0 ×7, −c·Σa_(b+1), 0 ×7], where c is the
 /// weights' unsigned offset (128 for Q8_0 stored as value + 128, 8 for Q4_0 nibbles).

@@ -184,3 +184,27 @@ fn bad_shapes_are_errors_naming_the_tensor() {
         }
     }
 }
+
+/// Several rows at once (a batched decode step) give each row exactly what it gets alone, on every
+/// path this CPU runs: the multi-row kernels share the weight block, not the arithmetic order.
+#[test]
+fn rows_together_equal_rows_alone_on_every_path() {
+    let (n, k) = (37, 320);
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let w = random(&mut rng, n * k, 1.0);
+    for fmt in [QuantFormat::Q8_0, QuantFormat::Q4_0] {
+        let wm = QuantMatrix::from_f32("w", fmt, n, k, &w).unwrap();
+        for path in QuantPath::ALL.into_iter().filter(|p| p.available()) {
+            for m in [4, 7, 9] {
+                let x = random(&mut rng, m * k, 2.0);
+                let mut together = vec![0f32; m * n];
+                matmul_with(path, &wm, &x, m, &mut together, 1).unwrap();
+                for i in 0..m {
+                    let mut alone = vec![0f32; n];
+                    matmul_with(path, &wm, &x[i * k..(i + 1) * k], 1, &mut alone, 1).unwrap();
+                    assert_eq!(&together[i * n..(i + 1) * n], &alone[..], "{fmt} {path} m {m} row {i}");
+                }
+            }
+        }
+    }
+}
