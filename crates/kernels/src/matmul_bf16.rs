@@ -32,6 +32,7 @@ use half::bf16;
 use rayon::prelude::*;
 use std::sync::OnceLock;
 
+use crate::threads::split_ranges;
 use crate::{Error, Result};
 
 /// Rows of `x` the AVX2 kernel multiplies by one widened weight block (8 f32 accumulators per pair of
@@ -219,7 +220,7 @@ fn gemm_bf16_on(kernels: Bf16Kernels, x: &[f32], w: &[bf16], y: &mut [f32], m: u
         Bf16Path::Amx => {
             let xp = x86::pack_x(x, m, k);
             // Column ranges in multiples of 32 (one pair of 16-row weight tiles).
-            let ranges = split(n, 32, threads);
+            let ranges = split_ranges(n, 32, threads);
             ranges.into_par_iter().for_each(|(n0, n1)| {
                 // SAFETY: AMX was detected and permitted; ranges are disjoint; buffers sized above.
                 unsafe { x86::amx_gemm(&xp, w, out, m, n, k, n0, n1) }
@@ -228,7 +229,7 @@ fn gemm_bf16_on(kernels: Bf16Kernels, x: &[f32], w: &[bf16], y: &mut [f32], m: u
         }
         Bf16Path::DpBf16 => {
             let xp = x86::pack_x_pairs(x, m, k);
-            let ranges = split(n, 16 * x86::DP_PANELS, threads);
+            let ranges = split_ranges(n, 16 * x86::DP_PANELS, threads);
             ranges.into_par_iter().for_each(|(n0, n1)| {
                 // SAFETY: AVX512-BF16 detected; ranges are disjoint multiples of 16; buffers sized above.
                 unsafe { x86::dp_gemm(&xp, w, out, m, n, k, n0, n1) }
@@ -237,7 +238,7 @@ fn gemm_bf16_on(kernels: Bf16Kernels, x: &[f32], w: &[bf16], y: &mut [f32], m: u
         }
         Bf16Path::MatVec => {
             let xs = x86::split_even_odd(x, m, k);
-            split(n, 16, threads).into_par_iter().for_each(|(n0, n1)| {
+            split_ranges(n, 16, threads).into_par_iter().for_each(|(n0, n1)| {
                 // SAFETY: AVX-512F detected; ranges are disjoint; buffers sized above.
                 unsafe { x86::dot_rows(&xs, x, w, out, m, n, k, n0, n1) }
             });
@@ -245,7 +246,7 @@ fn gemm_bf16_on(kernels: Bf16Kernels, x: &[f32], w: &[bf16], y: &mut [f32], m: u
         }
         Bf16Path::Avx2 => {
             let xs = x86::split_even_odd_16(x, m, k);
-            split(n, 8, threads).into_par_iter().for_each(|(n0, n1)| {
+            split_ranges(n, 8, threads).into_par_iter().for_each(|(n0, n1)| {
                 // SAFETY: AVX2 and FMA detected; ranges are disjoint; buffers sized above.
                 unsafe { x86::dot_rows_avx2(&xs, x, w, out, m, n, k, n0, n1) }
             });
@@ -254,17 +255,7 @@ fn gemm_bf16_on(kernels: Bf16Kernels, x: &[f32], w: &[bf16], y: &mut [f32], m: u
         Bf16Path::Scalar => {}
     }
     let _ = path;
-    split(n, 16, threads).into_par_iter().for_each(|(n0, n1)| dot_rows_scalar(x, w, out, m, n, k, n0, n1));
-}
-
-/// Splits `0..n` into at most `parts` ranges whose starts are multiples of `align`.
-pub(crate) fn split(n: usize, align: usize, parts: usize) -> Vec<(usize, usize)> {
-    let blocks = n.div_ceil(align);
-    let parts = parts.clamp(1, blocks.max(1));
-    (0..parts)
-        .map(|p| ((blocks * p / parts * align).min(n), (blocks * (p + 1) / parts * align).min(n)))
-        .filter(|(a, b)| a < b)
-        .collect()
+    split_ranges(n, 16, threads).into_par_iter().for_each(|(n0, n1)| dot_rows_scalar(x, w, out, m, n, k, n0, n1));
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -317,38 +308,31 @@ mod x86 {
     /// out[(i·k/32 + b)·32 + c] = x[i][32b + 2c] for c < 16, x[i][32b + 2(c−16) + 1] for c ≥ 16.
     /// The last k % 32 columns are not included (the kernels handle them separately).
     pub(super) fn split_even_odd(x: &[f32], m: usize, k: usize) -> Vec<f32> {
-        let kb = k / 32;
-        let mut out = vec![0f32; m * kb * 32];
+        split_even_odd_blocks(x, m, k, 32)
+    }
+
+    /// `x` (m, k) split per block of `block` elements into its `block / 2` even then `block / 2` odd
+    /// elements (the order in which a vector load of `block` bf16 widens: low halves of the 32-bit
+    /// lanes, then high halves); the tail k % block is not copied.
+    fn split_even_odd_blocks(x: &[f32], m: usize, k: usize, block: usize) -> Vec<f32> {
+        let (kb, half) = (k / block, block / 2);
+        let mut out = vec![0f32; m * kb * block];
         for i in 0..m {
             for b in 0..kb {
-                let src = &x[i * k + 32 * b..i * k + 32 * b + 32];
-                let dst = &mut out[(i * kb + b) * 32..(i * kb + b) * 32 + 32];
-                for c in 0..16 {
+                let src = &x[i * k + block * b..i * k + block * (b + 1)];
+                let dst = &mut out[(i * kb + b) * block..(i * kb + b + 1) * block];
+                for c in 0..half {
                     dst[c] = src[2 * c];
-                    dst[16 + c] = src[2 * c + 1];
+                    dst[half + c] = src[2 * c + 1];
                 }
             }
         }
         out
     }
 
-    /// `x` (m, k) split per 16-element block into its 8 even then 8 odd elements (the order in which
-    /// a 256-bit load of 16 bf16 widens: low halves of the 32-bit lanes, then high halves); the tail
-    /// k % 16 is not copied.
+    /// [`split_even_odd_blocks`] in blocks of 16 (the AVX2 kernel's 256-bit loads).
     pub(super) fn split_even_odd_16(x: &[f32], m: usize, k: usize) -> Vec<f32> {
-        let kb = k / 16;
-        let mut out = vec![0f32; m * kb * 16];
-        for i in 0..m {
-            for b in 0..kb {
-                let src = &x[i * k + 16 * b..i * k + 16 * b + 16];
-                let dst = &mut out[(i * kb + b) * 16..(i * kb + b) * 16 + 16];
-                for c in 0..8 {
-                    dst[c] = src[2 * c];
-                    dst[8 + c] = src[2 * c + 1];
-                }
-            }
-        }
-        out
+        split_even_odd_blocks(x, m, k, 16)
     }
 
     /// AVX2 kernel: y[i][j] = Σ_k x[i][k]·w[j][k] for i < m, j in n0..n1. For each weight row and each
@@ -944,8 +928,8 @@ mod tests {
 
     #[test]
     fn split_covers_range() {
-        assert_eq!(split(100, 32, 2), vec![(0, 64), (64, 100)]);
-        assert_eq!(split(16, 32, 4), vec![(0, 16)]);
-        assert_eq!(split(96, 32, 2), vec![(0, 32), (32, 96)]);
+        assert_eq!(split_ranges(100, 32, 2), vec![(0, 64), (64, 100)]);
+        assert_eq!(split_ranges(16, 32, 4), vec![(0, 16)]);
+        assert_eq!(split_ranges(96, 32, 2), vec![(0, 32), (32, 96)]);
     }
 }

@@ -85,7 +85,7 @@ impl CustomOp2 for RowsLinear {
         let mut y = vec![0f32; m * n];
         // Column ranges of whole 4-row groups, one per thread; each range's output columns are
         // computed into its own buffer, then scattered (M ≤ MAX_ROWS: a small copy).
-        let parts = crate::matmul_bf16::split(n, 4, crate::threads::num_threads());
+        let parts = crate::threads::split_ranges(n, 4, crate::threads::num_threads());
         let blocks: Vec<Vec<f32>> = parts
             .par_iter()
             .map(|&(n0, n1)| {

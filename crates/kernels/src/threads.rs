@@ -37,3 +37,14 @@ pub fn pin_rayon_threads() {
 pub fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     rayon::scope(|_| f())
 }
+
+/// Splits `0..n` into at most `parts` ranges whose starts are multiples of `align` (the columns or
+/// weight rows each thread of a product takes; empty ranges are left out).
+pub fn split_ranges(n: usize, align: usize, parts: usize) -> Vec<(usize, usize)> {
+    let blocks = n.div_ceil(align);
+    let parts = parts.clamp(1, blocks.max(1));
+    (0..parts)
+        .map(|p| ((blocks * p / parts * align).min(n), (blocks * (p + 1) / parts * align).min(n)))
+        .filter(|(a, b)| a < b)
+        .collect()
+}

@@ -41,16 +41,6 @@ impl OutPtr {
     }
 }
 
-/// Splits `0..n` into at most `parts` ranges whose starts are multiples of `align`.
-fn split(n: usize, align: usize, parts: usize) -> Vec<(usize, usize)> {
-    let blocks = n.div_ceil(align);
-    let parts = parts.clamp(1, blocks.max(1));
-    (0..parts)
-        .map(|p| ((blocks * p / parts * align).min(n), (blocks * (p + 1) / parts * align).min(n)))
-        .filter(|(a, b)| a < b)
-        .collect()
-}
-
 fn check(w: &QuantMatrix, x: &[f32], m: usize, y: &[f32]) -> Result<(), QuantError> {
     if x.len() != m * w.k {
         return Err(QuantError::Length { what: format!("input x ({m}×{})", w.k), expected: m * w.k, found: x.len() });
@@ -190,7 +180,7 @@ fn run(path: QuantPath, w: &QuantMatrix, act: &ActQ8, y: &mut [f32], threads: us
             }
         }
     };
-    let ranges = split(n, 16, threads);
+    let ranges = kernels::threads::split_ranges(n, 16, threads);
     if ranges.len() == 1 {
         work(ranges[0]);
     } else {
