@@ -2,7 +2,8 @@
 
 Two subcommands:
 
-  build   Builds `llama-bench` and `llama-quantize` from the llama.cpp source vendored in the pinned
+  build   Builds `llama-bench`, `llama-quantize` and `llama-server` (the last for `bench serve`'s
+          comparison; not used here) from the llama.cpp source vendored in the pinned
           `llama-cpp-python` sdist from PyPI (`vendor/llama.cpp`), with `cmake` and `ninja` from PyPI in a
           virtual environment, into a cache folder outside the repository (default
           `$XDG_CACHE_HOME/vlmscale/llama.cpp-<version>`, else `~/.cache/...`; `--cache DIR` overrides).
@@ -12,8 +13,9 @@ Two subcommands:
           exports them) as a BF16 GGUF with the `gguf` package, quantises it to Q8_0 and Q4_0 with
           `llama-quantize`, and runs `llama-bench` per format: prefill (`-p`) at each given prompt length,
           decode (`-n`) at depth 0 and at `--depth` (`-d`). Prints one JSON line per measurement:
-          {"format", "test": "prefill"|"decode", "tokens", "depth", "ms"} (prefill: ms for the prompt;
-          decode: ms per token), or {"error": MESSAGE}.
+          {"format", "test": "prefill"|"decode", "tokens", "depth", "ms", "ms_mean"} (prefill: ms for
+          the prompt; decode: ms per token; `ms` the best of the `-r` repetitions, as `bench infer`
+          reports its own, `ms_mean` their mean), or {"error": MESSAGE}.
 
 The GGUF has the `qwen2.*` metadata keys, GGML's tensor names (`token_embd`, `blk.N.attn_q`, ...,
 `output_norm`) and a dummy SPM vocabulary of the model's vocab size (enough for `llama-bench`, which
@@ -30,6 +32,8 @@ from pathlib import Path
 
 LLAMA_CPP_PYTHON = "0.3.36"
 GGUF = "0.19.0"
+# llama-server is not used here: it is built for `bench serve`'s comparison, into the same bin folder.
+TARGETS = ("llama-bench", "llama-quantize", "llama-server")
 
 
 def cache_dir(arg):
@@ -43,7 +47,10 @@ def run(cmd, log, **kw):
     with open(log, "a") as f:
         f.write("$ " + " ".join(str(c) for c in cmd) + "\n")
         f.flush()
-        subprocess.run([str(c) for c in cmd], check=True, stdout=f, stderr=subprocess.STDOUT, **kw)
+        rc = subprocess.run([str(c) for c in cmd], stdout=f, stderr=subprocess.STDOUT, **kw).returncode
+    if rc != 0:
+        tail = " | ".join(Path(log).read_text(errors="replace").strip().splitlines()[-3:])
+        raise ValueError(f"{Path(str(cmd[0])).name} exited with {rc}: {tail}")
 
 
 def venv_python(cache):
@@ -64,7 +71,7 @@ def ensure_venv(cache, log):
 def build(cache):
     cache.mkdir(parents=True, exist_ok=True)
     bindir = cache / "build" / "bin"
-    if (bindir / "llama-bench").exists() and (bindir / "llama-quantize").exists():
+    if all((bindir / t).exists() for t in TARGETS):
         return bindir
     log = cache / "build.log"
     py = ensure_venv(cache, log)
@@ -84,12 +91,13 @@ def build(cache):
         shutil.rmtree(tmp, ignore_errors=True)
     bin_venv = cache / "venv" / "bin"
     env = dict(os.environ, PATH=f"{bin_venv}{os.pathsep}{os.environ.get('PATH', '')}")
-    jobs = str(os.cpu_count() or 2)
+    # As many jobs as this process may use cores (`taskset -c 1 ...` → 1), not the machine's count.
+    jobs = str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
     run([bin_venv / "cmake", "-S", src / "vendor" / "llama.cpp", "-B", cache / "build", "-G", "Ninja",
          "-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=ON", "-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF",
-         "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=OFF", "-DBUILD_SHARED_LIBS=OFF"], log, env=env)
+         "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=ON", "-DBUILD_SHARED_LIBS=OFF"], log, env=env)
     run(["nice", "-n", "10", bin_venv / "cmake", "--build", cache / "build", "-j", jobs,
-         "--target", "llama-bench", "llama-quantize"], log, env=env)
+         "--target", *TARGETS], log, env=env)
     return bindir
 
 
@@ -137,7 +145,8 @@ def write_gguf(weights, cfg, path):
     w.add_feed_forward_length(cfg["intermediate_size"])
     w.add_head_count(cfg["num_attention_heads"])
     w.add_head_count_kv(cfg["num_key_value_heads"])
-    w.add_rope_freq_base(cfg["rope_theta"])
+    # transformers ≥ 5 writes it under `rope_parameters`.
+    w.add_rope_freq_base(cfg.get("rope_theta") or cfg["rope_parameters"]["rope_theta"])
     w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
     w.add_file_type(gguf.LlamaFileType.MOSTLY_BF16)
     vocab = cfg["vocab_size"]
@@ -197,16 +206,22 @@ def bench(a, cache):
         tests = [common + ["-p", a.prompts, "-n", "0"],
                  common + ["-p", "0", "-n", str(a.decode_tokens), "-d", f"0,{a.depth}"]]
         for cmd in tests:
-            out = subprocess.run([str(c) for c in cmd], check=True, capture_output=True, text=True)
+            out = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
             with open(log, "a") as lf:
-                lf.write(out.stderr)
+                lf.write("$ " + " ".join(str(c) for c in cmd) + "\n" + out.stderr)
+            if out.returncode != 0:
+                tail = " | ".join(out.stderr.strip().splitlines()[-3:])
+                raise ValueError(f"llama-bench ({f}) exited with {out.returncode}: {tail}")
             for r in json.loads(out.stdout):
-                ms = r["avg_ns"] / 1e6
+                samples = r.get("samples_ns") or [r["avg_ns"]]
+                best, mean = min(samples) / 1e6, r["avg_ns"] / 1e6
                 if r["n_prompt"] > 0:
-                    row = {"format": f, "test": "prefill", "tokens": r["n_prompt"], "depth": r.get("n_depth", 0), "ms": ms}
+                    row = {"format": f, "test": "prefill", "tokens": r["n_prompt"], "depth": r.get("n_depth", 0),
+                           "ms": best, "ms_mean": mean}
                 else:
-                    row = {"format": f, "test": "decode", "tokens": r["n_gen"], "depth": r.get("n_depth", 0),
-                           "ms": ms / r["n_gen"]}
+                    n = r["n_gen"]
+                    row = {"format": f, "test": "decode", "tokens": n, "depth": r.get("n_depth", 0),
+                           "ms": best / n, "ms_mean": mean / n}
                 row["build"] = r.get("build_commit", "")
                 print(json.dumps(row), flush=True)
 
