@@ -18,7 +18,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use image::RgbImage;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -42,23 +42,35 @@ pub enum Task {
     /// Fine detail: read a small number (family digits).
     #[cfg_attr(feature = "clap", value(name = "fine_detail"))]
     FineDetail,
+    /// Knowledge about what is shown: one Sort-of-CLEVR object, asked a fact about its type (family
+    /// fact, [`crate::facts`]).
+    #[cfg_attr(feature = "clap", value(name = "object_facts"))]
+    ObjectFacts,
 }
 
 impl Task {
-    /// The JSONL / file-name spelling: `sort_of_clevr` or `fine_detail`.
+    /// Every task.
+    pub const ALL: [Task; 3] = [Task::SortOfClevr, Task::FineDetail, Task::ObjectFacts];
+
+    /// The JSONL / file-name spelling: `sort_of_clevr`, `fine_detail` or `object_facts`.
     pub fn name(self) -> &'static str {
         match self {
             Task::SortOfClevr => "sort_of_clevr",
             Task::FineDetail => "fine_detail",
+            Task::ObjectFacts => "object_facts",
         }
     }
     /// Parses [`Self::name`]; `None` if unknown.
     pub fn from_name(name: &str) -> Option<Task> {
-        [Task::SortOfClevr, Task::FineDetail].into_iter().find(|t| t.name() == name)
+        Task::ALL.into_iter().find(|t| t.name() == name)
     }
     /// Whether `family` belongs to this task.
     pub fn has_family(self, family: Family) -> bool {
-        (family == Family::Digits) == (self == Task::FineDetail)
+        match self {
+            Task::SortOfClevr => Family::SORT_OF_CLEVR.contains(&family),
+            Task::FineDetail => family == Family::Digits,
+            Task::ObjectFacts => family == Family::Fact,
+        }
     }
 }
 
@@ -69,6 +81,8 @@ pub enum Content {
     SortOfClevr(Scene),
     /// A fine-detail scene.
     FineDetail(FineDetailScene),
+    /// An `object_facts` image: the scene's object of this colour alone.
+    ObjectFacts(Scene, crate::Colour),
 }
 
 impl Content {
@@ -77,6 +91,7 @@ impl Content {
         match self {
             Content::SortOfClevr(s) => s.caption(grid),
             Content::FineDetail(s) => s.caption(grid),
+            Content::ObjectFacts(s, c) => s.caption_of(grid, &[*c]),
         }
     }
 
@@ -86,6 +101,7 @@ impl Content {
         match self {
             Content::SortOfClevr(s) => s.grid_cells_of(grid, &crate::Colour::ALL),
             Content::FineDetail(s) => s.grid_cells(grid),
+            Content::ObjectFacts(s, c) => s.grid_cells_of(grid, &[*c]),
         }
     }
 
@@ -94,6 +110,7 @@ impl Content {
         match self {
             Content::SortOfClevr(s) => s.grid_caption_of(grid, &crate::Colour::ALL),
             Content::FineDetail(s) => s.grid_caption(grid),
+            Content::ObjectFacts(s, c) => s.grid_caption_of(grid, &[*c]),
         }
     }
 }
@@ -142,10 +159,10 @@ pub struct DatasetConfig {
     /// seeds for train and held-out splits.
     pub seed: u64,
     /// Questions per Sort-of-CLEVR family per image (6 families ⇒ `6 · questions_per_family`
-    /// questions per image; the canonical generator asks 10 non-relational + 10 relational).
-    /// Fine-detail images always get one question.
+    /// questions per image; the canonical generator asks 10 non-relational + 10 relational), and
+    /// fact questions per `object_facts` image. Fine-detail images always get one question.
     pub questions_per_family: usize,
-    /// Sort-of-CLEVR layout (used when `task` is `SortOfClevr`).
+    /// Sort-of-CLEVR layout (used when `task` is `SortOfClevr` or `ObjectFacts`).
     pub scene: SceneConfig,
     /// Fine-detail layout (used when `task` is `FineDetail`).
     pub fine_detail: FineDetailConfig,
@@ -173,7 +190,7 @@ impl Generator {
     /// Validates the config. Errors: [`Error::Config`] naming the bad field.
     pub fn new(config: DatasetConfig) -> Result<Generator> {
         match config.task {
-            Task::SortOfClevr => {
+            Task::SortOfClevr | Task::ObjectFacts => {
                 config.scene.validate()?;
                 if config.questions_per_family == 0 || config.questions_per_family > 1000 {
                     return Err(Error::config(
@@ -211,6 +228,7 @@ impl Generator {
         let image = match &content {
             Content::SortOfClevr(scene) => crate::render::render_scene(scene),
             Content::FineDetail(scene) => scene.render(),
+            Content::ObjectFacts(scene, colour) => crate::render::render_scene_of(scene, &[*colour]),
         };
         Ok(ImageSample { id, task: c.task, image, qas, content: Some(content) })
     }
@@ -233,6 +251,23 @@ impl Generator {
                 let qas =
                     vec![Qa { question: DIGITS_QUESTION.to_string(), answer: scene.answer(), family: Family::Digits }];
                 (Content::FineDetail(scene), qas)
+            }
+            Task::ObjectFacts => {
+                // A full scene is drawn (same layout rules), then one of its objects is kept.
+                let scene = Scene::sample(&c.scene, &mut rng)?;
+                let colour = crate::Colour::ALL[rng.random_range(0..6)];
+                let shape = scene.object(colour).shape;
+                let qas = (0..c.questions_per_family)
+                    .map(|_| {
+                        let k = rng.random_range(0..crate::facts::FACT_PROPERTIES);
+                        Qa {
+                            question: crate::facts::question(k),
+                            answer: crate::facts::value(colour, shape, k).to_string(),
+                            family: Family::Fact,
+                        }
+                    })
+                    .collect();
+                (Content::ObjectFacts(scene, colour), qas)
             }
         })
     }

@@ -9,6 +9,7 @@
 
 pub mod dataset;
 pub mod error;
+pub mod facts;
 pub mod fine_detail;
 pub mod font;
 pub mod grid_caption;

@@ -31,6 +31,9 @@ pub enum Family {
     Count,
     /// Fine detail: "What number is written in the image?" → the digits.
     Digits,
+    /// Knowledge: "What is number ⟨k⟩ of the object?" → a digit, a fact about the shown object's type
+    /// ([`crate::facts`]).
+    Fact,
 }
 
 /// The coarse group of a family, as reported in the Sort-of-CLEVR paper.
@@ -43,6 +46,8 @@ pub enum Group {
     Relational,
     /// digits.
     FineDetail,
+    /// fact.
+    Knowledge,
 }
 
 impl Family {
@@ -50,8 +55,16 @@ impl Family {
     pub const SORT_OF_CLEVR: [Family; 6] =
         [Family::Shape, Family::Left, Family::Top, Family::Closest, Family::Furthest, Family::Count];
     /// Every family.
-    pub const ALL: [Family; 7] =
-        [Family::Shape, Family::Left, Family::Top, Family::Closest, Family::Furthest, Family::Count, Family::Digits];
+    pub const ALL: [Family; 8] = [
+        Family::Shape,
+        Family::Left,
+        Family::Top,
+        Family::Closest,
+        Family::Furthest,
+        Family::Count,
+        Family::Digits,
+        Family::Fact,
+    ];
 
     /// The JSONL name.
     pub fn name(self) -> &'static str {
@@ -63,6 +76,7 @@ impl Family {
             Family::Furthest => "furthest",
             Family::Count => "count",
             Family::Digits => "digits",
+            Family::Fact => "fact",
         }
     }
 
@@ -77,11 +91,13 @@ impl Family {
             Family::Shape | Family::Left | Family::Top => Group::NonRelational,
             Family::Closest | Family::Furthest | Family::Count => Group::Relational,
             Family::Digits => Group::FineDetail,
+            Family::Fact => Group::Knowledge,
         }
     }
 
     /// The question text for a Sort-of-CLEVR family about the object of `colour`
-    /// (for [`Family::Digits`] the colour is ignored).
+    /// (for [`Family::Digits`] the colour is ignored; for [`Family::Fact`] it is property 0's
+    /// question, [`crate::facts::question`]).
     pub fn question(self, colour: Colour) -> String {
         let c = colour.name();
         match self {
@@ -92,6 +108,7 @@ impl Family {
             Family::Furthest => format!("What is the shape of the object furthest from the {c} object?"),
             Family::Count => format!("How many objects have the same shape as the {c} object?"),
             Family::Digits => DIGITS_QUESTION.to_string(),
+            Family::Fact => crate::facts::question(0),
         }
     }
 }
@@ -103,7 +120,7 @@ impl Family {
     pub fn keyword(self) -> &'static str {
         match self {
             Family::Count => "many",
-            Family::Digits => "number",
+            Family::Digits | Family::Fact => "number",
             f => f.name(),
         }
     }
@@ -123,6 +140,11 @@ impl Family {
 pub fn short_question(question: &str, family: Family) -> Result<String> {
     if family == Family::Digits {
         return Ok(family.keyword().to_string());
+    }
+    if family == Family::Fact {
+        // "number ⟨k⟩": the property number is the key, the answer follows it.
+        let k: String = question.chars().filter(char::is_ascii_digit).collect();
+        return Ok(format!("{} {}", family.keyword(), k));
     }
     let words: Vec<String> =
         question.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect();
@@ -216,7 +238,7 @@ pub fn answer_among(scene: &Scene, family: Family, colour: Colour, present: &[Co
             let n = scene.objects.iter().filter(|p| present.contains(&p.colour) && p.shape == o.shape).count();
             (n.to_string(), false)
         }
-        Family::Digits => return None,
+        Family::Digits | Family::Fact => return None,
     })
 }
 

@@ -42,7 +42,7 @@ pub const CHATML_SYSTEM_PROMPT: &str = "You are a helpful assistant.";
 /// Every text the vocabulary is built from: all questions (each family × colour), all answers
 /// (yes, no, rectangle, circle, 1–6 and every digit, each with and without a leading space), ChatML role
 /// names and system prompt, the LLaVA-v1 roles `USER`/`ASSISTANT`, the caption words, newline, space,
-/// and the ASCII punctuation characters.
+/// the ASCII punctuation characters and the `object_facts` question ([`crate::facts::question`]).
 pub fn corpus() -> Vec<String> {
     let mut texts: Vec<String> = Vec::new();
     for family in Family::SORT_OF_CLEVR {
@@ -67,6 +67,8 @@ pub fn corpus() -> Vec<String> {
         texts.push(t.to_string());
     }
     texts.push((b'!'..=b'~').filter(|c| c.is_ascii_punctuation()).map(char::from).collect());
+    // The `object_facts` question: words of the questions above and digits, so it adds no word.
+    texts.push(crate::facts::question(0));
     texts
 }
 

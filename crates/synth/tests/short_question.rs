@@ -14,7 +14,7 @@ fn expected_keyword(f: Family) -> &'static str {
         Family::Closest => "closest",
         Family::Furthest => "furthest",
         Family::Count => "many",
-        Family::Digits => "number",
+        Family::Digits | Family::Fact => "number",
     }
 }
 
@@ -35,6 +35,7 @@ fn short_form_is_keyword_then_the_questions_colour() {
         }
     }
     assert_eq!(short_question("What number is written in the image?", Family::Digits).unwrap(), "number");
+    assert_eq!(short_question("What is number 147 of the object?", Family::Fact).unwrap(), "number 147");
     // Works on other wordings too: the colour is found as a word, case-insensitively.
     assert_eq!(short_question("Shape of the BLUE thing, please.", Family::Shape).unwrap(), "shape blue");
 }

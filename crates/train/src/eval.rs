@@ -159,6 +159,7 @@ impl Tally {
             Group::NonRelational => "non_relational",
             Group::Relational => "relational",
             Group::FineDetail => "fine_detail",
+            Group::Knowledge => "knowledge",
         };
         for (map, key) in [(&mut self.families, qa.family.name()), (&mut self.groups, group)] {
             let e = map.entry(key.to_string()).or_default();

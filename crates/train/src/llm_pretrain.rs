@@ -125,6 +125,16 @@ pub struct LlmPretrainConfig {
     /// (`synth::grid_caption`; the grid formats' words join the vocabulary).
     #[serde(default)]
     pub caption: CaptionFormat,
+    /// `object_facts` scenes in the corpus (one object each, `questions_per_family` fact questions
+    /// each, `synth::facts`): the world's knowledge, which only text teaches. 0 = none.
+    #[serde(default, skip_serializing_if = "is_zero_usize")]
+    pub fact_scenes: usize,
+    /// Start from this pretrained LLM directory (a finished `vlmscale train llm` run of the same
+    /// preset, its manifest checked) instead of a seeded initialisation: continued pretraining, with
+    /// fresh optimiser moments and this run's schedule. Its weights' SHA-256 is part of the resume
+    /// fingerprint. `None` = seeded initialisation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<String>,
 }
 
 impl LlmPretrainConfig {
@@ -154,6 +164,8 @@ impl LlmPretrainConfig {
             reduced_scenes: 0.0,
             questions_per_document: 1,
             caption: CaptionFormat::Sentence,
+            fact_scenes: 0,
+            init: None,
         }
     }
 
@@ -211,6 +223,10 @@ fn is_zero(v: &f64) -> bool {
     *v == 0.0
 }
 
+fn is_zero_usize(v: &usize) -> bool {
+    *v == 0
+}
+
 /// Added to the run's seed for the corpus's dataset seed (see [`LlmPretrainConfig::seed`]).
 pub const CORPUS_SEED_OFFSET: u64 = 1_000_000;
 
@@ -232,14 +248,21 @@ fn corpus_fine_detail() -> FineDetailConfig {
     }
 }
 
-/// The corpus's two generators with their scene counts: Sort-of-CLEVR (`per_family` questions per
-/// family) and fine detail ([`corpus_fine_detail`]), both with dataset seed `seed`.
-fn corpus_tasks(seed: u64, scenes: usize, per_family: usize, fine: usize) -> [(DatasetConfig, usize); 2] {
+/// The corpus's generators with their scene counts: Sort-of-CLEVR (`per_family` questions per
+/// family), fine detail ([`corpus_fine_detail`]) and, when `facts` > 0, `object_facts` (`per_family`
+/// fact questions per scene), all with dataset seed `seed`.
+fn corpus_tasks(seed: u64, scenes: usize, per_family: usize, fine: usize, facts: usize) -> Vec<(DatasetConfig, usize)> {
     let sort_of_clevr =
         DatasetConfig { task: Task::SortOfClevr, seed, questions_per_family: per_family, ..DatasetConfig::default() };
     let fine_detail =
         DatasetConfig { task: Task::FineDetail, seed, fine_detail: corpus_fine_detail(), ..DatasetConfig::default() };
-    [(sort_of_clevr, scenes), (fine_detail, fine)]
+    let object_facts =
+        DatasetConfig { task: Task::ObjectFacts, seed, questions_per_family: per_family, ..DatasetConfig::default() };
+    let mut tasks = vec![(sort_of_clevr, scenes), (fine_detail, fine)];
+    if facts > 0 {
+        tasks.push((object_facts, facts));
+    }
+    tasks
 }
 
 /// A caption as model input: token ids, and per token up to [`EXTRA_SLOTS`] more token ids whose
@@ -318,7 +341,7 @@ fn training_documents(
     objects: usize,
 ) -> Result<Vec<Document>> {
     let mut out = vec![];
-    let tasks = corpus_tasks(seed, cfg.scenes, cfg.questions_per_family, cfg.fine_detail_scenes);
+    let tasks = corpus_tasks(seed, cfg.scenes, cfg.questions_per_family, cfg.fine_detail_scenes, cfg.fact_scenes);
     for (config, n) in tasks {
         let generator = Generator::new(config)?;
         for i in 0..n {
@@ -453,8 +476,9 @@ struct HeldOut {
     family: synth::Family,
 }
 
-/// The held-out questions: `per_family` per family of `scenes` Sort-of-CLEVR scenes and one per
-/// `fine` fine-detail scene, every scene with all its objects.
+/// The held-out questions: `per_family` per family of `scenes` Sort-of-CLEVR scenes, one per
+/// `fine` fine-detail scene and `per_family` per `facts` object-facts scene, every Sort-of-CLEVR
+/// scene with all its objects.
 fn documents(
     encoder: &ConversationEncoder,
     caption: CaptionFormat,
@@ -462,9 +486,10 @@ fn documents(
     scenes: usize,
     per_family: usize,
     fine: usize,
+    facts: usize,
 ) -> Result<Vec<HeldOut>> {
     let mut out = vec![];
-    let tasks = corpus_tasks(seed, scenes, per_family, fine);
+    let tasks = corpus_tasks(seed, scenes, per_family, fine, facts);
     for (config, n) in tasks {
         let generator = Generator::new(config)?;
         for i in 0..n {
@@ -714,7 +739,8 @@ pub fn pretrain_llm(
     };
     let make_stage = |(short, objects): (bool, usize)| training_documents(&encoder, cfg, corpus_seed, short, objects);
     let (mut stage, mut docs) = (None, vec![]);
-    let held = documents(&encoder, cfg.caption, corpus_seed + 1, cfg.eval_scenes, 1, cfg.eval_scenes)?;
+    let held_facts = if cfg.fact_scenes > 0 { cfg.eval_scenes } else { 0 };
+    let held = documents(&encoder, cfg.caption, corpus_seed + 1, cfg.eval_scenes, 1, cfg.eval_scenes, held_facts)?;
 
     let llm_cfg = size.decoder_config(encoder.vocab_size(), encoder.im_end())?;
     let hf_config = size.hf_config(encoder.vocab_size(), encoder.im_end());
@@ -723,6 +749,27 @@ pub fn pretrain_llm(
     decoder.set_mode(Mode::Differentiable);
     let lm = TextLm { decoder };
     crate::init::reinit_with_std(&varmap, cfg.seed, cfg.init_std)?;
+    let mut settings = cfg.fingerprint();
+    if let Some(init) = &cfg.init {
+        // Continued pretraining: the weights of a finished run of the same preset and vocabulary.
+        let dir = Path::new(init);
+        let manifest = verify_manifest(dir)?;
+        if manifest.config.llm != cfg.llm {
+            return Err(Error::config(
+                "init",
+                format!("{init} holds the `{}` preset, this run trains `{}`", manifest.config.llm, cfg.llm),
+            ));
+        }
+        let theirs = dir.join("tokenizer.json");
+        if std::fs::read(&theirs).map_err(|e| Error::io(&theirs, e))? != tokenizer_json {
+            return Err(Error::config("init", format!("{} has another vocabulary than this run's", theirs.display())));
+        }
+        let mut vm = varmap.clone();
+        vm.load(dir.join(engine::checkpoint::WEIGHTS_FILE))?;
+        if let Some(o) = settings.as_object_mut() {
+            o.insert("init_sha256".into(), json!(manifest.weights_sha256()));
+        }
+    }
     let vars = crate::vlm_train::named_vars(&varmap)?;
     let mut opt = AdamW::new(vars, cfg.weight_decay)?;
     let schedule = Schedule {
@@ -732,7 +779,7 @@ pub fn pretrain_llm(
         total_steps: cfg.steps,
     };
 
-    let mut state = TrainerState { step: 0, settings: cfg.fingerprint(), losses: vec![], wall_s: 0.0 };
+    let mut state = TrainerState { step: 0, settings, losses: vec![], wall_s: 0.0 };
     if let Some((saved, moments)) = load_trainer_state(out_dir)? {
         if saved.settings != state.settings {
             return Err(Error::Checkpoint {

@@ -92,6 +92,16 @@ pub struct LlmArgs {
     /// patch: the summed embeddings of its content, row and column words). Default: sentence.
     #[arg(long, value_enum)]
     pub caption: Option<synth::CaptionFormat>,
+    /// `object_facts` scenes in the corpus: one object's caption and a question about one of its
+    /// type's facts ("What is number 47 of the object?"), the world's knowledge that only text
+    /// teaches (default 0: none).
+    #[arg(long)]
+    pub fact_scenes: Option<usize>,
+    /// Continue pretraining from this finished `train llm` directory of the same preset (its
+    /// manifest is checked; fresh optimiser moments, this run's schedule) instead of a seeded
+    /// initialisation.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
     /// Stop after this many steps of this invocation (a checkpoint is saved); run the same command
     /// again to resume. The learning-rate schedule still spans `--steps`.
     #[arg(long)]
@@ -312,6 +322,11 @@ fn train_llm(a: LlmArgs) -> Result<()> {
     set!(object_ramp_steps, "object-ramp-steps");
     set!(reduced_scenes, "reduced-scenes");
     set!(questions_per_document, "questions-per-document");
+    set!(fact_scenes, "fact-scenes");
+    if let Some(init) = &a.init {
+        cfg.init = Some(init.display().to_string());
+        command.push_str(&format!(" --init {}", init.display()));
+    }
     if let Some(c) = a.caption {
         cfg.caption = c;
         command.push_str(&format!(
