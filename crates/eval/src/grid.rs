@@ -140,6 +140,7 @@ impl Grid {
             compressor_visual_tokens: BTreeMap::new(),
             llm_visual_tokens: models.iter().map(|m| (m.name.clone(), m.visual_tokens.clone())).collect(),
             tasks: vec![spec.benchmark.name().into()],
+            task_groups: BTreeMap::new(),
             llms: models
                 .iter()
                 .map(|m| GridLlm { name: m.name.clone(), params: m.llm_params, pretrained: None })

@@ -1,5 +1,8 @@
 //! The aggregate scores CSV in the scaling crate's schema (`scaling::data`): one row per finished
-//! cell, in cell-index order, so the bytes do not depend on the order in which cells finished.
+//! cell, in cell-index order, so the bytes do not depend on the order in which cells finished; then
+//! one row per task group (`[task_groups]`) and (LLM, V, compressor) whose member tasks have all
+//! finished there: the mean of their scores and Q, with the group's name as task (the paper's Y is
+//! the error averaged over benchmarks, §3).
 use crate::error::Result;
 use crate::grid::SweepConfig;
 use crate::runner::{failure_path, read_result};
@@ -32,6 +35,9 @@ pub fn aggregate_csv(cfg: &SweepConfig) -> Result<(String, Vec<String>, Vec<Stri
     let cells_dir = cfg.cells_dir();
     let mut s = format!("{HEADER}\n");
     let (mut missing, mut failed, mut rows) = (Vec::new(), Vec::new(), 0);
+    // (group, LLM, V, compressor) → (N, Σ Q, Σ score, members finished), in first-seen order.
+    type Key = (String, String, u64, String);
+    let mut groups: Vec<(Key, (f64, f64, f64, usize))> = Vec::new();
     for c in cfg.cells() {
         match read_result(&cells_dir, &c)? {
             Some(r) => {
@@ -40,6 +46,17 @@ pub fn aggregate_csv(cfg: &SweepConfig) -> Result<(String, Vec<String>, Vec<Stri
                     "{},{},{},{},{},{}\n",
                     r.llm_params, r.visual_tokens, r.text_tokens, r.score, r.task, r.compressor
                 );
+                for (g, _) in cfg.task_groups.iter().filter(|(_, m)| m.contains(&c.task)) {
+                    let key = (g.clone(), c.llm.clone(), c.visual_tokens, c.compressor.clone());
+                    match groups.iter_mut().find(|(k, _)| *k == key) {
+                        Some((_, acc)) => {
+                            acc.1 += r.text_tokens;
+                            acc.2 += r.score;
+                            acc.3 += 1;
+                        }
+                        None => groups.push((key, (r.llm_params, r.text_tokens, r.score, 1))),
+                    }
+                }
             }
             None => {
                 if failure_path(&cells_dir, &c).exists() {
@@ -47,6 +64,14 @@ pub fn aggregate_csv(cfg: &SweepConfig) -> Result<(String, Vec<String>, Vec<Stri
                 }
                 missing.push(c.id);
             }
+        }
+    }
+    // Group rows: the mean over the members, only where every member task has finished.
+    for ((g, _, v, comp), (n, q, score, k)) in groups {
+        let members = cfg.task_groups[&g].len();
+        if k == members {
+            let m = members as f64;
+            s += &format!("{},{},{},{},{},{}\n", n, v, q / m, score / m, g, comp);
         }
     }
     Ok((s, missing, failed, rows))

@@ -11,6 +11,8 @@
 //! tasks = ["sort_of_clevr", "fine_detail"]
 //! [compressor_visual_tokens]  # optional: run a compressor only at these V (a subset of visual_tokens)
 //! quecc-noquery = [1, 4]
+//! [task_groups]               # optional: a group's score is the mean of its tasks' (paper §3: Y
+//! reasoning = ["sort_of_clevr", "object_facts"]   # averages the error over benchmarks)
 //! [[llm]]                     # one table per LLM size, in the order given
 //! name = "xs"                 # a train-crate size preset (xs, s, m, l)
 //! # params = 0.0000226        # optional N in billions; default: derived from the preset
@@ -218,7 +220,7 @@ impl VisionSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReportNames {
-    /// The visual-reasoning task family (α > β expected).
+    /// The visual-reasoning task family (α > β expected): a task or a `[task_groups]` group.
     pub reasoning_task: String,
     /// The fine-detail (OCR-like) task family (relatively larger β expected).
     pub fine_detail_task: String,
@@ -252,6 +254,8 @@ struct RawConfig {
     tasks: Vec<String>,
     #[serde(default)]
     compressor_visual_tokens: std::collections::BTreeMap<String, Vec<u64>>,
+    #[serde(default)]
+    task_groups: std::collections::BTreeMap<String, Vec<String>>,
     llm: Vec<RawLlm>,
     #[serde(default)]
     train: TrainSettings,
@@ -284,6 +288,10 @@ pub struct SweepConfig {
     pub llm_visual_tokens: std::collections::BTreeMap<String, Vec<u64>>,
     /// Task names.
     pub tasks: Vec<String>,
+    /// Task groups (`[task_groups]`): a group's score at a (LLM, V, compressor) is the mean of its
+    /// member tasks' scores, as the paper's Y averages the error over its benchmarks (§3); the
+    /// aggregate CSV gets a row per group wherever every member has finished.
+    pub task_groups: std::collections::BTreeMap<String, Vec<String>>,
     /// LLM sizes.
     pub llms: Vec<GridLlm>,
     /// Per-cell training settings (`[train]`).
@@ -429,6 +437,17 @@ impl SweepConfig {
             }
             o.check(&file, &key)?;
         }
+        for (g, members) in &raw.task_groups {
+            let key = format!("task_groups.{g}");
+            check_name(&file, &key, g)?;
+            if raw.tasks.contains(g) {
+                return Err(cfg(&key, format!("`{g}` is also a task: a group needs a name of its own")));
+            }
+            check_unique(&file, &key, members)?;
+            if let Some(t) = members.iter().find(|t| !raw.tasks.contains(t)) {
+                return Err(cfg(&key, format!("`{t}` is not in `tasks` ({})", raw.tasks.join(", "))));
+            }
+        }
         raw.vision.check(&file)?;
         let base = path.parent().unwrap_or(Path::new("."));
         Ok(SweepConfig {
@@ -441,6 +460,7 @@ impl SweepConfig {
             compressor_visual_tokens: raw.compressor_visual_tokens,
             llm_visual_tokens: Default::default(),
             tasks: raw.tasks,
+            task_groups: raw.task_groups,
             llms,
             train: raw.train,
             vision: raw.vision,

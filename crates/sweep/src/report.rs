@@ -319,7 +319,13 @@ pub fn analyse(ds: &Dataset, opts: &ReportOptions) -> Result<Analysis> {
         .into_iter()
         .filter_map(|t| {
             let comp = a.fit_compressor.get(&t).cloned().flatten();
-            a.cells.as_deref().and_then(|c| below_prior(c, &t, comp.as_deref(), opts.prior_margin)).map(|e| (t, e))
+            // A task group ([task_groups]) reads the image when each of its member tasks does.
+            let members =
+                opts.sweep.as_ref().and_then(|s| s.task_groups.get(&t).cloned()).unwrap_or_else(|| vec![t.clone()]);
+            let cells = a.cells.as_deref()?;
+            let failing: Vec<String> =
+                members.iter().filter_map(|m| below_prior(cells, m, comp.as_deref(), opts.prior_margin)).collect();
+            (!failing.is_empty()).then(|| (t, failing.join("; ")))
         })
         .collect();
     let gate = |task: &str| {

@@ -408,3 +408,47 @@ fn fine_detail_ratio_is_not_tested_when_a_fit_has_no_n_effect() {
     assert_eq!(c.verdict, Verdict::NotTested);
     assert!(c.evidence.contains("unbounded (α ≈ 0)"), "{}", c.evidence);
 }
+
+#[test]
+fn task_groups_average_their_members_where_all_have_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg =
+        config(&format!("{THREE_SIZES}\n[task_groups]\nboth = [\"sort_of_clevr\", \"fine_detail\"]\n"), dir.path());
+    // No cells for the group itself.
+    assert_eq!(cfg.cells().len(), 2 * 3 * 4 * 2);
+    let bad = "fine_detail.b.v4.quecc".to_string();
+    let r = SyntheticRunner { fail: vec![bad], ..Default::default() };
+    sweep::sweep::run_sweep(&cfg, &r, 2, false).unwrap();
+    let (csv, _, _, rows) = sweep::aggregate::aggregate_csv(&cfg).unwrap();
+    assert_eq!(rows, 2 * 3 * 4 * 2 - 1);
+    let parse = |l: &str| -> (String, String, String, f64, f64) {
+        let f: Vec<&str> = l.split(',').collect();
+        (f[4].to_string(), f[0].to_string(), format!("{}/{}", f[1], f[5]), f[3].parse().unwrap(), f[2].parse().unwrap())
+    };
+    let lines: Vec<_> = csv.lines().skip(1).map(parse).collect();
+    let groups: Vec<_> = lines.iter().filter(|l| l.0 == "both").collect();
+    // One row per (N, V, compressor) but the failed cell's.
+    assert_eq!(groups.len(), 3 * 4 * 2 - 1);
+    assert!(!groups.iter().any(|g| g.2 == "4/quecc" && g.1 == cfg.llms[1].params.to_string()));
+    for g in groups {
+        let member = |task: &str| lines.iter().find(|l| l.0 == task && l.1 == g.1 && l.2 == g.2).unwrap();
+        let (a, b) = (member("sort_of_clevr"), member("fine_detail"));
+        assert!((g.3 - (a.3 + b.3) / 2.0).abs() < 1e-12, "{g:?}");
+        assert!((g.4 - (a.4 + b.4) / 2.0).abs() < 1e-12, "{g:?}");
+    }
+    // The scaling crate reads the group as a task of its own.
+    let ds = scaling::data::Dataset::from_csv_str(&csv, "agg").unwrap();
+    assert!(ds.tasks().contains(&"both".to_string()));
+
+    // A group named like a task, with an unknown member, or empty, is refused with its key.
+    for (body, needle) in [
+        ("sort_of_clevr = [\"fine_detail\"]", "is also a task"),
+        ("both = [\"sort_of_clevr\", \"ocr\"]", "`ocr` is not in `tasks`"),
+        ("both = []", "at least one value"),
+    ] {
+        let p = dir.path().join("bad.toml");
+        std::fs::write(&p, format!("{THREE_SIZES}\n[task_groups]\n{body}\n")).unwrap();
+        let err = SweepConfig::from_path(&p).unwrap_err().to_string();
+        assert!(err.contains("task_groups.") && err.contains(needle), "{err}");
+    }
+}
