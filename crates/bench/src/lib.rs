@@ -4,6 +4,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`infer`] | one VLM query at real sizes: per-stage latency (vision, compressor, prefill, decode), TTFT, memory |
+//! | [`serve`] | the HTTP server under load: one stream, S concurrent streams, C clients × N mixed requests; llama-server beside it |
 //! | [`reduction`] | TTFT per V of a training-free token reduction on plain LLaVA-1.5 against all 576 tokens |
 //! | [`vision`] | the vision tower + compressor forward at real sizes |
 //! | [`train`] | training throughput per LLM size (samples/s, GFLOP/s) |
@@ -13,5 +14,6 @@ pub mod infer;
 pub mod machine;
 pub mod peers;
 pub mod reduction;
+pub mod serve;
 pub mod train;
 pub mod vision;

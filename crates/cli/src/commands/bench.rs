@@ -29,6 +29,62 @@ pub enum Bench {
     /// against the measured f32 matmul limit; with --torch, the same model, weights and batch in
     /// PyTorch (peers/torch_train_peer.py) in the same run.
     Train(TrainArgs),
+    /// The server under load over real HTTP on loopback: a random-weight LLaVA-1.5-layout checkpoint
+    /// (CLIP ViT-L/14 + mlp2x_gelu + a Qwen-1.5 shape, bf16) served in process; (a) one streamed
+    /// request: TTFT and decode tokens/s; (b) S concurrent streams: aggregate decode tokens/s and its
+    /// ratio to (a); (c) C clients × N requests with mixed V (per-request token reduction) and
+    /// streaming on/off: failures, p50/p99 TTFT, tokens/s. (a) and (b) also against llama.cpp's
+    /// llama-server on the same LLM weights (GGUF BF16) if a binary is found.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// LLM shape: 0.5b (Qwen1.5-0.5B), 1.8b (Qwen1.5-1.8B), or tiny (4 layers, 64 wide, with a
+    /// 4-block 32-wide tower: a smoke test of the whole path in seconds).
+    #[arg(long, default_value = "0.5b", value_parser = clap::builder::PossibleValuesParser::new(bench::serve::SIZES))]
+    pub size: String,
+    /// The vision tower's input resolution, pixels (a multiple of its patch, 14): native V =
+    /// (PX / 14)²; the requests' images are noise PNGs of this size.
+    #[arg(long, default_value_t = 336, value_name = "PX")]
+    pub image_size: usize,
+    /// Tokens generated per request in (a) and (b) (at least 2).
+    #[arg(long, default_value_t = 64)]
+    pub max_tokens: usize,
+    /// Concurrent streams in (b) (llama-server gets --parallel this).
+    #[arg(long, default_value_t = 4)]
+    pub streams: usize,
+    /// Clients in (c).
+    #[arg(long, default_value_t = 8)]
+    pub clients: usize,
+    /// Requests per client in (c), one after the other; 0 skips (c).
+    #[arg(long, default_value_t = 50)]
+    pub requests: usize,
+    /// Tokens generated per request in (c).
+    #[arg(long, default_value_t = 16)]
+    pub load_max_tokens: usize,
+    /// Threads of the model (RAYON_NUM_THREADS; CANDLE_NUM_THREADS too unless set) and of
+    /// llama-server (-t, -tb). Default: RAYON_NUM_THREADS if set, else the CPU's cores.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// The llama-server binary; default: the llama.cpp peer's cache
+    /// ($XDG_CACHE_HOME or ~/.cache, vlmscale/llama.cpp-*/build*/bin/llama-server, built by
+    /// `python3 peers/llama_cpp_peer.py build`); `none` skips it.
+    #[arg(long, value_name = "PATH")]
+    pub llama_server: Option<PathBuf>,
+    /// Python interpreter for the GGUF conversion (peers/llama_server_peer.py).
+    #[arg(long, default_value = "python3")]
+    pub python: String,
+    /// The folder with the peer scripts (`peers/` of the sources; default: found next to the binary,
+    /// in its install prefix's `share/vlmscale/peers`, or in `./peers`).
+    #[arg(long, value_name = "DIR")]
+    pub peers_dir: Option<PathBuf>,
+    /// Write the checkpoint, the GGUF and llama-server's log here (kept) instead of a temporary folder.
+    #[arg(long, value_name = "DIR")]
+    pub workdir: Option<PathBuf>,
+    /// Also write the figures as JSON here.
+    #[arg(long, value_name = "OUT.json")]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -192,6 +248,7 @@ pub fn run(b: Bench) -> Result<()> {
         Bench::Vision(a) => vision(a),
         Bench::Infer(a) => infer(a),
         Bench::Train(a) => train(a),
+        Bench::Serve(a) => serve_bench(a),
     }
 }
 
@@ -798,4 +855,264 @@ fn locate_peers(explicit: Option<&std::path::Path>, python: &str) -> Result<Opti
             Ok(None)
         }
     }
+}
+
+/// `bench serve`: the random checkpoint, the server in process, loads (a), (b), (c), then llama-server
+/// on (a) and (b); one table.
+fn serve_bench(a: ServeArgs) -> Result<()> {
+    use bench::serve::{self as bs, Target, TextPrompt};
+    let usage = |m: &str| -> anyhow::Error { super::UsageError(m.into()).into() };
+    if a.max_tokens < 2 {
+        return Err(usage("--max-tokens must be ≥ 2 (decode tokens/s needs two tokens)"));
+    }
+    if a.streams == 0 || a.clients == 0 || a.load_max_tokens == 0 {
+        return Err(usage("--streams, --clients and --load-max-tokens must be ≥ 1"));
+    }
+    if a.image_size == 0 || !a.image_size.is_multiple_of(14) {
+        return Err(usage("--image-size must be a positive multiple of 14 (the tower's patch)"));
+    }
+    let threads = match a.threads {
+        Some(0) => return Err(usage("--threads must be ≥ 1")),
+        Some(n) => n,
+        None => std::env::var("RAYON_NUM_THREADS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
+    };
+    // Before any tensor op: candle and rayon read these when their pools start.
+    std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    if std::env::var("CANDLE_NUM_THREADS").is_err() {
+        std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
+    }
+    super::prepare_inference();
+    let temp;
+    let work = match &a.workdir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            d.clone()
+        }
+        None => {
+            temp = tempfile::Builder::new().prefix("vlmscale-bench-serve-").tempdir()?;
+            temp.path().to_path_buf()
+        }
+    };
+    println!(
+        "bench serve — random LLaVA-1.5 layout: CLIP ViT-L/14 shape at {px} px ({g}×{g} = {n} patch tokens) + mlp2x_gelu + {size} LLM, bf16 weights; {threads} thread{s}; {load}",
+        px = a.image_size,
+        g = a.image_size / 14,
+        n = (a.image_size / 14).pow(2),
+        size = if a.size == "tiny" { "tiny test".to_string() } else { format!("Qwen1.5-{} shape", a.size.to_uppercase()) },
+        s = if threads == 1 { "" } else { "s" },
+        load = load_average(),
+    );
+    let ckpt = bs::write_checkpoint(&work, &a.size, a.image_size)?;
+    println!(
+        "checkpoint: {:.2} M parameters (LLM {:.2} M) written in {:.1} s",
+        ckpt.parameters as f64 / 1e6,
+        ckpt.llm.num_parameters() as f64 / 1e6,
+        ckpt.seconds
+    );
+    let mut config = serve::ServeConfig::new(vec![ckpt.dir.clone()]);
+    config.bf16 = true;
+    config.request_timeout = std::time::Duration::from_secs(3600);
+    config.queue_capacity = config.queue_capacity.max(2 * a.clients.max(a.streams));
+    let t0 = Instant::now();
+    let server = bs::InProcessServer::start(config)?;
+    println!("vlmscale serve: loaded in {:.1} s, listening on http://{}", t0.elapsed().as_secs_f64(), server.addr);
+    let addr = server.addr;
+    let question = "What is shown in the image?";
+    let image = bs::noise_png_data_url(a.image_size, 7)?;
+    let mut prompt = TextPrompt { question: question.to_string(), ids: vec![] };
+
+    let ours_a = bs::single(addr, Target::Vlmscale, &prompt, a.max_tokens)?;
+    println!(
+        "(a) vlmscale: Q = {}, {} tokens: TTFT {:.1} ms, decode {:.2} tokens/s",
+        ours_a.prompt_tokens, ours_a.tokens, ours_a.ttft_ms, ours_a.decode_tokens_per_s
+    );
+    let (steps0, rows0) =
+        (bs::metric(addr, "vlmscale_decode_steps_total"), bs::metric(addr, "vlmscale_decode_rows_total"));
+    let ours_b = bs::concurrent(addr, Target::Vlmscale, &prompt, a.max_tokens, a.streams)?;
+    let mean_batch = match (
+        steps0,
+        rows0,
+        bs::metric(addr, "vlmscale_decode_steps_total"),
+        bs::metric(addr, "vlmscale_decode_rows_total"),
+    ) {
+        (Some(s0), Some(r0), Some(s1), Some(r1)) if s1 > s0 => Some((r1 - r0) / (s1 - s0)),
+        _ => None,
+    };
+    println!(
+        "(b) vlmscale: {} streams, {} tokens: {:.2} tokens/s with all decoding ({:.2} over the whole run), mean decode batch {}",
+        ours_b.streams,
+        ours_b.tokens,
+        ours_b.steady_tokens_per_s,
+        ours_b.overall_tokens_per_s,
+        mean_batch.map_or("?".into(), |b| format!("{b:.2}"))
+    );
+    let (image_ttft, image_v) = bs::image_ttft(addr, &image, question, 2)?;
+    println!("(a') vlmscale: one streamed request with the image at V = {image_v}: TTFT {image_ttft:.1} ms");
+    let kinds = bs::request_kinds(ckpt.grid(), ckpt.llm.num_hidden_layers);
+    let load = (a.requests > 0)
+        .then(|| bs::mixed_load(addr, &kinds, &image, question, a.clients, a.requests, a.load_max_tokens));
+    if let Some(l) = &load {
+        println!(
+            "(c) vlmscale: {} × {} requests in {:.1} s: {} failed; TTFT p50 {:.1} ms, p99 {:.1} ms; {:.2} tokens/s ({} tokens); mix: {}",
+            l.clients,
+            l.requests_per_client,
+            l.seconds,
+            l.failed,
+            l.ttft_p50_ms,
+            l.ttft_p99_ms,
+            l.tokens_per_s,
+            l.tokens,
+            l.mix.iter().map(|(k, n)| format!("{k} ×{n}")).collect::<Vec<_>>().join(", ")
+        );
+        for f in &l.failures {
+            println!("    failed: {f}");
+        }
+    }
+    server.stop();
+
+    // llama-server on the same LLM weights, prompts of the same length as token ids.
+    prompt.ids = bs::prompt_ids(ours_a.prompt_tokens, ckpt.llm.vocab_size, 11);
+    let peer = serve_llama_server_peer(&a, &ckpt, &work, &prompt, threads);
+    let (peer_a, peer_b, peer_note) = match peer {
+        Ok((pa, pb, bin)) => (Some(pa), Some(pb), format!("llama-server: {}", bin.display())),
+        Err(why) => (None, None, format!("llama-server: NOT run: {why}")),
+    };
+
+    let ratio = ours_b.steady_tokens_per_s / ours_a.decode_tokens_per_s;
+    let peer_ratio = match (&peer_a, &peer_b) {
+        (Some(pa), Some(pb)) => Some(pb.steady_tokens_per_s / pa.decode_tokens_per_s),
+        _ => None,
+    };
+    let dash = || "—".to_string();
+    let peer_col = format!("llama-server (GGUF BF16, -t {threads} --parallel {})", a.streams);
+    println!();
+    println!("{:<62} {:>16}   {}", "", "vlmscale serve", peer_col);
+    let row = |what: String, ours: String, theirs: String| println!("{what:<62} {ours:>16}   {theirs}");
+    row(
+        format!("(a) 1 stream, text, Q = {}, {} tokens: TTFT ms", ours_a.prompt_tokens, a.max_tokens),
+        format!("{:.1}", ours_a.ttft_ms),
+        peer_a.as_ref().map_or_else(dash, |p| format!("{:.1}", p.ttft_ms)),
+    );
+    row(
+        "(a) decode tokens/s".into(),
+        format!("{:.2}", ours_a.decode_tokens_per_s),
+        peer_a.as_ref().map_or_else(dash, |p| format!("{:.2}", p.decode_tokens_per_s)),
+    );
+    row(
+        format!("(b) {} streams: aggregate decode tokens/s (all decoding)", a.streams),
+        format!("{:.2}", ours_b.steady_tokens_per_s),
+        peer_b.as_ref().map_or_else(dash, |p| format!("{:.2}", p.steady_tokens_per_s)),
+    );
+    row("(b) ratio to (a)".into(), format!("{ratio:.2}×"), peer_ratio.map_or_else(dash, |r| format!("{r:.2}×")));
+    row(
+        "(b) whole run, first token to last: tokens/s".into(),
+        format!("{:.2}", ours_b.overall_tokens_per_s),
+        peer_b.as_ref().map_or_else(dash, |p| format!("{:.2}", p.overall_tokens_per_s)),
+    );
+    row(
+        "(b) mean TTFT ms".into(),
+        format!("{:.1}", ours_b.mean_ttft_ms),
+        peer_b.as_ref().map_or_else(dash, |p| format!("{:.1}", p.mean_ttft_ms)),
+    );
+    row(format!("(a') 1 stream with the image, V = {image_v}: TTFT ms"), format!("{image_ttft:.1}"), dash());
+    if let Some(l) = &load {
+        row(
+            format!("(c) {} clients × {} requests, mixed V, stream on/off: failed", l.clients, l.requests_per_client),
+            format!("{} / {}", l.failed, l.clients * l.requests_per_client),
+            dash(),
+        );
+        row(
+            "(c) TTFT p50 / p99 ms (server: arrival to first token)".into(),
+            format!("{:.0} / {:.0}", l.ttft_p50_ms, l.ttft_p99_ms),
+            dash(),
+        );
+        row(
+            format!("(c) aggregate tokens/s ({} tokens in {:.1} s)", l.tokens, l.seconds),
+            format!("{:.2}", l.tokens_per_s),
+            dash(),
+        );
+    }
+    println!();
+    println!(
+        "(b) target ≥ 2.5× one stream: {}",
+        if ratio >= 2.5 { format!("met ({ratio:.2}×)") } else { format!("NOT met ({ratio:.2}×)") }
+    );
+    println!("{peer_note}");
+    println!("after the run: {}", load_average());
+    if let Some(p) = &a.json {
+        let v = serde_json::json!({
+            "size": a.size, "image_size": a.image_size, "threads": threads, "max_tokens": a.max_tokens,
+            "single": ours_a, "concurrent": ours_b, "ratio": ratio, "mean_decode_batch": mean_batch,
+            "image_ttft_ms": image_ttft, "image_visual_tokens": image_v, "mixed_load": load,
+            "llama_server": {"single": peer_a, "concurrent": peer_b, "ratio": peer_ratio, "note": peer_note},
+        });
+        std::fs::write(p, serde_json::to_string_pretty(&v)?)?;
+    }
+    if load.as_ref().is_some_and(|l| l.failed > 0) {
+        anyhow::bail!("{} requests of the mixed load failed", load.as_ref().map_or(0, |l| l.failed));
+    }
+    Ok(())
+}
+
+/// llama-server's (a) and (b) on the checkpoint's LLM (converted to a BF16 GGUF by
+/// peers/llama_server_peer.py), or why it did not run.
+fn serve_llama_server_peer(
+    a: &ServeArgs,
+    ckpt: &bench::serve::RandomCheckpoint,
+    work: &std::path::Path,
+    prompt: &bench::serve::TextPrompt,
+    threads: usize,
+) -> std::result::Result<(bench::serve::Single, bench::serve::Concurrent, PathBuf), String> {
+    use bench::serve::{self as bs, Target};
+    let bin = match &a.llama_server {
+        Some(p) if p.as_os_str() == "none" => return Err("--llama-server none".into()),
+        Some(p) if p.is_file() => p.clone(),
+        Some(p) => return Err(format!("--llama-server {}: no such file", p.display())),
+        None => bs::find_llama_server().ok_or(
+            "no llama-server binary in the llama.cpp peer's cache (~/.cache/vlmscale/llama.cpp-*/build/bin; build it with `python3 peers/llama_cpp_peer.py build`) and no --llama-server PATH",
+        )?,
+    };
+    let peers = PeersDir::locate(a.peers_dir.as_deref()).map_err(|e| e.to_string())?;
+    let gguf = work.join("model-bf16.gguf");
+    let spin = ProgressBar::new_spinner();
+    spin.set_message("converting the LLM to GGUF BF16 (peers/llama_server_peer.py)…");
+    spin.enable_steady_tick(std::time::Duration::from_millis(500));
+    let out = std::process::Command::new(&a.python)
+        .arg(peers.script("llama_server_peer.py"))
+        .arg("gguf")
+        .arg("--weights")
+        .arg(ckpt.dir.join(engine::checkpoint::WEIGHTS_FILE))
+        .arg("--config")
+        .arg(ckpt.dir.join("config.json"))
+        .arg("--out")
+        .arg(&gguf)
+        .output();
+    spin.finish_and_clear();
+    let out = out.map_err(|e| format!("could not run `{}` ({e})", a.python))?;
+    if !out.status.success() || !gguf.is_file() {
+        let text = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last = text.lines().chain(stderr.lines()).last().unwrap_or("").to_string();
+        return Err(format!("the GGUF conversion failed ({}): {last}", out.status));
+    }
+    let ctx = a.streams * (prompt.ids.len() + a.max_tokens + 64).next_multiple_of(256);
+    let server = bs::LlamaServer::start(&bin, &gguf, threads, a.streams, ctx, &work.join("llama-server.log"))
+        .map_err(|e| e.to_string())?;
+    let single = bs::single(server.addr, Target::LlamaServer, prompt, a.max_tokens).map_err(|e| e.to_string())?;
+    println!(
+        "(a) llama-server: Q = {}, {} tokens: TTFT {:.1} ms, decode {:.2} tokens/s",
+        single.prompt_tokens, single.tokens, single.ttft_ms, single.decode_tokens_per_s
+    );
+    let conc =
+        bs::concurrent(server.addr, Target::LlamaServer, prompt, a.max_tokens, a.streams).map_err(|e| e.to_string())?;
+    println!(
+        "(b) llama-server: {} streams, {} tokens: {:.2} tokens/s with all decoding ({:.2} over the whole run)",
+        conc.streams, conc.tokens, conc.steady_tokens_per_s, conc.overall_tokens_per_s
+    );
+    drop(server);
+    Ok((single, conc, bin))
 }
