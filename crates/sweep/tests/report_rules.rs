@@ -214,3 +214,55 @@ fn claims_of_a_task_below_its_blind_prior_are_not_tested_and_no_file_goes_stale(
     assert!(out.join("fit_sort_of_clevr.json").exists());
     assert!(!out.join("fit_fine_detail.json").exists() && !out.join("frontier_fine_detail.json").exists());
 }
+
+#[test]
+fn a_task_group_is_judged_on_its_mean_and_gated_by_each_member() {
+    let dir = tempfile::tempdir().unwrap();
+    let grid = GRID.replace(
+        "tasks = [\"sort_of_clevr\", \"fine_detail\"]",
+        "tasks = [\"sort_of_clevr\", \"object_facts\", \"fine_detail\"]\n[task_groups]\nreasoning = [\"sort_of_clevr\", \"object_facts\"]\n[report]\nreasoning_task = \"reasoning\"",
+    );
+    std::fs::write(dir.path().join("sweep.toml"), &grid).unwrap();
+    let cfg = SweepConfig::from_path(&dir.path().join("sweep.toml")).unwrap();
+    let opts = |cfg: &SweepConfig| ReportOptions {
+        names: cfg.report.clone(),
+        bootstrap: 0,
+        grid: Some(coarse()),
+        plots: false,
+        sweep: Some(cfg.clone()),
+        ..Default::default()
+    };
+    // Both members read the image: the group's claim is judged (the synthetic reasoning law has
+    // α > β, and so has the mean of two tasks that follow it).
+    let runner = WithPrior {
+        inner: SyntheticRunner::default(),
+        prior: BTreeMap::from([("sort_of_clevr", 0.1), ("object_facts", 0.1), ("fine_detail", 0.1)]),
+    };
+    sweep::sweep::run_sweep(&cfg, &runner, 2, false).unwrap().into_result().unwrap();
+    let agg = sweep::aggregate::write_aggregate(&cfg).unwrap();
+    let (a, _) = write_report(&agg.path, &opts(&cfg), &dir.path().join("r1")).unwrap();
+    let v = verdicts(&a);
+    assert_eq!(v["alpha_gt_beta"].0, Verdict::Reproduced, "{:?}", v["alpha_gt_beta"]);
+    assert!(a.fits.contains_key("reasoning") && a.claims.iter().any(|c| c.claim.contains("`reasoning`")));
+
+    // One member below its blind prior: the group's claims are not tested, and the evidence names
+    // that member's cells.
+    let dir2 = tempfile::tempdir().unwrap();
+    std::fs::write(dir2.path().join("sweep.toml"), &grid).unwrap();
+    let cfg2 = SweepConfig::from_path(&dir2.path().join("sweep.toml")).unwrap();
+    let runner = WithPrior {
+        inner: SyntheticRunner::default(),
+        prior: BTreeMap::from([("sort_of_clevr", 0.1), ("object_facts", 0.99), ("fine_detail", 0.1)]),
+    };
+    sweep::sweep::run_sweep(&cfg2, &runner, 2, false).unwrap().into_result().unwrap();
+    let agg = sweep::aggregate::write_aggregate(&cfg2).unwrap();
+    let (a, _) = write_report(&agg.path, &opts(&cfg2), &dir2.path().join("r2")).unwrap();
+
+    let v = verdicts(&a);
+    assert_eq!(v["alpha_gt_beta"].0, Verdict::NotTested, "{:?}", v["alpha_gt_beta"]);
+    assert!(
+        v["alpha_gt_beta"].1.contains("object_facts.") && v["alpha_gt_beta"].1.contains("0.990"),
+        "{}",
+        v["alpha_gt_beta"].1
+    );
+}
