@@ -465,3 +465,74 @@ fn eval_chunks_concatenate_to_the_unchunked_answers() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("chunk"), "{}", String::from_utf8_lossy(&out.stderr));
     }
 }
+
+/// `data make --gqa` writes a GQA-format benchmark of a generated split: every question line's id is
+/// in the truth file with the LLaVA JSONL's answer, the images exist, and `score gqa` counts answers
+/// taken from the LLaVA JSONL as right and altered ones as wrong.
+#[test]
+fn data_make_gqa_is_a_benchmark_score_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("of");
+    ok(
+        &vlmscale(&[
+            "data",
+            "make",
+            "--task",
+            "object_facts",
+            "--images",
+            "20",
+            "--seed",
+            "5",
+            "--out",
+            &s(&out),
+            "--gqa",
+        ]),
+        "data make --gqa",
+    );
+    let llava = std::fs::read_to_string(out.join("object_facts_s5.jsonl")).unwrap();
+    let truth: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("object_facts_s5_gqa_truth.json")).unwrap()).unwrap();
+    let questions = std::fs::read_to_string(out.join("object_facts_s5_gqa.jsonl")).unwrap();
+    let mut answers = String::new();
+    let (mut n, mut right) = (0, 0);
+    for (q, l) in questions.lines().zip(llava.lines()) {
+        let (q, l): (serde_json::Value, serde_json::Value) =
+            (serde_json::from_str(q).unwrap(), serde_json::from_str(l).unwrap());
+        let id = q["question_id"].as_str().unwrap();
+        assert_eq!(id, l["id"].as_str().unwrap());
+        let answer = l["conversations"][1]["value"].as_str().unwrap();
+        assert_eq!(truth[id]["answer"], answer);
+        assert_eq!(format!("<image>\n{}", q["text"].as_str().unwrap()), l["conversations"][0]["value"]);
+        assert!(out.join(q["image"].as_str().unwrap()).is_file());
+        // Every third answer is altered (another digit).
+        let given =
+            if n % 3 == 0 { ((answer.parse::<u32>().unwrap() + 1) % 10).to_string() } else { answer.to_string() };
+        right += usize::from(n % 3 != 0);
+        n += 1;
+        let line = serde_json::json!({"question_id": id, "prompt": q["text"], "text": given, "answer_id": format!("a{n}"),
+            "model_id": "m", "metadata": {}});
+        answers += &format!("{line}\n");
+    }
+    assert_eq!(n, 20);
+    let answers_path = dir.path().join("answers.jsonl");
+    std::fs::write(&answers_path, answers).unwrap();
+    let json = dir.path().join("score.json");
+    let annotations = s(&out.join("object_facts_s5_gqa_truth.json"));
+    ok(
+        &vlmscale(&[
+            "score",
+            "gqa",
+            "--answers",
+            &s(&answers_path),
+            "--annotations",
+            &annotations,
+            "--json",
+            &s(&json),
+        ]),
+        "score gqa",
+    );
+    let score: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(score["scores"]["correct"], right, "{score}");
+    assert_eq!(score["scores"]["count"], n, "{score}");
+    assert_eq!(score["scores"]["per_structural_type"]["query"]["count"], n, "{score}");
+}

@@ -30,6 +30,12 @@ pub struct MakeArgs {
     /// Output folder (created if missing).
     #[arg(long)]
     pub out: PathBuf,
+    /// Also write the split as a GQA-format benchmark for `vlmscale eval` / `eval-grid --benchmark
+    /// gqa`: `<name>_gqa.jsonl` (LLaVA question lines `{question_id, image, text}`, the question as
+    /// asked in training, no suffix) and `<name>_gqa_truth.json` (GQA's balanced-questions layout:
+    /// question id → `{question, answer, imageId, isBalanced, types}`), question ids `<image id>_q<k>`.
+    #[arg(long)]
+    pub gqa: bool,
 }
 
 pub fn run(d: Data) -> Result<()> {
@@ -54,6 +60,9 @@ fn make(a: MakeArgs) -> Result<()> {
     let tok = synth::build_tokenizer(&[])?;
     synth::save_tokenizer(&tok, &a.out.join("tokenizer.json"))?;
     synth::tokenizer::save_tokenizer_config(&a.out.join("tokenizer_config.json"))?;
+    if a.gqa {
+        write_gqa(&a.out, &name, &samples)?;
+    }
     let questions: usize = samples.iter().map(|s| s.qas.len()).sum();
     println!(
         "{} images, {questions} questions: generated in {gen_s:.2} s, written in {:.2} s",
@@ -65,5 +74,39 @@ fn make(a: MakeArgs) -> Result<()> {
         jsonl.display(),
         tok.get_vocab_size(true)
     );
+    if a.gqa {
+        println!("wrote {0}_gqa.jsonl and {0}_gqa_truth.json (GQA format)", a.out.join(&name).display());
+    }
+    Ok(())
+}
+
+/// The split as GQA-format questions and ground truth (see [`MakeArgs::gqa`]), written atomically.
+fn write_gqa(out: &std::path::Path, name: &str, samples: &[synth::ImageSample]) -> Result<()> {
+    let (mut lines, mut truth) = (String::new(), serde_json::Map::new());
+    for s in samples {
+        for (k, qa) in s.qas.iter().enumerate() {
+            let id = format!("{}_q{k}", s.id);
+            let line = serde_json::json!({
+                "question_id": id,
+                "image": format!("images/{}.png", s.id),
+                "text": qa.question,
+                "category": qa.family.name(),
+            });
+            lines += &format!("{line}\n");
+            // GQA's question types (its eval.py reports accuracy per type): yes/no questions verify,
+            // the others query; relations between objects are `rel`, the rest attributes.
+            use synth::Family::*;
+            let structural = if matches!(qa.family, Left | Top) { "verify" } else { "query" };
+            let semantic = if matches!(qa.family, Left | Top | Closest | Furthest) { "rel" } else { "attr" };
+            truth.insert(
+                id,
+                serde_json::json!({"question": qa.question, "answer": qa.answer, "imageId": s.id, "isBalanced": true,
+                    "types": {"structural": structural, "semantic": semantic, "detailed": qa.family.name()}}),
+            );
+        }
+    }
+    scaling::output::write_atomic(&out.join(format!("{name}_gqa.jsonl")), lines.as_bytes())?;
+    let truth = serde_json::to_string_pretty(&truth)?;
+    scaling::output::write_atomic(&out.join(format!("{name}_gqa_truth.json")), truth.as_bytes())?;
     Ok(())
 }
