@@ -31,7 +31,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use synth::{DatasetConfig, Generator, ImageSample, Task};
+use synth::{DatasetConfig, FactSplit, Generator, ImageSample, Task};
 use train::vision_pretrain::{pretrain_vision, VisionPretrainConfig};
 use train::vlm_train::{train_vlm, TrainData, VlmTrainConfig};
 
@@ -334,14 +334,16 @@ pub fn thread_cpu_seconds() -> Option<f64> {
     (rc == 0).then_some(ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
 }
 
-/// The generated split of `task` with `seed`: images `0..images`.
+/// The generated split of `task` with `seed`: images `0..images`, `object_facts` questions about the
+/// properties of `facts`.
 fn split(
     task: Task,
     seed: u64,
     questions_per_family: usize,
     images: usize,
+    facts: FactSplit,
 ) -> std::result::Result<Vec<ImageSample>, String> {
-    let config = DatasetConfig { task, seed, questions_per_family, ..DatasetConfig::default() };
+    let config = DatasetConfig { task, seed, questions_per_family, facts, ..DatasetConfig::default() };
     Generator::new(config).and_then(|g| g.generate(0..images as u64)).map_err(|e| e.to_string())
 }
 
@@ -387,6 +389,7 @@ impl CellRunner for TrainRunner {
                 task,
                 seed: s.seed,
                 questions_per_family: s.questions_per_family,
+                facts: FactSplit::Train,
                 ..DatasetConfig::default()
             },
             images: s.images,
@@ -417,7 +420,7 @@ impl CellRunner for TrainRunner {
             .map_err(|e| fail(e.to_string()))?;
 
         // Evaluate on the held-out split.
-        let eval = split(task, s.eval_seed, s.eval_questions_per_family, s.eval_images)
+        let eval = split(task, s.eval_seed, s.eval_questions_per_family, s.eval_images, FactSplit::Test)
             .map_err(|e| fail(format!("held-out split: {e}")))?;
         let er = train::eval::evaluate(&model_dir, &eval, None, &mut |_, _| {})
             .map_err(|e| fail(format!("evaluation: {e}")))?;
@@ -435,8 +438,8 @@ impl CellRunner for TrainRunner {
         }
         let q_mean = q_sum as f64 / q_n.max(1) as f64;
 
-        let train_split =
-            split(task, s.seed, s.questions_per_family, s.images).map_err(|e| fail(format!("training split: {e}")))?;
+        let train_split = split(task, s.seed, s.questions_per_family, s.images, FactSplit::Train)
+            .map_err(|e| fail(format!("training split: {e}")))?;
         let prior = blind_prior_accuracy(&train_split, &eval);
 
         let mut family_accuracy: BTreeMap<String, f64> =

@@ -166,6 +166,41 @@ pub struct DatasetConfig {
     pub scene: SceneConfig,
     /// Fine-detail layout (used when `task` is `FineDetail`).
     pub fine_detail: FineDetailConfig,
+    /// Which properties `object_facts` questions ask about ([`FactSplit`]).
+    #[serde(skip_serializing_if = "FactSplit::is_all")]
+    pub facts: FactSplit,
+}
+
+/// The properties an `object_facts` split asks about: VLM training asks the first half, evaluation
+/// the second, so that an evaluated fact was only ever taught in the LLM's text pretraining (which
+/// covers all of them) and the VLM must use what its LLM knows rather than what VLM training taught.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum FactSplit {
+    /// Every property, 0..FACT_PROPERTIES (the text corpus).
+    #[default]
+    All,
+    /// Properties 0..FACT_PROPERTIES/2 (VLM training).
+    Train,
+    /// Properties FACT_PROPERTIES/2..FACT_PROPERTIES (VLM evaluation).
+    Test,
+}
+
+impl FactSplit {
+    /// The property numbers asked.
+    pub fn properties(self) -> std::ops::Range<u32> {
+        let (p, half) = (crate::facts::FACT_PROPERTIES, crate::facts::FACT_PROPERTIES / 2);
+        match self {
+            FactSplit::All => 0..p,
+            FactSplit::Train => 0..half,
+            FactSplit::Test => half..p,
+        }
+    }
+
+    fn is_all(&self) -> bool {
+        *self == FactSplit::All
+    }
 }
 
 impl Default for DatasetConfig {
@@ -176,6 +211,7 @@ impl Default for DatasetConfig {
             questions_per_family: 1,
             scene: SceneConfig::default(),
             fine_detail: FineDetailConfig::default(),
+            facts: FactSplit::All,
         }
     }
 }
@@ -259,7 +295,7 @@ impl Generator {
                 let shape = scene.object(colour).shape;
                 let qas = (0..c.questions_per_family)
                     .map(|_| {
-                        let k = rng.random_range(0..crate::facts::FACT_PROPERTIES);
+                        let k = rng.random_range(c.facts.properties());
                         Qa {
                             question: crate::facts::question(k),
                             answer: crate::facts::value(colour, shape, k).to_string(),

@@ -19,7 +19,7 @@ pub mod scene;
 pub mod tokenizer;
 
 pub use dataset::{
-    load_image, read_dataset, read_records, write_dataset, CaptionFormat, Content, DatasetConfig, Generator,
+    load_image, read_dataset, read_records, write_dataset, CaptionFormat, Content, DatasetConfig, FactSplit, Generator,
     ImageSample, Record, Task, IMAGE_TOKEN,
 };
 pub use error::{Error, Result};

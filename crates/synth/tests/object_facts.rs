@@ -73,3 +73,35 @@ fn the_tokenizer_covers_fact_questions_without_new_words() {
     assert_eq!(ours["model"]["vocab"], shipped["model"]["vocab"]);
     let _ = Colour::ALL;
 }
+
+#[test]
+fn train_and_test_splits_ask_disjoint_halves_of_the_properties() {
+    let asked = |facts: synth::FactSplit| -> std::collections::BTreeSet<u32> {
+        let cfg = DatasetConfig {
+            task: Task::ObjectFacts,
+            seed: 1,
+            questions_per_family: 3,
+            facts,
+            ..DatasetConfig::default()
+        };
+        Generator::new(cfg)
+            .unwrap()
+            .generate(0..300)
+            .unwrap()
+            .iter()
+            .flat_map(|s| s.qas.iter().map(|q| q.question.split(' ').nth(3).unwrap().parse::<u32>().unwrap()))
+            .collect()
+    };
+    let (train, test, all) =
+        (asked(synth::FactSplit::Train), asked(synth::FactSplit::Test), asked(synth::FactSplit::All));
+    let half = FACT_PROPERTIES / 2;
+    assert!(train.iter().all(|&k| k < half) && test.iter().all(|&k| (half..FACT_PROPERTIES).contains(&k)));
+    // 900 draws from 100 properties cover nearly all of them; `all` reaches both halves.
+    assert!(train.len() > 95 && test.len() > 95, "{} {}", train.len(), test.len());
+    assert!(all.iter().any(|&k| k < half) && all.iter().any(|&k| k >= half));
+    // The default split serialises as before (no `facts` key), so earlier fingerprints still match.
+    let v = serde_json::to_value(DatasetConfig::default()).unwrap();
+    assert!(v.get("facts").is_none(), "{v}");
+    let v = serde_json::to_value(DatasetConfig { facts: synth::FactSplit::Test, ..DatasetConfig::default() }).unwrap();
+    assert_eq!(v["facts"], "test");
+}

@@ -36,6 +36,11 @@ pub struct MakeArgs {
     /// question id → `{question, answer, imageId, isBalanced, types}`), question ids `<image id>_q<k>`.
     #[arg(long)]
     pub gqa: bool,
+    /// `object_facts`: which properties the questions ask about — `all`, `train` (the first half:
+    /// VLM training) or `test` (the second half: evaluation, facts only the LLM's text pretraining
+    /// taught).
+    #[arg(long, value_enum, default_value_t = synth::FactSplit::All)]
+    pub facts: synth::FactSplit,
 }
 
 pub fn run(d: Data) -> Result<()> {
@@ -50,7 +55,8 @@ fn make(a: MakeArgs) -> Result<()> {
         return Err(super::UsageError("--images must be ≥ 1".into()).into());
     }
     let end = a.start.checked_add(a.images).ok_or_else(|| super::UsageError("--start + --images overflows".into()))?;
-    let generator = synth::Generator::new(synth::DatasetConfig { task, seed: a.seed, ..Default::default() })?;
+    let generator =
+        synth::Generator::new(synth::DatasetConfig { task, seed: a.seed, facts: a.facts, ..Default::default() })?;
     let t = Instant::now();
     let samples = generator.generate(a.start..end)?;
     let gen_s = t.elapsed().as_secs_f64();
