@@ -12,8 +12,10 @@
 //! own Qwen2 that way).
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_core::{CpuStorage, DType, Device, Shape, Storage, Tensor, WithDType};
+use candle_nn::init::NormalOrUniform;
+use candle_nn::var_builder::SimpleBackend;
+use candle_nn::{Init, VarBuilder, VarMap};
 use scaling::cost::arch::LlmArch;
 use scaling::cost::exact::llm_forward;
 use scaling::cost::latency::LatencyProfile;
@@ -50,6 +52,168 @@ pub fn qwen15_config_json(size: &str) -> Result<serde_json::Value> {
         "max_position_embeddings": 32768, "rope_theta": 1000000.0, "rms_norm_eps": 1e-6,
         "tie_word_embeddings": size == "0.5b", "hidden_act": "silu", "use_sliding_window": false,
     }))
+}
+
+/// The LLM shapes `bench infer` builds: the names [`llm_config`] takes.
+pub const LLM_SHAPES: [&str; 3] = ["0.5b", "1.8b", "vicuna-7b"];
+
+/// The HF `config.json` of an LLM shape of [`LLM_SHAPES`]: `0.5b` / `1.8b` ([`qwen15_config_json`]) or
+/// `vicuna-7b`: lmsys/vicuna-7b-v1.5's `config.json` (Llama, H = 4096, 32 layers, 32 heads, MLP
+/// 11008, vocabulary 32000: the LLM of LLaVA-1.5-7B), as the checkpoint ships it.
+/// Errors: [`Error::Invalid`] for another name.
+pub fn llm_config_json(shape: &str) -> Result<serde_json::Value> {
+    match shape {
+        "vicuna-7b" => Ok(serde_json::json!({
+            "architectures": ["LlamaForCausalLM"], "model_type": "llama", "bos_token_id": 1, "eos_token_id": 2,
+            "pad_token_id": 0, "hidden_act": "silu", "hidden_size": 4096, "initializer_range": 0.02,
+            "intermediate_size": 11008, "max_position_embeddings": 4096, "num_attention_heads": 32,
+            "num_hidden_layers": 32, "num_key_value_heads": 32, "pretraining_tp": 1, "rms_norm_eps": 1e-5,
+            "rope_scaling": null, "tie_word_embeddings": false, "torch_dtype": "float16", "use_cache": true,
+            "vocab_size": 32000,
+        })),
+        "0.5b" | "1.8b" => qwen15_config_json(shape),
+        other => Err(Error::Invalid(format!("unknown LLM shape `{other}` (one of {})", LLM_SHAPES.join(", ")))),
+    }
+}
+
+/// [`llm_config_json`] resolved as the decoder reads a `config.json`.
+/// Errors: [`Error::Invalid`] for an unknown name.
+pub fn llm_config(shape: &str) -> Result<DecoderConfig> {
+    DecoderConfig::from_json_str(&llm_config_json(shape)?.to_string())
+}
+
+/// Seeded random weights made on request: a candle [`VarBuilder`] backend
+/// ([`RandomWeights::var_builder`]) in place of a [`VarMap`], whose tensors are created at once in
+/// their storage dtype.
+///
+/// Each tensor is drawn from a ChaCha8 generator seeded by the seed and the tensor's name (its values
+/// do not depend on the order in which modules ask for tensors), following candle's init hint as a
+/// [`VarMap`] would (Kaiming normal for `Linear` weights, N(0, 1) embeddings, ones for RMS norms,
+/// uniform biases), drawn in f32. Matrices (rank-2 tensors: projections, embeddings, LM head) are
+/// stored in the dtype given to [`RandomWeights::new`], each value rounded from f32 as it is drawn
+/// into the tensor's storage, so that no f32 copy of the model ever exists: creating Vicuna-7B holds
+/// its 13.5 GB of bf16 weights, not the 27 GB of f32. The other
+/// tensors (norms, biases, convolutions) take the builder's dtype.
+#[derive(Debug, Clone, Copy)]
+pub struct RandomWeights {
+    seed: u64,
+    matrices: DType,
+}
+
+/// FNV-1a of `s` (stable across builds and platforms, unlike `std`'s hasher).
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+}
+
+impl RandomWeights {
+    /// Weights drawn from `seed`, matrices stored in `matrices` (f32, or bf16 for f32 activations
+    /// with bf16 matrix weights as [`Decoder::convert_weights`] leaves them).
+    pub fn new(seed: u64, matrices: DType) -> Self {
+        Self { seed, matrices }
+    }
+
+    /// A builder (f32 for everything but the matrices) that creates each tensor it is asked for.
+    pub fn var_builder(self, device: &Device) -> VarBuilder<'static> {
+        VarBuilder::from_backend(Box::new(self), DType::F32, device.clone())
+    }
+
+    /// The tensor `name` of `shape` following `init`, in `dtype` (or the matrix dtype for rank 2).
+    fn create(&self, shape: &Shape, name: &str, init: Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        use rand::{RngCore, SeedableRng};
+        let dtype = if shape.rank() == 2 { self.matrices } else { dtype };
+        let n = shape.elem_count();
+        // (mean, std, uniform) of the values, after candle's `Init::var`.
+        let (mean, scale, uniform) = match init {
+            Init::Const(v) => return Tensor::full(v as f32, shape, dev)?.to_dtype(dtype),
+            Init::Randn { mean, stdev } => (mean, stdev, false),
+            Init::Uniform { lo, up } => ((lo + up) / 2.0, (up - lo) / 2.0, true),
+            Init::Kaiming { dist, fan, non_linearity } => {
+                let std = non_linearity.gain() / (fan.for_shape(shape) as f64).sqrt();
+                match dist {
+                    NormalOrUniform::Normal => (0.0, std, false),
+                    NormalOrUniform::Uniform => (0.0, 3f64.sqrt() * std, true),
+                }
+            }
+        };
+        let (mean, scale) = (mean as f32, scale as f32);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.seed ^ fnv1a(name));
+        // A uniform value in (0, 1] from 24 random bits.
+        let mut unit = move || ((rng.next_u32() >> 8) + 1) as f32 / (1u32 << 24) as f32;
+        let mut spare = None;
+        let mut draw = move || -> f32 {
+            if uniform {
+                return mean + scale * (2.0 * unit() - 1.0);
+            }
+            // Box–Muller: two standard normals from two uniforms.
+            if let Some(z) = spare.take() {
+                return mean + scale * z;
+            }
+            let (r, theta) = ((-2.0 * unit().ln()).sqrt(), std::f32::consts::TAU * unit());
+            let (s, c) = theta.sin_cos();
+            spare = Some(r * s);
+            mean + scale * r * c
+        };
+        // The values go straight into a vector of the storage type (candle's type for `dtype`, reached
+        // through an empty tensor's storage): one allocation per tensor, no f32 copy.
+        let proto = Tensor::zeros(0, dtype, &Device::Cpu)?;
+        let (storage, _) = proto.storage_and_layout();
+        match &*storage {
+            // Rounded to bf16 in f32 first (then `from_f64` is exact): the value candle's f32 → bf16
+            // conversion gives.
+            Storage::Cpu(CpuStorage::BF16(like)) => filled(like, n, move || round_to_bf16(draw()), shape, dev),
+            Storage::Cpu(CpuStorage::F32(like)) => filled(like, n, draw, shape, dev),
+            _ => filled::<f32>(&[], n, draw, shape, dev)?.to_dtype(dtype),
+        }
+    }
+}
+
+/// `x` rounded to the nearest bf16 (ties to even), as an f32: what `half::bf16::from_f32` keeps.
+fn round_to_bf16(x: f32) -> f32 {
+    let bits = x.to_bits();
+    if x.is_nan() {
+        return x;
+    }
+    let rounded = bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) & 0xffff_0000;
+    f32::from_bits(rounded)
+}
+
+/// A tensor of `shape` holding `n` values of `draw` stored as `T` (the type of `_like`).
+fn filled<T: WithDType>(
+    _like: &[T],
+    n: usize,
+    mut draw: impl FnMut() -> f32,
+    shape: &Shape,
+    dev: &Device,
+) -> candle_core::Result<Tensor> {
+    let values: Vec<T> = (0..n).map(|_| T::from_f64(draw() as f64)).collect();
+    Tensor::from_vec(values, shape, dev)
+}
+
+impl SimpleBackend for RandomWeights {
+    fn get(&self, s: Shape, name: &str, h: Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        self.create(&s, name, h, dtype, dev)
+    }
+
+    fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> candle_core::Result<Tensor> {
+        candle_core::bail!("random weights need a shape: `{name}` was asked for without one")
+    }
+
+    fn contains_tensor(&self, _: &str) -> bool {
+        true
+    }
+}
+
+/// A decoder of shape `cfg` on seeded [`RandomWeights`] with its matrix weights in `matrices`: f32, or
+/// bf16 created as bf16 (then [`Decoder::convert_weights`] only stacks q|k|v and gate|up), so that the
+/// peak memory of building it stays near its bf16 size. Activations, norms and biases are f32; the
+/// result is the decoder that building it in f32 from the same seed and converting to bf16 gives.
+/// Errors: [`Decoder::new`]'s, [`Decoder::convert_weights`]'s (a dtype other than f32 or bf16).
+pub fn random_decoder(cfg: &DecoderConfig, seed: u64, matrices: DType, device: &Device) -> Result<Decoder> {
+    let mut decoder = Decoder::new(cfg, RandomWeights::new(seed, matrices).var_builder(device))?;
+    if matrices != DType::F32 {
+        decoder.convert_weights(matrices)?;
+    }
+    Ok(decoder)
 }
 
 /// The scaling crate's architecture description of an LLM config (for FLOPs).

@@ -1,14 +1,15 @@
 //! `vlmscale bench infer --token-reduction METHOD`: time to first token of one query per V with a
-//! training-free token reduction ([`models::reduction`]) on plain LLaVA-1.5 at real sizes with weights
-//! created in memory — CLIP ViT-L/14-336 (the 23 blocks LLaVA's select layer −2 needs, plus block 24,
+//! training-free token reduction ([`models::reduction`]) on plain LLaVA-1.5 at real sizes with seeded
+//! random weights created in memory ([`crate::infer::RandomWeights`]; bf16 LLM matrices created as
+//! bf16, so the Vicuna-7B shape fits where its f32 weights would not) — CLIP ViT-L/14-336 (the 23 blocks LLaVA's select layer −2 needs, plus block 24,
 //! which PruMerge+ scores with), the `mlp2x_gelu` projector and an LLM shape — against the same query
 //! with all 576 tokens. Stages: vision (with the maps the method reads), the reduction itself,
 //! projector, prefill (FastV: the pruned prefill, [`models::decoder::Decoder::prefill_fastv`]). A
 //! benchmark, not a test: nothing asserts on time.
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarMap;
 
-use crate::vision::{frozen, VisionBench};
+use crate::infer::{random_decoder, tower_weight_bytes, RandomWeights};
+use crate::vision::VisionBench;
 use engine::{Error, Result};
 use models::decoder::{Decoder, DecoderConfig, FastV};
 use models::projector::{Projector, ProjectorKind, ProjectorLayout};
@@ -61,6 +62,19 @@ impl std::fmt::Display for ReductionRow {
     }
 }
 
+/// One [`run`]: its rows and the memory it took.
+#[derive(Debug, Clone)]
+pub struct ReductionRun {
+    /// The full-grid baseline, then one row per request.
+    pub rows: Vec<ReductionRow>,
+    /// Bytes of the weights held: tower (with the scoring block), projector and LLM, matrices in the
+    /// run's dtype, the rest f32.
+    pub weight_bytes: u64,
+    /// Peak resident set of the process from the start of the run (weight creation included), bytes
+    /// (Linux `VmHWM` after `/proc/self/clear_refs`, [`kernels::memory`]); `None` where unavailable.
+    pub peak_rss_bytes: Option<u64>,
+}
+
 fn best_ms(repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     let mut best = f64::INFINITY;
     for _ in 0..repeats.max(1) {
@@ -86,7 +100,7 @@ pub fn run(
     repeats: usize,
     weights: DType,
     mut on_row: impl FnMut(&ReductionRow),
-) -> Result<Vec<ReductionRow>> {
+) -> Result<ReductionRun> {
     let device = Device::Cpu;
     let vision = VisionBench::new(llm_cfg.hidden_size, &device);
     let vcfg = vision.config().clone();
@@ -109,25 +123,27 @@ pub fn run(
     let projector_of = |vb: candle_nn::VarBuilder| {
         Projector::new(ProjectorKind::MlpGelu { depth: 2 }, d, h, ProjectorLayout::Sequential, vb.pp("mm_projector"))
     };
-    let llm_vars = VarMap::new();
-    let vb = vision.var_builder();
-    ClipVisionTower::new_with_depth(&vcfg, depth, Mode::Inference, vb.pp("vision_model"))?;
-    projector_of(vb)?;
-    Decoder::new(llm_cfg, candle_nn::VarBuilder::from_varmap(&llm_vars, DType::F32, &device))?;
-    let fvb = vision.frozen_var_builder();
-    let mut tower = ClipVisionTower::new_with_depth(&vcfg, depth, Mode::Inference, fvb.pp("vision_model"))?;
-    let mut projector = projector_of(fvb)?;
-    let mut decoder = Decoder::new(llm_cfg, frozen(&llm_vars, &device))?;
+    // Freed memory of earlier work goes back first, so that the peak below is this run's.
+    kernels::memory::release_free_memory();
+    let rss_reset = kernels::memory::reset_peak_rss();
+    // Seeded random weights: the tower and projector in f32, then converted (their f32 copies are
+    // dropped); then the LLM, its matrices created directly in `weights` (`random_decoder`), so a
+    // Vicuna-7B shape peaks near its bf16 size instead of its f32 size.
+    let vb = RandomWeights::new(1, DType::F32).var_builder(&device);
+    let mut tower = ClipVisionTower::new_with_depth(&vcfg, depth, Mode::Inference, vb.pp("vision_model"))?;
+    let mut projector = projector_of(vb)?;
     if weights != DType::F32 {
         tower.convert_weights(weights)?;
         projector.convert_weights(weights)?;
-        decoder.convert_weights(weights)?;
-        vision.drop_weights("");
-        if let Ok(mut m) = llm_vars.data().lock() {
-            m.clear();
-        }
     }
     kernels::memory::release_free_memory();
+    let mut decoder = random_decoder(llm_cfg, 2, weights, &device)?;
+    kernels::memory::release_free_memory();
+    let mat = weights.size_in_bytes() as u64;
+    let weight_bytes = tower_weight_bytes(&vcfg, depth, weights.into())
+        + mat * (d * h + h * h) as u64
+        + 4 * 2 * h as u64
+        + decoder.weight_bytes() as u64;
     let pixels = vision.pixels()?;
     let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
     let text = kernels::random::randn(&mut rng, 0.02, (1, q, h), DType::F32, &device)?;
@@ -210,5 +226,9 @@ pub fn run(
         rows.push(row);
     }
     decoder.clear_kv_cache();
-    Ok(rows)
+    Ok(ReductionRun {
+        rows,
+        weight_bytes,
+        peak_rss_bytes: if rss_reset { kernels::memory::peak_rss_bytes() } else { None },
+    })
 }

@@ -151,7 +151,9 @@ pub struct VisionArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct InferArgs {
-    /// LLM shape: 0.5b (Qwen1.5-0.5B) or 1.8b (Qwen1.5-1.8B).
+    /// LLM shape: 0.5b (Qwen1.5-0.5B), 1.8b (Qwen1.5-1.8B), or vicuna-7b (Vicuna-7B-v1.5, the LLM of
+    /// LLaVA-1.5-7B; with --token-reduction and --weights bf16 only: its f32 weights, 27 GB, are
+    /// never made).
     #[arg(long, value_enum, default_value_t = InferSize::Qwen15_0_5b)]
     pub size: InferSize,
     /// Visual-token counts V (comma-separated).
@@ -213,14 +215,27 @@ pub enum InferSize {
     /// Qwen1.5-1.8B.
     #[value(name = "1.8b")]
     Qwen15_1_8b,
+    /// Vicuna-7B-v1.5 (Llama; LLaVA-1.5-7B's LLM).
+    #[value(name = "vicuna-7b")]
+    Vicuna7b,
 }
 
 impl InferSize {
-    /// The name `bench::infer::qwen15_config` takes.
+    /// The name `bench::infer::llm_config` takes.
     pub fn name(self) -> &'static str {
         match self {
             InferSize::Qwen15_0_5b => "0.5b",
             InferSize::Qwen15_1_8b => "1.8b",
+            InferSize::Vicuna7b => "vicuna-7b",
+        }
+    }
+
+    /// How the shape is named in output: `Qwen1.5-0.5B`, `Qwen1.5-1.8B`, `Vicuna-7B`.
+    pub fn label(self) -> &'static str {
+        match self {
+            InferSize::Qwen15_0_5b => "Qwen1.5-0.5B",
+            InferSize::Qwen15_1_8b => "Qwen1.5-1.8B",
+            InferSize::Vicuna7b => "Vicuna-7B",
         }
     }
 }
@@ -367,19 +382,45 @@ fn vision(a: VisionArgs) -> Result<()> {
 
 /// `bench infer --token-reduction METHOD`: one table per weight dtype.
 fn infer_reduction(a: &InferArgs, method: models::reduction::ReductionMethod) -> Result<()> {
+    use super::generate::Weights;
     use candle_core::DType;
-    let cfg = bench::infer::qwen15_config(a.size.name())?;
+    if a.size == InferSize::Vicuna7b && a.weights.iter().any(|w| *w != Weights::Bf16) {
+        return Err(super::UsageError(
+            "--size vicuna-7b runs with --weights bf16 only (its f32 weights, 27 GB, are never made)".into(),
+        )
+        .into());
+    }
+    let cfg = bench::infer::llm_config(a.size.name())?;
     for w in &a.weights {
-        let dtype = if *w == super::generate::Weights::Bf16 { DType::BF16 } else { DType::F32 };
+        let dtype = if *w == Weights::Bf16 { DType::BF16 } else { DType::F32 };
         println!(
-            "token reduction {method}: LLaVA-1.5 (CLIP ViT-L/14-336, mlp2x_gelu) + Qwen1.5-{} shape, {dtype:?} weights, Q = {} text tokens, best of {}",
-            a.size.name(),
+            "token reduction {method}: LLaVA-1.5 (CLIP ViT-L/14-336, mlp2x_gelu) + {} shape (N = {:.3} B), {dtype:?} weights, Q = {} text tokens, best of {}, {} threads",
+            a.size.label(),
+            cfg.num_parameters() as f64 / 1e9,
             a.text_tokens + 1,
-            a.repeats
+            a.repeats,
+            rayon::current_num_threads()
         );
-        bench::reduction::run(&cfg, method, &a.visual_tokens, a.fastv_layer, a.text_tokens, a.repeats, dtype, |r| {
-            println!("{r}")
-        })?;
+        let run = bench::reduction::run(
+            &cfg,
+            method,
+            &a.visual_tokens,
+            a.fastv_layer,
+            a.text_tokens,
+            a.repeats,
+            dtype,
+            |r| println!("{r}"),
+        )?;
+        let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+        match run.peak_rss_bytes {
+            Some(p) => println!(
+                "memory: peak resident {:.2} GiB from weight creation on, weights {:.2} GiB ({:.2}×)",
+                gib(p),
+                gib(run.weight_bytes),
+                p as f64 / run.weight_bytes as f64
+            ),
+            None => println!("memory: weights {:.2} GiB; peak resident set not available here", gib(run.weight_bytes)),
+        }
     }
     Ok(())
 }
@@ -397,6 +438,13 @@ fn infer(a: InferArgs) -> Result<()> {
     }
     if let Some(m) = a.token_reduction.and_then(|r| r.method()) {
         return infer_reduction(&a, m);
+    }
+    if a.size == InferSize::Vicuna7b {
+        return Err(super::UsageError(
+            "--size vicuna-7b runs with --token-reduction only (the peers and the f32 run need its f32 weights, 27 GB)"
+                .into(),
+        )
+        .into());
     }
     let allowed = models::compress::allowed_visual_tokens(24);
     if let Some(v) = vs.iter().find(|v| !allowed.contains(v)) {
