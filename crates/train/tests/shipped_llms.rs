@@ -38,3 +38,36 @@ fn shipped_pretrained_llms_match_their_manifests_and_the_default_recipe() {
     // The smallest preset is always shipped; the others as their pretraining finishes.
     assert!(checked.contains(&"xs"), "no pretrained xs under {}", models_dir().display());
 }
+
+/// The shipped LLMs continued on the world's facts (`models/llm-facts/<preset>`): each passes its
+/// manifest check, was made from the shipped `models/llm/<preset>` by the documented command, and
+/// scores the fact family on held-out text.
+#[test]
+fn llms_continued_on_facts_match_their_manifests_and_command() {
+    let root = models_dir().join("../llm-facts");
+    let mut checked = 0;
+    for size in SIZES {
+        let dir = root.join(size.name);
+        if !dir.join(MANIFEST_FILE).is_file() {
+            continue;
+        }
+        let m = verify_manifest(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let base = format!("models/llm/{}", size.name);
+        assert_eq!(
+            m.command,
+            format!(
+                "vlmscale train llm --llm {0} --out models/llm-facts/{0} --steps 9000 --object-ramp-steps 0 --fact-scenes 240000 --init {base}",
+                size.name
+            )
+        );
+        assert_eq!(m.config.init.as_deref(), Some(base.as_str()));
+        assert_eq!((m.config.fact_scenes, m.steps), (240_000, 9000));
+        assert!(m.held_out_questions.get("fact").is_some_and(|&n| n >= 100), "{}", size.name);
+        // Same architecture and vocabulary as the LLM it continues.
+        let before = verify_manifest(&models_dir().join(size.name)).unwrap();
+        assert_eq!(m.parameters, before.parameters);
+        assert_eq!(m.sha256["tokenizer.json"], before.sha256["tokenizer.json"]);
+        checked += 1;
+    }
+    assert!(checked >= 2, "{checked} continued LLMs under {}", root.display());
+}
