@@ -10,7 +10,9 @@ pub enum QuantPath {
     /// per-block correction (−128·Σa or −8·Σa) preloaded into the accumulator. Needs AVX512F/BW/VL,
     /// AVX512-VNNI and AVX512-VBMI (Intel Ice Lake and later, AMD Zen 4 and later).
     Avx512Vnni,
-    /// AVX2 (`vpmaddubsw` + `vpmaddwd`, 256-bit): one block per step, as GGML's AVX2 `vec_dot`.
+    /// AVX2 (`vpmaddubsw` + `vpmaddwd`, 256-bit): one block per step, as GGML's AVX2 `vec_dot`; Q4_0
+    /// nibbles multiplied unsigned with the offset removed by a per-activation-block correction, and
+    /// the f16 weight scales of eight blocks widened together.
     Avx2,
     /// Portable scalar loop: integer sum per block, then `sumf += sumi·(d_w·d_x)` (GGML's generic
     /// `ggml_vec_dot_q8_0_q8_0`).

@@ -101,6 +101,9 @@ fn run(path: QuantPath, w: &QuantMatrix, act: &ActQ8, y: &mut [f32], threads: us
         };
         super::x86::Avx512Act::new(act, offset)
     });
+    #[cfg(target_arch = "x86_64")]
+    let q4_avx2 =
+        (path == QuantPath::Avx2 && matches!(w.blocks, Blocks::Q4_0(_))).then(|| super::x86::Avx2Q4Act::new(act));
     let work = |(j0, j1): (usize, usize)| {
         for c0 in (0..act.m).step_by(X_ROWS_CHUNK) {
             let c1 = (c0 + X_ROWS_CHUNK).min(act.m);
@@ -147,22 +150,23 @@ fn run(path: QuantPath, w: &QuantMatrix, act: &ActQ8, y: &mut [f32], threads: us
                                 c0,
                                 c1,
                                 &put,
-                                |i| super::x86::dot_q8_0_avx2_rows::<4>(row, act, i),
-                                |i| super::x86::dot_q8_0_avx2(row, act, i),
+                                |i| super::x86::dot_q8_0_avx2::<4>(row, act, i),
+                                |i| super::x86::dot_q8_0_avx2::<1>(row, act, i)[0],
                             )
                         }
                     }
                     #[cfg(target_arch = "x86_64")]
                     (Blocks::Q4_0(b), QuantPath::Avx2) => {
                         let row = &b[j * kb..(j + 1) * kb];
+                        let corr = q4_avx2.as_ref().expect("prepared for AVX2 Q4_0");
                         // SAFETY: as above.
                         unsafe {
                             rows4(
                                 c0,
                                 c1,
                                 &put,
-                                |i| super::x86::dot_q4_0_avx2_rows::<4>(row, act, i),
-                                |i| super::x86::dot_q4_0_avx2(row, act, i),
+                                |i| super::x86::dot_q4_0_avx2::<4>(row, act, corr, i),
+                                |i| super::x86::dot_q4_0_avx2::<1>(row, act, corr, i)[0],
                             )
                         }
                     }

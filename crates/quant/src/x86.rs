@@ -1,5 +1,5 @@
-//! x86-64 dot-product kernels: AVX2 (one block per step) and AVX-512 VNNI (two blocks per step, up to
-//! four activation rows per weight row).
+//! x86-64 dot-product kernels: AVX2 (one block per step, weight scales widened eight blocks at a time)
+//! and AVX-512 VNNI (two blocks per step), each taking up to four activation rows per weight row.
 //!
 //! Sources for the instructions: Intel® 64 and IA-32 Architectures Software Developer's Manual,
 //! `VPDPBUSD` (u8 × s8 products summed in fours into i32 lanes, no saturation), `VPMADDUBSW`,
@@ -8,13 +8,6 @@ use std::arch::x86_64::*;
 
 use super::act::ActQ8;
 use super::block::{BlockQ4_0, BlockQ8_0, QK};
-
-/// f16 bits → f32 with F16C.
-#[inline]
-#[target_feature(enable = "f16c")]
-fn f16_to_f32(bits: u16) -> f32 {
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
-}
 
 #[inline]
 #[target_feature(enable = "avx2,fma")]
@@ -25,122 +18,156 @@ fn hsum256(v: __m256) -> f32 {
     _mm_cvtss_f32(s)
 }
 
-/// AVX2 `dot_q8_0`: per block, |w| (unsigned) · (a with w's sign) by `vpmaddubsw` (|w| ≤ 128 and
-/// |a| ≤ 127, so the pairwise i16 sums stay below 2¹⁵), widened by `vpmaddwd`, scaled in f32.
-///
-/// # Safety
-/// AVX2, FMA and F16C must be available; `w` holds whole blocks of one row; activation row `i` exists.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn dot_q8_0_avx2(w: &[BlockQ8_0], a: &ActQ8, i: usize) -> f32 {
-    let ones = _mm256_set1_epi16(1);
-    let mut acc = [_mm256_setzero_ps(); 2];
-    let xq = a.qs.as_ptr().add(i * a.kp * QK);
-    let xd = &a.d[i * a.kp..];
-    for (b2, pair) in w.chunks(2).enumerate() {
-        for (h, (blk, acc)) in pair.iter().zip(acc.iter_mut()).enumerate() {
-            let b = 2 * b2 + h;
-            let wv = _mm256_loadu_si256(blk.qs.as_ptr() as *const __m256i);
-            let av = _mm256_loadu_si256(xq.add(b * QK) as *const __m256i);
-            let p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(av, wv));
-            let p32 = _mm256_madd_epi16(p16, ones);
-            let s = _mm256_set1_ps(f16_to_f32(blk.d.to_bits()) * xd[b]);
-            *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), s, *acc);
-        }
-    }
-    hsum256(_mm256_add_ps(acc[0], acc[1]))
+/// The activation side of the AVX2 Q4_0 kernel: per row and block, 16 i16 lanes `8·(a_2l + a_2l+1)`,
+/// what `vpmaddubsw` of the unsigned nibbles (0..=15) with the activations overcounts against the
+/// signed values (nibble − 8). Subtracting it from the pair sums gives each pair's exact
+/// Σ (nibble − 8)·a (|pair| ≤ 2·8·127, no saturation: the unsigned pairs stay within 2·15·127).
+pub(crate) struct Avx2Q4Act {
+    corr: Vec<i16>,
 }
 
-/// AVX2 `dot_q4_0`: per block, the 16 bytes split into low nibbles (elements 0..16) and high nibbles
-/// (16..32), unsigned nibble · a by `vpmaddubsw`, widened, minus 8·Σa (the nibble offset), scaled.
+impl Avx2Q4Act {
+    pub(crate) fn new(act: &ActQ8) -> Self {
+        let corr = act.qs.chunks_exact(2).map(|p| 8 * (p[0] as i16 + p[1] as i16)).collect();
+        Self { corr }
+    }
+}
+
+/// Blocks per group in the AVX2 kernels: their f16 weight scales are gathered and widened together.
+const GROUP: usize = 8;
+
+/// The f16 scales of `n` (≤ 8) consecutive blocks from `w` (block stride `stride` bytes, scale in the
+/// first two bytes), gathered through general registers (the vector pipes are the busy ones) and
+/// widened to f32 in one `vcvtph2ps`; lanes n..8 are 0.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn scales_f16(w: *const u8, stride: usize, n: usize) -> __m256 {
+    let d = |i: usize| if i < n { (w.add(i * stride) as *const u16).read_unaligned() as u64 } else { 0 };
+    let lo = d(0) | d(1) << 16 | d(2) << 32 | d(3) << 48;
+    let hi = d(4) | d(5) << 16 | d(6) << 32 | d(7) << 48;
+    _mm256_cvtph_ps(_mm_set_epi64x(hi as i64, lo as i64))
+}
+
+/// AVX2 dot products of one weight row (`kb` blocks of Q4_0 when `Q4`, else Q8_0, from `w`) with the
+/// quantised activation rows i0..i0 + R. Per block and row, the exact integer sum in eight i32 lanes:
+/// - Q4_0: the 16 packed bytes broadcast to both 128-bit halves, shifted right by 0 (low half) and 4
+///   (high half) and masked, give the 32 nibbles in element order; `vpmaddubsw` (unsigned nibble ×
+///   signed activation) minus the precomputed offset correction [`Avx2Q4Act`], `vpmaddwd` by ones;
+/// - Q8_0: |w| · (a with w's sign) by `vpmaddubsw` (|w| ≤ 128, |a| ≤ 127: pairs below 2¹⁵), `vpmaddwd`;
+///
+/// then converted to f32 and accumulated with one FMA by the block's scale `d_w·d_a`, broadcast from a
+/// group's eight scales (weight scales gathered and widened once per group of eight blocks, shared by
+/// the R rows; multiplied by the rows' activation scales in one vector product). Block b of a row goes
+/// into accumulator b mod 4; the four are summed as (0 + 1) + (2 + 3), then across lanes. Each row's
+/// arithmetic is the same for every R, so a row's result does not depend on the rows beside it.
+///
+/// # Safety
+/// AVX2, FMA and F16C must be available; `w` holds `kb` blocks of the format; activation rows
+/// i0..i0 + R exist in `a` (with `kb` ≤ a.kb); `corr` is `a`'s [`Avx2Q4Act`] when `Q4`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_avx2<const Q4: bool, const R: usize>(
+    w: *const u8,
+    kb: usize,
+    a: &ActQ8,
+    corr: *const i16,
+    i0: usize,
+) -> [f32; R] {
+    let stride = if Q4 { BlockQ4_0::BYTES } else { BlockQ8_0::BYTES };
+    let xq: [*const i8; R] = std::array::from_fn(|r| a.qs.as_ptr().add((i0 + r) * a.kp * QK));
+    let xd: [*const f32; R] = std::array::from_fn(|r| a.d.as_ptr().add((i0 + r) * a.kp));
+    let xc: [*const i16; R] = std::array::from_fn(|r| corr.wrapping_add((i0 + r) * a.kp * 16));
+    let mut acc = [[_mm256_setzero_ps(); 4]; R];
+    let mut b = 0;
+    while b + GROUP <= kb {
+        let dw = scales_f16(w.add(b * stride), stride, GROUP);
+        let mut s = [[0f32; GROUP]; R];
+        for r in 0..R {
+            _mm256_storeu_ps(s[r].as_mut_ptr(), _mm256_mul_ps(dw, _mm256_loadu_ps(xd[r].add(b))));
+        }
+        for t in 0..GROUP {
+            step::<Q4, R>(&mut acc, &s, t, w.add((b + t) * stride), &xq, &xc, b + t);
+        }
+        b += GROUP;
+    }
+    if b < kb {
+        let n = kb - b;
+        let dw = scales_f16(w.add(b * stride), stride, n);
+        // Lanes 0..n: the row's remaining activation scales (masked lanes are not read).
+        let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        let mut s = [[0f32; GROUP]; R];
+        for r in 0..R {
+            let dx = _mm256_maskload_ps(xd[r].add(b), mask);
+            _mm256_storeu_ps(s[r].as_mut_ptr(), _mm256_mul_ps(dw, dx));
+        }
+        // t stays a constant in each unrolled step, so the accumulators stay in registers.
+        for t in 0..GROUP {
+            if t < n {
+                step::<Q4, R>(&mut acc, &s, t, w.add((b + t) * stride), &xq, &xc, b + t);
+            }
+        }
+    }
+    let mut out = [0f32; R];
+    for (o, acc) in out.iter_mut().zip(acc) {
+        *o = hsum256(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+    }
+    out
+}
+
+/// Block b of one weight row (at `blk`) against activation rows `xq` (their offset corrections `xc`
+/// for Q4_0), each row r's product scaled by `s[r][t]` (lane t of its group's scales) into
+/// `acc[r][t % 4]`, which is `acc[r][b % 4]` as groups start at multiples of 8 (see [`dot_avx2`]).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn step<const Q4: bool, const R: usize>(
+    acc: &mut [[__m256; 4]; R],
+    s: &[[f32; GROUP]; R],
+    t: usize,
+    blk: *const u8,
+    xq: &[*const i8; R],
+    xc: &[*const i16; R],
+    b: usize,
+) {
+    let ones = _mm256_set1_epi16(1);
+    if Q4 {
+        let raw = _mm256_broadcastsi128_si256(_mm_loadu_si128(blk.add(2) as *const __m128i));
+        let q = _mm256_and_si256(_mm256_srlv_epi64(raw, _mm256_setr_epi64x(0, 0, 4, 4)), _mm256_set1_epi8(0x0F));
+        for r in 0..R {
+            let av = _mm256_loadu_si256(xq[r].add(b * QK) as *const __m256i);
+            let c = _mm256_loadu_si256(xc[r].add(b * 16) as *const __m256i);
+            let p32 = _mm256_madd_epi16(_mm256_sub_epi16(_mm256_maddubs_epi16(q, av), c), ones);
+            acc[r][t % 4] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), _mm256_broadcast_ss(&s[r][t]), acc[r][t % 4]);
+        }
+    } else {
+        let wv = _mm256_loadu_si256(blk.add(2) as *const __m256i);
+        let wabs = _mm256_sign_epi8(wv, wv);
+        for r in 0..R {
+            let av = _mm256_loadu_si256(xq[r].add(b * QK) as *const __m256i);
+            let p32 = _mm256_madd_epi16(_mm256_maddubs_epi16(wabs, _mm256_sign_epi8(av, wv)), ones);
+            acc[r][t % 4] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), _mm256_broadcast_ss(&s[r][t]), acc[r][t % 4]);
+        }
+    }
+}
+
+/// AVX2 `dot_q8_0` of one weight row `w` with activation rows i..i + R (see [`dot_avx2`]).
+///
+/// # Safety
+/// AVX2, FMA and F16C must be available; `w` holds whole blocks of one row; activation rows
+/// i..i + R exist.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn dot_q8_0_avx2<const R: usize>(w: &[BlockQ8_0], a: &ActQ8, i: usize) -> [f32; R] {
+    dot_avx2::<false, R>(w.as_ptr() as *const u8, w.len(), a, std::ptr::null(), i)
+}
+
+/// AVX2 `dot_q4_0` of one weight row `w` with activation rows i..i + R (see [`dot_avx2`]); `corr` is
+/// [`Avx2Q4Act::new`] of `a`.
 ///
 /// # Safety
 /// As [`dot_q8_0_avx2`].
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn dot_q4_0_avx2(w: &[BlockQ4_0], a: &ActQ8, i: usize) -> f32 {
-    let ones = _mm256_set1_epi16(1);
-    let low = _mm256_set1_epi8(0x0F);
-    let mut acc = [_mm256_setzero_ps(); 2];
-    let xq = a.qs.as_ptr().add(i * a.kp * QK);
-    let xd = &a.d[i * a.kp..];
-    let xs = &a.sum[i * a.kp..];
-    for (b2, pair) in w.chunks(2).enumerate() {
-        for (h, (blk, acc)) in pair.iter().zip(acc.iter_mut()).enumerate() {
-            let b = 2 * b2 + h;
-            let t = _mm_loadu_si128(blk.qs.as_ptr() as *const __m128i);
-            let q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16::<4>(t), t), low);
-            let av = _mm256_loadu_si256(xq.add(b * QK) as *const __m256i);
-            let p32 = _mm256_madd_epi16(_mm256_maddubs_epi16(q, av), ones);
-            let p32 = _mm256_add_epi32(p32, _mm256_setr_epi32(-8 * xs[b], 0, 0, 0, 0, 0, 0, 0));
-            let s = _mm256_set1_ps(f16_to_f32(blk.d.to_bits()) * xd[b]);
-            *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), s, *acc);
-        }
-    }
-    hsum256(_mm256_add_ps(acc[0], acc[1]))
-}
-
-/// [`dot_q8_0_avx2`] of activation rows i..i + R against one weight row: each weight block is loaded
-/// and its sign split once for the R rows (batched decode, short prefills); every row's sum is
-/// accumulated exactly as the one-row kernel accumulates it, so the results are identical.
-///
-/// # Safety
-/// As [`dot_q8_0_avx2`], for activation rows i..i + R.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn dot_q8_0_avx2_rows<const R: usize>(w: &[BlockQ8_0], a: &ActQ8, i: usize) -> [f32; R] {
-    let ones = _mm256_set1_epi16(1);
-    let mut acc = [[_mm256_setzero_ps(); 2]; R];
-    for (b2, pair) in w.chunks(2).enumerate() {
-        for (h, blk) in pair.iter().enumerate() {
-            let b = 2 * b2 + h;
-            let wv = _mm256_loadu_si256(blk.qs.as_ptr() as *const __m256i);
-            let wabs = _mm256_sign_epi8(wv, wv);
-            let dw = f16_to_f32(blk.d.to_bits());
-            for (r, acc) in acc.iter_mut().enumerate() {
-                let row = i + r;
-                let av = _mm256_loadu_si256(a.qs.as_ptr().add((row * a.kp + b) * QK) as *const __m256i);
-                let p32 = _mm256_madd_epi16(_mm256_maddubs_epi16(wabs, _mm256_sign_epi8(av, wv)), ones);
-                let s = _mm256_set1_ps(dw * a.d[row * a.kp + b]);
-                acc[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), s, acc[h]);
-            }
-        }
-    }
-    let mut out = [0f32; R];
-    for (o, acc) in out.iter_mut().zip(acc) {
-        *o = hsum256(_mm256_add_ps(acc[0], acc[1]));
-    }
-    out
-}
-
-/// [`dot_q4_0_avx2`] of activation rows i..i + R against one weight row, each block's nibbles
-/// unpacked once for the R rows; per-row accumulation as in the one-row kernel (identical results).
-///
-/// # Safety
-/// As [`dot_q4_0_avx2`], for activation rows i..i + R.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn dot_q4_0_avx2_rows<const R: usize>(w: &[BlockQ4_0], a: &ActQ8, i: usize) -> [f32; R] {
-    let ones = _mm256_set1_epi16(1);
-    let low = _mm256_set1_epi8(0x0F);
-    let mut acc = [[_mm256_setzero_ps(); 2]; R];
-    for (b2, pair) in w.chunks(2).enumerate() {
-        for (h, blk) in pair.iter().enumerate() {
-            let b = 2 * b2 + h;
-            let t = _mm_loadu_si128(blk.qs.as_ptr() as *const __m128i);
-            let q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16::<4>(t), t), low);
-            let dw = f16_to_f32(blk.d.to_bits());
-            for (r, acc) in acc.iter_mut().enumerate() {
-                let row = i + r;
-                let av = _mm256_loadu_si256(a.qs.as_ptr().add((row * a.kp + b) * QK) as *const __m256i);
-                let p32 = _mm256_madd_epi16(_mm256_maddubs_epi16(q, av), ones);
-                let p32 = _mm256_add_epi32(p32, _mm256_setr_epi32(-8 * a.sum[row * a.kp + b], 0, 0, 0, 0, 0, 0, 0));
-                let s = _mm256_set1_ps(dw * a.d[row * a.kp + b]);
-                acc[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), s, acc[h]);
-            }
-        }
-    }
-    let mut out = [0f32; R];
-    for (o, acc) in out.iter_mut().zip(acc) {
-        *o = hsum256(_mm256_add_ps(acc[0], acc[1]));
-    }
-    out
+pub(crate) unsafe fn dot_q4_0_avx2<const R: usize>(w: &[BlockQ4_0], a: &ActQ8, corr: &Avx2Q4Act, i: usize) -> [f32; R] {
+    debug_assert_eq!(corr.corr.len(), a.qs.len() / 2);
+    dot_avx2::<true, R>(w.as_ptr() as *const u8, w.len(), a, corr.corr.as_ptr(), i)
 }
 
 /// Activation data laid out for the AVX-512 kernels, per row and per pair of blocks (b, b + 1):
