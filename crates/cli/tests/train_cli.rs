@@ -122,7 +122,10 @@ fn bad_training_input_exits_2() {
         (vec!["train", "vlm", "--tower", "t", "--out", "o", "--compressor", "none"], "quecc-noquery"),
         (vec!["train", "vlm", "--tower", "t", "--out", "o", "--llm", "xxl"], "[possible values: xs, s, m, l]"),
         (vec!["train", "llm", "--out", "o", "--llm", "xxl"], "[possible values: xs, s, m, l]"),
-        (vec!["data", "make", "--out", "o", "--task", "ocr"], "[possible values: sort_of_clevr, fine_detail, object_facts]"),
+        (
+            vec!["data", "make", "--out", "o", "--task", "ocr"],
+            "[possible values: sort_of_clevr, fine_detail, object_facts]",
+        ),
     ] {
         let out = vlmscale(&args);
         let err = String::from_utf8_lossy(&out.stderr);
