@@ -1,9 +1,9 @@
-//! `vlmscale bench infer --token-reduction METHOD`: time to first token of one query per V with a
-//! training-free token reduction ([`models::reduction`]) on plain LLaVA-1.5 at real sizes with seeded
+//! `vlmscale bench infer --token-reduction METHOD[,METHOD…]`: time to first token of one query per V
+//! with each training-free token reduction ([`models::reduction`]) on plain LLaVA-1.5 at real sizes with seeded
 //! random weights created in memory ([`crate::infer::RandomWeights`]; bf16 LLM matrices created as
 //! bf16, so the Vicuna-7B shape fits where its f32 weights would not) — CLIP ViT-L/14-336 (the 23 blocks LLaVA's select layer −2 needs, plus block 24,
 //! which PruMerge+ scores with), the `mlp2x_gelu` projector and an LLM shape — against the same query
-//! with all 576 tokens. Stages: vision (with the maps the method reads), the reduction itself,
+//! with all 576 tokens, timed once for all the methods. Stages: vision (with the maps the method reads), the reduction itself,
 //! projector, prefill (FastV: the pruned prefill, [`models::decoder::Decoder::prefill_fastv`]). A
 //! benchmark, not a test: nothing asserts on time.
 use candle_core::{DType, Device, Tensor};
@@ -85,15 +85,16 @@ fn best_ms(repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     Ok(best)
 }
 
-/// Times the full-grid query, then `method` at each V of `visual_tokens` (ignored for the adaptive
-/// PruMerge+, timed once), with Q = `text_tokens`, matrix weights in `weights` (f32 or bf16), best of
-/// `repeats`; `on_row` gets each row as measured (the baseline first). FastV prunes at
-/// `fastv_layer`. Errors: a request [`TokenReduction::validate`] rejects, Q + 577 over the context
-/// window, an unsupported weight dtype.
+/// Times the full-grid query once, then each of `methods` in order at each V of `visual_tokens`
+/// (ignored for the adaptive PruMerge+, timed once), all on the same weights, with Q = `text_tokens`,
+/// matrix weights in `weights` (f32 or bf16), best of `repeats`; `on_row` gets each row as measured
+/// (the baseline first). FastV prunes at `fastv_layer`. Errors: no method, a request
+/// [`TokenReduction::validate`] rejects (checked for every method before any weight is made), Q + 577
+/// over the context window, an unsupported weight dtype.
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     llm_cfg: &DecoderConfig,
-    method: ReductionMethod,
+    methods: &[ReductionMethod],
     visual_tokens: &[usize],
     fastv_layer: usize,
     text_tokens: usize,
@@ -108,11 +109,22 @@ pub fn run(
     let n = g * g;
     let layers = FeatureLayers::single_only(-2);
     let depth = vcfg.num_hidden_layers; // 23 for the features + block 24 for PruMerge+
-    let requests: Vec<TokenReduction> = if method.adaptive() {
-        vec![TokenReduction::new(method, None)]
-    } else {
-        visual_tokens.iter().map(|&v| TokenReduction { fastv_layer, ..TokenReduction::new(method, Some(v)) }).collect()
-    };
+    if methods.is_empty() {
+        return Err(Error::Invalid("token-reduction bench: no method given".into()));
+    }
+    let requests: Vec<TokenReduction> = methods
+        .iter()
+        .flat_map(|&method| -> Vec<TokenReduction> {
+            if method.adaptive() {
+                vec![TokenReduction::new(method, None)]
+            } else {
+                visual_tokens
+                    .iter()
+                    .map(|&v| TokenReduction { fastv_layer, ..TokenReduction::new(method, Some(v)) })
+                    .collect()
+            }
+        })
+        .collect();
     for r in &requests {
         r.validate(g, llm_cfg.num_hidden_layers)?;
     }
@@ -211,7 +223,7 @@ pub fn run(
         let prefill_ms = best_ms(repeats, || prefill(&mut decoder, &embeds, fastv.as_ref()))?;
         let ttft_ms = vision_ms + reduction_ms + projector_ms + prefill_ms;
         let row = ReductionRow {
-            method: method.name().into(),
+            method: r.method.name().into(),
             visual_tokens: fastv.map_or(entering, |f| f.keep),
             text_tokens: q + 1,
             vision_ms,

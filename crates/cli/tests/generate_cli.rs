@@ -173,4 +173,13 @@ fn bench_infer_rejects_bad_arguments_before_building_anything() {
     fails_with(&["bench", "infer", "--visual-tokens", "x"], 2, "--visual-tokens");
     fails_with(&["bench", "infer", "--weights", "bf16,f32", "--no-peer"], 2, "f32 must come first");
     fails_with(&["bench", "infer", "--weights", "bf16", "--quant-parts", "llm", "--no-peer"], 2, "--quant-parts");
+    // A list of methods is timed on one set of weights; `trained` is the ordinary bench and cannot
+    // join it, and every method's request is checked before any weight is made.
+    fails_with(&["bench", "infer", "--token-reduction", "trained,visionzip", "--no-peer"], 2, "trained");
+    fails_with(
+        &["bench", "infer", "--token-reduction", "cls-topk,fastv", "--fastv-layer", "99", "--visual-tokens", "64"],
+        2,
+        "99",
+    );
+    fails_with(&["bench", "infer", "--token-reduction", "visionzip,tome", "--visual-tokens", "64"], 2, "tome");
 }

@@ -38,6 +38,19 @@ pub enum Bench {
     Serve(ServeArgs),
 }
 
+/// Where `bench`'s peer scripts are and which Python runs them (shared by its subcommands).
+#[derive(clap::Args, Debug)]
+pub struct PeerArgs {
+    /// Python interpreter for the peer scripts (PyTorch, the GGUF conversions); `none` skips the
+    /// PyTorch peers of `bench infer` and `bench vision`.
+    #[arg(long, default_value = "python3")]
+    pub python: String,
+    /// The folder with the peer scripts (`peers/` of the sources; default: found next to the binary,
+    /// in its install prefix's `share/vlmscale/peers`, or in `./peers`).
+    #[arg(long, value_name = "DIR")]
+    pub peers_dir: Option<PathBuf>,
+}
+
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
     /// LLM shape: 0.5b (Qwen1.5-0.5B), 1.8b (Qwen1.5-1.8B), or tiny (4 layers, 64 wide, with a
@@ -54,6 +67,10 @@ pub struct ServeArgs {
     /// Concurrent streams in (b) (llama-server gets --parallel this).
     #[arg(long, default_value_t = 4)]
     pub streams: usize,
+    /// Timed repetitions of (a) and (b), for each server; the best is reported (highest decode
+    /// tokens/s).
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
     /// Clients in (c).
     #[arg(long, default_value_t = 8)]
     pub clients: usize,
@@ -72,13 +89,8 @@ pub struct ServeArgs {
     /// `python3 peers/llama_cpp_peer.py build`); `none` skips it.
     #[arg(long, value_name = "PATH")]
     pub llama_server: Option<PathBuf>,
-    /// Python interpreter for the GGUF conversion (peers/llama_server_peer.py).
-    #[arg(long, default_value = "python3")]
-    pub python: String,
-    /// The folder with the peer scripts (`peers/` of the sources; default: found next to the binary,
-    /// in its install prefix's `share/vlmscale/peers`, or in `./peers`).
-    #[arg(long, value_name = "DIR")]
-    pub peers_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub peers: PeerArgs,
     /// Write the checkpoint, the GGUF and llama-server's log here (kept) instead of a temporary folder.
     #[arg(long, value_name = "DIR")]
     pub workdir: Option<PathBuf>,
@@ -114,19 +126,14 @@ pub struct TrainArgs {
     /// Also time the PyTorch peer on the identical model, weights and batch.
     #[arg(long)]
     pub torch: bool,
-    /// Python interpreter for the PyTorch peer.
-    #[arg(long, default_value = "python3")]
-    pub python: String,
     /// torch.set_num_threads for the peer (default: the same as --threads).
     #[arg(long)]
     pub torch_threads: Option<usize>,
     /// Also write the rows (ours and the peer's) as JSON here.
     #[arg(long, value_name = "OUT.json")]
     pub json: Option<PathBuf>,
-    /// The folder with the PyTorch peer scripts (`peers/` of the sources; default: found next to the
-    /// binary, in its install prefix's `share/vlmscale/peers`, or in `./peers`).
-    #[arg(long, value_name = "DIR")]
-    pub peers_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub peers: PeerArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -140,13 +147,8 @@ pub struct VisionArgs {
     /// LLM width for QueCC's query (4096: Vicuna-7B).
     #[arg(long, default_value_t = 4096)]
     pub llm_hidden: usize,
-    /// Python interpreter for the PyTorch peer; `none` to skip it.
-    #[arg(long, default_value = "python3")]
-    pub python: String,
-    /// The folder with the PyTorch peer scripts (`peers/` of the sources; default: found next to the
-    /// binary, in its install prefix's `share/vlmscale/peers`, or in `./peers`).
-    #[arg(long, value_name = "DIR")]
-    pub peers_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub peers: PeerArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -187,20 +189,17 @@ pub struct InferArgs {
     /// Skip the peers (candle-transformers in-process, PyTorch via peers/bench_infer_torch.py).
     #[arg(long)]
     pub no_peer: bool,
-    /// Python interpreter for the PyTorch peer; `none` to skip it.
-    #[arg(long, default_value = "python3")]
-    pub python: String,
     /// Write the measured scaling::cost::latency::LatencyProfile here (for `frontier --latency-profile`).
     #[arg(long, value_name = "OUT.json")]
     pub profile: Option<PathBuf>,
-    /// The folder with the PyTorch peer scripts (`peers/` of the sources; default: found next to the
-    /// binary, in its install prefix's `share/vlmscale/peers`, or in `./peers`).
-    #[arg(long, value_name = "DIR")]
-    pub peers_dir: Option<PathBuf>,
-    /// Time a training-free token reduction on plain LLaVA-1.5 instead: TTFT per V (`--visual-tokens`)
-    /// and its speed-up over all 576 tokens (docs/token-reduction.md). No peers, no decode.
-    #[arg(long, value_enum, value_name = "METHOD")]
-    pub token_reduction: Option<eval::reduction::TokenReduction>,
+    #[command(flatten)]
+    pub peers: PeerArgs,
+    /// Time training-free token reductions on plain LLaVA-1.5 instead (comma-separated, e.g.
+    /// `visionzip,cls-topk,fastv`): TTFT per method and V (`--visual-tokens`) and its speed-up over all
+    /// 576 tokens, timed once for all of them on the same weights (docs/token-reduction.md). No peers,
+    /// no decode. `trained` (alone) is the ordinary bench.
+    #[arg(long, value_enum, value_name = "METHOD", value_delimiter = ',')]
+    pub token_reduction: Vec<eval::reduction::TokenReduction>,
     /// FastV's layer K (with `--token-reduction fastv`).
     #[arg(long, value_name = "K", default_value_t = models::reduction::DEFAULT_FASTV_LAYER)]
     pub fastv_layer: usize,
@@ -248,13 +247,8 @@ pub struct FitArgs {
     /// Grid points the Python peer evaluates (its rate is extrapolated to the full grid).
     #[arg(long, default_value_t = 20000)]
     pub peer_points: usize,
-    /// Python interpreter for the peer.
-    #[arg(long, default_value = "python3")]
-    pub python: String,
-    /// The folder with the PyTorch peer scripts (`peers/` of the sources; default: found next to the
-    /// binary, in its install prefix's `share/vlmscale/peers`, or in `./peers`).
-    #[arg(long, value_name = "DIR")]
-    pub peers_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub peers: PeerArgs,
 }
 
 pub fn run(b: Bench) -> Result<()> {
@@ -306,7 +300,7 @@ fn fit(a: FitArgs) -> Result<()> {
         a.repeats.max(1), 100.0 * gflops / limit);
     println!("            best: α = {:.4}, β = {:.4}, SSE = {:.4e}", best.law.alpha(), best.law.beta(), best.loss);
 
-    let peers = match PeersDir::locate(a.peers_dir.as_deref()) {
+    let peers = match PeersDir::locate(a.peers.peers_dir.as_deref()) {
         Ok(p) => p,
         Err(e) if e.is_user_error() => return Err(super::UsageError(e.to_string()).into()),
         Err(e) => {
@@ -319,7 +313,7 @@ fn fit(a: FitArgs) -> Result<()> {
     std::fs::write(data.path(), scaling::paper::REASONING_CSV)?;
     let points_arg = a.peer_points.to_string();
     let args = [data.path().as_os_str(), std::ffi::OsStr::new("--points"), std::ffi::OsStr::new(&points_arg)];
-    let peer = peers.run(&a.python, "grid_search_authors_loop.py", args);
+    let peer = peers.run(&a.peers.python, "grid_search_authors_loop.py", args);
     match peer {
         Ok(out) if out.status.success() => {
             let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
@@ -335,7 +329,9 @@ fn fit(a: FitArgs) -> Result<()> {
         Ok(out) => {
             println!("  authors' Python loop: failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim())
         }
-        Err(e) => println!("  authors' Python loop: could not run `{}` ({e}); install python3 with numpy", a.python),
+        Err(e) => {
+            println!("  authors' Python loop: could not run `{}` ({e}); install python3 with numpy", a.peers.python)
+        }
     }
     Ok(())
 }
@@ -344,7 +340,7 @@ fn vision(a: VisionArgs) -> Result<()> {
     super::prepare_inference();
     use bench::vision::VisionBench;
     use candle_core::Device;
-    let peers = locate_peers(a.peers_dir.as_deref(), &a.python)?;
+    let peers = locate_peers(a.peers.peers_dir.as_deref(), &a.peers.python)?;
     let limit = measured_matmul_gflops()?;
     println!(
         "bench vision — CLIP ViT-L/14-336, random weights, one 336×336 image, f32, {} threads",
@@ -366,22 +362,22 @@ fn vision(a: VisionArgs) -> Result<()> {
     if let Some(peers) = &peers {
         // f32 (the reference) and bf16 (beside our bf16-weight row), one after the other.
         for dtype in ["float32", "bfloat16"] {
-            match peers.run(&a.python, "bench_vision_torch.py", [a.repeats.to_string().as_str(), dtype]) {
+            match peers.run(&a.peers.python, "bench_vision_torch.py", [a.repeats.to_string().as_str(), dtype]) {
                 Ok(out) if out.status.success() => print!("peer: {}", String::from_utf8_lossy(&out.stdout)),
                 Ok(out) => println!(
                     "peer: PyTorch unavailable ({}): {}",
                     out.status,
                     String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
                 ),
-                Err(e) => println!("peer: could not run `{}` ({e})", a.python),
+                Err(e) => println!("peer: could not run `{}` ({e})", a.peers.python),
             }
         }
     }
     Ok(())
 }
 
-/// `bench infer --token-reduction METHOD`: one table per weight dtype.
-fn infer_reduction(a: &InferArgs, method: models::reduction::ReductionMethod) -> Result<()> {
+/// `bench infer --token-reduction METHOD[,METHOD…]`: one table per weight dtype.
+fn infer_reduction(a: &InferArgs, methods: &[models::reduction::ReductionMethod]) -> Result<()> {
     use super::generate::Weights;
     use candle_core::DType;
     if a.size == InferSize::Vicuna7b && a.weights.iter().any(|w| *w != Weights::Bf16) {
@@ -394,7 +390,8 @@ fn infer_reduction(a: &InferArgs, method: models::reduction::ReductionMethod) ->
     for w in &a.weights {
         let dtype = if *w == Weights::Bf16 { DType::BF16 } else { DType::F32 };
         println!(
-            "token reduction {method}: LLaVA-1.5 (CLIP ViT-L/14-336, mlp2x_gelu) + {} shape (N = {:.3} B), {dtype:?} weights, Q = {} text tokens, best of {}, {} threads",
+            "token reduction {}: LLaVA-1.5 (CLIP ViT-L/14-336, mlp2x_gelu) + {} shape (N = {:.3} B), {dtype:?} weights, Q = {} text tokens, best of {}, {} threads",
+            methods.iter().map(|m| m.name()).collect::<Vec<_>>().join(", "),
             a.size.label(),
             cfg.num_parameters() as f64 / 1e9,
             a.text_tokens + 1,
@@ -403,7 +400,7 @@ fn infer_reduction(a: &InferArgs, method: models::reduction::ReductionMethod) ->
         );
         let run = bench::reduction::run(
             &cfg,
-            method,
+            methods,
             &a.visual_tokens,
             a.fastv_layer,
             a.text_tokens,
@@ -436,8 +433,16 @@ fn infer(a: InferArgs) -> Result<()> {
     if a.text_tokens == 0 {
         return Err(super::UsageError("--text-tokens must be ≥ 1".into()).into());
     }
-    if let Some(m) = a.token_reduction.and_then(|r| r.method()) {
-        return infer_reduction(&a, m);
+    let methods: Vec<_> = a.token_reduction.iter().filter_map(|r| r.method()).collect();
+    if !methods.is_empty() {
+        if methods.len() != a.token_reduction.len() {
+            return Err(super::UsageError(
+                "--token-reduction: `trained` is the ordinary bench and cannot be listed with training-free methods"
+                    .into(),
+            )
+            .into());
+        }
+        return infer_reduction(&a, &methods);
     }
     if a.size == InferSize::Vicuna7b {
         return Err(super::UsageError(
@@ -493,7 +498,7 @@ fn infer(a: InferArgs) -> Result<()> {
             println!("{note}");
         }
     }
-    let peers = if a.no_peer { None } else { locate_peers(a.peers_dir.as_deref(), &a.python)? };
+    let peers = if a.no_peer { None } else { locate_peers(a.peers.peers_dir.as_deref(), &a.peers.python)? };
     let bench = InferBench::new(cfg.clone(), &dev);
     // The llama.cpp peer runs after ours, on the LLM weights as they are now (exported before the
     // first conversion drops them).
@@ -642,12 +647,12 @@ fn train(a: TrainArgs) -> Result<()> {
     let mut peer: Vec<Option<PeerRow>> = vec![None; rows.len()];
     let mut peer_note = String::new();
     if let Some(dir) = &export {
-        let peers = PeersDir::locate(a.peers_dir.as_deref()).map_err(|e| super::UsageError(e.to_string()))?;
+        let peers = PeersDir::locate(a.peers.peers_dir.as_deref()).map_err(|e| super::UsageError(e.to_string()))?;
         let script = peers.script("torch_train_peer.py");
         let spin = ProgressBar::new_spinner();
         spin.set_message(format!("PyTorch peer ({torch_threads} threads) on the same weights and batch…"));
         spin.enable_steady_tick(std::time::Duration::from_millis(200));
-        let out = std::process::Command::new(&a.python)
+        let out = std::process::Command::new(&a.peers.python)
             .arg(&script)
             .arg("time")
             .args(sizes.iter().map(|s| dir.path().join(s)))
@@ -664,12 +669,15 @@ fn train(a: TrainArgs) -> Result<()> {
                 let err = String::from_utf8_lossy(&o.stderr);
                 let last = err.lines().last().unwrap_or("").to_string();
                 peer_note = if err.contains("No module named") {
-                    format!("PyTorch peer NOT run: torch/transformers/safetensors missing for `{}` ({last})", a.python)
+                    format!(
+                        "PyTorch peer NOT run: torch/transformers/safetensors missing for `{}` ({last})",
+                        a.peers.python
+                    )
                 } else {
                     format!("PyTorch peer failed ({}): {last}", o.status)
                 };
             }
-            Err(e) => peer_note = format!("PyTorch peer NOT run: could not start `{}` ({e})", a.python),
+            Err(e) => peer_note = format!("PyTorch peer NOT run: could not start `{}` ({e})", a.peers.python),
         }
     }
 
@@ -764,7 +772,7 @@ fn llama_cpp_peer(
         println!("peer llama.cpp: NOT run (it runs the bf16, q8_0 and q4_0 formats of --weights; none given)");
         return;
     }
-    let peers = match PeersDir::locate(a.peers_dir.as_deref()) {
+    let peers = match PeersDir::locate(a.peers.peers_dir.as_deref()) {
         Ok(p) => p,
         Err(e) => {
             println!("peer llama.cpp: NOT run: {e}");
@@ -776,7 +784,7 @@ fn llama_cpp_peer(
     let spin = ProgressBar::new_spinner();
     spin.set_message("llama.cpp peer (first run: builds llama.cpp, tens of minutes)…");
     spin.enable_steady_tick(std::time::Duration::from_millis(500));
-    let out = std::process::Command::new(&a.python)
+    let out = std::process::Command::new(&a.peers.python)
         .arg(peers.script("llama_cpp_peer.py"))
         .arg("bench")
         .arg("--weights")
@@ -792,7 +800,7 @@ fn llama_cpp_peer(
     spin.finish_and_clear();
     let out = match out {
         Ok(o) => o,
-        Err(e) => return println!("peer llama.cpp: could not run `{}` ({e})", a.python),
+        Err(e) => return println!("peer llama.cpp: could not run `{}` ({e})", a.peers.python),
     };
     let mut any = false;
     for line in String::from_utf8_lossy(&out.stdout).lines() {
@@ -822,7 +830,7 @@ fn llama_cpp_peer(
 /// on the same shapes, run after ours so that the two never share the cores.
 fn pytorch_infer_peer(a: &InferArgs, peers: &PeersDir, vs: &[usize], dtype: &str) {
     let list = vs.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",");
-    let out = std::process::Command::new(&a.python)
+    let out = std::process::Command::new(&a.peers.python)
         .arg(peers.script("bench_infer_torch.py"))
         .args(["--size", a.size.name(), "--visual-tokens", &list])
         .args(["--text-tokens", &a.text_tokens.to_string(), "--decode-steps", &a.decode_steps.to_string()])
@@ -857,7 +865,7 @@ fn pytorch_infer_peer(a: &InferArgs, peers: &PeersDir, vs: &[usize], dtype: &str
             out.status,
             String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
         ),
-        Err(e) => println!("peer PyTorch: could not run `{}` ({e})", a.python),
+        Err(e) => println!("peer PyTorch: could not run `{}` ({e})", a.peers.python),
     }
 }
 
@@ -946,7 +954,8 @@ fn serve_bench(a: ServeArgs) -> Result<()> {
         }
     };
     println!(
-        "bench serve — random LLaVA-1.5 layout: CLIP ViT-L/14 shape at {px} px ({g}×{g} = {n} patch tokens) + mlp2x_gelu + {size} LLM, bf16 weights; {threads} thread{s}; {load}",
+        "bench serve — random LLaVA-1.5 layout: CLIP ViT-L/14 shape at {px} px ({g}×{g} = {n} patch tokens) + mlp2x_gelu + {size} LLM, bf16 weights; {threads} thread{s}; (a) and (b) best of {r}; {load}",
+        r = a.repeats.max(1),
         px = a.image_size,
         g = a.image_size / 14,
         n = (a.image_size / 14).pow(2),
@@ -973,14 +982,22 @@ fn serve_bench(a: ServeArgs) -> Result<()> {
     let image = bs::noise_png_data_url(a.image_size, 7)?;
     let mut prompt = TextPrompt { question: question.to_string(), ids: vec![] };
 
-    let ours_a = bs::single(addr, Target::Vlmscale, &prompt, a.max_tokens)?;
+    let ours_a = bs::best_of(
+        a.repeats,
+        || bs::single(addr, Target::Vlmscale, &prompt, a.max_tokens),
+        |r| r.decode_tokens_per_s,
+    )?;
     println!(
         "(a) vlmscale: Q = {}, {} tokens: TTFT {:.1} ms, decode {:.2} tokens/s",
         ours_a.prompt_tokens, ours_a.tokens, ours_a.ttft_ms, ours_a.decode_tokens_per_s
     );
     let (steps0, rows0) =
         (bs::metric(addr, "vlmscale_decode_steps_total"), bs::metric(addr, "vlmscale_decode_rows_total"));
-    let ours_b = bs::concurrent(addr, Target::Vlmscale, &prompt, a.max_tokens, a.streams)?;
+    let ours_b = bs::best_of(
+        a.repeats,
+        || bs::concurrent(addr, Target::Vlmscale, &prompt, a.max_tokens, a.streams),
+        |r| r.steady_tokens_per_s,
+    )?;
     let mean_batch = match (
         steps0,
         rows0,
@@ -1124,12 +1141,12 @@ fn serve_llama_server_peer(
             "no llama-server binary in the llama.cpp peer's cache (~/.cache/vlmscale/llama.cpp-*/build/bin; build it with `python3 peers/llama_cpp_peer.py build`) and no --llama-server PATH",
         )?,
     };
-    let peers = PeersDir::locate(a.peers_dir.as_deref()).map_err(|e| e.to_string())?;
+    let peers = PeersDir::locate(a.peers.peers_dir.as_deref()).map_err(|e| e.to_string())?;
     let gguf = work.join("model-bf16.gguf");
     let spin = ProgressBar::new_spinner();
     spin.set_message("converting the LLM to GGUF BF16 (peers/llama_server_peer.py)…");
     spin.enable_steady_tick(std::time::Duration::from_millis(500));
-    let out = std::process::Command::new(&a.python)
+    let out = std::process::Command::new(&a.peers.python)
         .arg(peers.script("llama_server_peer.py"))
         .arg("gguf")
         .arg("--weights")
@@ -1140,7 +1157,7 @@ fn serve_llama_server_peer(
         .arg(&gguf)
         .output();
     spin.finish_and_clear();
-    let out = out.map_err(|e| format!("could not run `{}` ({e})", a.python))?;
+    let out = out.map_err(|e| format!("could not run `{}` ({e})", a.peers.python))?;
     if !out.status.success() || !gguf.is_file() {
         let text = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -1150,13 +1167,22 @@ fn serve_llama_server_peer(
     let ctx = a.streams * (prompt.ids.len() + a.max_tokens + 64).next_multiple_of(256);
     let server = bs::LlamaServer::start(&bin, &gguf, threads, a.streams, ctx, &work.join("llama-server.log"))
         .map_err(|e| e.to_string())?;
-    let single = bs::single(server.addr, Target::LlamaServer, prompt, a.max_tokens).map_err(|e| e.to_string())?;
+    let single = bs::best_of(
+        a.repeats,
+        || bs::single(server.addr, Target::LlamaServer, prompt, a.max_tokens),
+        |r| r.decode_tokens_per_s,
+    )
+    .map_err(|e| e.to_string())?;
     println!(
         "(a) llama-server: Q = {}, {} tokens: TTFT {:.1} ms, decode {:.2} tokens/s",
         single.prompt_tokens, single.tokens, single.ttft_ms, single.decode_tokens_per_s
     );
-    let conc =
-        bs::concurrent(server.addr, Target::LlamaServer, prompt, a.max_tokens, a.streams).map_err(|e| e.to_string())?;
+    let conc = bs::best_of(
+        a.repeats,
+        || bs::concurrent(server.addr, Target::LlamaServer, prompt, a.max_tokens, a.streams),
+        |r| r.steady_tokens_per_s,
+    )
+    .map_err(|e| e.to_string())?;
     println!(
         "(b) llama-server: {} streams, {} tokens: {:.2} tokens/s with all decoding ({:.2} over the whole run)",
         conc.streams, conc.tokens, conc.steady_tokens_per_s, conc.overall_tokens_per_s
