@@ -16,7 +16,9 @@
 //!
 //! Atomicity: a checkpoint is written into a fresh sibling directory `DIR.tmp`, then swapped in by
 //! renames (`DIR` → `DIR.old`, `DIR.tmp` → `DIR`, delete `DIR.old`). A crash leaves either the old
-//! or the new checkpoint complete; [`recover`] finishes an interrupted swap.
+//! or the new checkpoint complete; [`recover`] finishes an interrupted swap. Files in `DIR` that the
+//! checkpoint does not manage (an `eval.json` written beside the weights, notes) are carried into
+//! the new checkpoint (hard-linked, or copied), so saving never deletes them.
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -57,16 +59,64 @@ pub fn recover(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes a directory atomically: `fill` populates a fresh `DIR.tmp`, which then replaces `DIR`.
-/// Errors: I/O, or whatever `fill` returns (the old `DIR` is then untouched).
-pub fn write_dir_atomic(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+/// The top-level names a training checkpoint manages: written by [`save_checkpoint`] or by the end of
+/// an LLM pretraining run, and removed when a save leaves them out (the trainer and optimiser state of
+/// a finished run; the manifest of a run that is being continued). Anything else in the directory is
+/// the user's and survives every save.
+pub const MANAGED_FILES: [&str; 7] = [
+    "config.json",
+    engine::checkpoint::WEIGHTS_FILE,
+    "tokenizer.json",
+    OPTIMIZER_FILE,
+    TRAINER_STATE_FILE,
+    crate::llm_pretrain::MANIFEST_FILE,
+    crate::llm_pretrain::LOSSES_FILE,
+];
+
+/// Copies into `to` every entry of `from` that `to` lacks and whose top-level name is not in
+/// `managed`: files hard-linked (copied where links fail), directories recursively, symlinks as
+/// symlinks. Errors: I/O naming the entry.
+fn carry_over(from: &Path, to: &Path, managed: &[&str]) -> Result<()> {
+    for entry in std::fs::read_dir(from).map_err(|e| Error::io(from, e))? {
+        let entry = entry.map_err(|e| Error::io(from, e))?;
+        let name = entry.file_name();
+        if managed.iter().any(|m| name == *m) {
+            continue;
+        }
+        let (src, dst) = (entry.path(), to.join(&name));
+        if dst.symlink_metadata().is_ok() {
+            continue;
+        }
+        let kind = entry.file_type().map_err(|e| Error::io(&src, e))?;
+        if kind.is_symlink() {
+            let target = std::fs::read_link(&src).map_err(|e| Error::io(&src, e))?;
+            #[cfg(unix)]
+            std::os::unix::fs::symlink(&target, &dst).map_err(|e| Error::io(&dst, e))?;
+            #[cfg(not(unix))]
+            std::fs::copy(&src, &dst).map(|_| ()).map_err(|e| Error::io(&dst, e))?;
+        } else if kind.is_dir() {
+            std::fs::create_dir(&dst).map_err(|e| Error::io(&dst, e))?;
+            carry_over(&src, &dst, &[])?;
+        } else if std::fs::hard_link(&src, &dst).is_err() {
+            std::fs::copy(&src, &dst).map_err(|e| Error::io(&dst, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes a directory atomically: `fill` populates a fresh `DIR.tmp`, which then replaces `DIR`;
+/// entries of the old `DIR` that `fill` did not write and that are not in `managed` are carried over
+/// first, so they survive the swap. Errors: I/O, or whatever `fill` returns (the old `DIR` is then
+/// untouched).
+pub fn write_dir_atomic(dir: &Path, managed: &[&str], fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     recover(dir)?;
     let (old, tmp) = (sibling(dir, ".old"), sibling(dir, ".tmp"));
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     }
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    if let Err(e) = fill(&tmp) {
+    let filled = fill(&tmp).and_then(|()| if dir.is_dir() { carry_over(dir, &tmp, managed) } else { Ok(()) });
+    if let Err(e) = filled {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
@@ -206,7 +256,7 @@ pub fn save_checkpoint(
     tokenizer_json: &[u8],
     state: Option<(&TrainerState, &AdamW)>,
 ) -> Result<()> {
-    write_dir_atomic(dir, |tmp| {
+    write_dir_atomic(dir, &MANAGED_FILES, |tmp| {
         let text = serde_json::to_string_pretty(config).map_err(|e| Error::config("config", e.to_string()))?;
         std::fs::write(tmp.join("config.json"), text).map_err(|e| Error::io(tmp.join("config.json"), e))?;
         save_varmap(varmap, &tmp.join(engine::checkpoint::WEIGHTS_FILE))?;
@@ -237,4 +287,54 @@ pub fn load_trainer_state(dir: &Path) -> Result<Option<(TrainerState, HashMap<St
     let moments = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
         .map_err(|e| Error::Checkpoint { path: op.clone(), msg: format!("not a valid safetensors file: {e}") })?;
     Ok(Some((st, moments)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(p: PathBuf) -> String {
+        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    /// A save replaces what the checkpoint manages (a managed file it leaves out disappears) and keeps
+    /// everything else; a failing fill leaves the old directory as it was.
+    #[test]
+    fn saving_keeps_the_users_files_and_drops_managed_ones_left_out() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("ckpt");
+        write_dir_atomic(&dir, &MANAGED_FILES, |t| {
+            std::fs::write(t.join("config.json"), "1").unwrap();
+            std::fs::write(t.join(OPTIMIZER_FILE), "moments").unwrap();
+            Ok(())
+        })
+        .unwrap();
+        std::fs::write(dir.join("eval.json"), "scores").unwrap();
+        std::fs::create_dir_all(dir.join("plots").join("deep")).unwrap();
+        std::fs::write(dir.join("plots").join("deep").join("a.svg"), "<svg/>").unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink("eval.json", dir.join("latest")).unwrap();
+
+        write_dir_atomic(&dir, &MANAGED_FILES, |t| {
+            std::fs::write(t.join("config.json"), "2").unwrap();
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(read(dir.join("config.json")), "2");
+        assert!(!dir.join(OPTIMIZER_FILE).exists(), "a managed file the save leaves out is gone");
+        assert_eq!(read(dir.join("eval.json")), "scores");
+        assert_eq!(read(dir.join("plots").join("deep").join("a.svg")), "<svg/>");
+        #[cfg(unix)]
+        assert_eq!(std::fs::read_link(dir.join("latest")).unwrap(), PathBuf::from("eval.json"));
+        assert!(!sibling(&dir, ".tmp").exists() && !sibling(&dir, ".old").exists());
+
+        let failed = write_dir_atomic(&dir, &MANAGED_FILES, |t| {
+            std::fs::write(t.join("config.json"), "3").unwrap();
+            Err(Error::config("test", "fill fails"))
+        });
+        assert!(failed.is_err());
+        assert_eq!(read(dir.join("config.json")), "2");
+        assert_eq!(read(dir.join("eval.json")), "scores");
+        assert!(!sibling(&dir, ".tmp").exists());
+    }
 }

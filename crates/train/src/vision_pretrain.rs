@@ -230,7 +230,7 @@ pub fn save_tower(dir: &Path, cfg: &ClipVisionConfig, varmap: &VarMap) -> Result
         "hidden_act": cfg.hidden_act,
         "layer_norm_eps": cfg.layer_norm_eps,
     });
-    write_dir_atomic(dir, |tmp| {
+    write_dir_atomic(dir, &crate::checkpoint_io::MANAGED_FILES, |tmp| {
         std::fs::write(tmp.join("config.json"), serde_json::to_string_pretty(&config).unwrap_or_default())
             .map_err(|e| Error::io(tmp.join("config.json"), e))?;
         crate::checkpoint_io::save_varmap(varmap, &tmp.join("model.safetensors"))?;

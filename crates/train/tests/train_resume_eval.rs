@@ -42,10 +42,16 @@ fn interrupted_and_resumed_run_matches_uninterrupted_and_evaluates() {
     cfg.stop_after = Some(3);
     let first = train_vlm(&cfg, &mut |_| {}).unwrap();
     assert!(!first.finished && first.steps == 3);
+    // What a user writes beside the weights (an evaluation, notes) survives the resumed run's saves.
+    std::fs::write(b.join("eval.json"), "{\"step\": 3}").unwrap();
+    std::fs::create_dir(b.join("notes")).unwrap();
+    std::fs::write(b.join("notes").join("run.txt"), "half way").unwrap();
     cfg.stop_after = None;
     let second = train_vlm(&cfg, &mut |_| {}).unwrap();
     assert_eq!(second.resumed_from, Some(3));
     assert!(second.finished);
+    assert_eq!(std::fs::read_to_string(b.join("eval.json")).unwrap(), "{\"step\": 3}");
+    assert_eq!(std::fs::read_to_string(b.join("notes").join("run.txt")).unwrap(), "half way");
     println!("uninterrupted {:?}\nresumed       {:?}", full.losses, second.losses);
     for (x, y) in full.losses.iter().zip(&second.losses) {
         assert!((x - y).abs() <= 1e-5 * x.abs().max(1.0), "losses differ: {x} vs {y}");
