@@ -16,7 +16,7 @@ fn main() {
         (0..mats).map(|_| (0..n * k).map(|_| bf16::from_f32(rng.random_range(-0.5..0.5))).collect()).collect();
     let path = |m| kernels::matmul_bf16::Bf16Path::choose(kernels::matmul_bf16::bf16_kernels(), m, n, k);
     println!("{mats} × ({n}, {k}) bf16 matrices, {} threads", kernels::threads::num_threads());
-    for m in [1usize, 2, 4, 8] {
+    for m in [1usize, 2, 4, 8, 32, 64] {
         let x: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0..1.0)).collect();
         let mut y = vec![0f32; m * n];
         let mut best = f64::INFINITY;

@@ -128,7 +128,8 @@ fn byte_level_chars() -> Vec<char> {
 /// A byte-level BPE `tokenizer.json` of `vocab` tokens laid out as Qwen's: the 256 byte tokens first,
 /// `<|endoftext|>`, `<|im_start|>`, `<|im_end|>` at 151643–151645 (or the last three ids of a smaller
 /// vocabulary), every other id a word `Ġw<id>` (so that every id the random model samples decodes to
-/// text). No merges: text is encoded byte by byte. Errors: `vocab` < 259.
+/// text; [`write_checkpoint`] keeps it from sampling the non-ASCII bytes). No merges: text is encoded
+/// byte by byte. Errors: `vocab` < 259.
 pub fn tokenizer_json(vocab: usize) -> Result<Value> {
     if vocab < 259 {
         return Err(invalid(format!("a vocabulary of {vocab} tokens has no room for the bytes and ChatML tokens")));
@@ -235,9 +236,12 @@ pub fn write_checkpoint(parent: &Path, size: &str, image_size: usize) -> Result<
             };
             let t = if name == "model.embed_tokens.weight" || name == "lm_head.weight" {
                 // The ChatML tokens' rows zero: their logits are 0 against the random others', so a
-                // greedy answer never stops early (every request generates its max_tokens).
+                // greedy answer never stops early (every request generates its max_tokens). The
+                // non-ASCII byte tokens' rows too: a lone byte ≥ 0x80 is no UTF-8 text on its own, so
+                // the detokeniser would hold it back and a streamed answer could arrive as one event.
                 let (s, h) = (special_base(llm.vocab_size), t.dim(1)?);
-                t.slice_assign(&[s..s + 3, 0..h], &Tensor::zeros((3, h), t.dtype(), t.device())?)?
+                let t = t.slice_assign(&[s..s + 3, 0..h], &Tensor::zeros((3, h), t.dtype(), t.device())?)?;
+                t.slice_assign(&[128..256, 0..h], &Tensor::zeros((128, h), t.dtype(), t.device())?)?
             } else {
                 t.clone()
             };

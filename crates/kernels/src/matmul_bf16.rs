@@ -18,8 +18,14 @@
 //!   of 4 for f32 weights).
 //! - **AVX2 + FMA** dot products (CPUs without AVX-512): the same widening in 256-bit registers; each
 //!   16-weight block is widened once and multiplied into up to [`AVX2_ROWS`] rows of `x`, so several
-//!   rows (a batched decode step, a prefill) share the widening and the weight read.
-//! - a portable scalar loop (other CPUs).
+//!   rows (a batched decode step, a short prefill) share the widening and the weight read.
+//! - **widened blocks** (M ≥ [`WIDEN_MIN_ROWS`] on CPUs without AMX / AVX512-BF16: prefill, the vision
+//!   tower): a block of weight rows (about 1 MiB as f32) is widened to f32, then multiplied by the
+//!   `gemm` crate's packed, cache-blocked f32 kernels (the f32 path's), block after block. The
+//!   widening costs one pass over the weights, against M multiply-adds per weight; the row kernels
+//!   above re-read `x` from outside L1 for every weight row, which leaves them at a third of the f32
+//!   product's speed at M in the hundreds (24–32 against 72–83 GFLOP/s on one AVX2 core).
+//! - a portable scalar loop (other CPUs, M below [`WIDEN_MIN_ROWS`]).
 //!
 //! Threads: the N output columns are split over candle's thread count (rayon). Inference only: the op
 //! has no backward pass (training keeps f32 weights).
@@ -38,6 +44,11 @@ use crate::{Error, Result};
 /// Rows of `x` the AVX2 kernel multiplies by one widened weight block (8 f32 accumulators per pair of
 /// rows' even/odd halves: 2 · this ≤ the 16 ymm registers with the widened block and the mask).
 pub const AVX2_ROWS: usize = 4;
+
+/// Smallest M (rows of `x`) sent to the widened-block path on CPUs without AMX / AVX512-BF16; below
+/// it the row kernels, which read each weight once and need no f32 copy, are as fast or faster (at
+/// M = 51 on one AVX2 core both run at about 30–34 GFLOP/s).
+pub const WIDEN_MIN_ROWS: usize = 48;
 
 /// Smallest M (rows of `x`) sent to the AMX kernel; shorter inputs take the mat-vec kernel, which
 /// reads the weights once per row of `x` anyway and keeps `x` in f32.
@@ -68,18 +79,24 @@ pub enum Bf16Path {
     MatVec,
     /// AVX2 + FMA, up to [`AVX2_ROWS`] rows of `x` per widened weight block; `x` stays f32.
     Avx2,
+    /// Blocks of weight rows widened to f32 and multiplied by the `gemm` crate's f32 kernels; `x`
+    /// stays f32.
+    Widened,
     /// Portable scalar loop; `x` stays f32.
     Scalar,
 }
 
 impl Bf16Path {
     /// The path for these dimensions: AMX or AVX512-BF16 from [`AMX_MIN_ROWS`] rows when the shapes
-    /// fit their tiles (AMX: K % 32 = 0, N % 16 = 0; AVX512-BF16: K even, N % 16 = 0), else mat-vec.
+    /// fit their tiles (AMX: K % 32 = 0, N % 16 = 0; AVX512-BF16: K even, N % 16 = 0), else widened
+    /// blocks from [`WIDEN_MIN_ROWS`] rows, else the mat-vec kernel of the CPU.
     pub fn choose(kernels: Bf16Kernels, m: usize, n: usize, k: usize) -> Self {
         if kernels.amx && m >= AMX_MIN_ROWS && k.is_multiple_of(32) && n.is_multiple_of(16) {
             Bf16Path::Amx
         } else if kernels.dpbf16 && m >= AMX_MIN_ROWS && k.is_multiple_of(2) && n.is_multiple_of(16) {
             Bf16Path::DpBf16
+        } else if m >= WIDEN_MIN_ROWS {
+            Bf16Path::Widened
         } else if kernels.avx512 {
             Bf16Path::MatVec
         } else if kernels.avx2 {
@@ -213,6 +230,9 @@ fn gemm_bf16_on(kernels: Bf16Kernels, x: &[f32], w: &[bf16], y: &mut [f32], m: u
         return;
     }
     let path = Bf16Path::choose(kernels, m, n, k);
+    if path == Bf16Path::Widened {
+        return widened_gemm(x, w, y, m, n, k);
+    }
     let threads = crate::threads::num_threads();
     let out = OutPtr(y.as_mut_ptr());
     #[cfg(target_arch = "x86_64")]
@@ -252,10 +272,57 @@ fn gemm_bf16_on(kernels: Bf16Kernels, x: &[f32], w: &[bf16], y: &mut [f32], m: u
             });
             return;
         }
-        Bf16Path::Scalar => {}
+        Bf16Path::Scalar | Bf16Path::Widened => {}
     }
     let _ = path;
     split_ranges(n, 16, threads).into_par_iter().for_each(|(n0, n1)| dot_rows_scalar(x, w, out, m, n, k, n0, n1));
+}
+
+/// Weight rows per widened f32 block: about 2¹⁸ f32 values (1 MiB), 16 to 512 rows, at most `n`.
+pub fn widened_block_rows(n: usize, k: usize) -> usize {
+    ((1usize << 18) / k.max(1)).clamp(16, 512).min(n)
+}
+
+/// [`Bf16Path::Widened`]: for each block of [`widened_block_rows`] weight rows, widen it to f32 (a
+/// bf16 is the high half of its f32) on all threads, then [`gemm_f32_columns`].
+fn widened_gemm(x: &[f32], w: &[bf16], y: &mut [f32], m: usize, n: usize, k: usize) {
+    let rows = widened_block_rows(n, k);
+    let mut block = vec![0f32; rows * k];
+    let mut j0 = 0;
+    while j0 < n {
+        let nb = rows.min(n - j0);
+        let src = &w[j0 * k..(j0 + nb) * k];
+        block[..nb * k].par_chunks_mut(k).zip(src.par_chunks(k)).for_each(|(d, s)| {
+            d.iter_mut().zip(s).for_each(|(d, s)| *d = f32::from_bits((s.to_bits() as u32) << 16));
+        });
+        gemm_f32_columns(x, &block[..nb * k], y, m, n, k, j0);
+        j0 += nb;
+    }
+}
+
+/// Columns `j0 .. j0 + nb` of `y` (m, n) = `x` (m, k) · `w`ᵀ for an f32 block `w` (nb, k) of weight
+/// rows (nb = `w.len() / k`), all row-major, on the `gemm` crate's packed f32 kernels (threaded over
+/// the engine's thread count for large products) — the widened-block route of bf16 and of quantised
+/// prefill. Panics when a buffer is shorter than its shape or the columns leave `y`.
+pub fn gemm_f32_columns(x: &[f32], w: &[f32], y: &mut [f32], m: usize, n: usize, k: usize, j0: usize) {
+    use crate::autograd::kernels::{matmul, View};
+    let nb = w.len().checked_div(k).unwrap_or(0);
+    assert!(x.len() >= m * k && y.len() >= m * n && j0 + nb <= n, "gemm_f32_columns: buffer sizes");
+    // dst: columns j0.. of y (row stride n); lhs: x (row stride k); rhs: the block transposed,
+    // (k × nb) with element (c, r) at r·k + c.
+    matmul(
+        m,
+        nb,
+        k,
+        y,
+        View { offset: j0, rs: n, cs: 1 },
+        x,
+        View { offset: 0, rs: k, cs: 1 },
+        &w[..nb * k],
+        View { offset: 0, rs: 1, cs: k },
+        1.0f32,
+        false,
+    );
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -925,6 +992,10 @@ mod tests {
                 (2, 5, 31),
                 (17, 48, 1100),
                 (20, 32, 2050),
+                // Widened blocks (M ≥ WIDEN_MIN_ROWS without AMX / AVX512-BF16): several blocks, the
+                // last partial.
+                (WIDEN_MIN_ROWS, 600, 64),
+                (48, 40, 20000),
             ] {
                 check(kernels, m, n, k);
             }
@@ -943,10 +1014,13 @@ mod tests {
         assert_eq!(Bf16Path::choose(no_amx, 16, 40, 64), Bf16Path::MatVec); // N not a multiple of 16
         assert_eq!(Bf16Path::choose(no_amx, 16, 32, 63), Bf16Path::MatVec); // K odd
         let none = Bf16Kernels { avx512: false, amx: false, dpbf16: false, avx2: false };
-        assert_eq!(Bf16Path::choose(none, 64, 64, 64), Bf16Path::Scalar);
+        assert_eq!(Bf16Path::choose(none, 16, 64, 64), Bf16Path::Scalar);
+        assert_eq!(Bf16Path::choose(no_amx, WIDEN_MIN_ROWS, 40, 64), Bf16Path::Widened); // no tile fit
         let avx2 = Bf16Kernels { avx2: true, ..none };
         assert_eq!(Bf16Path::choose(avx2, 1, 64, 64), Bf16Path::Avx2);
-        assert_eq!(Bf16Path::choose(avx2, 64, 64, 64), Bf16Path::Avx2);
+        assert_eq!(Bf16Path::choose(avx2, WIDEN_MIN_ROWS - 1, 64, 64), Bf16Path::Avx2);
+        assert_eq!(Bf16Path::choose(avx2, WIDEN_MIN_ROWS, 64, 64), Bf16Path::Widened);
+        assert_eq!(Bf16Path::choose(none, 64, 64, 64), Bf16Path::Widened);
         // The f64 comparison above runs this CPU's paths; say which, so a log shows the coverage.
         eprintln!("bf16 kernels here: {:?}", bf16_kernels());
     }

@@ -31,7 +31,7 @@ pub use block::{BlockQ4_0, BlockQ8_0, QK};
 pub use linear::{fallback_note, QuantLinear, WeightFormat};
 pub use matrix::{QuantFormat, QuantMatrix};
 pub use path::QuantPath;
-pub use product::{matmul, matmul_bf16_panels, matmul_with, matvec};
+pub use product::{matmul, matmul_bf16_panels, matmul_f32_panels, matmul_with, matvec};
 
 /// Errors of the quantised formats and products.
 #[derive(Debug, thiserror::Error)]

@@ -8,6 +8,8 @@
 //!   rows as one sequential stream (the scheme of `kernels::matmul_bf16`'s mat-vec); for M > 1 each
 //!   weight row meets up to four rows of `x` per pass of the AVX-512 kernel (rows of `x` in chunks of
 //!   [`X_ROWS_CHUNK`], whose quantised data stay in L2 while the weight rows stream past).
+//! - [`matmul_f32_panels`] (prefill on CPUs without a bf16 tile kernel): blocks of weight rows
+//!   dequantised to f32, then the `gemm` crate's f32 kernels;
 //! - [`matmul_bf16_panels`] (prefill): panels of [`PANEL_ROWS`] weight rows dequantised to bf16, then
 //!   the bf16 product of `kernels::matmul_bf16` (AMX or AVX512-BF16 tiles). Its error: weights
 //!   rounded to bf16 after dequantisation (relative 2⁻⁹) and `x` rounded to bf16 (2⁻⁹), instead of
@@ -213,6 +215,27 @@ unsafe fn rows4(
         put(i, one(i));
         i += 1;
     }
+}
+
+/// Prefill through f32 (CPUs without a bf16 tile kernel): `y` (m, N) = `x` (m, K) · `W`ᵀ with `W`
+/// dequantised to f32 (GGML's dequantisation, exact) in blocks of
+/// [`kernels::matmul_bf16::widened_block_rows`] rows, each multiplied by the `gemm` crate's f32
+/// kernels ([`kernels::matmul_bf16::gemm_f32_columns`]); `x` stays f32, so the only error beyond the
+/// quantisation is f32 summation. Errors: [`QuantError::Length`].
+pub fn matmul_f32_panels(w: &QuantMatrix, x: &[f32], m: usize, y: &mut [f32]) -> Result<(), QuantError> {
+    check(w, x, m, y)?;
+    let (n, k) = (w.rows, w.k);
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    let rows = kernels::matmul_bf16::widened_block_rows(n, k);
+    let mut panel = vec![0f32; rows * k];
+    for j0 in (0..n).step_by(rows) {
+        let nc = (n - j0).min(rows);
+        panel[..nc * k].par_chunks_mut(k).enumerate().for_each(|(r, dst)| w.dequantize_row(j0 + r, dst));
+        kernels::matmul_bf16::gemm_f32_columns(x, &panel[..nc * k], y, m, n, k, j0);
+    }
+    Ok(())
 }
 
 /// Prefill through bf16: `y` (m, N) = `x` (m, K) · `W`ᵀ with `W` dequantised to bf16 in panels of

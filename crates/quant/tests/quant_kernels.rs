@@ -3,7 +3,8 @@
 //! (odd block counts, N not a multiple of 16, more rows than one chunk), and the errors.
 use quant::{
     block::{dequantize_row_q8_0, quantize_row_q8_0},
-    matmul_bf16_panels, matmul_with, matvec, ActQ8, QuantError, QuantFormat, QuantMatrix, QuantPath, QK,
+    matmul_bf16_panels, matmul_f32_panels, matmul_with, matvec, ActQ8, QuantError, QuantFormat, QuantMatrix, QuantPath,
+    QK,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -99,20 +100,22 @@ fn matvec_is_the_one_row_product() {
     }
 }
 
-/// The prefill route through bf16 panels: W dequantised then rounded to bf16 (relative 2⁻⁹), x
-/// rounded to bf16 (2⁻⁹), f32 sums: |error| ≤ (2·2⁻⁹ + k·2⁻²⁴)·Σ|w·x| against f64 of dequantised W and
-/// the unquantised x.
-#[test]
-fn bf16_panels_match_f64_of_dequantised_weights() {
-    for (s, &(m, n, k)) in [(20, 300, 96), (33, 513, 320), (3, 40, 64), (17, 16, 2816)].iter().enumerate() {
-        let mut rng = ChaCha8Rng::seed_from_u64(200 + s as u64);
+/// A prefill product: `y` (m, N) = `x` (m, K) · `W`ᵀ.
+type Route = fn(&QuantMatrix, &[f32], usize, &mut [f32]) -> Result<(), QuantError>;
+
+/// A prefill route (`route`) against f64 of the dequantised W and the unquantised x, both formats, at
+/// each (m, n, k): |error| ≤ (`rounding` + k·2⁻²⁴)·Σ|w·x|, `rounding` being what the route adds by
+/// rounding its operands; a short output buffer is a length error.
+fn check_route(route: Route, shapes: &[(usize, usize, usize)], seed: u64, rounding: f64) {
+    for (s, &(m, n, k)) in shapes.iter().enumerate() {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed + s as u64);
         let w = random(&mut rng, n * k, 0.1);
         let x = random(&mut rng, m * k, 1.0);
         for fmt in [QuantFormat::Q8_0, QuantFormat::Q4_0] {
             let wm = QuantMatrix::from_f32("w", fmt, n, k, &w).unwrap();
             let wd = wm.dequantize();
             let mut y = vec![f32::NAN; m * n];
-            matmul_bf16_panels(&wm, &x, m, &mut y).unwrap();
+            route(&wm, &x, m, &mut y).unwrap();
             for i in 0..m {
                 for j in 0..n {
                     let (mut want, mut s) = (0f64, 0f64);
@@ -121,7 +124,7 @@ fn bf16_panels_match_f64_of_dequantised_weights() {
                         want += p;
                         s += p.abs();
                     }
-                    let tol = (2.0 * 2f64.powi(-9) + k as f64 * 2f64.powi(-24)) * s;
+                    let tol = (rounding + k as f64 * 2f64.powi(-24)) * s;
                     assert!(
                         (y[i * n + j] as f64 - want).abs() <= tol,
                         "{fmt} m {m} n {n} k {k} ({i}, {j}): {} vs {want}",
@@ -131,6 +134,29 @@ fn bf16_panels_match_f64_of_dequantised_weights() {
             }
         }
     }
+    let short =
+        route(&QuantMatrix::from_f32("w", QuantFormat::Q8_0, 3, 32, &[0.0; 96]).unwrap(), &[0.0; 64], 2, &mut [0.0; 5]);
+    assert!(matches!(short, Err(QuantError::Length { .. })), "{short:?}");
+}
+
+/// The prefill route through f32 blocks (CPUs without a bf16 tile kernel): W dequantised exactly, x
+/// unrounded, f32 sums: |error| ≤ k·2⁻²⁴·Σ|w·x|; several blocks, the last partial, and the columns of
+/// each block land in place.
+#[test]
+fn f32_panels_match_f64_of_dequantised_weights() {
+    check_route(matmul_f32_panels, &[(20, 300, 96), (33, 600, 96), (3, 40, 64), (48, 40, 20000)], 300, 0.0);
+}
+
+/// The prefill route through bf16 panels: W dequantised then rounded to bf16 (relative 2⁻⁹), x
+/// rounded to bf16 (2⁻⁹), f32 sums: |error| ≤ (2·2⁻⁹ + k·2⁻²⁴)·Σ|w·x|.
+#[test]
+fn bf16_panels_match_f64_of_dequantised_weights() {
+    check_route(
+        matmul_bf16_panels,
+        &[(20, 300, 96), (33, 513, 320), (3, 40, 64), (17, 16, 2816)],
+        200,
+        2.0 * 2f64.powi(-9),
+    );
 }
 
 #[test]

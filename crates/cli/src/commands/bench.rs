@@ -489,10 +489,17 @@ fn infer(a: InferArgs) -> Result<()> {
         kernels::matmul_bf16::bf16_kernels()
     );
     if quantised {
+        let prefill = if quant::linear::uses_panels(4096, 4096, 4096) {
+            format!("from {} rows: dequantised bf16 panels into the bf16 tile kernel", quant::linear::PANEL_MIN_ROWS)
+        } else {
+            format!(
+                "from {} rows: dequantised f32 blocks into the gemm crate's f32 kernels",
+                kernels::matmul_bf16::WIDEN_MIN_ROWS
+            )
+        };
         println!(
-            "quantised kernels: {} (decode: int8 block dot products; prefill from {} rows: dequantised bf16 panels into the bf16 tile kernel); q8_0/q4_0 parts: {parts}, other parts bf16",
+            "quantised kernels: {} (decode: int8 block dot products; prefill {prefill}); q8_0/q4_0 parts: {parts}, other parts bf16",
             quant::QuantPath::best(),
-            quant::linear::PANEL_MIN_ROWS
         );
         if let Some(note) = quant::fallback_note() {
             println!("{note}");
