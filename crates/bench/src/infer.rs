@@ -587,5 +587,6 @@ pub fn latency_profile(rows: &[InferRow], n_params: usize, machine: &str) -> Res
             / rows.len() as f64
             / nb,
         quecc_query_pass: !quecc.is_empty(),
+        formats: vec![],
     })
 }

@@ -215,6 +215,49 @@ fn latency_frontier_flags_the_flops_models_blind_spot() {
         "--json",
     ]));
     assert_eq!(v["rows"][0]["flops_model_agrees"], true);
+    // A profile of several weight formats: each format's optimum within the budget, the best one named;
+    // a faster format affords at least as good a choice.
+    let prof_f = write(
+        dir.path(),
+        "prof_formats.json",
+        r#"{"vision_ms": 0, "prefill_ms_per_token_per_billion": 10, "decode_ms_per_token_per_billion": 100,
+            "formats": [{"weights": "bf16", "prefill_ms_per_token_per_billion": 10, "decode_ms_per_token_per_billion": 100},
+                        {"weights": "q4_0", "prefill_ms_per_token_per_billion": 3, "decode_ms_per_token_per_billion": 30}]}"#,
+    );
+    let args = |p: &str| {
+        vec![
+            "frontier".to_string(),
+            "--latency-profile".into(),
+            p.into(),
+            "--latency-budget".into(),
+            "5".into(),
+            "--text-tokens".into(),
+            "50".into(),
+            "--llm-params".into(),
+            "0.5,1.8,4,7,14".into(),
+            "--visual-tokens".into(),
+            "1,4,16,36,64,144,576".into(),
+        ]
+    };
+    let mut a = args(&prof_f);
+    a.push("--json".into());
+    let v = json(&vlmscale(&a.iter().map(String::as_str).collect::<Vec<_>>()));
+    let row = &v["rows"][0];
+    let by = row["by_format"].as_array().unwrap();
+    assert_eq!(by.len(), 2, "{row}");
+    assert_eq!(by[0]["weights"], "bf16");
+    // bf16's rates are the top-level ones: the same optimum as the main table
+    assert_eq!(by[0]["optimum"], row["latency_optimum"]);
+    let err = |i: usize| by[i]["optimum"]["predicted_error"].as_f64().unwrap();
+    assert!(by.iter().all(|c| c["optimum"]["cost"].as_f64().unwrap() <= 5.0), "{row}");
+    assert!(err(1) < err(0), "{row}");
+    assert_eq!(row["best_format"], "q4_0");
+    let text = vlmscale(&args(&prof_f).iter().map(String::as_str).collect::<Vec<_>>());
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("By weight format") && text.contains("← best") && text.contains("ignores quantisation"),
+        "{text}"
+    );
     // a bad profile is exit code 2
     let bad = write(dir.path(), "bad.json", "{}");
     assert_eq!(vlmscale(&["frontier", "--latency-profile", &bad, "--latency-budget", "5"]).status.code(), Some(2));

@@ -234,6 +234,7 @@ mod tests {
             prefill_ms_per_token_per_billion: 1.0,
             decode_ms_per_token_per_billion: 10.0,
             quecc_query_pass: false,
+            formats: vec![],
         };
         let p = planner(Some(prof));
         // TTFT = 50 + 1·(10 + V) ms: V = 16 → 76 ms, V = 64 → 124 ms.

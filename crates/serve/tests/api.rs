@@ -263,6 +263,7 @@ fn ttft_budget_uses_the_latency_profile() {
         prefill_ms_per_token_per_billion: 20_000.0,
         decode_ms_per_token_per_billion: 40_000.0,
         quecc_query_pass: false,
+        formats: vec![],
     };
     let mut cfg = ServeConfig::new(vec![fixture("llava15_llama")]);
     cfg.planner = Some(planner(Some(profile.clone())));

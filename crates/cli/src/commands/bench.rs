@@ -189,7 +189,8 @@ pub struct InferArgs {
     /// Skip the peers (candle-transformers in-process, PyTorch via peers/bench_infer_torch.py).
     #[arg(long)]
     pub no_peer: bool,
-    /// Write the measured scaling::cost::latency::LatencyProfile here (for `frontier --latency-profile`).
+    /// Write the measured scaling::cost::latency::LatencyProfile here (for `frontier --latency-profile`);
+    /// with several `--weights`, the LLM's rates of each format too, so `frontier` searches the format.
     #[arg(long, value_name = "OUT.json")]
     pub profile: Option<PathBuf>,
     #[command(flatten)]
@@ -511,6 +512,7 @@ fn infer(a: InferArgs) -> Result<()> {
     // first conversion drops them).
     let llama = if a.llama_cpp { Some(prepare_llama_cpp_peer(&a, &bench)?) } else { None };
     let mut last_rows: Vec<InferRow> = vec![];
+    let mut rows_by_format: Vec<(String, Vec<InferRow>)> = vec![];
     let mut peer_done = a.no_peer;
     for &fmt in &formats {
         let tag = format!("{:<4}", fmt.name());
@@ -556,6 +558,7 @@ fn infer(a: InferArgs) -> Result<()> {
             ),
             None => println!("vlm {tag} memory: weights {:.2} GiB; peak resident set not available here", gib(run.weight_bytes)),
         }
+        rows_by_format.push((fmt.name(), rows.clone()));
         last_rows = rows;
     }
     if !peer_done {
@@ -576,7 +579,17 @@ fn infer(a: InferArgs) -> Result<()> {
     println!("after the run: {}", load_average());
     if let Some(p) = &a.profile {
         let machine = format!("{threads} threads, candle CPU; vlmscale bench infer --size {}", a.size.name());
-        let prof = latency_profile(&last_rows, n, &machine)?;
+        let mut prof = latency_profile(&last_rows, n, &machine)?;
+        if rows_by_format.len() > 1 {
+            for (weights, rows) in &rows_by_format {
+                let p = latency_profile(rows, n, &machine)?;
+                prof.formats.push(scaling::cost::latency::FormatRates {
+                    weights: weights.clone(),
+                    prefill_ms_per_token_per_billion: p.prefill_ms_per_token_per_billion,
+                    decode_ms_per_token_per_billion: p.decode_ms_per_token_per_billion,
+                });
+            }
+        }
         prof.write(p)?;
         println!("latency profile written to {}: {}", p.display(), serde_json::to_string(&prof)?);
     }

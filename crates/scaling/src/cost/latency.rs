@@ -14,6 +14,17 @@ use crate::frontier::CostModel;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
+/// One weight format's measured LLM rates ([`LatencyProfile::formats`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FormatRates {
+    /// The weight format as `bench infer --weights` names it: `f32`, `bf16`, `q8_0`, `q4_0`.
+    pub weights: String,
+    /// LLM prefill time per input token per billion parameters with weights in this format, ms.
+    pub prefill_ms_per_token_per_billion: f64,
+    /// LLM decode time per generated token per billion parameters with weights in this format, ms.
+    pub decode_ms_per_token_per_billion: f64,
+}
+
 /// Measured per-component costs of one machine.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LatencyProfile {
@@ -32,6 +43,11 @@ pub struct LatencyProfile {
     /// Whether the compressor runs the LLM over the question first (QueCC).
     #[serde(default)]
     pub quecc_query_pass: bool,
+    /// The LLM's rates per weight format, when the bench measured several (`bench infer --weights
+    /// bf16,q8_0,q4_0 --profile`); the top-level rates are then the last format's. Vision and
+    /// compressor times are shared. Empty: one format, the top-level rates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub formats: Vec<FormatRates>,
 }
 
 impl LatencyProfile {
@@ -60,7 +76,50 @@ impl LatencyProfile {
                 msg: "field `prefill_ms_per_token_per_billion` must be > 0".into(),
             });
         }
+        let bad =
+            |i: usize, msg: String| Error::Json { path: path.to_path_buf(), msg: format!("`formats[{i}]`: {msg}") };
+        for (i, f) in p.formats.iter().enumerate() {
+            if f.weights.trim().is_empty() {
+                return Err(bad(i, "field `weights` must name the weight format".into()));
+            }
+            if p.formats[..i].iter().any(|g| g.weights == f.weights) {
+                return Err(bad(i, format!("weight format `{}` listed twice", f.weights)));
+            }
+            let (pre, dec) = (f.prefill_ms_per_token_per_billion, f.decode_ms_per_token_per_billion);
+            if !(pre.is_finite() && pre > 0.0) {
+                return Err(bad(
+                    i,
+                    format!("field `prefill_ms_per_token_per_billion` must be a finite number > 0, found {pre}"),
+                ));
+            }
+            if !(dec.is_finite() && dec >= 0.0) {
+                return Err(bad(
+                    i,
+                    format!("field `decode_ms_per_token_per_billion` must be a finite number ≥ 0, found {dec}"),
+                ));
+            }
+        }
         Ok(p)
+    }
+
+    /// One single-format profile per measured weight format, named (vision and compressor shared);
+    /// without [`LatencyProfile::formats`], this profile alone, named `weights` ("" when unnamed).
+    pub fn per_format(&self, weights: &str) -> Vec<(String, LatencyProfile)> {
+        if self.formats.is_empty() {
+            return vec![(weights.to_string(), self.clone())];
+        }
+        self.formats
+            .iter()
+            .map(|f| {
+                let p = LatencyProfile {
+                    prefill_ms_per_token_per_billion: f.prefill_ms_per_token_per_billion,
+                    decode_ms_per_token_per_billion: f.decode_ms_per_token_per_billion,
+                    formats: vec![],
+                    ..self.clone()
+                };
+                (f.weights.clone(), p)
+            })
+            .collect()
     }
 
     /// Writes the profile as pretty JSON, atomically. Errors: [`Error::Io`].
