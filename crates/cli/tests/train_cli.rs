@@ -150,6 +150,15 @@ fn bad_training_input_exits_2() {
         "5",
     ]);
     assert_eq!(out.status.code(), Some(2));
+    // --fact-images adds generated images too; --fact-split needs it
+    for extra in [vec!["--data", "d.jsonl", "--fact-images", "5"], vec!["--fact-split", "all"]] {
+        let mut args = vec!["train", "vlm", "--tower", "t", "--out", "o"];
+        args.extend(&extra);
+        let out = vlmscale(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {err}");
+        assert!(err.contains("--fact-"), "{extra:?}: {err}");
+    }
 }
 
 #[test]

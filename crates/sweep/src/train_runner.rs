@@ -197,7 +197,7 @@ impl TrainRunner {
             VlmTrainConfig::new(&cell.llm, &cell.compressor, cell.visual_tokens as usize, Path::new(""), Path::new(""));
         let (d_qpf, d_images) = match &d.data {
             TrainData::Generated { config, images } => (config.questions_per_family, *images),
-            TrainData::Jsonl(_) => (DatasetConfig::default().questions_per_family, 2000),
+            TrainData::Jsonl(_) | TrainData::Mixture(_) => (DatasetConfig::default().questions_per_family, 2000),
         };
         let s: TrainSettings = self.cfg.train.for_task(&cell.task);
         CellSettings {

@@ -45,6 +45,10 @@ pub enum TrainData {
     },
     /// A LLaVA JSONL file written by `vlmscale data make` (images relative to it).
     Jsonl(PathBuf),
+    /// Several generated sets concatenated in this order (images `0..images` of each config), for
+    /// example Sort-of-CLEVR scenes plus `object_facts` images; every sample keeps its scene, so
+    /// `object_ramp_steps` applies to the Sort-of-CLEVR part.
+    Mixture(Vec<(DatasetConfig, usize)>),
 }
 
 impl TrainData {
@@ -53,6 +57,13 @@ impl TrainData {
         match self {
             TrainData::Generated { config, images } => Ok(Generator::new(*config)?.generate(0..*images as u64)?),
             TrainData::Jsonl(path) => Ok(synth::read_dataset(path)?),
+            TrainData::Mixture(parts) => {
+                let mut all = Vec::new();
+                for (config, images) in parts {
+                    all.extend(Generator::new(*config)?.generate(0..*images as u64)?);
+                }
+                Ok(all)
+            }
         }
     }
 }

@@ -141,3 +141,42 @@ fn a_reduced_image_shows_only_its_present_objects() {
     assert_ne!(full.get_pixel(g.x, g.y), &background);
     assert_eq!(red_only.get_pixel(g.x, g.y), &background);
 }
+
+#[test]
+fn a_mixture_is_its_parts_in_order_and_takes_the_object_ramp() {
+    let soc = DatasetConfig { questions_per_family: 1, ..DatasetConfig::default() };
+    let facts = DatasetConfig {
+        task: synth::Task::ObjectFacts,
+        seed: 1,
+        facts: synth::FactSplit::Train,
+        ..DatasetConfig::default()
+    };
+    let mix = TrainData::Mixture(vec![(soc, 3), (facts, 4)]).load().unwrap();
+    assert_eq!(mix.len(), 7);
+    let tasks: Vec<_> = mix.iter().map(|s| s.task).collect();
+    assert_eq!(tasks[..3], [synth::Task::SortOfClevr; 3]);
+    assert_eq!(tasks[3..], [synth::Task::ObjectFacts; 4]);
+    // Each part is image 0, 1, … of its own dataset: the facts part starts at its image 0.
+    let alone = synth::Generator::new(facts).unwrap().generate(0..1).unwrap();
+    assert_eq!(mix[3].qas.len(), alone[0].qas.len());
+    assert_eq!(mix[3].qas[0].question, alone[0].qas[0].question);
+    assert_eq!(mix[3].qas[0].answer, alone[0].qas[0].answer);
+    // Only the training half of the properties is asked.
+    for s in &mix[3..] {
+        for qa in &s.qas {
+            let k: u32 = qa.question.split_whitespace().find_map(|w| w.parse().ok()).expect("a property number");
+            assert!(k < synth::facts::FACT_PROPERTIES / 2, "{}", qa.question);
+        }
+    }
+
+    // The object ramp runs over a mixture (the facts images have their scene too).
+    let tmp = tempfile::tempdir().unwrap();
+    let tower = tmp.path().join("tower");
+    tiny_tower(&tower);
+    let mut cfg = tiny_run(&tower, &tmp.path().join("mix"), 0);
+    cfg.data = TrainData::Mixture(vec![(soc, 4), (facts, 4)]);
+    cfg.object_ramp_steps = 4;
+    let rep = train_vlm(&cfg, &mut |_| {}).unwrap();
+    assert_eq!(rep.losses.len(), 6);
+    assert!(rep.losses.iter().all(|l| l.is_finite()));
+}

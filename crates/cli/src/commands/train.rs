@@ -143,6 +143,15 @@ pub struct VlmArgs {
     /// Generated training images when `--data` is not given (each with 6 families × 2 questions).
     #[arg(long, conflicts_with = "data")]
     pub images: Option<usize>,
+    /// Add this many generated `object_facts` images (one object each, dataset seed 1) after the
+    /// Sort-of-CLEVR images: aligns the visual tokens on families the LLM reads from text while
+    /// asking facts it learnt from text.
+    #[arg(long, conflicts_with = "data")]
+    pub fact_images: Option<usize>,
+    /// Which properties the `--fact-images` questions ask: `train` (the first half; evaluation on
+    /// `data make --facts test` then asks only facts taught in text) or `all`.
+    #[arg(long, value_enum, default_value = "train", requires = "fact_images")]
+    pub fact_split: synth::FactSplit,
     /// Standard deviation of the normal initialisation of the weight matrices (HF
     /// `initializer_range`, default 0.02).
     #[arg(long)]
@@ -247,6 +256,15 @@ pub fn run(t: Train) -> Result<()> {
             }
             if let (Some(n), ::train::vlm_train::TrainData::Generated { images, .. }) = (a.images, &mut cfg.data) {
                 *images = n;
+            }
+            if let (Some(n), ::train::vlm_train::TrainData::Generated { config, images }) = (a.fact_images, &cfg.data) {
+                let facts = synth::DatasetConfig {
+                    task: synth::Task::ObjectFacts,
+                    seed: 1,
+                    facts: a.fact_split,
+                    ..Default::default()
+                };
+                cfg.data = ::train::vlm_train::TrainData::Mixture(vec![(*config, *images), (facts, n)]);
             }
             if let Some(s) = a.init_std {
                 cfg.init_std = s;
