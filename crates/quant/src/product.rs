@@ -238,18 +238,25 @@ pub fn matmul_f32_panels(w: &QuantMatrix, x: &[f32], m: usize, y: &mut [f32]) ->
     Ok(())
 }
 
+/// Whether this CPU has the AVX512-BF16 conversion of [`q8_0_row_to_bf16_avx512`]: either bf16 tile
+/// kernel of `kernels::matmul_bf16` implies it (detected once there).
+fn has_avx512_bf16() -> bool {
+    let k = kernels::matmul_bf16::bf16_kernels();
+    k.amx || k.dpbf16
+}
+
 /// Weight row `r` of `w` dequantised (GGML's arithmetic, f32) and rounded to bf16 (nearest even) into
-/// `dst` (`k` values); `buf` is f32 scratch of `k`. q8_0 rows on CPUs with AVX512-BF16 take a
-/// vector route with the same result bit for bit (tested against the scalar one).
-fn dequantize_row_bf16(w: &QuantMatrix, r: usize, buf: &mut [f32], dst: &mut [bf16]) {
+/// `dst` (`k` values); `buf` is f32 scratch of `k`. With `vector` (only when [`has_avx512_bf16`]),
+/// q8_0 rows take a vector route with the same result bit for bit (tested against the scalar one).
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+fn dequantize_row_bf16(w: &QuantMatrix, r: usize, vector: bool, buf: &mut [f32], dst: &mut [bf16]) {
     #[cfg(target_arch = "x86_64")]
-    if let Blocks::Q8_0(v) = &w.blocks {
-        if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bf16") {
-            let kb = w.k / QK;
-            // SAFETY: AVX-512F and AVX512-BF16 were detected; `dst` holds k = kb · 32 values.
-            unsafe { q8_0_row_to_bf16_avx512(&v[r * kb..(r + 1) * kb], dst) };
-            return;
-        }
+    if let (true, Blocks::Q8_0(v)) = (vector, &w.blocks) {
+        let kb = w.k / QK;
+        // SAFETY: `vector` is only set when AVX-512F and AVX512-BF16 were detected; `dst` holds
+        // k = kb · 32 values.
+        unsafe { q8_0_row_to_bf16_avx512(&v[r * kb..(r + 1) * kb], dst) };
+        return;
     }
     w.dequantize_row(r, buf);
     dst.iter_mut().zip(buf.iter()).for_each(|(o, v)| *o = bf16::from_f32(*v));
@@ -285,12 +292,13 @@ pub fn matmul_bf16_panels(w: &QuantMatrix, x: &[f32], m: usize, y: &mut [f32]) -
     }
     let mut panel = vec![bf16::ZERO; PANEL_ROWS * k];
     let mut yp = vec![0f32; m * PANEL_ROWS];
+    let vector = has_avx512_bf16();
     for j0 in (0..n).step_by(PANEL_ROWS) {
         let nc = (n - j0).min(PANEL_ROWS);
         panel[..nc * k]
             .par_chunks_mut(k)
             .enumerate()
-            .for_each_init(|| vec![0f32; k], |buf, (r, dst)| dequantize_row_bf16(w, j0 + r, buf, dst));
+            .for_each_init(|| vec![0f32; k], |buf, (r, dst)| dequantize_row_bf16(w, j0 + r, vector, buf, dst));
         kernels::matmul_bf16::gemm_bf16(x, &panel[..nc * k], &mut yp[..m * nc], m, nc, k);
         for i in 0..m {
             y[i * n + j0..i * n + j0 + nc].copy_from_slice(&yp[i * nc..(i + 1) * nc]);
@@ -328,7 +336,7 @@ mod tests {
             w.dequantize_row(r, &mut want);
             let want: Vec<u16> = want.iter().map(|v| bf16::from_f32(*v).to_bits()).collect();
             let mut got = vec![bf16::ZERO; k];
-            dequantize_row_bf16(&w, r, &mut buf, &mut got);
+            dequantize_row_bf16(&w, r, has_avx512_bf16(), &mut buf, &mut got);
             assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want, "row {r}");
         }
     }
