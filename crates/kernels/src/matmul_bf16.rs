@@ -221,61 +221,124 @@ pub fn gemm_bf16(x: &[f32], w: &[bf16], y: &mut [f32], m: usize, n: usize, k: us
 /// [`gemm_bf16`] restricted to `kernels`, which must be a subset of [`bf16_kernels`] (tests force
 /// each path this way).
 fn gemm_bf16_on(kernels: Bf16Kernels, x: &[f32], w: &[bf16], y: &mut [f32], m: usize, n: usize, k: usize) {
-    assert!(x.len() >= m * k && w.len() >= n * k && y.len() >= m * n, "gemm_bf16: buffer sizes");
-    if m == 0 || n == 0 {
-        return;
+    PreparedX::new_on(kernels, x, m, k, n).gemm(w, y, n)
+}
+
+/// The activations of one product, `x` (m, k) f32, put once into the layout its path reads
+/// ([`Bf16Path::choose`] for `n_max` weight rows), so that several blocks of weight rows can be
+/// multiplied by the same `x` without converting it again: the quantised prefill dequantises its
+/// weights panel by panel and multiplies each panel by one `PreparedX` (on the AMX path the packing
+/// of `x` is about as costly as a 256-row panel's product).
+pub struct PreparedX<'a> {
+    x: &'a [f32],
+    m: usize,
+    k: usize,
+    kernels: Bf16Kernels,
+    path: Bf16Path,
+    /// `x` in the path's layout: AMX tiles or AVX512-BF16 pairs (u32 = two bf16), or the even/odd
+    /// f32 halves of the AVX-512 / AVX2 mat-vec kernels; empty for the widened and scalar paths.
+    packed: Packed,
+}
+
+enum Packed {
+    None,
+    Bf16(Vec<u32>),
+    F32(Vec<f32>),
+}
+
+impl<'a> PreparedX<'a> {
+    /// Prepares `x` (m, k) for products with blocks of at most `n_max` weight rows on this CPU's
+    /// fastest path. Panics when `x` is shorter than m·k.
+    pub fn new(x: &'a [f32], m: usize, k: usize, n_max: usize) -> Self {
+        Self::new_on(bf16_kernels(), x, m, k, n_max)
     }
-    if k == 0 {
-        y[..m * n].iter_mut().for_each(|v| *v = 0.0);
-        return;
+
+    fn new_on(kernels: Bf16Kernels, x: &'a [f32], m: usize, k: usize, n_max: usize) -> Self {
+        assert!(x.len() >= m * k, "PreparedX: buffer sizes");
+        let path = Bf16Path::choose(kernels, m, n_max, k);
+        let packed = if m == 0 || k == 0 {
+            Packed::None
+        } else {
+            #[cfg(target_arch = "x86_64")]
+            {
+                match path {
+                    Bf16Path::Amx => Packed::Bf16(x86::pack_x(x, m, k)),
+                    Bf16Path::DpBf16 => Packed::Bf16(x86::pack_x_pairs(x, m, k)),
+                    Bf16Path::MatVec => Packed::F32(x86::split_even_odd(x, m, k)),
+                    Bf16Path::Avx2 => Packed::F32(x86::split_even_odd_16(x, m, k)),
+                    Bf16Path::Widened | Bf16Path::Scalar => Packed::None,
+                }
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            Packed::None
+        };
+        PreparedX { x, m, k, kernels, path, packed }
     }
-    let path = Bf16Path::choose(kernels, m, n, k);
-    if path == Bf16Path::Widened {
-        return widened_gemm(x, w, y, m, n, k);
+
+    /// The path the products run on.
+    pub fn path(&self) -> Bf16Path {
+        self.path
     }
-    let threads = crate::threads::num_threads();
-    let out = OutPtr(y.as_mut_ptr());
-    #[cfg(target_arch = "x86_64")]
-    match path {
-        Bf16Path::Amx => {
-            let xp = x86::pack_x(x, m, k);
-            // Column ranges in multiples of 32 (one pair of 16-row weight tiles).
-            let ranges = split_ranges(n, 32, threads);
-            ranges.into_par_iter().for_each(|(n0, n1)| {
-                // SAFETY: AMX was detected and permitted; ranges are disjoint; buffers sized above.
-                unsafe { x86::amx_gemm(&xp, w, out, m, n, k, n0, n1) }
-            });
+
+    /// `y` (m, n) = `x` · `w`ᵀ for a block `w` (n, k) of bf16 weight rows. A block whose shape the
+    /// prepared path cannot take (`n` above `n_max`'s tile fit, say N not a multiple of 16 on AMX)
+    /// is multiplied by [`gemm_bf16`]'s own choice. Panics when a buffer is shorter than its shape.
+    pub fn gemm(&self, w: &[bf16], y: &mut [f32], n: usize) {
+        let (x, m, k) = (self.x, self.m, self.k);
+        assert!(w.len() >= n * k && y.len() >= m * n, "gemm_bf16: buffer sizes");
+        if m == 0 || n == 0 {
             return;
         }
-        Bf16Path::DpBf16 => {
-            let xp = x86::pack_x_pairs(x, m, k);
-            let ranges = split_ranges(n, 16 * x86::DP_PANELS, threads);
-            ranges.into_par_iter().for_each(|(n0, n1)| {
-                // SAFETY: AVX512-BF16 detected; ranges are disjoint multiples of 16; buffers sized above.
-                unsafe { x86::dp_gemm(&xp, w, out, m, n, k, n0, n1) }
-            });
+        if k == 0 {
+            y[..m * n].iter_mut().for_each(|v| *v = 0.0);
             return;
         }
-        Bf16Path::MatVec => {
-            let xs = x86::split_even_odd(x, m, k);
-            split_ranges(n, 16, threads).into_par_iter().for_each(|(n0, n1)| {
-                // SAFETY: AVX-512F detected; ranges are disjoint; buffers sized above.
-                unsafe { x86::dot_rows(&xs, x, w, out, m, n, k, n0, n1) }
-            });
-            return;
+        let path = self.path;
+        if Bf16Path::choose(self.kernels, m, n, k) != path {
+            return PreparedX::new_on(self.kernels, x, m, k, n).gemm(w, y, n);
         }
-        Bf16Path::Avx2 => {
-            let xs = x86::split_even_odd_16(x, m, k);
-            split_ranges(n, 8, threads).into_par_iter().for_each(|(n0, n1)| {
-                // SAFETY: AVX2 and FMA detected; ranges are disjoint; buffers sized above.
-                unsafe { x86::dot_rows_avx2(&xs, x, w, out, m, n, k, n0, n1) }
-            });
-            return;
+        if path == Bf16Path::Widened {
+            return widened_gemm(x, w, y, m, n, k);
         }
-        Bf16Path::Scalar | Bf16Path::Widened => {}
+        let threads = crate::threads::num_threads();
+        let out = OutPtr(y.as_mut_ptr());
+        #[cfg(target_arch = "x86_64")]
+        match (path, &self.packed) {
+            (Bf16Path::Amx, Packed::Bf16(xp)) => {
+                // Column ranges in multiples of 32 (one pair of 16-row weight tiles).
+                let ranges = split_ranges(n, 32, threads);
+                ranges.into_par_iter().for_each(|(n0, n1)| {
+                    // SAFETY: AMX was detected and permitted; ranges are disjoint; buffers sized above.
+                    unsafe { x86::amx_gemm(xp, w, out, m, n, k, n0, n1) }
+                });
+                return;
+            }
+            (Bf16Path::DpBf16, Packed::Bf16(xp)) => {
+                let ranges = split_ranges(n, 16 * x86::DP_PANELS, threads);
+                ranges.into_par_iter().for_each(|(n0, n1)| {
+                    // SAFETY: AVX512-BF16 detected; ranges are disjoint multiples of 16; buffers sized above.
+                    unsafe { x86::dp_gemm(xp, w, out, m, n, k, n0, n1) }
+                });
+                return;
+            }
+            (Bf16Path::MatVec, Packed::F32(xs)) => {
+                split_ranges(n, 16, threads).into_par_iter().for_each(|(n0, n1)| {
+                    // SAFETY: AVX-512F detected; ranges are disjoint; buffers sized above.
+                    unsafe { x86::dot_rows(xs, x, w, out, m, n, k, n0, n1) }
+                });
+                return;
+            }
+            (Bf16Path::Avx2, Packed::F32(xs)) => {
+                split_ranges(n, 8, threads).into_par_iter().for_each(|(n0, n1)| {
+                    // SAFETY: AVX2 and FMA detected; ranges are disjoint; buffers sized above.
+                    unsafe { x86::dot_rows_avx2(xs, x, w, out, m, n, k, n0, n1) }
+                });
+                return;
+            }
+            _ => {}
+        }
+        split_ranges(n, 16, threads).into_par_iter().for_each(|(n0, n1)| dot_rows_scalar(x, w, out, m, n, k, n0, n1));
     }
-    let _ = path;
-    split_ranges(n, 16, threads).into_par_iter().for_each(|(n0, n1)| dot_rows_scalar(x, w, out, m, n, k, n0, n1));
 }
 
 /// Weight rows per widened f32 block: about 2¹⁸ f32 values (1 MiB), 16 to 512 rows, at most `n`.
@@ -283,20 +346,36 @@ pub fn widened_block_rows(n: usize, k: usize) -> usize {
     ((1usize << 18) / k.max(1)).clamp(16, 512).min(n)
 }
 
-/// [`Bf16Path::Widened`]: for each block of [`widened_block_rows`] weight rows, widen it to f32 (a
-/// bf16 is the high half of its f32) on all threads, then [`gemm_f32_columns`].
+/// [`Bf16Path::Widened`]: [`gemm_f32_row_blocks`] with each weight row widened to f32 (a bf16 is the
+/// high half of its f32).
 fn widened_gemm(x: &[f32], w: &[bf16], y: &mut [f32], m: usize, n: usize, k: usize) {
+    gemm_f32_row_blocks(x, y, m, n, k, |j, dst| {
+        dst.iter_mut().zip(&w[j * k..(j + 1) * k]).for_each(|(d, s)| *d = f32::from_bits((s.to_bits() as u32) << 16));
+    });
+}
+
+/// `y` (m, n) = `x` (m, k) · `W`ᵀ for weights `W` (n, k) made row by row as f32: for each block of
+/// [`widened_block_rows`] rows, `fill(j, row)` writes weight row `j` (k values) on all threads, then
+/// the block is multiplied by [`gemm_f32_columns`] — the widened bf16 route and the quantised
+/// prefill of CPUs without bf16 tiles. Panics when a buffer is shorter than its shape.
+pub fn gemm_f32_row_blocks(
+    x: &[f32],
+    y: &mut [f32],
+    m: usize,
+    n: usize,
+    k: usize,
+    fill: impl Fn(usize, &mut [f32]) + Sync,
+) {
+    if m == 0 || n == 0 || k == 0 {
+        y[..m * n].iter_mut().for_each(|v| *v = 0.0);
+        return;
+    }
     let rows = widened_block_rows(n, k);
     let mut block = vec![0f32; rows * k];
-    let mut j0 = 0;
-    while j0 < n {
+    for j0 in (0..n).step_by(rows) {
         let nb = rows.min(n - j0);
-        let src = &w[j0 * k..(j0 + nb) * k];
-        block[..nb * k].par_chunks_mut(k).zip(src.par_chunks(k)).for_each(|(d, s)| {
-            d.iter_mut().zip(s).for_each(|(d, s)| *d = f32::from_bits((s.to_bits() as u32) << 16));
-        });
+        block[..nb * k].par_chunks_mut(k).enumerate().for_each(|(r, dst)| fill(j0 + r, dst));
         gemm_f32_columns(x, &block[..nb * k], y, m, n, k, j0);
-        j0 += nb;
     }
 }
 
@@ -304,7 +383,7 @@ fn widened_gemm(x: &[f32], w: &[bf16], y: &mut [f32], m: usize, n: usize, k: usi
 /// rows (nb = `w.len() / k`), all row-major, on the `gemm` crate's packed f32 kernels (threaded over
 /// the engine's thread count for large products) — the widened-block route of bf16 and of quantised
 /// prefill. Panics when a buffer is shorter than its shape or the columns leave `y`.
-pub fn gemm_f32_columns(x: &[f32], w: &[f32], y: &mut [f32], m: usize, n: usize, k: usize, j0: usize) {
+fn gemm_f32_columns(x: &[f32], w: &[f32], y: &mut [f32], m: usize, n: usize, k: usize, j0: usize) {
     use crate::autograd::kernels::{matmul, View};
     let nb = w.len().checked_div(k).unwrap_or(0);
     assert!(x.len() >= m * k && y.len() >= m * n && j0 + nb <= n, "gemm_f32_columns: buffer sizes");

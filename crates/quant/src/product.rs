@@ -220,7 +220,7 @@ unsafe fn rows4(
 /// Prefill through f32 (CPUs without a bf16 tile kernel): `y` (m, N) = `x` (m, K) · `W`ᵀ with `W`
 /// dequantised to f32 (GGML's dequantisation, exact) in blocks of
 /// [`kernels::matmul_bf16::widened_block_rows`] rows, each multiplied by the `gemm` crate's f32
-/// kernels ([`kernels::matmul_bf16::gemm_f32_columns`]); `x` stays f32, so the only error beyond the
+/// kernels ([`kernels::matmul_bf16::gemm_f32_row_blocks`]); `x` stays f32, so the only error beyond the
 /// quantisation is f32 summation. Errors: [`QuantError::Length`].
 pub fn matmul_f32_panels(w: &QuantMatrix, x: &[f32], m: usize, y: &mut [f32]) -> Result<(), QuantError> {
     check(w, x, m, y)?;
@@ -228,13 +228,7 @@ pub fn matmul_f32_panels(w: &QuantMatrix, x: &[f32], m: usize, y: &mut [f32]) ->
     if m == 0 || n == 0 {
         return Ok(());
     }
-    let rows = kernels::matmul_bf16::widened_block_rows(n, k);
-    let mut panel = vec![0f32; rows * k];
-    for j0 in (0..n).step_by(rows) {
-        let nc = (n - j0).min(rows);
-        panel[..nc * k].par_chunks_mut(k).enumerate().for_each(|(r, dst)| w.dequantize_row(j0 + r, dst));
-        kernels::matmul_bf16::gemm_f32_columns(x, &panel[..nc * k], y, m, n, k, j0);
-    }
+    kernels::matmul_bf16::gemm_f32_row_blocks(x, y, m, n, k, |j, dst| w.dequantize_row(j, dst));
     Ok(())
 }
 
@@ -282,7 +276,8 @@ unsafe fn q8_0_row_to_bf16_avx512(blocks: &[super::block::BlockQ8_0], dst: &mut 
 
 /// Prefill through bf16: `y` (m, N) = `x` (m, K) · `W`ᵀ with `W` dequantised to bf16 in panels of
 /// [`PANEL_ROWS`] rows (round-to-nearest-even after GGML's dequantisation), each panel multiplied by
-/// `kernels::matmul_bf16`'s kernel (which splits its columns over the engine's thread count).
+/// `kernels::matmul_bf16`'s kernel (which splits its columns over the engine's thread count); `x` is put
+/// into that kernel's layout once for all panels (`kernels::matmul_bf16::PreparedX`).
 /// Errors: [`QuantError::Length`].
 pub fn matmul_bf16_panels(w: &QuantMatrix, x: &[f32], m: usize, y: &mut [f32]) -> Result<(), QuantError> {
     check(w, x, m, y)?;
@@ -293,13 +288,15 @@ pub fn matmul_bf16_panels(w: &QuantMatrix, x: &[f32], m: usize, y: &mut [f32]) -
     let mut panel = vec![bf16::ZERO; PANEL_ROWS * k];
     let mut yp = vec![0f32; m * PANEL_ROWS];
     let vector = has_avx512_bf16();
+    // x is converted to the kernel's layout once for all panels.
+    let xp = kernels::matmul_bf16::PreparedX::new(x, m, k, n.min(PANEL_ROWS));
     for j0 in (0..n).step_by(PANEL_ROWS) {
         let nc = (n - j0).min(PANEL_ROWS);
         panel[..nc * k]
             .par_chunks_mut(k)
             .enumerate()
             .for_each_init(|| vec![0f32; k], |buf, (r, dst)| dequantize_row_bf16(w, j0 + r, vector, buf, dst));
-        kernels::matmul_bf16::gemm_bf16(x, &panel[..nc * k], &mut yp[..m * nc], m, nc, k);
+        xp.gemm(&panel[..nc * k], &mut yp[..m * nc], nc);
         for i in 0..m {
             y[i * n + j0..i * n + j0 + nc].copy_from_slice(&yp[i * nc..(i + 1) * nc]);
         }
