@@ -90,12 +90,22 @@ pub struct TrainSettings {
     pub object_ramp_steps: Option<usize>,
     /// Generated training images.
     pub images: Option<usize>,
-    /// Sort-of-CLEVR questions per family per training image (fine-detail images always have one).
+    /// Sort-of-CLEVR questions per family per training image (fine-detail and fact images always
+    /// have one).
     pub questions_per_family: Option<usize>,
     /// Generated held-out images the score is measured on.
     pub eval_images: Option<usize>,
     /// Sort-of-CLEVR questions per family per held-out image.
     pub eval_questions_per_family: Option<usize>,
+    /// `object_facts` cells only: Sort-of-CLEVR images (`questions_per_family` questions per family
+    /// each, the cell's seed) placed before the cell's `images` fact images in its training set — the
+    /// scenes the pretrained LLMs learnt to read, through which the projector aligns (the object
+    /// ramp applies to them); `vlmscale train vlm --fact-images` builds the same mixture. Default 0.
+    pub sort_of_clevr_images: Option<usize>,
+    /// `object_facts` cells only: which properties the training images ask: `train` (the default,
+    /// properties 0–99, so an evaluated fact, 100–199, was only ever taught in the LLM's text) or
+    /// `all` (0–199: the VLM's own training asks the evaluated facts too, of other images).
+    pub facts: Option<synth::FactSplit>,
     /// Per-task overrides (`[train.task.<task>]`), only allowed at the top level.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub task: std::collections::BTreeMap<String, TrainSettings>,
@@ -118,6 +128,8 @@ impl TrainSettings {
             questions_per_family: over.questions_per_family.or(self.questions_per_family),
             eval_images: over.eval_images.or(self.eval_images),
             eval_questions_per_family: over.eval_questions_per_family.or(self.eval_questions_per_family),
+            sort_of_clevr_images: over.sort_of_clevr_images.or(self.sort_of_clevr_images),
+            facts: over.facts.or(self.facts),
             task: Default::default(),
         }
     }
@@ -144,7 +156,14 @@ impl TrainSettings {
                 return cfg(k, "must be at least 1".into());
             }
         }
-        for (k, v) in [("images", self.images), ("eval_images", self.eval_images)] {
+        if self.facts == Some(synth::FactSplit::Test) {
+            return cfg("facts", "`test` is the evaluation's split: train on `train` or `all`".into());
+        }
+        for (k, v) in [
+            ("images", self.images),
+            ("eval_images", self.eval_images),
+            ("sort_of_clevr_images", self.sort_of_clevr_images),
+        ] {
             if v.is_some_and(|n| n > crate::train_runner::MAX_IMAGES) {
                 return cfg(
                     k,
@@ -427,6 +446,26 @@ impl SweepConfig {
             llms.push(GridLlm { name: l.name.clone(), params, pretrained });
         }
         raw.train.check(&file, "train")?;
+        for t in &raw.tasks {
+            let s = raw.train.for_task(t);
+            if t != "object_facts" {
+                let key = |k: &str| match raw
+                    .train
+                    .task
+                    .get(t)
+                    .is_some_and(|o| o.facts.is_some() || o.sort_of_clevr_images.is_some())
+                {
+                    true => format!("train.task.{t}.{k}"),
+                    false => format!("train.{k}"),
+                };
+                if s.sort_of_clevr_images.is_some_and(|n| n > 0) {
+                    return Err(cfg(&key("sort_of_clevr_images"), format!("applies to `object_facts` cells only, and task `{t}` would get it: set it in [train.task.object_facts]")));
+                }
+                if s.facts.is_some() {
+                    return Err(cfg(&key("facts"), format!("applies to `object_facts` cells only, and task `{t}` would get it: set it in [train.task.object_facts]")));
+                }
+            }
+        }
         for (t, o) in &raw.train.task {
             let key = format!("train.task.{t}");
             if !raw.tasks.contains(t) {

@@ -92,6 +92,12 @@ pub struct CellSettings {
     pub images: usize,
     /// Sort-of-CLEVR questions per family per training image.
     pub questions_per_family: usize,
+    /// `object_facts` cells: Sort-of-CLEVR images before the fact images (0 = none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub sort_of_clevr_images: usize,
+    /// `object_facts` cells: the properties the training images ask; `None` for other tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facts: Option<FactSplit>,
     /// Held-out images.
     pub eval_images: usize,
     /// Sort-of-CLEVR questions per family per held-out image.
@@ -220,6 +226,8 @@ impl TrainRunner {
             llm_init_sha256: self.pretrained_llm(cell).and_then(|dir| pretrained_sha256(&dir)),
             images: s.images.unwrap_or(d_images),
             questions_per_family: s.questions_per_family.unwrap_or(d_qpf),
+            sort_of_clevr_images: s.sort_of_clevr_images.unwrap_or(0),
+            facts: (cell.task == Task::ObjectFacts.name()).then(|| s.facts.unwrap_or(FactSplit::Train)),
             eval_images: s.eval_images.unwrap_or(DEFAULT_EVAL_IMAGES),
             eval_questions_per_family: s.eval_questions_per_family.unwrap_or(DEFAULT_EVAL_QUESTIONS_PER_FAMILY),
             eval_seed: cell.seed.wrapping_add(EVAL_SEED_OFFSET),
@@ -334,6 +342,32 @@ pub fn thread_cpu_seconds() -> Option<f64> {
     (rc == 0).then_some(ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
 }
 
+/// A cell's training images: `settings.images` of `task` (cell seed); for an `object_facts` cell
+/// with `sort_of_clevr_images`, those Sort-of-CLEVR scenes first (cell seed) and then the fact images
+/// (seed + 1) — the mixture `vlmscale train vlm --fact-images` trains on. Fact images, like
+/// fine-detail ones, ask one question each.
+pub fn training_data(task: Task, settings: &CellSettings) -> TrainData {
+    let s = settings;
+    let questions_per_family = if task == Task::ObjectFacts { 1 } else { s.questions_per_family };
+    let main = |seed: u64| DatasetConfig {
+        task,
+        seed,
+        questions_per_family,
+        facts: s.facts.unwrap_or(FactSplit::Train),
+        ..DatasetConfig::default()
+    };
+    if task != Task::ObjectFacts || s.sort_of_clevr_images == 0 {
+        return TrainData::Generated { config: main(s.seed), images: s.images };
+    }
+    let scenes =
+        DatasetConfig { seed: s.seed, questions_per_family: s.questions_per_family, ..DatasetConfig::default() };
+    TrainData::Mixture(vec![(scenes, s.sort_of_clevr_images), (main(s.seed.wrapping_add(1)), s.images)])
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 /// The generated split of `task` with `seed`: images `0..images`, `object_facts` questions about the
 /// properties of `facts`.
 fn split(
@@ -384,16 +418,7 @@ impl CellRunner for TrainRunner {
 
         // Train (resumes from model_dir's checkpoint if a previous run of this cell was killed).
         let mut tc = VlmTrainConfig::new(&s.llm, &s.compressor, s.visual_tokens, &tower, &model_dir);
-        tc.data = TrainData::Generated {
-            config: DatasetConfig {
-                task,
-                seed: s.seed,
-                questions_per_family: s.questions_per_family,
-                facts: FactSplit::Train,
-                ..DatasetConfig::default()
-            },
-            images: s.images,
-        };
+        tc.data = training_data(task, &s);
         tc.seed = s.seed;
         tc.steps = s.steps;
         tc.batch_size = s.batch_size;
@@ -438,8 +463,7 @@ impl CellRunner for TrainRunner {
         }
         let q_mean = q_sum as f64 / q_n.max(1) as f64;
 
-        let train_split = split(task, s.seed, s.questions_per_family, s.images, FactSplit::Train)
-            .map_err(|e| fail(format!("training split: {e}")))?;
+        let train_split = tc.data.load().map_err(|e| fail(format!("training split: {e}")))?;
         let prior = blind_prior_accuracy(&train_split, &eval);
 
         let mut family_accuracy: BTreeMap<String, f64> =

@@ -42,6 +42,14 @@ name = "c"
 params = 0.03
 "#;
 
+/// `text` with the sizes a, b, c of [`THREE_SIZES`] replaced by the train crate's presets xs, s, m
+/// (N derived from them), as a training runner needs.
+fn with_presets(text: &str) -> String {
+    text.replace("name = \"a\"\nparams = 0.002", "name = \"xs\"")
+        .replace("name = \"b\"\nparams = 0.008", "name = \"s\"")
+        .replace("name = \"c\"\nparams = 0.03", "name = \"m\"")
+}
+
 fn coarse() -> scaling::fit::grid::GridSpec {
     use scaling::fit::grid::linspace;
     scaling::fit::grid::GridSpec {
@@ -107,10 +115,7 @@ fn llm_params_are_derived_from_the_train_presets() {
 #[test]
 fn train_settings_resolve_over_the_train_crate_defaults() {
     let dir = tempfile::tempdir().unwrap();
-    let text = format!("{THREE_SIZES}\n[train]\nsteps = 7\nlr = 0.01\nshort_question_steps = 3\n[train.task.fine_detail]\nsteps = 9\nimages = 33\ninit_std = 0.5\nshort_question_steps = 0\n[vision]\nsteps = 2\n")
-        .replace("name = \"a\"\nparams = 0.002", "name = \"xs\"")
-        .replace("name = \"b\"\nparams = 0.008", "name = \"s\"")
-        .replace("name = \"c\"\nparams = 0.03", "name = \"m\"");
+    let text = with_presets(&format!("{THREE_SIZES}\n[train]\nsteps = 7\nlr = 0.01\nshort_question_steps = 3\n[train.task.fine_detail]\nsteps = 9\nimages = 33\ninit_std = 0.5\nshort_question_steps = 0\n[vision]\nsteps = 2\n"));
     let cfg = config(&text, dir.path());
     let r = sweep::train_runner::TrainRunner::new(&cfg).unwrap();
     let d = train::vlm_train::VlmTrainConfig::new("xs", "quecc", 1, Path::new(""), Path::new(""));
@@ -124,6 +129,61 @@ fn train_settings_resolve_over_the_train_crate_defaults() {
     assert_eq!(fd.eval_seed, soc.seed + 1);
     assert_eq!(r.tower_settings().steps, 2);
     assert_eq!(r.tower_settings().images, train::vision_pretrain::VisionPretrainConfig::default().images);
+}
+
+/// An `object_facts` cell with `sort_of_clevr_images` trains on the mixture `vlmscale train vlm
+/// --images 500 --fact-images 30000 --fact-split all` builds at seed 0 (docs/training-notes.md,
+/// "Knowledge"): 500 Sort-of-CLEVR scenes of the cell's seed with two questions per family, then
+/// 30 000 one-question fact images of seed 1; other tasks keep their plain generated split.
+#[test]
+fn object_facts_cells_train_on_the_scene_and_fact_mixture() {
+    use synth::{DatasetConfig, FactSplit, Task};
+    use train::vlm_train::TrainData;
+    let dir = tempfile::tempdir().unwrap();
+    let text = with_presets(&format!(
+        "{}\n[train]\nquestions_per_family = 2\n[train.task.object_facts]\nimages = 30000\nsort_of_clevr_images = 500\nfacts = \"all\"\n",
+        THREE_SIZES.replace(r#"tasks = ["sort_of_clevr", "fine_detail"]"#, r#"tasks = ["sort_of_clevr", "object_facts"]"#)
+    ));
+    let cfg = config(&text, dir.path());
+    let r = sweep::train_runner::TrainRunner::new(&cfg).unwrap();
+    let cells = cfg.cells();
+    let facts = r.cell_settings(cells.iter().find(|c| c.task == "object_facts").unwrap());
+    let scenes =
+        DatasetConfig { task: Task::SortOfClevr, seed: 0, questions_per_family: 2, ..DatasetConfig::default() };
+    let fact_images = DatasetConfig {
+        task: Task::ObjectFacts,
+        seed: 1,
+        questions_per_family: 1,
+        facts: FactSplit::All,
+        ..DatasetConfig::default()
+    };
+    assert_eq!(
+        sweep::train_runner::training_data(Task::ObjectFacts, &facts),
+        TrainData::Mixture(vec![(scenes, 500), (fact_images, 30000)])
+    );
+    let soc = r.cell_settings(&cells[0]);
+    assert_eq!((soc.facts, soc.sort_of_clevr_images), (None, 0));
+    assert_eq!(
+        sweep::train_runner::training_data(Task::SortOfClevr, &soc),
+        TrainData::Generated { config: DatasetConfig { facts: FactSplit::Train, ..scenes }, images: soc.images }
+    );
+    // Without the keys, fact cells ask the training half of the properties only.
+    let plain = config(&text.replace("sort_of_clevr_images = 500\nfacts = \"all\"\n", ""), dir.path());
+    let r = sweep::train_runner::TrainRunner::new(&plain).unwrap();
+    let s = r.cell_settings(plain.cells().iter().find(|c| c.task == "object_facts").unwrap());
+    assert_eq!((s.facts, s.sort_of_clevr_images), (Some(FactSplit::Train), 0));
+    // The keys belong to fact cells: elsewhere, and `facts = "test"`, are errors naming the key.
+    let p = dir.path().join("bad.toml");
+    let err = |t: &str| {
+        std::fs::write(&p, t).unwrap();
+        SweepConfig::from_path(&p).unwrap_err().to_string()
+    };
+    let e = err(&format!("{THREE_SIZES}\n[train]\nsort_of_clevr_images = 10\n"));
+    assert!(e.contains("bad.toml") && e.contains("`train.sort_of_clevr_images`") && e.contains("object_facts"), "{e}");
+    let e = err(&format!("{THREE_SIZES}\n[train.task.fine_detail]\nfacts = \"all\"\n"));
+    assert!(e.contains("`train.task.fine_detail.facts`"), "{e}");
+    let e = err(&text.replace("facts = \"all\"", "facts = \"test\""));
+    assert!(e.contains("`train.task.object_facts.facts`") && e.contains("evaluation"), "{e}");
 }
 
 #[test]
