@@ -97,6 +97,11 @@ pub struct LlmArgs {
     /// teaches (default 0: none).
     #[arg(long)]
     pub fact_scenes: Option<usize>,
+    /// Standard deviation of the weight matrices' normal initialisation of a fresh run (default
+    /// 0.125, which is 1/√H for the `s` preset's width H = 64; ignored with `--init`, whose weights
+    /// are continued).
+    #[arg(long, conflicts_with = "init")]
+    pub init_std: Option<f64>,
     /// Continue pretraining from this finished `train llm` directory of the same preset (its
     /// manifest is checked; fresh optimiser moments, this run's schedule) instead of a seeded
     /// initialisation.
@@ -341,6 +346,7 @@ fn train_llm(a: LlmArgs) -> Result<()> {
     set!(reduced_scenes, "reduced-scenes");
     set!(questions_per_document, "questions-per-document");
     set!(fact_scenes, "fact-scenes");
+    set!(init_std, "init-std");
     if let Some(init) = &a.init {
         cfg.init = Some(init.display().to_string());
         command.push_str(&format!(" --init {}", init.display()));
