@@ -186,6 +186,27 @@ fn object_facts_cells_train_on_the_scene_and_fact_mixture() {
     assert!(e.contains("`train.task.object_facts.facts`") && e.contains("evaluation"), "{e}");
 }
 
+/// The knowledge grid's config loads; every size starts from a shipped LLM continued on facts, and
+/// its fact cells train on the scene + fact mixture.
+#[test]
+fn the_knowledge_grid_starts_from_the_shipped_fact_llms() {
+    let cfg = SweepConfig::from_path(&repo_file("sweeps/knowledge.toml")).unwrap();
+    let names: Vec<&str> = cfg.llms.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ["xs", "s", "m", "l"]);
+    assert_eq!(cfg.cells().len(), 4 * (4 + 2));
+    let r = sweep::train_runner::TrainRunner::new(&cfg).unwrap();
+    for cell in cfg.cells() {
+        let s = r.cell_settings(&cell);
+        assert!(s.llm_init_sha256.is_some(), "{}: no pretrained LLM manifest", cell.id);
+        assert_eq!(
+            (s.facts, s.sort_of_clevr_images, s.images),
+            (Some(synth::FactSplit::All), 500, 30000),
+            "{}",
+            cell.id
+        );
+    }
+}
+
 #[test]
 fn invalid_configs_name_file_and_key() {
     let dir = tempfile::tempdir().unwrap();
