@@ -403,6 +403,60 @@ fn eval_grid_then_fit_reads_its_scores() {
     ok(&out, "fit --data");
 }
 
+/// With `--token-reduction trained`, checkpoints of one N trained at different V are one cell each
+/// (the paper's grid trains one VLM per (N, V)); two that produce the same (N, V) are refused (exit 2,
+/// both named). The second checkpoint is the QueCC fixture with a 2×2 kernel and stride (trained
+/// V = 16 on its 8×8 grid); `--list` reads configurations only.
+#[test]
+fn eval_grid_takes_one_checkpoint_per_n_and_v() {
+    let dir = tempfile::tempdir().unwrap();
+    let v16 = dir.path().join("quecc_v16");
+    std::fs::create_dir(&v16).unwrap();
+    for f in std::fs::read_dir(model("quecc_qwen2")).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, v16.join(f.file_name().unwrap())).unwrap();
+    }
+    let cfg = std::fs::read_to_string(v16.join("config.json")).unwrap();
+    let cfg = cfg
+        .replace("\"mm_vision_token_compression_kernel_size\": 4", "\"mm_vision_token_compression_kernel_size\": 2")
+        .replace("\"mm_vision_token_compression_stride\": 4", "\"mm_vision_token_compression_stride\": 2");
+    std::fs::write(v16.join("config.json"), cfg).unwrap();
+    let (q, t) = (dir.path().join("q.jsonl"), dir.path().join("truth.json"));
+    std::fs::write(&q, "").unwrap();
+    std::fs::write(&t, "{}").unwrap();
+    let list = |models: &str| {
+        let (q, t, d, o) = (s(&q), s(&t), s(dir.path()), s(&dir.path().join("grid")));
+        vlmscale(&[
+            "eval-grid",
+            "--models",
+            models,
+            "--visual-tokens",
+            "4,16",
+            "--token-reduction",
+            "trained",
+            "--benchmark",
+            "gqa",
+            "--questions",
+            &q,
+            "--image-folder",
+            &d,
+            "--annotations",
+            &t,
+            "--out",
+            &o,
+            "--list",
+        ])
+    };
+    let out = list(&format!("{},{}", model("quecc_qwen2"), s(&v16)));
+    ok(&out, "eval-grid --list");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("gqa.quecc_qwen2.v4.trained") && stdout.contains("gqa.quecc_v16.v16.trained"), "{stdout}");
+    let out = list(&format!("{},{}", model("quecc_qwen2"), model("quecc_qwen2")));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("both produce V = 4") && err.contains("quecc_qwen2"), "{err}");
+}
+
 #[test]
 fn eval_answers_scienceqa_conversation_items() {
     let dir = tempfile::tempdir().unwrap();

@@ -97,7 +97,8 @@ impl Grid {
     /// the reduction method and builds the cells.
     ///
     /// Errors: an unreadable checkpoint configuration (engine error), no model or no V, V = 0, two
-    /// checkpoints with the same N (the law needs one N per size), or no cell left.
+    /// checkpoints with the same N that both produce one of the V (one checkpoint per (N, V)), or no
+    /// cell left.
     pub fn plan(spec: GridSpec) -> std::result::Result<Grid, GridError> {
         if spec.models.is_empty() || spec.visual_tokens.is_empty() {
             return Err(GridError::Usage("eval-grid needs at least one model and one V".into()));
@@ -113,13 +114,6 @@ impl Grid {
             if models.iter().any(|m| m.name == name) {
                 name = format!("{name}-{}", models.len());
             }
-            if let Some(o) = models.iter().find(|m| m.llm_params == llm_params) {
-                return Err(GridError::Usage(format!(
-                    "{} and {} have the same LLM size N = {llm_params} billion: the law needs one checkpoint per N",
-                    o.dir.display(),
-                    dir.display()
-                )));
-            }
             let (grid, layers, trained) = (s.vision_cfg.grid(), s.llm_config().num_hidden_layers, s.visual_tokens());
             let (mut ok, mut excluded) = (Vec::new(), Vec::new());
             for &v in &spec.visual_tokens {
@@ -127,6 +121,19 @@ impl Grid {
                     Ok(_) => ok.push(v),
                     Err(why) => excluded.push((v, why)),
                 }
+            }
+            // Several checkpoints of one N are fine when they cover different V (the paper's grid
+            // trains one VLM per (N, V): `--token-reduction trained`); two at the same (N, V) are not.
+            if let Some((o, v)) = models
+                .iter()
+                .filter(|m| m.llm_params == llm_params)
+                .find_map(|m| ok.iter().find(|v| m.visual_tokens.contains(v)).map(|v| (m, v)))
+            {
+                return Err(GridError::Usage(format!(
+                    "{} and {} have the same LLM size N = {llm_params} billion and both produce V = {v}: one checkpoint per (N, V)",
+                    o.dir.display(),
+                    dir.display()
+                )));
             }
             models.push(GridModel { name, dir: dir.clone(), llm_params, visual_tokens: ok, excluded });
         }

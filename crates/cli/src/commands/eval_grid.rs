@@ -29,7 +29,8 @@ Examples:
   vlmscale fit --data grid-pope/aggregate.csv --task pope
   vlmscale eval-grid ... --emit-slurm slurm/    # one array task per cell, then the aggregate")]
 pub struct Args {
-    /// Checkpoint directories, comma-separated (one per LLM size N).
+    /// Checkpoint directories, comma-separated: one per LLM size N, or with `--token-reduction trained`
+    /// one per (N, V) (several of one N that were trained at different V).
     #[arg(long, value_name = "DIR,DIR,...", value_delimiter = ',', required = true)]
     pub models: Vec<PathBuf>,
     /// Visual-token budgets V, comma-separated.
