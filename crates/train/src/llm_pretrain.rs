@@ -179,8 +179,13 @@ impl LlmPretrainConfig {
     }
 
     fn check(&self) -> Result<()> {
+        if self.scenes + self.fine_detail_scenes + self.fact_scenes == 0 {
+            return Err(Error::config(
+                "scenes",
+                "the corpus is empty: scenes, fine_detail_scenes and fact_scenes are all 0",
+            ));
+        }
         let positive = [
-            ("scenes", self.scenes),
             ("questions_per_family", self.questions_per_family),
             ("eval_scenes", self.eval_scenes),
             ("batch_size", self.batch_size),
@@ -899,6 +904,21 @@ mod tests {
         // During the ramp the stage's count holds; with no fraction, six.
         assert!((0..100).all(|i| scene_objects(0.5, 0, i, 3) == 3));
         assert!((0..100).all(|i| scene_objects(0.0, 0, i, 6) == 6));
+    }
+
+    /// A corpus of facts alone (no Sort-of-CLEVR scenes) is allowed; an empty corpus is an error.
+    #[test]
+    fn scenes_may_be_zero_when_another_part_of_the_corpus_remains() {
+        let mut cfg = LlmPretrainConfig::new("xs");
+        cfg.scenes = 0;
+        cfg.fine_detail_scenes = 0;
+        cfg.fact_scenes = 100;
+        assert!(cfg.check().is_ok());
+        cfg.fact_scenes = 0;
+        let e = cfg.check().unwrap_err().to_string();
+        assert!(e.contains("scenes") && e.contains("empty"), "{e}");
+        cfg.fine_detail_scenes = 10;
+        assert!(cfg.check().is_ok());
     }
 
     #[test]

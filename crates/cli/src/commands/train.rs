@@ -56,7 +56,7 @@ pub struct LlmArgs {
     /// Seed of corpus, initialisation and batch order (default 0).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Sort-of-CLEVR scenes in the corpus, one question per family each (default 40000).
+    /// Sort-of-CLEVR scenes in the corpus, one question per family each (default 40000; 0 leaves them out, as long as fine-detail or fact scenes remain).
     #[arg(long)]
     pub scenes: Option<usize>,
     /// Fine-detail scenes in the corpus, one question each (default 20000).
