@@ -186,10 +186,10 @@ fn object_facts_cells_train_on_the_scene_and_fact_mixture() {
     assert!(e.contains("`train.task.object_facts.facts`") && e.contains("evaluation"), "{e}");
 }
 
-/// The knowledge grid's config loads; every size starts from a shipped LLM continued on facts, and
-/// its fact cells train on the scene + fact mixture.
+/// The knowledge grid's config loads; every size starts from a shipped LLM pretrained on the world's
+/// facts, and its fact cells train on the scene + fact mixture.
 #[test]
-fn the_knowledge_grid_starts_from_the_shipped_fact_llms() {
+fn the_knowledge_grid_starts_from_the_shipped_knowledge_llms() {
     let cfg = SweepConfig::from_path(&repo_file("sweeps/knowledge.toml")).unwrap();
     let names: Vec<&str> = cfg.llms.iter().map(|l| l.name.as_str()).collect();
     assert_eq!(names, ["xs", "s", "m", "l"]);

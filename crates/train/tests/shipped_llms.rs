@@ -71,3 +71,34 @@ fn llms_continued_on_facts_match_their_manifests_and_command() {
     }
     assert!(checked >= 2, "{checked} continued LLMs under {}", root.display());
 }
+
+/// The LLMs pretrained on the world's facts from a fresh start (`models/llm-knowledge/<preset>`, what
+/// `sweeps/knowledge.toml` starts from): every preset is shipped, each passes its manifest check, was
+/// made by the documented command from a fresh initialisation, and was scored on held-out fact
+/// questions.
+#[test]
+fn knowledge_llms_match_their_manifests_and_command() {
+    let root = models_dir().join("../llm-knowledge");
+    for size in SIZES {
+        let dir = root.join(size.name);
+        let m = verify_manifest(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        assert_eq!(
+            m.command,
+            format!(
+                "vlmscale train llm --llm {0} --out models/llm-knowledge/{0} --steps 4000 --scenes 0 --fine-detail-scenes 0 --object-ramp-steps 0 --fact-scenes 64000",
+                size.name
+            )
+        );
+        let mut recipe = LlmPretrainConfig::new(size.name);
+        (recipe.scenes, recipe.fine_detail_scenes, recipe.fact_scenes) = (0, 0, 64_000);
+        (recipe.steps, recipe.object_ramp_steps) = (4000, 0);
+        assert_eq!(m.config, recipe, "{}: not the documented recipe", size.name);
+        assert_eq!(m.config.init, None, "{}: must start from a fresh initialisation", size.name);
+        assert_eq!(m.steps, 4000);
+        assert!(m.held_out_questions.get("fact").is_some_and(|&n| n >= 100), "{}", size.name);
+        // One vocabulary for every LLM of the world.
+        let base = verify_manifest(&models_dir().join(size.name)).unwrap();
+        assert_eq!(m.parameters, base.parameters);
+        assert_eq!(m.sha256["tokenizer.json"], base.sha256["tokenizer.json"]);
+    }
+}
