@@ -168,26 +168,36 @@ pub fn run_sweep(cfg: &SweepConfig, runner: &dyn CellRunner, jobs: usize, progre
     let failed = Mutex::new(stale);
     let ran = AtomicUsize::new(0);
     let workers = jobs.max(1).min(todo.len().max(1));
+    let work = || loop {
+        let i = next.fetch_add(1, Ordering::SeqCst);
+        let Some(cell) = todo.get(i) else { break };
+        match run_one(cfg, runner, cell) {
+            Ok(r) => {
+                ran.fetch_add(1, Ordering::SeqCst);
+                let mut b = best.lock().unwrap();
+                if b.as_ref().is_none_or(|x| r.score > x.0) {
+                    *b = Some((r.score, r.cell_id));
+                }
+                show_best(&pb, &b);
+            }
+            Err(e) => {
+                pb.println(format!("cell {} `{}` FAILED: {e}", cell.index, cell.id));
+                failed.lock().unwrap().push((cell.index, cell.id.clone(), e.to_string()));
+            }
+        }
+        pb.inc(1);
+    };
+    // Each worker runs its cells in a compute pool of its own, as large as the process's pool (the
+    // per-cell thread count that `--threads` / RAYON_NUM_THREADS set): the kernels put their work on
+    // the current rayon pool, and in the one global pool `--jobs` cells would take turns on its
+    // threads (two jobs of one thread each ran at the speed of one).
+    let threads_per_cell = rayon::current_num_threads();
     std::thread::scope(|s| {
         for _ in 0..workers {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(cell) = todo.get(i) else { break };
-                match run_one(cfg, runner, cell) {
-                    Ok(r) => {
-                        ran.fetch_add(1, Ordering::SeqCst);
-                        let mut b = best.lock().unwrap();
-                        if b.as_ref().is_none_or(|x| r.score > x.0) {
-                            *b = Some((r.score, r.cell_id));
-                        }
-                        show_best(&pb, &b);
-                    }
-                    Err(e) => {
-                        pb.println(format!("cell {} `{}` FAILED: {e}", cell.index, cell.id));
-                        failed.lock().unwrap().push((cell.index, cell.id.clone(), e.to_string()));
-                    }
-                }
-                pb.inc(1);
+            s.spawn(|| match rayon::ThreadPoolBuilder::new().num_threads(threads_per_cell).build() {
+                Ok(pool) => pool.install(work),
+                // No pool of its own (the OS refused threads): the cells share the global one.
+                Err(_) => work(),
             });
         }
     });
