@@ -15,7 +15,8 @@ Two subcommands:
           decode (`-n`) at depth 0 and at `--depth` (`-d`). Prints one JSON line per measurement:
           {"format", "test": "prefill"|"decode", "tokens", "depth", "ms", "ms_mean"} (prefill: ms for
           the prompt; decode: ms per token; `ms` the best of the `-r` repetitions, as `bench infer`
-          reports its own, `ms_mean` their mean), or {"error": MESSAGE}.
+          reports its own, `ms_mean` their mean), {"note": MESSAGE} when a format had to be rerun
+          without weight repacking (a SIGILL in ggml's AMX int8 kernels), or {"error": MESSAGE}.
 
 The GGUF has the `qwen2.*` metadata keys, GGML's tensor names (`token_embd`, `blk.N.attn_q`, ...,
 `output_norm`) and a dummy SPM vocabulary of the model's vocab size (enough for `llama-bench`, which
@@ -25,6 +26,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -209,6 +211,17 @@ def bench(a, cache):
             out = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
             with open(log, "a") as lf:
                 lf.write("$ " + " ".join(str(c) for c in cmd) + "\n" + out.stderr)
+            if out.returncode == -signal.SIGILL and "--repack" not in [str(c) for c in cmd]:
+                # ggml's AMX int8 kernels (the extra buffer type that weight repacking selects on
+                # AMX CPUs) can die of SIGILL at their first tile instruction (the tile configuration
+                # or the thread's tile-data permission is missing: ggml-org/llama.cpp pull 26954).
+                # Rerun on llama.cpp's other CPU kernels (AVX-512 / VNNI) and say so.
+                print(json.dumps({"note": f"{f}: llama-bench died of SIGILL (ggml's AMX int8 path); "
+                                          "rerun with --repack 0 (no AMX / repacked buffers)"}), flush=True)
+                cmd = cmd + ["--repack", "0"]
+                out = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
+                with open(log, "a") as lf:
+                    lf.write("$ " + " ".join(str(c) for c in cmd) + "\n" + out.stderr)
             if out.returncode != 0:
                 tail = " | ".join(out.stderr.strip().splitlines()[-3:])
                 raise ValueError(f"llama-bench ({f}) exited with {out.returncode}: {tail}")

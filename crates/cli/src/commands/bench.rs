@@ -829,6 +829,10 @@ fn llama_cpp_peer(
             println!("peer llama.cpp: could not build or run it: {e}");
             continue;
         }
+        if let Some(n) = v["note"].as_str() {
+            println!("peer llama.cpp: note: {n}");
+            continue;
+        }
         any = true;
         let ms = v["ms"].as_f64().unwrap_or(f64::NAN);
         let f = v["format"].as_str().unwrap_or("?");
