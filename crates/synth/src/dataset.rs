@@ -130,6 +130,15 @@ pub enum CaptionFormat {
     #[serde(rename = "grid-sum")]
     #[cfg_attr(feature = "clap", value(name = "grid-sum"))]
     GridSum,
+    /// One word per cell of an n × n grid, n drawn per document from 1, 2, 4 and 8: the layouts of
+    /// V = 1, 4, 16 and 64 pooled visual tokens, so that the LLM finds the object's word wherever
+    /// and among however many cells it stands ([`crate::grid_caption`] at grid n).
+    Grids,
+}
+
+impl CaptionFormat {
+    /// The grid sizes n of [`CaptionFormat::Grids`] (n × n cells).
+    pub const GRIDS: [u32; 4] = [1, 2, 4, 8];
 }
 
 /// One image with its questions.

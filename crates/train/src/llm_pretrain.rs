@@ -281,21 +281,23 @@ struct Caption {
 /// Words summed into one input vector besides the first (content, row, column: at most 3 more).
 const EXTRA_SLOTS: usize = 3;
 
-/// The caption of `content` (of the objects `present` only, for a Sort-of-CLEVR scene) in `format` on
-/// the [`CAPTION_GRID`]. Errors: a word missing from the vocabulary, tokenizer errors.
+/// The caption of `content` (of the objects `present` only, for a Sort-of-CLEVR scene) in `format`:
+/// grid captions on a `grid` × `grid` layout ([`CAPTION_GRID`] but for [`CaptionFormat::Grids`]),
+/// sentences on the [`CAPTION_GRID`]. Errors: a word missing from the vocabulary, tokenizer errors.
 fn encode_caption(
     encoder: &ConversationEncoder,
     content: &synth::Content,
     present: &[synth::Colour],
     format: CaptionFormat,
+    grid: u32,
 ) -> Result<Caption> {
     let tok = encoder.tokenizer();
     let text = |c: &synth::Content| -> Result<Caption> {
         let t = match (c, format) {
             (synth::Content::SortOfClevr(s), CaptionFormat::Sentence) => s.caption_of(CAPTION_GRID, present),
-            (synth::Content::SortOfClevr(s), _) => s.grid_caption_of(CAPTION_GRID, present),
+            (synth::Content::SortOfClevr(s), _) => s.grid_caption_of(grid, present),
             (c, CaptionFormat::Sentence) => c.caption(CAPTION_GRID),
-            (c, _) => c.grid_caption(CAPTION_GRID),
+            (c, _) => c.grid_caption(grid),
         };
         let ids = tok.encode(&t, false)?;
         Ok(Caption { extras: vec![[0; EXTRA_SLOTS]; ids.len()], ids })
@@ -337,6 +339,15 @@ struct Document {
     target: Vec<bool>,
 }
 
+/// The grid of a document's caption: one of [`CaptionFormat::GRIDS`] drawn from `rng` for
+/// [`CaptionFormat::Grids`], else [`CAPTION_GRID`] (nothing drawn).
+fn caption_grid(format: CaptionFormat, rng: &mut ChaCha8Rng) -> u32 {
+    match format {
+        CaptionFormat::Grids => *CaptionFormat::GRIDS.choose(rng).expect("four grids"),
+        _ => CAPTION_GRID,
+    }
+}
+
 /// The training documents (see the module docs).
 fn training_documents(
     encoder: &ConversationEncoder,
@@ -364,7 +375,8 @@ fn training_documents(
                 qas = synth::questions::ask_among(scene, config.questions_per_family, &present, &mut sub);
             }
             qas.shuffle(&mut rng);
-            let caption = encode_caption(encoder, &content, &present, cfg.caption)?;
+            let caption =
+                encode_caption(encoder, &content, &present, cfg.caption, caption_grid(cfg.caption, &mut rng))?;
             let chunk = if cfg.questions_per_document == 0 { qas.len().max(1) } else { cfg.questions_per_document };
             for turns in qas.chunks(chunk) {
                 out.push(document(encoder, &caption, turns, short)?);
@@ -499,7 +511,9 @@ fn documents(
         let generator = Generator::new(config)?;
         for i in 0..n {
             let (content, qas) = generator.draw(i as u64)?;
-            let cap = encode_caption(encoder, &content, &synth::Colour::ALL, caption)?;
+            let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0006_e1d5);
+            rng.set_stream(((config.task as u64) << 40) | i as u64);
+            let cap = encode_caption(encoder, &content, &synth::Colour::ALL, caption, caption_grid(caption, &mut rng))?;
             for qa in qas {
                 let ex = encoder.example(0, &qa.question, &qa.answer, qa.family)?;
                 let (prompt, extras) = with_caption(&ex, &cap);
@@ -709,7 +723,7 @@ pub fn pretrain_llm(
     let size = LlmSize::from_name(&cfg.llm)?;
     let extra_words = match cfg.caption {
         CaptionFormat::Sentence => vec![],
-        CaptionFormat::Grid => synth::grid_caption::vocabulary(),
+        CaptionFormat::Grid | CaptionFormat::Grids => synth::grid_caption::vocabulary(),
         CaptionFormat::GridSum => synth::grid_caption::grid_sum_vocabulary(CAPTION_GRID as usize),
     };
     let tokenizer_json = synth::build_tokenizer(&extra_words)?
@@ -904,6 +918,50 @@ mod tests {
         // During the ramp the stage's count holds; with no fraction, six.
         assert!((0..100).all(|i| scene_objects(0.5, 0, i, 3) == 3));
         assert!((0..100).all(|i| scene_objects(0.0, 0, i, 6) == 6));
+    }
+
+    /// `grids` captions: the grid is drawn from 1, 2, 4 and 8 about equally often (other formats
+    /// keep the tower's 8 × 8), and an object-facts caption on an n × n grid is n² words, "nothing"
+    /// but for the object's word at the cell of its centre (row ⌊y·n/80⌋, column ⌊x·n/80⌋).
+    #[test]
+    fn grids_captions_put_the_object_word_in_its_cell_of_a_drawn_grid() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let draws: Vec<u32> = (0..4000).map(|_| caption_grid(CaptionFormat::Grids, &mut rng)).collect();
+        for n in [1u32, 2, 4, 8] {
+            let share = draws.iter().filter(|&&g| g == n).count() as f64 / draws.len() as f64;
+            // Binomial(4000, 1/4): 4 standard deviations are below 0.028.
+            assert!((share - 0.25).abs() < 0.028, "grid {n}: share {share}");
+        }
+        assert_eq!(caption_grid(CaptionFormat::Grid, &mut rng), CAPTION_GRID);
+        assert_eq!(caption_grid(CaptionFormat::Sentence, &mut rng), CAPTION_GRID);
+
+        let dir = std::env::temp_dir().join(format!("vlmscale-grids-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let tok_path = dir.join("tokenizer.json");
+        synth::build_tokenizer(&synth::grid_caption::vocabulary()).unwrap().save(&tok_path, false).unwrap();
+        let encoder = ConversationEncoder::new(&tok_path).unwrap();
+        let generator =
+            Generator::new(DatasetConfig { task: Task::ObjectFacts, seed: 3, ..DatasetConfig::default() }).unwrap();
+        for i in 0..20u64 {
+            let (content, _) = generator.draw(i).unwrap();
+            let synth::Content::ObjectFacts(scene, colour) = &content else { panic!("object facts") };
+            let object = scene.objects.iter().find(|o| o.colour == *colour).unwrap();
+            let word = format!("{}{}", colour.name(), object.shape.answer());
+            for n in [1u32, 2, 4, 8] {
+                let cap = encode_caption(&encoder, &content, &[*colour], CaptionFormat::Grids, n).unwrap();
+                let words: Vec<String> =
+                    cap.ids.iter().map(|&id| encoder.tokenizer().inner().id_to_token(id).unwrap()).collect();
+                assert_eq!(words.len(), (n * n) as usize, "scene {i}, grid {n}: {words:?}");
+                let size = scene.config.image_size as u64;
+                let at = (object.y as u64 * n as u64 / size) * n as u64 + object.x as u64 * n as u64 / size;
+                for (c, w) in words.iter().enumerate() {
+                    let w = w.trim_start_matches(['Ġ', ' ']);
+                    let want = if c as u64 == at { word.as_str() } else { "nothing" };
+                    assert_eq!(w, want, "scene {i}, grid {n}, cell {c}: {words:?}");
+                }
+            }
+        }
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     /// A corpus of facts alone (no Sort-of-CLEVR scenes) is allowed; an empty corpus is an error.

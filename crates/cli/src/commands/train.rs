@@ -88,8 +88,10 @@ pub struct LlmArgs {
     pub questions_per_document: Option<usize>,
     /// How the corpus writes a scene in the place of its image: `sentence` ("red circle at row 0
     /// column 3, …"), `grid` (one word per patch of the tower's 8×8 grid: "nothing redcircle …", the
-    /// per-patch classes the tower is pretrained to predict) or `grid-sum` (one input vector per
-    /// patch: the summed embeddings of its content, row and column words). Default: sentence.
+    /// per-patch classes the tower is pretrained to predict), `grid-sum` (one input vector per
+    /// patch: the summed embeddings of its content, row and column words) or `grids` (one word per
+    /// cell of a 1×1, 2×2, 4×4 or 8×8 grid drawn per document: the layouts of V = 1, 4, 16, 64).
+    /// Default: sentence.
     #[arg(long, value_enum)]
     pub caption: Option<synth::CaptionFormat>,
     /// `object_facts` scenes in the corpus: one object's caption and a question about one of its
