@@ -123,7 +123,9 @@ fn run(path: QuantPath, w: &QuantMatrix, act: &ActQ8, y: &mut [f32], threads: us
     #[cfg(target_arch = "x86_64")]
     let q4_avx2 =
         (path == QuantPath::Avx2 && matches!(w.blocks, Blocks::Q4_0(_))).then(|| super::x86::Avx2Q4Act::new(act));
+    #[cfg(target_arch = "x86_64")]
     let row_bytes = kb * w.format().block_bytes();
+    #[cfg(target_arch = "x86_64")]
     let base = match &w.blocks {
         Blocks::Q8_0(b) => b.as_ptr() as usize,
         Blocks::Q4_0(b) => b.as_ptr() as usize,
