@@ -203,25 +203,27 @@ def bench(a, cache):
             files[f] = work / f"model-{f}.gguf"
             # --pure: every matrix in the format (llama-quantize otherwise keeps some at higher precision).
             run([bindir / "llama-quantize", "--pure", files["bf16"], files[f], f.upper()], log)
+    def bench_run(cmd):
+        out = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
+        with open(log, "a") as lf:
+            lf.write("$ " + " ".join(str(c) for c in cmd) + "\n" + out.stderr)
+        return out
+
     for f in formats:
         common = [bindir / "llama-bench", "-m", files[f], "-t", str(a.threads), "-r", str(a.repeats), "-o", "json"]
-        tests = [common + ["-p", a.prompts, "-n", "0"],
-                 common + ["-p", "0", "-n", str(a.decode_tokens), "-d", f"0,{a.depth}"]]
-        for cmd in tests:
-            out = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
-            with open(log, "a") as lf:
-                lf.write("$ " + " ".join(str(c) for c in cmd) + "\n" + out.stderr)
-            if out.returncode == -signal.SIGILL and "--repack" not in [str(c) for c in cmd]:
+        tests = [["-p", a.prompts, "-n", "0"], ["-p", "0", "-n", str(a.decode_tokens), "-d", f"0,{a.depth}"]]
+        repack = []
+        for test in tests:
+            out = bench_run(common + repack + test)
+            if out.returncode == -signal.SIGILL and not repack:
                 # ggml's AMX int8 kernels (the extra buffer type that weight repacking selects on
                 # AMX CPUs) can die of SIGILL at their first tile instruction (the tile configuration
                 # or the thread's tile-data permission is missing: ggml-org/llama.cpp pull 26954).
-                # Rerun on llama.cpp's other CPU kernels (AVX-512 / VNNI) and say so.
+                # This format's tests run on llama.cpp's other CPU kernels (AVX-512 / VNNI) instead.
                 print(json.dumps({"note": f"{f}: llama-bench died of SIGILL (ggml's AMX int8 path); "
-                                          "rerun with --repack 0 (no AMX / repacked buffers)"}), flush=True)
-                cmd = cmd + ["--repack", "0"]
-                out = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
-                with open(log, "a") as lf:
-                    lf.write("$ " + " ".join(str(c) for c in cmd) + "\n" + out.stderr)
+                                          "its tests run with --repack 0 (no AMX / repacked buffers)"}), flush=True)
+                repack = ["--repack", "0"]
+                out = bench_run(common + repack + test)
             if out.returncode != 0:
                 tail = " | ".join(out.stderr.strip().splitlines()[-3:])
                 raise ValueError(f"llama-bench ({f}) exited with {out.returncode}: {tail}")
