@@ -69,7 +69,7 @@ impl Task {
         match self {
             Task::SortOfClevr => Family::SORT_OF_CLEVR.contains(&family),
             Task::FineDetail => family == Family::Digits,
-            Task::ObjectFacts => family == Family::Fact,
+            Task::ObjectFacts => family == Family::Fact || family == Family::Name,
         }
     }
 }
@@ -178,6 +178,15 @@ pub struct DatasetConfig {
     /// Which properties `object_facts` questions ask about ([`FactSplit`]).
     #[serde(skip_serializing_if = "FactSplit::is_all")]
     pub facts: FactSplit,
+    /// Percent (0–100) of the `object_facts` questions that ask the object's name instead of a fact
+    /// ([`Family::Name`]: "What is the object?" → "red circle"), each question drawn independently.
+    /// 0, the default, draws nothing extra, so datasets without name questions are unchanged.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub name_questions: u32,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
 }
 
 /// The properties an `object_facts` split asks about: VLM training asks the first half, evaluation
@@ -221,6 +230,7 @@ impl Default for DatasetConfig {
             scene: SceneConfig::default(),
             fine_detail: FineDetailConfig::default(),
             facts: FactSplit::All,
+            name_questions: 0,
         }
     }
 }
@@ -241,6 +251,12 @@ impl Generator {
                     return Err(Error::config(
                         "questions_per_family",
                         format!("{} is outside 1..=1000", config.questions_per_family),
+                    ));
+                }
+                if config.name_questions > 100 {
+                    return Err(Error::config(
+                        "name_questions",
+                        format!("{} is not a percentage (0..=100)", config.name_questions),
                     ));
                 }
             }
@@ -304,6 +320,13 @@ impl Generator {
                 let shape = scene.object(colour).shape;
                 let qas = (0..c.questions_per_family)
                     .map(|_| {
+                        if c.name_questions > 0 && rng.random_ratio(c.name_questions, 100) {
+                            return Qa {
+                                question: questions::NAME_QUESTION.to_string(),
+                                answer: format!("{} {}", colour.name(), shape.answer()),
+                                family: Family::Name,
+                            };
+                        }
                         let k = rng.random_range(c.facts.properties());
                         Qa {
                             question: crate::facts::question(k),

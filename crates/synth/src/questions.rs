@@ -34,13 +34,18 @@ pub enum Family {
     /// Knowledge: "What is number ⟨k⟩ of the object?" → a digit, a fact about the shown object's type
     /// ([`crate::facts`]).
     Fact,
+    /// Naming the lone object of an `object_facts` image: "What is the object?" → "red circle"
+    /// (colour and shape as the other families write them). The fact family's counterpart that asks
+    /// what the image shows, for aligning visual tokens on the object before its facts are asked
+    /// (`DatasetConfig::name_questions`).
+    Name,
 }
 
 /// The coarse group of a family, as reported in the Sort-of-CLEVR paper.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Group {
-    /// shape, left, top.
+    /// shape, left, top (and name).
     NonRelational,
     /// closest, furthest, count.
     Relational,
@@ -55,7 +60,7 @@ impl Family {
     pub const SORT_OF_CLEVR: [Family; 6] =
         [Family::Shape, Family::Left, Family::Top, Family::Closest, Family::Furthest, Family::Count];
     /// Every family.
-    pub const ALL: [Family; 8] = [
+    pub const ALL: [Family; 9] = [
         Family::Shape,
         Family::Left,
         Family::Top,
@@ -64,6 +69,7 @@ impl Family {
         Family::Count,
         Family::Digits,
         Family::Fact,
+        Family::Name,
     ];
 
     /// The JSONL name.
@@ -77,6 +83,7 @@ impl Family {
             Family::Count => "count",
             Family::Digits => "digits",
             Family::Fact => "fact",
+            Family::Name => "name",
         }
     }
 
@@ -88,7 +95,7 @@ impl Family {
     /// Non-relational, relational or fine-detail.
     pub fn group(self) -> Group {
         match self {
-            Family::Shape | Family::Left | Family::Top => Group::NonRelational,
+            Family::Shape | Family::Left | Family::Top | Family::Name => Group::NonRelational,
             Family::Closest | Family::Furthest | Family::Count => Group::Relational,
             Family::Digits => Group::FineDetail,
             Family::Fact => Group::Knowledge,
@@ -109,6 +116,7 @@ impl Family {
             Family::Count => format!("How many objects have the same shape as the {c} object?"),
             Family::Digits => DIGITS_QUESTION.to_string(),
             Family::Fact => crate::facts::question(0),
+            Family::Name => NAME_QUESTION.to_string(),
         }
     }
 }
@@ -121,6 +129,7 @@ impl Family {
         match self {
             Family::Count => "many",
             Family::Digits | Family::Fact => "number",
+            Family::Name => "object",
             f => f.name(),
         }
     }
@@ -138,7 +147,7 @@ impl Family {
 /// space, so the trainer tokenizes `" " + form` (two tokens). Errors: [`Error::Config`] (`question`) if a
 /// Sort-of-CLEVR question names no colour or more than one.
 pub fn short_question(question: &str, family: Family) -> Result<String> {
-    if family == Family::Digits {
+    if family == Family::Digits || family == Family::Name {
         return Ok(family.keyword().to_string());
     }
     if family == Family::Fact {
@@ -164,6 +173,9 @@ pub fn short_question(question: &str, family: Family) -> Result<String> {
 
 /// The fine-detail task's question.
 pub const DIGITS_QUESTION: &str = "What number is written in the image?";
+
+/// The [`Family::Name`] question; its answer is the object's colour and shape, "red circle".
+pub const NAME_QUESTION: &str = "What is the object?";
 
 /// Every answer word a Sort-of-CLEVR question can have.
 pub const SORT_OF_CLEVR_ANSWERS: [&str; 10] = ["yes", "no", "rectangle", "circle", "1", "2", "3", "4", "5", "6"];
@@ -238,7 +250,7 @@ pub fn answer_among(scene: &Scene, family: Family, colour: Colour, present: &[Co
             let n = scene.objects.iter().filter(|p| present.contains(&p.colour) && p.shape == o.shape).count();
             (n.to_string(), false)
         }
-        Family::Digits | Family::Fact => return None,
+        Family::Digits | Family::Fact | Family::Name => return None,
     })
 }
 

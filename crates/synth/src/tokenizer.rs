@@ -67,8 +67,9 @@ pub fn corpus() -> Vec<String> {
         texts.push(t.to_string());
     }
     texts.push((b'!'..=b'~').filter(|c| c.is_ascii_punctuation()).map(char::from).collect());
-    // The `object_facts` question: words of the questions above and digits, so it adds no word.
+    // The `object_facts` questions: words of the questions above and digits, so they add no word.
     texts.push(crate::facts::question(0));
+    texts.push(crate::questions::NAME_QUESTION.to_string());
     texts
 }
 

@@ -105,3 +105,63 @@ fn train_and_test_splits_ask_disjoint_halves_of_the_properties() {
     let v = serde_json::to_value(DatasetConfig { facts: synth::FactSplit::Test, ..DatasetConfig::default() }).unwrap();
     assert_eq!(v["facts"], "test");
 }
+
+/// The colour (by its RGB) and shape (by its pixel count, as above) of the one object painted.
+fn painted_object(image: &image::RgbImage) -> (Colour, Shape) {
+    let pixels: Vec<[u8; 3]> = image.pixels().map(|p| p.0).filter(|p| *p != BACKGROUND).collect();
+    let colour = Colour::ALL.into_iter().find(|c| c.rgb() == pixels[0]).expect("a palette colour");
+    let shape = match pixels.len() {
+        121 => Shape::Square,
+        97 => Shape::Circle,
+        n => panic!("{n} painted pixels"),
+    };
+    (colour, shape)
+}
+
+#[test]
+fn name_questions_name_the_painted_object_and_leave_the_images_alone() {
+    let cfg = |name_questions| DatasetConfig {
+        task: Task::ObjectFacts,
+        seed: 5,
+        questions_per_family: 4,
+        name_questions,
+        ..DatasetConfig::default()
+    };
+    let plain = Generator::new(cfg(0)).unwrap().generate(0..60).unwrap();
+    let named = Generator::new(cfg(100)).unwrap().generate(0..60).unwrap();
+    let half = Generator::new(cfg(50)).unwrap().generate(0..60).unwrap();
+    let shape_word = |s: Shape| if s == Shape::Square { "rectangle" } else { "circle" };
+    let mut names_in_half = 0;
+    for ((p, n), h) in plain.iter().zip(&named).zip(&half) {
+        assert_eq!(p.image, n.image, "{}", p.id);
+        assert_eq!(p.image, h.image, "{}", p.id);
+        let (colour, shape) = painted_object(&n.image);
+        let expected = format!("{} {}", colour.name(), shape_word(shape));
+        for qa in &n.qas {
+            assert_eq!(
+                (qa.family, qa.question.as_str(), qa.answer.as_str()),
+                (Family::Name, "What is the object?", expected.as_str())
+            );
+        }
+        assert!(p.qas.iter().all(|qa| qa.family == Family::Fact));
+        for qa in &h.qas {
+            match qa.family {
+                Family::Name => {
+                    names_in_half += 1;
+                    assert_eq!(qa.answer, expected);
+                }
+                Family::Fact => assert!(qa.answer.len() == 1 && qa.answer.chars().all(|c| c.is_ascii_digit())),
+                f => panic!("{f:?}"),
+            }
+        }
+    }
+    // 240 questions at 50 %: 120 ± 7.7 (binomial sd); 4.5 sd either side.
+    assert!((85..=155).contains(&names_in_half), "{names_in_half} of 240");
+    assert!(Task::ObjectFacts.has_family(Family::Name) && !Task::SortOfClevr.has_family(Family::Name));
+    let err = Generator::new(cfg(101)).unwrap_err().to_string();
+    assert!(err.contains("name_questions"), "{err}");
+    // The question adds no word to the vocabulary (the shipped-vocabulary check above covers it).
+    let tok = build_tokenizer(&[]).unwrap();
+    let ids = tok.encode("What is the object?", false).unwrap().get_ids().to_vec();
+    assert!(!ids.contains(&tok.token_to_id(UNK).unwrap()), "{ids:?}");
+}

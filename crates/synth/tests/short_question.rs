@@ -15,6 +15,7 @@ fn expected_keyword(f: Family) -> &'static str {
         Family::Furthest => "furthest",
         Family::Count => "many",
         Family::Digits | Family::Fact => "number",
+        Family::Name => "object",
     }
 }
 
@@ -36,6 +37,7 @@ fn short_form_is_keyword_then_the_questions_colour() {
     }
     assert_eq!(short_question("What number is written in the image?", Family::Digits).unwrap(), "number");
     assert_eq!(short_question("What is number 147 of the object?", Family::Fact).unwrap(), "number 147");
+    assert_eq!(short_question("What is the object?", Family::Name).unwrap(), "object");
     // Works on other wordings too: the colour is found as a word, case-insensitively.
     assert_eq!(short_question("Shape of the BLUE thing, please.", Family::Shape).unwrap(), "shape blue");
 }

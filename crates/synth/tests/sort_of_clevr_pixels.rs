@@ -212,7 +212,7 @@ fn canonical_layout_is_75px_with_spacing_rule() {
 #[test]
 fn family_names_and_groups() {
     let names: Vec<&str> = Family::ALL.iter().map(|f| f.name()).collect();
-    assert_eq!(names, ["shape", "left", "top", "closest", "furthest", "count", "digits", "fact"]);
+    assert_eq!(names, ["shape", "left", "top", "closest", "furthest", "count", "digits", "fact", "name"]);
     for f in Family::ALL {
         assert_eq!(Family::from_name(f.name()), Some(f));
     }

@@ -129,6 +129,12 @@ pub struct LlmPretrainConfig {
     /// each, `synth::facts`): the world's knowledge, which only text teaches. 0 = none.
     #[serde(default, skip_serializing_if = "is_zero_usize")]
     pub fact_scenes: usize,
+    /// Percent of the fact scenes' questions that ask the object's name instead ("What is the
+    /// object?" → "red circle", `synth::DatasetConfig::name_questions`), so that the LLM also
+    /// reads the object back out of its caption, the skill a VLM's stage 1 can align visual tokens
+    /// on. The held-out questions stay facts. 0 = none.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub name_questions: u32,
     /// Start from this pretrained LLM directory (a finished `vlmscale train llm` run of the same
     /// preset, its manifest checked) instead of a seeded initialisation: continued pretraining, with
     /// fresh optimiser moments and this run's schedule. Its weights' SHA-256 is part of the resume
@@ -165,6 +171,7 @@ impl LlmPretrainConfig {
             questions_per_document: 1,
             caption: CaptionFormat::Sentence,
             fact_scenes: 0,
+            name_questions: 0,
             init: None,
         }
     }
@@ -228,6 +235,10 @@ fn is_zero(v: &f64) -> bool {
     *v == 0.0
 }
 
+fn is_zero_u32(v: &u32) -> bool {
+    *v == 0
+}
+
 fn is_zero_usize(v: &usize) -> bool {
     *v == 0
 }
@@ -256,13 +267,24 @@ fn corpus_fine_detail() -> FineDetailConfig {
 /// The corpus's generators with their scene counts: Sort-of-CLEVR (`per_family` questions per
 /// family), fine detail ([`corpus_fine_detail`]) and, when `facts` > 0, `object_facts` (`per_family`
 /// fact questions per scene), all with dataset seed `seed`.
-fn corpus_tasks(seed: u64, scenes: usize, per_family: usize, fine: usize, facts: usize) -> Vec<(DatasetConfig, usize)> {
+fn corpus_tasks(
+    seed: u64,
+    scenes: usize,
+    per_family: usize,
+    fine: usize,
+    (facts, name_questions): (usize, u32),
+) -> Vec<(DatasetConfig, usize)> {
     let sort_of_clevr =
         DatasetConfig { task: Task::SortOfClevr, seed, questions_per_family: per_family, ..DatasetConfig::default() };
     let fine_detail =
         DatasetConfig { task: Task::FineDetail, seed, fine_detail: corpus_fine_detail(), ..DatasetConfig::default() };
-    let object_facts =
-        DatasetConfig { task: Task::ObjectFacts, seed, questions_per_family: per_family, ..DatasetConfig::default() };
+    let object_facts = DatasetConfig {
+        task: Task::ObjectFacts,
+        seed,
+        questions_per_family: per_family,
+        name_questions,
+        ..DatasetConfig::default()
+    };
     let mut tasks = vec![(sort_of_clevr, scenes), (fine_detail, fine)];
     if facts > 0 {
         tasks.push((object_facts, facts));
@@ -357,7 +379,8 @@ fn training_documents(
     objects: usize,
 ) -> Result<Vec<Document>> {
     let mut out = vec![];
-    let tasks = corpus_tasks(seed, cfg.scenes, cfg.questions_per_family, cfg.fine_detail_scenes, cfg.fact_scenes);
+    let facts = (cfg.fact_scenes, cfg.name_questions);
+    let tasks = corpus_tasks(seed, cfg.scenes, cfg.questions_per_family, cfg.fine_detail_scenes, facts);
     for (config, n) in tasks {
         let generator = Generator::new(config)?;
         for i in 0..n {
@@ -506,7 +529,8 @@ fn documents(
     facts: usize,
 ) -> Result<Vec<HeldOut>> {
     let mut out = vec![];
-    let tasks = corpus_tasks(seed, scenes, per_family, fine, facts);
+    // Held-out fact scenes ask facts only, so the fact accuracy is comparable across corpora.
+    let tasks = corpus_tasks(seed, scenes, per_family, fine, (facts, 0));
     for (config, n) in tasks {
         let generator = Generator::new(config)?;
         for i in 0..n {

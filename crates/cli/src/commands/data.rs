@@ -41,6 +41,10 @@ pub struct MakeArgs {
     /// taught).
     #[arg(long, value_enum, default_value_t = synth::FactSplit::All)]
     pub facts: synth::FactSplit,
+    /// `object_facts`: percent (0–100) of the questions that ask the object's name instead of a fact
+    /// ("What is the object?" → "red circle", family `name`); 100 makes a naming benchmark.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub name_questions: u32,
 }
 
 pub fn run(d: Data) -> Result<()> {
@@ -55,8 +59,13 @@ fn make(a: MakeArgs) -> Result<()> {
         return Err(super::UsageError("--images must be ≥ 1".into()).into());
     }
     let end = a.start.checked_add(a.images).ok_or_else(|| super::UsageError("--start + --images overflows".into()))?;
-    let generator =
-        synth::Generator::new(synth::DatasetConfig { task, seed: a.seed, facts: a.facts, ..Default::default() })?;
+    let generator = synth::Generator::new(synth::DatasetConfig {
+        task,
+        seed: a.seed,
+        facts: a.facts,
+        name_questions: a.name_questions,
+        ..Default::default()
+    })?;
     let t = Instant::now();
     let samples = generator.generate(a.start..end)?;
     let gen_s = t.elapsed().as_secs_f64();

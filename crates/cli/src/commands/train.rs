@@ -99,6 +99,12 @@ pub struct LlmArgs {
     /// teaches (default 0: none).
     #[arg(long)]
     pub fact_scenes: Option<usize>,
+    /// Percent (0–100) of the fact scenes' questions that ask the object's name instead: "What is
+    /// the object?" → "red circle", read back out of the caption. It gives the LLM the skill a VLM's
+    /// stage 1 can align visual tokens on (`train vlm --name-questions`); held-out accuracy still
+    /// asks facts. Default 0.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=100), requires = "fact_scenes")]
+    pub name_questions: Option<u32>,
     /// Standard deviation of the weight matrices' normal initialisation of a fresh run (default
     /// 0.125, which is 1/√H for the `s` preset's width H = 64; ignored with `--init`, whose weights
     /// are continued).
@@ -159,6 +165,11 @@ pub struct VlmArgs {
     /// `data make --facts test` then asks only facts taught in text) or `all`.
     #[arg(long, value_enum, default_value = "train", requires = "fact_images")]
     pub fact_split: synth::FactSplit,
+    /// Percent (0–100) of the `--fact-images` questions that ask the object's name instead ("What is
+    /// the object?" → "red circle"): a direct signal for aligning the visual tokens on the object
+    /// when the LLM was pretrained with `train llm --name-questions`. Default 0.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=100), requires = "fact_images")]
+    pub name_questions: Option<u32>,
     /// Standard deviation of the normal initialisation of the weight matrices (HF
     /// `initializer_range`, default 0.02).
     #[arg(long)]
@@ -269,6 +280,7 @@ pub fn run(t: Train) -> Result<()> {
                     task: synth::Task::ObjectFacts,
                     seed: 1,
                     facts: a.fact_split,
+                    name_questions: a.name_questions.unwrap_or(0),
                     ..Default::default()
                 };
                 cfg.data = ::train::vlm_train::TrainData::Mixture(vec![(*config, *images), (facts, n)]);
@@ -348,6 +360,7 @@ fn train_llm(a: LlmArgs) -> Result<()> {
     set!(reduced_scenes, "reduced-scenes");
     set!(questions_per_document, "questions-per-document");
     set!(fact_scenes, "fact-scenes");
+    set!(name_questions, "name-questions");
     set!(init_std, "init-std");
     if let Some(init) = &a.init {
         cfg.init = Some(init.display().to_string());
