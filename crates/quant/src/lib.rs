@@ -29,7 +29,7 @@ mod x86;
 pub use act::ActQ8;
 pub use block::{BlockQ4_0, BlockQ8_0, QK};
 pub use linear::{fallback_note, QuantLinear, WeightFormat};
-pub use matrix::{QuantFormat, QuantMatrix};
+pub use matrix::{QuantFormat, QuantLayout, QuantMatrix, GROUP_ROWS};
 pub use path::QuantPath;
 pub use product::{matmul, matmul_bf16_panels, matmul_f32_panels, matmul_with, matvec};
 

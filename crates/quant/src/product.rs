@@ -19,8 +19,10 @@ use rayon::prelude::*;
 
 use super::act::ActQ8;
 use super::block::QK;
-use super::matrix::{Blocks, QuantMatrix};
+use super::block::{BlockQ4_0, BlockQ8_0};
+use super::matrix::{Blocks, Interleaved, QuantMatrix, GROUP_ROWS};
 use super::path::QuantPath;
+use super::QuantFormat;
 use super::{scalar, QuantError};
 
 /// Rows of `x` per pass over a thread's weight rows in the multi-row product.
@@ -109,6 +111,9 @@ pub fn matmul_with(
 
 /// The products of quantised activations `act` with `w`, into `y` (act.m, N).
 fn run(path: QuantPath, w: &QuantMatrix, act: &ActQ8, y: &mut [f32], threads: usize) {
+    if let Blocks::X16(x) = &w.blocks {
+        return run_x16(path, w, x, act, y, threads);
+    }
     let n = w.rows;
     let kb = w.k / QK;
     let out = OutPtr(y.as_mut_ptr());
@@ -116,7 +121,7 @@ fn run(path: QuantPath, w: &QuantMatrix, act: &ActQ8, y: &mut [f32], threads: us
     let prep = (path == QuantPath::Avx512Vnni).then(|| {
         let offset = match w.blocks {
             Blocks::Q8_0(_) => 128,
-            Blocks::Q4_0(_) => 8,
+            _ => 8,
         };
         super::x86::Avx512Act::new(act, offset)
     });
@@ -129,6 +134,7 @@ fn run(path: QuantPath, w: &QuantMatrix, act: &ActQ8, y: &mut [f32], threads: us
     let base = match &w.blocks {
         Blocks::Q8_0(b) => b.as_ptr() as usize,
         Blocks::Q4_0(b) => b.as_ptr() as usize,
+        Blocks::X16(_) => unreachable!("interleaved matrices go through run_x16"),
     };
     let work = |(j0, j1): (usize, usize)| {
         for c0 in (0..act.m).step_by(X_ROWS_CHUNK) {
@@ -198,6 +204,7 @@ fn run(path: QuantPath, w: &QuantMatrix, act: &ActQ8, y: &mut [f32], threads: us
                             )
                         }
                     }
+                    (Blocks::X16(_), _) => unreachable!("interleaved matrices go through run_x16"),
                     (Blocks::Q8_0(b), _) => {
                         for i in c0..c1 {
                             put(i, scalar::dot_q8_0(&b[j * kb..(j + 1) * kb], act, i));
@@ -213,6 +220,112 @@ fn run(path: QuantPath, w: &QuantMatrix, act: &ActQ8, y: &mut [f32], threads: us
         }
     };
     let ranges = kernels::threads::split_ranges(n, 16, threads);
+    if ranges.len() == 1 {
+        work(ranges[0]);
+    } else {
+        ranges.into_par_iter().for_each(work);
+    }
+}
+
+/// [`run`] for a matrix in the interleaved layout: the N rows split into `threads` ranges of whole
+/// groups, each range one sequential stream. The AVX-512 VNNI path multiplies a group's 16 rows at
+/// once ([`super::x86::group_x16`]); the other paths unpack each group into GGML blocks (a scratch of
+/// 16 rows) and run their row kernels on them, as on [`QuantLayout::Rows`](super::QuantLayout::Rows).
+fn run_x16(path: QuantPath, w: &QuantMatrix, x: &Interleaved, act: &ActQ8, y: &mut [f32], threads: usize) {
+    let (n, kb) = (w.rows, w.k / QK);
+    let lines = Interleaved::lines(x.format);
+    let out = OutPtr(y.as_mut_ptr());
+    #[cfg(target_arch = "x86_64")]
+    let prep = (path == QuantPath::Avx512Vnni).then(|| {
+        let offset = if x.format == QuantFormat::Q8_0 { 128 } else { 8 };
+        super::x86::X16Act::new(act, offset)
+    });
+    #[cfg(target_arch = "x86_64")]
+    let q4_avx2 = (path == QuantPath::Avx2 && x.format == QuantFormat::Q4_0).then(|| super::x86::Avx2Q4Act::new(act));
+    let work = |(j0, j1): (usize, usize)| {
+        let (g0, g1) = (j0 / GROUP_ROWS, j1.div_ceil(GROUP_ROWS));
+        #[cfg(target_arch = "x86_64")]
+        if let Some(prep) = &prep {
+            for c0 in (0..act.m).step_by(X_ROWS_CHUNK) {
+                let c1 = (c0 + X_ROWS_CHUNK).min(act.m);
+                for g in g0..g1 {
+                    let nr = (n - g * GROUP_ROWS).min(GROUP_ROWS);
+                    let qs = x.qs[g * kb * lines..].as_ptr() as *const u8;
+                    let d = x.d[g * kb..].as_ptr() as *const u16;
+                    let yg = out.at(g * GROUP_ROWS);
+                    // SAFETY: path available (checked); the group's kb columns of lines and scales are
+                    // inside x.qs / x.d (aligned by their types); rows c0..c1 of y hold columns
+                    // g·16 .. g·16 + nr, which belong to this range only.
+                    unsafe {
+                        match x.format {
+                            QuantFormat::Q8_0 => {
+                                super::x86::group_x16::<false>(qs, d, kb, prep, c0, c1, yg, n, nr, PREFETCH_BYTES)
+                            }
+                            QuantFormat::Q4_0 => {
+                                super::x86::group_x16::<true>(qs, d, kb, prep, c0, c1, yg, n, nr, PREFETCH_BYTES)
+                            }
+                        }
+                    }
+                }
+            }
+            return;
+        }
+        let (mut s8, mut s4) = (Vec::new(), Vec::new());
+        for g in g0..g1 {
+            let nr = (n - g * GROUP_ROWS).min(GROUP_ROWS);
+            match x.format {
+                QuantFormat::Q8_0 => {
+                    s8.clear();
+                    s8.extend((0..nr * kb).map(|i| x.q8_0(g * kb + i % kb, i / kb)));
+                }
+                QuantFormat::Q4_0 => {
+                    s4.clear();
+                    s4.extend((0..nr * kb).map(|i| x.q4_0(g * kb + i % kb, i / kb)));
+                }
+            }
+            for l in 0..nr {
+                let j = g * GROUP_ROWS + l;
+                let (r8, r4): (&[BlockQ8_0], &[BlockQ4_0]) = match x.format {
+                    QuantFormat::Q8_0 => (&s8[l * kb..(l + 1) * kb], &[]),
+                    QuantFormat::Q4_0 => (&[], &s4[l * kb..(l + 1) * kb]),
+                };
+                // SAFETY (all writes): i < m, j < n inside y; column j belongs to this range only.
+                let put = |i: usize, v: f32| unsafe { *out.at(i * n + j) = v };
+                match (x.format, path) {
+                    #[cfg(target_arch = "x86_64")]
+                    (QuantFormat::Q8_0, QuantPath::Avx2) => {
+                        // SAFETY: AVX2/FMA/F16C available (checked); rows4 reads rows 0..m only.
+                        unsafe {
+                            rows4(
+                                0,
+                                act.m,
+                                &put,
+                                |i| super::x86::dot_q8_0_avx2::<4>(r8, act, i),
+                                |i| super::x86::dot_q8_0_avx2::<1>(r8, act, i)[0],
+                            )
+                        }
+                    }
+                    #[cfg(target_arch = "x86_64")]
+                    (QuantFormat::Q4_0, QuantPath::Avx2) => {
+                        let corr = q4_avx2.as_ref().expect("prepared for AVX2 Q4_0");
+                        // SAFETY: as above.
+                        unsafe {
+                            rows4(
+                                0,
+                                act.m,
+                                &put,
+                                |i| super::x86::dot_q4_0_avx2::<4>(r4, act, corr, i),
+                                |i| super::x86::dot_q4_0_avx2::<1>(r4, act, corr, i)[0],
+                            )
+                        }
+                    }
+                    (QuantFormat::Q8_0, _) => (0..act.m).for_each(|i| put(i, scalar::dot_q8_0(r8, act, i))),
+                    (QuantFormat::Q4_0, _) => (0..act.m).for_each(|i| put(i, scalar::dot_q4_0(r4, act, i))),
+                }
+            }
+        }
+    };
+    let ranges = kernels::threads::split_ranges(n, GROUP_ROWS, threads);
     if ranges.len() == 1 {
         work(ranges[0]);
     } else {
@@ -278,6 +391,19 @@ fn dequantize_row_bf16(w: &QuantMatrix, r: usize, vector: bool, buf: &mut [f32],
         match &w.blocks {
             Blocks::Q8_0(v) => unsafe { q8_0_row_to_bf16_avx512(&v[r * kb..(r + 1) * kb], dst) },
             Blocks::Q4_0(v) => unsafe { q4_0_row_to_bf16_avx512(&v[r * kb..(r + 1) * kb], dst) },
+            Blocks::X16(x) => {
+                let (col0, l) = ((r / GROUP_ROWS) * kb, r % GROUP_ROWS);
+                match x.format {
+                    QuantFormat::Q8_0 => {
+                        let row: Vec<BlockQ8_0> = (0..kb).map(|b| x.q8_0(col0 + b, l)).collect();
+                        unsafe { q8_0_row_to_bf16_avx512(&row, dst) }
+                    }
+                    QuantFormat::Q4_0 => {
+                        let row: Vec<BlockQ4_0> = (0..kb).map(|b| x.q4_0(col0 + b, l)).collect();
+                        unsafe { q4_0_row_to_bf16_avx512(&row, dst) }
+                    }
+                }
+            }
         }
         return;
     }
