@@ -2,7 +2,7 @@
 //! weights streamed from DRAM (enough copies of each matrix for 384 MiB per sweep) and one matrix
 //! reused (cache-resident: L3, and its first 384 KiB of rows: L2), in the thread's CPU time, beside a plain sequential read of memory:
 //! `cargo run --release -p vlmscale-quant --example dot_bench [-- REPS]`. A benchmark, not a test.
-use quant::{matmul_with, QuantFormat, QuantLayout, QuantMatrix, QuantPath};
+use quant::{matmul_bf16_panels, matmul_with, QuantFormat, QuantLayout, QuantMatrix, QuantPath};
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -113,6 +113,22 @@ fn main() {
                     );
                 }
             }
+        }
+    }
+    // Prefill through bf16 panels (the weight dequantised panel by panel), rayon's pool, wall time.
+    let m = 128;
+    for (n, k) in [(4864usize, 896usize), (896, 4864), (2816, 1024)] {
+        let w: Vec<f32> = (0..n * k).map(|i| (((i * 2654435761) >> 7) % 2001) as f32 / 1000.0 - 1.0).collect();
+        let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+        let mut y = vec![0f32; m * n];
+        for fmt in [QuantFormat::Q4_0, QuantFormat::Q8_0] {
+            let mut line = format!("({n:>4}, {k:>4}) {fmt} bf16 panels m {m}:");
+            for layout in [QuantLayout::Rows, QuantLayout::Interleaved16] {
+                let q = QuantMatrix::from_f32("w", fmt, n, k, &w).unwrap().with_layout(layout);
+                let (t, _) = best(reps, || matmul_bf16_panels(&q, &x, m, &mut y).unwrap());
+                line += &format!(" {layout:?} {:.3} ms", t * 1e3);
+            }
+            println!("{line}");
         }
     }
 }
