@@ -55,6 +55,11 @@ fn main() {
             (buf.len() * 8) as f64 / t.0 / 1e9,
             (buf.len() * 8) as f64 / t.1 / 1e9
         );
+        use rayon::prelude::*;
+        let t2 = best(reps, || {
+            black_box(buf.par_chunks(1 << 20).map(|c| c.iter().fold(0u64, |a, v| a.wrapping_add(*v))).sum::<u64>());
+        });
+        println!("read 512 MiB, rayon's pool: {:.1} GB/s wall", (buf.len() * 8) as f64 / t2.0 / 1e9);
         (buf.len() * 8) as f64 / t.1 / 1e9
     };
     // Each vector path on its own layout, and the AVX-512 kernel on the row layout too (the A/B).
@@ -86,6 +91,13 @@ fn main() {
                         }
                     });
                     let (tw, t) = (tw / copies as f64, t / copies as f64);
+                    // The same stream on two threads (each a contiguous half of every matrix), wall time.
+                    let (tw2, _) = best(reps, || {
+                        for q in &qs {
+                            matmul_with(path, q, &x, m, &mut y, 2).unwrap();
+                        }
+                    });
+                    let tw2 = tw2 / copies as f64;
                     let (_, hot) = best(reps, || {
                         for _ in 0..20 {
                             matmul_with(path, &q0, &x, m, &mut y, 1).unwrap();
@@ -101,11 +113,12 @@ fn main() {
                     let l2 = l2 / 200.0;
                     let b = q0.bytes() as f64;
                     println!(
-                        "({n:>4}, {k:>4}) {fmt} {path:<5} {lay:<4} m {m}: DRAM {:>6.3} ms CPU {:>5.1} GB/s ({:>3.0} %) wall {:>5.1} GB/s   L3 {:>6.3} ms {:>5.1} GB/s, {:.2} ns/block/row   L2 {:.2} ns/block/row",
+                        "({n:>4}, {k:>4}) {fmt} {path:<5} {lay:<4} m {m}: DRAM {:>6.3} ms CPU {:>5.1} GB/s ({:>3.0} %) wall {:>5.1} GB/s, 2 threads {:>5.1} GB/s   L3 {:>6.3} ms {:>5.1} GB/s, {:.2} ns/block/row   L2 {:.2} ns/block/row",
                         t * 1e3,
                         b / t / 1e9,
                         100.0 * b / t / 1e9 / bw,
                         b / tw / 1e9,
+                        b / tw2 / 1e9,
                         hot * 1e3,
                         b / hot / 1e9,
                         hot * 1e9 / (n * k / 32 * m) as f64,

@@ -53,7 +53,8 @@ impl std::fmt::Display for QuantFormat {
 pub enum QuantLayout {
     /// GGML's tensor layout: row r is blocks r·k/32 .. (r + 1)·k/32, each `block_q8_0` / `block_q4_0`.
     Rows,
-    /// Groups of [`GROUP_ROWS`] consecutive rows (the last group padded with zero rows), and in a group,
+    /// Groups of [`GROUP_ROWS`] consecutive rows (the last group padded with rows of zero bytes and
+    /// scales), and in a group,
     /// block column b of its 16 rows together: the 16 f16 scales (32 bytes, row order), then the values
     /// as 64-byte lines, line t holding 4 consecutive bytes of each row (row l at bytes 4l..4l + 4), so
     /// that one `vpdpbusd` multiplies 4 weights of 16 rows by one broadcast group of 4 activations and
@@ -137,7 +138,7 @@ impl Interleaved {
         BlockQ4_0 { d: f16::from_bits(self.d[col].0[l]), qs }
     }
 
-    /// Writes GGML block `blk` as row l of block column `col`.
+    /// Writes GGML block `blk` as row l of one block column (its lines `qs`, its scales `d`).
     fn put_q8_0(qs: &mut [Line], d: &mut Scales, l: usize, blk: &BlockQ8_0) {
         for (t, line) in qs.iter_mut().enumerate().take(8) {
             for i in 0..4 {
@@ -147,7 +148,7 @@ impl Interleaved {
         d.0[l] = blk.d.to_bits();
     }
 
-    /// Writes GGML block `blk` as row l of block column `col`.
+    /// Writes GGML block `blk` as row l of one block column (its lines `qs`, its scales `d`).
     fn put_q4_0(qs: &mut [Line], d: &mut Scales, l: usize, blk: &BlockQ4_0) {
         for (c, line) in qs.iter_mut().enumerate().take(4) {
             line.0[4 * l..4 * l + 4].copy_from_slice(&blk.qs[4 * c..4 * c + 4]);
@@ -155,9 +156,9 @@ impl Interleaved {
         d.0[l] = blk.d.to_bits();
     }
 
-    /// The interleaved form of `rows` rows of kb blocks each, row r's block b given by `block(r, b)`
-    /// (written group by group on rayon's pool, the rows of a group through `group`, which fills 16
-    /// rows' blocks, row-major, into its scratch; rows past `rows` stay zero).
+    /// The interleaved form of `rows` rows of kb blocks each, made group by group on rayon's pool:
+    /// `group(g, scratch)` fills the GGML blocks of group g's rows (row-major, kb per row) into a
+    /// scratch of 16 rows, `put` writes each into place; rows past `rows` keep zero bytes and scales.
     fn build<B: Copy + Send + Sync>(
         format: QuantFormat,
         rows: usize,
@@ -428,8 +429,9 @@ impl QuantMatrix {
             return self;
         }
         let (rows, k, kb) = (self.rows, self.k, self.k / QK);
-        let blocks = match (&self.blocks, layout) {
-            (Blocks::X16(_), _) => match self.format() {
+        // Only the other layout reaches here.
+        let blocks = match &self.blocks {
+            Blocks::X16(_) => match self.format() {
                 QuantFormat::Q8_0 => {
                     let mut v = self.q8_0_blocks().expect("q8_0");
                     v.extend(std::iter::repeat_n(BlockQ8_0::ZERO, PAD_BLOCKS));
@@ -441,7 +443,7 @@ impl QuantMatrix {
                     Blocks::Q4_0(v)
                 }
             },
-            (Blocks::Q8_0(v), _) => Blocks::X16(Interleaved::from_rows(
+            Blocks::Q8_0(v) => Blocks::X16(Interleaved::from_rows(
                 QuantFormat::Q8_0,
                 rows,
                 kb,
@@ -449,7 +451,7 @@ impl QuantMatrix {
                 BlockQ8_0::ZERO,
                 Interleaved::put_q8_0,
             )),
-            (Blocks::Q4_0(v), _) => Blocks::X16(Interleaved::from_rows(
+            Blocks::Q4_0(v) => Blocks::X16(Interleaved::from_rows(
                 QuantFormat::Q4_0,
                 rows,
                 kb,

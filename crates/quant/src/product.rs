@@ -4,8 +4,9 @@
 //! - [`matmul_with`] (and [`matvec`] / [`matmul`] on the fastest path): each row of `x` is quantised
 //!   to Q8_0 ([`ActQ8`], GGML's `quantize_row_q8_0_ref`), then every output is a Q8_0·Q8_0 or
 //!   Q4_0·Q8_0 block dot product (GGML's `ggml_vec_dot_q8_0_q8_0` / `ggml_vec_dot_q4_0_q8_0`). The N
-//!   weight rows are split into `threads` contiguous ranges on rayon's pool, so each thread reads its
-//!   rows as one sequential stream (the scheme of `kernels::matmul_bf16`'s mat-vec); for M > 1 each
+//!   weight rows are split into `threads` contiguous ranges on rayon's pool (whole groups of 16 rows
+//!   in the interleaved layout), so each thread reads its rows as one sequential stream (the scheme of
+//!   `kernels::matmul_bf16`'s mat-vec); for M > 1 each
 //!   weight row meets up to four rows of `x` per pass of the AVX-512 kernel (rows of `x` in chunks of
 //!   [`X_ROWS_CHUNK`], whose quantised data stay in L2 while the weight rows stream past).
 //! - [`matmul_f32_panels`] (prefill on CPUs without a bf16 tile kernel): blocks of weight rows
@@ -18,8 +19,7 @@ use half::bf16;
 use rayon::prelude::*;
 
 use super::act::ActQ8;
-use super::block::QK;
-use super::block::{BlockQ4_0, BlockQ8_0};
+use super::block::{BlockQ4_0, BlockQ8_0, QK};
 use super::matrix::{Blocks, Interleaved, QuantMatrix, GROUP_ROWS};
 use super::path::QuantPath;
 use super::QuantFormat;
@@ -32,7 +32,8 @@ pub const X_ROWS_CHUNK: usize = 64;
 pub const PANEL_ROWS: usize = 256;
 const _: () = assert!(PANEL_ROWS.is_multiple_of(GROUP_ROWS));
 
-/// How far ahead of the weight row being multiplied [`run`] prefetches the weight stream, in bytes.
+/// How far ahead of the weight row (or interleaved block column) being multiplied [`run`] prefetches the
+/// weight stream, in bytes.
 /// On an Intel Xeon (AMX) core the hardware prefetcher alone held the mat-vec at 5–6 GB/s of the
 /// core's 9.6–11.6 GB/s (both formats, Qwen1.5-0.5B MLP shapes, `dot_bench`); prefetching a row's
 /// bytes 3 KiB ahead, one line at a time, raised it to 6–10 GB/s (2 KiB: 6–10, 4 KiB: 7–10, noisy).

@@ -1,5 +1,7 @@
 //! x86-64 dot-product kernels: AVX2 (one block per step, weight scales widened eight blocks at a time)
-//! and AVX-512 VNNI (two blocks per step), each taking up to four activation rows per weight row.
+//! and AVX-512 VNNI, on the row layout two blocks of one row per step ([`dot_q8_0_avx512`]) and on the
+//! interleaved layout a block column of 16 rows per step ([`group_x16`]); each takes up to four
+//! activation rows per pass over the weights.
 //!
 //! Sources for the instructions: Intel® 64 and IA-32 Architectures Software Developer's Manual,
 //! `VPDPBUSD` (u8 × s8 products summed in fours into i32 lanes, no saturation), `VPMADDUBSW`,
