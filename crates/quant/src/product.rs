@@ -373,11 +373,16 @@ pub fn matmul_f32_panels(w: &QuantMatrix, x: &[f32], m: usize, y: &mut [f32]) ->
     Ok(())
 }
 
-/// Whether this CPU has the AVX512-BF16 conversion of [`q8_0_row_to_bf16_avx512`]: either bf16 tile
-/// kernel of `kernels::matmul_bf16` implies it (detected once there).
+/// Whether this CPU has the AVX512-BF16 conversion of [`q8_0_row_to_bf16_avx512`] (either bf16 tile
+/// kernel of `kernels::matmul_bf16` implies it, detected once there) and the AVX512BW byte operations
+/// of [`x16_group_to_bf16_avx512`].
 fn has_avx512_bf16() -> bool {
     let k = kernels::matmul_bf16::bf16_kernels();
-    k.amx || k.dpbf16
+    #[cfg(target_arch = "x86_64")]
+    let bw = std::arch::is_x86_feature_detected!("avx512bw");
+    #[cfg(not(target_arch = "x86_64"))]
+    let bw = false;
+    (k.amx || k.dpbf16) && bw
 }
 
 /// Weight rows r0..r0 + nr of `w` dequantised (GGML's arithmetic, f32) and rounded to bf16 (nearest
@@ -391,7 +396,7 @@ fn dequantize_rows_bf16(w: &QuantMatrix, r0: usize, nr: usize, vector: bool, buf
     assert!(dst.len() >= nr * k, "dequantize_rows_bf16: output length");
     #[cfg(target_arch = "x86_64")]
     if vector {
-        // SAFETY: `vector` is only set when AVX-512F and AVX512-BF16 were detected; `dst` holds nr
+        // SAFETY: `vector` is only set when AVX-512F/BW and AVX512-BF16 were detected; `dst` holds nr
         // rows of k = kb · 32 values.
         match &w.blocks {
             Blocks::Q8_0(v) => {
@@ -465,7 +470,7 @@ fn transpose_x16(c: [std::arch::x86_64::__m512i; 8]) -> [std::arch::x86_64::__m5
 /// `block::dequantize_row_q8_0` / `_q4_0`) and rounded by `vcvtne2ps2bf16`, as
 /// [`q8_0_row_to_bf16_avx512`].
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512bf16,f16c")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
 unsafe fn x16_group_to_bf16_avx512(x: &Interleaved, kb: usize, g: usize, nr: usize, dst: &mut [bf16]) {
     use std::arch::x86_64::*;
     let k = kb * QK;
