@@ -5,7 +5,8 @@
 //! - [`block`]: `block_q8_0` / `block_q4_0` (32 weights, one f16 scale; Q4_0's nibble order), GGML's
 //!   reference quantisation and dequantisation, bit-exact.
 //! - [`QuantMatrix`]: an (N, K) weight in `nn.Linear` layout as blocks, from f32/bf16/f16 rows; K must
-//!   be a multiple of 32 ([`QuantError::Width`] names the tensor otherwise).
+//!   be a multiple of 32 ([`QuantError::Width`] names the tensor otherwise). [`QuantLayout`]: the
+//!   blocks row by row (GGML's order) or in interleaved groups of 16 rows (the AVX-512 VNNI kernel's).
 //! - [`ActQ8`]: activation rows quantised on the fly to Q8_0, as GGML's CPU backend does.
 //! - [`QuantPath`]: the dot-product kernel (AVX-512 VNNI, AVX2, scalar), detected at run time, each
 //!   forcible through [`matmul_with`].
@@ -29,7 +30,7 @@ mod x86;
 pub use act::ActQ8;
 pub use block::{BlockQ4_0, BlockQ8_0, QK};
 pub use linear::{fallback_note, QuantLinear, WeightFormat};
-pub use matrix::{QuantFormat, QuantMatrix};
+pub use matrix::{QuantFormat, QuantLayout, QuantMatrix, GROUP_ROWS};
 pub use path::QuantPath;
 pub use product::{matmul, matmul_bf16_panels, matmul_f32_panels, matmul_with, matvec};
 

@@ -1,5 +1,7 @@
-//! [`QuantMatrix`]: a (rows, k) weight matrix in torch `nn.Linear` layout (row-major, one output
-//! feature per row) stored as GGML blocks, each row its k/32 blocks in order (GGML's tensor layout).
+//! [`QuantMatrix`]: a (rows, k) weight matrix in torch `nn.Linear` layout (one output feature per row)
+//! stored as GGML blocks, in one of two [`QuantLayout`]s: each row its k/32 blocks in order (GGML's
+//! tensor layout), or groups of [`GROUP_ROWS`] rows with their blocks interleaved (for the AVX-512
+//! VNNI kernel; the layout a CPU with that kernel gets by default).
 use half::{bf16, f16};
 use rayon::prelude::*;
 
@@ -45,14 +47,179 @@ impl std::fmt::Display for QuantFormat {
     }
 }
 
-/// The blocks of a matrix: rows·k/32 blocks followed by [`PAD_BLOCKS`] zero blocks.
+/// How a [`QuantMatrix`] stores its blocks. Both hold GGML's blocks bit for bit (scales, values) in
+/// the same number of bytes; they differ in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QuantLayout {
+    /// GGML's tensor layout: row r is blocks r·k/32 .. (r + 1)·k/32, each `block_q8_0` / `block_q4_0`.
+    Rows,
+    /// Groups of [`GROUP_ROWS`] consecutive rows (the last group padded with rows of zero bytes and
+    /// scales), and in a group,
+    /// block column b of its 16 rows together: the 16 f16 scales (32 bytes, row order), then the values
+    /// as 64-byte lines, line t holding 4 consecutive bytes of each row (row l at bytes 4l..4l + 4), so
+    /// that one `vpdpbusd` multiplies 4 weights of 16 rows by one broadcast group of 4 activations and
+    /// each i32 lane is one output row:
+    /// - Q8_0: 8 lines; line t holds values 4t..4t + 4 of each row, each stored as value + 128 (u8).
+    /// - Q4_0: 4 lines; line c holds GGML's packed bytes 4c..4c + 4 of each row (low nibbles: elements
+    ///   4c..4c + 4, high nibbles: elements 16 + 4c..), the nibbles unchanged (value + 8).
+    ///
+    /// Values and scales are kept apart (64-byte aligned lines, 32-byte aligned scale vectors). The idea
+    /// is that of ggml's repacked CPU formats (`ggml-cpu/repack.cpp`, `block_q4_0x8`, `block_q8_0x4`:
+    /// rows interleaved so one activation load serves several rows); this grouping is our own.
+    Interleaved16,
+}
+
+impl QuantLayout {
+    /// The layout new matrices get: [`QuantLayout::Interleaved16`] when this CPU runs the AVX-512
+    /// VNNI kernel (its layout), else [`QuantLayout::Rows`] (the AVX2 and scalar kernels' layout).
+    /// `VLM_QUANT_LAYOUT=rows` or `=interleaved16` overrides this (read once per process; for A/B
+    /// measurements).
+    pub fn native() -> QuantLayout {
+        static NATIVE: std::sync::OnceLock<QuantLayout> = std::sync::OnceLock::new();
+        *NATIVE.get_or_init(|| match std::env::var("VLM_QUANT_LAYOUT").as_deref() {
+            Ok("rows") => QuantLayout::Rows,
+            Ok("interleaved16") => QuantLayout::Interleaved16,
+            _ if super::QuantPath::best() == super::QuantPath::Avx512Vnni => QuantLayout::Interleaved16,
+            _ => QuantLayout::Rows,
+        })
+    }
+}
+
+/// Rows per group of [`QuantLayout::Interleaved16`]: one per i32 lane of a 512-bit vector.
+pub const GROUP_ROWS: usize = 16;
+
+/// One 64-byte line of [`QuantLayout::Interleaved16`] values (64-byte aligned).
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(64))]
+pub(crate) struct Line(pub(crate) [u8; 64]);
+
+/// The 16 f16 scales (bit patterns) of one block column of a group (32-byte aligned).
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(32))]
+pub(crate) struct Scales(pub(crate) [u16; GROUP_ROWS]);
+
+/// A matrix in [`QuantLayout::Interleaved16`]: groups·kb·`lines` lines (group g, block column b, line
+/// t at (g·kb + b)·lines + t) and groups·kb scale vectors (at g·kb + b).
+#[derive(Debug, Clone)]
+pub(crate) struct Interleaved {
+    pub(crate) format: QuantFormat,
+    pub(crate) qs: Vec<Line>,
+    pub(crate) d: Vec<Scales>,
+}
+
+impl Interleaved {
+    /// Lines per block column: 8 (Q8_0) or 4 (Q4_0).
+    pub(crate) fn lines(format: QuantFormat) -> usize {
+        match format {
+            QuantFormat::Q8_0 => 8,
+            QuantFormat::Q4_0 => 4,
+        }
+    }
+
+    /// Row l (< 16) of block column `col` (= g·kb + b) as a GGML Q8_0 block.
+    pub(crate) fn q8_0(&self, col: usize, l: usize) -> BlockQ8_0 {
+        let lines = &self.qs[col * 8..col * 8 + 8];
+        let mut qs = [0i8; QK];
+        for (t, line) in lines.iter().enumerate() {
+            for i in 0..4 {
+                qs[4 * t + i] = (line.0[4 * l + i] ^ 0x80) as i8;
+            }
+        }
+        BlockQ8_0 { d: f16::from_bits(self.d[col].0[l]), qs }
+    }
+
+    /// Row l (< 16) of block column `col` as a GGML Q4_0 block.
+    pub(crate) fn q4_0(&self, col: usize, l: usize) -> BlockQ4_0 {
+        let lines = &self.qs[col * 4..col * 4 + 4];
+        let mut qs = [0u8; QK / 2];
+        for (c, line) in lines.iter().enumerate() {
+            qs[4 * c..4 * c + 4].copy_from_slice(&line.0[4 * l..4 * l + 4]);
+        }
+        BlockQ4_0 { d: f16::from_bits(self.d[col].0[l]), qs }
+    }
+
+    /// Writes GGML block `blk` as row l of one block column (its lines `qs`, its scales `d`).
+    fn put_q8_0(qs: &mut [Line], d: &mut Scales, l: usize, blk: &BlockQ8_0) {
+        for (t, line) in qs.iter_mut().enumerate().take(8) {
+            for i in 0..4 {
+                line.0[4 * l + i] = blk.qs[4 * t + i] as u8 ^ 0x80;
+            }
+        }
+        d.0[l] = blk.d.to_bits();
+    }
+
+    /// Writes GGML block `blk` as row l of one block column (its lines `qs`, its scales `d`).
+    fn put_q4_0(qs: &mut [Line], d: &mut Scales, l: usize, blk: &BlockQ4_0) {
+        for (c, line) in qs.iter_mut().enumerate().take(4) {
+            line.0[4 * l..4 * l + 4].copy_from_slice(&blk.qs[4 * c..4 * c + 4]);
+        }
+        d.0[l] = blk.d.to_bits();
+    }
+
+    /// The interleaved form of `rows` rows of kb blocks each, made group by group on rayon's pool:
+    /// `group(g, scratch)` fills the GGML blocks of group g's rows (row-major, kb per row) into a
+    /// scratch of 16 rows, `put` writes each into place; rows past `rows` keep zero bytes and scales.
+    fn build<B: Copy + Send + Sync>(
+        format: QuantFormat,
+        rows: usize,
+        kb: usize,
+        zero: B,
+        group: &(impl Fn(usize, &mut [B]) + Sync),
+        put: fn(&mut [Line], &mut Scales, usize, &B),
+    ) -> Self {
+        let lines = Self::lines(format);
+        let groups = rows.div_ceil(GROUP_ROWS);
+        let mut qs = vec![Line([0; 64]); groups * kb * lines];
+        let mut d = vec![Scales([0; GROUP_ROWS]); groups * kb];
+        if kb > 0 {
+            qs.par_chunks_mut(kb * lines).zip(d.par_chunks_mut(kb)).enumerate().for_each_init(
+                || vec![zero; GROUP_ROWS * kb],
+                |scratch, (g, (qs, d))| {
+                    scratch.fill(zero);
+                    group(g, scratch);
+                    let n = (rows - g * GROUP_ROWS).min(GROUP_ROWS);
+                    for l in 0..n {
+                        for b in 0..kb {
+                            put(&mut qs[b * lines..(b + 1) * lines], &mut d[b], l, &scratch[l * kb + b]);
+                        }
+                    }
+                },
+            );
+        }
+        Self { format, qs, d }
+    }
+}
+
+impl Interleaved {
+    /// The interleaved form of `rows` rows of kb GGML blocks, row-major in `v` (at least rows·kb).
+    fn from_rows<B: Copy + Send + Sync>(
+        format: QuantFormat,
+        rows: usize,
+        kb: usize,
+        v: &[B],
+        zero: B,
+        put: fn(&mut [Line], &mut Scales, usize, &B),
+    ) -> Self {
+        let group = |g: usize, out: &mut [B]| {
+            let r = g * GROUP_ROWS;
+            let n = GROUP_ROWS.min(rows - r);
+            out[..n * kb].copy_from_slice(&v[r * kb..(r + n) * kb]);
+        };
+        Self::build(format, rows, kb, zero, &group, put)
+    }
+}
+
+/// The blocks of a matrix: in [`QuantLayout::Rows`], rows·k/32 blocks followed by [`PAD_BLOCKS`] zero
+/// blocks (for the row-layout AVX-512 kernel's reads); or [`Interleaved`].
 #[derive(Debug, Clone)]
 pub(crate) enum Blocks {
     Q8_0(Vec<BlockQ8_0>),
     Q4_0(Vec<BlockQ4_0>),
+    X16(Interleaved),
 }
 
-/// A (rows, k) matrix of GGML blocks, k a multiple of 32: row r is blocks r·k/32 .. (r + 1)·k/32.
+/// A (rows, k) matrix of GGML blocks, k a multiple of 32, in the [`QuantLayout`] of
+/// [`QuantMatrix::layout`] (made with [`QuantLayout::native`]; [`QuantMatrix::with_layout`] converts).
 #[derive(Debug, Clone)]
 pub struct QuantMatrix {
     pub(crate) rows: usize,
@@ -77,7 +244,8 @@ fn check_shape(tensor: &str, rows: usize, k: usize, len: usize) -> Result<(), Qu
 
 impl QuantMatrix {
     /// Quantises `data` ((rows, k) row-major f32) with GGML's reference quantisation of `format`
-    /// (`quantize_row_q8_0_ref` / `quantize_row_q4_0_ref`), rows in parallel on rayon's pool.
+    /// (`quantize_row_q8_0_ref` / `quantize_row_q4_0_ref`), rows in parallel on rayon's pool, straight
+    /// into the [`QuantLayout::native`] layout (no second copy of the blocks).
     /// Errors: [`QuantError::Width`] when k is not a positive multiple of 32, [`QuantError::Length`] when
     /// `data.len() != rows·k`; `tensor` names the weight in both.
     pub fn from_f32(
@@ -120,6 +288,46 @@ impl QuantMatrix {
     }
 
     fn quantize_with(format: QuantFormat, rows: usize, k: usize, row: impl Fn(usize, &mut [f32]) + Sync) -> Self {
+        if QuantLayout::native() == QuantLayout::Interleaved16 {
+            let kb = k / QK;
+            // A group's 16 rows quantised into the scratch, then interleaved.
+            fn group<'a, B: 'a>(
+                rows: usize,
+                k: usize,
+                row: &'a (impl Fn(usize, &mut [f32]) + Sync),
+                q: fn(&[f32; QK]) -> B,
+            ) -> impl Fn(usize, &mut [B]) + Sync + 'a {
+                move |g, out| {
+                    let mut buf = vec![0f32; k];
+                    let kb = k / QK;
+                    for l in 0..GROUP_ROWS.min(rows - g * GROUP_ROWS) {
+                        row(g * GROUP_ROWS + l, &mut buf);
+                        for (d, c) in out[l * kb..(l + 1) * kb].iter_mut().zip(buf.chunks_exact(QK)) {
+                            *d = q(c.try_into().expect("32 values"));
+                        }
+                    }
+                }
+            }
+            let x = match format {
+                QuantFormat::Q8_0 => Interleaved::build(
+                    format,
+                    rows,
+                    kb,
+                    BlockQ8_0::ZERO,
+                    &group(rows, k, &row, quantize_block_q8_0),
+                    Interleaved::put_q8_0,
+                ),
+                QuantFormat::Q4_0 => Interleaved::build(
+                    format,
+                    rows,
+                    kb,
+                    BlockQ4_0::ZERO,
+                    &group(rows, k, &row, quantize_block_q4_0),
+                    Interleaved::put_q4_0,
+                ),
+            };
+            return Self { rows, k, blocks: Blocks::X16(x) };
+        }
         fn fill<B: Copy + Send>(
             rows: usize,
             k: usize,
@@ -155,9 +363,7 @@ impl QuantMatrix {
         if let Some(block) = blocks.iter().position(|b| !b.d.is_finite()) {
             return Err(QuantError::Scale { tensor: tensor.to_string(), block });
         }
-        let mut v = blocks.to_vec();
-        v.extend(std::iter::repeat_n(BlockQ8_0::ZERO, PAD_BLOCKS));
-        Ok(Self { rows, k, blocks: Blocks::Q8_0(v) })
+        Ok(Self::from_rows_layout(rows, k, Blocks::Q8_0(Vec::new()), blocks, &[]))
     }
 
     /// A Q4_0 matrix from existing blocks: `blocks.len()` must be rows·k/32; errors as
@@ -167,9 +373,94 @@ impl QuantMatrix {
         if let Some(block) = blocks.iter().position(|b| !b.d.is_finite()) {
             return Err(QuantError::Scale { tensor: tensor.to_string(), block });
         }
-        let mut v = blocks.to_vec();
-        v.extend(std::iter::repeat_n(BlockQ4_0::ZERO, PAD_BLOCKS));
-        Ok(Self { rows, k, blocks: Blocks::Q4_0(v) })
+        Ok(Self::from_rows_layout(rows, k, Blocks::Q4_0(Vec::new()), &[], blocks))
+    }
+
+    /// A matrix in [`QuantLayout::native`] from GGML row-major blocks (`q8` when `kind` is Q8_0, else
+    /// `q4`; `kind`'s own vector is ignored).
+    fn from_rows_layout(rows: usize, k: usize, kind: Blocks, q8: &[BlockQ8_0], q4: &[BlockQ4_0]) -> Self {
+        let kb = k / QK;
+        let blocks = match (QuantLayout::native(), kind) {
+            (QuantLayout::Interleaved16, Blocks::Q8_0(_)) => Blocks::X16(Interleaved::from_rows(
+                QuantFormat::Q8_0,
+                rows,
+                kb,
+                q8,
+                BlockQ8_0::ZERO,
+                Interleaved::put_q8_0,
+            )),
+            (QuantLayout::Interleaved16, _) => Blocks::X16(Interleaved::from_rows(
+                QuantFormat::Q4_0,
+                rows,
+                kb,
+                q4,
+                BlockQ4_0::ZERO,
+                Interleaved::put_q4_0,
+            )),
+            (QuantLayout::Rows, Blocks::Q8_0(_)) => {
+                let mut v = Vec::with_capacity(q8.len() + PAD_BLOCKS);
+                v.extend_from_slice(q8);
+                v.extend(std::iter::repeat_n(BlockQ8_0::ZERO, PAD_BLOCKS));
+                Blocks::Q8_0(v)
+            }
+            (QuantLayout::Rows, _) => {
+                let mut v = Vec::with_capacity(q4.len() + PAD_BLOCKS);
+                v.extend_from_slice(q4);
+                v.extend(std::iter::repeat_n(BlockQ4_0::ZERO, PAD_BLOCKS));
+                Blocks::Q4_0(v)
+            }
+        };
+        Self { rows, k, blocks }
+    }
+
+    /// The layout of the blocks.
+    pub fn layout(&self) -> QuantLayout {
+        match self.blocks {
+            Blocks::X16(_) => QuantLayout::Interleaved16,
+            _ => QuantLayout::Rows,
+        }
+    }
+
+    /// The same matrix in `layout` (the same blocks bit for bit; a new copy is made, then `self`'s
+    /// freed). For tests and A/B measurements: every kernel path runs on either layout, the AVX-512
+    /// VNNI kernel fastest on [`QuantLayout::Interleaved16`] and the others on [`QuantLayout::Rows`].
+    pub fn with_layout(self, layout: QuantLayout) -> Self {
+        if self.layout() == layout {
+            return self;
+        }
+        let (rows, k, kb) = (self.rows, self.k, self.k / QK);
+        // Only the other layout reaches here.
+        let blocks = match &self.blocks {
+            Blocks::X16(_) => match self.format() {
+                QuantFormat::Q8_0 => {
+                    let mut v = self.q8_0_blocks().expect("q8_0");
+                    v.extend(std::iter::repeat_n(BlockQ8_0::ZERO, PAD_BLOCKS));
+                    Blocks::Q8_0(v)
+                }
+                QuantFormat::Q4_0 => {
+                    let mut v = self.q4_0_blocks().expect("q4_0");
+                    v.extend(std::iter::repeat_n(BlockQ4_0::ZERO, PAD_BLOCKS));
+                    Blocks::Q4_0(v)
+                }
+            },
+            Blocks::Q8_0(v) => Blocks::X16(Interleaved::from_rows(
+                QuantFormat::Q8_0,
+                rows,
+                kb,
+                v,
+                BlockQ8_0::ZERO,
+                Interleaved::put_q8_0,
+            )),
+            Blocks::Q4_0(v) => Blocks::X16(Interleaved::from_rows(
+                QuantFormat::Q4_0,
+                rows,
+                kb,
+                v,
+                BlockQ4_0::ZERO,
+                Interleaved::put_q4_0,
+            )),
+        };
+        Self { rows, k, blocks }
     }
 
     /// Rows (output features, N).
@@ -184,9 +475,10 @@ impl QuantMatrix {
 
     /// The block format.
     pub fn format(&self) -> QuantFormat {
-        match self.blocks {
+        match &self.blocks {
             Blocks::Q8_0(_) => QuantFormat::Q8_0,
             Blocks::Q4_0(_) => QuantFormat::Q4_0,
+            Blocks::X16(x) => x.format,
         }
     }
 
@@ -195,18 +487,27 @@ impl QuantMatrix {
         self.rows * self.k / QK * self.format().block_bytes()
     }
 
-    /// The Q8_0 blocks (rows·k/32, row-major), or `None` for another format.
-    pub fn q8_0_blocks(&self) -> Option<&[BlockQ8_0]> {
+    /// The Q8_0 blocks (rows·k/32, GGML's row-major order, whatever the layout), or `None` for another
+    /// format.
+    pub fn q8_0_blocks(&self) -> Option<Vec<BlockQ8_0>> {
+        let kb = self.k / QK;
         match &self.blocks {
-            Blocks::Q8_0(v) => Some(&v[..self.rows * self.k / QK]),
+            Blocks::Q8_0(v) => Some(v[..self.rows * kb].to_vec()),
+            Blocks::X16(x) if x.format == QuantFormat::Q8_0 => Some(
+                (0..self.rows * kb).map(|i| x.q8_0((i / kb / GROUP_ROWS) * kb + i % kb, i / kb % GROUP_ROWS)).collect(),
+            ),
             _ => None,
         }
     }
 
-    /// The Q4_0 blocks (rows·k/32, row-major), or `None` for another format.
-    pub fn q4_0_blocks(&self) -> Option<&[BlockQ4_0]> {
+    /// The Q4_0 blocks (rows·k/32, GGML's row-major order), or `None` for another format.
+    pub fn q4_0_blocks(&self) -> Option<Vec<BlockQ4_0>> {
+        let kb = self.k / QK;
         match &self.blocks {
-            Blocks::Q4_0(v) => Some(&v[..self.rows * self.k / QK]),
+            Blocks::Q4_0(v) => Some(v[..self.rows * kb].to_vec()),
+            Blocks::X16(x) if x.format == QuantFormat::Q4_0 => Some(
+                (0..self.rows * kb).map(|i| x.q4_0((i / kb / GROUP_ROWS) * kb + i % kb, i / kb % GROUP_ROWS)).collect(),
+            ),
             _ => None,
         }
     }
@@ -217,6 +518,16 @@ impl QuantMatrix {
         match &self.blocks {
             Blocks::Q8_0(v) => dequantize_row_q8_0(&v[r * kb..(r + 1) * kb], out),
             Blocks::Q4_0(v) => dequantize_row_q4_0(&v[r * kb..(r + 1) * kb], out),
+            Blocks::X16(x) => {
+                assert_eq!(out.len(), self.k, "dequantize_row: output length");
+                let (col0, l) = ((r / GROUP_ROWS) * kb, r % GROUP_ROWS);
+                for (b, o) in out.chunks_exact_mut(QK).enumerate() {
+                    match x.format {
+                        QuantFormat::Q8_0 => dequantize_row_q8_0(&[x.q8_0(col0 + b, l)], o),
+                        QuantFormat::Q4_0 => dequantize_row_q4_0(&[x.q4_0(col0 + b, l)], o),
+                    }
+                }
+            }
         }
     }
 
@@ -229,10 +540,9 @@ impl QuantMatrix {
 
     /// The raw GGML bytes of all blocks in order (what a GGUF tensor holds).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let n = self.rows * self.k / QK;
-        match &self.blocks {
-            Blocks::Q8_0(v) => v[..n].iter().flat_map(|b| b.to_bytes()).collect(),
-            Blocks::Q4_0(v) => v[..n].iter().flat_map(|b| b.to_bytes()).collect(),
+        match self.format() {
+            QuantFormat::Q8_0 => self.q8_0_blocks().expect("q8_0").iter().flat_map(|b| b.to_bytes()).collect(),
+            QuantFormat::Q4_0 => self.q4_0_blocks().expect("q4_0").iter().flat_map(|b| b.to_bytes()).collect(),
         }
     }
 }

@@ -3,12 +3,17 @@ use std::sync::OnceLock;
 
 /// The kernel of a quantised product (activations quantised to Q8_0, weights Q8_0 or Q4_0). Every
 /// path gives the same per-block integer sums; they differ only in the order of the f32 accumulation.
+/// Every path runs on either [`QuantLayout`](crate::QuantLayout): the AVX2 and scalar kernels read an
+/// interleaved matrix a group at a time unpacked into GGML blocks (slower; for tests and A/B runs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum QuantPath {
-    /// AVX-512 VNNI (`vpdpbusd`, 512-bit): two blocks per instruction, weights as unsigned bytes
-    /// (Q8_0: value + 128, Q4_0: the raw nibble) against signed activations, the offset removed through a
-    /// per-block correction (−128·Σa or −8·Σa) preloaded into the accumulator. Needs AVX512F/BW/VL,
-    /// AVX512-VNNI and AVX512-VBMI (Intel Ice Lake and later, AMD Zen 4 and later).
+    /// AVX-512 VNNI (`vpdpbusd`, 512-bit), weights as unsigned bytes (Q8_0: value + 128, Q4_0: the raw
+    /// nibble) against signed activations, the offset removed through a per-block correction (−128·Σa
+    /// or −8·Σa) preloaded into the accumulator. On [`QuantLayout::Interleaved16`](crate::QuantLayout)
+    /// (the layout matrices get on such CPUs) 16 weight rows at once, one per i32 lane, each
+    /// instruction taking 4 weights of each row and one broadcast group of 4 activations; on
+    /// [`QuantLayout::Rows`](crate::QuantLayout) two blocks of one row per instruction. Needs
+    /// AVX512F/BW/VL, AVX512-VNNI and AVX512-VBMI (Intel Ice Lake and later, AMD Zen 4 and later).
     Avx512Vnni,
     /// AVX2 (`vpmaddubsw` + `vpmaddwd`, 256-bit): one block per step, as GGML's AVX2 `vec_dot`; Q4_0
     /// nibbles multiplied unsigned with the offset removed by a per-activation-block correction, and

@@ -1,5 +1,7 @@
 //! x86-64 dot-product kernels: AVX2 (one block per step, weight scales widened eight blocks at a time)
-//! and AVX-512 VNNI (two blocks per step), each taking up to four activation rows per weight row.
+//! and AVX-512 VNNI, on the row layout two blocks of one row per step ([`dot_q8_0_avx512`]) and on the
+//! interleaved layout a block column of 16 rows per step ([`group_x16`]); each takes up to four
+//! activation rows per pass over the weights.
 //!
 //! Sources for the instructions: Intel® 64 and IA-32 Architectures Software Developer's Manual,
 //! `VPDPBUSD` (u8 × s8 products summed in fours into i32 lanes, no saturation), `VPMADDUBSW`,
@@ -341,4 +343,146 @@ pub(crate) unsafe fn quantize_block_q8_0_avx512(x: &[f32; QK], q: &mut [i8; QK])
         _mm_storeu_si128(q.as_mut_ptr().add(16 * h) as *mut __m128i, _mm512_cvtepi32_epi8(i));
     }
     (half::f16::from_f32(d).to_f32(), _mm512_reduce_add_epi32(sum))
+}
+
+/// The activation side of the interleaved AVX-512 kernel ([`group_x16`]): per row and block,
+/// −c·Σa, the preloaded correction for the weights' unsigned offset c (128 for Q8_0 stored as
+/// value + 128, 8 for Q4_0 nibbles).
+pub(crate) struct X16Act<'a> {
+    act: &'a ActQ8,
+    corr: Vec<i32>,
+}
+
+impl<'a> X16Act<'a> {
+    pub(crate) fn new(act: &'a ActQ8, offset: i32) -> Self {
+        Self { act, corr: act.sum.iter().map(|s| -offset * s).collect() }
+    }
+}
+
+/// Block column b of a group (its values at `wq`, scales at `wd`) into `acc[r]` for activation rows
+/// `xq[r]` (their scales `xd[r]`, corrections `xc[r]`): per row, two i32 accumulators (the correction
+/// preloaded into one) over the 8 four-byte slices of the block, each slice one `vpdpbusd` of the
+/// 16 rows' unsigned weights with the slice's 4 activations broadcast; their sum converted to f32
+/// and accumulated by one FMA with the 16 scales d_w·d_x.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn x16_step<const Q4: bool, const R: usize>(
+    acc: &mut [__m512; R],
+    wq: *const u8,
+    wd: *const u16,
+    xq: &[*const u8; R],
+    xd: &[*const f32; R],
+    xc: &[*const i32; R],
+    b: usize,
+) {
+    let dw = _mm512_cvtph_ps(_mm256_load_si256(wd as *const __m256i));
+    let mut w = [_mm512_setzero_si512(); 8];
+    if Q4 {
+        let m = _mm512_set1_epi8(0x0F);
+        for c in 0..4 {
+            let l = _mm512_load_si512(wq.add(64 * c) as *const __m512i);
+            w[c] = _mm512_and_si512(l, m);
+            w[4 + c] = _mm512_and_si512(_mm512_srli_epi16::<4>(l), m);
+        }
+    } else {
+        for (t, w) in w.iter_mut().enumerate() {
+            *w = _mm512_load_si512(wq.add(64 * t) as *const __m512i);
+        }
+    }
+    for r in 0..R {
+        let x = xq[r].add(b * QK) as *const i32;
+        let mut s0 = _mm512_set1_epi32(*xc[r].add(b));
+        let mut s1 = _mm512_setzero_si512();
+        for t in (0..8).step_by(2) {
+            s0 = _mm512_dpbusd_epi32(s0, w[t], _mm512_set1_epi32(x.add(t).read_unaligned()));
+            s1 = _mm512_dpbusd_epi32(s1, w[t + 1], _mm512_set1_epi32(x.add(t + 1).read_unaligned()));
+        }
+        let scale = _mm512_mul_ps(dw, _mm512_set1_ps(*xd[r].add(b)));
+        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), scale, acc[r]);
+    }
+}
+
+/// The 16 dot products of one interleaved group (`kb` block columns of values at `qs`, scales at
+/// `d`, see `QuantLayout::Interleaved16`) with each of activation rows i0..i0 + R: lane l of
+/// the result r is output row l of the group for activation row i0 + r. Per lane the arithmetic of
+/// GGML's `ggml_vec_dot_q8_0_q8_0` / `ggml_vec_dot_q4_0_q8_0`: the exact i32 block sum, times
+/// d_w·d_x in f32, accumulated over the blocks, even blocks and odd blocks in two accumulators
+/// added at the end (no horizontal sum). Each row's arithmetic is the same for every R. The lines
+/// `prefetch` bytes ahead of each block column are prefetched (the next columns, then the next group).
+///
+/// # Safety
+/// AVX512F/BW/VNNI, FMA and F16C must be available; `qs` holds kb·(8 or 4) 64-byte aligned lines and
+/// `d` kb 32-byte aligned scale vectors; rows i0..i0 + R of `a` exist.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c,fma")]
+unsafe fn dot_x16<const Q4: bool, const R: usize>(
+    qs: *const u8,
+    d: *const u16,
+    kb: usize,
+    a: &X16Act,
+    i0: usize,
+    prefetch: usize,
+) -> [__m512; R] {
+    let kp = a.act.kp;
+    let xq: [*const u8; R] = std::array::from_fn(|r| a.act.qs.as_ptr().add((i0 + r) * kp * QK) as *const u8);
+    let xd: [*const f32; R] = std::array::from_fn(|r| a.act.d.as_ptr().add((i0 + r) * kp));
+    let xc: [*const i32; R] = std::array::from_fn(|r| a.corr.as_ptr().add((i0 + r) * kp));
+    let line_bytes = if Q4 { 4 * 64 } else { 8 * 64 };
+    let mut acc0 = [_mm512_setzero_ps(); R];
+    let mut acc1 = [_mm512_setzero_ps(); R];
+    let pf = |b: usize| {
+        for l in (0..line_bytes).step_by(64) {
+            _mm_prefetch::<_MM_HINT_T0>(qs.wrapping_add(b * line_bytes + prefetch + l) as *const i8);
+        }
+        if b.is_multiple_of(2) {
+            _mm_prefetch::<_MM_HINT_T0>(d.wrapping_add(b * 16 + prefetch / 16) as *const i8);
+        }
+    };
+    let mut b = 0;
+    while b + 2 <= kb {
+        pf(b);
+        x16_step::<Q4, R>(&mut acc0, qs.add(b * line_bytes), d.add(b * 16), &xq, &xd, &xc, b);
+        pf(b + 1);
+        x16_step::<Q4, R>(&mut acc1, qs.add((b + 1) * line_bytes), d.add((b + 1) * 16), &xq, &xd, &xc, b + 1);
+        b += 2;
+    }
+    if b < kb {
+        pf(b);
+        x16_step::<Q4, R>(&mut acc0, qs.add(b * line_bytes), d.add(b * 16), &xq, &xd, &xc, b);
+    }
+    std::array::from_fn(|r| _mm512_add_ps(acc0[r], acc1[r]))
+}
+
+/// One interleaved group against activation rows c0..c1 (four at a time through [`dot_x16`], then
+/// one by one): lane l of row i goes to `y[i·stride + l]` for l < `nr` (the group's real rows).
+///
+/// # Safety
+/// As [`dot_x16`] for rows c0..c1; `y[i·stride + l]` is writable for those rows and l < nr ≤ 16.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c,fma")]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn group_x16<const Q4: bool>(
+    qs: *const u8,
+    d: *const u16,
+    kb: usize,
+    a: &X16Act,
+    c0: usize,
+    c1: usize,
+    y: *mut f32,
+    stride: usize,
+    nr: usize,
+    prefetch: usize,
+) {
+    let mask: __mmask16 = if nr >= 16 { 0xFFFF } else { (1u16 << nr) - 1 };
+    let mut i = c0;
+    while i + 4 <= c1 {
+        for (r, v) in dot_x16::<Q4, 4>(qs, d, kb, a, i, prefetch).into_iter().enumerate() {
+            _mm512_mask_storeu_ps(y.add((i + r) * stride), mask, v);
+        }
+        i += 4;
+    }
+    while i < c1 {
+        _mm512_mask_storeu_ps(y.add(i * stride), mask, dot_x16::<Q4, 1>(qs, d, kb, a, i, prefetch)[0]);
+        i += 1;
+    }
 }

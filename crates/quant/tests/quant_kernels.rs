@@ -1,11 +1,14 @@
-//! Quantised products on seeded random inputs (ChaCha8): every kernel path this CPU runs against an
-//! f64 product of the dequantised blocks, the bf16-panel prefill route, thread counts and shape edges
-//! (odd block counts, N not a multiple of 16, more rows than one chunk), and the errors.
+//! Quantised products on seeded random inputs (ChaCha8): every kernel path this CPU runs, on both
+//! block layouts, against an f64 product of the dequantised blocks, the bf16-panel prefill route,
+//! thread counts and shape edges (odd block counts, N not a multiple of 16: a partial last group of
+//! the interleaved layout, more rows than one chunk), and the errors.
 use quant::{
     block::{dequantize_row_q8_0, quantize_row_q8_0},
-    matmul_bf16_panels, matmul_f32_panels, matmul_with, matvec, ActQ8, QuantError, QuantFormat, QuantMatrix, QuantPath,
-    QK,
+    matmul_bf16_panels, matmul_f32_panels, matmul_with, matvec, ActQ8, QuantError, QuantFormat, QuantLayout,
+    QuantMatrix, QuantPath, QK,
 };
+
+const LAYOUTS: [QuantLayout; 2] = [QuantLayout::Rows, QuantLayout::Interleaved16];
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -46,8 +49,8 @@ fn every_path_matches_f64_of_dequantised_blocks() {
         x[..k / 2].iter_mut().for_each(|v| *v *= 30.0); // blocks of very different scales
         let xd = x_dequantised(&x, m, k);
         let kb = k / QK;
-        for fmt in [QuantFormat::Q8_0, QuantFormat::Q4_0] {
-            let wm = QuantMatrix::from_f32("w", fmt, n, k, &w).unwrap();
+        for (fmt, layout) in [QuantFormat::Q8_0, QuantFormat::Q4_0].into_iter().flat_map(|f| LAYOUTS.map(|l| (f, l))) {
+            let wm = QuantMatrix::from_f32("w", fmt, n, k, &w).unwrap().with_layout(layout);
             let wd = wm.dequantize();
             for &path in &paths {
                 for threads in [1, 2, 4] {
@@ -64,7 +67,7 @@ fn every_path_matches_f64_of_dequantised_blocks() {
                             // Exact integer block sums; f32 rounding of kb scaled terms and their sum.
                             let tol = (kb + 2) as f64 * 2f64.powi(-24) * s;
                             let got = y[i * n + j] as f64;
-                            assert!((got - want).abs() <= tol, "{fmt} {path} m {m} n {n} k {k} threads {threads} ({i}, {j}): {got} vs {want} (tol {tol:e})");
+                            assert!((got - want).abs() <= tol, "{fmt} {layout:?} {path} m {m} n {n} k {k} threads {threads} ({i}, {j}): {got} vs {want} (tol {tol:e})");
                         }
                     }
                 }
@@ -79,20 +82,20 @@ fn matvec_is_the_one_row_product() {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let w = random(&mut rng, n * k, 1.0);
     let x = random(&mut rng, k, 1.0);
-    for fmt in [QuantFormat::Q8_0, QuantFormat::Q4_0] {
-        let wm = QuantMatrix::from_f32("w", fmt, n, k, &w).unwrap();
+    for (fmt, layout) in [QuantFormat::Q8_0, QuantFormat::Q4_0].into_iter().flat_map(|f| LAYOUTS.map(|l| (f, l))) {
+        let wm = QuantMatrix::from_f32("w", fmt, n, k, &w).unwrap().with_layout(layout);
         let mut y = vec![0f32; n];
         matvec(&wm, &x, &mut y, 2).unwrap();
         let mut want = vec![0f32; n];
         matmul_with(QuantPath::best(), &wm, &x, 1, &mut want, 1).unwrap();
-        assert_eq!(y, want, "{fmt}: matvec on 2 threads vs 1 (same path, same order per row)");
+        assert_eq!(y, want, "{fmt} {layout:?}: matvec on 2 threads vs 1 (same path, same order per row)");
         // And the scalar path, within summation-order rounding.
         let mut sc = vec![0f32; n];
         matmul_with(QuantPath::Scalar, &wm, &x, 1, &mut sc, 1).unwrap();
         for j in 0..n {
             assert!(
                 (y[j] - sc[j]).abs() <= 1e-5 * (1.0 + sc[j].abs()) * 4.0,
-                "{fmt} row {j}: {} vs scalar {}",
+                "{fmt} {layout:?} row {j}: {} vs scalar {}",
                 y[j],
                 sc[j]
             );
@@ -111,8 +114,8 @@ fn check_route(route: Route, shapes: &[(usize, usize, usize)], seed: u64, roundi
         let mut rng = ChaCha8Rng::seed_from_u64(seed + s as u64);
         let w = random(&mut rng, n * k, 0.1);
         let x = random(&mut rng, m * k, 1.0);
-        for fmt in [QuantFormat::Q8_0, QuantFormat::Q4_0] {
-            let wm = QuantMatrix::from_f32("w", fmt, n, k, &w).unwrap();
+        for (fmt, layout) in [QuantFormat::Q8_0, QuantFormat::Q4_0].into_iter().flat_map(|f| LAYOUTS.map(|l| (f, l))) {
+            let wm = QuantMatrix::from_f32("w", fmt, n, k, &w).unwrap().with_layout(layout);
             let wd = wm.dequantize();
             let mut y = vec![f32::NAN; m * n];
             route(&wm, &x, m, &mut y).unwrap();
@@ -127,7 +130,7 @@ fn check_route(route: Route, shapes: &[(usize, usize, usize)], seed: u64, roundi
                     let tol = (rounding + k as f64 * 2f64.powi(-24)) * s;
                     assert!(
                         (y[i * n + j] as f64 - want).abs() <= tol,
-                        "{fmt} m {m} n {n} k {k} ({i}, {j}): {} vs {want}",
+                        "{fmt} {layout:?} m {m} n {n} k {k} ({i}, {j}): {} vs {want}",
                         y[i * n + j]
                     );
                 }
@@ -220,8 +223,8 @@ fn rows_together_equal_rows_alone_on_every_path() {
     let (n, k) = (37, 320);
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     let w = random(&mut rng, n * k, 1.0);
-    for fmt in [QuantFormat::Q8_0, QuantFormat::Q4_0] {
-        let wm = QuantMatrix::from_f32("w", fmt, n, k, &w).unwrap();
+    for (fmt, layout) in [QuantFormat::Q8_0, QuantFormat::Q4_0].into_iter().flat_map(|f| LAYOUTS.map(|l| (f, l))) {
+        let wm = QuantMatrix::from_f32("w", fmt, n, k, &w).unwrap().with_layout(layout);
         for path in QuantPath::ALL.into_iter().filter(|p| p.available()) {
             for m in [4, 7, 9] {
                 let x = random(&mut rng, m * k, 2.0);
@@ -230,8 +233,49 @@ fn rows_together_equal_rows_alone_on_every_path() {
                 for i in 0..m {
                     let mut alone = vec![0f32; n];
                     matmul_with(path, &wm, &x[i * k..(i + 1) * k], 1, &mut alone, 1).unwrap();
-                    assert_eq!(&together[i * n..(i + 1) * n], &alone[..], "{fmt} {path} m {m} row {i}");
+                    assert_eq!(&together[i * n..(i + 1) * n], &alone[..], "{fmt} {layout:?} {path} m {m} row {i}");
                 }
+            }
+        }
+    }
+}
+
+/// Both layouts hold the same blocks: converting either way gives GGML's bytes back, block for block
+/// and row by row (with a partial last group: 16·2 + 5 rows), and every path gives the same products
+/// on either layout up to summation order (the row kernels on unpacked groups: exactly).
+#[test]
+fn layouts_hold_the_same_blocks() {
+    let (n, k) = (37, 96);
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    let w = random(&mut rng, n * k, 1.0);
+    let x = random(&mut rng, 3 * k, 1.0);
+    for fmt in [QuantFormat::Q8_0, QuantFormat::Q4_0] {
+        let rows = QuantMatrix::from_f32("w", fmt, n, k, &w).unwrap().with_layout(QuantLayout::Rows);
+        let x16 = rows.clone().with_layout(QuantLayout::Interleaved16);
+        assert_eq!((rows.layout(), x16.layout()), (QuantLayout::Rows, QuantLayout::Interleaved16));
+        assert_eq!(x16.to_bytes(), rows.to_bytes(), "{fmt}");
+        assert_eq!(x16.q8_0_blocks(), rows.q8_0_blocks(), "{fmt}");
+        assert_eq!(x16.q4_0_blocks(), rows.q4_0_blocks(), "{fmt}");
+        assert_eq!(x16.dequantize(), rows.dequantize(), "{fmt}");
+        assert_eq!(x16.bytes(), rows.bytes(), "{fmt}");
+        assert_eq!(x16.clone().with_layout(QuantLayout::Rows).to_bytes(), rows.to_bytes(), "{fmt}: back to rows");
+        // From blocks read elsewhere: the native layout, the same bytes.
+        let from = match fmt {
+            QuantFormat::Q8_0 => QuantMatrix::from_q8_0_blocks("w", n, k, &rows.q8_0_blocks().unwrap()).unwrap(),
+            QuantFormat::Q4_0 => QuantMatrix::from_q4_0_blocks("w", n, k, &rows.q4_0_blocks().unwrap()).unwrap(),
+        };
+        assert_eq!(from.layout(), QuantLayout::native());
+        assert_eq!(from.to_bytes(), rows.to_bytes(), "{fmt}: from blocks");
+        for path in QuantPath::available_paths() {
+            let (mut a, mut b) = (vec![0f32; 3 * n], vec![0f32; 3 * n]);
+            matmul_with(path, &rows, &x, 3, &mut a, 2).unwrap();
+            matmul_with(path, &x16, &x, 3, &mut b, 2).unwrap();
+            if path == QuantPath::Avx512Vnni {
+                for (p, q) in a.iter().zip(&b) {
+                    assert!((p - q).abs() <= 1e-5 * (1.0 + p.abs()), "{fmt} {path}: {p} vs {q}");
+                }
+            } else {
+                assert_eq!(a, b, "{fmt} {path}: the same row kernel on the same blocks");
             }
         }
     }
