@@ -266,7 +266,8 @@ fn corpus_fine_detail() -> FineDetailConfig {
 
 /// The corpus's generators with their scene counts: Sort-of-CLEVR (`per_family` questions per
 /// family), fine detail ([`corpus_fine_detail`]) and, when `facts` > 0, `object_facts` (`per_family`
-/// fact questions per scene), all with dataset seed `seed`.
+/// questions per scene, `name_questions` percent of them asking the object's name), all with dataset
+/// seed `seed`.
 fn corpus_tasks(
     seed: u64,
     scenes: usize,
