@@ -106,6 +106,12 @@ pub struct TrainSettings {
     /// properties 0–99, so an evaluated fact, 100–199, was only ever taught in the LLM's text) or
     /// `all` (0–199: the VLM's own training asks the evaluated facts too, of other images).
     pub facts: Option<synth::FactSplit>,
+    /// `object_facts` cells only: percent (0–100) of the fact images' questions that ask the object's
+    /// name instead ("What is the object?" → "red circle", `synth::DatasetConfig::name_questions`),
+    /// the signal stage 1 aligns the visual tokens on when the LLM was pretrained with
+    /// `vlmscale train llm --name-questions`; `vlmscale train vlm --name-questions` builds the same
+    /// images. Default 0. The held-out split still asks facts only.
+    pub name_questions: Option<u32>,
     /// Per-task overrides (`[train.task.<task>]`), only allowed at the top level.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub task: std::collections::BTreeMap<String, TrainSettings>,
@@ -130,6 +136,7 @@ impl TrainSettings {
             eval_questions_per_family: over.eval_questions_per_family.or(self.eval_questions_per_family),
             sort_of_clevr_images: over.sort_of_clevr_images.or(self.sort_of_clevr_images),
             facts: over.facts.or(self.facts),
+            name_questions: over.name_questions.or(self.name_questions),
             task: Default::default(),
         }
     }
@@ -155,6 +162,9 @@ impl TrainSettings {
             if v == Some(0) {
                 return cfg(k, "must be at least 1".into());
             }
+        }
+        if let Some(p) = self.name_questions.filter(|&p| p > 100) {
+            return cfg("name_questions", format!("{p}: a percent, at most 100"));
         }
         if self.facts == Some(synth::FactSplit::Test) {
             return cfg("facts", "`test` is the evaluation's split: train on `train` or `all`".into());
@@ -449,17 +459,17 @@ impl SweepConfig {
         for t in &raw.tasks {
             let s = raw.train.for_task(t);
             if t != "object_facts" {
-                let key = |k: &str| match raw
-                    .train
-                    .task
-                    .get(t)
-                    .is_some_and(|o| o.facts.is_some() || o.sort_of_clevr_images.is_some())
-                {
+                let key = |k: &str| match raw.train.task.get(t).is_some_and(|o| {
+                    o.facts.is_some() || o.sort_of_clevr_images.is_some() || o.name_questions.is_some()
+                }) {
                     true => format!("train.task.{t}.{k}"),
                     false => format!("train.{k}"),
                 };
                 if s.sort_of_clevr_images.is_some_and(|n| n > 0) {
                     return Err(cfg(&key("sort_of_clevr_images"), format!("applies to `object_facts` cells only, and task `{t}` would get it: set it in [train.task.object_facts]")));
+                }
+                if s.name_questions.is_some_and(|p| p > 0) {
+                    return Err(cfg(&key("name_questions"), format!("applies to `object_facts` cells only, and task `{t}` would get it: set it in [train.task.object_facts]")));
                 }
                 if s.facts.is_some() {
                     return Err(cfg(&key("facts"), format!("applies to `object_facts` cells only, and task `{t}` would get it: set it in [train.task.object_facts]")));

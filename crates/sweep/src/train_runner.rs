@@ -98,6 +98,9 @@ pub struct CellSettings {
     /// `object_facts` cells: the properties the training images ask; `None` for other tasks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub facts: Option<FactSplit>,
+    /// `object_facts` cells: percent of the fact images' questions that ask the object's name.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub name_questions: u32,
     /// Held-out images.
     pub eval_images: usize,
     /// Sort-of-CLEVR questions per family per held-out image.
@@ -228,6 +231,7 @@ impl TrainRunner {
             questions_per_family: s.questions_per_family.unwrap_or(d_qpf),
             sort_of_clevr_images: s.sort_of_clevr_images.unwrap_or(0),
             facts: (cell.task == Task::ObjectFacts.name()).then(|| s.facts.unwrap_or(FactSplit::Train)),
+            name_questions: if cell.task == Task::ObjectFacts.name() { s.name_questions.unwrap_or(0) } else { 0 },
             eval_images: s.eval_images.unwrap_or(DEFAULT_EVAL_IMAGES),
             eval_questions_per_family: s.eval_questions_per_family.unwrap_or(DEFAULT_EVAL_QUESTIONS_PER_FAMILY),
             eval_seed: cell.seed.wrapping_add(EVAL_SEED_OFFSET),
@@ -354,6 +358,7 @@ pub fn training_data(task: Task, settings: &CellSettings) -> TrainData {
         seed,
         questions_per_family,
         facts: s.facts.unwrap_or(FactSplit::Train),
+        name_questions: s.name_questions,
         ..DatasetConfig::default()
     };
     if task != Task::ObjectFacts || s.sort_of_clevr_images == 0 {
@@ -365,6 +370,10 @@ pub fn training_data(task: Task, settings: &CellSettings) -> TrainData {
 }
 
 fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+fn is_zero_u32(n: &u32) -> bool {
     *n == 0
 }
 

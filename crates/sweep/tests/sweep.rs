@@ -186,6 +186,55 @@ fn object_facts_cells_train_on_the_scene_and_fact_mixture() {
     assert!(e.contains("`train.task.object_facts.facts`") && e.contains("evaluation"), "{e}");
 }
 
+/// `name_questions` reaches the fact images of `object_facts` cells only, as `vlmscale train vlm
+/// --fact-images 30000 --name-questions 25` builds them (seed 1); a share above 100 or a key another task would get is an
+/// error naming the key.
+#[test]
+fn name_questions_reach_the_fact_images_only() {
+    use synth::{DatasetConfig, FactSplit, Task};
+    use train::vlm_train::TrainData;
+    let dir = tempfile::tempdir().unwrap();
+    let text = with_presets(&format!(
+        "{}\n[train.task.object_facts]\nimages = 30000\nsort_of_clevr_images = 500\nname_questions = 25\n",
+        THREE_SIZES
+            .replace(r#"tasks = ["sort_of_clevr", "fine_detail"]"#, r#"tasks = ["sort_of_clevr", "object_facts"]"#)
+    ));
+    let cfg = config(&text, dir.path());
+    let r = sweep::train_runner::TrainRunner::new(&cfg).unwrap();
+    let cells = cfg.cells();
+    let facts = r.cell_settings(cells.iter().find(|c| c.task == "object_facts").unwrap());
+    assert_eq!(facts.name_questions, 25);
+    let TrainData::Mixture(parts) = sweep::train_runner::training_data(Task::ObjectFacts, &facts) else {
+        panic!("an object_facts cell with scenes trains on a mixture")
+    };
+    assert_eq!(parts[0].0.name_questions, 0, "the Sort-of-CLEVR scenes ask no names");
+    let fact_images = DatasetConfig {
+        task: Task::ObjectFacts,
+        seed: 1,
+        questions_per_family: 1,
+        facts: FactSplit::Train,
+        name_questions: 25,
+        ..DatasetConfig::default()
+    };
+    assert_eq!(parts[1], (fact_images, 30000));
+    let soc = r.cell_settings(&cells[0]);
+    assert_eq!(soc.name_questions, 0);
+    // Cells without the key keep their settings' serialisation (finished cells stay fresh).
+    let plain = config(&text.replace("name_questions = 25\n", ""), dir.path());
+    let r2 = sweep::train_runner::TrainRunner::new(&plain).unwrap();
+    let s = r2.cell_settings(plain.cells().iter().find(|c| c.task == "object_facts").unwrap());
+    assert!(!serde_json::to_string(&s).unwrap().contains("name_questions"));
+    let p = dir.path().join("bad.toml");
+    let err = |t: &str| {
+        std::fs::write(&p, t).unwrap();
+        SweepConfig::from_path(&p).unwrap_err().to_string()
+    };
+    let e = err(&text.replace("name_questions = 25", "name_questions = 101"));
+    assert!(e.contains("`train.task.object_facts.name_questions`") && e.contains("101"), "{e}");
+    let e = err(&format!("{THREE_SIZES}\n[train]\nname_questions = 10\n"));
+    assert!(e.contains("`train.name_questions`") && e.contains("object_facts"), "{e}");
+}
+
 /// The knowledge grid's config loads; every size starts from a shipped LLM pretrained on the world's
 /// facts, and its fact cells train on the scene + fact mixture.
 #[test]
