@@ -112,6 +112,9 @@ pub struct TrainSettings {
     /// `vlmscale train llm --name-questions`; `vlmscale train vlm --name-questions` builds the same
     /// images. Default 0. The held-out split still asks facts only.
     pub name_questions: Option<u32>,
+    /// `object_facts` cells only: objects drawn per fact image, training and held-out (1–6,
+    /// `synth::DatasetConfig::fact_objects`; `vlmscale train vlm --fact-objects`). Default 1.
+    pub fact_objects: Option<u32>,
     /// Per-task overrides (`[train.task.<task>]`), only allowed at the top level.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub task: std::collections::BTreeMap<String, TrainSettings>,
@@ -137,6 +140,7 @@ impl TrainSettings {
             sort_of_clevr_images: over.sort_of_clevr_images.or(self.sort_of_clevr_images),
             facts: over.facts.or(self.facts),
             name_questions: over.name_questions.or(self.name_questions),
+            fact_objects: over.fact_objects.or(self.fact_objects),
             task: Default::default(),
         }
     }
@@ -165,6 +169,9 @@ impl TrainSettings {
         }
         if let Some(p) = self.name_questions.filter(|&p| p > 100) {
             return cfg("name_questions", format!("{p}: a percent, at most 100"));
+        }
+        if let Some(k) = self.fact_objects.filter(|k| !(1..=6).contains(k)) {
+            return cfg("fact_objects", format!("{k} objects per image: a scene has 1 to 6"));
         }
         if self.facts == Some(synth::FactSplit::Test) {
             return cfg("facts", "`test` is the evaluation's split: train on `train` or `all`".into());
@@ -460,13 +467,19 @@ impl SweepConfig {
             let s = raw.train.for_task(t);
             if t != "object_facts" {
                 let key = |k: &str| match raw.train.task.get(t).is_some_and(|o| {
-                    o.facts.is_some() || o.sort_of_clevr_images.is_some() || o.name_questions.is_some()
+                    o.facts.is_some()
+                        || o.sort_of_clevr_images.is_some()
+                        || o.name_questions.is_some()
+                        || o.fact_objects.is_some()
                 }) {
                     true => format!("train.task.{t}.{k}"),
                     false => format!("train.{k}"),
                 };
                 if s.sort_of_clevr_images.is_some_and(|n| n > 0) {
                     return Err(cfg(&key("sort_of_clevr_images"), format!("applies to `object_facts` cells only, and task `{t}` would get it: set it in [train.task.object_facts]")));
+                }
+                if s.fact_objects.is_some_and(|k| k != 1) {
+                    return Err(cfg(&key("fact_objects"), format!("applies to `object_facts` cells only, and task `{t}` would get it: set it in [train.task.object_facts]")));
                 }
                 if s.name_questions.is_some_and(|p| p > 0) {
                     return Err(cfg(&key("name_questions"), format!("applies to `object_facts` cells only, and task `{t}` would get it: set it in [train.task.object_facts]")));

@@ -101,6 +101,9 @@ pub struct CellSettings {
     /// `object_facts` cells: percent of the fact images' questions that ask the object's name.
     #[serde(default, skip_serializing_if = "is_zero_u32")]
     pub name_questions: u32,
+    /// `object_facts` cells: objects drawn per fact image, training and held-out (1 = alone).
+    #[serde(skip_serializing_if = "is_one")]
+    pub fact_objects: u32,
     /// Held-out images.
     pub eval_images: usize,
     /// Sort-of-CLEVR questions per family per held-out image.
@@ -232,6 +235,7 @@ impl TrainRunner {
             sort_of_clevr_images: s.sort_of_clevr_images.unwrap_or(0),
             facts: (cell.task == Task::ObjectFacts.name()).then(|| s.facts.unwrap_or(FactSplit::Train)),
             name_questions: if cell.task == Task::ObjectFacts.name() { s.name_questions.unwrap_or(0) } else { 0 },
+            fact_objects: if cell.task == Task::ObjectFacts.name() { s.fact_objects.unwrap_or(1) } else { 1 },
             eval_images: s.eval_images.unwrap_or(DEFAULT_EVAL_IMAGES),
             eval_questions_per_family: s.eval_questions_per_family.unwrap_or(DEFAULT_EVAL_QUESTIONS_PER_FAMILY),
             eval_seed: cell.seed.wrapping_add(EVAL_SEED_OFFSET),
@@ -359,6 +363,7 @@ pub fn training_data(task: Task, settings: &CellSettings) -> TrainData {
         questions_per_family,
         facts: s.facts.unwrap_or(FactSplit::Train),
         name_questions: s.name_questions,
+        fact_objects: s.fact_objects,
         ..DatasetConfig::default()
     };
     if task != Task::ObjectFacts || s.sort_of_clevr_images == 0 {
@@ -377,6 +382,10 @@ fn is_zero_u32(n: &u32) -> bool {
     *n == 0
 }
 
+fn is_one(n: &u32) -> bool {
+    *n == 1
+}
+
 /// The generated split of `task` with `seed`: images `0..images`, `object_facts` questions about the
 /// properties of `facts`.
 fn split(
@@ -384,9 +393,9 @@ fn split(
     seed: u64,
     questions_per_family: usize,
     images: usize,
-    facts: FactSplit,
+    (facts, fact_objects): (FactSplit, u32),
 ) -> std::result::Result<Vec<ImageSample>, String> {
-    let config = DatasetConfig { task, seed, questions_per_family, facts, ..DatasetConfig::default() };
+    let config = DatasetConfig { task, seed, questions_per_family, facts, fact_objects, ..DatasetConfig::default() };
     Generator::new(config).and_then(|g| g.generate(0..images as u64)).map_err(|e| e.to_string())
 }
 
@@ -454,8 +463,9 @@ impl CellRunner for TrainRunner {
             .map_err(|e| fail(e.to_string()))?;
 
         // Evaluate on the held-out split.
-        let eval = split(task, s.eval_seed, s.eval_questions_per_family, s.eval_images, FactSplit::Test)
-            .map_err(|e| fail(format!("held-out split: {e}")))?;
+        let eval =
+            split(task, s.eval_seed, s.eval_questions_per_family, s.eval_images, (FactSplit::Test, s.fact_objects))
+                .map_err(|e| fail(format!("held-out split: {e}")))?;
         let er = train::eval::evaluate(&model_dir, &eval, None, &mut |_, _| {})
             .map_err(|e| fail(format!("evaluation: {e}")))?;
         train::eval::write_report(&out_dir.join("eval.json"), &er).map_err(|e| fail(e.to_string()))?;

@@ -186,16 +186,17 @@ fn object_facts_cells_train_on_the_scene_and_fact_mixture() {
     assert!(e.contains("`train.task.object_facts.facts`") && e.contains("evaluation"), "{e}");
 }
 
-/// `name_questions` reaches the fact images of `object_facts` cells only, as `vlmscale train vlm
-/// --fact-images 30000 --name-questions 25` builds them (seed 1); a share above 100 or a key another task would get is an
+/// `name_questions` and `fact_objects` reach the fact images of `object_facts` cells only, as
+/// `vlmscale train vlm --fact-images 30000 --name-questions 25 --fact-objects 3` builds them (seed
+/// 1); a share above 100, 7 objects or a key another task would get is an
 /// error naming the key.
 #[test]
-fn name_questions_reach_the_fact_images_only() {
+fn name_questions_and_fact_objects_reach_the_fact_images_only() {
     use synth::{DatasetConfig, FactSplit, Task};
     use train::vlm_train::TrainData;
     let dir = tempfile::tempdir().unwrap();
     let text = with_presets(&format!(
-        "{}\n[train.task.object_facts]\nimages = 30000\nsort_of_clevr_images = 500\nname_questions = 25\n",
+        "{}\n[train.task.object_facts]\nimages = 30000\nsort_of_clevr_images = 500\nname_questions = 25\nfact_objects = 3\n",
         THREE_SIZES
             .replace(r#"tasks = ["sort_of_clevr", "fine_detail"]"#, r#"tasks = ["sort_of_clevr", "object_facts"]"#)
     ));
@@ -203,7 +204,7 @@ fn name_questions_reach_the_fact_images_only() {
     let r = sweep::train_runner::TrainRunner::new(&cfg).unwrap();
     let cells = cfg.cells();
     let facts = r.cell_settings(cells.iter().find(|c| c.task == "object_facts").unwrap());
-    assert_eq!(facts.name_questions, 25);
+    assert_eq!((facts.name_questions, facts.fact_objects), (25, 3));
     let TrainData::Mixture(parts) = sweep::train_runner::training_data(Task::ObjectFacts, &facts) else {
         panic!("an object_facts cell with scenes trains on a mixture")
     };
@@ -214,16 +215,19 @@ fn name_questions_reach_the_fact_images_only() {
         questions_per_family: 1,
         facts: FactSplit::Train,
         name_questions: 25,
+        fact_objects: 3,
         ..DatasetConfig::default()
     };
     assert_eq!(parts[1], (fact_images, 30000));
+    assert_eq!(parts[0].0.fact_objects, 1);
     let soc = r.cell_settings(&cells[0]);
-    assert_eq!(soc.name_questions, 0);
+    assert_eq!((soc.name_questions, soc.fact_objects), (0, 1));
     // Cells without the key keep their settings' serialisation (finished cells stay fresh).
-    let plain = config(&text.replace("name_questions = 25\n", ""), dir.path());
+    let plain = config(&text.replace("name_questions = 25\nfact_objects = 3\n", ""), dir.path());
     let r2 = sweep::train_runner::TrainRunner::new(&plain).unwrap();
     let s = r2.cell_settings(plain.cells().iter().find(|c| c.task == "object_facts").unwrap());
-    assert!(!serde_json::to_string(&s).unwrap().contains("name_questions"));
+    let json = serde_json::to_string(&s).unwrap();
+    assert!(!json.contains("name_questions") && !json.contains("fact_objects"), "{json}");
     let p = dir.path().join("bad.toml");
     let err = |t: &str| {
         std::fs::write(&p, t).unwrap();
@@ -231,6 +235,8 @@ fn name_questions_reach_the_fact_images_only() {
     };
     let e = err(&text.replace("name_questions = 25", "name_questions = 101"));
     assert!(e.contains("`train.task.object_facts.name_questions`") && e.contains("101"), "{e}");
+    let e = err(&text.replace("fact_objects = 3", "fact_objects = 7"));
+    assert!(e.contains("`train.task.object_facts.fact_objects`") && e.contains('7'), "{e}");
     let e = err(&format!("{THREE_SIZES}\n[train]\nname_questions = 10\n"));
     assert!(e.contains("`train.name_questions`") && e.contains("object_facts"), "{e}");
 }

@@ -18,6 +18,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use image::RgbImage;
+use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -81,8 +82,10 @@ pub enum Content {
     SortOfClevr(Scene),
     /// A fine-detail scene.
     FineDetail(FineDetailScene),
-    /// An `object_facts` image: the scene's object of this colour alone.
-    ObjectFacts(Scene, crate::Colour),
+    /// An `object_facts` image: the scene, the colour of the object asked about, and the colours of
+    /// the objects drawn (the asked one among them, in colour order; the asked one alone with
+    /// `DatasetConfig::fact_objects` = 1).
+    ObjectFacts(Scene, crate::Colour, Vec<crate::Colour>),
 }
 
 impl Content {
@@ -91,7 +94,7 @@ impl Content {
         match self {
             Content::SortOfClevr(s) => s.caption(grid),
             Content::FineDetail(s) => s.caption(grid),
-            Content::ObjectFacts(s, c) => s.caption_of(grid, &[*c]),
+            Content::ObjectFacts(s, _, shown) => s.caption_of(grid, shown),
         }
     }
 
@@ -101,7 +104,7 @@ impl Content {
         match self {
             Content::SortOfClevr(s) => s.grid_cells_of(grid, &crate::Colour::ALL),
             Content::FineDetail(s) => s.grid_cells(grid),
-            Content::ObjectFacts(s, c) => s.grid_cells_of(grid, &[*c]),
+            Content::ObjectFacts(s, _, shown) => s.grid_cells_of(grid, shown),
         }
     }
 
@@ -110,7 +113,7 @@ impl Content {
         match self {
             Content::SortOfClevr(s) => s.grid_caption_of(grid, &crate::Colour::ALL),
             Content::FineDetail(s) => s.grid_caption(grid),
-            Content::ObjectFacts(s, c) => s.grid_caption_of(grid, &[*c]),
+            Content::ObjectFacts(s, _, shown) => s.grid_caption_of(grid, shown),
         }
     }
 }
@@ -183,10 +186,23 @@ pub struct DatasetConfig {
     /// 0, the default, draws nothing extra, so datasets without name questions are unchanged.
     #[serde(skip_serializing_if = "is_zero")]
     pub name_questions: u32,
+    /// Objects drawn in an `object_facts` image (1–6): the one asked about and `fact_objects − 1`
+    /// others of the same scene, drawn without replacement. 1, the default, shows the asked object
+    /// alone and asks "What is number ⟨k⟩ of the object?", draws nothing extra, so such datasets are
+    /// unchanged. With more, each question names the asked object's colour ("What is number ⟨k⟩ of
+    /// the red object?", "What is the red object?"), so the answer needs the object the question
+    /// selects among several: what a query-conditioned compressor can pick out at V = 1 and a
+    /// query-free one must keep all of.
+    #[serde(skip_serializing_if = "is_one")]
+    pub fact_objects: u32,
 }
 
 fn is_zero(v: &u32) -> bool {
     *v == 0
+}
+
+fn is_one(v: &u32) -> bool {
+    *v == 1
 }
 
 /// The properties an `object_facts` split asks about: VLM training asks the first half, evaluation
@@ -231,6 +247,7 @@ impl Default for DatasetConfig {
             fine_detail: FineDetailConfig::default(),
             facts: FactSplit::All,
             name_questions: 0,
+            fact_objects: 1,
         }
     }
 }
@@ -257,6 +274,12 @@ impl Generator {
                     return Err(Error::config(
                         "name_questions",
                         format!("{} is not a percentage (0..=100)", config.name_questions),
+                    ));
+                }
+                if !(1..=6).contains(&config.fact_objects) {
+                    return Err(Error::config(
+                        "fact_objects",
+                        format!("{} objects per image: a scene has 1..=6", config.fact_objects),
                     ));
                 }
             }
@@ -289,7 +312,7 @@ impl Generator {
         let image = match &content {
             Content::SortOfClevr(scene) => crate::render::render_scene(scene),
             Content::FineDetail(scene) => scene.render(),
-            Content::ObjectFacts(scene, colour) => crate::render::render_scene_of(scene, &[*colour]),
+            Content::ObjectFacts(scene, _, shown) => crate::render::render_scene_of(scene, shown),
         };
         Ok(ImageSample { id, task: c.task, image, qas, content: Some(content) })
     }
@@ -314,28 +337,36 @@ impl Generator {
                 (Content::FineDetail(scene), qas)
             }
             Task::ObjectFacts => {
-                // A full scene is drawn (same layout rules), then one of its objects is kept.
+                // A full scene is drawn (same layout rules), then the asked object and
+                // `fact_objects - 1` others are kept.
                 let scene = Scene::sample(&c.scene, &mut rng)?;
                 let colour = crate::Colour::ALL[rng.random_range(0..6)];
                 let shape = scene.object(colour).shape;
+                let mut shown = vec![colour];
+                if c.fact_objects > 1 {
+                    let others: Vec<crate::Colour> = crate::Colour::ALL.into_iter().filter(|&o| o != colour).collect();
+                    shown.extend(others.choose_multiple(&mut rng, c.fact_objects as usize - 1).copied());
+                    shown.sort_by_key(|&o| o as usize);
+                }
+                let named = (c.fact_objects > 1).then_some(colour);
                 let qas = (0..c.questions_per_family)
                     .map(|_| {
                         if c.name_questions > 0 && rng.random_ratio(c.name_questions, 100) {
                             return Qa {
-                                question: questions::NAME_QUESTION.to_string(),
+                                question: questions::name_question(named),
                                 answer: format!("{} {}", colour.name(), shape.answer()),
                                 family: Family::Name,
                             };
                         }
                         let k = rng.random_range(c.facts.properties());
                         Qa {
-                            question: crate::facts::question(k),
+                            question: crate::facts::question_of(k, named),
                             answer: crate::facts::value(colour, shape, k).to_string(),
                             family: Family::Fact,
                         }
                     })
                     .collect();
-                (Content::ObjectFacts(scene, colour), qas)
+                (Content::ObjectFacts(scene, colour, shown), qas)
             }
         })
     }

@@ -40,7 +40,16 @@ pub fn value(colour: Colour, shape: Shape, k: u32) -> u8 {
 /// "What is number ⟨k⟩ of the object?" (the number written in digits, which the generated tokenizer
 /// splits one per token).
 pub fn question(k: u32) -> String {
-    format!("What is number {k} of the object?")
+    question_of(k, None)
+}
+
+/// "What is number ⟨k⟩ of the red object?" about the object of colour `named` among several, or
+/// [`question`] about a lone object (`None`).
+pub fn question_of(k: u32, named: Option<Colour>) -> String {
+    match named {
+        Some(c) => format!("What is number {k} of the {} object?", c.name()),
+        None => format!("What is number {k} of the object?"),
+    }
 }
 
 #[cfg(test)]

@@ -177,6 +177,15 @@ pub const DIGITS_QUESTION: &str = "What number is written in the image?";
 /// The [`Family::Name`] question; its answer is the object's colour and shape, "red circle".
 pub const NAME_QUESTION: &str = "What is the object?";
 
+/// The [`Family::Name`] question about the object of colour `named` among several ("What is the red
+/// object?"), or [`NAME_QUESTION`] about a lone object (`None`).
+pub fn name_question(named: Option<crate::Colour>) -> String {
+    match named {
+        Some(c) => format!("What is the {} object?", c.name()),
+        None => NAME_QUESTION.to_string(),
+    }
+}
+
 /// Every answer word a Sort-of-CLEVR question can have.
 pub const SORT_OF_CLEVR_ANSWERS: [&str; 10] = ["yes", "no", "rectangle", "circle", "1", "2", "3", "4", "5", "6"];
 

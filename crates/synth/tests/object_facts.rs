@@ -12,8 +12,11 @@ fn one_object_is_drawn_and_every_answer_is_its_types_fact() {
     let samples = Generator::new(cfg).unwrap().generate(0..40).unwrap();
     let mut colours_seen = std::collections::HashSet::new();
     for s in &samples {
-        let Some(Content::ObjectFacts(scene, colour)) = &s.content else { panic!("{}: no object_facts content", s.id) };
+        let Some(Content::ObjectFacts(scene, colour, shown)) = &s.content else {
+            panic!("{}: no object_facts content", s.id)
+        };
         colours_seen.insert(*colour);
+        assert_eq!(shown, &[*colour]);
         // The pixels: every non-background pixel has the kept object's colour, and there are as many
         // as its shape covers (square 11×11 = 121, disc of radius 5 = 97; objects may not overlap
         // the border, so nothing is clipped).
@@ -164,4 +167,74 @@ fn name_questions_name_the_painted_object_and_leave_the_images_alone() {
     let tok = build_tokenizer(&[]).unwrap();
     let ids = tok.encode("What is the object?", false).unwrap().get_ids().to_vec();
     assert!(!ids.contains(&tok.token_to_id(UNK).unwrap()), "{ids:?}");
+}
+
+/// With `fact_objects` = k the image shows the asked object and k − 1 others of its scene (each
+/// painted as the scene places it, no other object), and every question names the asked object's
+/// colour; its answer is the asked object's fact, never another shown object's.
+#[test]
+fn several_objects_are_drawn_and_the_question_names_the_asked_one() {
+    for k in [2u32, 4, 6] {
+        let cfg = DatasetConfig {
+            task: Task::ObjectFacts,
+            seed: 11,
+            questions_per_family: 3,
+            fact_objects: k,
+            name_questions: 30,
+            ..DatasetConfig::default()
+        };
+        let samples = Generator::new(cfg).unwrap().generate(0..40).unwrap();
+        let (mut names, mut facts) = (0, 0);
+        for s in &samples {
+            let Some(Content::ObjectFacts(scene, colour, shown)) = &s.content else { panic!("{}", s.id) };
+            assert_eq!(shown.len(), k as usize, "{}", s.id);
+            assert!(shown.contains(colour) && shown.windows(2).all(|w| (w[0] as usize) < (w[1] as usize)), "{shown:?}");
+            // Each shown object's centre pixel has its colour; no pixel has a colour not shown.
+            for c in Colour::ALL {
+                let o = scene.object(c);
+                let centre = s.image.get_pixel(o.x, o.y).0;
+                if shown.contains(&c) {
+                    assert_eq!(centre, c.rgb(), "{}: {c:?} at its centre", s.id);
+                }
+            }
+            for p in s.image.pixels() {
+                assert!(p.0 == BACKGROUND || shown.iter().any(|c| c.rgb() == p.0), "{}: {:?}", s.id, p.0);
+            }
+            let caption = s.content.as_ref().unwrap().caption(8);
+            assert_eq!(caption.matches(" at row ").count(), k as usize, "{caption}");
+            let shape = scene.object(*colour).shape;
+            for qa in &s.qas {
+                match qa.family {
+                    Family::Name => {
+                        names += 1;
+                        assert_eq!(qa.question, format!("What is the {} object?", colour.name()));
+                        assert_eq!(qa.answer, format!("{} {}", colour.name(), shape.answer()));
+                    }
+                    Family::Fact => {
+                        facts += 1;
+                        let tail = format!(" of the {} object?", colour.name());
+                        let n: u32 = qa
+                            .question
+                            .strip_prefix("What is number ")
+                            .and_then(|r| r.strip_suffix(tail.as_str()))
+                            .and_then(|n| n.parse().ok())
+                            .unwrap_or_else(|| panic!("{:?}", qa.question));
+                        assert_eq!(qa.answer, value(*colour, shape, n).to_string());
+                    }
+                    f => panic!("{f:?}"),
+                }
+            }
+        }
+        assert!(names > 10 && facts > 50, "{names} name and {facts} fact questions");
+    }
+    // One object per image, the default, asks about "the object" as before; 0 and 7 are refused.
+    let one = Generator::new(DatasetConfig { task: Task::ObjectFacts, fact_objects: 1, ..DatasetConfig::default() });
+    assert!(one.unwrap().sample(0).unwrap().qas[0].question.ends_with(" of the object?"));
+    for bad in [0, 7] {
+        let e =
+            Generator::new(DatasetConfig { task: Task::ObjectFacts, fact_objects: bad, ..DatasetConfig::default() })
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("fact_objects"), "{e}");
+    }
 }

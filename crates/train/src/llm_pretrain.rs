@@ -135,6 +135,11 @@ pub struct LlmPretrainConfig {
     /// on. The held-out questions stay facts. 0 = none.
     #[serde(default, skip_serializing_if = "is_zero_u32")]
     pub name_questions: u32,
+    /// Objects in each fact scene's caption (1–6, `synth::DatasetConfig::fact_objects`): the asked
+    /// object and `fact_objects − 1` others, the questions naming the asked object's colour ("What is
+    /// number 47 of the red object?"); the held-out split is drawn the same way. 1 = the object alone.
+    #[serde(default = "one_u32", skip_serializing_if = "is_one_u32")]
+    pub fact_objects: u32,
     /// Start from this pretrained LLM directory (a finished `vlmscale train llm` run of the same
     /// preset, its manifest checked) instead of a seeded initialisation: continued pretraining, with
     /// fresh optimiser moments and this run's schedule. Its weights' SHA-256 is part of the resume
@@ -172,6 +177,7 @@ impl LlmPretrainConfig {
             caption: CaptionFormat::Sentence,
             fact_scenes: 0,
             name_questions: 0,
+            fact_objects: 1,
             init: None,
         }
     }
@@ -227,6 +233,9 @@ impl LlmPretrainConfig {
         if !(0.0..1.0).contains(&self.warmup_ratio) {
             return Err(Error::config("warmup_ratio", format!("must be in [0, 1), got {}", self.warmup_ratio)));
         }
+        if !(1..=6).contains(&self.fact_objects) {
+            return Err(Error::config("fact_objects", format!("must be in 1..=6, got {}", self.fact_objects)));
+        }
         Ok(())
     }
 }
@@ -237,6 +246,14 @@ fn is_zero(v: &f64) -> bool {
 
 fn is_zero_u32(v: &u32) -> bool {
     *v == 0
+}
+
+fn is_one_u32(v: &u32) -> bool {
+    *v == 1
+}
+
+fn one_u32() -> u32 {
+    1
 }
 
 fn is_zero_usize(v: &usize) -> bool {
@@ -266,14 +283,14 @@ fn corpus_fine_detail() -> FineDetailConfig {
 
 /// The corpus's generators with their scene counts: Sort-of-CLEVR (`per_family` questions per
 /// family), fine detail ([`corpus_fine_detail`]) and, when `facts` > 0, `object_facts` (`per_family`
-/// questions per scene, `name_questions` percent of them asking the object's name), all with dataset
-/// seed `seed`.
+/// questions per scene, `name_questions` percent of them asking the object's name, `fact_objects`
+/// objects per scene), all with dataset seed `seed`.
 fn corpus_tasks(
     seed: u64,
     scenes: usize,
     per_family: usize,
     fine: usize,
-    (facts, name_questions): (usize, u32),
+    (facts, name_questions, fact_objects): (usize, u32, u32),
 ) -> Vec<(DatasetConfig, usize)> {
     let sort_of_clevr =
         DatasetConfig { task: Task::SortOfClevr, seed, questions_per_family: per_family, ..DatasetConfig::default() };
@@ -284,6 +301,7 @@ fn corpus_tasks(
         seed,
         questions_per_family: per_family,
         name_questions,
+        fact_objects,
         ..DatasetConfig::default()
     };
     let mut tasks = vec![(sort_of_clevr, scenes), (fine_detail, fine)];
@@ -380,7 +398,7 @@ fn training_documents(
     objects: usize,
 ) -> Result<Vec<Document>> {
     let mut out = vec![];
-    let facts = (cfg.fact_scenes, cfg.name_questions);
+    let facts = (cfg.fact_scenes, cfg.name_questions, cfg.fact_objects);
     let tasks = corpus_tasks(seed, cfg.scenes, cfg.questions_per_family, cfg.fine_detail_scenes, facts);
     for (config, n) in tasks {
         let generator = Generator::new(config)?;
@@ -527,11 +545,11 @@ fn documents(
     scenes: usize,
     per_family: usize,
     fine: usize,
-    facts: usize,
+    (facts, fact_objects): (usize, u32),
 ) -> Result<Vec<HeldOut>> {
     let mut out = vec![];
     // Held-out fact scenes ask facts only, so the fact accuracy is comparable across corpora.
-    let tasks = corpus_tasks(seed, scenes, per_family, fine, (facts, 0));
+    let tasks = corpus_tasks(seed, scenes, per_family, fine, (facts, 0, fact_objects));
     for (config, n) in tasks {
         let generator = Generator::new(config)?;
         for i in 0..n {
@@ -784,7 +802,15 @@ pub fn pretrain_llm(
     let make_stage = |(short, objects): (bool, usize)| training_documents(&encoder, cfg, corpus_seed, short, objects);
     let (mut stage, mut docs) = (None, vec![]);
     let held_facts = if cfg.fact_scenes > 0 { cfg.eval_scenes } else { 0 };
-    let held = documents(&encoder, cfg.caption, corpus_seed + 1, cfg.eval_scenes, 1, cfg.eval_scenes, held_facts)?;
+    let held = documents(
+        &encoder,
+        cfg.caption,
+        corpus_seed + 1,
+        cfg.eval_scenes,
+        1,
+        cfg.eval_scenes,
+        (held_facts, cfg.fact_objects),
+    )?;
 
     let llm_cfg = size.decoder_config(encoder.vocab_size(), encoder.im_end())?;
     let hf_config = size.hf_config(encoder.vocab_size(), encoder.im_end());
@@ -969,7 +995,7 @@ mod tests {
             Generator::new(DatasetConfig { task: Task::ObjectFacts, seed: 3, ..DatasetConfig::default() }).unwrap();
         for i in 0..20u64 {
             let (content, _) = generator.draw(i).unwrap();
-            let synth::Content::ObjectFacts(scene, colour) = &content else { panic!("object facts") };
+            let synth::Content::ObjectFacts(scene, colour, _) = &content else { panic!("object facts") };
             let object = scene.objects.iter().find(|o| o.colour == *colour).unwrap();
             let word = format!("{}{}", colour.name(), object.shape.answer());
             for n in [1u32, 2, 4, 8] {
@@ -1002,6 +1028,41 @@ mod tests {
         assert!(e.contains("scenes") && e.contains("empty"), "{e}");
         cfg.fine_detail_scenes = 10;
         assert!(cfg.check().is_ok());
+    }
+
+    /// With `fact_objects` = 3 every fact document's caption writes three objects and its question
+    /// names one of their colours; the held-out split is drawn the same way; 1 leaves the
+    /// fingerprint (and so finished runs) unchanged; 0 and 7 are refused.
+    #[test]
+    fn fact_objects_caption_several_objects_and_name_the_asked_one() {
+        let mut cfg = LlmPretrainConfig::new("xs");
+        assert!(cfg.fingerprint().get("fact_objects").is_none());
+        (cfg.scenes, cfg.fine_detail_scenes, cfg.fact_scenes, cfg.fact_objects) = (0, 0, 30, 3);
+        assert_eq!(cfg.fingerprint()["fact_objects"], 3);
+        let dir = std::env::temp_dir().join(format!("vlmscale-fact-objects-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let tok_path = dir.join("tokenizer.json");
+        synth::build_tokenizer(&[]).unwrap().save(&tok_path, false).unwrap();
+        let encoder = ConversationEncoder::new(&tok_path).unwrap();
+        let docs = training_documents(&encoder, &cfg, 0, false, 6).unwrap();
+        assert_eq!(docs.len(), 30);
+        for d in &docs {
+            let text = encoder.tokenizer().inner().decode(&d.tokens, false).unwrap();
+            assert_eq!(text.matches(" at row ").count(), 3, "{text}");
+            let named = synth::Colour::ALL.iter().filter(|c| text.contains(&format!(" of the {} object?", c.name())));
+            assert_eq!(named.count(), 1, "{text}");
+        }
+        let held = documents(&encoder, cfg.caption, 1, 0, 1, 0, (10, cfg.fact_objects)).unwrap();
+        assert_eq!(held.len(), 10);
+        for h in &held {
+            let text = encoder.tokenizer().inner().decode(&h.prompt, false).unwrap();
+            assert_eq!(text.matches(" at row ").count(), 3, "{text}");
+        }
+        std::fs::remove_dir_all(&dir).ok();
+        for bad in [0, 7] {
+            cfg.fact_objects = bad;
+            assert!(cfg.check().unwrap_err().to_string().contains("fact_objects"));
+        }
     }
 
     #[test]

@@ -123,9 +123,11 @@ pub fn patch_targets(scene: &Scene, grid: usize) -> (Vec<u32>, Vec<f32>, Vec<f32
     object_targets(&scene.objects, scene.config.image_size, grid)
 }
 
-/// Per-patch targets of an `object_facts` image: [`patch_targets`] of the one object shown.
-pub fn object_facts_targets(scene: &Scene, colour: synth::Colour, grid: usize) -> (Vec<u32>, Vec<f32>, Vec<f32>) {
-    object_targets(std::slice::from_ref(scene.object(colour)), scene.config.image_size, grid)
+/// Per-patch targets of an `object_facts` image: [`patch_targets`] of the objects shown (colours
+/// `shown`; the asked object alone with one object per image).
+pub fn object_facts_targets(scene: &Scene, shown: &[synth::Colour], grid: usize) -> (Vec<u32>, Vec<f32>, Vec<f32>) {
+    let objects: Vec<synth::Object> = shown.iter().map(|&c| *scene.object(c)).collect();
+    object_targets(&objects, scene.config.image_size, grid)
 }
 
 /// Per-patch targets of a fine-detail scene, as [`patch_targets`] for its distractors, and class
@@ -173,7 +175,7 @@ fn targets(samples: &[&ImageSample], grid: usize, dev: &Device) -> Result<Target
         let (c, o, m) = match &s.content {
             Some(Content::SortOfClevr(scene)) => patch_targets(scene, grid),
             Some(Content::FineDetail(scene)) => fine_detail_targets(scene, grid),
-            Some(Content::ObjectFacts(scene, colour)) => object_facts_targets(scene, *colour, grid),
+            Some(Content::ObjectFacts(scene, _, shown)) => object_facts_targets(scene, shown, grid),
             None => return Err(Error::config("images", format!("image {} is not a generated scene", s.id))),
         };
         cl.extend(c);

@@ -27,7 +27,7 @@ fn every_patch_word_is_the_towers_patch_class() {
             let (classes, _, _) = match &content {
                 Content::SortOfClevr(s) => patch_targets(s, 8),
                 Content::FineDetail(s) => fine_detail_targets(s, 8),
-                Content::ObjectFacts(s, c) => object_facts_targets(s, *c, 8),
+                Content::ObjectFacts(s, _, shown) => object_facts_targets(s, shown, 8),
             };
             let caption = content.grid_caption(8);
             let words: Vec<&str> = caption.split(' ').collect();

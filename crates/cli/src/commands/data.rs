@@ -45,6 +45,10 @@ pub struct MakeArgs {
     /// ("What is the object?" → "red circle", family `name`); 100 makes a naming benchmark.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100))]
     pub name_questions: u32,
+    /// `object_facts`: objects drawn per image (1–6), the questions naming the asked object's colour
+    /// when there are several ("What is number 47 of the red object?").
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=6))]
+    pub fact_objects: u32,
 }
 
 pub fn run(d: Data) -> Result<()> {
@@ -64,6 +68,7 @@ fn make(a: MakeArgs) -> Result<()> {
         seed: a.seed,
         facts: a.facts,
         name_questions: a.name_questions,
+        fact_objects: a.fact_objects,
         ..Default::default()
     })?;
     let t = Instant::now();

@@ -105,6 +105,11 @@ pub struct LlmArgs {
     /// asks facts. Default 0.
     #[arg(long, value_parser = clap::value_parser!(u32).range(0..=100), requires = "fact_scenes")]
     pub name_questions: Option<u32>,
+    /// Objects in each fact scene's caption (1–6): the asked object and others of its scene, the
+    /// questions naming its colour ("What is number 47 of the red object?"); the held-out split is
+    /// drawn the same way. Default 1: the object alone.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=6), requires = "fact_scenes")]
+    pub fact_objects: Option<u32>,
     /// Standard deviation of the weight matrices' normal initialisation of a fresh run (default
     /// 0.125, which is 1/√H for the `s` preset's width H = 64; ignored with `--init`, whose weights
     /// are continued).
@@ -170,6 +175,11 @@ pub struct VlmArgs {
     /// when the LLM was pretrained with `train llm --name-questions`. Default 0.
     #[arg(long, value_parser = clap::value_parser!(u32).range(0..=100), requires = "fact_images")]
     pub name_questions: Option<u32>,
+    /// Objects drawn in each `--fact-images` image (1–6): the asked one and others of its scene, the
+    /// questions naming its colour ("What is number 47 of the red object?"), as the LLM's text asked
+    /// them with `train llm --fact-objects`. Default 1: the object alone.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=6), requires = "fact_images")]
+    pub fact_objects: Option<u32>,
     /// Standard deviation of the normal initialisation of the weight matrices (HF
     /// `initializer_range`, default 0.02).
     #[arg(long)]
@@ -281,6 +291,7 @@ pub fn run(t: Train) -> Result<()> {
                     seed: 1,
                     facts: a.fact_split,
                     name_questions: a.name_questions.unwrap_or(0),
+                    fact_objects: a.fact_objects.unwrap_or(1),
                     ..Default::default()
                 };
                 cfg.data = ::train::vlm_train::TrainData::Mixture(vec![(*config, *images), (facts, n)]);
@@ -361,6 +372,7 @@ fn train_llm(a: LlmArgs) -> Result<()> {
     set!(questions_per_document, "questions-per-document");
     set!(fact_scenes, "fact-scenes");
     set!(name_questions, "name-questions");
+    set!(fact_objects, "fact-objects");
     set!(init_std, "init-std");
     if let Some(init) = &a.init {
         cfg.init = Some(init.display().to_string());
