@@ -210,8 +210,19 @@ fn eval_killed_and_resumed_equals_uninterrupted_then_scores() {
         let q = s(questions);
         let full = dir.path().join(format!("{name}_full.jsonl"));
         let full_s = s(&full);
-        ok(&vlmscale(&eval_args(&m, &q, &imgs, &full_s)), "uninterrupted eval");
+        let summary = dir.path().join(format!("{name}_summary.json"));
+        let summary_s = s(&summary);
+        let mut args = eval_args(&m, &q, &imgs, &full_s);
+        args.extend(["--summary-json", &summary_s]);
+        ok(&vlmscale(&args), "uninterrupted eval");
         check_lines(&full, questions, "llava15_llama");
+        // The per-question work outside the model on the answering thread (tokenising the prompt,
+        // writing and flushing the line; the time spent waiting for the image loader thread is
+        // reported apart): the budget is 5 ms.
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+        assert_eq!(v["answered"], n);
+        let own = v["overhead_ms_per_question"].as_f64().unwrap() - v["loader_wait_ms_per_question"].as_f64().unwrap();
+        assert!((0.0..5.0).contains(&own), "{name}: {own} ms per question outside the model: {v}");
 
         let part = dir.path().join(format!("answers/{name}.jsonl"));
         let part_s = s(&part);
