@@ -567,6 +567,14 @@ fn data_make_gqa_is_a_benchmark_score_reads() {
         assert_eq!(id, l["id"].as_str().unwrap());
         let answer = l["conversations"][1]["value"].as_str().unwrap();
         assert_eq!(truth[id]["answer"], answer);
+        // What GQA's eval.py (LLaVA's testdev version) reads of each balanced question: `question`
+        // (words), `semantic` (an array: the reasoning steps), `types.structural` and
+        // `types.semantic`, `groups.global` (a string or null; it divides by the total of the
+        // non-null groups, so at least one must be a string).
+        let t = &truth[id];
+        assert!(t["question"].is_string() && t["semantic"].is_array() && t["isBalanced"] == true, "{t}");
+        assert!(t["types"]["structural"].is_string() && t["types"]["semantic"].is_string(), "{t}");
+        assert!(t["groups"]["global"].is_string(), "{t}");
         assert_eq!(format!("<image>\n{}", q["text"].as_str().unwrap()), l["conversations"][0]["value"]);
         assert!(out.join(q["image"].as_str().unwrap()).is_file());
         // Every third answer is altered (another digit).
