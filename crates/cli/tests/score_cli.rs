@@ -114,3 +114,84 @@ fn bad_input_exits_2_naming_file_and_line() {
         "no answer for",
     );
 }
+
+/// Answers the reference scorers ignore because their question is not in the ground truth are named
+/// by file and line on stderr, and the scores stay the reference's. In the fixtures (see
+/// make_fixtures.py): GQA line 11 answers question "999", which the questions file lacks, and line
+/// 12 answers the integer id 205 (the questions' ids are strings); ScienceQA line 10 answers the
+/// integer id 11 and line 13 problem "13", which is in the `val` split, not `test`.
+#[test]
+fn answers_for_questions_not_in_the_ground_truth_are_named_by_line() {
+    let cases = [
+        ("gqa", fx("gqa/answers.jsonl"), fx("gqa/testdev_balanced_questions.json"), vec![(11, "\"999\""), (12, "205")]),
+        ("scienceqa", fx("scienceqa/answers.jsonl"), fx("scienceqa"), vec![(10, "11"), (13, "\"13\"")]),
+    ];
+    for (bench, answers, annotations, want) in cases {
+        let out = vlmscale(&["score", bench, "--answers", &answers, "--annotations", &annotations]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{bench}: {err}");
+        let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("warning: ")).collect();
+        assert_eq!(warnings.len(), want.len(), "{bench}: {err}");
+        for (w, (line, id)) in warnings.iter().zip(&want) {
+            assert!(w.starts_with(&format!("warning: {answers}:{line}: question_id {id} is not a ")), "{bench}: {w}");
+            assert!(w.contains(&annotations) && w.contains("ignored"), "{bench}: {w}");
+        }
+    }
+}
+
+/// Ground truth without any entry (an empty label file, `{}`, an empty `data` array, a split without
+/// problems, a folder without question files, an empty question file) stops scoring with exit 2 and
+/// names the empty file or folder; the `--json` output of an earlier run is left as it was.
+#[test]
+fn empty_ground_truth_exits_2_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+    };
+    write("pope_empty/coco_pope_random.json", "");
+    std::fs::create_dir_all(dir.path().join("pope_none")).unwrap();
+    write("gqa.json", "{}\n");
+    write("textvqa.json", r#"{"dataset_type": "val", "data": []}"#);
+    write("sqa/problems.json", "{}");
+    write("sqa/pid_splits.json", r#"{"test": [], "val": []}"#);
+    std::fs::create_dir_all(dir.path().join("mme/count")).unwrap();
+    write("questions.jsonl", "\n");
+    let earlier = p("earlier.json");
+    write("earlier.json", "{\"kept\": true}\n");
+    let pope_q = fx("pope/questions.jsonl");
+    let cases: Vec<(&str, String, String, Vec<String>)> = vec![
+        ("pope", fx("pope/answers.jsonl"), p("pope_empty"), vec!["--questions".into(), pope_q.clone()]),
+        ("pope", fx("pope/answers.jsonl"), p("pope_none"), vec!["--questions".into(), pope_q]),
+        ("gqa", fx("gqa/answers.jsonl"), p("gqa.json"), vec![]),
+        ("textvqa", fx("textvqa/answers.jsonl"), p("textvqa.json"), vec![]),
+        ("scienceqa", fx("scienceqa/answers.jsonl"), p("sqa"), vec![]),
+        ("mme", fx("mme/answers.jsonl"), p("mme"), vec![]),
+    ];
+    let names =
+        ["pope_empty/coco_pope_random.json", "pope_none", "gqa.json", "textvqa.json", "sqa/pid_splits.json", "mme"];
+    for ((bench, answers, truth, extra), name) in cases.iter().zip(names) {
+        let mut args = vec!["score", bench, "--answers", answers, "--annotations", truth, "--json", &earlier];
+        args.extend(extra.iter().map(String::as_str));
+        fails_with(&args, &format!("{}: no ", p(name)));
+    }
+    // POPE's question file empty.
+    fails_with(
+        &[
+            "score",
+            "pope",
+            "--answers",
+            &fx("pope/answers.jsonl"),
+            "--annotations",
+            &fx("pope/coco"),
+            "--questions",
+            &p("questions.jsonl"),
+            "--json",
+            &earlier,
+        ],
+        &format!("{}: no questions", p("questions.jsonl")),
+    );
+    assert_eq!(std::fs::read_to_string(&earlier).unwrap(), "{\"kept\": true}\n");
+}

@@ -1,7 +1,7 @@
 //! One entry point over the five scorers: which benchmark, where its ground truth is, the result
 //! (JSON + table) and the one number a scaling law reads from it ([`Scores::headline`]).
-use crate::error::{Error, Result};
-use crate::formats::{read_answers, read_questions};
+use crate::error::{Error, LineIssue, Result};
+use crate::formats::{read_answers, read_questions, AnswerLine, QuestionId};
 use crate::{gqa, mme, pope, scienceqa, textvqa};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -115,8 +115,35 @@ pub struct GroundTruth<'a> {
 /// bad line, an id missing from the ground truth (each naming file and line); POPE without
 /// `questions` ([`Error::File`] naming the answers file).
 pub fn score_file(benchmark: Benchmark, answers: &Path, truth: &GroundTruth) -> Result<Scores> {
+    score_file_checked(benchmark, answers, truth).map(|(scores, _)| scores)
+}
+
+/// [`score_file`], also returning the answer lines the reference scorer ignores because their
+/// `question_id` is not in the ground truth (GQA: not a key of the questions file, `eval.py` only
+/// looks answers up by question; ScienceQA: not a problem of the split, `eval_science_qa.py` does
+/// the same). The scores are the reference's either way; each issue names the answers file and
+/// line. POPE, TextVQA and MME make such a line an error instead (see [`score_file`]).
+///
+/// Errors: those of [`score_file`].
+pub fn score_file_checked(
+    benchmark: Benchmark,
+    answers: &Path,
+    truth: &GroundTruth,
+) -> Result<(Scores, Vec<LineIssue>)> {
     let lines = read_answers(answers)?;
-    Ok(match benchmark {
+    let ignored = |known: &dyn Fn(&QuestionId) -> bool, what: String| -> Vec<LineIssue> {
+        lines
+            .iter()
+            .filter(|a: &&AnswerLine| !known(&a.question_id))
+            .map(|a| LineIssue {
+                path: answers.to_path_buf(),
+                line: a.line,
+                message: format!("question_id {} {what} (answer ignored, as the reference scorer does)", a.question_id),
+            })
+            .collect()
+    };
+    let mut issues = Vec::new();
+    let scores = match benchmark {
         Benchmark::Pope => {
             let qpath = truth.questions.ok_or_else(|| Error::File {
                 path: answers.to_path_buf(),
@@ -126,17 +153,32 @@ pub fn score_file(benchmark: Benchmark, answers: &Path, truth: &GroundTruth) -> 
             if let Some(bad) = loaded.skipped.first() {
                 return Err(Error::Line { path: bad.path.clone(), line: bad.line, message: bad.message.clone() });
             }
+            if loaded.items.is_empty() {
+                return Err(Error::file(qpath, "no questions"));
+            }
             let questions: HashMap<_, _> = loaded.items.into_iter().map(|q| (q.question_id.clone(), q)).collect();
             let labels = pope::read_annotations(truth.annotations)?;
             Scores::Pope(pope::score(&lines, answers, &questions, &labels)?)
         }
-        Benchmark::Gqa => Scores::Gqa(gqa::score(&lines, answers, &gqa::read_questions(truth.annotations)?)?),
+        Benchmark::Gqa => {
+            let questions = gqa::read_questions(truth.annotations)?;
+            let ids: std::collections::HashSet<&str> = questions.iter().map(|(id, _)| id.as_str()).collect();
+            let known = |q: &QuestionId| matches!(q, QuestionId::Str(id) if ids.contains(id.as_str()));
+            issues = ignored(&known, format!("is not a question of {}", truth.annotations.display()));
+            Scores::Gqa(gqa::score(&lines, answers, &questions)?)
+        }
         Benchmark::Scienceqa => {
-            Scores::Scienceqa(scienceqa::score(&lines, &scienceqa::read_problems(truth.annotations, truth.split)?))
+            let problems = scienceqa::read_problems(truth.annotations, truth.split)?;
+            let ids: std::collections::HashSet<&str> = problems.iter().map(|(id, _)| id.as_str()).collect();
+            let known = |q: &QuestionId| matches!(q, QuestionId::Str(id) if ids.contains(id.as_str()));
+            let what = format!("is not a problem of the `{}` split in {}", truth.split, truth.annotations.display());
+            issues = ignored(&known, what);
+            Scores::Scienceqa(scienceqa::score(&lines, &problems))
         }
         Benchmark::Textvqa => {
             Scores::Textvqa(textvqa::score(&lines, answers, &textvqa::read_annotations(truth.annotations)?)?)
         }
         Benchmark::Mme => Scores::Mme(mme::score(&lines, answers, &mme::read_ground_truth(truth.annotations)?)?),
-    })
+    };
+    Ok((scores, issues))
 }

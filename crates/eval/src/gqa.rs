@@ -37,6 +37,9 @@ pub fn read_questions(path: &Path) -> Result<Vec<(String, GqaQuestion)>> {
     let serde_json::Value::Object(m) = v else {
         return Err(Error::file(path, "expected a JSON object keyed by question id"));
     };
+    if m.is_empty() {
+        return Err(Error::file(path, "no GQA questions (an empty JSON object)"));
+    }
     let mut out = Vec::with_capacity(m.len());
     for (qid, q) in m {
         let field = |p: &str| -> Result<&serde_json::Value> {

@@ -84,6 +84,12 @@ pub fn read_ground_truth(dir: &Path) -> Result<GroundTruth> {
             }
         }
     }
+    if gt.is_empty() {
+        return Err(Error::file(
+            dir,
+            "no MME ground truth: no <task>/*.txt question files with `question<TAB>answer` lines",
+        ));
+    }
     Ok(gt)
 }
 

@@ -60,7 +60,13 @@ pub fn read_annotations(dir: &Path) -> Result<Vec<LabelFile>> {
             let label = v.get("label").ok_or_else(|| Error::line(&path, i + 1, "missing field `label`"))?;
             labels.push(label.as_str() != Some("no"));
         }
+        if labels.is_empty() {
+            return Err(Error::file(&path, "no labels: the POPE label file is empty"));
+        }
         out.push(LabelFile { category: category.to_string(), path, labels });
+    }
+    if out.is_empty() {
+        return Err(Error::file(dir, "no POPE label files (coco_pope_<category>.json) in the annotation directory"));
     }
     out.sort_by(|a, b| a.category.cmp(&b.category));
     Ok(out)

@@ -100,6 +100,9 @@ pub fn read_problems(base_dir: &Path, split: &str) -> Result<Vec<(String, Proble
         }
         out.push((id.to_string(), Problem { n_choices, answer }));
     }
+    if out.is_empty() {
+        return Err(Error::file(&splits_path, format!("no problems in split `{split}`")));
+    }
     Ok(out)
 }
 

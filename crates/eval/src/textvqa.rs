@@ -62,6 +62,9 @@ pub fn read_annotations(path: &Path) -> Result<Annotations> {
         .get("data")
         .and_then(|d| d.as_array())
         .ok_or_else(|| Error::file(path, "expected an object with a `data` array"))?;
+    if data.is_empty() {
+        return Err(Error::file(path, "no TextVQA annotations (an empty `data` array)"));
+    }
     let mut out = HashMap::with_capacity(data.len());
     for (i, d) in data.iter().enumerate() {
         let bad = |what: &str| Error::file(path, format!("data[{i}]: {what}"));

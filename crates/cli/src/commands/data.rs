@@ -33,7 +33,8 @@ pub struct MakeArgs {
     /// Also write the split as a GQA-format benchmark for `vlmscale eval` / `eval-grid --benchmark
     /// gqa`: `<name>_gqa.jsonl` (LLaVA question lines `{question_id, image, text}`, the question as
     /// asked in training, no suffix) and `<name>_gqa_truth.json` (GQA's balanced-questions layout:
-    /// question id → `{question, answer, imageId, isBalanced, types}`), question ids `<image id>_q<k>`.
+    /// question id → `{question, answer, imageId, isBalanced, types, groups, semantic, …}`, which GQA's
+    /// own eval.py reads), question ids `<image id>_q<k>`.
     #[arg(long)]
     pub gqa: bool,
     /// `object_facts`: which properties the questions ask about — `all`, `train` (the first half:
@@ -118,10 +119,17 @@ fn write_gqa(out: &std::path::Path, name: &str, samples: &[synth::ImageSample]) 
             use synth::Family::*;
             let structural = if matches!(qa.family, Left | Top) { "verify" } else { "query" };
             let semantic = if matches!(qa.family, Left | Top | Closest | Furthest) { "rel" } else { "attr" };
+            // Also the fields GQA's eval.py reads for every balanced question besides these: the
+            // reasoning program `semantic` (its steps are counted; none here) and `groups` (the
+            // answer distribution per global group), with GQA's other keys empty.
             truth.insert(
                 id,
-                serde_json::json!({"question": qa.question, "answer": qa.answer, "imageId": s.id, "isBalanced": true,
-                    "types": {"structural": structural, "semantic": semantic, "detailed": qa.family.name()}}),
+                serde_json::json!({"question": qa.question, "answer": qa.answer, "fullAnswer": qa.answer,
+                    "imageId": s.id, "isBalanced": true,
+                    "types": {"structural": structural, "semantic": semantic, "detailed": qa.family.name()},
+                    "groups": {"global": qa.family.name(), "local": format!("{}-{}", qa.family.name(), s.id)},
+                    "semantic": [], "entailed": [], "equivalent": [],
+                    "annotations": {"question": {}, "answer": {}, "fullAnswer": {}}}),
             );
         }
     }

@@ -148,7 +148,11 @@ pub fn run(a: Args) -> Result<()> {
 /// The progress bar of an answering run: questions, questions/s, ETA (hidden when stderr is not a
 /// terminal).
 pub fn progress_bar(total: usize, what: &str) -> ProgressBar {
-    let pb = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+    progress_bar_to(total, what, ProgressDrawTarget::stderr())
+}
+
+fn progress_bar_to(total: usize, what: &str, target: ProgressDrawTarget) -> ProgressBar {
+    let pb = ProgressBar::with_draw_target(Some(total as u64), target);
     pb.set_style(
         ProgressStyle::with_template(&format!("{what} {{bar:30}} {{pos}}/{{len}} questions  {{per_sec}}  ETA {{eta}}"))
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -252,4 +256,73 @@ fn answer(a: Args) -> Result<()> {
     }
     print_summary(&summary, answers);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::progress_bar_to;
+    use indicatif::{ProgressDrawTarget, TermLike};
+    use std::sync::{Arc, Mutex};
+
+    /// A terminal that keeps the last non-blank text drawn.
+    #[derive(Debug, Clone, Default)]
+    struct Screen(Arc<Mutex<String>>);
+
+    impl TermLike for Screen {
+        fn width(&self) -> u16 {
+            120
+        }
+        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> std::io::Result<()> {
+            self.write_str(s)
+        }
+        fn write_str(&self, s: &str) -> std::io::Result<()> {
+            // indicatif writes the bar, then pads the rest of the line: keep the bar.
+            if !s.trim().is_empty() {
+                *self.0.lock().unwrap() = s.to_string();
+            }
+            Ok(())
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The bar a terminal shows while answering: questions done of the total, the rate in
+    /// questions/s and the ETA. Ten questions at about 20 ms each: a rate between 5 and 100 per
+    /// second is shown, and an ETA.
+    #[test]
+    fn progress_bar_shows_questions_rate_and_eta() {
+        let screen = Screen::default();
+        let pb = progress_bar_to(10, "eval", ProgressDrawTarget::term_like(Box::new(screen.clone())));
+        for done in 1..=6 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            pb.set_position(done);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(120));
+        pb.tick();
+        let line = screen.0.lock().unwrap().clone();
+        assert!(line.starts_with("eval "), "{line:?}");
+        assert!(line.contains(" 6/10 questions  "), "{line:?}");
+        let rate = line.split("questions").nth(1).unwrap().split_whitespace().next().unwrap();
+        let per_s: f64 =
+            rate.strip_suffix("/s").unwrap_or_else(|| panic!("no questions/s in {line:?}")).parse().unwrap();
+        assert!((5.0..100.0).contains(&per_s), "{per_s} questions/s in {line:?}");
+        let eta = line.split("ETA ").nth(1).unwrap_or_else(|| panic!("no ETA in {line:?}"));
+        assert!(eta.trim().ends_with('s'), "{line:?}");
+    }
 }

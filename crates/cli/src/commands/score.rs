@@ -1,6 +1,6 @@
 //! `vlmscale score`: score a LLaVA answers file with the reference rules of a benchmark.
 use anyhow::Result;
-use eval::benchmark::{score_file, Benchmark, GroundTruth, Scores};
+use eval::benchmark::{score_file_checked, Benchmark, GroundTruth, Scores};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -57,7 +57,14 @@ pub fn run(a: Args) -> Result<()> {
         .into());
     }
     let truth = GroundTruth { annotations: &a.annotations, questions: a.questions.as_deref(), split: &a.split };
-    let scores = score_file(a.benchmark, &a.answers, &truth)?;
+    let (scores, ignored) = score_file_checked(a.benchmark, &a.answers, &truth)?;
+    const SHOWN: usize = 20;
+    for issue in ignored.iter().take(SHOWN) {
+        eprintln!("warning: {issue}");
+    }
+    if ignored.len() > SHOWN {
+        eprintln!("warning: {} more answers ignored for the same reason", ignored.len() - SHOWN);
+    }
     if let Some(out) = &a.json {
         let report =
             Report { benchmark: a.benchmark, answers: &a.answers, annotations: &a.annotations, scores: &scores };
