@@ -104,7 +104,7 @@ impl Content {
         match self {
             Content::SortOfClevr(s) => s.grid_cells_of(grid, &crate::Colour::ALL),
             Content::FineDetail(s) => s.grid_cells(grid),
-            Content::ObjectFacts(s, _, shown) => s.grid_cells_of(grid, shown),
+            Content::ObjectFacts(s, asked, shown) => s.grid_cells_asked(grid, shown, *asked),
         }
     }
 
@@ -113,7 +113,9 @@ impl Content {
         match self {
             Content::SortOfClevr(s) => s.grid_caption_of(grid, &crate::Colour::ALL),
             Content::FineDetail(s) => s.grid_caption(grid),
-            Content::ObjectFacts(s, _, shown) => s.grid_caption_of(grid, shown),
+            Content::ObjectFacts(s, asked, shown) => {
+                crate::grid_caption::words_of(&s.grid_cells_asked(grid, shown, *asked))
+            }
         }
     }
 }

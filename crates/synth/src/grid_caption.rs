@@ -130,6 +130,16 @@ impl Scene {
         cells
     }
 
+    /// [`Self::grid_cells_of`] the objects `shown`, where the object of colour `asked` wins any patch
+    /// it shares: on a coarse grid (1 × 1, 2 × 2) the cell holds the object the question selects, as
+    /// a query-conditioned visual token of that region would. An `object_facts` image's layout.
+    pub fn grid_cells_asked(&self, grid: u32, shown: &[Colour], asked: Colour) -> Vec<Cell> {
+        let mut cells = self.grid_cells_of(grid, shown);
+        let o = self.object(asked);
+        cells[cell_of(o.x, o.y, self.config.image_size, grid.max(1))] = Cell::Object(asked, o.shape);
+        cells
+    }
+
     /// The patch-grid caption (module docs) of the objects whose colours `present` lists;
     /// `grid` 0 is treated as 1.
     pub fn grid_caption_of(&self, grid: u32, present: &[Colour]) -> String {

@@ -202,6 +202,11 @@ fn several_objects_are_drawn_and_the_question_names_the_asked_one() {
             }
             let caption = s.content.as_ref().unwrap().caption(8);
             assert_eq!(caption.matches(" at row ").count(), k as usize, "{caption}");
+            // On the 1 × 1 grid the one word is the asked object's, whichever objects share the cell.
+            assert_eq!(
+                s.content.as_ref().unwrap().grid_caption(1),
+                synth::grid_caption::object_word(*colour, scene.object(*colour).shape)
+            );
             let shape = scene.object(*colour).shape;
             for qa in &s.qas {
                 match qa.family {
