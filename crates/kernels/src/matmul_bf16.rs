@@ -211,6 +211,13 @@ struct OutPtr(*mut f32);
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
+impl OutPtr {
+    /// The pointer `j` elements on (a method, so closures capture the whole `Sync` wrapper).
+    fn offset(self, j: usize) -> OutPtr {
+        OutPtr(self.0.wrapping_add(j))
+    }
+}
+
 /// `y` (m, n) = `x` (m, k) · `w` (n, k)ᵀ, all row-major and contiguous, on the fastest path of
 /// [`bf16_kernels`] (the quant crate's prefill route multiplies bf16 panels with it). Panics when a
 /// buffer is shorter than its shape.
@@ -338,6 +345,83 @@ impl<'a> PreparedX<'a> {
             _ => {}
         }
         split_ranges(n, 16, threads).into_par_iter().for_each(|(n0, n1)| dot_rows_scalar(x, w, out, m, n, k, n0, n1));
+    }
+
+    /// `y` (m, n) = `x` · `W`ᵀ for weights `W` (n, k) that exist only block by block as bf16: the
+    /// quantised prefill, which dequantises its weights on the fly. The n rows are split into one
+    /// contiguous range per thread; each thread takes its range in blocks of `block_rows` rows (a
+    /// multiple of 16), has `fill(j0, dst)` write weight rows j0 .. j0 + dst.len() / k into a buffer of
+    /// its own (which then stays in that core's L2 cache) and multiplies the block straight into
+    /// columns j0.. of `y`: one fork-join per product, no barrier per block, no copy of the output.
+    ///
+    /// On the tile paths (AMX, AVX512-BF16) the rows of a block past its last multiple of 16 (when n is
+    /// not one) are multiplied by the scalar loop with `x` unrounded. On the other paths the blocks are
+    /// made and multiplied one after the other, each block's product on all threads ([`Self::gemm`]).
+    /// Panics when `y` is shorter than m·n or `block_rows` is not a positive multiple of 16.
+    pub fn gemm_row_blocks(
+        &self,
+        n: usize,
+        block_rows: usize,
+        fill: impl Fn(usize, &mut [bf16]) + Sync,
+        y: &mut [f32],
+    ) {
+        self.gemm_row_blocks_on(crate::threads::num_threads(), n, block_rows, fill, y)
+    }
+
+    /// [`Self::gemm_row_blocks`] with the rows split into at most `parts` ranges (tests force several).
+    fn gemm_row_blocks_on(
+        &self,
+        parts: usize,
+        n: usize,
+        block_rows: usize,
+        fill: impl Fn(usize, &mut [bf16]) + Sync,
+        y: &mut [f32],
+    ) {
+        let (m, k) = (self.m, self.k);
+        assert!(y.len() >= m * n, "gemm_row_blocks: buffer sizes");
+        assert!(block_rows > 0 && block_rows.is_multiple_of(16), "gemm_row_blocks: block of {block_rows} rows");
+        if m == 0 || n == 0 {
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if let (Bf16Path::Amx | Bf16Path::DpBf16, Packed::Bf16(xp)) = (self.path, &self.packed) {
+            let (amx, x) = (self.path == Bf16Path::Amx, self.x);
+            let out = OutPtr(y.as_mut_ptr());
+            // Ranges in whole tiles: 32 columns (a pair of AMX weight tiles) or DP_PANELS panels of 16.
+            let align = if amx { 32 } else { 16 * x86::DP_PANELS };
+            split_ranges(n, align, parts).into_par_iter().for_each(|(r0, r1)| {
+                let mut buf = vec![bf16::ZERO; block_rows.min(r1 - r0) * k];
+                for j0 in (r0..r1).step_by(block_rows) {
+                    let nc = block_rows.min(r1 - j0);
+                    fill(j0, &mut buf[..nc * k]);
+                    let tiled = nc / 16 * 16;
+                    // Columns j0.. of y: the kernels index the block's rows from 0 and y with stride n.
+                    let yb = out.offset(j0);
+                    // SAFETY: the path's CPU features were detected when `self` was prepared (AMX also
+                    // permitted); buf holds nc rows of k; columns j0 .. j0 + nc of y's m rows (stride n)
+                    // lie inside y (checked above) and belong to this thread's range only.
+                    unsafe {
+                        if tiled > 0 && amx {
+                            x86::amx_gemm(xp, &buf, yb, m, n, k, 0, tiled);
+                        } else if tiled > 0 {
+                            x86::dp_gemm(xp, &buf, yb, m, n, k, 0, tiled);
+                        }
+                    }
+                    dot_rows_scalar(x, &buf, yb, m, n, k, tiled, nc);
+                }
+            });
+            return;
+        }
+        let rows = block_rows.min(n);
+        let (mut buf, mut yb) = (vec![bf16::ZERO; rows * k], vec![0f32; m * rows]);
+        for j0 in (0..n).step_by(rows) {
+            let nc = rows.min(n - j0);
+            fill(j0, &mut buf[..nc * k]);
+            self.gemm(&buf[..nc * k], &mut yb[..m * nc], nc);
+            for i in 0..m {
+                y[i * n + j0..i * n + j0 + nc].copy_from_slice(&yb[i * nc..(i + 1) * nc]);
+            }
+        }
     }
 }
 
@@ -1107,6 +1191,68 @@ mod tests {
         assert_eq!(Bf16Path::choose(none, 64, 64, 64), Bf16Path::Widened);
         // The f64 comparison above runs this CPU's paths; say which, so a log shows the coverage.
         eprintln!("bf16 kernels here: {:?}", bf16_kernels());
+    }
+
+    /// Weights made block by block on the threads ([`PreparedX::gemm_row_blocks`]) against the f64
+    /// reference, every path this CPU runs forced: several ranges (3 parts) of several blocks each,
+    /// a last block shorter than the others, and n not a multiple of 16 (the rows past the last
+    /// multiple multiplied with `x` unrounded on the tile paths). `fill` must be asked for every row
+    /// exactly once.
+    #[test]
+    fn row_blocks_match_f64_reference_on_every_path() {
+        use rand::{Rng, SeedableRng};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let here = bf16_kernels();
+        let none = Bf16Kernels { avx512: false, amx: false, dpbf16: false, avx2: false };
+        let forced = [
+            ("AMX", here.amx, here),
+            ("AVX512-BF16", here.dpbf16, Bf16Kernels { amx: false, ..here }),
+            ("scalar / widened", true, none),
+        ];
+        for (name, available, kernels) in forced {
+            if !available {
+                eprintln!("bf16 path {name}: skipped (not available on this CPU)");
+                continue;
+            }
+            for &(m, n, k, block) in
+                &[(20, 400, 64, 96), (17, 200, 96, 32), (33, 411, 128, 48), (16, 48, 32, 96), (50, 100, 64, 32)]
+            {
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64((m * 7 + n + k) as u64);
+                let x: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0..1.0)).collect();
+                let w: Vec<bf16> = (0..n * k).map(|_| bf16::from_f32(rng.random_range(-1.0..1.0))).collect();
+                let xp = PreparedX::new_on(kernels, &x, m, k, n.min(block));
+                let tiles = xp.path().rounds_x();
+                let asked = (0..n).map(|_| AtomicUsize::new(0)).collect::<Vec<_>>();
+                let mut y = vec![f32::NAN; m * n];
+                xp.gemm_row_blocks_on(
+                    3,
+                    n,
+                    block,
+                    |j0, dst| {
+                        for (r, row) in dst.chunks_exact_mut(k).enumerate() {
+                            asked[j0 + r].fetch_add(1, Ordering::Relaxed);
+                            row.copy_from_slice(&w[(j0 + r) * k..(j0 + r + 1) * k]);
+                        }
+                    },
+                    &mut y,
+                );
+                assert!(asked.iter().all(|a| a.load(Ordering::Relaxed) == 1), "{name}: every row filled once");
+                let rounded = reference(&x, &w, m, n, k, true);
+                let exact = reference(&x, &w, m, n, k, false);
+                for i in 0..m {
+                    for j in 0..n {
+                        // Tile paths round x, except on the rows past n's last multiple of 16.
+                        let want = if tiles && j < n / 16 * 16 { rounded[i * n + j] } else { exact[i * n + j] };
+                        let scale: f64 = (0..k).map(|c| (x[i * k + c] as f64 * w[j * k + c].to_f64()).abs()).sum();
+                        assert!(
+                            (y[i * n + j] as f64 - want).abs() <= 1e-6 * scale.max(1e-30) * (k as f64).sqrt(),
+                            "{name} m {m} n {n} k {k} block {block} at ({i}, {j}): {} vs {want}",
+                            y[i * n + j]
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -229,10 +229,10 @@ impl QuantLinear {
 /// Whether an (m, K)·(N, K)ᵀ product goes through dequantised f32 blocks (see the module docs): no bf16
 /// tile kernel fits and m ≥ [`kernels::matmul_bf16::WIDEN_MIN_ROWS`].
 pub fn uses_f32_panels(m: usize, n: usize, k: usize) -> bool {
-    Bf16Path::choose(bf16_kernels(), m, n.min(super::product::PANEL_ROWS), k) == Bf16Path::Widened
+    Bf16Path::choose(bf16_kernels(), m, n.min(super::product::BLOCK_ROWS), k) == Bf16Path::Widened
 }
 
 /// Whether an (m, K)·(N, K)ᵀ product goes through dequantised bf16 panels (see the module docs).
 pub fn uses_panels(m: usize, n: usize, k: usize) -> bool {
-    m >= PANEL_MIN_ROWS && Bf16Path::choose(bf16_kernels(), m, n.min(super::product::PANEL_ROWS), k).rounds_x()
+    m >= PANEL_MIN_ROWS && Bf16Path::choose(bf16_kernels(), m, n.min(super::product::BLOCK_ROWS), k).rounds_x()
 }

@@ -11,10 +11,10 @@
 //!   [`X_ROWS_CHUNK`], whose quantised data stay in L2 while the weight rows stream past).
 //! - [`matmul_f32_panels`] (prefill on CPUs without a bf16 tile kernel): blocks of weight rows
 //!   dequantised to f32, then the `gemm` crate's f32 kernels;
-//! - [`matmul_bf16_panels`] (prefill): panels of [`PANEL_ROWS`] weight rows dequantised to bf16, then
-//!   the bf16 product of `kernels::matmul_bf16` (AMX or AVX512-BF16 tiles). Its error: weights
-//!   rounded to bf16 after dequantisation (relative 2⁻⁹) and `x` rounded to bf16 (2⁻⁹), instead of
-//!   `x` quantised to 8 bits per block.
+//! - [`matmul_bf16_panels`] (prefill): each thread dequantises its share of the weight rows to bf16,
+//!   [`BLOCK_ROWS`] at a time, and multiplies them by the tile kernel of `kernels::matmul_bf16` (AMX or
+//!   AVX512-BF16). Its error: weights rounded to bf16 after dequantisation (relative 2⁻⁹) and `x`
+//!   rounded to bf16 (2⁻⁹), instead of `x` quantised to 8 bits per block.
 use half::bf16;
 use rayon::prelude::*;
 
@@ -28,9 +28,11 @@ use super::{scalar, QuantError};
 /// Rows of `x` per pass over a thread's weight rows in the multi-row product.
 pub const X_ROWS_CHUNK: usize = 64;
 
-/// Weight rows per dequantised bf16 panel in [`matmul_bf16_panels`].
-pub const PANEL_ROWS: usize = 256;
-const _: () = assert!(PANEL_ROWS.is_multiple_of(GROUP_ROWS));
+/// Weight rows a thread of [`matmul_bf16_panels`] dequantises and multiplies at a time: a multiple of
+/// the interleaved group (16), of the AMX kernel's 32 columns and of the AVX512-BF16 kernel's 48;
+/// 96 rows of k = 2816 are 528 KiB of bf16, beside the packed activations in a 2 MiB L2.
+pub const BLOCK_ROWS: usize = 96;
+const _: () = assert!(BLOCK_ROWS.is_multiple_of(GROUP_ROWS));
 
 /// How far ahead of the weight row (or interleaved block column) being multiplied [`run`] prefetches the
 /// weight stream, in bytes.
@@ -559,34 +561,34 @@ unsafe fn q4_0_row_to_bf16_avx512(blocks: &[super::block::BlockQ4_0], dst: &mut 
     }
 }
 
-/// Prefill through bf16: `y` (m, N) = `x` (m, K) · `W`ᵀ with `W` dequantised to bf16 in panels of
-/// [`PANEL_ROWS`] rows (round-to-nearest-even after GGML's dequantisation), each panel multiplied by
-/// `kernels::matmul_bf16`'s kernel (which splits its columns over the engine's thread count); `x` is put
-/// into that kernel's layout once for all panels (`kernels::matmul_bf16::PreparedX`).
-/// Errors: [`QuantError::Length`].
+/// Prefill through bf16: `y` (m, N) = `x` (m, K) · `W`ᵀ with `W` dequantised to bf16 (round-to-nearest-even
+/// after GGML's dequantisation) and multiplied by `kernels::matmul_bf16`'s tile kernel (AMX or
+/// AVX512-BF16): `x` is put into that kernel's layout once (`kernels::matmul_bf16::PreparedX`), the N
+/// rows are split into one contiguous range per thread, and each thread dequantises its range
+/// [`BLOCK_ROWS`] rows at a time into a buffer of its own and multiplies that block straight into its
+/// columns of `y` (`PreparedX::gemm_row_blocks`): every weight is dequantised once per call, by the
+/// core that multiplies it, while the block is in that core's L2 cache. Errors: [`QuantError::Length`].
 pub fn matmul_bf16_panels(w: &QuantMatrix, x: &[f32], m: usize, y: &mut [f32]) -> Result<(), QuantError> {
     check(w, x, m, y)?;
     let (n, k) = (w.rows, w.k);
     if m == 0 || n == 0 {
         return Ok(());
     }
-    let mut panel = vec![bf16::ZERO; PANEL_ROWS * k];
-    let mut yp = vec![0f32; m * PANEL_ROWS];
     let vector = has_avx512_bf16();
-    // x is converted to the kernel's layout once for all panels.
-    let xp = kernels::matmul_bf16::PreparedX::new(x, m, k, n.min(PANEL_ROWS));
-    for j0 in (0..n).step_by(PANEL_ROWS) {
-        let nc = (n - j0).min(PANEL_ROWS);
-        // A group of rows per task (the interleaved layout's groups, as PANEL_ROWS is a multiple of 16).
-        panel[..nc * k].par_chunks_mut(GROUP_ROWS * k).enumerate().for_each_init(
-            || vec![0f32; k],
-            |buf, (i, dst)| dequantize_rows_bf16(w, j0 + i * GROUP_ROWS, dst.len() / k, vector, buf, dst),
-        );
-        xp.gemm(&panel[..nc * k], &mut yp[..m * nc], nc);
-        for i in 0..m {
-            y[i * n + j0..i * n + j0 + nc].copy_from_slice(&yp[i * nc..(i + 1) * nc]);
-        }
-    }
+    let xp = kernels::matmul_bf16::PreparedX::new(x, m, k, n.min(BLOCK_ROWS));
+    xp.gemm_row_blocks(
+        n,
+        BLOCK_ROWS,
+        |j0, dst| {
+            let mut buf = if vector { Vec::new() } else { vec![0f32; k] };
+            // A group of rows at a time (the interleaved layout's groups: BLOCK_ROWS and every block's
+            // start are multiples of GROUP_ROWS).
+            for (i, dst) in dst.chunks_mut(GROUP_ROWS * k).enumerate() {
+                dequantize_rows_bf16(w, j0 + i * GROUP_ROWS, dst.len() / k, vector, &mut buf, dst);
+            }
+        },
+        &mut y[..m * n],
+    );
     Ok(())
 }
 
