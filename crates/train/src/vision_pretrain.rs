@@ -124,9 +124,17 @@ pub fn patch_targets(scene: &Scene, grid: usize) -> (Vec<u32>, Vec<f32>, Vec<f32
 }
 
 /// Per-patch targets of an `object_facts` image: [`patch_targets`] of the objects shown (colours
-/// `shown`; the asked object alone with one object per image).
-pub fn object_facts_targets(scene: &Scene, shown: &[synth::Colour], grid: usize) -> (Vec<u32>, Vec<f32>, Vec<f32>) {
-    let objects: Vec<synth::Object> = shown.iter().map(|&c| *scene.object(c)).collect();
+/// `shown`; the asked object alone with one object per image), the asked object (`asked`) winning a
+/// patch it shares, as in the image's grid caption (`synth::Scene::grid_cells_asked`).
+pub fn object_facts_targets(
+    scene: &Scene,
+    shown: &[synth::Colour],
+    asked: synth::Colour,
+    grid: usize,
+) -> (Vec<u32>, Vec<f32>, Vec<f32>) {
+    // A later object wins a shared patch: the asked one goes last.
+    let others = shown.iter().filter(|&&c| c != asked);
+    let objects: Vec<synth::Object> = others.chain([&asked]).map(|&c| *scene.object(c)).collect();
     object_targets(&objects, scene.config.image_size, grid)
 }
 
@@ -175,7 +183,7 @@ fn targets(samples: &[&ImageSample], grid: usize, dev: &Device) -> Result<Target
         let (c, o, m) = match &s.content {
             Some(Content::SortOfClevr(scene)) => patch_targets(scene, grid),
             Some(Content::FineDetail(scene)) => fine_detail_targets(scene, grid),
-            Some(Content::ObjectFacts(scene, _, shown)) => object_facts_targets(scene, shown, grid),
+            Some(Content::ObjectFacts(scene, asked, shown)) => object_facts_targets(scene, shown, *asked, grid),
             None => return Err(Error::config("images", format!("image {} is not a generated scene", s.id))),
         };
         cl.extend(c);
