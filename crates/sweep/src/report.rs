@@ -646,7 +646,7 @@ fn below_prior(cells: &[SweepCellRow], task: &str, compressor: Option<&str>, mar
 pub const ALPHA_ZERO: f64 = 1e-6;
 
 /// Header of [`sweep_cells_csv`].
-pub const CELLS_CSV_HEADER: &str = "index,cell_id,task,llm,llm_params,visual_tokens,compressor,status,text_tokens,score,error,blind_prior_accuracy,final_loss,train_seconds,eval_seconds,wall_seconds,runner";
+pub const CELLS_CSV_HEADER: &str = "index,cell_id,task,llm,llm_params,visual_tokens,compressor,status,text_tokens,score,error,blind_prior_accuracy,final_loss,train_seconds,eval_seconds,wall_seconds,runner,stage1_score";
 
 /// The cell table as CSV ([`CELLS_CSV_HEADER`]; N in billions; empty fields for cells without a result
 /// or a detail their runner does not record). Numbers in Rust's shortest round-trip form, so `score`
@@ -657,7 +657,7 @@ pub fn sweep_cells_csv(rows: &[SweepCellRow]) -> String {
     for c in rows {
         let r = c.result.as_ref();
         s += &format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             c.index,
             c.cell_id,
             c.task,
@@ -674,7 +674,8 @@ pub fn sweep_cells_csv(rows: &[SweepCellRow]) -> String {
             opt(c.detail("train_seconds")),
             opt(c.detail("eval_seconds")),
             opt(r.map(|r| r.wall_seconds)),
-            r.map(|r| r.runner.clone()).unwrap_or_default()
+            r.map(|r| r.runner.clone()).unwrap_or_default(),
+            opt(c.detail("stage1_score"))
         );
     }
     s
@@ -684,12 +685,15 @@ pub fn sweep_cells_csv(rows: &[SweepCellRow]) -> String {
 pub fn sweep_cells_md(rows: &[SweepCellRow]) -> String {
     let f = |x: Option<f64>, d: usize| x.map(|v| format!("{v:.d$}")).unwrap_or_else(|| "–".into());
     let mut s = String::from(
-        "| # | cell | N (B) | V | compressor | status | Q | score | blind prior | final loss | train s | eval s | wall s |\n|---:|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| # | cell | N (B) | V | compressor | status | Q | score | score after stage 1 | per family | blind prior | final loss | train s | eval s | wall s |\n|---:|---|---:|---:|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|\n",
     );
     for c in rows {
         let r = c.result.as_ref();
+        let families = r
+            .map(|r| r.family_accuracy.iter().map(|(k, v)| format!("{k} {v:.3}")).collect::<Vec<_>>().join(", "))
+            .unwrap_or_else(|| "–".into());
         s += &format!(
-            "| {} | {} | {:.3e} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {:.3e} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             c.index,
             c.cell_id,
             c.llm_params,
@@ -698,12 +702,61 @@ pub fn sweep_cells_md(rows: &[SweepCellRow]) -> String {
             c.status,
             f(r.map(|r| r.text_tokens), 0),
             f(r.map(|r| r.score), 4),
+            f(c.detail("stage1_score"), 4),
+            families,
             f(c.detail("blind_prior_accuracy"), 4),
             f(c.detail("final_loss"), 4),
             f(c.detail("train_seconds"), 1),
             f(c.detail("eval_seconds"), 1),
             f(r.map(|r| r.wall_seconds), 1)
         );
+    }
+    s
+}
+
+/// Per task, the finished cells' scores as a table of LLM sizes (rows, grid order) by V and compressor
+/// (columns, in grid order): `score` at the end of training, followed by the score at the end of
+/// stage 1 (compressor and projector trained, the LLM as pretrained) in brackets when the cell
+/// recorded one. Empty when no cell is finished.
+pub fn score_tables(rows: &[SweepCellRow]) -> String {
+    let mut tasks: Vec<&str> = Vec::new();
+    for c in rows.iter().filter(|c| c.result.is_some()) {
+        if !tasks.contains(&c.task.as_str()) {
+            tasks.push(&c.task);
+        }
+    }
+    let mut s = String::new();
+    for task in tasks {
+        let cells: Vec<&SweepCellRow> = rows.iter().filter(|c| c.task == task).collect();
+        let mut cols: Vec<(&str, u64)> = Vec::new();
+        let mut llms: Vec<(&str, f64)> = Vec::new();
+        for c in &cells {
+            if !cols.contains(&(c.compressor.as_str(), c.visual_tokens)) {
+                cols.push((&c.compressor, c.visual_tokens));
+            }
+            if !llms.iter().any(|l| l.0 == c.llm) {
+                llms.push((&c.llm, c.llm_params));
+            }
+        }
+        cols.sort_by_key(|&(comp, v)| (cells.iter().position(|c| c.compressor == comp).unwrap_or(0), v));
+        s += &format!("\n**`{task}`**\n\n| LLM | N (B) |");
+        for (comp, v) in &cols {
+            s += &format!(" {comp} V = {v} |");
+        }
+        s += &format!("\n|---|---:|{}\n", "---:|".repeat(cols.len()));
+        for (llm, n) in &llms {
+            s += &format!("| {llm} | {n:.3e} |");
+            for (comp, v) in &cols {
+                let cell = cells.iter().find(|c| c.llm == *llm && c.compressor == *comp && c.visual_tokens == *v);
+                let text = match cell.and_then(|c| c.result.as_ref().map(|r| (r.score, c.detail("stage1_score")))) {
+                    Some((sc, Some(s1))) => format!("{sc:.3} ({s1:.3})"),
+                    Some((sc, None)) => format!("{sc:.3}"),
+                    None => "–".into(),
+                };
+                s += &format!(" {text} |");
+            }
+            s += "\n";
+        }
     }
     s
 }
@@ -784,6 +837,13 @@ pub fn markdown(
                     );
                 }
             }
+        }
+    }
+    if let Some(rows) = cells {
+        let t = score_tables(rows);
+        if !t.is_empty() {
+            s += "\n## Scores by LLM and visual tokens\n\nHeld-out accuracy at the end of training; in brackets, at the end of stage 1 (compressor and projector trained, the LLM still as pretrained): how much of what the LLM knows reaches the VLM before the LLM itself is trained. Per-family accuracies of every cell are in [cells.md](cells.md).\n";
+            s += &t;
         }
     }
     s += "\n## Fitted laws\n\n| task | fitted on | cells | A | α | β | D | R² | α/β |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n";

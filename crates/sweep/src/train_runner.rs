@@ -23,7 +23,10 @@
 //!   training answer of each question family — what a model that ignores the image can reach.
 //!
 //! Checkpoints go to `cells/<id>/model/` (LLaVA layout, resumable: a killed cell resumes from its last
-//! checkpoint), with `train_report.json` and `eval.json` next to it.
+//! checkpoint), with `train_report.json` and `eval.json` next to it. A cell with a stage 1 (a pretrained
+//! LLM and `stage1_steps`) is also scored at the end of stage 1, before its LLM is trained:
+//! `eval_stage1.json` ([`STAGE1_EVAL_FILE`]), `stage1_score` and `stage1_family_accuracy` in the cell's
+//! details (null when a killed run resumed past the end of stage 1 before it was scored).
 use crate::error::{io, Error, Result};
 use crate::grid::{Cell, SweepConfig, TrainSettings};
 use crate::runner::{CellResult, CellRunner};
@@ -43,6 +46,8 @@ pub const DEFAULT_EVAL_IMAGES: usize = 200;
 pub const DEFAULT_EVAL_QUESTIONS_PER_FAMILY: usize = 1;
 /// The held-out split's generator seed is the sweep's seed plus this.
 pub const EVAL_SEED_OFFSET: u64 = 1;
+/// A cell's held-out evaluation at the end of stage 1 (`train::eval::EvalReport` JSON), next to `eval.json`.
+pub const STAGE1_EVAL_FILE: &str = "eval_stage1.json";
 /// File inside the tower folder recording the settings it was pretrained with.
 pub const TOWER_SETTINGS_FILE: &str = "sweep_tower.json";
 
@@ -399,6 +404,19 @@ fn split(
     Generator::new(config).and_then(|g| g.generate(0..images as u64)).map_err(|e| e.to_string())
 }
 
+/// The stage-1 evaluation written next to a cell's checkpoint (`None` when the cell has no stage 1, or
+/// when a killed run resumed past the end of stage 1 before it was scored).
+/// Errors: an unreadable or corrupt file, named.
+fn read_stage1_eval(path: &Path) -> Result<Option<train::eval::EvalReport>> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => serde_json::from_str(&t)
+            .map(Some)
+            .map_err(|e| Error::Runner { cell: String::new(), msg: format!("{}: {e}", path.display()) }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(path)(e)),
+    }
+}
+
 /// Accuracy of answering each question with the most frequent training answer of its family.
 fn blind_prior_accuracy(train: &[ImageSample], eval: &[ImageSample]) -> f64 {
     let mut counts: HashMap<&str, BTreeMap<&str, usize>> = HashMap::new();
@@ -448,7 +466,25 @@ impl CellRunner for TrainRunner {
         tc.object_ramp_steps = s.object_ramp_steps;
         tc.stage1_lr = s.stage1_lr;
         tc.llm_init = self.pretrained_llm(cell);
-        let rep = train_vlm(&tc, &mut |_| {}).map_err(|e| fail(format!("training: {e}")))?;
+
+        // The held-out split, also scored at the end of stage 1 (compressor and projector trained,
+        // the LLM as pretrained) into `eval_stage1.json`.
+        let eval =
+            split(task, s.eval_seed, s.eval_questions_per_family, s.eval_images, (FactSplit::Test, s.fact_objects))
+                .map_err(|e| fail(format!("held-out split: {e}")))?;
+        let stage1_file = out_dir.join(STAGE1_EVAL_FILE);
+        let mut stage1_err = None;
+        let rep = train_vlm(&tc, &mut |info| {
+            if info.stage1_end {
+                let scored = train::eval::evaluate(&model_dir, &eval, None, &mut |_, _| {})
+                    .and_then(|er| train::eval::write_report(&stage1_file, &er));
+                stage1_err = scored.err();
+            }
+        })
+        .map_err(|e| fail(format!("training: {e}")))?;
+        if let Some(e) = stage1_err {
+            return Err(fail(format!("evaluation at the end of stage 1: {e}")));
+        }
         if !rep.finished {
             return Err(fail(format!("training stopped after {} of {} steps", rep.steps, s.stage1_steps + s.steps)));
         }
@@ -463,9 +499,6 @@ impl CellRunner for TrainRunner {
             .map_err(|e| fail(e.to_string()))?;
 
         // Evaluate on the held-out split.
-        let eval =
-            split(task, s.eval_seed, s.eval_questions_per_family, s.eval_images, (FactSplit::Test, s.fact_objects))
-                .map_err(|e| fail(format!("held-out split: {e}")))?;
         let er = train::eval::evaluate(&model_dir, &eval, None, &mut |_, _| {})
             .map_err(|e| fail(format!("evaluation: {e}")))?;
         train::eval::write_report(&out_dir.join("eval.json"), &er).map_err(|e| fail(e.to_string()))?;
@@ -488,7 +521,10 @@ impl CellRunner for TrainRunner {
         let mut family_accuracy: BTreeMap<String, f64> =
             er.families.iter().map(|(k, v)| (k.clone(), v.accuracy)).collect();
         family_accuracy.extend(er.groups.iter().map(|(k, v)| (k.clone(), v.accuracy)));
+        let stage1 = read_stage1_eval(&stage1_file).map_err(|e| fail(e.to_string()))?;
         let details = serde_json::json!({
+            "stage1_score": stage1.as_ref().map(|r| r.overall.accuracy),
+            "stage1_family_accuracy": stage1.as_ref().map(|r| r.families.iter().map(|(k, v)| (k.clone(), v.accuracy)).collect::<BTreeMap<_, _>>()),
             "llm_parameters": rep.llm_parameters,
             "trainable_parameters": rep.trainable_parameters,
             "train_steps": rep.steps,

@@ -10,7 +10,7 @@ use engine::checkpoint::{Checkpoint, VisionTowerSource};
 use engine::generate::{generate, GenerateConfig};
 use engine::vision::load_clip_tower;
 use models::vision::{ClipVisionTower, VisionFeatures};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use synth::{Group, ImageSample, Qa};
 
 use crate::batch::ConversationEncoder;
@@ -20,7 +20,7 @@ use crate::model::TrainableVlm;
 use crate::{Error, Result};
 
 /// Accuracy of one family.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct FamilyScore {
     /// Exactly matching answers.
     pub correct: usize,
@@ -31,7 +31,7 @@ pub struct FamilyScore {
 }
 
 /// Result of [`evaluate`], written as JSON by [`write_report`].
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EvalReport {
     /// Checkpoint directory.
     pub model: String,

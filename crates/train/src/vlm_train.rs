@@ -291,6 +291,9 @@ pub struct StepInfo {
     pub grad_norm: f64,
     /// Training samples (questions) per second in this invocation.
     pub samples_per_s: f64,
+    /// This step ended stage 1 (`stage1_steps` > 0 steps done). Its checkpoint is already saved in
+    /// `out_dir`, so the callback can evaluate the stage-1 VLM (LLM still as pretrained) from there.
+    pub stage1_end: bool,
 }
 
 /// Summary of a run.
@@ -324,7 +327,9 @@ pub struct TrainReport {
     pub samples_per_s: f64,
 }
 
-/// Trains (or resumes) a VLM as `cfg` says; see the module docs. `progress` is called after every step.
+/// Trains (or resumes) a VLM as `cfg` says; see the module docs. `progress` is called after every step,
+/// once that step's checkpoint (if any: every `save_every` steps, at the end of stage 1, at a stop and
+/// at the end) is saved.
 ///
 /// Errors: unknown LLM size or compressor, V not producible from the tower's grid, unreadable tower
 /// or tokenizer, bad data (missing images, corrupt JSONL), a resume whose settings differ from the
@@ -539,6 +544,12 @@ pub fn train_vlm(cfg: &VlmTrainConfig, progress: &mut dyn FnMut(&StepInfo)) -> R
         state.step += 1;
         state.losses.push(loss_value);
         ran += 1;
+        let stop = cfg.stop_after.is_some_and(|k| ran >= k);
+        let stage1_end = stage1 > 0 && state.step == stage1;
+        if state.step.is_multiple_of(cfg.save_every) || state.step == total_steps || stop || stage1_end {
+            state.wall_s = wall_before + t0.elapsed().as_secs_f64();
+            save_checkpoint(&cfg.out_dir, &config, &varmap, &tokenizer_json, Some((&state, &opt)))?;
+        }
         let elapsed = t0.elapsed().as_secs_f64();
         progress(&StepInfo {
             step: state.step,
@@ -547,12 +558,8 @@ pub fn train_vlm(cfg: &VlmTrainConfig, progress: &mut dyn FnMut(&StepInfo)) -> R
             lr,
             grad_norm,
             samples_per_s: (ran * cfg.batch_size) as f64 / elapsed.max(1e-9),
+            stage1_end,
         });
-        let stop = cfg.stop_after.is_some_and(|k| ran >= k);
-        if state.step.is_multiple_of(cfg.save_every) || state.step == total_steps || stop {
-            state.wall_s = wall_before + t0.elapsed().as_secs_f64();
-            save_checkpoint(&cfg.out_dir, &config, &varmap, &tokenizer_json, Some((&state, &opt)))?;
-        }
         if stop {
             break;
         }

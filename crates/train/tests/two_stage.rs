@@ -157,8 +157,21 @@ fn stage1_freezes_the_llm_and_stage2_trains_it() {
         "stage 2 must update the LLM"
     );
 
-    // The same run without interruption gives the same losses (resume across the stage switch).
-    let straight = train_vlm(&vlm_run(&tower, &llm, &tmp.path().join("s2"), 3, 2), &mut |_| {}).unwrap();
+    // The same run without interruption gives the same losses (resume across the stage switch). At
+    // the end of stage 1 (step 3, not a multiple of `save_every` = 2) the callback is told so once,
+    // and the checkpoint it finds in the folder then is the stage-1 VLM, bit for bit the one the run
+    // stopped after 3 steps saved.
+    let s2 = tmp.path().join("s2");
+    let mut seen = vec![];
+    let straight = train_vlm(&vlm_run(&tower, &llm, &s2, 3, 2), &mut |info| {
+        if info.stage1_end {
+            seen.push((info.step, weights(&s2)));
+        }
+    })
+    .unwrap();
+    assert_eq!(seen.len(), 1, "stage1_end must fire once");
+    assert_eq!(seen[0].0, 3);
+    assert!(after1.iter().all(|(k, t)| same(t, &seen[0].1[k])), "the checkpoint at stage1_end is not the stage-1 VLM");
     for (x, y) in straight.losses.iter().zip(&rep.losses) {
         assert!((x - y).abs() <= 1e-5 * x.abs().max(1.0), "losses differ: {x} vs {y}");
     }
