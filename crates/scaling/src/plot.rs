@@ -42,7 +42,12 @@ fn colour(t: f64) -> RGBColor {
     RGBColor(lerp(254.0, 189.0), lerp(178.0, 0.0), lerp(76.0, 38.0))
 }
 
-impl Figure1 {
+/// A figure drawn the same way on any plotters backend (PNG and SVG).
+trait Drawable {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> std::result::Result<(), String>;
+}
+
+impl Drawable for Figure1 {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> std::result::Result<(), String> {
         let cost = PaperCost;
         let q = self.text_tokens;
@@ -141,7 +146,9 @@ impl Figure1 {
         root.present().map_err(|e| e.to_string())?;
         Ok(())
     }
+}
 
+impl Figure1 {
     /// Writes `<stem>.png` (1000×700) and `<stem>.svg` atomically; returns both paths.
     ///
     /// Errors: [`Error::Plot`] naming the file if drawing or writing fails; [`Error::Invalid`] for an
@@ -150,26 +157,149 @@ impl Figure1 {
         if self.data.rows.is_empty() {
             return Err(Error::Invalid("nothing to plot: no cells".into()));
         }
-        register_font();
-        let png = stem.with_extension("png");
-        let svg = stem.with_extension("svg");
-        let dir = png.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let plot_err = |path: &Path, msg: String| Error::Plot { path: path.to_path_buf(), msg };
-        // plotters encodes the PNG into a file: draw into a scratch file, then publish it atomically.
-        let scratch =
-            tempfile::Builder::new().suffix(".png").tempfile_in(dir).map_err(|e| plot_err(&png, e.to_string()))?;
-        {
-            let root = BitMapBackend::new(scratch.path(), (1000, 700)).into_drawing_area();
-            self.draw(&root).map_err(|m| plot_err(&png, m))?;
+        write_png_svg(self, stem)
+    }
+}
+
+/// Draws `fig` into `<stem>.png` (1000×700) and `<stem>.svg`, each written atomically.
+fn write_png_svg<F: Drawable>(fig: &F, stem: &Path) -> Result<Vec<PathBuf>> {
+    register_font();
+    let png = stem.with_extension("png");
+    let svg = stem.with_extension("svg");
+    let dir = png.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let plot_err = |path: &Path, msg: String| Error::Plot { path: path.to_path_buf(), msg };
+    // plotters encodes the PNG into a file: draw into a scratch file, then publish it atomically.
+    let scratch =
+        tempfile::Builder::new().suffix(".png").tempfile_in(dir).map_err(|e| plot_err(&png, e.to_string()))?;
+    {
+        let root = BitMapBackend::new(scratch.path(), (1000, 700)).into_drawing_area();
+        fig.draw(&root).map_err(|m| plot_err(&png, m))?;
+    }
+    let bytes = std::fs::read(scratch.path()).map_err(|e| plot_err(&png, e.to_string()))?;
+    crate::output::write_atomic(&png, &bytes)?;
+    let mut s = String::new();
+    {
+        let root = SVGBackend::with_string(&mut s, (1000, 700)).into_drawing_area();
+        fig.draw(&root).map_err(|m| plot_err(&svg, m))?;
+    }
+    crate::output::write_atomic(&svg, s.as_bytes())?;
+    Ok(vec![png, svg])
+}
+
+/// One training run's loss curve in a [`LearningCurves`] figure.
+#[derive(Debug, Clone)]
+pub struct Curve {
+    /// Legend label (for example the cell id).
+    pub label: String,
+    /// Where the curve's colour sits on the figure's ramp, 0–1 (for example log N scaled over the grid).
+    pub shade: f64,
+    /// Dashed instead of solid (for example the query-free ablation).
+    pub dashed: bool,
+    /// Loss per optimisation step, step 1 first (nats per answer token).
+    pub losses: Vec<f64>,
+}
+
+/// Training loss against optimisation step for several runs: each curve the mean over consecutive
+/// windows of `window` steps (plotted at the window's last step), log-scaled loss axis, and an optional
+/// dotted vertical line where stage 2 begins.
+#[derive(Debug, Clone)]
+pub struct LearningCurves {
+    /// Title line.
+    pub title: String,
+    /// The runs.
+    pub curves: Vec<Curve>,
+    /// Steps averaged per plotted point (≥ 1).
+    pub window: usize,
+    /// Steps of stage 1 (0: none drawn).
+    pub stage1_steps: usize,
+}
+
+impl LearningCurves {
+    /// The plotted points of `losses`: (last step of each full or final partial window, its mean),
+    /// skipping non-finite losses.
+    pub fn smoothed(losses: &[f64], window: usize) -> Vec<(f64, f64)> {
+        let w = window.max(1);
+        losses
+            .chunks(w)
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let ok: Vec<f64> = c.iter().copied().filter(|x| x.is_finite()).collect();
+                (!ok.is_empty()).then(|| ((i * w + c.len()) as f64, ok.iter().sum::<f64>() / ok.len() as f64))
+            })
+            .collect()
+    }
+
+    /// Writes `<stem>.png` (1000×700) and `<stem>.svg` atomically; returns both paths.
+    ///
+    /// Errors: [`Error::Invalid`] when no curve has a finite loss; [`Error::Plot`] naming the file.
+    pub fn write(&self, stem: &Path) -> Result<Vec<PathBuf>> {
+        if self.curves.iter().all(|c| Self::smoothed(&c.losses, self.window).is_empty()) {
+            return Err(Error::Invalid("nothing to plot: no finite loss".into()));
         }
-        let bytes = std::fs::read(scratch.path()).map_err(|e| plot_err(&png, e.to_string()))?;
-        crate::output::write_atomic(&png, &bytes)?;
-        let mut s = String::new();
-        {
-            let root = SVGBackend::with_string(&mut s, (1000, 700)).into_drawing_area();
-            self.draw(&root).map_err(|m| plot_err(&svg, m))?;
+        write_png_svg(self, stem)
+    }
+}
+
+impl Drawable for LearningCurves {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> std::result::Result<(), String> {
+        let series: Vec<(&Curve, Vec<(f64, f64)>)> =
+            self.curves.iter().map(|c| (c, Self::smoothed(&c.losses, self.window))).collect();
+        let pts = series.iter().flat_map(|s| s.1.iter());
+        let (xmax, ylo, yhi) = pts.fold((1.0f64, f64::INFINITY, 0.0f64), |(x, lo, hi), &(s, l)| {
+            (x.max(s), if l > 0.0 { lo.min(l) } else { lo }, hi.max(l))
+        });
+        let (ylo, yhi) = (ylo.min(yhi) * 0.8, yhi.max(ylo) * 1.25);
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, ("sans-serif", 22))
+            .margin(14)
+            .x_label_area_size(48)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0.0..xmax, (ylo.max(1e-6)..yhi.max(1e-5)).log_scale())
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc("optimisation step")
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_desc(format!("training loss (mean of {} steps)", self.window.max(1)))
+            .y_label_formatter(&|y| format!("{y:.2}"))
+            .label_style(("sans-serif", 14))
+            .light_line_style(WHITE.mix(0.0))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        if self.stage1_steps > 0 {
+            let x = self.stage1_steps as f64;
+            chart
+                .draw_series(DashedLineSeries::new(vec![(x, ylo.max(1e-6)), (x, yhi)], 2, 6, BLACK.stroke_width(1)))
+                .map_err(|e| e.to_string())?
+                .label("end of stage 1 (LLM frozen before)")
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.stroke_width(1)));
         }
-        crate::output::write_atomic(&svg, s.as_bytes())?;
-        Ok(vec![png, svg])
+        for (c, pts) in &series {
+            let col = colour(c.shade);
+            let style = col.stroke_width(2);
+            let drawn = if c.dashed {
+                chart.draw_series(DashedLineSeries::new(pts.iter().cloned(), 6, 4, style))
+            } else {
+                chart.draw_series(LineSeries::new(pts.iter().cloned(), style))
+            };
+            let dashed = c.dashed;
+            drawn.map_err(|e| e.to_string())?.label(c.label.clone()).legend(move |(x, y)| {
+                let gap = if dashed { 4 } else { 0 };
+                EmptyElement::at((x, y))
+                    + PathElement::new(vec![(0, 0), (7, 0)], col.stroke_width(2))
+                    + PathElement::new(vec![(7 + gap, 0), (18, 0)], col.stroke_width(2))
+            });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.3))
+            .label_font(("sans-serif", 11))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        root.present().map_err(|e| e.to_string())?;
+        Ok(())
     }
 }

@@ -761,6 +761,72 @@ pub fn score_tables(rows: &[SweepCellRow]) -> String {
     s
 }
 
+/// The training-loss curves of a sweep's finished cells, one figure per (task, LLM size) in grid
+/// order: `curves_<task>_<llm>.{png,svg}` in `out`, a curve per cell (shade by V, dashed for
+/// `query_free`), read from the loss log the trainer keeps beside each cell's checkpoint
+/// (`cells/<id>/model/trainer_state.json`, `losses`). Cells without that file (another runner) are
+/// left out. Returns the files written.
+///
+/// Errors: a trainer state that exists but cannot be read, named; [`scaling::Error::Plot`].
+pub fn write_learning_curves(
+    cfg: &SweepConfig,
+    rows: &[SweepCellRow],
+    query_free: &str,
+    out: &Path,
+) -> Result<Vec<PathBuf>> {
+    let vmax = rows.iter().map(|c| c.visual_tokens).max().unwrap_or(1).max(2) as f64;
+    let mut groups: Vec<((String, String), Vec<scaling::plot::Curve>, usize)> = Vec::new();
+    for c in rows.iter().filter(|c| c.result.is_some()) {
+        let state = cfg.cells_dir().join(&c.cell_id).join("model").join("trainer_state.json");
+        let text = match std::fs::read_to_string(&state) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io(&state)(e)),
+        };
+        let bad = |m: String| crate::Error::CellFile { path: state.clone(), msg: m };
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let losses: Vec<f64> = v["losses"]
+            .as_array()
+            .ok_or_else(|| bad("no `losses` array".into()))?
+            .iter()
+            .map(|x| x.as_f64().unwrap_or(f64::NAN))
+            .collect();
+        let stage1 = c
+            .result
+            .as_ref()
+            .and_then(|r| r.settings.as_ref())
+            .and_then(|s| s.get("stage1_steps"))
+            .and_then(|x| x.as_u64())
+            .unwrap_or(0) as usize;
+        let curve = scaling::plot::Curve {
+            label: format!("V = {} {}", c.visual_tokens, c.compressor),
+            shade: (c.visual_tokens as f64).ln() / vmax.ln(),
+            dashed: c.compressor == query_free,
+            losses,
+        };
+        let key = (c.task.clone(), c.llm.clone());
+        match groups.iter_mut().find(|g| g.0 == key) {
+            Some(g) => {
+                g.1.push(curve);
+                g.2 = g.2.max(stage1);
+            }
+            None => groups.push((key, vec![curve], stage1)),
+        }
+    }
+    let mut files = Vec::new();
+    for ((task, llm), curves, stage1_steps) in groups {
+        let longest = curves.iter().map(|c| c.losses.len()).max().unwrap_or(0);
+        let fig = scaling::plot::LearningCurves {
+            title: format!("{task}, LLM {llm}: training loss per cell"),
+            curves,
+            window: (longest / 60).max(1),
+            stage1_steps,
+        };
+        files.extend(fig.write(&out.join(format!("curves_{task}_{llm}")))?);
+    }
+    Ok(files)
+}
+
 /// Mean, min and max of the finished cells' wall time per LLM size, in grid order: (llm, N, cells,
 /// mean s, min s, max s).
 pub fn wall_time_per_size(rows: &[SweepCellRow]) -> Vec<(String, f64, usize, f64, f64, f64)> {
@@ -910,10 +976,21 @@ pub fn markdown(
             }
         }
     }
-    if !plots.is_empty() {
+    let png = |p: &&PathBuf| p.extension().is_some_and(|e| e == "png");
+    let name_of = |p: &PathBuf| p.file_name().unwrap_or_default().to_string_lossy().to_string();
+    let figure1: Vec<&PathBuf> = plots.iter().filter(png).filter(|p| name_of(p).starts_with("figure1_")).collect();
+    let curves: Vec<&PathBuf> = plots.iter().filter(png).filter(|p| name_of(p).starts_with("curves_")).collect();
+    if !figure1.is_empty() {
         s += "\n## Figure 1 (error vs inference FLOPs)\n\n";
-        for p in plots.iter().filter(|p| p.extension().is_some_and(|e| e == "png")) {
+        for p in figure1 {
             let name = p.file_name().unwrap_or_default().to_string_lossy();
+            s += &format!("![{name}]({name})\n\n");
+        }
+    }
+    if !curves.is_empty() {
+        s += "\n## Learning curves\n\nTraining loss of every cell (nats per answer token, mean over windows of steps), one figure per task and LLM size; the dotted line marks the end of stage 1.\n\n";
+        for p in curves {
+            let name = name_of(p);
             s += &format!("![{name}]({name})\n\n");
         }
     }
@@ -973,6 +1050,9 @@ pub fn write_report(csv: &Path, opts: &ReportOptions, out: &Path) -> Result<(Ana
         write(&format!("frontier_{task}.json"), pretty(t), &mut files)?;
     }
     let cells = a.cells.clone();
+    if let (true, Some(cfg), Some(rows)) = (opts.plots, &opts.sweep, &cells) {
+        plots.extend(write_learning_curves(cfg, rows, &opts.names.query_free, out)?);
+    }
     match &cells {
         Some(rows) => {
             write("cells.csv", sweep_cells_csv(rows), &mut files)?;
@@ -1001,7 +1081,8 @@ fn remove_previous_outputs(out: &Path) -> Result<()> {
         let path = entry.map_err(io(out))?.path();
         let name = path.file_name().unwrap_or_default().to_string_lossy().to_string();
         let ours = (name.starts_with("fit_") || name.starts_with("frontier_")) && name.ends_with(".json")
-            || name.starts_with("figure1_");
+            || name.starts_with("figure1_")
+            || name.starts_with("curves_");
         if ours && path.is_file() {
             std::fs::remove_file(&path).map_err(io(&path))?;
         }

@@ -411,7 +411,7 @@ fn read_stage1_eval(path: &Path) -> Result<Option<train::eval::EvalReport>> {
     match std::fs::read_to_string(path) {
         Ok(t) => serde_json::from_str(&t)
             .map(Some)
-            .map_err(|e| Error::Runner { cell: String::new(), msg: format!("{}: {e}", path.display()) }),
+            .map_err(|e| Error::CellFile { path: path.to_path_buf(), msg: e.to_string() }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io(path)(e)),
     }

@@ -70,6 +70,18 @@ batch_size = 8
     assert!(table.contains(&format!("{:.3} ({:.3})", r.score, c as f64 / n as f64)), "{table}");
     assert!(table.contains("| quecc V = 4 |") && table.contains("| xs |"), "{table}");
 
+    // The written report holds the table and the cell's learning curve, drawn from its loss log.
+    sweep::aggregate::write_aggregate(&cfg).unwrap();
+    let opts = sweep::report::ReportOptions { sweep: Some(cfg.clone()), bootstrap: 0, ..Default::default() };
+    let out = tmp.path().join("report");
+    sweep::report::write_report(&cfg.aggregate_path(), &opts, &out).unwrap();
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("## Scores by LLM and visual tokens") && md.contains(&table), "{md}");
+    assert!(out.join("curves_object_facts_xs.png").is_file() && out.join("curves_object_facts_xs.svg").is_file());
+    assert!(md.contains("![curves_object_facts_xs.png](curves_object_facts_xs.png)"), "{md}");
+    let losses = scaling::plot::LearningCurves::smoothed(&[1.0, 3.0, f64::NAN, 5.0, 2.0], 2);
+    assert_eq!(losses, vec![(2.0, 2.0), (4.0, 5.0), (5.0, 2.0)]);
+
     // A cell without stage 1 records none.
     let no_stage1 = std::fs::read_to_string(&path)
         .unwrap()
