@@ -264,6 +264,10 @@ pub struct ReportNames {
     pub quecc: String,
     /// The query-free ablation of it.
     pub query_free: String,
+    /// The compressor whose cells the law is fitted on. The paper fits its scaling grid on TokenPacker
+    /// (query-free; arXiv 2411.03312 §3), so the default is `tokenpacker`; a grid without such cells
+    /// is fitted on its `quecc` cells, else on the first compressor's (by name).
+    pub law_compressor: String,
 }
 
 impl Default for ReportNames {
@@ -273,6 +277,7 @@ impl Default for ReportNames {
             fine_detail_task: "fine_detail".into(),
             quecc: "quecc".into(),
             query_free: "quecc-noquery".into(),
+            law_compressor: "tokenpacker".into(),
         }
     }
 }

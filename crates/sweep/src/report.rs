@@ -232,12 +232,17 @@ fn compressors(ds: &Dataset) -> Vec<String> {
     c
 }
 
-/// The rows a task's law is fitted on: the QueCC cells when present, else the first compressor's
-/// (sorted by name), else all rows.
+/// The rows a task's law is fitted on: the cells of [`ReportNames::law_compressor`] when present (the
+/// paper's TokenPacker by default), else the QueCC cells, else the first compressor's (sorted by
+/// name), else all rows.
 fn fit_rows(ds: &Dataset, task: &str, names: &ReportNames) -> Result<(Dataset, Option<String>)> {
     let all = ds.select(Some(task), None)?;
     let comps = compressors(&all);
-    let pick = if comps.contains(&names.quecc) { Some(names.quecc.clone()) } else { comps.first().cloned() };
+    let pick = [&names.law_compressor, &names.quecc]
+        .into_iter()
+        .find(|c| comps.contains(c))
+        .cloned()
+        .or_else(|| comps.first().cloned());
     match &pick {
         Some(c) if comps.len() > 1 => Ok((all.select(Some(task), Some(c))?, pick)),
         _ => Ok((all, pick)),

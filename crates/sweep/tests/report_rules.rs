@@ -266,3 +266,40 @@ fn a_task_group_is_judged_on_its_mean_and_gated_by_each_member() {
         v["alpha_gt_beta"].1
     );
 }
+
+/// The law is fitted on the paper's compressor, TokenPacker, when the grid has its cells (the paper's
+/// scaling grid is TokenPacker's), on QueCC's when asked to, and on QueCC's when there is no
+/// TokenPacker cell. The two compressors' scores follow laws with different β, so the fitted β shows
+/// which cells were used.
+#[test]
+fn the_law_is_fitted_on_tokenpacker_cells_as_in_the_paper() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("scores.csv");
+    let mut s = String::from("llm_params,visual_tokens,text_tokens,score,task,compressor\n");
+    for n in [0.002, 0.008, 0.03, 0.1f64] {
+        for v in [1.0, 4.0, 16.0, 64.0f64] {
+            for (comp, beta) in [("quecc", 0.0), ("tokenpacker", 0.04)] {
+                let e = 0.4 * n.powf(-0.1) * v.powf(-beta) + 0.1;
+                s += &format!("{n},{v},10,{},sort_of_clevr,{comp}\n", 1.0 - e);
+            }
+        }
+    }
+    std::fs::write(&path, &s).unwrap();
+    let ds = scaling::data::Dataset::from_path(&path).unwrap();
+    let fit = |names: sweep::grid::ReportNames| {
+        let opts = ReportOptions { bootstrap: 0, grid: Some(coarse()), plots: false, names, ..Default::default() };
+        let a = analyse(&ds, &opts).unwrap();
+        (a.fit_compressor["sort_of_clevr"].clone().unwrap(), a.fits["sort_of_clevr"].law().beta())
+    };
+    let (comp, beta) = fit(Default::default());
+    assert_eq!(comp, "tokenpacker");
+    assert!((beta - 0.04).abs() < 0.005, "β {beta}");
+    let (comp, beta) = fit(sweep::grid::ReportNames { law_compressor: "quecc".into(), ..Default::default() });
+    assert_eq!(comp, "quecc");
+    assert!(beta < 0.005, "β {beta}");
+    let only_quecc: String = s.lines().filter(|l| !l.ends_with(",tokenpacker")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&path, only_quecc).unwrap();
+    let ds = scaling::data::Dataset::from_path(&path).unwrap();
+    let opts = ReportOptions { bootstrap: 0, grid: Some(coarse()), plots: false, ..Default::default() };
+    assert_eq!(analyse(&ds, &opts).unwrap().fit_compressor["sort_of_clevr"].as_deref(), Some("quecc"));
+}
