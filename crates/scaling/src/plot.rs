@@ -42,6 +42,34 @@ fn colour(t: f64) -> RGBColor {
     RGBColor(lerp(254.0, 189.0), lerp(178.0, 0.0), lerp(76.0, 38.0))
 }
 
+/// Fills `root` white and returns a chart builder with the figures' caption, margins and label areas.
+fn blank_chart<'a, 'b, DB: DrawingBackend>(
+    root: &'a DrawingArea<DB, Shift>,
+    title: &str,
+) -> std::result::Result<ChartBuilder<'a, 'b, DB>, String> {
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let mut builder = ChartBuilder::on(root);
+    builder.caption(title, ("sans-serif", 22)).margin(14).x_label_area_size(48).y_label_area_size(64);
+    Ok(builder)
+}
+
+/// Draws the legend box (upper right, labels at `font_size` px) and presents the figure.
+fn legend_and_present<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    root: &DrawingArea<DB, Shift>,
+    font_size: u32,
+) -> std::result::Result<(), String> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .label_font(("sans-serif", font_size))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())
+}
+
 /// A figure drawn the same way on any plotters backend (PNG and SVG).
 trait Drawable {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> std::result::Result<(), String>;
@@ -88,12 +116,7 @@ impl Drawable for Figure1 {
         let (ylo, yhi) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), y| (a.min(y), b.max(y)));
         let pad = (yhi - ylo).max(1e-3) * 0.08;
 
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
-        let mut chart = ChartBuilder::on(root)
-            .caption(&self.title, ("sans-serif", 22))
-            .margin(14)
-            .x_label_area_size(48)
-            .y_label_area_size(64)
+        let mut chart = blank_chart(root, &self.title)?
             .build_cartesian_2d((xlo..xhi).log_scale(), (ylo - pad)..(yhi + pad))
             .map_err(|e| e.to_string())?;
         chart
@@ -135,16 +158,7 @@ impl Drawable for Figure1 {
             .map_err(|e| e.to_string())?
             .label(format!("α = {:.3}, β = {:.3}; points sized by V", self.law.alpha(), self.law.beta()))
             .legend(|(x, y)| Circle::new((x + 9, y), 4, BLACK.mix(0.5)));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .label_font(("sans-serif", 13))
-            .draw()
-            .map_err(|e| e.to_string())?;
-        root.present().map_err(|e| e.to_string())?;
-        Ok(())
+        legend_and_present(&mut chart, root, 13)
     }
 }
 
@@ -249,12 +263,7 @@ impl Drawable for LearningCurves {
             (x.max(s), if l > 0.0 { lo.min(l) } else { lo }, hi.max(l))
         });
         let (ylo, yhi) = (ylo.min(yhi) * 0.8, yhi.max(ylo) * 1.25);
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
-        let mut chart = ChartBuilder::on(root)
-            .caption(&self.title, ("sans-serif", 22))
-            .margin(14)
-            .x_label_area_size(48)
-            .y_label_area_size(64)
+        let mut chart = blank_chart(root, &self.title)?
             .build_cartesian_2d(0.0..xmax, (ylo.max(1e-6)..yhi.max(1e-5)).log_scale())
             .map_err(|e| e.to_string())?;
         chart
@@ -291,15 +300,6 @@ impl Drawable for LearningCurves {
                     + PathElement::new(vec![(7 + gap, 0), (18, 0)], col.stroke_width(2))
             });
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .label_font(("sans-serif", 11))
-            .draw()
-            .map_err(|e| e.to_string())?;
-        root.present().map_err(|e| e.to_string())?;
-        Ok(())
+        legend_and_present(&mut chart, root, 11)
     }
 }
