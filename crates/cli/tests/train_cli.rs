@@ -181,3 +181,31 @@ fn train_llm_defaults_to_the_documented_recipe_and_scales_its_curriculum_with_st
     assert_eq!(bad.status.code(), Some(2), "{}", String::from_utf8_lossy(&bad.stderr));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("object_ramp_steps"));
 }
+
+/// `data make --digits MIN,MAX` sets the fine-detail number's length: every answer of the split is a
+/// number of that many digits (each a patch of one row), counted from the JSONL; bad ranges exit 2.
+#[test]
+fn data_make_digits_sets_the_number_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let made = vlmscale(&["data", "make", "--task", "fine_detail", "--digits", "6,8", "--images", "60", "--out", out]);
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let text = std::fs::read_to_string(dir.path().join("fine_detail_s0.jsonl")).unwrap();
+    let mut lengths = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let answer = v["conversations"][1]["value"].as_str().unwrap();
+        assert!(answer.chars().all(|c| c.is_ascii_digit()), "{answer}");
+        lengths.insert(answer.len());
+    }
+    assert_eq!(lengths.into_iter().collect::<Vec<_>>(), [6, 7, 8]);
+    for (digits, says) in [("6,9", "do not fit"), ("6", "MIN,MAX"), ("4,2", "below"), ("0,2", "digits")] {
+        let r = vlmscale(&["data", "make", "--task", "fine_detail", "--digits", digits, "--out", out]);
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(2), "{digits}: {err}");
+        assert!(err.contains(says), "{digits}: {err}");
+    }
+    let r = vlmscale(&["data", "make", "--digits", "2,3", "--out", out]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("fine_detail only"));
+}

@@ -50,6 +50,18 @@ pub struct MakeArgs {
     /// when there are several ("What is number 47 of the red object?").
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=6))]
     pub fact_objects: u32,
+    /// `fine_detail`: fewest and most digits of the number to read, `MIN,MAX` (default 2,3; one
+    /// digit per 10-px cell of one row, so at most 8 on the 80-px image). Longer numbers need more
+    /// visual tokens to be read: each digit is one patch.
+    #[arg(long, value_name = "MIN,MAX", value_parser = digit_range)]
+    pub digits: Option<(usize, usize)>,
+}
+
+/// Parses `MIN,MAX` for `--digits`.
+fn digit_range(s: &str) -> std::result::Result<(usize, usize), String> {
+    let bad = || format!("{s:?} is not MIN,MAX (two whole numbers, e.g. 6,8)");
+    let (a, b) = s.split_once(',').ok_or_else(bad)?;
+    Ok((a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?))
 }
 
 pub fn run(d: Data) -> Result<()> {
@@ -64,12 +76,20 @@ fn make(a: MakeArgs) -> Result<()> {
         return Err(super::UsageError("--images must be ≥ 1".into()).into());
     }
     let end = a.start.checked_add(a.images).ok_or_else(|| super::UsageError("--start + --images overflows".into()))?;
+    let mut fine_detail = synth::FineDetailConfig::default();
+    if let Some((min, max)) = a.digits {
+        if task != synth::Task::FineDetail {
+            return Err(super::UsageError("--digits applies to --task fine_detail only".into()).into());
+        }
+        (fine_detail.min_digits, fine_detail.max_digits) = (min, max);
+    }
     let generator = synth::Generator::new(synth::DatasetConfig {
         task,
         seed: a.seed,
         facts: a.facts,
         name_questions: a.name_questions,
         fact_objects: a.fact_objects,
+        fine_detail,
         ..Default::default()
     })?;
     let t = Instant::now();
