@@ -115,6 +115,11 @@ pub struct TrainSettings {
     /// `object_facts` cells only: objects drawn per fact image, training and held-out (1–6,
     /// `synth::DatasetConfig::fact_objects`; `vlmscale train vlm --fact-objects`). Default 1.
     pub fact_objects: Option<u32>,
+    /// `fine_detail` cells only: fewest and most digits of the number to read, `[min, max]`, in
+    /// training and held-out images (`synth::FineDetailConfig::{min_digits, max_digits}`; `vlmscale
+    /// data make --digits`). Default: the task's, 2–3. Each digit is one patch of a row, so longer
+    /// numbers (up to 8) need more visual tokens to be read.
+    pub digits: Option<[usize; 2]>,
     /// Per-task overrides (`[train.task.<task>]`), only allowed at the top level.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub task: std::collections::BTreeMap<String, TrainSettings>,
@@ -141,6 +146,7 @@ impl TrainSettings {
             facts: over.facts.or(self.facts),
             name_questions: over.name_questions.or(self.name_questions),
             fact_objects: over.fact_objects.or(self.fact_objects),
+            digits: over.digits.or(self.digits),
             task: Default::default(),
         }
     }
@@ -172,6 +178,12 @@ impl TrainSettings {
         }
         if let Some(k) = self.fact_objects.filter(|k| !(1..=6).contains(k)) {
             return cfg("fact_objects", format!("{k} objects per image: a scene has 1 to 6"));
+        }
+        if let Some([min, max]) = self.digits {
+            let fd = synth::FineDetailConfig { min_digits: min, max_digits: max, ..Default::default() };
+            if let Err(e) = fd.validate() {
+                return cfg("digits", format!("[{min}, {max}]: {e}"));
+            }
         }
         if self.facts == Some(synth::FactSplit::Test) {
             return cfg("facts", "`test` is the evaluation's split: train on `train` or `all`".into());
@@ -470,6 +482,13 @@ impl SweepConfig {
         raw.train.check(&file, "train")?;
         for t in &raw.tasks {
             let s = raw.train.for_task(t);
+            if t != "fine_detail" && s.digits.is_some() {
+                let key = match raw.train.task.get(t).is_some_and(|o| o.digits.is_some()) {
+                    true => format!("train.task.{t}.digits"),
+                    false => "train.digits".to_string(),
+                };
+                return Err(cfg(&key, format!("applies to `fine_detail` cells only, and task `{t}` would get it: set it in [train.task.fine_detail]")));
+            }
             if t != "object_facts" {
                 let key = |k: &str| match raw.train.task.get(t).is_some_and(|o| {
                     o.facts.is_some()

@@ -109,6 +109,10 @@ pub struct CellSettings {
     /// `object_facts` cells: objects drawn per fact image, training and held-out (1 = alone).
     #[serde(skip_serializing_if = "is_one")]
     pub fact_objects: u32,
+    /// `fine_detail` cells: the number's fewest and most digits, training and held-out (`None`: the
+    /// task's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digits: Option<[usize; 2]>,
     /// Held-out images.
     pub eval_images: usize,
     /// Sort-of-CLEVR questions per family per held-out image.
@@ -241,6 +245,7 @@ impl TrainRunner {
             facts: (cell.task == Task::ObjectFacts.name()).then(|| s.facts.unwrap_or(FactSplit::Train)),
             name_questions: if cell.task == Task::ObjectFacts.name() { s.name_questions.unwrap_or(0) } else { 0 },
             fact_objects: if cell.task == Task::ObjectFacts.name() { s.fact_objects.unwrap_or(1) } else { 1 },
+            digits: s.digits.filter(|_| cell.task == Task::FineDetail.name()),
             eval_images: s.eval_images.unwrap_or(DEFAULT_EVAL_IMAGES),
             eval_questions_per_family: s.eval_questions_per_family.unwrap_or(DEFAULT_EVAL_QUESTIONS_PER_FAMILY),
             eval_seed: cell.seed.wrapping_add(EVAL_SEED_OFFSET),
@@ -369,6 +374,7 @@ pub fn training_data(task: Task, settings: &CellSettings) -> TrainData {
         facts: s.facts.unwrap_or(FactSplit::Train),
         name_questions: s.name_questions,
         fact_objects: s.fact_objects,
+        fine_detail: fine_detail(s.digits),
         ..DatasetConfig::default()
     };
     if task != Task::ObjectFacts || s.sort_of_clevr_images == 0 {
@@ -391,16 +397,34 @@ fn is_one(n: &u32) -> bool {
     *n == 1
 }
 
+/// The fine-detail layout with the number's length `digits` (`None`: the task's default).
+fn fine_detail(digits: Option<[usize; 2]>) -> synth::FineDetailConfig {
+    let d = synth::FineDetailConfig::default();
+    match digits {
+        Some([min_digits, max_digits]) => synth::FineDetailConfig { min_digits, max_digits, ..d },
+        None => d,
+    }
+}
+
 /// The generated split of `task` with `seed`: images `0..images`, `object_facts` questions about the
-/// properties of `facts`.
+/// properties of `facts` with `fact_objects` objects per image, fine-detail numbers of `digits`.
 fn split(
     task: Task,
     seed: u64,
     questions_per_family: usize,
     images: usize,
-    (facts, fact_objects): (FactSplit, u32),
+    (facts, fact_objects, digits): (FactSplit, u32, Option<[usize; 2]>),
 ) -> std::result::Result<Vec<ImageSample>, String> {
-    let config = DatasetConfig { task, seed, questions_per_family, facts, fact_objects, ..DatasetConfig::default() };
+    let fine_detail = fine_detail(digits);
+    let config = DatasetConfig {
+        task,
+        seed,
+        questions_per_family,
+        facts,
+        fact_objects,
+        fine_detail,
+        ..DatasetConfig::default()
+    };
     Generator::new(config).and_then(|g| g.generate(0..images as u64)).map_err(|e| e.to_string())
 }
 
@@ -469,9 +493,14 @@ impl CellRunner for TrainRunner {
 
         // The held-out split, also scored at the end of stage 1 (compressor and projector trained,
         // the LLM as pretrained) into `eval_stage1.json`.
-        let eval =
-            split(task, s.eval_seed, s.eval_questions_per_family, s.eval_images, (FactSplit::Test, s.fact_objects))
-                .map_err(|e| fail(format!("held-out split: {e}")))?;
+        let eval = split(
+            task,
+            s.eval_seed,
+            s.eval_questions_per_family,
+            s.eval_images,
+            (FactSplit::Test, s.fact_objects, s.digits),
+        )
+        .map_err(|e| fail(format!("held-out split: {e}")))?;
         let stage1_file = out_dir.join(STAGE1_EVAL_FILE);
         let mut stage1_err = None;
         let rep = train_vlm(&tc, &mut |info| {

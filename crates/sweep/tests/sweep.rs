@@ -241,6 +241,49 @@ fn name_questions_and_fact_objects_reach_the_fact_images_only() {
     assert!(e.contains("`train.name_questions`") && e.contains("object_facts"), "{e}");
 }
 
+/// `[train.task.fine_detail] digits = [6, 8]` sets the number's length of the fine-detail cells'
+/// training and held-out images (what `vlmscale data make --digits 6,8` writes): every generated
+/// answer has 6 to 8 digits. Other cells, and fine-detail cells without the key, keep their settings'
+/// serialisation; a range that does not fit the row, or the key where another task would get it, is
+/// an error naming the key.
+#[test]
+fn digits_reach_the_fine_detail_images_only() {
+    use synth::{Generator, Task};
+    use train::vlm_train::TrainData;
+    let dir = tempfile::tempdir().unwrap();
+    let text = with_presets(&format!("{THREE_SIZES}\n[train.task.fine_detail]\ndigits = [6, 8]\n"));
+    let cfg = config(&text, dir.path());
+    let r = sweep::train_runner::TrainRunner::new(&cfg).unwrap();
+    let cells = cfg.cells();
+    let fd = r.cell_settings(cells.iter().find(|c| c.task == "fine_detail").unwrap());
+    assert_eq!(fd.digits, Some([6, 8]));
+    let TrainData::Generated { config: dc, .. } = sweep::train_runner::training_data(Task::FineDetail, &fd) else {
+        panic!("a fine-detail cell trains on generated images")
+    };
+    let mut lengths = std::collections::BTreeSet::new();
+    for sample in Generator::new(dc).unwrap().generate(0..60).unwrap() {
+        lengths.insert(sample.qas[0].answer.len());
+    }
+    assert_eq!(lengths.into_iter().collect::<Vec<_>>(), [6, 7, 8]);
+    let soc = r.cell_settings(&cells[0]);
+    assert!(soc.digits.is_none() && !serde_json::to_string(&soc).unwrap().contains("\"digits\""));
+    let plain = config(&with_presets(THREE_SIZES), dir.path());
+    let r2 = sweep::train_runner::TrainRunner::new(&plain).unwrap();
+    let s = r2.cell_settings(plain.cells().iter().find(|c| c.task == "fine_detail").unwrap());
+    assert!(!serde_json::to_string(&s).unwrap().contains("\"digits\""));
+    let p = dir.path().join("bad.toml");
+    let err = |t: &str| {
+        std::fs::write(&p, t).unwrap();
+        SweepConfig::from_path(&p).unwrap_err().to_string()
+    };
+    let e = err(&text.replace("[6, 8]", "[6, 9]"));
+    assert!(e.contains("`train.task.fine_detail.digits`") && e.contains("do not fit"), "{e}");
+    let e = err(&text.replace("[6, 8]", "[4, 2]"));
+    assert!(e.contains("`train.task.fine_detail.digits`"), "{e}");
+    let e = err(&format!("{THREE_SIZES}\n[train]\ndigits = [4, 6]\n"));
+    assert!(e.contains("`train.digits`") && e.contains("sort_of_clevr"), "{e}");
+}
+
 /// The knowledge grid's config loads; every size starts from a shipped LLM pretrained on the world's
 /// facts, and its fact cells train on the scene + fact mixture.
 #[test]
