@@ -161,9 +161,9 @@ pub struct VlmArgs {
     /// Generated training images when `--data` is not given (each with 6 families × 2 questions).
     #[arg(long, conflicts_with = "data")]
     pub images: Option<usize>,
-    /// Add this many generated `object_facts` images (one object each, dataset seed 1) after the
-    /// Sort-of-CLEVR images: aligns the visual tokens on families the LLM reads from text while
-    /// asking facts it learnt from text.
+    /// Add this many generated `object_facts` images (dataset seed 1; one object each unless
+    /// `--fact-objects`) after the Sort-of-CLEVR images: aligns the visual tokens on families the LLM
+    /// reads from text while asking facts it learnt from text.
     #[arg(long, conflicts_with = "data")]
     pub fact_images: Option<usize>,
     /// Which properties the `--fact-images` questions ask: `train` (the first half; evaluation on
