@@ -180,8 +180,7 @@ impl TrainSettings {
             return cfg("fact_objects", format!("{k} objects per image: a scene has 1 to 6"));
         }
         if let Some([min, max]) = self.digits {
-            let fd = synth::FineDetailConfig { min_digits: min, max_digits: max, ..Default::default() };
-            if let Err(e) = fd.validate() {
+            if let Err(e) = synth::FineDetailConfig::with_digits(min, max).validate() {
                 return cfg("digits", format!("[{min}, {max}]: {e}"));
             }
         }

@@ -769,8 +769,8 @@ pub fn score_tables(rows: &[SweepCellRow]) -> String {
 /// The training-loss curves of a sweep's finished cells, one figure per (task, LLM size) in grid
 /// order: `curves_<task>_<llm>.{png,svg}` in `out`, a curve per cell (shade by V, dashed for
 /// `query_free`), read from the loss log the trainer keeps beside each cell's checkpoint
-/// (`cells/<id>/model/trainer_state.json`, `losses`). Cells without that file (another runner) are
-/// left out. Returns the files written.
+/// (`cells/<id>/model/trainer_state.json`, `train::checkpoint_io::TrainerState::losses`). Cells
+/// without that file (another runner) are left out. Returns the files written.
 ///
 /// Errors: a trainer state that exists but cannot be read, named; [`scaling::Error::Plot`].
 pub fn write_learning_curves(
@@ -782,20 +782,19 @@ pub fn write_learning_curves(
     let vmax = rows.iter().map(|c| c.visual_tokens).max().unwrap_or(1).max(2) as f64;
     let mut groups: Vec<((String, String), Vec<scaling::plot::Curve>, usize)> = Vec::new();
     for c in rows.iter().filter(|c| c.result.is_some()) {
-        let state = cfg.cells_dir().join(&c.cell_id).join("model").join("trainer_state.json");
+        let state = cfg
+            .cells_dir()
+            .join(&c.cell_id)
+            .join(crate::train_runner::CELL_MODEL_DIR)
+            .join(train::checkpoint_io::TRAINER_STATE_FILE);
         let text = match std::fs::read_to_string(&state) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(io(&state)(e)),
         };
-        let bad = |m: String| crate::Error::CellFile { path: state.clone(), msg: m };
-        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-        let losses: Vec<f64> = v["losses"]
-            .as_array()
-            .ok_or_else(|| bad("no `losses` array".into()))?
-            .iter()
-            .map(|x| x.as_f64().unwrap_or(f64::NAN))
-            .collect();
+        let losses = serde_json::from_str::<train::checkpoint_io::TrainerState>(&text)
+            .map_err(|e| crate::Error::CellFile { path: state.clone(), msg: e.to_string() })?
+            .losses;
         let stage1 = c
             .result
             .as_ref()

@@ -46,6 +46,9 @@ pub const DEFAULT_EVAL_IMAGES: usize = 200;
 pub const DEFAULT_EVAL_QUESTIONS_PER_FAMILY: usize = 1;
 /// The held-out split's generator seed is the sweep's seed plus this.
 pub const EVAL_SEED_OFFSET: u64 = 1;
+/// The folder inside `cells/<id>/` that holds the cell's checkpoint (LLaVA layout, with the trainer
+/// state while it trains).
+pub const CELL_MODEL_DIR: &str = "model";
 /// A cell's held-out evaluation at the end of stage 1 (`train::eval::EvalReport` JSON), next to `eval.json`.
 pub const STAGE1_EVAL_FILE: &str = "eval_stage1.json";
 /// File inside the tower folder recording the settings it was pretrained with.
@@ -399,11 +402,7 @@ fn is_one(n: &u32) -> bool {
 
 /// The fine-detail layout with the number's length `digits` (`None`: the task's default).
 fn fine_detail(digits: Option<[usize; 2]>) -> synth::FineDetailConfig {
-    let d = synth::FineDetailConfig::default();
-    match digits {
-        Some([min_digits, max_digits]) => synth::FineDetailConfig { min_digits, max_digits, ..d },
-        None => d,
-    }
+    digits.map(|[min, max]| synth::FineDetailConfig::with_digits(min, max)).unwrap_or_default()
 }
 
 /// The generated split of `task` with `seed`: images `0..images`, `object_facts` questions about the
@@ -474,7 +473,7 @@ impl CellRunner for TrainRunner {
         let cpu0 = thread_cpu_seconds();
         let s = self.cell_settings(cell);
         let task = Task::from_name(&cell.task).ok_or_else(|| fail(format!("unknown task `{}`", cell.task)))?;
-        let model_dir = out_dir.join("model");
+        let model_dir = out_dir.join(CELL_MODEL_DIR);
 
         // Train (resumes from model_dir's checkpoint if a previous run of this cell was killed).
         let mut tc = VlmTrainConfig::new(&s.llm, &s.compressor, s.visual_tokens, &tower, &model_dir);

@@ -73,6 +73,12 @@ impl Default for FineDetailConfig {
 }
 
 impl FineDetailConfig {
+    /// The default layout with numbers of `min_digits..=max_digits` digits (not validated: see
+    /// [`Self::validate`]).
+    pub fn with_digits(min_digits: usize, max_digits: usize) -> FineDetailConfig {
+        FineDetailConfig { min_digits, max_digits, ..FineDetailConfig::default() }
+    }
+
     /// Checks the fields. Errors: [`Error::Config`] naming the field (no digits, `min > max`, more
     /// than 32 digits, scale 0 or > 16, text wider than the image, bad distractor size).
     pub fn validate(&self) -> Result<()> {

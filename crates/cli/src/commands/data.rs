@@ -76,13 +76,10 @@ fn make(a: MakeArgs) -> Result<()> {
         return Err(super::UsageError("--images must be ≥ 1".into()).into());
     }
     let end = a.start.checked_add(a.images).ok_or_else(|| super::UsageError("--start + --images overflows".into()))?;
-    let mut fine_detail = synth::FineDetailConfig::default();
-    if let Some((min, max)) = a.digits {
-        if task != synth::Task::FineDetail {
-            return Err(super::UsageError("--digits applies to --task fine_detail only".into()).into());
-        }
-        (fine_detail.min_digits, fine_detail.max_digits) = (min, max);
+    if a.digits.is_some() && task != synth::Task::FineDetail {
+        return Err(super::UsageError("--digits applies to --task fine_detail only".into()).into());
     }
+    let fine_detail = a.digits.map(|(min, max)| synth::FineDetailConfig::with_digits(min, max)).unwrap_or_default();
     let generator = synth::Generator::new(synth::DatasetConfig {
         task,
         seed: a.seed,
